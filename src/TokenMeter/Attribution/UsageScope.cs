@@ -1,0 +1,124 @@
+namespace TokenMeter.Attribution;
+
+/// <summary>
+/// An ambient attribution scope. Every OpenAI call made inside it — across <c>await</c>s and the
+/// tasks it starts — is recorded with its user, endpoint, session, problem and tags, and added to
+/// its <see cref="Totals"/> (and to those of every enclosing scope). Call sites do not change.
+/// </summary>
+/// <example>
+/// <code>
+/// using var scope = UsageScope.Begin(new UsageContext { UserId = "42", Endpoint = "/api/hint" });
+/// var reply = await chatClient.CompleteChatAsync(messages);
+/// Console.WriteLine(scope.Totals.CostUsd);
+/// </code>
+/// </example>
+public sealed class UsageScope : IDisposable
+{
+    private static readonly AsyncLocal<UsageScope?> CurrentScope = new();
+
+    private readonly UsageScope? _parent;
+    private readonly Lock _gate = new();
+    private UsageTotals _totals = UsageTotals.Empty;
+    private bool _disposed;
+
+    private UsageScope(UsageScope? parent, UsageContext context)
+    {
+        _parent = parent;
+        Context = context;
+    }
+
+    /// <summary>The innermost open scope of the current async flow, or null.</summary>
+    public static UsageScope? Current => CurrentScope.Value;
+
+    /// <summary>The effective context: this scope's values over those of the enclosing scopes.</summary>
+    public UsageContext Context { get; }
+
+    /// <summary>What the calls made inside this scope (and its nested scopes) used so far.</summary>
+    public UsageTotals Totals
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _totals;
+            }
+        }
+    }
+
+    /// <summary>Opens a scope nested in the current one; dispose it to close it.</summary>
+    /// <param name="context">Who and what the calls are for; null values inherit from the enclosing scope.</param>
+    /// <returns>The open scope.</returns>
+    public static UsageScope Begin(UsageContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var parent = CurrentScope.Value;
+        var scope = new UsageScope(parent, Merge(parent?.Context, context));
+        CurrentScope.Value = scope;
+        return scope;
+    }
+
+    /// <summary>Adds a finished call to this scope and every enclosing one.</summary>
+    /// <param name="record">The priced record.</param>
+    public void Add(UsageRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        for (var scope = this; scope is not null; scope = scope._parent)
+        {
+            lock (scope._gate)
+            {
+                scope._totals = scope._totals.Add(record);
+            }
+        }
+    }
+
+    /// <summary>Closes the scope: the enclosing scope becomes current again in this flow.</summary>
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        if (ReferenceEquals(CurrentScope.Value, this))
+        {
+            CurrentScope.Value = _parent;
+        }
+    }
+
+    private static UsageContext Merge(UsageContext? outer, UsageContext inner)
+    {
+        if (outer is null)
+        {
+            return inner;
+        }
+
+        IReadOnlyDictionary<string, string>? tags = outer.Tags;
+        if (inner.Tags is { Count: > 0 })
+        {
+            if (outer.Tags is null or { Count: 0 })
+            {
+                tags = inner.Tags;
+            }
+            else
+            {
+                var merged = new Dictionary<string, string>(outer.Tags, StringComparer.Ordinal);
+                foreach (var (key, value) in inner.Tags)
+                {
+                    merged[key] = value;
+                }
+
+                tags = merged;
+            }
+        }
+
+        return new UsageContext
+        {
+            UserId = inner.UserId ?? outer.UserId,
+            Endpoint = inner.Endpoint ?? outer.Endpoint,
+            SessionId = inner.SessionId ?? outer.SessionId,
+            ProblemId = inner.ProblemId ?? outer.ProblemId,
+            Tags = tags,
+        };
+    }
+}

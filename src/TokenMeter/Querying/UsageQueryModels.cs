@@ -1,0 +1,177 @@
+namespace TokenMeter.Querying;
+
+/// <summary>Calls, tokens, cost and distinct users over a period.</summary>
+/// <param name="Calls">Number of calls.</param>
+/// <param name="Tokens">Total tokens.</param>
+/// <param name="CostUsd">Cost in US dollars (unpriced calls count as zero).</param>
+/// <param name="ActiveUsers">Distinct non-null users with at least one call.</param>
+public sealed record UsagePeriodTotals(long Calls, long Tokens, decimal CostUsd, long ActiveUsers)
+{
+    /// <summary>Nothing.</summary>
+    public static UsagePeriodTotals Empty { get; } = new(0, 0, 0m, 0);
+}
+
+/// <summary>Platform-wide figures: ever, today and this month (UTC).</summary>
+/// <param name="TotalCalls">Calls ever.</param>
+/// <param name="TotalTokens">Tokens ever.</param>
+/// <param name="TotalCostUsd">Cost ever.</param>
+/// <param name="ActiveUsers">Distinct users ever.</param>
+/// <param name="Today">Today's figures.</param>
+/// <param name="ThisMonth">This calendar month's figures.</param>
+public sealed record UsageStats(
+    long TotalCalls,
+    long TotalTokens,
+    decimal TotalCostUsd,
+    long ActiveUsers,
+    UsagePeriodTotals Today,
+    UsagePeriodTotals ThisMonth);
+
+/// <summary>Sort keys for user summaries.</summary>
+public enum UserSummarySort
+{
+    /// <summary>Total cost.</summary>
+    Cost = 0,
+
+    /// <summary>Total tokens.</summary>
+    Tokens = 1,
+
+    /// <summary>Number of calls.</summary>
+    Calls = 2,
+
+    /// <summary>Time of the last call.</summary>
+    LastCall = 3,
+
+    /// <summary>User id (ordinal string order).</summary>
+    UserId = 4,
+}
+
+/// <summary>Sort direction.</summary>
+public enum SortOrder
+{
+    /// <summary>Smallest first.</summary>
+    Ascending = 0,
+
+    /// <summary>Largest first.</summary>
+    Descending = 1,
+}
+
+/// <summary>A page request for user summaries. Ties are always broken by user id (ordinal, ascending) so pages never overlap.</summary>
+/// <param name="Sort">Sort key.</param>
+/// <param name="Order">Sort direction.</param>
+/// <param name="Limit">Page size, 1..500.</param>
+/// <param name="Offset">Rows to skip, 0 or more.</param>
+public sealed record UserSummaryQuery(
+    UserSummarySort Sort = UserSummarySort.Cost,
+    SortOrder Order = SortOrder.Descending,
+    int Limit = 50,
+    int Offset = 0);
+
+/// <summary>All-time usage of one user.</summary>
+/// <param name="UserId">The user.</param>
+/// <param name="TotalCalls">Calls.</param>
+/// <param name="InputTokens">Input tokens.</param>
+/// <param name="CachedInputTokens">Cached input tokens.</param>
+/// <param name="OutputTokens">Output tokens.</param>
+/// <param name="ReasoningTokens">Reasoning tokens.</param>
+/// <param name="TotalTokens">Total tokens.</param>
+/// <param name="TotalCostUsd">Cost.</param>
+/// <param name="LastCallAt">When the user's latest call started.</param>
+public sealed record UserUsageSummary(
+    string UserId,
+    long TotalCalls,
+    long InputTokens,
+    long CachedInputTokens,
+    long OutputTokens,
+    long ReasoningTokens,
+    long TotalTokens,
+    decimal TotalCostUsd,
+    DateTimeOffset? LastCallAt);
+
+/// <summary>One page of user summaries.</summary>
+/// <param name="Items">The page.</param>
+/// <param name="Total">Number of users with usage, over all pages.</param>
+public sealed record UserSummaryPage(IReadOnlyList<UserUsageSummary> Items, long Total);
+
+/// <summary>Usage by endpoint and model.</summary>
+/// <param name="Endpoint">Endpoint label (null for calls made outside any labelled scope).</param>
+/// <param name="Model">Model.</param>
+/// <param name="Calls">Calls.</param>
+/// <param name="InputTokens">Input tokens.</param>
+/// <param name="CachedInputTokens">Cached input tokens.</param>
+/// <param name="OutputTokens">Output tokens.</param>
+/// <param name="TotalTokens">Total tokens.</param>
+/// <param name="CostUsd">Cost.</param>
+public sealed record EndpointUsage(
+    string? Endpoint,
+    string? Model,
+    long Calls,
+    long InputTokens,
+    long CachedInputTokens,
+    long OutputTokens,
+    long TotalTokens,
+    decimal CostUsd);
+
+/// <summary>Usage of one user by endpoint and model.</summary>
+/// <param name="UserId">The user.</param>
+/// <param name="Endpoint">Endpoint label.</param>
+/// <param name="Model">Model.</param>
+/// <param name="Calls">Calls.</param>
+/// <param name="InputTokens">Input tokens.</param>
+/// <param name="CachedInputTokens">Cached input tokens.</param>
+/// <param name="OutputTokens">Output tokens.</param>
+/// <param name="TotalTokens">Total tokens.</param>
+/// <param name="CostUsd">Cost.</param>
+public sealed record UserEndpointUsage(
+    string UserId,
+    string? Endpoint,
+    string? Model,
+    long Calls,
+    long InputTokens,
+    long CachedInputTokens,
+    long OutputTokens,
+    long TotalTokens,
+    decimal CostUsd);
+
+/// <summary>Usage over one UTC day or month.</summary>
+/// <param name="Period">The day, or the first day of the month.</param>
+/// <param name="Calls">Calls.</param>
+/// <param name="InputTokens">Input tokens.</param>
+/// <param name="CachedInputTokens">Cached input tokens.</param>
+/// <param name="OutputTokens">Output tokens.</param>
+/// <param name="TotalTokens">Total tokens.</param>
+/// <param name="CostUsd">Cost.</param>
+/// <param name="ActiveUsers">Distinct non-null users.</param>
+public sealed record PeriodUsage(
+    DateOnly Period,
+    long Calls,
+    long InputTokens,
+    long CachedInputTokens,
+    long OutputTokens,
+    long TotalTokens,
+    decimal CostUsd,
+    long ActiveUsers);
+
+/// <summary>One user's usage on one UTC day.</summary>
+/// <param name="UserId">The user.</param>
+/// <param name="Date">The day.</param>
+/// <param name="Calls">Calls.</param>
+/// <param name="TotalTokens">Total tokens.</param>
+/// <param name="CostUsd">Cost.</param>
+public sealed record UserDailyUsage(string UserId, DateOnly Date, long Calls, long TotalTokens, decimal CostUsd);
+
+/// <summary>A user's usage with its breakdowns.</summary>
+/// <param name="Summary">All-time totals.</param>
+/// <param name="ThisMonth">This calendar month (UTC).</param>
+/// <param name="ByEndpoint">All-time usage by endpoint and model, costliest first.</param>
+/// <param name="Daily">The last 30 days that had calls, newest first.</param>
+public sealed record UserUsageDetail(
+    UserUsageSummary Summary,
+    UsagePeriodTotals ThisMonth,
+    IReadOnlyList<UserEndpointUsage> ByEndpoint,
+    IReadOnlyList<UserDailyUsage> Daily);
+
+/// <summary>Which raw records to export.</summary>
+/// <param name="From">First UTC day included; null for no lower bound.</param>
+/// <param name="To">Last UTC day included; null for no upper bound.</param>
+/// <param name="UserId">Only this user's records; null for everyone.</param>
+public sealed record UsageExportQuery(DateOnly? From = null, DateOnly? To = null, string? UserId = null);
