@@ -31,7 +31,7 @@ public static class TokenMeterOpenAIBuilderExtensions
             options.Configure(configure);
         }
 
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<TokenMeterOpenAIOptions>, TokenMeterOpenAIOptionsValidator>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<TokenMeterOpenAIOptions>, TokenMeterOpenAIOptionsKeyedValidator>());
 
         // The SDK applies its own per-try network timeout; the HttpClient must not cut streams short.
         services.AddHttpClient(TokenMeterOpenAIOptions.HttpClientName, c => c.Timeout = Timeout.InfiniteTimeSpan)
