@@ -14,6 +14,7 @@ internal sealed class PostgresSchemaInstaller(PostgresStoreContext context) : IH
 {
     private readonly CancellationTokenSource stopping = new();
     private Task? loop;
+    private int disposed;
 
     /// <summary>Completes when the schema is ready (for tests and diagnostics).</summary>
     public Task Installed => installed.Task;
@@ -37,7 +38,18 @@ internal sealed class PostgresSchemaInstaller(PostgresStoreContext context) : IH
 
     public async ValueTask DisposeAsync()
     {
+        // Registered both as itself and as a hosted service, so the container may dispose it twice.
+        if (Interlocked.Exchange(ref disposed, 1) != 0)
+        {
+            return;
+        }
+
         await stopping.CancelAsync().ConfigureAwait(false);
+        if (loop is not null)
+        {
+            await loop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+
         stopping.Dispose();
     }
 

@@ -141,6 +141,7 @@ public sealed partial class PostgresServer : IAsyncDisposable
                     Pooling = true,
                     MaxPoolSize = 50,
                 }.ConnectionString;
+                StartWatchdog(pid, folder);
                 return new PostgresServer(connectionString, folder, pid);
             }
 
@@ -225,6 +226,36 @@ public sealed partial class PostgresServer : IAsyncDisposable
         }
 
         TryDeleteFolder(folder);
+    }
+
+    /// <summary>
+    /// A detached shell that stops the cluster and deletes its folder once this process is gone, in
+    /// case it dies (or is killed by the test runner) before <see cref="DisposeAsync"/> finishes.
+    /// </summary>
+    private static void StartWatchdog(int postmasterPid, string folder)
+    {
+        var start = new ProcessStartInfo
+        {
+            FileName = "setsid",
+            UseShellExecute = false,
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        start.ArgumentList.Add("sh");
+        start.ArgumentList.Add("-c");
+        start.ArgumentList.Add(
+            "exec </dev/null >/dev/null 2>&1; " +
+            "while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; " +
+            "[ -d \"$3\" ] || exit 0; " +
+            "if tr '\\0' ' ' < /proc/\"$2\"/cmdline 2>/dev/null | grep -qF \"$3\"; then " +
+            "kill -QUIT \"$2\"; i=0; while kill -0 \"$2\" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i+1)); done; kill -KILL \"$2\" 2>/dev/null; fi; " +
+            "rm -rf \"$3\"");
+        start.ArgumentList.Add("tokenmeter-pg-watchdog");
+        start.ArgumentList.Add(Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        start.ArgumentList.Add(postmasterPid.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        start.ArgumentList.Add(folder);
+        using var watchdog = Process.Start(start);
     }
 
     private static int FreePort()
