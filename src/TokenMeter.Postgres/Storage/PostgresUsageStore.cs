@@ -15,6 +15,11 @@ internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageS
     public async ValueTask<int> AppendAsync(IReadOnlyList<UsageRecord> records, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(records);
+        foreach (var record in records)
+        {
+            ArgumentNullException.ThrowIfNull(record, nameof(records));
+        }
+
         if (records.Count == 0)
         {
             return 0;
