@@ -27,7 +27,6 @@ internal static class HomeworkEndpoints
             .AddEndpointFilter(new HomeworkRequestFilter(feature))
             .WithUsageAttribution(Enrich)
             .WithBudgetEnforcement()
-            .Accepts<JsonObject>("application/json")
             .Produces<JsonObject>()
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status401Unauthorized)
