@@ -8,7 +8,7 @@ using Microsoft.AspNetCore.Authentication.JwtBearer;
 using Microsoft.IdentityModel.Tokens;
 using Npgsql;
 using TokenMeter;
-using TokenMeter.AspNetCore;
+using HomeworkApi.Shims;
 
 var builder = WebApplication.CreateBuilder(args);
 var settings = HomeworkSettings.Load(builder.Configuration, builder.Environment);

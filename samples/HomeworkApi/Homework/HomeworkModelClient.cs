@@ -16,7 +16,7 @@ namespace HomeworkApi.Homework;
 /// </summary>
 internal sealed class HomeworkModelClient(OpenAIClient client, ILogger<HomeworkModelClient> logger)
 {
-    public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+    public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     /// <summary>A chat completion whose reply must be a JSON object of the named schema.</summary>
     public async Task<IResult> CompleteStructuredAsync(string model, List<ChatMessage> messages, string schema, int maxOutputTokens, Action<JsonObject>? addFields, CancellationToken cancellationToken)

@@ -1,6 +1,6 @@
 using HomeworkApi.Accounts;
 using HomeworkApi.Hosting;
-using TokenMeter.AspNetCore;
+using HomeworkApi.Shims;
 
 namespace HomeworkApi.Homework;
 

@@ -1,7 +1,8 @@
-// TEMPORARY: stands in for TokenMeter.AspNetCore until it lands on main; deleted on merge.
+// TEMPORARY: stands in for TokenMeter.AspNetCore until it lands on main (own namespace, so nothing clashes); deleted then.
+using TokenMeter;
 using TokenMeter.Attribution;
 
-namespace TokenMeter.AspNetCore
+namespace HomeworkApi.Shims
 {
     internal interface IUserDirectory
     {
@@ -20,7 +21,7 @@ namespace TokenMeter.AspNetCore
     }
 }
 
-namespace TokenMeter.AspNetCore.Attribution
+namespace HomeworkApi.Shims.Attribution
 {
     internal sealed class UsageAttributionContext(HttpContext httpContext)
     {
@@ -61,20 +62,11 @@ namespace TokenMeter.AspNetCore.Attribution
     }
 }
 
-namespace TokenMeter.AspNetCore.Budgets
+namespace HomeworkApi.Shims.Budgets
 {
     internal static class ShimBudgets
     {
         public static TBuilder WithBudgetEnforcement<TBuilder>(this TBuilder builder)
             where TBuilder : IEndpointConventionBuilder => builder;
-    }
-}
-
-namespace TokenMeter
-{
-    // TEMPORARY: until TokenMeter.Postgres lands on main.
-    internal static class ShimPostgres
-    {
-        public static ITokenMeterBuilder AddPostgresStore(this ITokenMeterBuilder builder, Npgsql.NpgsqlDataSource dataSource) => builder;
     }
 }
