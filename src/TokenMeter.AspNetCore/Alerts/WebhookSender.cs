@@ -26,6 +26,9 @@ internal sealed class WebhookSender : BackgroundService, IWebhookSender
     private readonly ILogger _logger;
     private readonly Counter<long> _sent;
     private readonly Counter<long> _failed;
+    private readonly Lock _idleGate = new();
+    private int _unfinished;
+    private TaskCompletionSource _idle = CompletedIdle();
 
     public WebhookSender(
         IHttpClientFactory httpClients, IOptionsMonitor<TokenMeterAlertOptions> options, TimeProvider time, ILogger<WebhookSender> logger, IMeterFactory meterFactory)
@@ -51,8 +54,10 @@ internal sealed class WebhookSender : BackgroundService, IWebhookSender
         }
 
         var body = JsonSerializer.SerializeToUtf8Bytes(new WebhookEnvelope(id, eventType, _time.GetUtcNow(), data), Json);
+        BeginWork();
         if (!_queue.Writer.TryWrite(new Delivery(eventType, id, body, onDelivered)))
         {
+            EndWork();
             _failed.Add(1, new KeyValuePair<string, object?>("tokenmeter.event", eventType));
             Log.WebhookDropped(_logger, eventType, id);
             return false;
@@ -125,6 +130,7 @@ internal sealed class WebhookSender : BackgroundService, IWebhookSender
         finally
         {
             slots.Release();
+            EndWork();
         }
     }
 
@@ -160,6 +166,44 @@ internal sealed class WebhookSender : BackgroundService, IWebhookSender
         {
             Log.WebhookFailed(_logger, ex, delivery.EventType, delivery.Id, attempt);
             return false;
+        }
+    }
+
+    /// <summary>Completes when every queued event has been delivered or given up (tests await it).</summary>
+    internal Task WhenIdleAsync()
+    {
+        lock (_idleGate)
+        {
+            return _idle.Task;
+        }
+    }
+
+    private static TaskCompletionSource CompletedIdle()
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        done.SetResult();
+        return done;
+    }
+
+    private void BeginWork()
+    {
+        lock (_idleGate)
+        {
+            if (_unfinished++ == 0)
+            {
+                _idle = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            }
+        }
+    }
+
+    private void EndWork()
+    {
+        lock (_idleGate)
+        {
+            if (--_unfinished == 0)
+            {
+                _idle.TrySetResult();
+            }
         }
     }
 
