@@ -1,3 +1,10 @@
 using BenchmarkDotNet.Running;
+using TokenMeter.Benchmarks.Forecasting;
+
+if (args.Length > 0 && args[0] == "forecast-backtest")
+{
+    return ForecastBacktest.Run(args[1..]);
+}
 
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+return 0;

@@ -1,0 +1,241 @@
+namespace TokenMeter.Forecasting;
+
+/// <summary>
+/// Projects a month's cost from a daily cost series: month to date, plus each remaining day at the
+/// recent rate of its kind (weekday or weekend), with an 80% interval from the spread of recent days.
+/// Pure: no clock, no store.
+/// </summary>
+internal static class CostProjection
+{
+    /// <summary>Projects the month that contains <paramref name="asOf"/> (UTC).</summary>
+    /// <param name="dailyCost">Cost per UTC day; missing days within the history cost nothing.</param>
+    /// <param name="firstDay">The first day with any usage (history starts here); null when there is none.</param>
+    /// <param name="asOf">When the projection is made; the day it falls on counts as partly elapsed.</param>
+    /// <param name="settings">Knobs; null for <see cref="ProjectionSettings.Default"/>.</param>
+    /// <returns>The projection.</returns>
+    public static CostProjectionResult Project(
+        IReadOnlyDictionary<DateOnly, decimal> dailyCost,
+        DateOnly? firstDay,
+        DateTimeOffset asOf,
+        ProjectionSettings? settings = null)
+    {
+        ArgumentNullException.ThrowIfNull(dailyCost);
+        settings ??= ProjectionSettings.Default;
+
+        var utc = asOf.ToUniversalTime();
+        var today = DateOnly.FromDateTime(utc.UtcDateTime);
+        var elapsed = utc.TimeOfDay.TotalDays;
+        var monthStart = new DateOnly(today.Year, today.Month, 1);
+        var monthEnd = monthStart.AddMonths(1).AddDays(-1);
+
+        decimal monthToDate = 0m;
+        for (var d = monthStart; d <= today; d = d.AddDays(1))
+        {
+            monthToDate += Cost(dailyCost, d);
+        }
+
+        var historyDays = firstDay is { } first && first < today ? today.DayNumber - first.DayNumber : 0;
+
+        // The rest of today plus every later day of the month, each with its expected cost.
+        var remaining = new List<DateOnly>();
+        for (var d = today; d <= monthEnd; d = d.AddDays(1))
+        {
+            remaining.Add(d);
+        }
+
+        double[] expected;
+        double dailySpread;
+        double windowSize;
+        string method;
+        double widening = 1.0;
+
+        if (historyDays == 0)
+        {
+            // Not one complete day: extrapolate today's spend so far over the elapsed part of the day.
+            var todaySoFar = (double)Cost(dailyCost, today);
+            var rate = firstDay is null ? 0 : todaySoFar / Math.Max(elapsed, 0.25);
+            expected = remaining.Select(_ => rate).ToArray();
+            dailySpread = rate;
+            windowSize = 1;
+            widening = settings.ShortHistoryWidening;
+            method = firstDay is null
+                ? "no usage yet: nothing to project"
+                : "flat rate from today so far (no complete day of history yet; interval widened)";
+        }
+        else
+        {
+            var window = Math.Min(settings.WindowDays, historyDays);
+            var days = new List<(DateOnly Day, double Cost)>(window);
+            for (var d = today.AddDays(-window); d < today; d = d.AddDays(1))
+            {
+                days.Add((d, (double)Cost(dailyCost, d)));
+            }
+
+            var weekdays = days.Where(x => !IsWeekend(x.Day)).Select(x => x.Cost).ToArray();
+            var weekends = days.Where(x => IsWeekend(x.Day)).Select(x => x.Cost).ToArray();
+            var seasonal = historyDays >= settings.MinimumHistoryDays && weekdays.Length > 0 && weekends.Length > 0;
+
+            double weekdayRate, weekendRate;
+            if (seasonal)
+            {
+                weekdayRate = RobustMean(weekdays);
+                weekendRate = RobustMean(weekends);
+            }
+            else
+            {
+                weekdayRate = weekendRate = RobustMean(days.Select(x => x.Cost).ToArray());
+            }
+
+            double Rate(DateOnly d) => IsWeekend(d) ? weekendRate : weekdayRate;
+
+            // Growth: the last window against the one before it, damped, carried from the window's middle.
+            var growthPerDay = 0.0;
+            if (seasonal && settings.UseTrend && historyDays >= 2 * settings.WindowDays)
+            {
+                var before = new List<(DateOnly Day, double Cost)>(window);
+                for (var d = today.AddDays(-2 * window); d < today.AddDays(-window); d = d.AddDays(1))
+                {
+                    before.Add((d, (double)Cost(dailyCost, d)));
+                }
+
+                var previous = WeeklyLevel(before);
+                var recent = WeeklyLevel(days);
+                if (previous > 0 && recent > 0)
+                {
+                    growthPerDay = settings.TrendDamping * Math.Clamp(Math.Log(recent / previous) / window, -0.03, 0.03);
+                }
+            }
+
+            var centre = window / 2.0;
+            expected = remaining
+                .Select(d => Rate(d) * Math.Exp(growthPerDay * (d.DayNumber - today.DayNumber + centre)))
+                .ToArray();
+
+            var residuals = days.Select(x => x.Cost - Rate(x.Day)).ToArray();
+            dailySpread = StandardDeviation(residuals);
+            windowSize = days.Count;
+
+            if (historyDays < settings.MinimumHistoryDays)
+            {
+                widening = settings.ShortHistoryWidening;
+                method = $"flat rate over {historyDays} day(s) (fewer than {settings.MinimumHistoryDays} days of history; interval widened)";
+            }
+            else if (!seasonal)
+            {
+                method = $"flat rate over the last {window} days";
+            }
+            else
+            {
+                method = growthPerDay == 0
+                    ? $"weekday/weekend rates over the last {window} days"
+                    : $"weekday/weekend rates over the last {window} days with damped growth";
+            }
+        }
+
+        // Today counts only for its part still to come.
+        expected[0] *= Math.Max(0, 1 - elapsed);
+        var remainingDays = Math.Max(0, 1 - elapsed) + (remaining.Count - 1);
+        var remainingTotal = expected.Sum();
+
+        // Day-to-day noise adds up over the remaining days; the error of the estimated rate applies to every one
+        // of them at once; drift is a share of what remains.
+        var variance = (remainingDays * dailySpread * dailySpread)
+            + Math.Pow(remainingDays * dailySpread, 2) / Math.Max(windowSize, 1)
+            + Math.Pow(settings.DriftFraction * remainingTotal, 2);
+        var halfWidth = settings.Z * Math.Sqrt(variance) * widening;
+
+        var projected = monthToDate + ToMoney(remainingTotal);
+        var low = monthToDate + ToMoney(Math.Max(0, remainingTotal - halfWidth));
+        var high = monthToDate + ToMoney(remainingTotal + halfWidth);
+
+        var path = new List<ProjectedDay>(remaining.Count);
+        for (var i = 0; i < remaining.Count; i++)
+        {
+            path.Add(new ProjectedDay(remaining[i], ToMoney(expected[i])));
+        }
+
+        return new CostProjectionResult(monthStart, monthToDate, projected, low, high, method, historyDays, path);
+    }
+
+    /// <summary>Saturday and Sunday.</summary>
+    /// <param name="day">The day.</param>
+    /// <returns>True on a weekend.</returns>
+    public static bool IsWeekend(DateOnly day) => day.DayOfWeek is DayOfWeek.Saturday or DayOfWeek.Sunday;
+
+    private static decimal Cost(IReadOnlyDictionary<DateOnly, decimal> dailyCost, DateOnly day)
+        => dailyCost.TryGetValue(day, out var cost) ? cost : 0m;
+
+    private static decimal ToMoney(double value)
+        => double.IsFinite(value) ? Math.Round((decimal)Math.Max(0, value), 8, MidpointRounding.ToEven) : 0m;
+
+    /// <summary>Mean with values beyond three robust deviations of the median clipped, so one spike does not set the rate.</summary>
+    private static double RobustMean(double[] values)
+    {
+        if (values.Length == 0)
+        {
+            return 0;
+        }
+
+        var median = Median(values);
+        var mad = Median(values.Select(v => Math.Abs(v - median)).ToArray()) * 1.4826;
+        if (mad <= 0)
+        {
+            // Most values are equal: anything else is an outlier, unless most are zero (a sparse user's days).
+            return median > 0 ? median : values.Average();
+        }
+
+        var lowCap = median - (3 * mad);
+        var highCap = median + (3 * mad);
+        return values.Select(v => Math.Clamp(v, lowCap, highCap)).Average();
+    }
+
+    /// <summary>A week's typical daily cost from a run of days: the robust rates of weekdays and weekends, weighted 5:2.</summary>
+    private static double WeeklyLevel(List<(DateOnly Day, double Cost)> days)
+    {
+        var weekdays = days.Where(x => !IsWeekend(x.Day)).Select(x => x.Cost).ToArray();
+        var weekends = days.Where(x => IsWeekend(x.Day)).Select(x => x.Cost).ToArray();
+        return ((5 * RobustMean(weekdays)) + (2 * RobustMean(weekends))) / 7;
+    }
+
+    private static double Median(double[] values)
+    {
+        var sorted = values.Order().ToArray();
+        var mid = sorted.Length / 2;
+        return sorted.Length % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+    }
+
+    private static double StandardDeviation(double[] values)
+    {
+        if (values.Length < 2)
+        {
+            return values.Length == 1 ? Math.Abs(values[0]) : 0;
+        }
+
+        var mean = values.Average();
+        return Math.Sqrt(values.Sum(v => (v - mean) * (v - mean)) / (values.Length - 1));
+    }
+}
+
+/// <summary>What <see cref="CostProjection.Project"/> found.</summary>
+/// <param name="Month">The month's first day.</param>
+/// <param name="MonthToDate">Cost so far this month.</param>
+/// <param name="Projected">Projected month total.</param>
+/// <param name="Low">80% interval, low end.</param>
+/// <param name="High">80% interval, high end.</param>
+/// <param name="Method">How, in words.</param>
+/// <param name="HistoryDays">Complete days of history.</param>
+/// <param name="Path">Expected cost of the rest of today and of each later day of the month.</param>
+internal sealed record CostProjectionResult(
+    DateOnly Month,
+    decimal MonthToDate,
+    decimal Projected,
+    decimal Low,
+    decimal High,
+    string Method,
+    int HistoryDays,
+    IReadOnlyList<ProjectedDay> Path);
+
+/// <summary>A day's expected cost.</summary>
+/// <param name="Day">The day.</param>
+/// <param name="ExpectedCostUsd">Expected cost.</param>
+internal readonly record struct ProjectedDay(DateOnly Day, decimal ExpectedCostUsd);
