@@ -96,14 +96,14 @@ internal static class BudgetEndpoints
         }
         catch (JsonException)
         {
-            return (null, AdminHttp.BadParameter("body", "The body must be a JSON object {monthlyCostUsd?, monthlyTokens?}."));
+            return (null, AdminHttp.BadParameter("body", "'body' must be a JSON object {monthlyCostUsd?, monthlyTokens?}."));
         }
 
         using (document)
         {
             if (document.RootElement.ValueKind != JsonValueKind.Object)
             {
-                return (null, AdminHttp.BadParameter("body", "The body must be a JSON object {monthlyCostUsd?, monthlyTokens?}."));
+                return (null, AdminHttp.BadParameter("body", "'body' must be a JSON object {monthlyCostUsd?, monthlyTokens?}."));
             }
 
             decimal? cost = null;

@@ -89,7 +89,16 @@ public abstract class AlertTestsBase : StoreTestBase
         await using var app = await StartAlertAppAsync(receiver.Url);
         var sender = app.Services.GetRequiredService<IWebhookSender>();
         Assert.True(sender.Enqueue("statement.closed", "statement.closed/7/2026-10", new { userId = "7", month = "2026-10" }));
-        await app.Services.GetRequiredService<WebhookSender>().WhenIdleAsync();
+
+        // Back-off waits run on the app's (fake) clock: move it on until the sender is done.
+        var idle = app.Services.GetRequiredService<WebhookSender>().WhenIdleAsync();
+        for (var i = 0; i < 500 && !idle.IsCompleted; i++)
+        {
+            app.Time.Advance(TimeSpan.FromSeconds(1));
+            await Task.WhenAny(idle, Task.Delay(10));
+        }
+
+        await idle;
         Assert.Equal(3, receiver.Attempts);
         var delivery = Assert.Single(receiver.Deliveries);
         using var body = JsonDocument.Parse(delivery.Body);
