@@ -104,7 +104,7 @@ public sealed class FakeOpenAIServer : IAsyncDisposable
         _requests.Enqueue(request);
         var reply = _script.TryDequeue(out var scripted) ? scripted : Responder?.Invoke(request) ?? DefaultReply;
         var ct = ctx.RequestAborted;
-        var id = Interlocked.Increment(ref _sequence);
+        var id = reply.Id ?? Interlocked.Increment(ref _sequence).ToString(System.Globalization.CultureInfo.InvariantCulture);
 
         if (reply.Delay > TimeSpan.Zero)
         {

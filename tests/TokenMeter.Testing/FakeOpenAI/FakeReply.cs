@@ -40,6 +40,9 @@ public sealed record FakeReply
     /// <summary>The model the reply reports; null echoes the requested model.</summary>
     public string? Model { get; init; }
 
+    /// <summary>Suffix of the reply's ids (<c>chatcmpl-fake{Id}</c>); null numbers replies in arrival order.</summary>
+    public string? Id { get; init; }
+
     /// <summary>The service tier the reply reports.</summary>
     public string? ServiceTier { get; init; } = "default";
 

@@ -11,7 +11,7 @@ internal static class FakeWire
 {
     private const long Created = 1_732_500_000;
 
-    public static byte[] ChatCompletion(FakeReply reply, string model, int id) => Json(w =>
+    public static byte[] ChatCompletion(FakeReply reply, string model, string id) => Json(w =>
     {
         w.WriteString("id", $"chatcmpl-fake{id}");
         w.WriteString("object", "chat.completion");
@@ -40,7 +40,7 @@ internal static class FakeWire
         w.WriteString("system_fingerprint", "fp_fake");
     });
 
-    public static IEnumerable<byte[]> ChatChunks(FakeReply reply, string model, int id, bool includeUsage)
+    public static IEnumerable<byte[]> ChatChunks(FakeReply reply, string model, string id, bool includeUsage)
     {
         var words = Words(reply.Text);
         yield return Sse(ChatChunk(reply, model, id, includeUsage, w =>
@@ -74,9 +74,9 @@ internal static class FakeWire
         yield return "data: [DONE]\n\n"u8.ToArray();
     }
 
-    public static byte[] Response(FakeReply reply, string model, int id, string status, bool includeUsage) => Json(w => WriteResponseBody(w, reply, model, id, status, includeUsage));
+    public static byte[] Response(FakeReply reply, string model, string id, string status, bool includeUsage) => Json(w => WriteResponseBody(w, reply, model, id, status, includeUsage));
 
-    public static IEnumerable<byte[]> ResponseEvents(FakeReply reply, string model, int id)
+    public static IEnumerable<byte[]> ResponseEvents(FakeReply reply, string model, string id)
     {
         var seq = 0;
         yield return Event("response.created", Json(w =>
@@ -249,7 +249,7 @@ internal static class FakeWire
         }
     });
 
-    private static void WriteResponseBody(Utf8JsonWriter w, FakeReply reply, string model, int id, string status, bool includeUsage, bool includeOutput = true)
+    private static void WriteResponseBody(Utf8JsonWriter w, FakeReply reply, string model, string id, string status, bool includeUsage, bool includeOutput = true)
     {
         w.WriteString("id", $"resp_fake{id}");
         w.WriteString("object", "response");
@@ -304,7 +304,7 @@ internal static class FakeWire
         }
     }
 
-    private static byte[] ChatChunk(FakeReply reply, string model, int id, bool includeUsage, Action<Utf8JsonWriter> delta, string? finish) => Json(w =>
+    private static byte[] ChatChunk(FakeReply reply, string model, string id, bool includeUsage, Action<Utf8JsonWriter> delta, string? finish) => Json(w =>
     {
         w.WriteString("id", $"chatcmpl-fake{id}");
         w.WriteString("object", "chat.completion.chunk");

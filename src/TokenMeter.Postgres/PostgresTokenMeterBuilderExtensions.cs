@@ -1,0 +1,122 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Npgsql;
+using TokenMeter.Budgets;
+using TokenMeter.Postgres;
+using TokenMeter.Postgres.Budgets;
+using TokenMeter.Postgres.Querying;
+using TokenMeter.Postgres.Schema;
+using TokenMeter.Postgres.Storage;
+using TokenMeter.Querying;
+using TokenMeter.Storage;
+
+namespace TokenMeter;
+
+/// <summary>Registers the PostgreSQL store on a TokenMeter builder.</summary>
+public static class PostgresTokenMeterBuilderExtensions
+{
+    /// <summary>
+    /// Stores usage, budgets and deliveries in PostgreSQL instead of memory. The schema installs
+    /// itself at start-up (see <see cref="PostgresStoreOptions.InstallSchema"/>); when the database
+    /// is unreachable the app still starts, logs one error, and retries in the background.
+    /// Options bind from <c>TokenMeter:Postgres</c>.
+    /// </summary>
+    /// <param name="builder">The TokenMeter builder.</param>
+    /// <param name="connectionString">The PostgreSQL connection string.</param>
+    /// <returns>The builder.</returns>
+    public static ITokenMeterBuilder AddPostgresStore(this ITokenMeterBuilder builder, string connectionString) => AddPostgresStore(builder, connectionString, configure: null);
+
+    /// <summary>
+    /// Stores usage, budgets and deliveries in PostgreSQL instead of memory. The schema installs
+    /// itself at start-up (see <see cref="PostgresStoreOptions.InstallSchema"/>); when the database
+    /// is unreachable the app still starts, logs one error, and retries in the background.
+    /// Options bind from <c>TokenMeter:Postgres</c>, then <paramref name="configure"/> runs.
+    /// </summary>
+    /// <param name="builder">The TokenMeter builder.</param>
+    /// <param name="connectionString">The PostgreSQL connection string.</param>
+    /// <param name="configure">Changes to the options after configuration is bound; may be null.</param>
+    /// <returns>The builder.</returns>
+    public static ITokenMeterBuilder AddPostgresStore(this ITokenMeterBuilder builder, string connectionString, Action<PostgresStoreOptions>? configure)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentException.ThrowIfNullOrWhiteSpace(connectionString);
+        return AddPostgresStore(builder, _ => (NpgsqlDataSource.Create(connectionString), true), configure);
+    }
+
+    /// <summary>
+    /// Stores usage, budgets and deliveries in PostgreSQL through the given data source (which the
+    /// caller owns and disposes). Otherwise the same as the connection-string overloads.
+    /// </summary>
+    /// <param name="builder">The TokenMeter builder.</param>
+    /// <param name="dataSource">The data source to use.</param>
+    /// <returns>The builder.</returns>
+    public static ITokenMeterBuilder AddPostgresStore(this ITokenMeterBuilder builder, NpgsqlDataSource dataSource) => AddPostgresStore(builder, dataSource, configure: null);
+
+    /// <summary>
+    /// Stores usage, budgets and deliveries in PostgreSQL through the given data source (which the
+    /// caller owns and disposes). Otherwise the same as the connection-string overloads.
+    /// </summary>
+    /// <param name="builder">The TokenMeter builder.</param>
+    /// <param name="dataSource">The data source to use.</param>
+    /// <param name="configure">Changes to the options after configuration is bound; may be null.</param>
+    /// <returns>The builder.</returns>
+    public static ITokenMeterBuilder AddPostgresStore(this ITokenMeterBuilder builder, NpgsqlDataSource dataSource, Action<PostgresStoreOptions>? configure)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(dataSource);
+        return AddPostgresStore(builder, _ => (dataSource, false), configure);
+    }
+
+    private static ITokenMeterBuilder AddPostgresStore(ITokenMeterBuilder builder, Func<IServiceProvider, (NpgsqlDataSource DataSource, bool Owned)> dataSource, Action<PostgresStoreOptions>? configure)
+    {
+        var services = builder.Services;
+        var options = services.AddOptions<PostgresStoreOptions>().BindConfiguration(PostgresStoreOptions.SectionName).ValidateOnStart();
+        if (configure is not null)
+        {
+            options.Configure(configure);
+        }
+
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<PostgresStoreOptions>, PostgresStoreOptionsValidator>());
+        services.TryAddSingleton(TimeProvider.System);
+
+        // Calling this twice replaces the earlier data source rather than adding a second store.
+        services.RemoveAll<PostgresStoreContext>();
+        services.AddSingleton(sp =>
+        {
+            var (source, owned) = dataSource(sp);
+            return new PostgresStoreContext(
+                source,
+                owned,
+                sp.GetRequiredService<IOptions<PostgresStoreOptions>>().Value,
+                sp.GetRequiredService<TimeProvider>(),
+                sp.GetService<ILoggerFactory>()?.CreateLogger("TokenMeter.Postgres"));
+        });
+
+        services.TryAddSingleton<PostgresUsageStore>();
+        services.TryAddSingleton<PostgresUsageQueries>();
+        services.TryAddSingleton<PostgresBudgetStore>();
+        services.TryAddSingleton<PostgresDeliveryLog>();
+        var firstCall = !services.Any(d => d.ServiceType == typeof(PostgresSchemaInstaller));
+        services.TryAddSingleton<PostgresSchemaInstaller>();
+
+        // The core registers the in-memory store with TryAdd; replace it whatever the order.
+        services.RemoveAll<IUsageStore>();
+        services.RemoveAll<IUsageQueries>();
+        services.RemoveAll<IBudgetStore>();
+        services.RemoveAll<IDeliveryLog>();
+        services.AddSingleton<IUsageStore>(sp => sp.GetRequiredService<PostgresUsageStore>());
+        services.AddSingleton<IUsageQueries>(sp => sp.GetRequiredService<PostgresUsageQueries>());
+        services.AddSingleton<IBudgetStore>(sp => sp.GetRequiredService<PostgresBudgetStore>());
+        services.AddSingleton<IDeliveryLog>(sp => sp.GetRequiredService<PostgresDeliveryLog>());
+
+        if (firstCall)
+        {
+            services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<PostgresSchemaInstaller>());
+        }
+
+        return builder;
+    }
+}

@@ -1,0 +1,387 @@
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using Npgsql;
+using TokenMeter.Postgres.Storage;
+using TokenMeter.Querying;
+
+namespace TokenMeter.Postgres.Querying;
+
+/// <summary>
+/// <see cref="IUsageQueries"/> on the rollups: every query reads pre-aggregated rows (at most a few
+/// thousand), except <see cref="ExportAsync"/>, which streams the raw table.
+/// </summary>
+internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsageQueries
+{
+    private const string SumColumns =
+        "coalesce(sum(calls), 0)::bigint, coalesce(sum(input_tokens), 0)::bigint, coalesce(sum(cached_input_tokens), 0)::bigint, coalesce(sum(output_tokens), 0)::bigint, coalesce(sum(reasoning_tokens), 0)::bigint, coalesce(sum(total_tokens), 0)::bigint, coalesce(sum(cost_usd), 0)";
+
+    private string S => context.Quoted;
+
+    public async ValueTask<UsageStats> GetStatsAsync(DateOnly today, CancellationToken cancellationToken = default)
+    {
+        var month = PostgresStoreContext.MonthOf(today);
+        var sql = $"""
+            SELECT e.calls, e.tokens, e.cost,
+                   (SELECT count(*) FROM {S}.usage_user_total),
+                   d.calls, d.tokens, d.cost,
+                   coalesce((SELECT active_users FROM {S}.usage_active_day WHERE day = $1), 0),
+                   m.calls, m.tokens, m.cost,
+                   coalesce((SELECT active_users FROM {S}.usage_active_month WHERE month = $2), 0)
+            FROM (SELECT coalesce(sum(calls), 0)::bigint AS calls, coalesce(sum(total_tokens), 0)::bigint AS tokens, coalesce(sum(cost_usd), 0) AS cost FROM {S}.usage_endpoint_month) e,
+                 (SELECT coalesce(sum(calls), 0)::bigint AS calls, coalesce(sum(total_tokens), 0)::bigint AS tokens, coalesce(sum(cost_usd), 0) AS cost FROM {S}.usage_endpoint_day WHERE day = $1) d,
+                 (SELECT coalesce(sum(calls), 0)::bigint AS calls, coalesce(sum(total_tokens), 0)::bigint AS tokens, coalesce(sum(cost_usd), 0) AS cost FROM {S}.usage_endpoint_month WHERE month = $2) m
+            """;
+        var command = Command(sql, today, month);
+        await using var commandScope = command.ConfigureAwait(false);
+        var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        await using var readerScope = reader.ConfigureAwait(false);
+        await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+        return new UsageStats(
+            reader.GetInt64(0),
+            reader.GetInt64(1),
+            reader.GetDecimal(2),
+            reader.GetInt64(3),
+            new UsagePeriodTotals(reader.GetInt64(4), reader.GetInt64(5), reader.GetDecimal(6), reader.GetInt64(7)),
+            new UsagePeriodTotals(reader.GetInt64(8), reader.GetInt64(9), reader.GetDecimal(10), reader.GetInt64(11)));
+    }
+
+    public async ValueTask<UserSummaryPage> GetUserSummariesAsync(UserSummaryQuery query, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(query);
+        ArgumentOutOfRangeException.ThrowIfLessThan(query.Limit, 1, nameof(query));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(query.Limit, 500, nameof(query));
+        ArgumentOutOfRangeException.ThrowIfNegative(query.Offset, nameof(query));
+
+        // Sort keys come from this whitelist only; ties always fall back to the user id, ascending.
+        var key = query.Sort switch
+        {
+            UserSummarySort.Cost => "cost_usd",
+            UserSummarySort.Tokens => "total_tokens",
+            UserSummarySort.Calls => "calls",
+            UserSummarySort.LastCall => "last_call_at",
+            UserSummarySort.UserId => "user_id COLLATE \"C\"",
+            _ => throw new ArgumentOutOfRangeException(nameof(query), query.Sort, "Unknown sort key."),
+        };
+        var direction = query.Order == SortOrder.Ascending ? "ASC" : "DESC";
+        var orderBy = query.Sort == UserSummarySort.UserId ? $"{key} {direction}" : $"{key} {direction}, user_id COLLATE \"C\" ASC";
+
+        var connection = await context.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+
+        await using var connectionScope = connection.ConfigureAwait(false);
+        var batch = new NpgsqlBatch(connection) { Timeout = context.CommandTimeout };
+        await using var batchScope = batch.ConfigureAwait(false);
+        var page = new NpgsqlBatchCommand($"SELECT user_id, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, last_call_at FROM {S}.usage_user_total ORDER BY {orderBy} LIMIT $1 OFFSET $2");
+        page.Parameters.Add(new NpgsqlParameter<int> { TypedValue = query.Limit });
+        page.Parameters.Add(new NpgsqlParameter<int> { TypedValue = query.Offset });
+        batch.BatchCommands.Add(page);
+        batch.BatchCommands.Add(new NpgsqlBatchCommand($"SELECT count(*) FROM {S}.usage_user_total"));
+        var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        await using var readerScope = reader.ConfigureAwait(false);
+        var items = new List<UserUsageSummary>();
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            items.Add(ReadSummary(reader));
+        }
+
+        await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+        await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+        return new UserSummaryPage(items, reader.GetInt64(0));
+    }
+
+    public async ValueTask<UserUsageDetail?> GetUserUsageAsync(string userId, DateOnly today, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(userId);
+        var month = PostgresStoreContext.MonthOf(today);
+        var connection = await context.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var connectionScope = connection.ConfigureAwait(false);
+        var batch = new NpgsqlBatch(connection) { Timeout = context.CommandTimeout };
+        await using var batchScope = batch.ConfigureAwait(false);
+        batch.BatchCommands.Add(BatchCommand($"SELECT user_id, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, last_call_at FROM {S}.usage_user_total WHERE user_id = $1", userId));
+        batch.BatchCommands.Add(BatchCommand($"SELECT calls, total_tokens, cost_usd FROM {S}.usage_user_month WHERE user_id = $1 AND month = $2", userId, month));
+        batch.BatchCommands.Add(BatchCommand(
+            $"SELECT endpoint, model, {SumColumns} FROM {S}.usage_user_endpoint_month WHERE user_id = $1 GROUP BY endpoint, model ORDER BY 9 DESC, endpoint COLLATE \"C\" NULLS FIRST, model COLLATE \"C\" NULLS FIRST",
+            userId));
+        batch.BatchCommands.Add(BatchCommand($"SELECT day, calls, total_tokens, cost_usd FROM {S}.usage_user_day WHERE user_id = $1 AND day BETWEEN $2 AND $3 ORDER BY day DESC", userId, today.AddDays(-29), today));
+        var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        await using var readerScope = reader.ConfigureAwait(false);
+        if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            return null;
+        }
+
+        var summary = ReadSummary(reader);
+        await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+        var thisMonth = await reader.ReadAsync(cancellationToken).ConfigureAwait(false)
+            ? new UsagePeriodTotals(reader.GetInt64(0), reader.GetInt64(1), reader.GetDecimal(2), reader.GetInt64(0) > 0 ? 1 : 0)
+            : UsagePeriodTotals.Empty;
+
+        await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+        var byEndpoint = new List<UserEndpointUsage>();
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            byEndpoint.Add(new UserEndpointUsage(
+                userId, NullableString(reader, 0), NullableString(reader, 1), reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4), reader.GetInt64(5), reader.GetInt64(7), reader.GetDecimal(8)));
+        }
+
+        await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+        var daily = new List<UserDailyUsage>();
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            daily.Add(new UserDailyUsage(userId, reader.GetFieldValue<DateOnly>(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetDecimal(3)));
+        }
+
+        return new UserUsageDetail(summary, thisMonth, byEndpoint, daily);
+    }
+
+    public async ValueTask<UsagePeriodTotals> GetUserTotalsAsync(string userId, DateOnly firstDay, DateOnly lastDay, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(userId);
+        var command = Command($"SELECT coalesce(sum(calls), 0)::bigint, coalesce(sum(total_tokens), 0)::bigint, coalesce(sum(cost_usd), 0) FROM {S}.usage_user_day WHERE user_id = $1 AND day BETWEEN $2 AND $3", userId, firstDay, lastDay);
+        await using var commandScope = command.ConfigureAwait(false);
+        var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        await using var readerScope = reader.ConfigureAwait(false);
+        await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+        var calls = reader.GetInt64(0);
+        return new UsagePeriodTotals(calls, reader.GetInt64(1), reader.GetDecimal(2), calls > 0 ? 1 : 0);
+    }
+
+    public async ValueTask<IReadOnlyList<EndpointUsage>> GetEndpointUsageAsync(CancellationToken cancellationToken = default)
+    {
+        var command = Command($"SELECT endpoint, model, {SumColumns} FROM {S}.usage_endpoint_month GROUP BY endpoint, model ORDER BY 9 DESC, endpoint COLLATE \"C\" NULLS FIRST, model COLLATE \"C\" NULLS FIRST");
+        await using var commandScope = command.ConfigureAwait(false);
+        var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        await using var readerScope = reader.ConfigureAwait(false);
+        var rows = new List<EndpointUsage>();
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            rows.Add(new EndpointUsage(NullableString(reader, 0), NullableString(reader, 1), reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4), reader.GetInt64(5), reader.GetInt64(7), reader.GetDecimal(8)));
+        }
+
+        return rows;
+    }
+
+    public async ValueTask<IReadOnlyList<UserEndpointUsage>> GetUserEndpointUsageAsync(DateOnly firstDay, DateOnly lastDay, string? userId = null, CancellationToken cancellationToken = default)
+    {
+        if (lastDay < firstDay)
+        {
+            return [];
+        }
+
+        // Whole months come from the monthly rollup; the days before and after them from the daily one.
+        var fullFrom = firstDay.Day == 1 ? firstDay : PostgresStoreContext.MonthOf(firstDay).AddMonths(1);
+        var fullTo = lastDay.AddDays(1).Day == 1 ? lastDay.AddDays(1) : PostgresStoreContext.MonthOf(lastDay);
+        if (fullTo <= fullFrom)
+        {
+            fullFrom = fullTo = lastDay.AddDays(1);
+        }
+
+        var userFilter = userId is null ? string.Empty : " AND user_id = $6";
+        var sql = $"""
+            SELECT user_id, endpoint, model, {SumColumns}
+            FROM (
+                SELECT user_id, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd
+                FROM {S}.usage_user_endpoint_month WHERE month >= $1 AND month < $2{userFilter}
+                UNION ALL
+                SELECT user_id, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd
+                FROM {S}.usage_user_endpoint_day WHERE ((day >= $3 AND day < $1) OR (day >= $4 AND day <= $5)){userFilter}
+            ) x
+            GROUP BY user_id, endpoint, model
+            ORDER BY user_id COLLATE "C", 10 DESC, endpoint COLLATE "C" NULLS FIRST, model COLLATE "C" NULLS FIRST
+            """;
+        object[] parameters = userId is null ? [fullFrom, fullTo, firstDay, fullTo, lastDay] : [fullFrom, fullTo, firstDay, fullTo, lastDay, userId];
+        var command = Command(sql, parameters);
+        await using var commandScope = command.ConfigureAwait(false);
+        var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        await using var readerScope = reader.ConfigureAwait(false);
+        var rows = new List<UserEndpointUsage>();
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            rows.Add(new UserEndpointUsage(
+                reader.GetString(0), NullableString(reader, 1), NullableString(reader, 2), reader.GetInt64(3), reader.GetInt64(4), reader.GetInt64(5), reader.GetInt64(6), reader.GetInt64(8), reader.GetDecimal(9)));
+        }
+
+        return rows;
+    }
+
+    public async ValueTask<IReadOnlyList<PeriodUsage>> GetDailyUsageAsync(DateOnly firstDay, DateOnly lastDay, CancellationToken cancellationToken = default)
+    {
+        var sql = $"""
+            SELECT d.day, d.calls, d.input_tokens, d.cached_input_tokens, d.output_tokens, d.total_tokens, d.cost_usd, coalesce(a.active_users, 0)
+            FROM (SELECT day, {SumColumns} FROM {S}.usage_endpoint_day WHERE day BETWEEN $1 AND $2 GROUP BY day) AS d (day, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd)
+            LEFT JOIN {S}.usage_active_day a ON a.day = d.day
+            ORDER BY d.day DESC
+            """;
+        var command = Command(sql, firstDay, lastDay);
+        await using var commandScope = command.ConfigureAwait(false);
+        return await ReadPeriodsAsync(command, cancellationToken).ConfigureAwait(false);
+    }
+
+    public async ValueTask<IReadOnlyList<PeriodUsage>> GetMonthlyUsageAsync(DateOnly fromMonth, DateOnly toMonth, CancellationToken cancellationToken = default)
+    {
+        var sql = $"""
+            SELECT m.month, m.calls, m.input_tokens, m.cached_input_tokens, m.output_tokens, m.total_tokens, m.cost_usd, coalesce(a.active_users, 0)
+            FROM (SELECT month, {SumColumns} FROM {S}.usage_endpoint_month WHERE month BETWEEN $1 AND $2 GROUP BY month) AS m (month, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd)
+            LEFT JOIN {S}.usage_active_month a ON a.month = m.month
+            ORDER BY m.month DESC
+            """;
+        var command = Command(sql, PostgresStoreContext.MonthOf(fromMonth), PostgresStoreContext.MonthOf(toMonth));
+        await using var commandScope = command.ConfigureAwait(false);
+        return await ReadPeriodsAsync(command, cancellationToken).ConfigureAwait(false);
+    }
+
+    public async ValueTask<IReadOnlyList<UserDailyUsage>> GetUserDailyUsageAsync(DateOnly firstDay, DateOnly lastDay, string? userId = null, CancellationToken cancellationToken = default)
+    {
+        using var command = userId is null
+            ? Command($"SELECT user_id, day, calls, total_tokens, cost_usd FROM {S}.usage_user_day WHERE day BETWEEN $1 AND $2 ORDER BY user_id COLLATE \"C\", day", firstDay, lastDay)
+            : Command($"SELECT user_id, day, calls, total_tokens, cost_usd FROM {S}.usage_user_day WHERE user_id = $3 AND day BETWEEN $1 AND $2 ORDER BY day", firstDay, lastDay, userId);
+        var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        await using var readerScope = reader.ConfigureAwait(false);
+        var rows = new List<UserDailyUsage>();
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            rows.Add(new UserDailyUsage(reader.GetString(0), reader.GetFieldValue<DateOnly>(1), reader.GetInt64(2), reader.GetInt64(3), reader.GetDecimal(4)));
+        }
+
+        return rows;
+    }
+
+    public async IAsyncEnumerable<UsageRecord> ExportAsync(UsageExportQuery query, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(query);
+        var conditions = new List<string>();
+        var parameters = new List<object>();
+        if (query.From is DateOnly from)
+        {
+            parameters.Add(from.ToDateTime(TimeOnly.MinValue, DateTimeKind.Utc));
+            conditions.Add($"created_at >= ${parameters.Count}");
+        }
+
+        if (query.To is DateOnly to)
+        {
+            parameters.Add(to.AddDays(1).ToDateTime(TimeOnly.MinValue, DateTimeKind.Utc));
+            conditions.Add($"created_at < ${parameters.Count}");
+        }
+
+        if (query.UserId is string user)
+        {
+            parameters.Add(user);
+            conditions.Add($"user_id = ${parameters.Count}");
+        }
+
+        var where = conditions.Count == 0 ? string.Empty : " WHERE " + string.Join(" AND ", conditions);
+        var command = Command($"SELECT {PostgresSql.Columns} FROM {S}.user_api_usage{where} ORDER BY created_at, id", [.. parameters]);
+        await using var commandScope = command.ConfigureAwait(false);
+        command.CommandTimeout = 0;
+        var reader = await command.ExecuteReaderAsync(System.Data.CommandBehavior.SequentialAccess, cancellationToken).ConfigureAwait(false);
+        await using var readerScope = reader.ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            yield return ReadRecord(reader);
+        }
+    }
+
+    internal static UsageRecord ReadRecord(NpgsqlDataReader reader)
+    {
+        // Columns in PostgresSql.Columns order, read in order (the reader is sequential).
+        var id = reader.GetGuid(0);
+        var createdAt = new DateTimeOffset(DateTime.SpecifyKind(reader.GetDateTime(1), DateTimeKind.Utc));
+        var userId = NullableString(reader, 2);
+        var endpoint = NullableString(reader, 3);
+        var operation = reader.GetString(4);
+        var requestModel = NullableString(reader, 5);
+        var model = NullableString(reader, 6);
+        var serviceTier = NullableString(reader, 7);
+        var input = reader.GetInt64(8);
+        var cached = reader.GetInt64(9);
+        var output = reader.GetInt64(10);
+        var reasoning = reader.GetInt64(11);
+        var audioIn = reader.GetInt64(12);
+        var audioOut = reader.GetInt64(13);
+        var total = reader.GetInt64(14);
+        decimal? cost = reader.IsDBNull(15) ? null : reader.GetDecimal(15);
+        var priceId = NullableString(reader, 16);
+        var duration = reader.GetDouble(17);
+        var status = UsageStatusNames.FromText(reader.GetString(18));
+        int? http = reader.IsDBNull(19) ? null : reader.GetInt32(19);
+        var streaming = reader.GetBoolean(20);
+        var session = NullableString(reader, 21);
+        var problem = NullableString(reader, 22);
+        var metadata = NullableString(reader, 23);
+        return new UsageRecord
+        {
+            Id = id,
+            CreatedAt = createdAt,
+            UserId = userId,
+            Endpoint = endpoint,
+            Operation = operation,
+            RequestModel = requestModel,
+            Model = model,
+            ServiceTier = serviceTier,
+            InputTokens = input,
+            CachedInputTokens = cached,
+            OutputTokens = output,
+            ReasoningTokens = reasoning,
+            AudioInputTokens = audioIn,
+            AudioOutputTokens = audioOut,
+            TotalTokens = total,
+            CostUsd = cost,
+            PriceId = priceId,
+            DurationMs = duration,
+            Status = status,
+            HttpStatus = http,
+            Streaming = streaming,
+            SessionId = session,
+            ProblemId = problem,
+            Tags = metadata is null ? null : JsonSerializer.Deserialize(metadata, PostgresJsonContext.Default.DictionaryStringString),
+        };
+    }
+
+    private static string? NullableString(NpgsqlDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetString(ordinal);
+
+    private static UserUsageSummary ReadSummary(NpgsqlDataReader reader) => new(
+        reader.GetString(0),
+        reader.GetInt64(1),
+        reader.GetInt64(2),
+        reader.GetInt64(3),
+        reader.GetInt64(4),
+        reader.GetInt64(5),
+        reader.GetInt64(6),
+        reader.GetDecimal(7),
+        reader.IsDBNull(8) ? null : new DateTimeOffset(DateTime.SpecifyKind(reader.GetDateTime(8), DateTimeKind.Utc)));
+
+    private static async Task<IReadOnlyList<PeriodUsage>> ReadPeriodsAsync(NpgsqlCommand command, CancellationToken cancellationToken)
+    {
+        var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        await using var readerScope = reader.ConfigureAwait(false);
+        var rows = new List<PeriodUsage>();
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            rows.Add(new PeriodUsage(reader.GetFieldValue<DateOnly>(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4), reader.GetInt64(5), reader.GetDecimal(6), reader.GetInt64(7)));
+        }
+
+        return rows;
+    }
+
+    private NpgsqlCommand Command(string sql, params object[] parameters)
+    {
+        var command = context.DataSource.CreateCommand(sql);
+        command.CommandTimeout = context.CommandTimeout;
+        foreach (var p in parameters)
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = p });
+        }
+
+        return command;
+    }
+
+    private static NpgsqlBatchCommand BatchCommand(string sql, params object[] parameters)
+    {
+        var command = new NpgsqlBatchCommand(sql);
+        foreach (var p in parameters)
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = p });
+        }
+
+        return command;
+    }
+}

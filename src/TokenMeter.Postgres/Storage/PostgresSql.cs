@@ -1,0 +1,97 @@
+namespace TokenMeter.Postgres.Storage;
+
+/// <summary>The store's SQL for one schema, rendered once.</summary>
+internal sealed class PostgresSql
+{
+    /// <summary>The columns of <c>user_api_usage</c> in COPY order.</summary>
+    public const string Columns =
+        "id, created_at, user_id, endpoint, operation, request_model, model, service_tier, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, audio_input_tokens, audio_output_tokens, total_tokens, cost_usd, price_id, duration_ms, status, http_status, streaming, session_id, problem_id, metadata";
+
+    private const string Sums = "calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd";
+    private const string AddSums =
+        "calls = t.calls + excluded.calls, input_tokens = t.input_tokens + excluded.input_tokens, cached_input_tokens = t.cached_input_tokens + excluded.cached_input_tokens, output_tokens = t.output_tokens + excluded.output_tokens, reasoning_tokens = t.reasoning_tokens + excluded.reasoning_tokens, total_tokens = t.total_tokens + excluded.total_tokens, cost_usd = t.cost_usd + excluded.cost_usd";
+    private const string SumOfSums =
+        "sum(calls)::bigint, sum(input_tokens)::bigint, sum(cached_input_tokens)::bigint, sum(output_tokens)::bigint, sum(reasoning_tokens)::bigint, sum(total_tokens)::bigint, sum(cost_usd)";
+
+    public PostgresSql(string quoted)
+    {
+        CreateStaging = $"CREATE TEMP TABLE tokenmeter_staging (LIKE {quoted}.user_api_usage) ON COMMIT DROP";
+        CopyStaging = $"COPY pg_temp.tokenmeter_staging ({Columns}) FROM STDIN (FORMAT BINARY)";
+
+        // One statement: insert the new rows (replays skipped by the primary key), group what was
+        // actually inserted once at the finest grain, then upsert every rollup from that grouping.
+        // Each upsert runs to completion in key order, and all writers run the same plan, so row
+        // locks are always taken in the same order: concurrent writers wait, never deadlock.
+        Ingest = $"""
+            WITH ins AS (
+                INSERT INTO {quoted}.user_api_usage ({Columns})
+                SELECT {Columns} FROM pg_temp.tokenmeter_staging ORDER BY id
+                ON CONFLICT DO NOTHING
+                RETURNING created_at, user_id, endpoint, model, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, coalesce(cost_usd, 0) AS cost_usd
+            ),
+            g AS (
+                SELECT user_id, (created_at AT TIME ZONE 'UTC')::date AS day, endpoint, model,
+                       count(*)::bigint AS calls, sum(input_tokens)::bigint AS input_tokens, sum(cached_input_tokens)::bigint AS cached_input_tokens,
+                       sum(output_tokens)::bigint AS output_tokens, sum(reasoning_tokens)::bigint AS reasoning_tokens, sum(total_tokens)::bigint AS total_tokens,
+                       sum(cost_usd) AS cost_usd, min(created_at) AS first_at, max(created_at) AS last_at
+                FROM ins
+                GROUP BY 1, 2, 3, 4
+            ),
+            ued AS (
+                INSERT INTO {quoted}.usage_user_endpoint_day AS t (user_id, day, endpoint, model, {Sums})
+                SELECT user_id, day, endpoint, model, {Sums} FROM g WHERE user_id IS NOT NULL ORDER BY 1, 2, 3, 4
+                ON CONFLICT (user_id, day, endpoint, model) DO UPDATE SET {AddSums}
+            ),
+            uem AS (
+                INSERT INTO {quoted}.usage_user_endpoint_month AS t (user_id, month, endpoint, model, {Sums})
+                SELECT user_id, date_trunc('month', day)::date, endpoint, model, {SumOfSums} FROM g WHERE user_id IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+                ON CONFLICT (user_id, month, endpoint, model) DO UPDATE SET {AddSums}
+            ),
+            ud AS (
+                INSERT INTO {quoted}.usage_user_day AS t (user_id, day, {Sums})
+                SELECT user_id, day, {SumOfSums} FROM g WHERE user_id IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2
+                ON CONFLICT (user_id, day) DO UPDATE SET {AddSums}
+                RETURNING t.day, (t.xmax = 0) AS inserted
+            ),
+            um AS (
+                INSERT INTO {quoted}.usage_user_month AS t (user_id, month, {Sums})
+                SELECT user_id, date_trunc('month', day)::date, {SumOfSums} FROM g WHERE user_id IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2
+                ON CONFLICT (user_id, month) DO UPDATE SET {AddSums}
+                RETURNING t.month, (t.xmax = 0) AS inserted
+            ),
+            ut AS (
+                INSERT INTO {quoted}.usage_user_total AS t (user_id, {Sums}, first_call_at, last_call_at)
+                SELECT user_id, {SumOfSums}, min(first_at), max(last_at) FROM g WHERE user_id IS NOT NULL GROUP BY 1 ORDER BY 1
+                ON CONFLICT (user_id) DO UPDATE SET {AddSums},
+                    first_call_at = least(t.first_call_at, excluded.first_call_at), last_call_at = greatest(t.last_call_at, excluded.last_call_at)
+            ),
+            ed AS (
+                INSERT INTO {quoted}.usage_endpoint_day AS t (day, endpoint, model, {Sums})
+                SELECT day, endpoint, model, {SumOfSums} FROM g GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+                ON CONFLICT (day, endpoint, model) DO UPDATE SET {AddSums}
+            ),
+            em AS (
+                INSERT INTO {quoted}.usage_endpoint_month AS t (month, endpoint, model, {Sums})
+                SELECT date_trunc('month', day)::date, endpoint, model, {SumOfSums} FROM g GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+                ON CONFLICT (month, endpoint, model) DO UPDATE SET {AddSums}
+            ),
+            ad AS (
+                INSERT INTO {quoted}.usage_active_day AS t (day, active_users)
+                SELECT day, count(*) FROM ud WHERE inserted GROUP BY 1 ORDER BY 1
+                ON CONFLICT (day) DO UPDATE SET active_users = t.active_users + excluded.active_users
+            ),
+            am AS (
+                INSERT INTO {quoted}.usage_active_month AS t (month, active_users)
+                SELECT month, count(*) FROM um WHERE inserted GROUP BY 1 ORDER BY 1
+                ON CONFLICT (month) DO UPDATE SET active_users = t.active_users + excluded.active_users
+            )
+            SELECT coalesce(sum(calls), 0)::integer FROM g
+            """;
+    }
+
+    public string CreateStaging { get; }
+
+    public string CopyStaging { get; }
+
+    public string Ingest { get; }
+}

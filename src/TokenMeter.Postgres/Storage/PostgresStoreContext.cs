@@ -1,0 +1,151 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Npgsql;
+using TokenMeter.Postgres.Diagnostics;
+using TokenMeter.Postgres.Schema;
+
+namespace TokenMeter.Postgres.Storage;
+
+/// <summary>What every part of the store shares: the data source, the schema, readiness, the clock.</summary>
+internal sealed class PostgresStoreContext : IAsyncDisposable
+{
+    private readonly bool ownsDataSource;
+    private readonly ConcurrentDictionary<DateOnly, bool> knownPartitions = new();
+    private volatile bool ready;
+
+    public PostgresStoreContext(NpgsqlDataSource dataSource, bool ownsDataSource, PostgresStoreOptions options, TimeProvider timeProvider, ILogger? logger = null)
+    {
+        DataSource = dataSource;
+        this.ownsDataSource = ownsDataSource;
+        Options = options;
+        Schema = PostgresIdentifiers.ValidateSchema(options.Schema);
+        Quoted = PostgresIdentifiers.Quote(Schema);
+        TimeProvider = timeProvider;
+        Logger = logger ?? NullLogger.Instance;
+        ready = !options.InstallSchema;
+        Sql = new PostgresSql(Quoted);
+    }
+
+    public NpgsqlDataSource DataSource { get; }
+
+    public PostgresStoreOptions Options { get; }
+
+    /// <summary>The schema name (validated).</summary>
+    public string Schema { get; }
+
+    /// <summary>The schema as a quoted identifier.</summary>
+    public string Quoted { get; }
+
+    public TimeProvider TimeProvider { get; }
+
+    public ILogger Logger { get; }
+
+    public PostgresSql Sql { get; }
+
+    public int CommandTimeout => Options.CommandTimeoutSeconds;
+
+    /// <summary>True once the schema is installed (or installing it is someone else's job).</summary>
+    public bool IsReady => ready;
+
+    public void MarkReady() => ready = true;
+
+    public void ThrowIfNotReady()
+    {
+        if (!ready)
+        {
+            throw new InvalidOperationException($"The TokenMeter PostgreSQL schema \"{Schema}\" is not installed yet (is the database reachable?). The store accepts records once the start-up installer has succeeded.");
+        }
+    }
+
+    /// <summary>Creates the partitions of <c>user_api_usage</c> for these months unless this instance already knows they exist.</summary>
+    public async ValueTask EnsurePartitionsAsync(IEnumerable<DateOnly> months, CancellationToken cancellationToken)
+    {
+        List<DateOnly>? missing = null;
+        foreach (var month in months)
+        {
+            if (!knownPartitions.ContainsKey(month) && !(missing ??= []).Contains(month))
+            {
+                missing.Add(month);
+            }
+        }
+
+        if (missing is null)
+        {
+            return;
+        }
+
+        missing.Sort();
+        var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var connectionScope = connection.ConfigureAwait(false);
+        foreach (var month in missing)
+        {
+            var command = new NpgsqlCommand($"SELECT {Quoted}.tokenmeter_create_partition($1)", connection) { CommandTimeout = CommandTimeout };
+            await using var commandScope = command.ConfigureAwait(false);
+            command.Parameters.Add(new NpgsqlParameter<DateOnly> { TypedValue = month });
+            if (await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is true)
+            {
+                Log.PartitionCreated(Logger, month, Schema);
+            }
+
+            knownPartitions[month] = true;
+        }
+    }
+
+    /// <summary>Forgets which partitions exist (after retention, or when an insert found one missing).</summary>
+    public void ForgetPartitions() => knownPartitions.Clear();
+
+    public static DateOnly MonthOf(DateTimeOffset instant)
+    {
+        var utc = instant.UtcDateTime;
+        return new DateOnly(utc.Year, utc.Month, 1);
+    }
+
+    public static DateOnly MonthOf(DateOnly day) => new(day.Year, day.Month, 1);
+
+    public DateOnly CurrentMonth() => MonthOf(TimeProvider.GetUtcNow());
+
+    /// <summary>Creates partitions from the current month to <see cref="PostgresStoreOptions.PartitionsAhead"/> ahead, and applies retention.</summary>
+    public async Task MaintainAsync(CancellationToken cancellationToken)
+    {
+        var current = CurrentMonth();
+        await EnsurePartitionsAsync(Enumerable.Range(0, Options.PartitionsAhead + 1).Select(current.AddMonths), cancellationToken).ConfigureAwait(false);
+        if (Options.RetentionMonths is int keep)
+        {
+            await DropPartitionsBeforeAsync(current.AddMonths(-keep), cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Drops the raw partitions of every month before <paramref name="month"/>.</summary>
+    public async Task<IReadOnlyList<string>> DropPartitionsBeforeAsync(DateOnly month, CancellationToken cancellationToken)
+    {
+        var dropped = new List<string>();
+        using (var command = DataSource.CreateCommand($"SELECT * FROM {Quoted}.tokenmeter_drop_partitions_before($1)"))
+        {
+            command.CommandTimeout = CommandTimeout;
+            command.Parameters.Add(new NpgsqlParameter<DateOnly> { TypedValue = month });
+            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using var readerScope = reader.ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                dropped.Add(reader.GetString(0));
+            }
+        }
+
+        ForgetPartitions();
+        foreach (var name in dropped)
+        {
+            Log.PartitionDropped(Logger, name, Schema);
+        }
+
+        return dropped;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (ownsDataSource)
+        {
+            await DataSource.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+}

@@ -1,0 +1,75 @@
+using TokenMeter.Querying;
+
+namespace TokenMeter.Billing;
+
+/// <summary>Builds monthly usage statements from the store's per-user, per-endpoint usage.</summary>
+public sealed class StatementCalculator
+{
+    private readonly IUsageQueries _queries;
+
+    /// <summary>Creates a calculator.</summary>
+    /// <param name="queries">Where usage is read.</param>
+    public StatementCalculator(IUsageQueries queries)
+    {
+        ArgumentNullException.ThrowIfNull(queries);
+        _queries = queries;
+    }
+
+    /// <summary>The statements of a month.</summary>
+    /// <param name="month">Any day of the month (UTC).</param>
+    /// <param name="markupPercent">Percent added to cost (0 or more).</param>
+    /// <param name="currency">Currency code of the amounts.</param>
+    /// <param name="userId">Only this user's statement; null for every user.</param>
+    /// <param name="cancellationToken">Cancels the query.</param>
+    /// <returns>The statements.</returns>
+    public async ValueTask<MonthlyStatement> GetMonthlyStatementAsync(
+        DateOnly month,
+        decimal markupPercent,
+        string currency = "USD",
+        string? userId = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(markupPercent);
+        ArgumentException.ThrowIfNullOrWhiteSpace(currency);
+        var first = new DateOnly(month.Year, month.Month, 1);
+        var last = first.AddMonths(1).AddDays(-1);
+        var rows = await _queries.GetUserEndpointUsageAsync(first, last, userId, cancellationToken).ConfigureAwait(false);
+        return Build(first, rows, markupPercent, currency);
+    }
+
+    /// <summary>Groups usage rows into statements.</summary>
+    /// <param name="month">The month's first day.</param>
+    /// <param name="rows">Usage by user, endpoint and model.</param>
+    /// <param name="markupPercent">Percent added to cost.</param>
+    /// <param name="currency">Currency code.</param>
+    /// <returns>The statements.</returns>
+    public static MonthlyStatement Build(DateOnly month, IEnumerable<UserEndpointUsage> rows, decimal markupPercent, string currency = "USD")
+    {
+        ArgumentNullException.ThrowIfNull(rows);
+        var items = new List<UserStatement>();
+        decimal totalCost = 0m, totalAmount = 0m;
+        foreach (var user in rows.GroupBy(r => r.UserId, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal))
+        {
+            var lines = user
+                .Select(r => new StatementLine(r.Endpoint, r.Model, r.Calls, r.InputTokens, r.CachedInputTokens, r.OutputTokens, r.TotalTokens, r.CostUsd))
+                .OrderByDescending(l => l.CostUsd)
+                .ThenBy(l => l.Endpoint, StringComparer.Ordinal)
+                .ThenBy(l => l.Model, StringComparer.Ordinal)
+                .ToList();
+            var cost = lines.Sum(l => l.CostUsd);
+            var amount = ApplyMarkup(cost, markupPercent);
+            items.Add(new UserStatement(user.Key, lines, cost, amount));
+            totalCost += cost;
+            totalAmount += amount;
+        }
+
+        return new MonthlyStatement(month, currency, markupPercent, items, totalCost, totalAmount);
+    }
+
+    /// <summary>cost × (1 + markup / 100), rounded to cents half-to-even.</summary>
+    /// <param name="costUsd">The cost.</param>
+    /// <param name="markupPercent">Percent added.</param>
+    /// <returns>The amount to charge.</returns>
+    public static decimal ApplyMarkup(decimal costUsd, decimal markupPercent)
+        => Math.Round(costUsd * (1m + (markupPercent / 100m)), 2, MidpointRounding.ToEven);
+}

@@ -1,0 +1,306 @@
+using System.ClientModel;
+using System.ClientModel.Primitives;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using TokenMeter.Attribution;
+using TokenMeter.Diagnostics;
+
+namespace TokenMeter.Metering;
+
+/// <summary>
+/// A per-call policy for the OpenAI SDK's pipeline that meters every chat, responses,
+/// embeddings, images and audio call. It never throws into the caller and never changes the
+/// bytes the caller receives.
+/// </summary>
+internal sealed class OpenAIMeteringPolicy : PipelinePolicy
+{
+    private const int MaxBodyCopy = 8 * 1024 * 1024;
+
+    private readonly UsageMeter _meter;
+    private readonly IOptionsMonitor<TokenMeterOptions> _options;
+    private readonly ILogger _logger;
+
+    public OpenAIMeteringPolicy(UsageMeter meter, IOptionsMonitor<TokenMeterOptions> options, ILogger<OpenAIMeteringPolicy> logger)
+    {
+        _meter = meter;
+        _options = options;
+        _logger = logger;
+    }
+
+    public override void Process(PipelineMessage message, IReadOnlyList<PipelinePolicy> pipeline, int currentIndex)
+    {
+        var operation = Start(message);
+        PooledBufferStream? copy = null;
+        if (operation is not null)
+        {
+            copy = NewBodyCopy(message);
+            if (copy is not null)
+            {
+                try
+                {
+                    message.Request.Content!.WriteTo(copy, message.CancellationToken);
+                }
+                catch (Exception ex)
+                {
+                    Log.MeteringFailed(_logger, ex);
+                    copy.Dispose();
+                    copy = null;
+                }
+            }
+        }
+
+        PooledBufferStream? body = null;
+        var call = operation is null ? null : Begin(message, operation, copy, out body);
+        if (call is null)
+        {
+            ProcessNext(message, pipeline, currentIndex);
+            return;
+        }
+
+        try
+        {
+            ProcessNext(message, pipeline, currentIndex);
+        }
+        catch (Exception ex)
+        {
+            body?.Dispose();
+            Failed(call, message, ex);
+            throw;
+        }
+
+        body?.Dispose();
+        Completed(call, message);
+    }
+
+    public override async ValueTask ProcessAsync(PipelineMessage message, IReadOnlyList<PipelinePolicy> pipeline, int currentIndex)
+    {
+        var operation = Start(message);
+        PooledBufferStream? copy = null;
+        if (operation is not null)
+        {
+            copy = NewBodyCopy(message);
+            if (copy is not null)
+            {
+                try
+                {
+                    await message.Request.Content!.WriteToAsync(copy, message.CancellationToken).ConfigureAwait(false);
+                }
+                catch (Exception ex)
+                {
+                    Log.MeteringFailed(_logger, ex);
+                    copy.Dispose();
+                    copy = null;
+                }
+            }
+        }
+
+        PooledBufferStream? body = null;
+        var call = operation is null ? null : Begin(message, operation, copy, out body);
+        if (call is null)
+        {
+            await ProcessNextAsync(message, pipeline, currentIndex).ConfigureAwait(false);
+            return;
+        }
+
+        try
+        {
+            await ProcessNextAsync(message, pipeline, currentIndex).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            body?.Dispose();
+            Failed(call, message, ex);
+            throw;
+        }
+
+        body?.Dispose();
+        Completed(call, message);
+    }
+
+    internal static string? OperationOf(PipelineRequest request)
+    {
+        if (!string.Equals(request.Method, "POST", StringComparison.OrdinalIgnoreCase) || request.Uri is null)
+        {
+            return null;
+        }
+
+        var path = request.Uri.AbsolutePath.AsSpan().TrimEnd('/');
+        if (path.EndsWith("/chat/completions", StringComparison.Ordinal))
+        {
+            return UsageOperation.Chat;
+        }
+
+        if (path.EndsWith("/responses", StringComparison.Ordinal))
+        {
+            return UsageOperation.Responses;
+        }
+
+        if (path.EndsWith("/embeddings", StringComparison.Ordinal))
+        {
+            return UsageOperation.Embeddings;
+        }
+
+        if (path.EndsWith("/images/generations", StringComparison.Ordinal) || path.EndsWith("/images/edits", StringComparison.Ordinal) || path.EndsWith("/images/variations", StringComparison.Ordinal))
+        {
+            return UsageOperation.Images;
+        }
+
+        if (path.EndsWith("/audio/transcriptions", StringComparison.Ordinal) || path.EndsWith("/audio/translations", StringComparison.Ordinal))
+        {
+            return UsageOperation.AudioTranscription;
+        }
+
+        if (path.EndsWith("/audio/speech", StringComparison.Ordinal))
+        {
+            return UsageOperation.AudioSpeech;
+        }
+
+        if (path.EndsWith("/completions", StringComparison.Ordinal))
+        {
+            return UsageOperation.TextCompletion;
+        }
+
+        return null;
+    }
+
+    private string? Start(PipelineMessage message)
+    {
+        try
+        {
+            if (!_options.CurrentValue.Enabled)
+            {
+                return null;
+            }
+
+            var operation = OperationOf(message.Request);
+            if (operation is not null && MeteringProbe.Current is { } probe)
+            {
+                probe.Metered = true;
+            }
+
+            return operation;
+        }
+        catch (Exception ex)
+        {
+            Log.MeteringFailed(_logger, ex);
+            return null;
+        }
+    }
+
+    private static PooledBufferStream? NewBodyCopy(PipelineMessage message)
+    {
+        var content = message.Request.Content;
+        if (content is null)
+        {
+            return null;
+        }
+
+        var known = content.TryComputeLength(out var length);
+        return known && length > MaxBodyCopy ? null : new PooledBufferStream(known ? (int)Math.Max(length, 16) : 4096, MaxBodyCopy);
+    }
+
+    private MeteredCall? Begin(PipelineMessage message, string operation, PooledBufferStream? copy, out PooledBufferStream? pooledBody)
+    {
+        pooledBody = null;
+        try
+        {
+            var options = _options.CurrentValue;
+            var info = default(RequestInfo);
+            byte[]? keptBody = null;
+            if (copy is not null)
+            {
+                var multipart = message.Request.Headers.TryGetValue("Content-Type", out var contentType)
+                    && contentType is not null && contentType.StartsWith("multipart/", StringComparison.OrdinalIgnoreCase);
+                if (copy.Overflowed)
+                {
+                    copy.Dispose();
+                }
+                else if (multipart)
+                {
+                    info = RequestInfo.FromMultipart(copy.WrittenSpan);
+                    copy.Dispose();
+                }
+                else
+                {
+                    info = RequestInfo.FromJson(copy.WrittenSpan);
+                    if (info.Stream)
+                    {
+                        // Streamed: keep an owned copy (it is sent, and estimates input tokens if usage never comes).
+                        keptBody = operation == UsageOperation.Chat && !info.HasStreamOptions && options.IncludeStreamUsage
+                            ? RequestInfo.WithIncludeUsage(copy.WrittenSpan)
+                            : null;
+                        keptBody ??= copy.WrittenSpan.ToArray();
+                        message.Request.Content = BinaryContent.Create(new BinaryData(keptBody));
+                        copy.Dispose();
+                    }
+                    else
+                    {
+                        // Send the bytes already serialized instead of serializing the request again.
+                        message.Request.Content = BinaryContent.Create(new BinaryData(copy.WrittenMemory));
+                        pooledBody = copy;
+                    }
+                }
+            }
+
+            return new MeteredCall(_meter, _logger, operation, UsageScope.Current, info, keptBody)
+            {
+                EstimateMissingUsage = options.EstimateMissingUsage,
+            };
+        }
+        catch (Exception ex)
+        {
+            Log.MeteringFailed(_logger, ex);
+            copy?.Dispose();
+            return null;
+        }
+    }
+
+    private void Completed(MeteredCall call, PipelineMessage message)
+    {
+        try
+        {
+            var response = message.Response;
+            if (response is null)
+            {
+                call.Complete(default, UsageStatus.TransportError, null);
+                return;
+            }
+
+            var usage = default(ParsedUsage);
+            if (message.BufferResponse)
+            {
+                if (call.Operation != UsageOperation.AudioSpeech)
+                {
+                    _ = UsageParser.TryParse(response.Content.ToMemory().Span, ref usage);
+                }
+
+                call.Streaming = false;
+                var status = response.IsError ? UsageStatus.HttpError : usage.HasUsage ? UsageStatus.Ok : UsageStatus.UsageMissing;
+                call.Complete(usage, status, response.Status);
+                return;
+            }
+
+            call.Streaming = true;
+            if (response.IsError || response.ContentStream is null)
+            {
+                call.Complete(usage, response.IsError ? UsageStatus.HttpError : UsageStatus.UsageMissing, response.Status);
+                return;
+            }
+
+            response.ContentStream = new MeteredStream(response.ContentStream, call, response.Status);
+        }
+        catch (Exception ex)
+        {
+            Log.MeteringFailed(_logger, ex);
+            call.Complete(default, UsageStatus.UsageMissing, message.Response?.Status);
+        }
+    }
+
+    private static void Failed(MeteredCall call, PipelineMessage message, Exception exception)
+    {
+        // A timeout also surfaces as OperationCanceledException; only the caller's token means "cancelled".
+        var status = message.CancellationToken.IsCancellationRequested ? UsageStatus.Cancelled : UsageStatus.TransportError;
+        _ = exception;
+        call.Complete(default, status, null);
+    }
+}

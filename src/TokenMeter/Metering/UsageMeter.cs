@@ -1,0 +1,112 @@
+using Microsoft.Extensions.Logging;
+using TokenMeter.Attribution;
+using TokenMeter.Diagnostics;
+using TokenMeter.Pricing;
+using TokenMeter.Writing;
+
+namespace TokenMeter.Metering;
+
+/// <summary>
+/// Where every metered call ends up: priced, added to its attribution scope, shown to the
+/// observers, counted in the metrics, and queued for storage. Never throws.
+/// </summary>
+internal sealed class UsageMeter
+{
+    private readonly IUsagePricer? _pricer;
+    private readonly IUsageSink? _sink;
+    private readonly IUsageObserver[] _observers;
+    private readonly TokenMeterMetrics _metrics;
+    private readonly ILogger _logger;
+
+    public UsageMeter(TokenMeterMetrics metrics, IEnumerable<IUsageObserver> observers, ILogger<UsageMeter> logger, TimeProvider timeProvider, IUsagePricer? pricer = null, IUsageSink? sink = null)
+    {
+        _metrics = metrics;
+        _observers = [.. observers];
+        _logger = logger;
+        TimeProvider = timeProvider;
+        _pricer = pricer;
+        _sink = sink;
+    }
+
+    public TimeProvider TimeProvider { get; }
+
+    /// <summary>Prices, attributes, observes, counts and queues one finished call.</summary>
+    /// <param name="record">The unpriced record.</param>
+    /// <param name="scope">The scope the call was made in, captured when it started.</param>
+    /// <returns>The priced record.</returns>
+    public UsageRecord Record(UsageRecord record, UsageScope? scope)
+    {
+        try
+        {
+            if (_pricer is not null)
+            {
+                record = _pricer.Price(record);
+            }
+        }
+        catch (Exception ex)
+        {
+            Log.PricingFailed(_logger, ex, record.Model);
+        }
+
+        try
+        {
+            scope?.Add(record);
+        }
+        catch (Exception ex)
+        {
+            Log.MeteringFailed(_logger, ex);
+        }
+
+        foreach (var observer in _observers)
+        {
+            try
+            {
+                observer.OnUsage(record);
+            }
+            catch (Exception ex)
+            {
+                Log.ObserverFailed(_logger, ex, observer.GetType().Name);
+            }
+        }
+
+        try
+        {
+            _metrics.Record(record);
+        }
+        catch (Exception ex)
+        {
+            Log.MeteringFailed(_logger, ex);
+        }
+
+        try
+        {
+            if (_sink is not null)
+            {
+                _sink.Enqueue(record);
+            }
+        }
+        catch (Exception ex)
+        {
+            Log.EnqueueFailed(_logger, ex, record.Id);
+        }
+
+        Log.CallRecorded(_logger, record.Operation, record.Model, record.Status, record.InputTokens, record.OutputTokens);
+        return record;
+    }
+
+    /// <summary>Builds a record for a call that started at <paramref name="createdAt"/> in <paramref name="scope"/>.</summary>
+    public static UsageRecord NewRecord(DateTimeOffset createdAt, UsageScope? scope, string? fallbackUser)
+    {
+        var context = scope?.Context;
+        return new UsageRecord
+        {
+            Id = Guid.CreateVersion7(createdAt),
+            CreatedAt = createdAt,
+            UserId = context?.UserId ?? fallbackUser,
+            Endpoint = context?.Endpoint,
+            SessionId = context?.SessionId,
+            ProblemId = context?.ProblemId,
+            Tags = context?.Tags,
+        };
+    }
+}

@@ -1,0 +1,202 @@
+using System.Text.Json;
+
+namespace TokenMeter.Metering;
+
+/// <summary>
+/// Reads <c>model</c>, <c>service_tier</c> and <c>usage</c> from an OpenAI reply with a forward-only
+/// <see cref="Utf8JsonReader"/> scan (no DOM): chat, responses (also nested under <c>response</c>
+/// in stream events), embeddings, images and transcriptions (tokens or duration).
+/// </summary>
+internal static class UsageParser
+{
+    /// <summary>Parses one complete JSON object. Returns false (and leaves <paramref name="usage"/> partly filled) when the text is not a JSON object.</summary>
+    public static bool TryParse(ReadOnlySpan<byte> json, ref ParsedUsage usage)
+    {
+        try
+        {
+            var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = 256 });
+            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
+            {
+                return false;
+            }
+
+            ParseObject(ref reader, ref usage, nested: false);
+            return true;
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
+    }
+
+    private static void ParseObject(ref Utf8JsonReader reader, ref ParsedUsage usage, bool nested)
+    {
+        while (reader.Read())
+        {
+            if (reader.TokenType == JsonTokenType.EndObject)
+            {
+                return;
+            }
+
+            if (reader.ValueTextEquals("usage"u8))
+            {
+                reader.Read();
+                if (reader.TokenType == JsonTokenType.StartObject)
+                {
+                    ParseUsage(ref reader, ref usage);
+                }
+                else
+                {
+                    reader.Skip();
+                }
+            }
+            else if (reader.ValueTextEquals("model"u8))
+            {
+                reader.Read();
+                if (reader.TokenType == JsonTokenType.String)
+                {
+                    usage.Model = reader.GetString();
+                }
+                else
+                {
+                    reader.Skip();
+                }
+            }
+            else if (reader.ValueTextEquals("service_tier"u8))
+            {
+                reader.Read();
+                if (reader.TokenType == JsonTokenType.String)
+                {
+                    usage.ServiceTier = reader.GetString();
+                }
+                else
+                {
+                    reader.Skip();
+                }
+            }
+            else if (!nested && reader.ValueTextEquals("type"u8))
+            {
+                reader.Read();
+                if (reader.TokenType == JsonTokenType.String)
+                {
+                    usage.EventType = reader.GetString();
+                }
+                else
+                {
+                    reader.Skip();
+                }
+            }
+            else if (!nested && reader.ValueTextEquals("response"u8))
+            {
+                reader.Read();
+                if (reader.TokenType == JsonTokenType.StartObject)
+                {
+                    ParseObject(ref reader, ref usage, nested: true);
+                }
+                else
+                {
+                    reader.Skip();
+                }
+            }
+            else
+            {
+                reader.Read();
+                reader.Skip();
+            }
+        }
+    }
+
+    private static void ParseUsage(ref Utf8JsonReader reader, ref ParsedUsage usage)
+    {
+        usage.HasUsage = true;
+        var sawTotal = false;
+        var duration = false;
+        while (reader.Read() && reader.TokenType != JsonTokenType.EndObject)
+        {
+            if (reader.ValueTextEquals("prompt_tokens"u8) || reader.ValueTextEquals("input_tokens"u8))
+            {
+                usage.InputTokens = ReadLong(ref reader);
+            }
+            else if (reader.ValueTextEquals("completion_tokens"u8) || reader.ValueTextEquals("output_tokens"u8))
+            {
+                usage.OutputTokens = ReadLong(ref reader);
+            }
+            else if (reader.ValueTextEquals("total_tokens"u8))
+            {
+                usage.TotalTokens = ReadLong(ref reader);
+                sawTotal = true;
+            }
+            else if (reader.ValueTextEquals("prompt_tokens_details"u8) || reader.ValueTextEquals("input_tokens_details"u8) || reader.ValueTextEquals("input_token_details"u8))
+            {
+                reader.Read();
+                ParseDetails(ref reader, ref usage.CachedInputTokens, ref usage.AudioInputTokens);
+            }
+            else if (reader.ValueTextEquals("completion_tokens_details"u8) || reader.ValueTextEquals("output_tokens_details"u8))
+            {
+                reader.Read();
+                ParseDetails(ref reader, ref usage.ReasoningTokens, ref usage.AudioOutputTokens);
+            }
+            else if (reader.ValueTextEquals("type"u8))
+            {
+                reader.Read();
+                duration = reader.TokenType == JsonTokenType.String && reader.ValueTextEquals("duration"u8);
+            }
+            else if (reader.ValueTextEquals("seconds"u8))
+            {
+                reader.Read();
+                if (reader.TokenType == JsonTokenType.Number)
+                {
+                    usage.DurationSeconds = reader.GetDouble();
+                }
+            }
+            else
+            {
+                reader.Read();
+                reader.Skip();
+            }
+        }
+
+        if (duration && usage.DurationSeconds is null)
+        {
+            usage.DurationSeconds = 0;
+        }
+
+        if (!sawTotal)
+        {
+            usage.TotalTokens = usage.InputTokens + usage.OutputTokens;
+        }
+    }
+
+    // Input details carry cached_tokens and audio_tokens; output details carry reasoning_tokens and audio_tokens.
+    private static void ParseDetails(ref Utf8JsonReader reader, ref long first, ref long audio)
+    {
+        if (reader.TokenType != JsonTokenType.StartObject)
+        {
+            reader.Skip();
+            return;
+        }
+
+        while (reader.Read() && reader.TokenType != JsonTokenType.EndObject)
+        {
+            if (reader.ValueTextEquals("cached_tokens"u8) || reader.ValueTextEquals("reasoning_tokens"u8))
+            {
+                first = ReadLong(ref reader);
+            }
+            else if (reader.ValueTextEquals("audio_tokens"u8))
+            {
+                audio = ReadLong(ref reader);
+            }
+            else
+            {
+                reader.Read();
+                reader.Skip();
+            }
+        }
+    }
+
+    private static long ReadLong(ref Utf8JsonReader reader)
+    {
+        reader.Read();
+        return reader.TokenType == JsonTokenType.Number && reader.TryGetInt64(out var value) ? value : 0;
+    }
+}

@@ -1,0 +1,133 @@
+using System.Diagnostics;
+using TokenMeter.Querying;
+using TokenMeter.Testing.Postgres;
+
+namespace TokenMeter.Postgres.Tests;
+
+public sealed class ConcurrencyTests(PostgresDatabaseFixture database) : IClassFixture<PostgresDatabaseFixture>
+{
+    [Fact]
+    public async Task AppendAsync_FourWritersOnOverlappingKeys_NoDeadlockAndRollupsEqualRawSums()
+    {
+        await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString);
+        var start = new DateTimeOffset(2026, 10, 30, 0, 0, 0, TimeSpan.Zero);
+        var duration = TimeSpan.FromSeconds(5);
+        var clock = Stopwatch.StartNew();
+
+        // Every writer touches the same users, endpoints, models, days and both months, in random
+        // order within its batches, and replays some of the others' ids: the worst case for locks.
+        var stored = await Task.WhenAll(Enumerable.Range(0, 4).Select(writer => Task.Run(async () =>
+        {
+            var random = new Random(writer);
+            var total = 0;
+            UsageRecord[]? previous = null;
+            while (clock.Elapsed < duration)
+            {
+                var batch = Enumerable.Range(0, 200).Select(_ => Records.Make(
+                    start.AddMinutes(random.Next(0, 60 * 24 * 4)),
+                    userId: random.Next(10) == 0 ? null : "u" + random.Next(20),
+                    endpoint: random.Next(6) == 0 ? null : "/api/e" + random.Next(3),
+                    model: "m" + random.Next(2),
+                    input: random.Next(1, 1000),
+                    output: random.Next(1, 500),
+                    cost: random.Next(8) == 0 ? null : random.Next(1, 100_000) / 10_000_000m)).ToList();
+                if (previous is not null)
+                {
+                    batch.AddRange(previous.Take(20));
+                }
+
+                total += await h.Store.AppendAsync(batch);
+                previous = [.. batch];
+            }
+
+            return total;
+        })));
+
+        var raw = await h.ScalarAsync<long>("SELECT count(*) FROM {s}.user_api_usage");
+        Assert.Equal(stored.Sum(), raw);
+        Assert.True(raw > 1000, $"only {raw} records in {duration}");
+
+        // Each rollup equals the same GROUP BY over the raw table.
+        string[] checks =
+        [
+            "SELECT user_id, (created_at AT TIME ZONE 'UTC')::date, endpoint, model, count(*), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), sum(reasoning_tokens), sum(total_tokens), coalesce(sum(cost_usd), 0) FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1, 2, 3, 4 EXCEPT SELECT user_id, day, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd FROM {s}.usage_user_endpoint_day",
+            "SELECT user_id, date_trunc('month', created_at AT TIME ZONE 'UTC')::date, endpoint, model, count(*), sum(total_tokens), coalesce(sum(cost_usd), 0) FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1, 2, 3, 4 EXCEPT SELECT user_id, month, endpoint, model, calls, total_tokens, cost_usd FROM {s}.usage_user_endpoint_month",
+            "SELECT user_id, (created_at AT TIME ZONE 'UTC')::date, count(*), sum(total_tokens), coalesce(sum(cost_usd), 0) FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1, 2 EXCEPT SELECT user_id, day, calls, total_tokens, cost_usd FROM {s}.usage_user_day",
+            "SELECT user_id, date_trunc('month', created_at AT TIME ZONE 'UTC')::date, count(*), sum(total_tokens), coalesce(sum(cost_usd), 0) FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1, 2 EXCEPT SELECT user_id, month, calls, total_tokens, cost_usd FROM {s}.usage_user_month",
+            "SELECT user_id, count(*), sum(total_tokens), coalesce(sum(cost_usd), 0), min(created_at), max(created_at) FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1 EXCEPT SELECT user_id, calls, total_tokens, cost_usd, first_call_at, last_call_at FROM {s}.usage_user_total",
+            "SELECT (created_at AT TIME ZONE 'UTC')::date, endpoint, model, count(*), sum(total_tokens), coalesce(sum(cost_usd), 0) FROM {s}.user_api_usage GROUP BY 1, 2, 3 EXCEPT SELECT day, endpoint, model, calls, total_tokens, cost_usd FROM {s}.usage_endpoint_day",
+            "SELECT date_trunc('month', created_at AT TIME ZONE 'UTC')::date, endpoint, model, count(*), sum(total_tokens), coalesce(sum(cost_usd), 0) FROM {s}.user_api_usage GROUP BY 1, 2, 3 EXCEPT SELECT month, endpoint, model, calls, total_tokens, cost_usd FROM {s}.usage_endpoint_month",
+            "SELECT (created_at AT TIME ZONE 'UTC')::date, count(DISTINCT user_id) FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1 EXCEPT SELECT day, active_users FROM {s}.usage_active_day",
+            "SELECT date_trunc('month', created_at AT TIME ZONE 'UTC')::date, count(DISTINCT user_id) FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1 EXCEPT SELECT month, active_users FROM {s}.usage_active_month",
+        ];
+        foreach (var check in checks)
+        {
+            Assert.Equal(0L, await h.ScalarAsync<long>($"SELECT count(*) FROM ({check}) x"));
+        }
+
+        // And the row counts match too (EXCEPT alone would miss extra rollup rows).
+        Assert.Equal(await h.ScalarAsync<long>("SELECT count(*) FROM (SELECT DISTINCT user_id, (created_at AT TIME ZONE 'UTC')::date, endpoint, model FROM {s}.user_api_usage WHERE user_id IS NOT NULL) x"), await h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_user_endpoint_day"));
+        Assert.Equal(raw, (await h.Queries.GetStatsAsync(new DateOnly(2026, 11, 1))).TotalCalls);
+    }
+
+    [Fact]
+    public async Task Views_AgreeWithTheQueryApi()
+    {
+        await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString);
+        var random = new Random(7);
+        var start = new DateTimeOffset(2026, 9, 25, 0, 0, 0, TimeSpan.Zero);
+        var records = Enumerable.Range(0, 600).Select(_ => Records.Make(
+            start.AddMinutes(random.Next(0, 60 * 24 * 40)),
+            userId: random.Next(8) == 0 ? null : "u" + random.Next(15),
+            endpoint: "/api/e" + random.Next(3),
+            model: "m" + random.Next(2),
+            input: random.Next(1, 1000),
+            output: random.Next(1, 500),
+            cost: random.Next(1, 100_000) / 10_000_000m)).ToArray();
+        await h.Store.AppendAsync(records);
+
+        var users = await h.Queries.GetUserSummariesAsync(new UserSummaryQuery(UserSummarySort.UserId, SortOrder.Ascending, 500));
+        var userView = await RowsAsync(h, "SELECT user_id, total_calls, total_tokens, total_cost_usd, last_call_at FROM {s}.user_usage_summary ORDER BY user_id COLLATE \"C\"");
+        Assert.Equal(users.Items.Select(u => FormattableString.Invariant($"{u.UserId}|{u.TotalCalls}|{u.TotalTokens}|{u.TotalCostUsd}|{u.LastCallAt:O}")), userView);
+
+        var endpoints = await h.Queries.GetEndpointUsageAsync();
+        var endpointView = await RowsAsync(h, "SELECT endpoint, model, calls, total_tokens, total_cost_usd FROM {s}.endpoint_usage_summary ORDER BY total_cost_usd DESC, endpoint, model");
+        Assert.Equal(endpoints.Select(e => FormattableString.Invariant($"{e.Endpoint}|{e.Model}|{e.Calls}|{e.TotalTokens}|{e.CostUsd}")), endpointView);
+
+        var daily = await h.Queries.GetDailyUsageAsync(new DateOnly(2026, 1, 1), new DateOnly(2026, 12, 31));
+        var dailyView = await RowsAsync(h, "SELECT date, calls, input_tokens, output_tokens, total_tokens, cost_usd, active_users FROM {s}.daily_usage_summary ORDER BY date DESC");
+        Assert.Equal(daily.Select(d => FormattableString.Invariant($"{d.Period:yyyy-MM-dd}|{d.Calls}|{d.InputTokens}|{d.OutputTokens}|{d.TotalTokens}|{d.CostUsd}|{d.ActiveUsers}")), dailyView);
+
+        var monthly = await h.Queries.GetMonthlyUsageAsync(new DateOnly(2026, 1, 1), new DateOnly(2026, 12, 1));
+        var monthlyView = await RowsAsync(h, "SELECT month, calls, input_tokens, output_tokens, total_tokens, cost_usd, active_users FROM {s}.monthly_usage_summary ORDER BY month DESC");
+        Assert.Equal(monthly.Select(m => FormattableString.Invariant($"{m.Period:yyyy-MM}|{m.Calls}|{m.InputTokens}|{m.OutputTokens}|{m.TotalTokens}|{m.CostUsd}|{m.ActiveUsers}")), monthlyView);
+        Assert.Equal(3, monthly.Count);
+        Assert.Equal(600, monthly.Sum(m => m.Calls));
+    }
+
+    private static async Task<List<string>> RowsAsync(PostgresStoreHarness h, string sql)
+    {
+        await using var command = h.DataSource.CreateCommand(sql.Replace("{s}", h.S, StringComparison.Ordinal));
+        await using var reader = await command.ExecuteReaderAsync();
+        var rows = new List<string>();
+        while (await reader.ReadAsync())
+        {
+            var cells = new string[reader.FieldCount];
+            for (var i = 0; i < cells.Length; i++)
+            {
+                cells[i] = reader.IsDBNull(i) ? string.Empty : reader.GetValue(i) switch
+                {
+                    DateOnly d => d.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture),
+                    DateTime t when reader.GetDataTypeName(i) == "date" => DateOnly.FromDateTime(t).ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture),
+                    DateTime t => new DateTimeOffset(DateTime.SpecifyKind(t, DateTimeKind.Utc)).ToString("O", System.Globalization.CultureInfo.InvariantCulture),
+                    IFormattable f => f.ToString(null, System.Globalization.CultureInfo.InvariantCulture),
+                    var v => v.ToString()!,
+                };
+            }
+
+            rows.Add(string.Join('|', cells));
+        }
+
+        return rows;
+    }
+}

@@ -1,0 +1,76 @@
+using TokenMeter.Billing;
+using TokenMeter.Querying;
+
+namespace TokenMeter.Tests.Billing;
+
+public sealed class StatementCalculatorTests
+{
+    private static readonly DateOnly November = new(2026, 11, 1);
+
+    [Theory]
+    [InlineData("0.125", "0", "0.12")]
+    [InlineData("0.135", "0", "0.14")]
+    [InlineData("0.03", "50", "0.04")] // 0.045 goes to the even cent
+    [InlineData("0.01", "50", "0.02")] // 0.015 goes to the even cent
+    [InlineData("1.00", "10", "1.10")]
+    [InlineData("12.3456789", "20", "14.81")]
+    [InlineData("0", "20", "0.00")]
+    public void ApplyMarkup_RoundsToCentsHalfToEven(string cost, string markup, string expected)
+    {
+        Assert.Equal(decimal.Parse(expected, System.Globalization.CultureInfo.InvariantCulture),
+            StatementCalculator.ApplyMarkup(decimal.Parse(cost, System.Globalization.CultureInfo.InvariantCulture), decimal.Parse(markup, System.Globalization.CultureInfo.InvariantCulture)));
+    }
+
+    [Fact]
+    public void Build_GroupsLinesByUser_AndTotalsTheRoundedAmounts()
+    {
+        UserEndpointUsage[] rows =
+        [
+            new("u2", "/api/chat", "gpt-4o-mini", 3, 300, 0, 90, 390, 0.005m),
+            new("u1", "/api/hint", "gpt-4o-mini", 2, 200, 50, 40, 240, 0.0125m),
+            new("u1", "/api/analyze", "gpt-4o", 1, 1000, 0, 500, 1500, 0.0075m),
+        ];
+
+        var statement = StatementCalculator.Build(November, rows, 0m);
+
+        Assert.Equal(["u1", "u2"], statement.Items.Select(i => i.UserId));
+        var u1 = statement.Items[0];
+        Assert.Equal(["/api/hint", "/api/analyze"], u1.Lines.Select(l => l.Endpoint));
+        Assert.Equal(0.02m, u1.CostUsd);
+        Assert.Equal(0.02m, u1.AmountUsd);
+        Assert.Equal(0.005m, statement.Items[1].CostUsd);
+        Assert.Equal(0.00m, statement.Items[1].AmountUsd); // half a cent rounds to the even 0
+        Assert.Equal(0.025m, statement.TotalCostUsd);
+        Assert.Equal(0.02m, statement.TotalAmountUsd);
+        Assert.Equal("USD", statement.Currency);
+        Assert.Equal(November, statement.Month);
+    }
+
+    [Fact]
+    public void Build_WithMarkup_AppliesItToEveryUser()
+    {
+        UserEndpointUsage[] rows =
+        [
+            new("a", "/api/chat", "gpt-4o-mini", 10, 1, 0, 1, 2, 1.234567m),
+            new("b", "/api/chat", "gpt-4o-mini", 10, 1, 0, 1, 2, 2.5m),
+        ];
+
+        var statement = StatementCalculator.Build(November, rows, 25m);
+
+        Assert.Equal(25m, statement.MarkupPercent);
+        Assert.Equal(1.54m, statement.Items[0].AmountUsd); // 1.54320875
+        Assert.Equal(3.12m, statement.Items[1].AmountUsd); // 3.125 to the even cent
+        Assert.Equal(3.734567m, statement.TotalCostUsd);
+        Assert.Equal(4.66m, statement.TotalAmountUsd);
+    }
+
+    [Fact]
+    public void Build_NoUsage_IsEmpty()
+    {
+        var statement = StatementCalculator.Build(November, [], 10m);
+
+        Assert.Empty(statement.Items);
+        Assert.Equal(0m, statement.TotalCostUsd);
+        Assert.Equal(0m, statement.TotalAmountUsd);
+    }
+}

@@ -1,0 +1,108 @@
+using System.ClientModel;
+using System.ClientModel.Primitives;
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using OpenAI;
+using TokenMeter.Metering;
+using TokenMeter.Pricing;
+using TokenMeter.Testing.FakeOpenAI;
+
+namespace TokenMeter.Tests.Metering;
+
+/// <summary>Collects every record the meter produces and lets a test await them.</summary>
+internal sealed class CollectingObserver : IUsageObserver
+{
+    private readonly ConcurrentQueue<UsageRecord> _records = new();
+    private readonly SemaphoreSlim _arrived = new(0);
+    private int _taken;
+
+    public IReadOnlyList<UsageRecord> Records => _records.ToArray();
+
+    public void OnUsage(UsageRecord record)
+    {
+        _records.Enqueue(record);
+        _arrived.Release();
+    }
+
+    public async Task<UsageRecord> NextAsync()
+    {
+        if (!await _arrived.WaitAsync(TimeSpan.FromSeconds(10)))
+        {
+            throw new TimeoutException("No usage record arrived.");
+        }
+
+        return _records.ToArray()[Interlocked.Increment(ref _taken) - 1];
+    }
+
+    public async Task<IReadOnlyList<UsageRecord>> WaitForAsync(int count)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (_records.Count < count)
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"Only {_records.Count} of {count} records arrived.");
+            }
+
+            await _arrived.WaitAsync(TimeSpan.FromMilliseconds(100));
+        }
+
+        return Records;
+    }
+}
+
+/// <summary>A price of $1 per 1,000 input and $2 per 1,000 output tokens for every model but "unpriced-model".</summary>
+internal sealed class FlatTestPricer : IUsagePricer
+{
+    public UsageRecord Price(UsageRecord record) => record.Model == "unpriced-model"
+        ? record
+        : record with { CostUsd = (record.InputTokens * 1m + record.OutputTokens * 2m) / 1000m, PriceId = "test/flat" };
+}
+
+/// <summary>A fake server, a service provider with TokenMeter, and metered / unmetered clients.</summary>
+internal sealed class MeteringHarness : IAsyncDisposable
+{
+    private MeteringHarness(FakeOpenAIServer server, ServiceProvider services, CollectingObserver observer)
+    {
+        Server = server;
+        Services = services;
+        Observer = observer;
+    }
+
+    public FakeOpenAIServer Server { get; }
+
+    public ServiceProvider Services { get; }
+
+    public CollectingObserver Observer { get; }
+
+    public static async Task<MeteringHarness> StartAsync(Action<IServiceCollection>? configure = null, Action<TokenMeterOptions>? options = null)
+    {
+        var server = await FakeOpenAIServer.StartAsync();
+        var observer = new CollectingObserver();
+        var services = new ServiceCollection();
+        services.AddLogging();
+        services.AddSingleton<IConfiguration>(new ConfigurationBuilder().Build());
+        services.AddTokenMeter(options);
+        services.AddSingleton<IUsageObserver>(observer);
+        services.AddSingleton<IUsagePricer, FlatTestPricer>();
+        configure?.Invoke(services);
+        return new MeteringHarness(server, services.BuildServiceProvider(), observer);
+    }
+
+    public OpenAIClient Metered(int maxRetries = 0) => new(new ApiKeyCredential("sk-test"), Options(maxRetries).AddTokenMeter(Services));
+
+    public OpenAIClient Unmetered(int maxRetries = 0) => new(new ApiKeyCredential("sk-test"), Options(maxRetries));
+
+    public async ValueTask DisposeAsync()
+    {
+        await Services.DisposeAsync();
+        await Server.DisposeAsync();
+    }
+
+    private OpenAIClientOptions Options(int maxRetries) => new()
+    {
+        Endpoint = Server.Endpoint,
+        RetryPolicy = new ClientRetryPolicy(maxRetries),
+    };
+}
