@@ -60,7 +60,7 @@ public sealed class PortalBrowserTests(ITestOutputHelper output)
             Headless = true,
             Args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
         });
-        await using var context = await browser.NewContextAsync(new BrowserNewContextOptions { AcceptDownloadsAsync = true, ViewportSize = new ViewportSize { Width = 1366, Height = 900 }, Locale = "en-US" });
+        await using var context = await browser.NewContextAsync(new BrowserNewContextOptions { AcceptDownloads = true, ViewportSize = new ViewportSize { Width = 1366, Height = 900 }, Locale = "en-US" });
         var page = await context.NewPageAsync();
         var consoleErrors = new List<string>();
         page.Console += (_, message) =>
