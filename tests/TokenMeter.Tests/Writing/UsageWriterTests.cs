@@ -138,7 +138,11 @@ public sealed class UsageWriterTests : IDisposable
         Assert.Equal(0, store.StoredCount);
 
         store.Down = false;
-        await Eventually.TrueAsync(() => store.StoredCount == 45 && SpoolFileCount() == 0, advance: _time, step: TimeSpan.FromSeconds(1));
+        // The counter moves just after the last file is deleted, so wait for it too.
+        await Eventually.TrueAsync(
+            () => store.StoredCount == 45 && SpoolFileCount() == 0 && replayedCollector.GetMeasurementSnapshot().EvaluateAsCounter() == 45,
+            advance: _time,
+            step: TimeSpan.FromSeconds(1));
 
         await AssertStoredExactlyOnceAsync(store, first.Concat(more));
         Assert.Equal(45, collector.GetMeasurementSnapshot().EvaluateAsCounter());
