@@ -206,6 +206,9 @@ public sealed class FakeOpenAIServer : IAsyncDisposable
             if (reply.Kind == FakeReplyKind.CutStream && sent >= reply.CutAfterChunks)
             {
                 await ctx.Response.Body.FlushAsync(ct).ConfigureAwait(false);
+
+                // Let the client read what was sent, so the cut surfaces while it reads the body.
+                await Task.Delay(reply.ChunkDelay > TimeSpan.Zero ? reply.ChunkDelay : TimeSpan.FromMilliseconds(50), ct).ConfigureAwait(false);
                 ctx.Abort();
                 return;
             }

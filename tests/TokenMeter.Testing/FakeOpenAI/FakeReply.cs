@@ -61,7 +61,7 @@ public sealed record FakeReply
     /// <summary>Wait this long between streamed chunks.</summary>
     public TimeSpan ChunkDelay { get; init; }
 
-    /// <summary>For <see cref="FakeReplyKind.CutStream"/>: how many events are sent before the connection drops.</summary>
+    /// <summary>For <see cref="FakeReplyKind.CutStream"/>: how many events are sent before the connection drops (after a pause of <see cref="ChunkDelay"/>, or 50 ms).</summary>
     public int CutAfterChunks { get; init; } = 2;
 
     /// <summary>An HTTP error reply.</summary>
