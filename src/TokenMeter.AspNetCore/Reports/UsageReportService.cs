@@ -1,5 +1,8 @@
 using System.Threading.Channels;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using TokenMeter.AspNetCore.Alerts;
+using TokenMeter.AspNetCore.Billing;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using TokenMeter.AspNetCore.Diagnostics;
@@ -14,6 +17,7 @@ namespace TokenMeter.AspNetCore.Reports;
 /// </summary>
 internal sealed class UsageReportService(
     UsageReportBuilder builder,
+    IServiceProvider services,
     IReportMailer mailer,
     IDeliveryLog deliveryLog,
     IOptionsMonitor<UsageReportOptions> options,
@@ -21,6 +25,14 @@ internal sealed class UsageReportService(
     ILogger<UsageReportService> logger) : BackgroundService
 {
     private const int ManualAttempts = 4;
+
+    // statement.closed webhooks ride the same timer when the app has a webhook sender.
+    private readonly StatementClosedNotifier? _statements = services.GetService<IWebhookSender>() is null
+        ? null
+        : ActivatorUtilities.CreateInstance<StatementClosedNotifier>(services);
+
+    /// <summary>The statement.closed notifier, when webhooks are available.</summary>
+    internal StatementClosedNotifier? Statements => _statements;
 
     private readonly Channel<ReportPeriod> _manual = Channel.CreateBounded<ReportPeriod>(
         new BoundedChannelOptions(16) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true });
@@ -116,6 +128,10 @@ internal sealed class UsageReportService(
             try
             {
                 await CheckScheduledAsync(stoppingToken).ConfigureAwait(false);
+                if (_statements is not null)
+                {
+                    await _statements.CheckAsync(force: false, stoppingToken).ConfigureAwait(false);
+                }
             }
             catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
             {
