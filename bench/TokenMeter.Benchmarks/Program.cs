@@ -6,5 +6,10 @@ if (args.Length > 0 && args[0] == "forecast-backtest")
     return ForecastBacktest.Run(args[1..]);
 }
 
+if (args.Length > 0 && args[0] == "metering-probe")
+{
+    return TokenMeter.Benchmarks.Metering.AllocationProbe.Run(args[1..]);
+}
+
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
 return 0;
