@@ -1,5 +1,6 @@
 using BenchmarkDotNet.Running;
 using TokenMeter.Benchmarks.Forecasting;
+using TokenMeter.Benchmarks.Postgres;
 
 if (args.Length > 0 && args[0] == "forecast-backtest")
 {
@@ -9,6 +10,11 @@ if (args.Length > 0 && args[0] == "forecast-backtest")
 if (args.Length > 0 && args[0] == "metering-probe")
 {
     return TokenMeter.Benchmarks.Metering.AllocationProbe.Run(args[1..]);
+}
+
+if (args.Length > 0 && args[0] == "postgres")
+{
+    return await PostgresBench.RunAsync(args[1..]);
 }
 
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);

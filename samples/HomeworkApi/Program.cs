@@ -1,6 +1,149 @@
+using System.Threading.RateLimiting;
+using HomeworkApi.Accounts;
+using HomeworkApi.Diagnostics;
+using HomeworkApi.Homework;
+using HomeworkApi.Hosting;
+using HomeworkApi.Simulation;
+using Microsoft.AspNetCore.Authentication.JwtBearer;
+using Microsoft.IdentityModel.Tokens;
+using Npgsql;
+using TokenMeter;
+using HomeworkApi.Shims;
+
 var builder = WebApplication.CreateBuilder(args);
+var settings = HomeworkSettings.Load(builder.Configuration, builder.Environment);
+builder.Services.AddSingleton(settings);
+builder.Services.AddSingleton(TimeProvider.System);
+
+// Errors are RFC 9457 problem details everywhere, including the empty 401/403/404 of the framework.
+builder.Services.AddProblemDetails();
+
+// Accounts and JWT bearer sign-in (CONTRACT §2).
+builder.Services.AddAuthentication(JwtBearerDefaults.AuthenticationScheme).AddJwtBearer(o =>
+{
+    o.MapInboundClaims = false;
+    o.TokenValidationParameters = new TokenValidationParameters
+    {
+        ValidIssuer = settings.JwtIssuer,
+        ValidAudience = settings.JwtAudience,
+        IssuerSigningKey = new SymmetricSecurityKey(settings.SigningKey),
+        NameClaimType = "unique_name",
+        RoleClaimType = "role",
+        ClockSkew = TimeSpan.FromSeconds(30),
+    };
+});
+builder.Services.AddAuthorization();
+builder.Services.AddRateLimiter(o =>
+{
+    o.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
+    o.AddPolicy(AuthEndpoints.LoginRateLimitPolicy, http => RateLimitPartition.GetFixedWindowLimiter(
+        http.Connection.RemoteIpAddress?.ToString() ?? "unknown",
+        _ => new FixedWindowRateLimiterOptions { PermitLimit = Math.Max(1, settings.LoginAttemptsPerMinute), Window = TimeSpan.FromMinutes(1), QueueLimit = 0 }));
+    o.OnRejected = async (context, cancellationToken) =>
+    {
+        var retryAfter = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) ? wait : TimeSpan.FromMinutes(1);
+        context.HttpContext.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        await Problems.TooManyRequests("Too many sign-in attempts from this address; wait a minute and try again.").ExecuteAsync(context.HttpContext);
+    };
+});
+
+NpgsqlDataSource? dataSource = null;
+if (settings.UsesPostgres)
+{
+    dataSource = NpgsqlDataSource.Create(settings.ConnectionString!);
+    builder.Services.AddSingleton(new HomeworkDatabase(dataSource));
+    builder.Services.AddSingleton<IAccountStore>(sp => new PostgresAccountStore(sp.GetRequiredService<HomeworkDatabase>().DataSource));
+}
+else
+{
+    builder.Services.AddSingleton<IAccountStore, InMemoryAccountStore>();
+}
+
+builder.Services.AddSingleton<AccountService>();
+builder.Services.AddSingleton<IUserDirectory, AccountUserDirectory>();
+builder.Services.AddHostedService<AdminSeeder>();
+
+// TokenMeter: metering of every model call, usage store, admin usage API, attribution, budgets.
+var tokenMeter = builder.Services.AddTokenMeter();
+if (dataSource is not null)
+{
+    tokenMeter.AddPostgresStore(dataSource);
+}
+
+tokenMeter.AddTokenMeterAspNetCore();
+tokenMeter.AddOpenAIClient(o =>
+{
+    o.ApiKey = settings.OpenAIApiKey ?? (settings.SimulatedModel ? "simulated" : "none");
+    o.Endpoint = settings.SimulatedModel ? new Uri("http://simulated-model.invalid/v1") : settings.OpenAIEndpoint;
+    o.MaxRetries = Math.Clamp(settings.OpenAIMaxRetries, 0, 10);
+    o.NetworkTimeout = settings.OpenAITimeout;
+});
+if (settings.SimulatedModel)
+{
+    // Registered after AddOpenAIClient, so it replaces the socket handler of the metered client.
+    builder.Services.AddSingleton<SimulatedModelState>();
+    builder.Services.AddHttpClient(TokenMeterOpenAIOptions.HttpClientName)
+        .ConfigurePrimaryHttpMessageHandler(sp => new SimulatedModelHandler(sp.GetRequiredService<SimulatedModelState>(), sp.GetRequiredService<TimeProvider>(), settings.SimulatedChunkDelay));
+}
+
+builder.Services.AddSingleton<HomeworkModelClient>();
+builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database");
+builder.Services.AddOpenApi();
+
 var app = builder.Build();
-app.MapGet("/health", () => Results.Ok(new { status = "ok" }));
+
+var startupLog = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("HomeworkApi");
+if (settings.SimulatedModel)
+{
+    Log.SimulatedModel(startupLog);
+}
+else
+{
+    Log.ModelEndpoint(startupLog, settings.OpenAIEndpoint?.ToString() ?? "OpenAI (https://api.openai.com/v1)");
+}
+
+if (dataSource is null)
+{
+    Log.InMemoryStorage(startupLog);
+}
+else
+{
+    var parsed = new NpgsqlConnectionStringBuilder(settings.ConnectionString);
+    Log.PostgresStorage(startupLog, parsed.Database, parsed.Host);
+}
+
+if (settings.SigningKeyIsEphemeral)
+{
+    Log.EphemeralSigningKey(startupLog);
+}
+
+app.UseExceptionHandler();
+app.UseStatusCodePages();
+app.UseStaticFiles();
+app.UseAuthentication();
+app.UseAuthorization();
+app.UseRateLimiter();
+
+if (app.Environment.IsDevelopment())
+{
+    app.MapOpenApi();
+}
+
+app.MapAuthEndpoints();
+app.MapUserAdminEndpoints();
+app.MapHomeworkEndpoints();
+app.MapTokenMeterAdmin("/api/usage");
+app.MapHealthChecks("/health");
+app.MapGet("/api/info", (HomeworkSettings s) => TypedResults.Ok(new
+{
+    simulatedModel = s.SimulatedModel,
+    storage = s.UsesPostgres ? "postgresql" : "memory",
+    models = new { analyze = s.Models.Analyze, verify = s.Models.Verify, validateImage = s.Models.ValidateImage, hint = s.Models.Hint, chat = s.Models.Chat },
+})).WithTags("Info").WithSummary("How the app runs: simulated model or not, where data is kept, the model of each feature.");
+app.MapGet("/admin", (IWebHostEnvironment env) => Results.File(env.WebRootFileProvider.GetFileInfo("admin/index.html").CreateReadStream(), "text/html; charset=utf-8"))
+    .ExcludeFromDescription();
+app.MapGet("/", () => Results.Redirect("/admin")).ExcludeFromDescription();
+
 app.Run();
 
 /// <summary>Entry point, visible to the end-to-end tests.</summary>

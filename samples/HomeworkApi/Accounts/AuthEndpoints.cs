@@ -1,0 +1,87 @@
+using HomeworkApi.Hosting;
+
+namespace HomeworkApi.Accounts;
+
+/// <summary>CONTRACT §2: register and log in.</summary>
+internal static class AuthEndpoints
+{
+    public const string LoginRateLimitPolicy = "login";
+
+    public static void MapAuthEndpoints(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/api/auth").WithTags("Accounts");
+        group.MapPost("/register", RegisterAsync)
+            .WithSummary("Creates a student account.")
+            .Produces<UserDto>(StatusCodes.Status201Created)
+            .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status409Conflict);
+        group.MapPost("/login", LoginAsync)
+            .WithSummary("Signs in and returns a bearer token.")
+            .RequireRateLimiting(LoginRateLimitPolicy)
+            .Produces<LoginResponse>()
+            .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status401Unauthorized)
+            .ProducesProblem(StatusCodes.Status429TooManyRequests);
+    }
+
+    private static async Task<IResult> RegisterAsync(HttpRequest request, AccountService accounts, CancellationToken cancellationToken)
+    {
+        var (body, error) = await Problems.ReadJsonObjectAsync(request, cancellationToken);
+        if (error is not null)
+        {
+            return error;
+        }
+
+        var username = Problems.RequiredString(body, "username", out var usernameError)?.Trim();
+        var email = Problems.RequiredString(body, "email", out var emailError)?.Trim();
+        var password = Problems.RequiredString(body, "password", out var passwordError);
+        var problem = usernameError ?? emailError ?? passwordError
+            ?? AccountService.CheckUsername(username!) ?? AccountService.CheckEmail(email!) ?? AccountService.CheckPassword(password!);
+        if (problem is not null)
+        {
+            return Problems.BadRequest(problem);
+        }
+
+        var (account, createError) = await accounts.RegisterAsync(username!, email!, password!, Roles.Student, cancellationToken);
+        return createError switch
+        {
+            CreateAccountError.UsernameTaken => Problems.Conflict($"The username '{username}' is already taken."),
+            CreateAccountError.EmailTaken => Problems.Conflict($"The email '{email}' already belongs to an account."),
+            _ => TypedResults.Created($"/api/users/{account!.IdText}", UserDto.From(account)),
+        };
+    }
+
+    private static async Task<IResult> LoginAsync(HttpRequest request, AccountService accounts, CancellationToken cancellationToken)
+    {
+        var (body, error) = await Problems.ReadJsonObjectAsync(request, cancellationToken);
+        if (error is not null)
+        {
+            return error;
+        }
+
+        var username = Problems.RequiredString(body, "username", out var usernameError)?.Trim();
+        var password = Problems.RequiredString(body, "password", out var passwordError);
+        if ((usernameError ?? passwordError) is { } problem)
+        {
+            return Problems.BadRequest(problem);
+        }
+
+        var account = await accounts.VerifyAsync(username!, password!, cancellationToken);
+        if (account is null)
+        {
+            return Problems.Unauthorized("The username or password is wrong.");
+        }
+
+        var (token, expiresAt) = accounts.IssueToken(account);
+        return TypedResults.Ok(new LoginResponse(token, expiresAt, UserDto.From(account)));
+    }
+}
+
+/// <summary>An account as the API shows it; the id is a string.</summary>
+internal sealed record UserDto(string Id, string Username, string Email, string Role)
+{
+    public static UserDto From(Account account) => new(account.IdText, account.Username, account.Email, account.Role);
+}
+
+/// <summary>The answer to a successful login.</summary>
+internal sealed record LoginResponse(string Token, DateTimeOffset ExpiresAt, UserDto User);

@@ -1,0 +1,11 @@
+namespace HomeworkApi.Diagnostics;
+
+internal static partial class Log
+{
+    [LoggerMessage(EventId = 200, Level = LogLevel.Information, Message = "Admin account '{Username}': {What} from configuration.")]
+    public static partial void AdminSeeded(ILogger logger, string username, string what);
+
+    // The one password ever logged: generated for a fresh install with no Admin:Password, shown once so the portal can be opened.
+    [LoggerMessage(EventId = 201, Level = LogLevel.Warning, Message = "Created admin account '{Username}' with the generated password '{Password}' (shown once; set Admin:Password to choose it).")]
+    public static partial void AdminPasswordGenerated(ILogger logger, string username, string password);
+}

@@ -1,0 +1,98 @@
+using System.Text.Json.Nodes;
+using HomeworkApi.Hosting;
+using HomeworkApi.Shims.Attribution;
+using HomeworkApi.Shims.Budgets;
+
+namespace HomeworkApi.Homework;
+
+/// <summary>CONTRACT §3: the five homework routes.</summary>
+internal static class HomeworkEndpoints
+{
+    public static void MapHomeworkEndpoints(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/api").WithTags("Homework");
+        Map(group, "/validate-image", HomeworkFeature.ValidateImage, ValidateImageAsync, "Checks that a photo shows a readable homework problem.");
+        Map(group, "/analyze", HomeworkFeature.Analyze, AnalyzeAsync, "Explains how to solve a problem, step by step.");
+        Map(group, "/hint", HomeworkFeature.Hint, HintAsync, "Gives the next hint without giving the answer away.");
+        Map(group, "/verify", HomeworkFeature.Verify, VerifyAsync, "Checks a student's answer and explains why.");
+        Map(group, "/chat", HomeworkFeature.Chat, ChatAsync, "Tutoring chat about one problem; stream:true answers as server-sent events.");
+    }
+
+    private static void Map(RouteGroupBuilder group, string pattern, HomeworkFeature feature, Delegate handler, string summary)
+    {
+        // Filters run in the order added: check the body and the charged user, open the usage scope
+        // for that user, then refuse users over budget — all before the model is called.
+        group.MapPost(pattern, handler)
+            .WithSummary(summary)
+            .AddEndpointFilter(new HomeworkRequestFilter(feature))
+            .WithUsageAttribution(Enrich)
+            .WithBudgetEnforcement()
+            .Produces<JsonObject>()
+            .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status401Unauthorized)
+            .ProducesProblem(StatusCodes.Status403Forbidden)
+            .ProducesProblem(StatusCodes.Status502BadGateway);
+    }
+
+    /// <summary>The charged user, session, problem and metadata tags of the checked body.</summary>
+    private static ValueTask Enrich(UsageAttributionContext attribution)
+    {
+        var request = HomeworkRequestFilter.Get(attribution.HttpContext);
+        attribution.UserId = request.ChargedUserId;
+        attribution.SessionId = request.SessionId;
+        attribution.ProblemId = request.ProblemId;
+        if (request.Tags is not null)
+        {
+            foreach (var (key, value) in request.Tags)
+            {
+                attribution.Tags[key] = value;
+            }
+        }
+
+        if (request.GradeLevel is not null)
+        {
+            attribution.Tags.TryAdd("gradeLevel", request.GradeLevel);
+        }
+
+        if (request.Subject is not null)
+        {
+            attribution.Tags.TryAdd("subject", request.Subject);
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    private static Task<IResult> ValidateImageAsync(HttpContext http, HomeworkModelClient model, HomeworkSettings settings, CancellationToken cancellationToken)
+    {
+        var request = HomeworkRequestFilter.Get(http);
+        return model.CompleteStructuredAsync(settings.Models.ValidateImage, HomeworkPrompts.ValidateImage(request), HomeworkPrompts.ImageCheckSchema, 600, null, cancellationToken);
+    }
+
+    private static Task<IResult> AnalyzeAsync(HttpContext http, HomeworkModelClient model, HomeworkSettings settings, CancellationToken cancellationToken)
+    {
+        var request = HomeworkRequestFilter.Get(http);
+        return model.CompleteStructuredAsync(settings.Models.Analyze, HomeworkPrompts.Analyze(request), HomeworkPrompts.AnalysisSchema, 2000, null, cancellationToken);
+    }
+
+    private static Task<IResult> HintAsync(HttpContext http, HomeworkModelClient model, HomeworkSettings settings, CancellationToken cancellationToken)
+    {
+        var request = HomeworkRequestFilter.Get(http);
+        var number = request.PreviousHints.Count + 1;
+        return model.CompleteStructuredAsync(settings.Models.Hint, HomeworkPrompts.Hint(request), HomeworkPrompts.HintSchema, 400, reply => reply["hintNumber"] = number, cancellationToken);
+    }
+
+    private static Task<IResult> VerifyAsync(HttpContext http, HomeworkModelClient model, HomeworkSettings settings, CancellationToken cancellationToken)
+    {
+        var request = HomeworkRequestFilter.Get(http);
+        return model.CompleteStructuredAsync(settings.Models.Verify, HomeworkPrompts.Verify(request), HomeworkPrompts.AnswerCheckSchema, 1000, null, cancellationToken);
+    }
+
+    private static Task<IResult> ChatAsync(HttpContext http, HomeworkModelClient model, HomeworkSettings settings, CancellationToken cancellationToken)
+    {
+        var request = HomeworkRequestFilter.Get(http);
+        var messages = HomeworkPrompts.Chat(request);
+        return request.Stream
+            ? model.StreamTextAsync(settings.Models.Chat, messages, 800, cancellationToken)
+            : model.CompleteTextAsync(settings.Models.Chat, messages, 800, cancellationToken);
+    }
+}

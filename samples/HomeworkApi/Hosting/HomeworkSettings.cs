@@ -1,0 +1,114 @@
+using System.Security.Cryptography;
+using System.Text;
+
+namespace HomeworkApi.Hosting;
+
+/// <summary>The sample's configuration (CONTRACT §1), read once at start-up.</summary>
+internal sealed class HomeworkSettings
+{
+    public const int MinSigningKeyBytes = 32;
+
+    public string? ConnectionString { get; init; }
+
+    public string? OpenAIApiKey { get; init; }
+
+    public Uri? OpenAIEndpoint { get; init; }
+
+    public int OpenAIMaxRetries { get; init; } = 2;
+
+    public TimeSpan OpenAITimeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>True when neither an API key nor an endpoint is configured: the in-process model answers.</summary>
+    public bool SimulatedModel => string.IsNullOrEmpty(OpenAIApiKey) && OpenAIEndpoint is null;
+
+    public bool UsesPostgres => !string.IsNullOrEmpty(ConnectionString);
+
+    public required byte[] SigningKey { get; init; }
+
+    public bool SigningKeyIsEphemeral { get; init; }
+
+    public string JwtIssuer { get; init; } = "HomeworkApi";
+
+    public string JwtAudience { get; init; } = "HomeworkApi";
+
+    public TimeSpan TokenLifetime { get; init; } = TimeSpan.FromHours(8);
+
+    public required HomeworkModels Models { get; init; }
+
+    public int LoginAttemptsPerMinute { get; init; } = 10;
+
+    public TimeSpan SimulatedChunkDelay { get; init; } = TimeSpan.FromMilliseconds(15);
+
+    /// <summary>Reads and checks the configuration; throws with a message naming the key when it is unusable.</summary>
+    public static HomeworkSettings Load(IConfiguration configuration, IHostEnvironment environment)
+    {
+        var apiKey = FirstNonEmpty(configuration["OpenAI:ApiKey"], configuration["OPENAI_API_KEY"]);
+        var endpointText = FirstNonEmpty(configuration["OpenAI:Endpoint"], configuration["OPENAI_BASE_URL"]);
+        Uri? endpoint = null;
+        if (endpointText is not null && (!Uri.TryCreate(endpointText, UriKind.Absolute, out endpoint) || (endpoint.Scheme != Uri.UriSchemeHttp && endpoint.Scheme != Uri.UriSchemeHttps)))
+        {
+            throw new InvalidOperationException($"OpenAI:Endpoint (or OPENAI_BASE_URL) must be an absolute http or https URL such as http://127.0.0.1:9000/v1; got '{endpointText}'.");
+        }
+
+        var keyText = configuration["Jwt:SigningKey"];
+        byte[] signingKey;
+        var ephemeral = false;
+        if (string.IsNullOrEmpty(keyText) || Encoding.UTF8.GetByteCount(keyText) < MinSigningKeyBytes)
+        {
+            if (!environment.IsDevelopment())
+            {
+                throw new InvalidOperationException(string.IsNullOrEmpty(keyText)
+                    ? $"Jwt:SigningKey (environment variable Jwt__SigningKey) is required outside Development: set it to a random secret of at least {MinSigningKeyBytes} bytes, e.g. the output of `openssl rand -base64 48`."
+                    : $"Jwt:SigningKey (environment variable Jwt__SigningKey) is too short: it must be at least {MinSigningKeyBytes} bytes, e.g. the output of `openssl rand -base64 48`.");
+            }
+
+            signingKey = RandomNumberGenerator.GetBytes(64);
+            ephemeral = true;
+        }
+        else
+        {
+            signingKey = Encoding.UTF8.GetBytes(keyText);
+        }
+
+        var models = configuration.GetSection("Homework:Models");
+        return new HomeworkSettings
+        {
+            ConnectionString = FirstNonEmpty(configuration.GetConnectionString("TokenMeter")),
+            OpenAIApiKey = apiKey,
+            OpenAIEndpoint = endpoint,
+            OpenAIMaxRetries = configuration.GetValue("OpenAI:MaxRetries", 2),
+            OpenAITimeout = TimeSpan.FromSeconds(Math.Max(1, configuration.GetValue("OpenAI:TimeoutSeconds", 60.0))),
+            SigningKey = signingKey,
+            SigningKeyIsEphemeral = ephemeral,
+            JwtIssuer = FirstNonEmpty(configuration["Jwt:Issuer"]) ?? "HomeworkApi",
+            JwtAudience = FirstNonEmpty(configuration["Jwt:Audience"]) ?? "HomeworkApi",
+            TokenLifetime = TimeSpan.FromMinutes(Math.Clamp(configuration.GetValue("Jwt:LifetimeMinutes", 480), 1, 60 * 24 * 30)),
+            Models = new HomeworkModels
+            {
+                Analyze = FirstNonEmpty(models["Analyze"]) ?? "gpt-4o",
+                Verify = FirstNonEmpty(models["Verify"]) ?? "gpt-4o",
+                ValidateImage = FirstNonEmpty(models["ValidateImage"]) ?? "gpt-4o-mini",
+                Hint = FirstNonEmpty(models["Hint"]) ?? "gpt-4o-mini",
+                Chat = FirstNonEmpty(models["Chat"]) ?? "gpt-4o-mini",
+            },
+            LoginAttemptsPerMinute = configuration.GetValue("Homework:LoginAttemptsPerMinute", 10),
+            SimulatedChunkDelay = TimeSpan.FromMilliseconds(Math.Max(0, configuration.GetValue("Homework:Simulation:ChunkDelayMs", 15))),
+        };
+    }
+
+    private static string? FirstNonEmpty(params string?[] values) => values.FirstOrDefault(v => !string.IsNullOrWhiteSpace(v))?.Trim();
+}
+
+/// <summary>The model each homework endpoint asks for (<c>Homework:Models:&lt;Endpoint&gt;</c>).</summary>
+internal sealed class HomeworkModels
+{
+    public required string Analyze { get; init; }
+
+    public required string Verify { get; init; }
+
+    public required string ValidateImage { get; init; }
+
+    public required string Hint { get; init; }
+
+    public required string Chat { get; init; }
+}

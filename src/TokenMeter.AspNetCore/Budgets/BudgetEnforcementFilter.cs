@@ -1,0 +1,56 @@
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using TokenMeter.AspNetCore.Attribution;
+using TokenMeter.Attribution;
+using TokenMeter.Budgets;
+
+namespace TokenMeter.AspNetCore.Budgets;
+
+/// <summary>
+/// Checks and reserves the charged user's budget before the handler runs; refuses with 429 without
+/// running it. The reservation is released once the response (a streamed one included) is done.
+/// </summary>
+internal sealed class BudgetEnforcementFilter(Func<EndpointFilterInvocationContext, BudgetEstimate?>? estimate) : IEndpointFilter
+{
+    private static readonly TokenMeterAspNetCoreOptions DefaultOptions = new();
+
+    public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        var http = context.HttpContext;
+        var guard = http.RequestServices.GetService<BudgetGuard>()
+            ?? throw new InvalidOperationException("Budget enforcement needs services.AddTokenMeter().AddTokenMeterAspNetCore() (or .AddBudgetGuard()).");
+        var userId = UsageScope.Current?.Context.UserId
+            ?? (http.RequestServices.GetService<IOptions<TokenMeterAspNetCoreOptions>>()?.Value ?? DefaultOptions).GetUserId(http.User);
+        if (userId is null)
+        {
+            return await next(context).ConfigureAwait(false);
+        }
+
+        var reservation = await guard.ReserveAsync(userId, estimate?.Invoke(context), http.RequestAborted).ConfigureAwait(false);
+        if (!reservation.IsAllowed)
+        {
+            return reservation.ToRefusalResult();
+        }
+
+        var handedOver = false;
+        try
+        {
+            var result = await next(context).ConfigureAwait(false);
+            if (result is IResult inner)
+            {
+                handedOver = true;
+                return new AfterResult(inner, () => reservation);
+            }
+
+            return result;
+        }
+        finally
+        {
+            if (!handedOver)
+            {
+                reservation.Dispose();
+            }
+        }
+    }
+}

@@ -1,0 +1,61 @@
+using System.Globalization;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using TokenMeter.AspNetCore.Export;
+using TokenMeter.Querying;
+
+namespace TokenMeter.AspNetCore.Endpoints;
+
+/// <summary><c>GET /export</c> (one row per call) and <c>GET /export/summary</c> (one row per user), as CSV.</summary>
+internal static class ExportEndpoints
+{
+    public static void Map(IEndpointRouteBuilder admin)
+    {
+        admin.MapGet("/export", GetDetailed)
+            .WithName("TokenMeterExportUsage")
+            .WithSummary("CSV of every call between 'from' and 'to' (YYYY-MM-DD, inclusive), optionally for one 'userId'; streamed.")
+            .Produces(StatusCodes.Status200OK, contentType: "text/csv")
+            .ProducesProblem(StatusCodes.Status400BadRequest);
+
+        admin.MapGet("/export/summary", GetSummary)
+            .WithName("TokenMeterExportUserSummaries")
+            .WithSummary("CSV of every user's all-time totals; streamed.")
+            .Produces(StatusCodes.Status200OK, contentType: "text/csv");
+    }
+
+    private static IResult GetDetailed(HttpContext context)
+    {
+        var request = context.Request;
+        if (!AdminHttp.TryGetDate(request, "from", out var from, out var error)
+            || !AdminHttp.TryGetDate(request, "to", out var to, out error)
+            || !AdminHttp.TryGetSingle(request, "userId", out var userId, out error))
+        {
+            return error!;
+        }
+
+        if (from is not null && to is not null && from > to)
+        {
+            return AdminHttp.BadParameter("from", "'from' must not be after 'to'.");
+        }
+
+        if (string.IsNullOrEmpty(userId))
+        {
+            userId = null;
+        }
+        else if (!AdminHttp.IsValidUserId(userId))
+        {
+            return AdminHttp.BadParameter("userId", "'userId' must be a non-blank id of at most 256 characters.");
+        }
+
+        var query = new UsageExportQuery(from, to, userId);
+        return new CsvExportResult(
+            $"usage_detailed_{Stamp(context)}.csv",
+            (csv, ctx, ct) => UsageCsv.WriteDetailedAsync(csv, ctx, query, ct));
+    }
+
+    private static CsvExportResult GetSummary(HttpContext context)
+        => new CsvExportResult($"usage_summary_{Stamp(context)}.csv", UsageCsv.WriteSummaryAsync);
+
+    private static string Stamp(HttpContext context) => AdminHttp.Today(context).ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+}

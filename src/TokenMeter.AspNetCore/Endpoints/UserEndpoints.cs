@@ -1,0 +1,162 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using TokenMeter.Querying;
+
+namespace TokenMeter.AspNetCore.Endpoints;
+
+/// <summary><c>GET /summary</c> (paged per-user totals) and <c>GET /user/{userId}</c> (one user's detail).</summary>
+internal static class UserEndpoints
+{
+    private static readonly Dictionary<string, UserSummarySort> SortKeys = new(StringComparer.OrdinalIgnoreCase)
+    {
+        ["cost"] = UserSummarySort.Cost,
+        ["tokens"] = UserSummarySort.Tokens,
+        ["calls"] = UserSummarySort.Calls,
+        ["lastCall"] = UserSummarySort.LastCall,
+        ["userId"] = UserSummarySort.UserId,
+    };
+
+    public static void Map(IEndpointRouteBuilder admin)
+    {
+        admin.MapGet("/summary", GetSummaryAsync)
+            .WithName("TokenMeterGetUserSummaries")
+            .WithSummary("Per-user totals, one page at a time (limit 1..500, offset >= 0, sort cost|tokens|calls|lastCall|userId, order asc|desc).")
+            .Produces<SummaryPageResponse>(StatusCodes.Status200OK)
+            .ProducesProblem(StatusCodes.Status400BadRequest);
+
+        admin.MapGet("/user/{userId}", GetUserAsync)
+            .WithName("TokenMeterGetUserUsage")
+            .WithSummary("One user's usage: totals, this month, by endpoint and model, and the last 30 days with calls.")
+            .Produces<UserDetailResponse>(StatusCodes.Status200OK)
+            .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status404NotFound);
+    }
+
+    private static async Task<IResult> GetSummaryAsync(HttpContext context, IUsageQueries queries, CancellationToken cancellationToken)
+    {
+        var request = context.Request;
+        if (!AdminHttp.TryGetInt(request, "limit", 50, 1, 500, out var limit, out var error)
+            || !AdminHttp.TryGetInt(request, "offset", 0, 0, int.MaxValue, out var offset, out error)
+            || !AdminHttp.TryGetSingle(request, "sort", out var sortText, out error)
+            || !AdminHttp.TryGetSingle(request, "order", out var orderText, out error))
+        {
+            return error!;
+        }
+
+        var sort = UserSummarySort.Cost;
+        if (sortText is not null && !SortKeys.TryGetValue(sortText, out sort))
+        {
+            return AdminHttp.BadParameter("sort", "'sort' must be one of cost, tokens, calls, lastCall, userId.");
+        }
+
+        SortOrder order;
+        if (orderText is null || orderText.Equals("desc", StringComparison.OrdinalIgnoreCase))
+        {
+            order = SortOrder.Descending;
+        }
+        else if (orderText.Equals("asc", StringComparison.OrdinalIgnoreCase))
+        {
+            order = SortOrder.Ascending;
+        }
+        else
+        {
+            return AdminHttp.BadParameter("order", "'order' must be asc or desc.");
+        }
+
+        var page = await queries.GetUserSummariesAsync(new UserSummaryQuery(sort, order, limit, offset), cancellationToken).ConfigureAwait(false);
+        var users = await AdminHttp.LookUpUsersAsync(context, page.Items.Select(i => i.UserId), cancellationToken).ConfigureAwait(false);
+        var items = page.Items.Select(s =>
+        {
+            users.TryGetValue(s.UserId, out var user);
+            return new UserSummaryItem(
+                s.UserId, user?.Username, user?.Email, s.TotalCalls, s.InputTokens, s.CachedInputTokens, s.OutputTokens,
+                s.ReasoningTokens, s.TotalTokens, s.TotalCostUsd, s.LastCallAt);
+        }).ToList();
+        return AdminHttp.Ok(new SummaryPageResponse(items, page.Total, limit, offset));
+    }
+
+    private static async Task<IResult> GetUserAsync(string userId, HttpContext context, IUsageQueries queries, CancellationToken cancellationToken)
+    {
+        if (!AdminHttp.IsValidUserId(userId))
+        {
+            return AdminHttp.BadParameter("userId", "'userId' must be a non-blank id of at most 256 characters.");
+        }
+
+        var detail = await queries.GetUserUsageAsync(userId, AdminHttp.Today(context), cancellationToken).ConfigureAwait(false);
+        var directory = context.RequestServices.GetService<IUserDirectory>();
+        UserDirectoryEntry? user = null;
+        if (directory is not null)
+        {
+            var found = await directory.GetUsersAsync([userId], cancellationToken).ConfigureAwait(false);
+            found.TryGetValue(userId, out user);
+            if (user is null && detail is null && !await directory.ExistsAsync(userId, cancellationToken).ConfigureAwait(false))
+            {
+                return AdminHttp.NotFound($"User '{userId}' has no account and no recorded usage.");
+            }
+        }
+        else if (detail is null)
+        {
+            return AdminHttp.NotFound($"User '{userId}' has no recorded usage.");
+        }
+
+        if (detail is null)
+        {
+            return AdminHttp.Ok(new UserDetailResponse(
+                userId, user?.Username, user?.Email, 0, 0, 0, 0, 0, 0, 0m, null, new MonthFigures(0, 0, 0m), [], []));
+        }
+
+        var s = detail.Summary;
+        return AdminHttp.Ok(new UserDetailResponse(
+            userId,
+            user?.Username,
+            user?.Email,
+            s.TotalCalls,
+            s.InputTokens,
+            s.CachedInputTokens,
+            s.OutputTokens,
+            s.ReasoningTokens,
+            s.TotalTokens,
+            s.TotalCostUsd,
+            s.LastCallAt,
+            MonthFigures.From(detail.ThisMonth),
+            detail.ByEndpoint.Select(e => new UserEndpointItem(e.Endpoint, e.Model, e.Calls, e.TotalTokens, e.CostUsd)).ToList(),
+            detail.Daily.Select(d => new DailyFigures(d.Date, d.Calls, d.TotalTokens, d.CostUsd)).ToList()));
+    }
+}
+
+internal sealed record UserSummaryItem(
+    string UserId,
+    string? Username,
+    string? Email,
+    long TotalCalls,
+    long InputTokens,
+    long CachedInputTokens,
+    long OutputTokens,
+    long ReasoningTokens,
+    long TotalTokens,
+    decimal TotalCostUsd,
+    DateTimeOffset? LastCallAt);
+
+internal sealed record SummaryPageResponse(IReadOnlyList<UserSummaryItem> Items, long Total, int Limit, int Offset);
+
+internal sealed record UserEndpointItem(string? Endpoint, string? Model, long Calls, long TotalTokens, decimal TotalCostUsd);
+
+internal sealed record DailyFigures(DateOnly Date, long Calls, long Tokens, decimal CostUsd);
+
+internal sealed record UserDetailResponse(
+    string UserId,
+    string? Username,
+    string? Email,
+    long TotalCalls,
+    long InputTokens,
+    long CachedInputTokens,
+    long OutputTokens,
+    long ReasoningTokens,
+    long TotalTokens,
+    decimal TotalCostUsd,
+    DateTimeOffset? LastCallAt,
+    MonthFigures ThisMonth,
+    IReadOnlyList<UserEndpointItem> ByEndpoint,
+    IReadOnlyList<DailyFigures> Daily);

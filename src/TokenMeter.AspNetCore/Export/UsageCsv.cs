@@ -1,0 +1,175 @@
+using CsvHelper;
+using System.Text.Json;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using TokenMeter.Querying;
+
+namespace TokenMeter.AspNetCore.Export;
+
+/// <summary>The two usage exports of the admin API: one row per call, and one row per user.</summary>
+internal static class UsageCsv
+{
+    /// <summary>Rows read before each directory lookup and flush.</summary>
+    internal const int ChunkSize = 500;
+
+    private const int MaxCachedUsers = 10_000;
+
+    public static readonly string[] DetailedHeader =
+    [
+        "id", "createdAt", "userId", "username", "email", "endpoint", "model", "inputTokens", "cachedInputTokens",
+        "outputTokens", "reasoningTokens", "totalTokens", "costUsd", "status", "sessionId", "problemId", "metadata",
+        "operation", "requestModel", "durationMs", "httpStatus", "streaming",
+    ];
+
+    public static readonly string[] SummaryHeader =
+    [
+        "userId", "username", "email", "totalCalls", "inputTokens", "outputTokens", "totalTokens", "totalCostUsd",
+        "lastCallAt", "cachedInputTokens", "reasoningTokens",
+    ];
+
+    public static async Task WriteDetailedAsync(CsvWriter csv, HttpContext context, UsageExportQuery query, CancellationToken cancellationToken)
+    {
+        var queries = context.RequestServices.GetRequiredService<IUsageQueries>();
+        var directory = context.RequestServices.GetService<IUserDirectory>();
+        var users = new Dictionary<string, UserDirectoryEntry?>(StringComparer.Ordinal);
+        csv.WriteHeader(DetailedHeader);
+        var chunk = new List<UsageRecord>(ChunkSize);
+        await foreach (var record in queries.ExportAsync(query, cancellationToken).ConfigureAwait(false))
+        {
+            chunk.Add(record);
+            if (chunk.Count == ChunkSize)
+            {
+                await WriteChunkAsync(csv, chunk, directory, users, cancellationToken).ConfigureAwait(false);
+                chunk.Clear();
+            }
+        }
+
+        await WriteChunkAsync(csv, chunk, directory, users, cancellationToken).ConfigureAwait(false);
+    }
+
+    public static async Task WriteSummaryAsync(CsvWriter csv, HttpContext context, CancellationToken cancellationToken)
+    {
+        var queries = context.RequestServices.GetRequiredService<IUsageQueries>();
+        var directory = context.RequestServices.GetService<IUserDirectory>();
+        csv.WriteHeader(SummaryHeader);
+        for (var offset = 0; ; offset += ChunkSize)
+        {
+            var page = await queries.GetUserSummariesAsync(
+                new UserSummaryQuery(UserSummarySort.UserId, SortOrder.Ascending, ChunkSize, offset), cancellationToken).ConfigureAwait(false);
+            IReadOnlyDictionary<string, UserDirectoryEntry> users = directory is null || page.Items.Count == 0
+                ? new Dictionary<string, UserDirectoryEntry>()
+                : await directory.GetUsersAsync(page.Items.Select(i => i.UserId).ToArray(), cancellationToken).ConfigureAwait(false);
+            foreach (var s in page.Items)
+            {
+                users.TryGetValue(s.UserId, out var user);
+                csv.WriteField(s.UserId);
+                csv.WriteField(user?.Username);
+                csv.WriteField(user?.Email);
+                csv.WriteField(s.TotalCalls, default);
+                csv.WriteField(s.InputTokens, default);
+                csv.WriteField(s.OutputTokens, default);
+                csv.WriteField(s.TotalTokens, default);
+                csv.WriteField(s.TotalCostUsd, default);
+                WriteTimestamp(csv, s.LastCallAt);
+                csv.WriteField(s.CachedInputTokens, default);
+                csv.WriteField(s.ReasoningTokens, default);
+                await csv.EndRecordAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            await csv.FlushAsync(cancellationToken).ConfigureAwait(false);
+            if (page.Items.Count < ChunkSize)
+            {
+                return;
+            }
+        }
+    }
+
+    public static string StatusText(UsageStatus status) => status switch
+    {
+        UsageStatus.Ok => "ok",
+        UsageStatus.HttpError => "http_error",
+        UsageStatus.TransportError => "transport_error",
+        UsageStatus.Cancelled => "cancelled",
+        UsageStatus.UsageMissing => "usage_missing",
+        UsageStatus.Estimated => "estimated",
+        _ => status.ToString(),
+    };
+
+    private static async Task WriteChunkAsync(
+        CsvWriter csv,
+        List<UsageRecord> chunk,
+        IUserDirectory? directory,
+        Dictionary<string, UserDirectoryEntry?> users,
+        CancellationToken cancellationToken)
+    {
+        if (chunk.Count == 0)
+        {
+            return;
+        }
+
+        if (directory is not null)
+        {
+            var missing = chunk.Where(r => r.UserId is not null && !users.ContainsKey(r.UserId)).Select(r => r.UserId!).Distinct(StringComparer.Ordinal).ToArray();
+            if (missing.Length > 0)
+            {
+                if (users.Count + missing.Length > MaxCachedUsers)
+                {
+                    users.Clear();
+                }
+
+                var found = await directory.GetUsersAsync(missing, cancellationToken).ConfigureAwait(false);
+                foreach (var id in missing)
+                {
+                    users[id] = found.TryGetValue(id, out var entry) ? entry : null;
+                }
+            }
+        }
+
+        foreach (var r in chunk)
+        {
+            UserDirectoryEntry? user = null;
+            if (r.UserId is not null)
+            {
+                users.TryGetValue(r.UserId, out user);
+            }
+
+            csv.WriteField(r.Id, default);
+            csv.WriteField(r.CreatedAt, default);
+            csv.WriteField(r.UserId);
+            csv.WriteField(user?.Username);
+            csv.WriteField(user?.Email);
+            csv.WriteField(r.Endpoint);
+            csv.WriteField(r.Model ?? r.RequestModel);
+            csv.WriteField(r.InputTokens, default);
+            csv.WriteField(r.CachedInputTokens, default);
+            csv.WriteField(r.OutputTokens, default);
+            csv.WriteField(r.ReasoningTokens, default);
+            csv.WriteField(r.TotalTokens, default);
+            csv.WriteField(r.CostUsd, default);
+            csv.WriteField(StatusText(r.Status));
+            csv.WriteField(r.SessionId);
+            csv.WriteField(r.ProblemId);
+            csv.WriteField(r.Tags is { Count: > 0 } tags ? JsonSerializer.Serialize(tags) : null);
+            csv.WriteField(r.Operation);
+            csv.WriteField(r.RequestModel);
+            csv.WriteField(Math.Round(r.DurationMs, 3), default);
+            csv.WriteField(r.HttpStatus, default);
+            csv.WriteField(r.Streaming);
+            await csv.EndRecordAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await csv.FlushAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private static void WriteTimestamp(CsvWriter csv, DateTimeOffset? value)
+    {
+        if (value is { } v)
+        {
+            csv.WriteField(v, default);
+        }
+        else
+        {
+            csv.WriteField((string?)null);
+        }
+    }
+}

@@ -1,0 +1,16 @@
+using Microsoft.Extensions.Logging;
+using TokenMeter.Budgets;
+
+namespace TokenMeter.Diagnostics;
+
+internal static partial class Log
+{
+    [LoggerMessage(EventId = 3000, Level = LogLevel.Warning, Message = "Budget check could not read budgets or usage; failing {Mode}.")]
+    private static partial void BudgetCheckFailedCore(ILogger logger, Exception exception, string mode);
+
+    public static void BudgetCheckFailed(ILogger logger, Exception exception, bool failClosed)
+        => BudgetCheckFailedCore(logger, exception, failClosed ? "closed (call refused)" : "open (call allowed)");
+
+    [LoggerMessage(EventId = 3001, Level = LogLevel.Information, Message = "Call for user {UserId} refused: {Reason} reached this month.")]
+    public static partial void BudgetRefused(ILogger logger, string userId, BudgetRefusalReason reason);
+}

@@ -1,0 +1,189 @@
+using System.Globalization;
+using System.Net;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using TokenMeter.AspNetCore.Attribution;
+using TokenMeter.AspNetCore.Budgets;
+using TokenMeter.AspNetCore.Tests.Hosting;
+using TokenMeter.Attribution;
+using TokenMeter.Budgets;
+
+namespace TokenMeter.AspNetCore.Tests.Budgets;
+
+public abstract class BudgetEnforcementTestsBase : StoreTestBase
+{
+    /// <summary>Handler calls that got past the filter (the "model" was called).</summary>
+    private int _modelCalls;
+
+    [Fact]
+    public async Task OverBudget_429WithRetryAfterAndProblemType_HandlerNotRun()
+    {
+        await using var app = await StartAppAsync();
+        await app.Budgets.SetUserBudgetAsync(new UserBudget("s1", 1m, null));
+        await app.SeedAsync(TestApp.Record("s1", 1m));
+
+        using var response = await app.As("s1", "student").PostAsync("/work", null);
+        Assert.Equal(HttpStatusCode.TooManyRequests, response.StatusCode);
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        // 2026-11-25T06:30Z to 2026-12-01T00:00Z.
+        Assert.Equal(TimeSpan.FromDays(5) + TimeSpan.FromHours(17.5), response.Headers.RetryAfter?.Delta);
+        using var problem = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        Assert.Equal(BudgetProblemTypes.Exceeded, problem.RootElement.GetProperty("type").GetString());
+        Assert.Equal(0, _modelCalls);
+    }
+
+    [Fact]
+    public async Task TokenLimit_Refuses_DefaultBudgetApplies_OverrideLifts()
+    {
+        await using var app = await StartAppAsync();
+        await app.Budgets.SetDefaultBudgetAsync(new BudgetLimit(null, 1000));
+        await app.SeedAsync(TestApp.Record("s1", 0.01m, 1000), TestApp.Record("s2", 0.01m, 1000));
+        await app.Budgets.SetUserBudgetAsync(new UserBudget("s2", null, null));
+
+        using var s1 = await app.As("s1", "student").PostAsync("/work", null);
+        Assert.Equal(HttpStatusCode.TooManyRequests, s1.StatusCode);
+        Assert.Contains("token", await s1.Content.ReadAsStringAsync(), StringComparison.OrdinalIgnoreCase);
+        using var s2 = await app.As("s2", "student").PostAsync("/work", null);
+        Assert.Equal(HttpStatusCode.OK, s2.StatusCode);
+    }
+
+    [Fact]
+    public async Task UnderBudget_Allowed_LastMonthDoesNotCount_AnonymousPasses()
+    {
+        await using var app = await StartAppAsync();
+        await app.Budgets.SetDefaultBudgetAsync(new BudgetLimit(1m, null));
+        await app.SeedAsync(TestApp.Record("s1", 0.98m), TestApp.Record("s1", 5m, at: TestApp.Now.AddMonths(-1)));
+
+        using var allowed = await app.As("s1", "student").PostAsync("/work", null);
+        Assert.Equal(HttpStatusCode.OK, allowed.StatusCode);
+        using var anonymous = await app.As(null).PostAsync("/work-anonymous", null);
+        Assert.Equal(HttpStatusCode.OK, anonymous.StatusCode);
+    }
+
+    [Fact]
+    public async Task Burst_FiftyParallelCallsAtTheLimit_SpendNoMoreThanOneCallPastIt()
+    {
+        await using var app = await StartAppAsync();
+        const decimal costPerCall = 0.01m;
+        await app.Budgets.SetUserBudgetAsync(new UserBudget("s1", 0.10m, null));
+        await app.SeedAsync(TestApp.Record("s1", 0.05m));
+
+        var client = app.As("s1", "student");
+        var responses = await Task.WhenAll(Enumerable.Range(0, 50).Select(_ => client.PostAsync("/work", null)));
+        var ok = responses.Count(r => r.StatusCode == HttpStatusCode.OK);
+        var refused = responses.Count(r => r.StatusCode == HttpStatusCode.TooManyRequests);
+        Assert.Equal(50, ok + refused);
+
+        var spent = (await app.Services.GetRequiredService<BudgetGuard>().GetStatusAsync("s1")).CostUsd;
+        Assert.True(spent <= 0.10m + costPerCall, $"spent {spent}");
+        // Reservations are released as calls end, so the limit is reached, not undershot.
+        Assert.True(spent >= 0.10m - costPerCall, $"spent {spent}");
+        Assert.Equal(ok, _modelCalls);
+        foreach (var r in responses)
+        {
+            r.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task Attribution_UserFromHook_LabelFromRouteOrMetadata()
+    {
+        UsageContext? seen = null;
+        UsageContext? labelled = null;
+        await using var app = await StartAsync(map: a =>
+        {
+            a.MapPost("/api/things/{id}", (string id) =>
+            {
+                seen = UsageScope.Current?.Context;
+                return Results.Ok();
+            }).WithUsageAttribution(ctx =>
+            {
+                ctx.UserId ??= ctx.HttpContext.Request.Headers["X-Body-User"];
+                ctx.SessionId = "sess-1";
+                ctx.ProblemId = ctx.GetArgument<string>();
+                ctx.Tags["grade"] = "7";
+                return ValueTask.CompletedTask;
+            });
+            a.MapPost("/labelled", () =>
+            {
+                labelled = UsageScope.Current?.Context;
+                return Results.Ok();
+            }).WithUsageAttribution().WithUsageLabel("/api/custom");
+        });
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/things/p9");
+        request.Headers.Add("X-Body-User", "77");
+        using (await app.As(null).SendAsync(request))
+        {
+        }
+
+        Assert.NotNull(seen);
+        Assert.Equal("77", seen.UserId);
+        Assert.Equal("/api/things/{id}", seen.Endpoint);
+        Assert.Equal("sess-1", seen.SessionId);
+        Assert.Equal("p9", seen.ProblemId);
+        Assert.Equal("7", seen.Tags!["grade"]);
+
+        using (await app.As("s5", "student").PostAsync("/labelled", null))
+        {
+        }
+
+        Assert.Equal("s5", labelled?.UserId);
+        Assert.Equal("/api/custom", labelled?.Endpoint);
+    }
+
+    [Fact]
+    public async Task StoreUnreadable_FailsOpenByDefault_ClosedByOption()
+    {
+        await using (var open = await StartAppAsync(b => b.Services.AddSingleton<IBudgetStore>(new BrokenBudgetStore())))
+        {
+            using var response = await open.As("s1", "student").PostAsync("/work", null);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        await using var closed = await StartAppAsync(b =>
+        {
+            b.Services.AddSingleton<IBudgetStore>(new BrokenBudgetStore());
+            b.Services.Configure<BudgetGuardOptions>(o => o.FailClosed = true);
+        });
+        using var refused = await closed.As("s1", "student").PostAsync("/work", null);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+        using var problem = JsonDocument.Parse(await refused.Content.ReadAsStringAsync());
+        Assert.Equal(BudgetProblemTypes.Unavailable, problem.RootElement.GetProperty("type").GetString());
+    }
+
+    private Task<TestApp> StartAppAsync(Action<WebApplicationBuilder>? configure = null) => StartAsync(configure, a =>
+    {
+        a.MapPost("/work", async (HttpContext http) =>
+        {
+            Interlocked.Increment(ref _modelCalls);
+            var guard = http.RequestServices.GetRequiredService<BudgetGuard>();
+            var store = http.RequestServices.GetRequiredService<TokenMeter.Storage.IUsageStore>();
+            await Task.Yield();
+
+            // What the metering path does after a priced call: observed at once, stored by the writer later.
+            var record = TestApp.Record(UsageScope.Current!.Context.UserId, 0.01m, 10, endpoint: UsageScope.Current.Context.Endpoint);
+            guard.Observe(record);
+            await store.AppendAsync([record]);
+            return Results.Ok(new { id = record.Id.ToString("N", CultureInfo.InvariantCulture) });
+        }).WithUsageAttribution().WithBudgetEnforcement();
+        a.MapPost("/work-anonymous", () => Results.Ok()).WithUsageAttribution().WithBudgetEnforcement();
+    });
+
+    private sealed class BrokenBudgetStore : IBudgetStore
+    {
+        public ValueTask<BudgetSettings> GetBudgetsAsync(CancellationToken cancellationToken = default) => throw new IOException("store down");
+
+        public ValueTask<BudgetLimit?> GetEffectiveBudgetAsync(string userId, CancellationToken cancellationToken = default) => throw new IOException("store down");
+
+        public ValueTask SetDefaultBudgetAsync(BudgetLimit? limit, CancellationToken cancellationToken = default) => throw new IOException("store down");
+
+        public ValueTask SetUserBudgetAsync(UserBudget budget, CancellationToken cancellationToken = default) => throw new IOException("store down");
+
+        public ValueTask<bool> DeleteUserBudgetAsync(string userId, CancellationToken cancellationToken = default) => throw new IOException("store down");
+    }
+}
+
+public sealed class BudgetEnforcementTests : BudgetEnforcementTestsBase;
