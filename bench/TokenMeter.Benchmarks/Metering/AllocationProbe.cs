@@ -26,6 +26,28 @@ internal static class AllocationProbe
                 Measure(name, call, calls / 4); // warm-up
                 Measure(name, call, calls);
             }
+
+            // Latency on a shared, busy machine: alternate the two clients call by call so that
+            // background load hits both alike, then compare medians.
+            foreach (var (name, unmetered, metered) in new (string, Func<Task>, Func<Task>)[]
+            {
+                ("plain", bench.PlainUnmetered, bench.PlainMetered),
+                ("stream whole", bench.StreamUnmetered, bench.StreamMetered),
+                ("stream first chunk", bench.FirstChunkUnmetered, bench.FirstChunkMetered),
+            })
+            {
+                var u = new double[calls];
+                var m = new double[calls];
+                for (var i = 0; i < calls; i++)
+                {
+                    u[i] = Time(unmetered);
+                    m[i] = Time(metered);
+                }
+
+                Array.Sort(u);
+                Array.Sort(m);
+                Console.WriteLine($"interleaved {name,-18} p50 unmetered {u[calls / 2],7:F1} us  metered {m[calls / 2],7:F1} us  ratio {m[calls / 2] / u[calls / 2]:F3}");
+            }
         }
         finally
         {
@@ -33,6 +55,13 @@ internal static class AllocationProbe
         }
 
         return 0;
+    }
+
+    private static double Time(Func<Task> call)
+    {
+        var start = Stopwatch.GetTimestamp();
+        call().GetAwaiter().GetResult();
+        return Stopwatch.GetElapsedTime(start).TotalMicroseconds;
     }
 
     private static void Measure(string name, Func<Task> call, int calls)
