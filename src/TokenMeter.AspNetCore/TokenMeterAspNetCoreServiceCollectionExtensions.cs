@@ -2,6 +2,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using TokenMeter.AspNetCore.Alerts;
+using TokenMeter.AspNetCore.Reports;
 using TokenMeter.Budgets;
 
 namespace TokenMeter.AspNetCore;
@@ -28,6 +29,7 @@ public static class TokenMeterAspNetCoreServiceCollectionExtensions
         }
 
         builder.AddBudgetGuard();
+        services.AddTokenMeterReports();
         services.AddOptions<TokenMeterAlertOptions>().BindConfiguration(TokenMeterAlertOptions.SectionName);
         if (services.Any(d => d.ServiceType == typeof(WebhookSender)))
         {
