@@ -1,9 +1,15 @@
 using BenchmarkDotNet.Running;
 using TokenMeter.Benchmarks.Forecasting;
+using TokenMeter.Benchmarks.Postgres;
 
 if (args.Length > 0 && args[0] == "forecast-backtest")
 {
     return ForecastBacktest.Run(args[1..]);
+}
+
+if (args.Length > 0 && args[0] == "postgres")
+{
+    return await PostgresBench.RunAsync(args[1..]);
 }
 
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);

@@ -1,0 +1,317 @@
+using System.Diagnostics;
+using System.Globalization;
+using Npgsql;
+using NpgsqlTypes;
+using TokenMeter.Postgres;
+using TokenMeter.Postgres.Querying;
+using TokenMeter.Postgres.Schema;
+using TokenMeter.Postgres.Storage;
+using TokenMeter.Querying;
+using TokenMeter.Testing.Postgres;
+
+namespace TokenMeter.Benchmarks.Postgres;
+
+/// <summary>
+/// <c>dotnet run -c Release --project bench/TokenMeter.Benchmarks -- postgres [calls=5000000] [ingest=300000]</c>:
+/// ingest records/s (row-by-row INSERT, raw binary COPY, the store's full path), then every
+/// <see cref="IUsageQueries"/> query at the given number of calls beside a plain GROUP BY over the raw table.
+/// </summary>
+internal static class PostgresBench
+{
+    private const int Users = 1000;
+    private static readonly string[] Endpoints = ["/api/analyze", "/api/verify", "/api/validate-image", "/api/hint", "/api/chat"];
+    private static readonly string[] Models = ["gpt-4o", "gpt-4o-mini", "o4-mini"];
+    private static readonly decimal[] InputPrice = [2.5m, 0.15m, 1.1m];
+    private static readonly decimal[] OutputPrice = [10m, 0.6m, 4.4m];
+    private static readonly DateTimeOffset Start = new(2025, 11, 25, 0, 0, 0, TimeSpan.Zero);
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var calls = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 5_000_000;
+        var ingestCount = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 300_000;
+        Console.WriteLine($"PostgreSQL store benchmark: {Environment.ProcessorCount} cores, ingest {ingestCount:N0} records, load {calls:N0} calls");
+
+        // A durable server (fsync and synchronous commit on), unlike the test fixture's defaults.
+        await using var server = await PostgresServer.StartAsync(
+            ["fsync=on", "synchronous_commit=on", "full_page_writes=on", "shared_buffers=1GB", "work_mem=64MB", "maintenance_work_mem=512MB", "max_wal_size=8GB", "checkpoint_timeout=30min"]);
+        var connectionString = await server.CreateDatabaseAsync("bench");
+        await using var dataSource = NpgsqlDataSource.Create(connectionString);
+        Console.WriteLine($"server: {await ScalarAsync<string>(dataSource, "SELECT version()")}");
+
+        // ---- Ingest ----
+        var rowByRow = await RowByRowAsync(dataSource, Math.Min(ingestCount / 10, 20_000));
+        var copy = await RawCopyAsync(dataSource, ingestCount, batchSize: 1000);
+        var store1000 = await StoreIngestAsync(dataSource, ingestCount, batchSize: 1000);
+        var store5000 = await StoreIngestAsync(dataSource, ingestCount, batchSize: 5000);
+        Console.WriteLine();
+        Console.WriteLine("| ingest path | records | records/s | vs raw COPY |");
+        Console.WriteLine("|---|---:|---:|---:|");
+        Console.WriteLine($"| row-by-row INSERT (one statement and commit per record) | {rowByRow.Records:N0} | {rowByRow.PerSecond:N0} | {rowByRow.PerSecond / copy.PerSecond:P0} |");
+        Console.WriteLine($"| raw binary COPY into user_api_usage, no rollups, 1,000/batch | {copy.Records:N0} | {copy.PerSecond:N0} | 100 % |");
+        Console.WriteLine($"| store AppendAsync (COPY → staging → INSERT … ON CONFLICT + 9 rollups), 1,000/batch | {store1000.Records:N0} | {store1000.PerSecond:N0} | {store1000.PerSecond / copy.PerSecond:P0} |");
+        Console.WriteLine($"| store AppendAsync, 5,000/batch | {store5000.Records:N0} | {store5000.PerSecond:N0} | {store5000.PerSecond / copy.PerSecond:P0} |");
+
+        // ---- Queries at scale ----
+        var (context, load) = await LoadAsync(dataSource, calls);
+        Console.WriteLine($"loaded {calls:N0} calls in {load.TotalSeconds:N0} s ({calls / load.TotalSeconds:N0} records/s, 10,000/batch)");
+        await ExecuteAsync(dataSource, $"VACUUM ANALYZE");
+        await QueriesAsync(context, calls);
+        return 0;
+    }
+
+    private static async Task<(int Records, double PerSecond)> RowByRowAsync(NpgsqlDataSource dataSource, int count)
+    {
+        var schema = await FreshSchemaAsync(dataSource, "rowbyrow");
+        var records = Generate(count, Start.AddDays(400), TimeSpan.FromDays(1)).ToList();
+        await using var context = NewContext(dataSource, schema);
+        await context.EnsurePartitionsAsync(records.Select(r => PostgresStoreContext.MonthOf(r.CreatedAt)), default);
+        var placeholders = string.Join(", ", Enumerable.Range(1, 24).Select(i => "$" + i));
+        var watch = Stopwatch.StartNew();
+        foreach (var r in records)
+        {
+            await using var command = dataSource.CreateCommand($"INSERT INTO \"{schema}\".user_api_usage ({PostgresSql.Columns}) VALUES ({placeholders})");
+            object?[] values =
+            [
+                r.Id, r.CreatedAt.UtcDateTime, r.UserId, r.Endpoint, r.Operation, r.RequestModel, r.Model, r.ServiceTier,
+                r.InputTokens, r.CachedInputTokens, r.OutputTokens, r.ReasoningTokens, r.AudioInputTokens, r.AudioOutputTokens, r.TotalTokens,
+                r.CostUsd, r.PriceId, r.DurationMs, "ok", r.HttpStatus, r.Streaming, r.SessionId, r.ProblemId, null,
+            ];
+            NpgsqlDbType[] types =
+            [
+                NpgsqlDbType.Uuid, NpgsqlDbType.TimestampTz, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Text,
+                NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint,
+                NpgsqlDbType.Numeric, NpgsqlDbType.Text, NpgsqlDbType.Double, NpgsqlDbType.Text, NpgsqlDbType.Integer, NpgsqlDbType.Boolean, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Jsonb,
+            ];
+            for (var i = 0; i < values.Length; i++)
+            {
+                command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = types[i], Value = values[i] ?? DBNull.Value });
+            }
+
+            await command.ExecuteNonQueryAsync();
+        }
+
+        return Report("row-by-row INSERT", count, watch.Elapsed);
+    }
+
+    private static async Task<(int Records, double PerSecond)> RawCopyAsync(NpgsqlDataSource dataSource, int count, int batchSize)
+    {
+        var schema = await FreshSchemaAsync(dataSource, "rawcopy");
+        var records = Generate(count, Start.AddDays(400), TimeSpan.FromDays(5)).ToList();
+        await using var context = NewContext(dataSource, schema);
+        await context.EnsurePartitionsAsync(records.Select(r => PostgresStoreContext.MonthOf(r.CreatedAt)), default);
+        var watch = Stopwatch.StartNew();
+        foreach (var batch in records.Chunk(batchSize))
+        {
+            await using var connection = await dataSource.OpenConnectionAsync();
+            await using var writer = await connection.BeginBinaryImportAsync($"COPY \"{schema}\".user_api_usage ({PostgresSql.Columns}) FROM STDIN (FORMAT BINARY)");
+            foreach (var r in batch)
+            {
+                await PostgresUsageStore.WriteRowAsync(writer, r, default);
+            }
+
+            await writer.CompleteAsync();
+        }
+
+        return Report("raw binary COPY", count, watch.Elapsed);
+    }
+
+    private static async Task<(int Records, double PerSecond)> StoreIngestAsync(NpgsqlDataSource dataSource, int count, int batchSize)
+    {
+        var schema = await FreshSchemaAsync(dataSource, "store" + batchSize);
+        var records = Generate(count, Start.AddDays(400), TimeSpan.FromDays(5)).ToList();
+        await using var context = NewContext(dataSource, schema);
+        context.MarkReady();
+        var store = new PostgresUsageStore(context);
+        await context.EnsurePartitionsAsync(records.Select(r => PostgresStoreContext.MonthOf(r.CreatedAt)), default);
+        var watch = Stopwatch.StartNew();
+        var stored = 0;
+        foreach (var batch in records.Chunk(batchSize))
+        {
+            stored += await store.AppendAsync(batch);
+        }
+
+        if (stored != count)
+        {
+            throw new InvalidOperationException($"stored {stored} of {count}");
+        }
+
+        return Report($"store AppendAsync ({batchSize}/batch)", count, watch.Elapsed);
+    }
+
+    private static async Task<(PostgresStoreContext Context, TimeSpan Elapsed)> LoadAsync(NpgsqlDataSource dataSource, int calls)
+    {
+        var schema = await FreshSchemaAsync(dataSource, "load");
+        var context = NewContext(dataSource, schema);
+        context.MarkReady();
+        var store = new PostgresUsageStore(context);
+        var watch = Stopwatch.StartNew();
+        var done = 0;
+        foreach (var batch in Generate(calls, Start, TimeSpan.FromDays(365)).Chunk(10_000))
+        {
+            done += await store.AppendAsync(batch);
+            if (done % 500_000 == 0)
+            {
+                Console.WriteLine($"  loaded {done:N0} ({done / watch.Elapsed.TotalSeconds:N0}/s)");
+            }
+        }
+
+        return (context, watch.Elapsed);
+    }
+
+    private static async Task QueriesAsync(PostgresStoreContext context, int calls)
+    {
+        var q = new PostgresUsageQueries(context);
+        var ds = context.DataSource;
+        var s = context.Quoted;
+        var today = DateOnly.FromDateTime(Start.AddDays(364).UtcDateTime);
+        var month = new DateOnly(today.Year, today.Month, 1);
+        var lastFullMonth = month.AddMonths(-1);
+        var user = "user-0042";
+        string Ts(DateOnly d) => $"'{d:yyyy-MM-dd} 00:00:00+00'";
+
+        (string Name, Func<Task> Store, string Raw)[] cases =
+        [
+            ("GetStatsAsync (ever, today, this month)", async () => await q.GetStatsAsync(today),
+                $"SELECT count(*), sum(total_tokens), sum(cost_usd), count(DISTINCT user_id), count(*) FILTER (WHERE created_at >= {Ts(today)}), count(DISTINCT user_id) FILTER (WHERE created_at >= {Ts(today)}), count(*) FILTER (WHERE created_at >= {Ts(month)}), count(DISTINCT user_id) FILTER (WHERE created_at >= {Ts(month)}) FROM {s}.user_api_usage"),
+            ("GetUserSummariesAsync (cost desc, 50, offset 100)", async () => await q.GetUserSummariesAsync(new UserSummaryQuery(Offset: 100)),
+                $"SELECT user_id, count(*), sum(input_tokens), sum(output_tokens), sum(total_tokens), sum(cost_usd), max(created_at) FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY user_id ORDER BY 6 DESC, user_id LIMIT 50 OFFSET 100"),
+            ("GetUserSummariesAsync (lastCall asc, 50, offset 900)", async () => await q.GetUserSummariesAsync(new UserSummaryQuery(UserSummarySort.LastCall, SortOrder.Ascending, 50, 900)),
+                $"SELECT user_id, count(*), sum(total_tokens), sum(cost_usd), max(created_at) FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY user_id ORDER BY 5, user_id LIMIT 50 OFFSET 900"),
+            ("GetUserUsageAsync (one user: totals, month, by endpoint, 30 days)", async () => await q.GetUserUsageAsync(user, today),
+                $"SELECT endpoint, model, count(*), sum(total_tokens), sum(cost_usd), max(created_at), count(*) FILTER (WHERE created_at >= {Ts(month)}) FROM {s}.user_api_usage WHERE user_id = '{user}' GROUP BY 1, 2"),
+            ("GetUserTotalsAsync (one user, month to date)", async () => await q.GetUserTotalsAsync(user, month, today),
+                $"SELECT count(*), sum(total_tokens), sum(cost_usd) FROM {s}.user_api_usage WHERE user_id = '{user}' AND created_at >= {Ts(month)} AND created_at < {Ts(today.AddDays(1))}"),
+            ("GetEndpointUsageAsync (all time)", async () => await q.GetEndpointUsageAsync(),
+                $"SELECT endpoint, model, count(*), sum(input_tokens), sum(output_tokens), sum(total_tokens), sum(cost_usd) FROM {s}.user_api_usage GROUP BY 1, 2 ORDER BY 7 DESC"),
+            ("GetUserEndpointUsageAsync (all users, last full month: statements)", async () => await q.GetUserEndpointUsageAsync(lastFullMonth, month.AddDays(-1)),
+                $"SELECT user_id, endpoint, model, count(*), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), sum(total_tokens), sum(cost_usd) FROM {s}.user_api_usage WHERE user_id IS NOT NULL AND created_at >= {Ts(lastFullMonth)} AND created_at < {Ts(month)} GROUP BY 1, 2, 3 ORDER BY 1, 9 DESC"),
+            ("GetUserEndpointUsageAsync (all users, 45 days across 3 months)", async () => await q.GetUserEndpointUsageAsync(lastFullMonth.AddDays(-7), month.AddDays(6)),
+                $"SELECT user_id, endpoint, model, count(*), sum(total_tokens), sum(cost_usd) FROM {s}.user_api_usage WHERE user_id IS NOT NULL AND created_at >= {Ts(lastFullMonth.AddDays(-7))} AND created_at < {Ts(month.AddDays(7))} GROUP BY 1, 2, 3 ORDER BY 1, 6 DESC"),
+            ("GetDailyUsageAsync (90 days)", async () => await q.GetDailyUsageAsync(today.AddDays(-89), today),
+                $"SELECT (created_at AT TIME ZONE 'UTC')::date, count(*), sum(input_tokens), sum(output_tokens), sum(total_tokens), sum(cost_usd), count(DISTINCT user_id) FROM {s}.user_api_usage WHERE created_at >= {Ts(today.AddDays(-89))} GROUP BY 1 ORDER BY 1 DESC"),
+            ("GetDailyUsageAsync (366 days)", async () => await q.GetDailyUsageAsync(today.AddDays(-365), today),
+                $"SELECT (created_at AT TIME ZONE 'UTC')::date, count(*), sum(total_tokens), sum(cost_usd), count(DISTINCT user_id) FROM {s}.user_api_usage GROUP BY 1 ORDER BY 1 DESC"),
+            ("GetMonthlyUsageAsync (12 months)", async () => await q.GetMonthlyUsageAsync(month.AddMonths(-11), month),
+                $"SELECT date_trunc('month', created_at AT TIME ZONE 'UTC'), count(*), sum(input_tokens), sum(output_tokens), sum(total_tokens), sum(cost_usd), count(DISTINCT user_id) FROM {s}.user_api_usage GROUP BY 1 ORDER BY 1 DESC"),
+            ("GetUserDailyUsageAsync (all users, month to date: forecasts)", async () => await q.GetUserDailyUsageAsync(month, today),
+                $"SELECT user_id, (created_at AT TIME ZONE 'UTC')::date, count(*), sum(total_tokens), sum(cost_usd) FROM {s}.user_api_usage WHERE user_id IS NOT NULL AND created_at >= {Ts(month)} GROUP BY 1, 2 ORDER BY 1, 2"),
+            ("GetUserDailyUsageAsync (one user, 90 days)", async () => await q.GetUserDailyUsageAsync(today.AddDays(-89), today, user),
+                $"SELECT (created_at AT TIME ZONE 'UTC')::date, count(*), sum(total_tokens), sum(cost_usd) FROM {s}.user_api_usage WHERE user_id = '{user}' AND created_at >= {Ts(today.AddDays(-89))} GROUP BY 1 ORDER BY 1"),
+        ];
+
+        Console.WriteLine();
+        Console.WriteLine($"| query at {calls:N0} calls | store p50 (ms) | store max (ms) | raw GROUP BY p50 (ms) |");
+        Console.WriteLine("|---|---:|---:|---:|");
+        foreach (var (name, store, raw) in cases)
+        {
+            var storeTimes = await TimeAsync(store, warmups: 2, runs: 15);
+            var rawTimes = await TimeAsync(() => ExecuteAsync(ds, raw), warmups: 1, runs: 3);
+            Console.WriteLine($"| {name} | {Median(storeTimes):N1} | {storeTimes.Max():N1} | {Median(rawTimes):N0} |");
+        }
+
+        // Export streams raw rows: rows/s for one user's year and for everyone's last month.
+        foreach (var (name, query) in new[] { ("ExportAsync (one user, all time)", new UsageExportQuery(UserId: user)), ("ExportAsync (everyone, last full month)", new UsageExportQuery(lastFullMonth, month.AddDays(-1))) })
+        {
+            var watch = Stopwatch.StartNew();
+            var rows = 0;
+            await foreach (var _ in q.ExportAsync(query))
+            {
+                rows++;
+            }
+
+            Console.WriteLine($"| {name}: {rows:N0} rows | {watch.Elapsed.TotalMilliseconds:N0} total | {rows / watch.Elapsed.TotalSeconds:N0} rows/s | |");
+        }
+    }
+
+    private static async Task<List<double>> TimeAsync(Func<Task> action, int warmups, int runs)
+    {
+        for (var i = 0; i < warmups; i++)
+        {
+            await action();
+        }
+
+        var times = new List<double>();
+        for (var i = 0; i < runs; i++)
+        {
+            var watch = Stopwatch.StartNew();
+            await action();
+            times.Add(watch.Elapsed.TotalMilliseconds);
+        }
+
+        return times;
+    }
+
+    private static double Median(List<double> values)
+    {
+        var sorted = values.Order().ToList();
+        return sorted[sorted.Count / 2];
+    }
+
+    /// <summary>Time-ordered calls (as a writer sees them) spread evenly over <paramref name="span"/>.</summary>
+    private static IEnumerable<UsageRecord> Generate(int count, DateTimeOffset from, TimeSpan span)
+    {
+        var random = new Random(20261125);
+        var step = span.Ticks / count;
+        for (var i = 0; i < count; i++)
+        {
+            var at = from.AddTicks(step * i);
+            at = at.AddTicks(-(at.Ticks % 10)); // PostgreSQL keeps microseconds
+            var m = random.Next(Models.Length);
+            var input = random.Next(50, 4000);
+            var output = random.Next(20, 1500);
+            var cached = random.Next(4) == 0 ? input / 2 : 0;
+            yield return new UsageRecord
+            {
+                Id = Guid.CreateVersion7(at),
+                CreatedAt = at,
+                UserId = random.Next(20) == 0 ? null : "user-" + random.Next(Users).ToString("D4", CultureInfo.InvariantCulture),
+                Endpoint = Endpoints[random.Next(Endpoints.Length)],
+                Operation = UsageOperation.Chat,
+                RequestModel = Models[m],
+                Model = Models[m],
+                InputTokens = input,
+                CachedInputTokens = cached,
+                OutputTokens = output,
+                TotalTokens = input + output,
+                CostUsd = ((input - cached) * InputPrice[m] + cached * InputPrice[m] / 2 + output * OutputPrice[m]) / 1_000_000m,
+                PriceId = Models[m] + "/standard",
+                DurationMs = random.Next(200, 9000),
+                Status = UsageStatus.Ok,
+                HttpStatus = 200,
+                SessionId = "s" + random.Next(100_000).ToString(CultureInfo.InvariantCulture),
+            };
+        }
+    }
+
+    private static PostgresStoreContext NewContext(NpgsqlDataSource dataSource, string schema) =>
+        new(dataSource, ownsDataSource: false, new PostgresStoreOptions { Schema = schema, CommandTimeoutSeconds = 600 }, TimeProvider.System);
+
+    private static async Task<string> FreshSchemaAsync(NpgsqlDataSource dataSource, string name)
+    {
+        await PostgresMigrator.MigrateAsync(dataSource, name);
+        return name;
+    }
+
+    private static (int, double) Report(string name, int count, TimeSpan elapsed)
+    {
+        var perSecond = count / elapsed.TotalSeconds;
+        Console.WriteLine($"{name}: {count:N0} records in {elapsed.TotalSeconds:N2} s = {perSecond:N0} records/s");
+        return (count, perSecond);
+    }
+
+    private static async Task ExecuteAsync(NpgsqlDataSource dataSource, string sql)
+    {
+        await using var command = dataSource.CreateCommand(sql);
+        command.CommandTimeout = 0;
+        await using var reader = await command.ExecuteReaderAsync();
+        while (await reader.ReadAsync())
+        {
+        }
+    }
+
+    private static async Task<T> ScalarAsync<T>(NpgsqlDataSource dataSource, string sql)
+    {
+        await using var command = dataSource.CreateCommand(sql);
+        return (T)(await command.ExecuteScalarAsync())!;
+    }
+}
