@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using TokenMeter.AspNetCore.Alerts;
 using TokenMeter.Budgets;
+using TokenMeter.Metering;
 
 namespace TokenMeter.AspNetCore;
 
@@ -41,6 +42,7 @@ public static class TokenMeterAspNetCoreServiceCollectionExtensions
         services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<WebhookSender>());
         services.AddSingleton<AlertMonitor>();
         services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<AlertMonitor>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IUsageObserver, AlertUsageObserver>());
         return builder;
     }
 }
