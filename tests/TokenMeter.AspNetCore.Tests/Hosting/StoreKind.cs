@@ -1,13 +1,32 @@
+using Microsoft.AspNetCore.Builder;
+using Npgsql;
+using TokenMeter.Postgres;
+using TokenMeter.Testing.Postgres;
+
 namespace TokenMeter.AspNetCore.Tests.Hosting;
 
-/// <summary>The admin API tests run once per store; each concrete test class picks one.</summary>
+/// <summary>The API tests run once per store: the in-memory store by default, PostgreSQL in the Postgres* classes.</summary>
 public abstract class StoreTestBase
 {
-    /// <summary>Registers the store under test on the TokenMeter builder; the in-memory store needs nothing.</summary>
-    internal virtual void UseStore(ITokenMeterBuilder builder)
-    {
-    }
+    /// <summary>Prepares a fresh store for one app and returns how to register it (null: the in-memory default).</summary>
+    internal virtual Task<Action<ITokenMeterBuilder>?> PrepareStoreAsync() => Task.FromResult<Action<ITokenMeterBuilder>?>(null);
 
-    internal Task<TestApp> StartAsync(Action<Microsoft.AspNetCore.Builder.WebApplicationBuilder>? configure = null, Action<Microsoft.AspNetCore.Builder.WebApplication>? map = null)
-        => TestApp.StartAsync(configure, map, UseStore);
+    internal async Task<TestApp> StartAsync(Action<WebApplicationBuilder>? configure = null, Action<WebApplication>? map = null)
+        => await TestApp.StartAsync(configure, map, await PrepareStoreAsync());
+
+    /// <summary>A fresh, empty PostgreSQL database per app, on the shared throwaway server.</summary>
+    internal static async Task<Action<ITokenMeterBuilder>?> PostgresStoreAsync(PostgresDatabaseFixture database)
+    {
+        var connectionString = await database.CreateDatabaseAsync();
+
+        // Installed up front, as a DBA would with the printed script, so the app is ready as it starts.
+        await using (var connection = new NpgsqlConnection(connectionString))
+        {
+            await connection.OpenAsync();
+            await using var command = new NpgsqlCommand(PostgresSchema.GetCreationScript(), connection);
+            await command.ExecuteNonQueryAsync();
+        }
+
+        return builder => builder.AddPostgresStore(connectionString, o => o.InstallSchema = false);
+    }
 }
