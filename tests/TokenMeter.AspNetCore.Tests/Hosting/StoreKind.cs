@@ -14,19 +14,42 @@ public abstract class StoreTestBase
     internal async Task<TestApp> StartAsync(Action<WebApplicationBuilder>? configure = null, Action<WebApplication>? map = null)
         => await TestApp.StartAsync(configure, map, await PrepareStoreAsync());
 
-    /// <summary>A fresh, empty PostgreSQL database per app, on the shared throwaway server.</summary>
+    private static readonly SemaphoreSlim InstallGate = new(1, 1);
+    private static readonly HashSet<string> Installed = [];
+
+    /// <summary>
+    /// The class's PostgreSQL database, emptied for each app: the schema is installed once up front
+    /// (as a DBA would with the printed script), then every table but the migration history is truncated.
+    /// </summary>
     internal static async Task<Action<ITokenMeterBuilder>?> PostgresStoreAsync(PostgresDatabaseFixture database)
     {
-        var connectionString = await database.CreateDatabaseAsync();
-
-        // Installed up front, as a DBA would with the printed script, so the app is ready as it starts.
-        await using (var connection = new NpgsqlConnection(connectionString))
+        var connectionString = database.ConnectionString;
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        await InstallGate.WaitAsync();
+        try
         {
-            await connection.OpenAsync();
-            await using var command = new NpgsqlCommand(PostgresSchema.GetCreationScript(), connection);
-            await command.ExecuteNonQueryAsync();
+            if (Installed.Add(connectionString))
+            {
+                await using var install = new NpgsqlCommand(PostgresSchema.GetCreationScript(), connection);
+                await install.ExecuteNonQueryAsync();
+            }
+        }
+        finally
+        {
+            InstallGate.Release();
         }
 
+        await using var truncate = new NpgsqlCommand(
+            """
+            DO $$ DECLARE t text; BEGIN
+              SELECT string_agg(format('%I.%I', schemaname, tablename), ', ') INTO t
+              FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE '%migration%';
+              IF t IS NOT NULL THEN EXECUTE 'TRUNCATE ' || t; END IF;
+            END $$;
+            """,
+            connection);
+        await truncate.ExecuteNonQueryAsync();
         return builder => builder.AddPostgresStore(connectionString, o => o.InstallSchema = false);
     }
 }
