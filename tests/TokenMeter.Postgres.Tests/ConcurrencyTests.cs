@@ -105,6 +105,35 @@ public sealed class ConcurrencyTests(PostgresDatabaseFixture database) : IClassF
         Assert.Equal(600, monthly.Sum(m => m.Calls));
     }
 
+    [Theory]
+    [InlineData("2026-10-01", "2026-10-31")] // one whole month: read straight from the monthly rollup
+    [InlineData("2026-10-05", "2026-10-20")] // inside one month: daily rollup only
+    [InlineData("2026-09-28", "2026-11-02")] // edges around a whole month
+    [InlineData("2026-09-01", "2026-11-30")] // three whole months
+    public async Task GetUserEndpointUsageAsync_AnyRange_EqualsAGroupByOverRawRows(string first, string last)
+    {
+        await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString);
+        var random = new Random(11);
+        var start = new DateTimeOffset(2026, 9, 20, 0, 0, 0, TimeSpan.Zero);
+        await h.Store.AppendAsync([.. Enumerable.Range(0, 800).Select(_ => Records.Make(
+            start.AddMinutes(random.Next(0, 60 * 24 * 50)),
+            userId: random.Next(8) == 0 ? null : "u" + random.Next(6),
+            endpoint: random.Next(5) == 0 ? null : "/api/e" + random.Next(3),
+            model: "m" + random.Next(2),
+            input: random.Next(1, 1000),
+            output: random.Next(1, 500),
+            cost: random.Next(1, 100_000) / 10_000_000m))]);
+        var (from, to) = (DateOnly.Parse(first, System.Globalization.CultureInfo.InvariantCulture), DateOnly.Parse(last, System.Globalization.CultureInfo.InvariantCulture));
+
+        var api = await h.Queries.GetUserEndpointUsageAsync(from, to);
+        var raw = await RowsAsync(h, $"SELECT user_id, endpoint, model, count(*), sum(input_tokens), sum(total_tokens), coalesce(sum(cost_usd), 0) FROM {{s}}.user_api_usage WHERE user_id IS NOT NULL AND created_at >= '{from:yyyy-MM-dd}T00:00:00Z' AND created_at < '{to.AddDays(1):yyyy-MM-dd}T00:00:00Z' GROUP BY 1, 2, 3 ORDER BY user_id COLLATE \"C\", 7 DESC, endpoint COLLATE \"C\" NULLS FIRST, model COLLATE \"C\" NULLS FIRST");
+
+        Assert.NotEmpty(raw);
+        Assert.Equal(raw, api.Select(e => FormattableString.Invariant($"{e.UserId}|{e.Endpoint}|{e.Model}|{e.Calls}|{e.InputTokens}|{e.TotalTokens}|{e.CostUsd}")));
+        var oneUser = await h.Queries.GetUserEndpointUsageAsync(from, to, "u3");
+        Assert.Equal(api.Where(e => e.UserId == "u3"), oneUser);
+    }
+
     private static async Task<List<string>> RowsAsync(PostgresStoreHarness h, string sql)
     {
         await using var command = h.DataSource.CreateCommand(sql.Replace("{s}", h.S, StringComparison.Ordinal));

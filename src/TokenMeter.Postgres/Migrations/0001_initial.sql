@@ -7,7 +7,7 @@
 CREATE TABLE {schema}.user_api_usage (
     id                  uuid             NOT NULL,
     created_at          timestamptz      NOT NULL,
-    user_id             text             NULL,
+    user_id             text COLLATE "C" NULL,
     endpoint            text             NULL,
     operation           text             NOT NULL,
     request_model       text             NULL,
@@ -83,11 +83,13 @@ $fn$;
 
 -- Rollups, maintained in the same transaction as each insert. Endpoint and model may be null, so
 -- their keys are NULLS NOT DISTINCT unique constraints. User-level rollups hold only calls with a
--- user; platform-level ones (endpoint_*) hold every call. fillfactor leaves room for HOT updates.
+-- user; platform-level ones (endpoint_*) hold every call. Keys compare bytewise (COLLATE "C"):
+-- faster than a locale in upserts, and the ordinal order the API sorts by. fillfactor leaves room
+-- for HOT updates.
 CREATE TABLE {schema}.usage_endpoint_day (
     day                 date    NOT NULL,
-    endpoint            text    NULL,
-    model               text    NULL,
+    endpoint            text COLLATE "C" NULL,
+    model               text COLLATE "C" NULL,
     calls               bigint  NOT NULL,
     input_tokens        bigint  NOT NULL,
     cached_input_tokens bigint  NOT NULL,
@@ -100,8 +102,8 @@ CREATE TABLE {schema}.usage_endpoint_day (
 
 CREATE TABLE {schema}.usage_endpoint_month (
     month               date    NOT NULL,
-    endpoint            text    NULL,
-    model               text    NULL,
+    endpoint            text COLLATE "C" NULL,
+    model               text COLLATE "C" NULL,
     calls               bigint  NOT NULL,
     input_tokens        bigint  NOT NULL,
     cached_input_tokens bigint  NOT NULL,
@@ -113,10 +115,10 @@ CREATE TABLE {schema}.usage_endpoint_month (
 ) WITH (fillfactor = 70);
 
 CREATE TABLE {schema}.usage_user_endpoint_day (
-    user_id             text    NOT NULL,
+    user_id             text COLLATE "C" NOT NULL,
     day                 date    NOT NULL,
-    endpoint            text    NULL,
-    model               text    NULL,
+    endpoint            text COLLATE "C" NULL,
+    model               text COLLATE "C" NULL,
     calls               bigint  NOT NULL,
     input_tokens        bigint  NOT NULL,
     cached_input_tokens bigint  NOT NULL,
@@ -129,10 +131,10 @@ CREATE TABLE {schema}.usage_user_endpoint_day (
 CREATE INDEX usage_user_endpoint_day_day_idx ON {schema}.usage_user_endpoint_day (day);
 
 CREATE TABLE {schema}.usage_user_endpoint_month (
-    user_id             text    NOT NULL,
+    user_id             text COLLATE "C" NOT NULL,
     month               date    NOT NULL,
-    endpoint            text    NULL,
-    model               text    NULL,
+    endpoint            text COLLATE "C" NULL,
+    model               text COLLATE "C" NULL,
     calls               bigint  NOT NULL,
     input_tokens        bigint  NOT NULL,
     cached_input_tokens bigint  NOT NULL,
@@ -145,7 +147,7 @@ CREATE TABLE {schema}.usage_user_endpoint_month (
 CREATE INDEX usage_user_endpoint_month_month_idx ON {schema}.usage_user_endpoint_month (month);
 
 CREATE TABLE {schema}.usage_user_day (
-    user_id             text    NOT NULL,
+    user_id             text COLLATE "C" NOT NULL,
     day                 date    NOT NULL,
     calls               bigint  NOT NULL,
     input_tokens        bigint  NOT NULL,
@@ -159,7 +161,7 @@ CREATE TABLE {schema}.usage_user_day (
 CREATE INDEX usage_user_day_day_idx ON {schema}.usage_user_day (day);
 
 CREATE TABLE {schema}.usage_user_month (
-    user_id             text    NOT NULL,
+    user_id             text COLLATE "C" NOT NULL,
     month               date    NOT NULL,
     calls               bigint  NOT NULL,
     input_tokens        bigint  NOT NULL,
@@ -172,7 +174,7 @@ CREATE TABLE {schema}.usage_user_month (
 ) WITH (fillfactor = 70);
 
 CREATE TABLE {schema}.usage_user_total (
-    user_id             text        NOT NULL,
+    user_id             text COLLATE "C" NOT NULL,
     calls               bigint      NOT NULL,
     input_tokens        bigint      NOT NULL,
     cached_input_tokens bigint      NOT NULL,
@@ -256,7 +258,7 @@ GROUP BY m.month;
 -- Budgets: kind 'default' (user_id '') or 'user'. A null limit is no limit.
 CREATE TABLE {schema}.tokenmeter_budgets (
     kind             text        NOT NULL CHECK (kind IN ('default', 'user')),
-    user_id          text        NOT NULL,
+    user_id          text COLLATE "C" NOT NULL,
     monthly_cost_usd numeric     NULL,
     monthly_tokens   bigint      NULL,
     updated_at       timestamptz NOT NULL DEFAULT now(),

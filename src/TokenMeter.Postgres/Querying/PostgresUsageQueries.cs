@@ -168,6 +168,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
         }
 
         // Whole months come from the monthly rollup; the days before and after them from the daily one.
+        // One whole month (statements) is already one row per user, endpoint and model.
         var fullFrom = firstDay.Day == 1 ? firstDay : PostgresStoreContext.MonthOf(firstDay).AddMonths(1);
         var fullTo = lastDay.AddDays(1).Day == 1 ? lastDay.AddDays(1) : PostgresStoreContext.MonthOf(lastDay);
         if (fullTo <= fullFrom)
@@ -176,7 +177,14 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
         }
 
         var userFilter = userId is null ? string.Empty : " AND user_id = $6";
-        var sql = $"""
+        var wholeSingleMonth = fullFrom == firstDay && fullTo == lastDay.AddDays(1) && fullFrom.AddMonths(1) == fullTo;
+        var sql = wholeSingleMonth
+            ? $"""
+            SELECT user_id, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd
+            FROM {S}.usage_user_endpoint_month WHERE month = $1{(userId is null ? string.Empty : " AND user_id = $2")}
+            ORDER BY user_id COLLATE "C", 10 DESC, endpoint COLLATE "C" NULLS FIRST, model COLLATE "C" NULLS FIRST
+            """
+            : $"""
             SELECT user_id, endpoint, model, {SumColumns}
             FROM (
                 SELECT user_id, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd
@@ -188,7 +196,13 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
             GROUP BY user_id, endpoint, model
             ORDER BY user_id COLLATE "C", 10 DESC, endpoint COLLATE "C" NULLS FIRST, model COLLATE "C" NULLS FIRST
             """;
-        object[] parameters = userId is null ? [fullFrom, fullTo, firstDay, fullTo, lastDay] : [fullFrom, fullTo, firstDay, fullTo, lastDay, userId];
+        object[] parameters = (wholeSingleMonth, userId) switch
+        {
+            (true, null) => [fullFrom],
+            (true, _) => [fullFrom, userId],
+            (false, null) => [fullFrom, fullTo, firstDay, fullTo, lastDay],
+            (false, _) => [fullFrom, fullTo, firstDay, fullTo, lastDay, userId],
+        };
         var command = Command(sql, parameters);
         await using var commandScope = command.ConfigureAwait(false);
         var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);

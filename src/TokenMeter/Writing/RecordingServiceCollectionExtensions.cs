@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using TokenMeter.Budgets;
+using TokenMeter.Diagnostics;
 using TokenMeter.Pricing;
 using TokenMeter.Querying;
 using TokenMeter.Storage;
@@ -36,6 +37,8 @@ internal static class RecordingServiceCollectionExtensions
         // The writer: the sink metering enqueues into, run as a hosted service.
         services.AddOptions<UsageWriterOptions>().BindConfiguration(UsageWriterOptions.SectionName).ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<UsageWriterOptions>, UsageWriterOptionsValidator>());
+        services.AddMetrics();
+        services.TryAddSingleton<UsageWriterMetrics>();
         services.TryAddSingleton<UsageWriter>();
         services.TryAddSingleton<IUsageSink>(sp => sp.GetRequiredService<UsageWriter>());
         services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<UsageWriter>());

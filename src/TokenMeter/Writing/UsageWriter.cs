@@ -10,33 +10,70 @@ using TokenMeter.Storage;
 namespace TokenMeter.Writing;
 
 /// <summary>
-/// Queues records in a bounded channel and stores them in batches from a background loop, retrying
-/// with back-off while the store fails. Enqueue never blocks and never throws.
+/// The background writer. <see cref="Enqueue"/> puts a record in a bounded channel and returns at
+/// once (a full channel spills to an overflow queue that the writer moves to the spool, so nothing
+/// is dropped and the caller never waits or does I/O). One loop stores batches by size or time,
+/// retries a failing store with exponential back-off, spills batches to the durable spool once
+/// the store keeps failing, keeps spooling while it is down, and replays the spool in order when it
+/// recovers (and at start, for whatever a crash left). Stopping drains the queue to the store, or
+/// to the spool when the store is down or the host's shutdown timeout runs out.
 /// </summary>
 internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
 {
     private readonly Channel<UsageRecord> _channel;
     private readonly ConcurrentQueue<UsageRecord> _overflow = new();
+    private readonly List<UsageRecord> _held = [];
     private readonly IUsageStore _store;
     private readonly UsageWriterOptions _options;
     private readonly TimeProvider _timeProvider;
     private readonly ILogger _logger;
+    private readonly UsageWriterMetrics? _metrics;
+    private readonly UsageSpool _spool;
+
+    // Stopping: no more waiting for batches to fill or between retries. Abort: the host's shutdown
+    // timeout ran out, so in-flight store calls are cancelled and the rest goes to the spool.
+    private readonly CancellationTokenSource _stopping = new();
     private readonly CancellationTokenSource _abort = new();
+
     private Task? _loop;
     private int _disposed;
+    private int _queueFullLogged;
+    private bool _storeUp = true;
+    private bool _spoolPending;
+    private DateTimeOffset _nextProbe;
+    private TimeSpan _downDelay;
 
-    public UsageWriter(IUsageStore store, IOptions<UsageWriterOptions> options, TimeProvider timeProvider, ILogger<UsageWriter>? logger = null)
+    public UsageWriter(
+        IUsageStore store,
+        IOptions<UsageWriterOptions> options,
+        TimeProvider timeProvider,
+        UsageWriterMetrics? metrics = null,
+        ILogger<UsageWriter>? logger = null)
     {
+        ArgumentNullException.ThrowIfNull(store);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(timeProvider);
         _store = store;
         _options = options.Value;
         _timeProvider = timeProvider;
+        _metrics = metrics;
         _logger = logger ?? (ILogger)NullLogger.Instance;
+        _spool = new UsageSpool(_options.ResolveSpoolDirectory(), timeProvider, _logger);
+        _downDelay = _options.InitialRetryDelay;
         _channel = Channel.CreateBounded<UsageRecord>(new BoundedChannelOptions(_options.QueueCapacity)
         {
             SingleReader = true,
+            SingleWriter = false,
             FullMode = BoundedChannelFullMode.Wait,
         });
+        _metrics?.ObserveQueueLength(() => _channel.Reader.Count + _overflow.Count);
     }
+
+    /// <summary>The spool folder in use.</summary>
+    public string SpoolDirectory => _spool.Directory;
+
+    /// <summary>Records waiting in memory.</summary>
+    public int QueueLength => _channel.Reader.Count + _overflow.Count;
 
     public void Enqueue(UsageRecord record)
     {
@@ -45,7 +82,22 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
             return;
         }
 
-        if (!_channel.Writer.TryWrite(record))
+        try
+        {
+            if (!_channel.Writer.TryWrite(record))
+            {
+                _overflow.Enqueue(record);
+                if (Interlocked.Exchange(ref _queueFullLogged, 1) == 0)
+                {
+                    Log.QueueFull(_logger, _options.QueueCapacity);
+                }
+            }
+
+            _metrics?.Queued();
+        }
+#pragma warning disable CA1031 // Enqueue must never throw into a metered call.
+        catch (Exception)
+#pragma warning restore CA1031
         {
             _overflow.Enqueue(record);
         }
@@ -60,13 +112,26 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
     public async Task StopAsync(CancellationToken cancellationToken)
     {
         _channel.Writer.TryComplete();
+        await _stopping.CancelAsync().ConfigureAwait(false);
         if (_loop is null)
         {
             return;
         }
 
-        using var registration = cancellationToken.Register(static s => ((CancellationTokenSource)s!).Cancel(), _abort);
-        await _loop.ConfigureAwait(false);
+        using (cancellationToken.Register(static s => ((CancellationTokenSource)s!).Cancel(), _abort))
+        {
+            await _loop.ConfigureAwait(false);
+        }
+
+        // Records that raced with the stop: spool them rather than lose them.
+        if (!_overflow.IsEmpty)
+        {
+            await SpillOverflowAsync().ConfigureAwait(false);
+            if (!_overflow.IsEmpty)
+            {
+                Log.RecordsLostAfterStop(_logger, _overflow.Count);
+            }
+        }
     }
 
     public async ValueTask DisposeAsync()
@@ -78,112 +143,322 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
         }
 
         _channel.Writer.TryComplete();
+        await _stopping.CancelAsync().ConfigureAwait(false);
         await _abort.CancelAsync().ConfigureAwait(false);
         if (_loop is not null)
         {
             await _loop.ConfigureAwait(false);
         }
 
+        _stopping.Dispose();
         _abort.Dispose();
     }
 
     private async Task RunAsync()
     {
+        try
+        {
+            _spool.DeleteIncompleteFiles();
+            _spoolPending = _spool.Files().Count > 0;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            Log.SpoolReplayFailed(_logger, ex, _spool.Directory);
+        }
+
+        _nextProbe = _timeProvider.GetUtcNow();
         var batch = new List<UsageRecord>(_options.BatchSize);
         while (true)
         {
             try
             {
-                if (!await ReadBatchAsync(batch).ConfigureAwait(false))
+                await SpillOverflowAsync().ConfigureAwait(false);
+
+                if (_spoolPending && !_stopping.IsCancellationRequested && (_storeUp || _timeProvider.GetUtcNow() >= _nextProbe))
                 {
-                    return;
+                    await ReplayOneFileAsync().ConfigureAwait(false);
                 }
 
-                await StoreAsync(batch).ConfigureAwait(false);
-                batch.Clear();
+                if (!await ReadBatchAsync(batch).ConfigureAwait(false))
+                {
+                    if (_overflow.IsEmpty)
+                    {
+                        break;
+                    }
+
+                    continue;
+                }
+
+                if (batch.Count > 0)
+                {
+                    await StoreOrSpoolAsync(batch).ConfigureAwait(false);
+                    batch.Clear();
+                }
             }
-            catch (OperationCanceledException) when (_abort.IsCancellationRequested)
-            {
-                return;
-            }
-#pragma warning disable CA1031 // The loop must survive anything; it logs and carries on.
+#pragma warning disable CA1031 // The loop must outlive any failure; it logs and carries on.
             catch (Exception ex)
 #pragma warning restore CA1031
             {
                 Log.WriterLoopFailed(_logger, ex);
+                _held.AddRange(batch);
+                batch.Clear();
+                if (_abort.IsCancellationRequested)
+                {
+                    break;
+                }
             }
+        }
+
+        if (_held.Count > 0)
+        {
+            Log.RecordsLostAfterStop(_logger, _held.Count);
         }
     }
 
-    /// <summary>Fills the batch up to its size, or with what arrives within the flush interval. False when the queue is completed and empty.</summary>
+    /// <summary>
+    /// Fills <paramref name="batch"/> up to the batch size, waiting at most the flush interval once
+    /// it has a record. Returns false when the queue is completed and empty.
+    /// </summary>
     private async Task<bool> ReadBatchAsync(List<UsageRecord> batch)
     {
-        var reader = _channel.Reader;
-        if (batch.Count == 0 && _overflow.IsEmpty && !await reader.WaitToReadAsync(_abort.Token).ConfigureAwait(false))
+        Take(batch);
+        if (batch.Count == 0)
         {
-            // Completed: whatever overflowed is still stored.
+            if (_channel.Reader.Completion.IsCompleted)
+            {
+                return false;
+            }
+
+            // Nothing queued: wait for a record, or until the spool should be retried.
+            TimeSpan? wait = null;
+            if (_spoolPending)
+            {
+                wait = _storeUp ? TimeSpan.Zero : _nextProbe - _timeProvider.GetUtcNow();
+            }
+
+            await WaitForDataAsync(wait).ConfigureAwait(false);
             Take(batch);
-            return batch.Count > 0;
+            if (batch.Count == 0)
+            {
+                return !_channel.Reader.Completion.IsCompleted;
+            }
         }
 
         var deadline = _timeProvider.GetUtcNow() + _options.FlushInterval;
-        while (true)
+        while (batch.Count < _options.BatchSize && !_stopping.IsCancellationRequested)
         {
-            Take(batch);
-            if (batch.Count >= _options.BatchSize || reader.Completion.IsCompleted)
-            {
-                return true;
-            }
-
             var remaining = deadline - _timeProvider.GetUtcNow();
-            if (remaining <= TimeSpan.Zero)
+            if (remaining <= TimeSpan.Zero || !await WaitForDataAsync(remaining).ConfigureAwait(false))
             {
-                return true;
+                break;
             }
 
-            using var wait = CancellationTokenSource.CreateLinkedTokenSource(_abort.Token);
-            var more = reader.WaitToReadAsync(wait.Token).AsTask();
-            var timeout = Task.Delay(remaining, _timeProvider, wait.Token);
-            var first = await Task.WhenAny(more, timeout).ConfigureAwait(false);
-            await wait.CancelAsync().ConfigureAwait(false);
-            _abort.Token.ThrowIfCancellationRequested();
-            if (first == timeout || !await more.ConfigureAwait(false))
-            {
-                Take(batch);
-                return true;
-            }
+            Take(batch);
+        }
+
+        Take(batch);
+        return true;
+    }
+
+    /// <summary>Waits for a queued record; false on time-out, on stop, or when the queue is completed.</summary>
+    private async Task<bool> WaitForDataAsync(TimeSpan? timeout)
+    {
+        if (_stopping.IsCancellationRequested || timeout <= TimeSpan.Zero)
+        {
+            return _channel.Reader.TryPeek(out _);
+        }
+
+        using var timer = timeout is { } t ? new CancellationTokenSource(t, _timeProvider) : null;
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token, timer?.Token ?? CancellationToken.None);
+        try
+        {
+            return await _channel.Reader.WaitToReadAsync(linked.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            return _channel.Reader.TryPeek(out _);
         }
     }
 
     private void Take(List<UsageRecord> batch)
     {
-        while (batch.Count < _options.BatchSize && _channel.Reader.TryRead(out var record))
+        if (_held.Count > 0)
         {
-            batch.Add(record);
+            var n = Math.Min(_held.Count, _options.BatchSize - batch.Count);
+            if (n > 0)
+            {
+                batch.AddRange(_held.GetRange(0, n));
+                _held.RemoveRange(0, n);
+            }
         }
 
-        while (batch.Count < _options.BatchSize && _overflow.TryDequeue(out var record))
+        while (batch.Count < _options.BatchSize && _channel.Reader.TryRead(out var record))
         {
             batch.Add(record);
         }
     }
 
-    private async Task StoreAsync(List<UsageRecord> batch)
+    private async Task StoreOrSpoolAsync(List<UsageRecord> batch)
     {
-        var delay = _options.InitialRetryDelay;
-        for (var attempt = 1; ; attempt++)
+        if (!_spoolPending)
         {
-            try
+            // Nothing waits in the spool, so there is nothing to keep in order: try the store.
+            _storeUp = true;
+        }
+
+        if (_storeUp && !_abort.IsCancellationRequested)
+        {
+            var attempts = _stopping.IsCancellationRequested ? 1 : _options.MaxAttemptsBeforeSpool;
+            var records = batch.ToArray();
+            for (var attempt = 1; attempt <= attempts; attempt++)
             {
-                await _store.AppendAsync(batch.ToArray(), _abort.Token).ConfigureAwait(false);
+                try
+                {
+                    await _store.AppendAsync(records, _abort.Token).ConfigureAwait(false);
+                    _metrics?.Written(records.Length);
+                    _downDelay = _options.InitialRetryDelay;
+                    return;
+                }
+                catch (OperationCanceledException) when (_abort.IsCancellationRequested)
+                {
+                    break;
+                }
+#pragma warning disable CA1031 // Any store failure is retried, then spooled.
+                catch (Exception ex)
+#pragma warning restore CA1031
+                {
+                    _metrics?.Failed();
+                    if (attempt == attempts)
+                    {
+                        Log.StoreWriteFailed(_logger, ex, records.Length, attempt, TimeSpan.Zero);
+                        break;
+                    }
+
+                    var delay = Backoff(attempt);
+                    Log.StoreWriteFailed(_logger, ex, records.Length, attempt, delay);
+                    if (!await DelayAsync(delay, _stopping.Token).ConfigureAwait(false))
+                    {
+                        break;
+                    }
+                }
+            }
+
+            MarkStoreDown();
+        }
+
+        await SpoolAsync(batch).ConfigureAwait(false);
+    }
+
+    private async Task SpoolAsync(List<UsageRecord> records)
+    {
+        try
+        {
+            var path = await _spool.WriteAsync(records, CancellationToken.None).ConfigureAwait(false);
+            _spoolPending = true;
+            _metrics?.Spooled(records.Count);
+            Log.BatchSpooled(_logger, records.Count, path);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or NotSupportedException)
+        {
+            // Keep them in memory and try again later; a full disk must not lose records either.
+            Log.SpoolWriteFailed(_logger, ex, records.Count, _spool.Directory);
+            _held.AddRange(records);
+            await DelayAsync(Backoff(1), _abort.Token).ConfigureAwait(false);
+        }
+    }
+
+    private async Task SpillOverflowAsync()
+    {
+        while (!_overflow.IsEmpty)
+        {
+            var chunk = new List<UsageRecord>(_options.BatchSize);
+            while (chunk.Count < _options.BatchSize && _overflow.TryDequeue(out var record))
+            {
+                chunk.Add(record);
+            }
+
+            if (chunk.Count == 0)
+            {
                 return;
             }
-            catch (Exception ex) when (!_abort.IsCancellationRequested)
+
+            await SpoolAsync(chunk).ConfigureAwait(false);
+            if (_held.Count > 0 && _abort.IsCancellationRequested)
             {
-                Log.StoreWriteFailed(_logger, ex, batch.Count, attempt, delay);
-                await Task.Delay(delay, _timeProvider, _abort.Token).ConfigureAwait(false);
-                delay = TimeSpan.FromTicks(Math.Min(Math.Max(delay.Ticks * 2, 1), _options.MaxRetryDelay.Ticks));
+                return;
             }
+        }
+    }
+
+    private async Task ReplayOneFileAsync()
+    {
+        var files = _spool.Files();
+        if (files.Count == 0)
+        {
+            _spoolPending = false;
+            return;
+        }
+
+        var path = files[0];
+        try
+        {
+            var records = await _spool.ReadAsync(path, _abort.Token).ConfigureAwait(false);
+            for (var i = 0; i < records.Count; i += _options.BatchSize)
+            {
+                var chunk = records.GetRange(i, Math.Min(_options.BatchSize, records.Count - i));
+                await _store.AppendAsync(chunk, _abort.Token).ConfigureAwait(false);
+            }
+
+            // Only now that every record of the file is stored may the file go.
+            UsageSpool.Delete(path);
+            _metrics?.Replayed(records.Count);
+            Log.SpoolFileReplayed(_logger, records.Count, path);
+            if (!_storeUp)
+            {
+                Log.StoreRecovered(_logger);
+            }
+
+            _storeUp = true;
+            _downDelay = _options.InitialRetryDelay;
+            _spoolPending = files.Count > 1;
+        }
+        catch (OperationCanceledException) when (_abort.IsCancellationRequested)
+        {
+            // Shutting down: the file stays for the next start.
+        }
+#pragma warning disable CA1031 // A failed replay leaves the file in place and retries later.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            _metrics?.Failed();
+            Log.SpoolReplayFailed(_logger, ex, path);
+            MarkStoreDown();
+        }
+    }
+
+    private void MarkStoreDown()
+    {
+        _storeUp = false;
+        _nextProbe = _timeProvider.GetUtcNow() + _downDelay;
+        _downDelay = TimeSpan.FromTicks(Math.Min(Math.Max(_downDelay.Ticks * 2, TimeSpan.TicksPerMillisecond), _options.MaxRetryDelay.Ticks));
+    }
+
+    private TimeSpan Backoff(int attempt)
+    {
+        var ticks = _options.InitialRetryDelay.Ticks * Math.Pow(2, attempt - 1);
+        return TimeSpan.FromTicks((long)Math.Min(ticks, _options.MaxRetryDelay.Ticks));
+    }
+
+    private async Task<bool> DelayAsync(TimeSpan delay, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await Task.Delay(delay, _timeProvider, cancellationToken).ConfigureAwait(false);
+            return true;
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
         }
     }
 }
