@@ -2,6 +2,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using TokenMeter.AspNetCore.Alerts;
+using TokenMeter.AspNetCore.Reports;
 using TokenMeter.Budgets;
 using TokenMeter.Metering;
 
@@ -29,6 +30,7 @@ public static class TokenMeterAspNetCoreServiceCollectionExtensions
         }
 
         builder.AddBudgetGuard();
+        services.AddTokenMeterReports();
         services.AddOptions<TokenMeterAlertOptions>().BindConfiguration(TokenMeterAlertOptions.SectionName);
         if (services.Any(d => d.ServiceType == typeof(WebhookSender)))
         {
