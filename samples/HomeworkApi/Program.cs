@@ -8,7 +8,7 @@ using Microsoft.AspNetCore.Authentication.JwtBearer;
 using Microsoft.IdentityModel.Tokens;
 using Npgsql;
 using TokenMeter;
-using HomeworkApi.Shims;
+using TokenMeter.AspNetCore;
 
 var builder = WebApplication.CreateBuilder(args);
 var settings = HomeworkSettings.Load(builder.Configuration, builder.Environment);

@@ -50,6 +50,9 @@ public static class TokenMeterAdminEndpointRouteBuilderExtensions
         TrendEndpoints.Map(admin);
         ExportEndpoints.Map(admin);
         BudgetEndpoints.Map(admin);
+        Forecasting.ForecastEndpoints.Map(admin);
+        Billing.StatementEndpoints.Map(admin);
+        Reports.ReportEndpoints.Map(admin);
         SelfServiceEndpoints.Map(group);
         return group;
     }

@@ -2,7 +2,9 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using TokenMeter.AspNetCore.Alerts;
+using TokenMeter.AspNetCore.Reports;
 using TokenMeter.Budgets;
+using TokenMeter.Metering;
 
 namespace TokenMeter.AspNetCore;
 
@@ -28,6 +30,7 @@ public static class TokenMeterAspNetCoreServiceCollectionExtensions
         }
 
         builder.AddBudgetGuard();
+        services.AddTokenMeterReports();
         services.AddOptions<TokenMeterAlertOptions>().BindConfiguration(TokenMeterAlertOptions.SectionName);
         if (services.Any(d => d.ServiceType == typeof(WebhookSender)))
         {
@@ -41,6 +44,7 @@ public static class TokenMeterAspNetCoreServiceCollectionExtensions
         services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<WebhookSender>());
         services.AddSingleton<AlertMonitor>();
         services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<AlertMonitor>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IUsageObserver, AlertUsageObserver>());
         return builder;
     }
 }

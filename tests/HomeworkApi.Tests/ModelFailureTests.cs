@@ -6,11 +6,11 @@ using TokenMeter.Testing.FakeOpenAI;
 namespace HomeworkApi.Tests;
 
 /// <summary>CONTRACT §3: a failing model endpoint is a 502 problem, and the failed attempt is recorded.</summary>
-public sealed class ModelFailureTests : IClassFixture<FakeModelFixture>
+public sealed class ModelFailureTests : IClassFixture<ShortTimeoutFakeModelFixture>
 {
     private readonly FakeModelFixture _fixture;
 
-    public ModelFailureTests(FakeModelFixture fixture)
+    public ModelFailureTests(ShortTimeoutFakeModelFixture fixture)
     {
         _fixture = fixture;
         fixture.Reset();
@@ -28,7 +28,7 @@ public sealed class ModelFailureTests : IClassFixture<FakeModelFixture>
             "503" => FakeReply.Error(503),
             "malformed" => new FakeReply { Kind = FakeReplyKind.MalformedJson },
             "drop" => new FakeReply { Kind = FakeReplyKind.DropConnection },
-            "timeout" => new FakeReply { Delay = TimeSpan.FromSeconds(3) },
+            "timeout" => new FakeReply { Delay = TimeSpan.FromSeconds(5) },
             _ => new FakeReply { Text = "Sure! Here is my analysis in prose.", Usage = new FakeUsage { PromptTokens = 50, CompletionTokens = 9 } },
         });
         var (userId, token) = await _fixture.App.RegisterAsync();

@@ -1,5 +1,5 @@
 using System.Globalization;
-using HomeworkApi.Shims;
+using TokenMeter.AspNetCore;
 
 namespace HomeworkApi.Accounts;
 

@@ -1,7 +1,7 @@
 using System.Text.Json.Nodes;
 using HomeworkApi.Hosting;
-using HomeworkApi.Shims.Attribution;
-using HomeworkApi.Shims.Budgets;
+using TokenMeter.AspNetCore.Attribution;
+using TokenMeter.AspNetCore.Budgets;
 
 namespace HomeworkApi.Homework;
 

@@ -1,6 +1,6 @@
 using HomeworkApi.Accounts;
 using HomeworkApi.Hosting;
-using HomeworkApi.Shims;
+using TokenMeter.AspNetCore;
 
 namespace HomeworkApi.Homework;
 

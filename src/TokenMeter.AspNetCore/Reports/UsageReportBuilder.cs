@@ -54,11 +54,17 @@ internal sealed class UsageReportBuilder(IServiceProvider services, IUsageQuerie
     }
 
     /// <summary>Usernames and emails from the app's user directory, when it has one.</summary>
-    private static ValueTask<IReadOnlyDictionary<string, (string? Username, string? Email)>> UserNamesAsync(IEnumerable<string> userIds, CancellationToken cancellationToken)
+    private async ValueTask<IReadOnlyDictionary<string, (string? Username, string? Email)>> UserNamesAsync(IEnumerable<string> userIds, CancellationToken cancellationToken)
     {
-        _ = userIds;
-        _ = cancellationToken;
-        return ValueTask.FromResult<IReadOnlyDictionary<string, (string? Username, string? Email)>>(new Dictionary<string, (string? Username, string? Email)>());
+        var directory = services.GetService<IUserDirectory>();
+        var ids = userIds.Distinct(StringComparer.Ordinal).ToArray();
+        if (directory is null || ids.Length == 0)
+        {
+            return new Dictionary<string, (string? Username, string? Email)>();
+        }
+
+        var found = await directory.GetUsersAsync(ids, cancellationToken).ConfigureAwait(false);
+        return found.ToDictionary(kv => kv.Key, kv => (kv.Value.Username, kv.Value.Email), StringComparer.Ordinal);
     }
 
     private async ValueTask<ReportTotals> TotalsAsync(ReportRange range, CancellationToken cancellationToken)

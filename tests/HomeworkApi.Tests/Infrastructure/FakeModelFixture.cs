@@ -3,17 +3,20 @@ using TokenMeter.Testing.FakeOpenAI;
 namespace HomeworkApi.Tests.Infrastructure;
 
 /// <summary>One fake OpenAI server and one app pointed at it, shared by the tests of a class (which run one at a time).</summary>
-public sealed class FakeModelFixture : IAsyncLifetime
+public class FakeModelFixture : IAsyncLifetime
 {
     public FakeOpenAIServer Model { get; private set; } = null!;
 
     public HomeworkApp App { get; private set; } = null!;
 
+    /// <summary>The app's per-attempt model timeout: generous, so a loaded machine never turns a slow answer into a 502.</summary>
+    protected virtual int TimeoutSeconds => 15;
+
     public async Task InitializeAsync()
     {
         Model = await FakeOpenAIServer.StartAsync();
         Model.Responder = r => FakeModelReplies.For(r);
-        App = HomeworkApp.WithModelEndpoint(Model.Endpoint);
+        App = HomeworkApp.WithModelEndpoint(Model.Endpoint, new Dictionary<string, string?> { ["OpenAI:TimeoutSeconds"] = TimeoutSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture) });
         _ = App.Server;
     }
 
@@ -29,4 +32,10 @@ public sealed class FakeModelFixture : IAsyncLifetime
         await App.DisposeAsync();
         await Model.DisposeAsync();
     }
+}
+
+/// <summary>The same, with a 2-second model timeout for the tests that make the model time out.</summary>
+public sealed class ShortTimeoutFakeModelFixture : FakeModelFixture
+{
+    protected override int TimeoutSeconds => 2;
 }

@@ -46,14 +46,14 @@ public sealed class HomeworkApp : WebApplicationFactory<Program>
 
     public string Environment { get; }
 
-    /// <summary>The app talking to <paramref name="endpoint"/> (the fake server), with a 1-second network timeout.</summary>
+    /// <summary>The app talking to <paramref name="endpoint"/> (the fake server).</summary>
     public static HomeworkApp WithModelEndpoint(Uri endpoint, IDictionary<string, string?>? more = null)
     {
         var settings = new Dictionary<string, string?>
         {
             ["OpenAI:Endpoint"] = endpoint.ToString(),
             ["OpenAI:ApiKey"] = "test-key",
-            ["OpenAI:TimeoutSeconds"] = "1",
+            ["OpenAI:TimeoutSeconds"] = "15",
         };
         foreach (var (key, value) in more ?? new Dictionary<string, string?>())
         {
