@@ -4,6 +4,7 @@ using Microsoft.Extensions.Hosting;
 using TokenMeter.AspNetCore.Alerts;
 using TokenMeter.AspNetCore.Reports;
 using TokenMeter.Budgets;
+using TokenMeter.Metering;
 
 namespace TokenMeter.AspNetCore;
 
@@ -43,6 +44,7 @@ public static class TokenMeterAspNetCoreServiceCollectionExtensions
         services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<WebhookSender>());
         services.AddSingleton<AlertMonitor>();
         services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<AlertMonitor>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IUsageObserver, AlertUsageObserver>());
         return builder;
     }
 }

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using TokenMeter.Metering;
 
 namespace TokenMeter.Budgets;
 
@@ -24,6 +25,9 @@ public static class BudgetServiceCollectionExtensions
 
         builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.TryAddSingleton<BudgetGuard>();
+
+        // Metered calls count at once, not only once the writer has stored them.
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IUsageObserver, BudgetUsageObserver>());
         return builder;
     }
 }

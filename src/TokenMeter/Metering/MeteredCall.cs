@@ -54,8 +54,16 @@ internal sealed class MeteredCall
 
         try
         {
-            var record = UsageMeter.NewRecord(CreatedAt, Scope, RequestUser) with
+            var context = Scope?.Context;
+            var record = new UsageRecord
             {
+                Id = Guid.CreateVersion7(CreatedAt),
+                CreatedAt = CreatedAt,
+                UserId = context?.UserId ?? RequestUser,
+                Endpoint = context?.Endpoint,
+                SessionId = context?.SessionId,
+                ProblemId = context?.ProblemId,
+                Tags = context?.Tags,
                 Operation = Operation,
                 RequestModel = RequestModel,
                 Model = usage.Model ?? RequestModel,

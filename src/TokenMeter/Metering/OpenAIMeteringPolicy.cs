@@ -49,8 +49,7 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
             }
         }
 
-        PooledBufferStream? body = null;
-        var call = operation is null ? null : Begin(message, operation, copy, out body);
+        var call = operation is null ? null : Begin(message, operation, copy);
         if (call is null)
         {
             ProcessNext(message, pipeline, currentIndex);
@@ -63,12 +62,10 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
         }
         catch (Exception ex)
         {
-            body?.Dispose();
             Failed(call, message, ex);
             throw;
         }
 
-        body?.Dispose();
         Completed(call, message);
     }
 
@@ -94,8 +91,7 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
             }
         }
 
-        PooledBufferStream? body = null;
-        var call = operation is null ? null : Begin(message, operation, copy, out body);
+        var call = operation is null ? null : Begin(message, operation, copy);
         if (call is null)
         {
             await ProcessNextAsync(message, pipeline, currentIndex).ConfigureAwait(false);
@@ -108,12 +104,10 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
         }
         catch (Exception ex)
         {
-            body?.Dispose();
             Failed(call, message, ex);
             throw;
         }
 
-        body?.Dispose();
         Completed(call, message);
     }
 
@@ -199,9 +193,8 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
         return known && length > MaxBodyCopy ? null : new PooledBufferStream(known ? (int)Math.Max(length, 16) : 4096, MaxBodyCopy);
     }
 
-    private MeteredCall? Begin(PipelineMessage message, string operation, PooledBufferStream? copy, out PooledBufferStream? pooledBody)
+    private MeteredCall? Begin(PipelineMessage message, string operation, PooledBufferStream? copy)
     {
-        pooledBody = null;
         try
         {
             var options = _options.CurrentValue;
@@ -209,8 +202,8 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
             byte[]? keptBody = null;
             if (copy is not null)
             {
-                var multipart = message.Request.Headers.TryGetValue("Content-Type", out var contentType)
-                    && contentType is not null && contentType.StartsWith("multipart/", StringComparison.OrdinalIgnoreCase);
+                // A multipart/form-data body starts with its boundary; a JSON body with '{'.
+                var multipart = copy.WrittenSpan.StartsWith("--"u8);
                 if (copy.Overflowed)
                 {
                     copy.Dispose();
@@ -225,20 +218,15 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
                     info = RequestInfo.FromJson(copy.WrittenSpan);
                     if (info.Stream)
                     {
-                        // Streamed: keep an owned copy (it is sent, and estimates input tokens if usage never comes).
-                        keptBody = operation == UsageOperation.Chat && !info.HasStreamOptions && options.IncludeStreamUsage
-                            ? RequestInfo.WithIncludeUsage(copy.WrittenSpan)
-                            : null;
-                        keptBody ??= copy.WrittenSpan.ToArray();
-                        message.Request.Content = BinaryContent.Create(new BinaryData(keptBody));
-                        copy.Dispose();
+                        // Kept to estimate input tokens should the stream never report its usage.
+                        keptBody = copy.WrittenSpan.ToArray();
+                        if (operation == UsageOperation.Chat && !info.HasStreamOptions && options.IncludeStreamUsage && RequestInfo.WithIncludeUsage(keptBody) is { } withUsage)
+                        {
+                            message.Request.Content = BinaryContent.Create(new BinaryData(withUsage));
+                        }
                     }
-                    else
-                    {
-                        // Send the bytes already serialized instead of serializing the request again.
-                        message.Request.Content = BinaryContent.Create(new BinaryData(copy.WrittenMemory));
-                        pooledBody = copy;
-                    }
+
+                    copy.Dispose();
                 }
             }
 

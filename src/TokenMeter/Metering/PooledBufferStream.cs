@@ -20,8 +20,6 @@ internal sealed class PooledBufferStream : Stream
 
     public ReadOnlySpan<byte> WrittenSpan => _buffer.AsSpan(0, _length);
 
-    public ReadOnlyMemory<byte> WrittenMemory => _buffer.AsMemory(0, _length);
-
     public override bool CanRead => false;
 
     public override bool CanSeek => false;

@@ -35,8 +35,9 @@ public sealed class UsageWriterOptions
 
     /// <summary>
     /// Folder of the durable spool that holds batches while the store is down (and what a crash
-    /// left behind). Default: <c>TokenMeter/spool/&lt;app name&gt;</c> under the local
-    /// application data folder, else under the temp folder. Give each app its own folder.
+    /// left behind). Default: <c>TokenMeter/spool/&lt;app name&gt;-&lt;hash of the app's folder&gt;</c>
+    /// under the local application data folder, else under the temp folder. Every writer replays
+    /// whatever it finds there, so give each app (and each test host that makes its store fail) its own folder.
     /// </summary>
     public string? SpoolDirectory { get; set; }
 
@@ -59,7 +60,10 @@ public sealed class UsageWriterOptions
             app = app.Replace(c, '_');
         }
 
-        return Path.Combine(root, "TokenMeter", "spool", app);
+        // The app's folder joins the name, so two apps (or two test projects) with the same entry
+        // assembly name on one machine do not replay each other's spool.
+        var hash = System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(AppContext.BaseDirectory));
+        return Path.Combine(root, "TokenMeter", "spool", app + "-" + Convert.ToHexStringLower(hash.AsSpan(0, 4)));
     }
 }
 

@@ -3,12 +3,16 @@ using System.Net;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using OpenAI;
+using OpenAI.Chat;
 using TokenMeter.AspNetCore.Attribution;
 using TokenMeter.AspNetCore.Budgets;
 using TokenMeter.AspNetCore.Tests.Hosting;
 using TokenMeter.Attribution;
 using TokenMeter.Budgets;
+using TokenMeter.Testing.FakeOpenAI;
 
 namespace TokenMeter.AspNetCore.Tests.Budgets;
 
@@ -82,6 +86,59 @@ public abstract class BudgetEnforcementTestsBase : StoreTestBase
         Assert.True(spent >= 0.10m - costPerCall, $"spent {spent}");
         Assert.Equal(ok, _modelCalls);
         foreach (var r in responses)
+        {
+            r.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task Burst_ThroughRealMeteringAndFakeOpenAI_ModelNotCalledWhenRefused_LimitHeld()
+    {
+        await using var server = await FakeOpenAIServer.StartAsync();
+        server.DefaultReply = FakeReply.WithUsage(10_000, 10_000) with { Delay = TimeSpan.FromMilliseconds(20) };
+        const decimal costPerCall = 10_000 * 0.15m / 1_000_000 + 10_000 * 0.60m / 1_000_000; // gpt-4o-mini
+        await using var app = await StartAsync(
+            b =>
+            {
+                b.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+                {
+                    ["TokenMeter:OpenAI:Endpoint"] = server.Endpoint.ToString(),
+                    ["TokenMeter:OpenAI:ApiKey"] = "sk-test",
+                    ["TokenMeter:OpenAI:MaxRetries"] = "0",
+                });
+                b.Services.AddTokenMeter().AddOpenAIClient();
+            },
+            a => a.MapPost("/chat", async (OpenAIClient client) =>
+            {
+                await client.GetChatClient("gpt-4o-mini").CompleteChatAsync([new UserChatMessage("help")]);
+                return Results.Ok();
+            }).WithUsageAttribution().WithBudgetEnforcement());
+        await app.Budgets.SetUserBudgetAsync(new UserBudget("s1", 0.05m, null));
+        var guard = app.Services.GetRequiredService<BudgetGuard>();
+        var client = app.As("s1", "student");
+
+        var burst = await Task.WhenAll(Enumerable.Range(0, 50).Select(_ => client.PostAsync("/chat", null)));
+        var ok = burst.Count(r => r.StatusCode == HttpStatusCode.OK);
+        Assert.Equal(50, ok + burst.Count(r => r.StatusCode == HttpStatusCode.TooManyRequests && r.Headers.RetryAfter?.Delta > TimeSpan.Zero));
+        Assert.Equal(ok, server.RequestCount);
+        Assert.True((await guard.GetStatusAsync("s1")).CostUsd <= 0.05m + costPerCall);
+
+        // Then one at a time until refused: the limit is reached and overshot by less than one call.
+        for (var i = 0; i < 20; i++)
+        {
+            using var response = await client.PostAsync("/chat", null);
+            if (response.StatusCode == HttpStatusCode.TooManyRequests)
+            {
+                break;
+            }
+
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        var spent = (await guard.GetStatusAsync("s1")).CostUsd;
+        Assert.InRange(spent, 0.05m, 0.05m + costPerCall);
+        Assert.Equal(spent, server.RequestCount * costPerCall);
+        foreach (var r in burst)
         {
             r.Dispose();
         }

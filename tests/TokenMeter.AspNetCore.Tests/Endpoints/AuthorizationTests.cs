@@ -24,22 +24,26 @@ public abstract class AuthorizationTestsBase : StoreTestBase
         { "DELETE", "/api/usage/budgets/u1" },
     };
 
-    [Theory]
-    [MemberData(nameof(AdminRoutes))]
-    public async Task AdminRoute_NoTokenWrongRoleAdmin_401_403_Success(string method, string path)
+    [Fact]
+    public async Task EveryAdminRoute_NoToken401_WrongRole403_Admin2xx()
     {
         await using var app = await StartAsync();
         await app.SeedAsync(TestApp.Record("u1", 0.5m));
-        await app.Budgets.SetUserBudgetAsync(new UserBudget("u1", 5m, null));
+        foreach (var route in AdminRoutes)
+        {
+            var (method, path) = ((string)route[0], (string)route[1]);
+            await app.Budgets.SetUserBudgetAsync(new UserBudget("u1", 5m, null));
 
-        using var anonymous = await SendAsync(app.As(null), method, path);
-        Assert.Equal(HttpStatusCode.Unauthorized, anonymous.StatusCode);
+            using var anonymous = await SendAsync(app.As(null), method, path);
+            Assert.True(anonymous.StatusCode == HttpStatusCode.Unauthorized, $"{method} {path}: {anonymous.StatusCode}");
 
-        using var student = await SendAsync(app.As("s1", "student"), method, path);
-        Assert.Equal(HttpStatusCode.Forbidden, student.StatusCode);
+            using var student = await SendAsync(app.As("s1", "student"), method, path);
+            Assert.True(student.StatusCode == HttpStatusCode.Forbidden, $"{method} {path}: {student.StatusCode}");
 
-        using var admin = await SendAsync(app.Admin(), method, path);
-        Assert.Equal(method == "DELETE" ? HttpStatusCode.NoContent : HttpStatusCode.OK, admin.StatusCode);
+            using var admin = await SendAsync(app.Admin(), method, path);
+            var expected = method == "DELETE" ? HttpStatusCode.NoContent : HttpStatusCode.OK;
+            Assert.True(admin.StatusCode == expected, $"{method} {path}: {admin.StatusCode}");
+        }
     }
 
     [Fact]

@@ -6,7 +6,17 @@ using TokenMeter.AspNetCore.Tests.Hosting;
 
 namespace TokenMeter.AspNetCore.Tests.Endpoints;
 
-public sealed class ValidationTests : StoreTestBase
+/// <summary>One app for every validation case: bad input never changes anything.</summary>
+public sealed class ValidationAppFixture : IAsyncLifetime
+{
+    internal TestApp App { get; private set; } = null!;
+
+    public async Task InitializeAsync() => App = await TestApp.StartAsync();
+
+    public async Task DisposeAsync() => await App.DisposeAsync();
+}
+
+public sealed class ValidationTests(ValidationAppFixture fixture) : IClassFixture<ValidationAppFixture>
 {
     public static TheoryData<string, string> BadQueries => new()
     {
@@ -42,7 +52,7 @@ public sealed class ValidationTests : StoreTestBase
     [MemberData(nameof(BadQueries))]
     public async Task BadParameter_400ProblemNamingIt(string url, string parameter)
     {
-        await using var app = await StartAsync();
+        var app = fixture.App;
         using var response = await app.Admin().GetAsync(url);
         await AssertProblemAsync(response, parameter);
     }
@@ -62,7 +72,7 @@ public sealed class ValidationTests : StoreTestBase
     [MemberData(nameof(BadBudgetBodies))]
     public async Task BadBudgetBody_400ProblemNamingField(string url, string body, string parameter)
     {
-        await using var app = await StartAsync();
+        var app = fixture.App;
         using var response = await app.Admin().PutAsync(url, new StringContent(body, Encoding.UTF8, "application/json"));
         await AssertProblemAsync(response, parameter);
         Assert.Null((await app.Budgets.GetBudgetsAsync()).Default);
@@ -83,7 +93,7 @@ public sealed class ValidationTests : StoreTestBase
     [InlineData("/api/usage/export?from=2024-02-29")]
     public async Task Boundaries_Accepted(string url)
     {
-        await using var app = await StartAsync();
+        var app = fixture.App;
         using var response = await app.Admin().GetAsync(url);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
     }
@@ -91,7 +101,7 @@ public sealed class ValidationTests : StoreTestBase
     [Fact]
     public async Task UnknownUser_404Problem()
     {
-        await using var app = await StartAsync();
+        var app = fixture.App;
         using var response = await app.Admin().GetAsync("/api/usage/user/nobody");
         Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
         Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
@@ -100,7 +110,7 @@ public sealed class ValidationTests : StoreTestBase
     [Fact]
     public async Task DeleteMissingBudget_404()
     {
-        await using var app = await StartAsync();
+        var app = fixture.App;
         using var response = await app.Admin().DeleteAsync("/api/usage/budgets/nobody");
         Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
     }

@@ -22,7 +22,8 @@ public sealed partial class PostgresServer : IAsyncDisposable
     private static PostgresServer? shared;
 
     private readonly string? folder;
-    private readonly int postmasterPid;
+    private int postmasterPid;
+    private string? serverOptions;
     private int disposed;
 
     private PostgresServer(string connectionString, string? folder, int postmasterPid)
@@ -142,7 +143,7 @@ public sealed partial class PostgresServer : IAsyncDisposable
                     MaxPoolSize = 50,
                 }.ConnectionString;
                 StartWatchdog(pid, folder);
-                return new PostgresServer(connectionString, folder, pid);
+                return new PostgresServer(connectionString, folder, pid) { serverOptions = serverOptions };
             }
 
             throw new InvalidOperationException("PostgreSQL did not start.", last);
@@ -199,6 +200,40 @@ public sealed partial class PostgresServer : IAsyncDisposable
         await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
         await using var command = new NpgsqlCommand($"DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)", connection);
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Stops the server of an owned cluster (fast shutdown: open connections are closed) and keeps
+    /// its data, for outage tests; <see cref="StartAgainAsync"/> brings it back on the same port.
+    /// Do not use it on the shared server.
+    /// </summary>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    /// <returns>A task that completes when the server is down.</returns>
+    public async Task StopAsync(CancellationToken cancellationToken = default)
+    {
+        var (data, asRoot) = OwnedData();
+        await RunAsync(Path.Combine(BinDirectory, "pg_ctl"), ["-D", data, "-m", "fast", "-w", "-t", "30", "stop"], asRoot, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Starts again a server stopped by <see cref="StopAsync"/>, with the same settings and port.</summary>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    /// <returns>A task that completes when the server accepts connections.</returns>
+    public async Task StartAgainAsync(CancellationToken cancellationToken = default)
+    {
+        var (data, asRoot) = OwnedData();
+        await RunAsync(Path.Combine(BinDirectory, "pg_ctl"), ["-D", data, "-l", Path.Combine(folder!, "server.log"), "-o", serverOptions!, "-w", "-t", "30", "start"], asRoot, cancellationToken).ConfigureAwait(false);
+        postmasterPid = int.Parse((await File.ReadAllLinesAsync(Path.Combine(data, "postmaster.pid"), cancellationToken).ConfigureAwait(false))[0], System.Globalization.CultureInfo.InvariantCulture);
+        StartWatchdog(postmasterPid, folder!);
+    }
+
+    private (string Data, bool AsRoot) OwnedData()
+    {
+        if (folder is null || serverOptions is null || ReferenceEquals(this, shared))
+        {
+            throw new InvalidOperationException("Only a cluster started by StartAsync (not the shared one, not TOKENMETER_TEST_POSTGRES) can be stopped and started.");
+        }
+
+        return (Path.Combine(folder, "data"), Environment.UserName == "root" || geteuid() == 0);
     }
 
     /// <summary>Stops the cluster (immediate shutdown of its postmaster) and deletes its folder.</summary>

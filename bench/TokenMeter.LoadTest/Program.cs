@@ -1,0 +1,3 @@
+using TokenMeter.LoadTest;
+
+return await Commands.RunAsync(args).ConfigureAwait(false);
