@@ -1,3 +1,5 @@
+using TokenMeter.Testing.Conformance;
+
 namespace TokenMeter.Postgres.Tests;
 
 /// <summary>Builds usage records for tests.</summary>
@@ -12,24 +14,10 @@ internal static class Records
         long output = 50,
         decimal? cost = 0.001m,
         long cached = 0,
-        long reasoning = 0) => new()
+        long reasoning = 0) =>
+        UsageStoreConformanceTests.Call(userId, at, endpoint, model, input, output, cost, cached, reasoning) with
         {
-            Id = Guid.CreateVersion7(at),
-            CreatedAt = at,
-            UserId = userId,
-            Endpoint = endpoint,
-            Operation = UsageOperation.Chat,
-            RequestModel = model,
-            Model = model,
-            InputTokens = input,
-            CachedInputTokens = cached,
-            OutputTokens = output,
-            ReasoningTokens = reasoning,
-            TotalTokens = input + output,
-            CostUsd = cost,
-            PriceId = cost is null ? null : model + "/standard/2024-08-06",
             DurationMs = 123.5,
-            Status = UsageStatus.Ok,
             HttpStatus = 200,
         };
 }

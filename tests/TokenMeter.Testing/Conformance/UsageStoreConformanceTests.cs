@@ -55,7 +55,7 @@ public abstract class UsageStoreConformanceTests : IAsyncLifetime
         new(year, month, day, hour, minute, second, millisecond, TimeSpan.Zero);
 
     /// <summary>A call; total tokens = input + output.</summary>
-    protected static UsageRecord Call(string? user, DateTimeOffset at, string? endpoint, string? model, long input, long output, decimal? cost, long cached = 0, long reasoning = 0) => new()
+    public static UsageRecord Call(string? user, DateTimeOffset at, string? endpoint, string? model, long input, long output, decimal? cost, long cached = 0, long reasoning = 0) => new()
     {
         Id = Guid.CreateVersion7(at),
         CreatedAt = at,
