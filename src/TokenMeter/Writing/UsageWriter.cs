@@ -111,6 +111,13 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
+        // A host torn down after its container (WebApplicationFactory does this) stops a disposed
+        // writer; its loop has already drained, so there is nothing left to do.
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            return;
+        }
+
         _channel.Writer.TryComplete();
         await _stopping.CancelAsync().ConfigureAwait(false);
         if (_loop is null)

@@ -29,17 +29,7 @@ public class FakeModelFixture : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
-        // Seen once in a full CI run (not reproduced in isolation): tearing down the host threw
-        // ObjectDisposedException after every test of the class had passed. Teardown must not fail
-        // the run; the shutdown race itself is tracked in the closing note of session 1.
-        try
-        {
-            await App.DisposeAsync();
-        }
-        catch (ObjectDisposedException)
-        {
-        }
-
+        await App.DisposeAsync();
         await Model.DisposeAsync();
     }
 }
