@@ -2,7 +2,6 @@ using System.Globalization;
 using System.Text.Json;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Diagnostics.Testing;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Testing;
 using Microsoft.Extensions.Options;
@@ -41,9 +40,9 @@ public abstract class AlertEmailTestsBase : StoreTestBase
         var mails = await AlertEmailSettings.ReceiveAsync(smtp, 3);
         Assert.Equal(0, smtp.Drain());
 
-        var webhookIds = receiver.Deliveries.Select(d => JsonDocument.Parse(d.Body).RootElement.GetProperty("id").GetString()).Order().ToArray();
+        var webhookIds = receiver.Deliveries.Select(d => JsonDocument.Parse(d.Body).RootElement.GetProperty("id").GetString()!).Order(StringComparer.Ordinal).ToArray();
         Assert.Equal(["budget.threshold/s1/2026-11/100", "budget.threshold/s1/2026-11/80", "platform.daily_cost/2026-11-25"], webhookIds);
-        Assert.Equal(webhookIds, mails.Select(m => m.Headers["X-TokenMeter-Alert-Id"]).Order().ToArray());
+        Assert.Equal(webhookIds, mails.Select(m => m.Headers["X-TokenMeter-Alert-Id"]).Order(StringComparer.Ordinal).ToArray());
 
         var eighty = mails.Single(m => m.Headers["X-TokenMeter-Alert-Id"] == "budget.threshold/s1/2026-11/80");
         Assert.Equal("TokenMeter alert budget.threshold: user s1 reached 80% of the monthly budget (2026-11)", eighty.Subject);

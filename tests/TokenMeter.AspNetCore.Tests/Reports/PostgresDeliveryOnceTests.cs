@@ -46,7 +46,7 @@ public sealed class PostgresDeliveryOnceTests(PostgresDatabaseFixture database) 
 
             // 05:00: both instances check at once. October's report and October's statements are due.
             await CheckAllAsync(a, b);
-            await WaitForAsync(smtp, receiver, mails: 1, hooks: 2);
+            await WaitForAsync(smtp, receiver, mails: 1, hooks: 2, a, b);
 
             // Calls today take u1 to 85% and then 105% of the budget, and the platform past $3 today;
             // both instances see every call (as each would through its own metering of shared users).
@@ -61,12 +61,12 @@ public sealed class PostgresDeliveryOnceTests(PostgresDatabaseFixture database) 
                 await Task.WhenAll(EvaluateAsync(a, record), EvaluateAsync(b, record));
             }
 
-            await WaitForAsync(smtp, receiver, mails: 4, hooks: 5);
+            await WaitForAsync(smtp, receiver, mails: 4, hooks: 5, a, b);
 
             // 06:05: yesterday's and last week's reports are due.
             time.Advance(TimeSpan.FromMinutes(65));
             await CheckAllAsync(a, b);
-            await WaitForAsync(smtp, receiver, mails: 6, hooks: 5);
+            await WaitForAsync(smtp, receiver, mails: 6, hooks: 5, a, b);
 
             // One instance stops; a new one starts on the same database and sees the same calls: nothing is sent again.
             await a.DisposeAsync();
@@ -81,7 +81,7 @@ public sealed class PostgresDeliveryOnceTests(PostgresDatabaseFixture database) 
             // Tuesday 1 December, 06:05: November has closed — its report, yesterday's report and November's statements.
             time.Advance(TimeSpan.FromDays(1));
             await CheckAllAsync(b, c);
-            await WaitForAsync(smtp, receiver, mails: 8, hooks: 7);
+            await WaitForAsync(smtp, receiver, mails: 8, hooks: 7, b, c);
 
             // Later checks by both instances, after every lease has run out, send nothing more.
             time.Advance(TimeSpan.FromHours(2));
@@ -166,7 +166,7 @@ public sealed class PostgresDeliveryOnceTests(PostgresDatabaseFixture database) 
         time.Advance(TimeSpan.FromMinutes(6));
         await CheckAllAsync(survivor);
         await survivor.Services.GetRequiredService<AlertMonitor>().RecheckAsync(CancellationToken.None);
-        await WaitForAsync(smtp, receiver, mails: 2, hooks: 2);
+        await WaitForAsync(smtp, receiver, mails: 2, hooks: 2, survivor);
 
         time.Advance(TimeSpan.FromMinutes(30));
         await CheckAllAsync(survivor);
@@ -217,8 +217,12 @@ public sealed class PostgresDeliveryOnceTests(PostgresDatabaseFixture database) 
         }
     }
 
-    /// <summary>Waits for the totals so far (10 s at most), then for the senders to settle.</summary>
-    private static async Task WaitForAsync(LoopbackSmtpServer smtp, WebhookReceiver receiver, int mails, int hooks)
+    /// <summary>
+    /// Waits for the totals so far (10 s at most), then for the senders to settle: a delivery is
+    /// completed in the store just after the receiver answered, and moving the clock past the lease
+    /// before that would (rightly) let it be claimed and sent again.
+    /// </summary>
+    private static async Task WaitForAsync(LoopbackSmtpServer smtp, WebhookReceiver receiver, int mails, int hooks, params TestApp[] apps)
     {
         while (smtp.Received.Count < mails)
         {
@@ -231,6 +235,7 @@ public sealed class PostgresDeliveryOnceTests(PostgresDatabaseFixture database) 
             await Task.Delay(10, timeout.Token);
         }
 
+        await SettleAsync(apps);
         Assert.Equal(mails, smtp.Received.Count + smtp.Drain());
         Assert.Equal(hooks, receiver.Deliveries.Count);
     }
