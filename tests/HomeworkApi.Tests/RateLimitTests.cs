@@ -2,6 +2,7 @@ using System.Diagnostics.Metrics;
 using System.Globalization;
 using System.Net;
 using System.Text;
+using System.Threading.RateLimiting;
 using HomeworkApi.Hosting;
 using HomeworkApi.RateLimits;
 using HomeworkApi.Tests.Infrastructure;
@@ -12,6 +13,7 @@ using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Hosting.Internal;
 using Microsoft.Extensions.Time.Testing;
+using TokenMeter;
 using TokenMeter.Testing.FakeOpenAI;
 
 namespace HomeworkApi.Tests;
@@ -294,4 +296,78 @@ public sealed class RateLimitTests : IClassFixture<RateLimitFixture>
             c.Request.Body = new MemoryStream(bytes);
         });
     }
+}
+
+/// <summary>The two windows on their own, on a fake clock.</summary>
+public sealed class RateLimitWindowTests
+{
+    private readonly FakeTimeProvider _clock = new();
+
+    [Fact]
+    public void SlidingLog_FreesEachPermitAMinuteAfterItWasGranted_AndIsIdleOnlyWhenAllAreFree()
+    {
+        using var limiter = new SlidingLogRateLimiter(3, TimeSpan.FromMinutes(1), _clock);
+
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.True(limiter.AttemptAcquire().IsAcquired);
+            _clock.Advance(TimeSpan.FromSeconds(10));
+        }
+
+        using var refused = limiter.AttemptAcquire();
+        Assert.False(refused.IsAcquired);
+        Assert.True(refused.TryGetMetadata(MetadataName.RetryAfter, out var wait));
+        Assert.Equal(TimeSpan.FromSeconds(30), wait);
+        Assert.Null(limiter.IdleDuration);
+
+        _clock.Advance(TimeSpan.FromSeconds(30));
+        Assert.True(limiter.AttemptAcquire().IsAcquired);
+        Assert.False(limiter.AttemptAcquire().IsAcquired);
+
+        _clock.Advance(TimeSpan.FromSeconds(75));
+        Assert.Equal(TimeSpan.FromSeconds(15), limiter.IdleDuration);
+        Assert.Equal(3, limiter.GetStatistics()!.CurrentAvailablePermits);
+    }
+
+    [Fact]
+    public void SlidingLog_LargeLimit_GrowsItsLogAsPermitsAreTaken()
+    {
+        using var limiter = new SlidingLogRateLimiter(1000, TimeSpan.FromMinutes(1), _clock);
+
+        for (var i = 0; i < 1000; i++)
+        {
+            Assert.True(limiter.AttemptAcquire().IsAcquired);
+            _clock.Advance(TimeSpan.FromMilliseconds(10));
+        }
+
+        using var refused = limiter.AttemptAcquire();
+        Assert.False(refused.IsAcquired);
+        Assert.True(refused.TryGetMetadata(MetadataName.RetryAfter, out var wait));
+        Assert.Equal(TimeSpan.FromSeconds(50), wait);
+    }
+
+    [Fact]
+    public void TokenWindow_SumsTheLastMinutePerUser_AndDropsIdleUsers()
+    {
+        var window = new UserTokenWindow(_clock);
+        for (var i = 0; i < 100; i++)
+        {
+            window.OnUsage(Record("u" + i.ToString(CultureInfo.InvariantCulture), 10));
+        }
+
+        window.OnUsage(Record(null, 1000));
+        window.OnUsage(Record("u0", 990));
+        Assert.Equal((1000L, TimeSpan.FromSeconds(60)), window.Check("u0", 1000));
+        Assert.Equal((10L, TimeSpan.Zero), window.Check("u1", 1000));
+        Assert.Equal(100, window.TrackedUsers);
+
+        _clock.Advance(TimeSpan.FromSeconds(61));
+        window.OnUsage(Record("late", 5));
+
+        Assert.Equal((0L, TimeSpan.Zero), window.Check("u0", 1000));
+        Assert.Equal(1, window.TrackedUsers);
+    }
+
+    private static UsageRecord Record(string? user, long tokens) =>
+        new() { Id = Guid.NewGuid(), CreatedAt = DateTimeOffset.UnixEpoch, UserId = user, InputTokens = tokens, TotalTokens = tokens };
 }

@@ -166,6 +166,6 @@ internal sealed class UserTokenWindow : IUsageObserver
             _latest = second;
         }
 
-        private static int Index(long second) => (int)(second % Seconds);
+        private static int Index(long second) => (int)(((second % Seconds) + Seconds) % Seconds);
     }
 }
