@@ -39,12 +39,19 @@ internal static class AllocationProbe
                 ("in-proc stream unm", bench.CannedStreamUnmetered),
                 ("in-proc stream met", bench.CannedStreamMetered),
             };
-            foreach (var (_, call) in clients)
+            // Warm up until the JIT has tiered everything up: two rounds with a pause between, so
+            // that no client is measured on unoptimised code (the tiering queue is slow on a busy box).
+            for (var round = 0; round < 2; round++)
             {
-                for (var i = 0; i < Math.Max(200, calls / 4); i++)
+                foreach (var (_, call) in clients)
                 {
-                    call().GetAwaiter().GetResult();
+                    for (var i = 0; i < Math.Max(500, calls / 2); i++)
+                    {
+                        call().GetAwaiter().GetResult();
+                    }
                 }
+
+                Thread.Sleep(1000);
             }
 
             Console.WriteLine();
@@ -101,6 +108,12 @@ internal static class AllocationProbe
                 _ => throw new ArgumentException("unknown client " + args[0]),
             };
             var calls = int.Parse(args[1], CultureInfo.InvariantCulture);
+            for (var i = 0; i < 3000; i++)
+            {
+                call().GetAwaiter().GetResult();
+            }
+
+            Thread.Sleep(1000);
             var start = Stopwatch.GetTimestamp();
             for (var i = 0; i < calls; i++)
             {

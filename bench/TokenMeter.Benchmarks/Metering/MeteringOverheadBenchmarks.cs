@@ -9,6 +9,7 @@ using Microsoft.Extensions.Logging;
 using OpenAI;
 using OpenAI.Chat;
 using TokenMeter.Attribution;
+using TokenMeter.Storage;
 using TokenMeter.Testing.FakeOpenAI;
 
 namespace TokenMeter.Benchmarks.Metering;
@@ -17,7 +18,7 @@ namespace TokenMeter.Benchmarks.Metering;
 /// Metered vs unmetered OpenAI SDK chat calls against the loopback fake server, side by side:
 /// a plain (buffered) call, a whole streamed call, and a streamed call's time to first chunk.
 /// The metered client runs the full default pipeline: policy, pricer, scope, metrics, writer
-/// into the in-memory store. The unmetered client sends through the very same
+/// into a store that counts the records (see <see cref="CountingUsageStore"/>). The unmetered client sends through the very same
 /// <see cref="HttpClient"/> (the one <c>AddOpenAIClient()</c> takes from <c>IHttpClientFactory</c>),
 /// so the only difference between the two is metering.
 /// </summary>
@@ -34,6 +35,9 @@ public class MeteringOverheadBenchmarks
     ];
 
     private FakeOpenAIServer _server = null!;
+
+    /// <summary>Where the writer stores the records (counted, not kept).</summary>
+    public CountingUsageStore Store { get; } = new();
     private IHost _host = null!;
     private ChatClient _metered = null!;
     private ChatClient _unmetered = null!;
@@ -56,6 +60,7 @@ public class MeteringOverheadBenchmarks
             ["TokenMeter:OpenAI:ApiKey"] = "sk-bench",
             ["TokenMeter:OpenAI:MaxRetries"] = "0",
         });
+        builder.Services.AddSingleton<IUsageStore>(Store);
         builder.Services.AddTokenMeter().AddOpenAIClient();
         _host = builder.Build();
         _host.Start();
