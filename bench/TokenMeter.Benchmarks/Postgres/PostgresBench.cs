@@ -13,7 +13,8 @@ namespace TokenMeter.Benchmarks.Postgres;
 
 /// <summary>
 /// <c>dotnet run -c Release --project bench/TokenMeter.Benchmarks -- postgres [calls=5000000] [ingest=300000]</c>:
-/// ingest records/s (row-by-row INSERT, raw binary COPY, the store's full path), then every
+/// ingest records/s (row-by-row INSERT; raw binary COPY, the store's full path and its previous path at
+/// 1,000, 5,000 and 10,000 records per batch), then (unless calls is 0) every
 /// <see cref="IUsageQueries"/> query at the given number of calls beside a plain GROUP BY over the raw table.
 /// </summary>
 internal static class PostgresBench
@@ -39,20 +40,35 @@ internal static class PostgresBench
         Console.WriteLine($"server: {await ScalarAsync<string>(dataSource, "SELECT version()")}");
 
         // ---- Ingest ----
+        // Same records, same batch sizes for every path; the paths alternate within each batch size.
         var rowByRow = await RowByRowAsync(dataSource, Math.Min(ingestCount / 10, 10_000));
-        var copy = await RawCopyAsync(dataSource, ingestCount, batchSize: 1000);
-        var store1000 = await StoreIngestAsync(dataSource, ingestCount, batchSize: 1000);
-        var store5000 = await StoreIngestAsync(dataSource, ingestCount, batchSize: 5000);
+        var rows = new List<(string Path, int BatchSize, (int Records, double PerSecond) Result, double Copy)>();
+        foreach (var batchSize in (int[])[1000, 5000, 10_000])
+        {
+            var copy = await RawCopyAsync(dataSource, ingestCount, batchSize);
+            var store = await StoreIngestAsync(dataSource, ingestCount, batchSize);
+            var staging = await StagingIngestAsync(dataSource, ingestCount, batchSize);
+            rows.Add(("raw binary COPY into user_api_usage, no rollups", batchSize, copy, copy.PerSecond));
+            rows.Add(("store AppendAsync (one statement: unnest arrays → INSERT … ON CONFLICT + 9 rollups)", batchSize, store, copy.PerSecond));
+            rows.Add(("previous store path (COPY → temp staging table per batch → same statement), for comparison", batchSize, staging, copy.PerSecond));
+        }
+
         Console.WriteLine($"load average: {File.ReadAllText("/proc/loadavg").Trim()}");
         Console.WriteLine();
-        Console.WriteLine("| ingest path | records | records/s | vs raw COPY |");
-        Console.WriteLine("|---|---:|---:|---:|");
-        Console.WriteLine($"| row-by-row INSERT (one statement and commit per record) | {rowByRow.Records:N0} | {rowByRow.PerSecond:N0} | {rowByRow.PerSecond / copy.PerSecond:P0} |");
-        Console.WriteLine($"| raw binary COPY into user_api_usage, no rollups, 1,000/batch | {copy.Records:N0} | {copy.PerSecond:N0} | 100 % |");
-        Console.WriteLine($"| store AppendAsync (COPY → staging → INSERT … ON CONFLICT + 9 rollups), 1,000/batch | {store1000.Records:N0} | {store1000.PerSecond:N0} | {store1000.PerSecond / copy.PerSecond:P0} |");
-        Console.WriteLine($"| store AppendAsync, 5,000/batch | {store5000.Records:N0} | {store5000.PerSecond:N0} | {store5000.PerSecond / copy.PerSecond:P0} |");
+        Console.WriteLine("| ingest path | records/batch | records | records/s | vs raw COPY, same batch size |");
+        Console.WriteLine("|---|---:|---:|---:|---:|");
+        Console.WriteLine($"| row-by-row INSERT (one statement and commit per record) | 1 | {rowByRow.Records:N0} | {rowByRow.PerSecond:N0} | {rowByRow.PerSecond / rows[0].Copy:P0} of 1,000/batch |");
+        foreach (var (path, batchSize, result, copyPerSecond) in rows)
+        {
+            Console.WriteLine($"| {path} | {batchSize:N0} | {result.Records:N0} | {result.PerSecond:N0} | {result.PerSecond / copyPerSecond:P0} |");
+        }
 
         // ---- Queries at scale ----
+        if (calls == 0)
+        {
+            return 0;
+        }
+
         var (context, load) = await LoadAsync(dataSource, calls);
         Console.WriteLine($"loaded {calls:N0} calls in {load.TotalSeconds:N0} s (one COPY to staging, then the ingest statement per month)");
         await ExecuteAsync(dataSource, $"VACUUM ANALYZE");
@@ -98,7 +114,7 @@ internal static class PostgresBench
 
     private static async Task<(int Records, double PerSecond)> RawCopyAsync(NpgsqlDataSource dataSource, int count, int batchSize)
     {
-        var schema = await FreshSchemaAsync(dataSource, "rawcopy");
+        var schema = await FreshSchemaAsync(dataSource, "rawcopy" + batchSize);
         var records = Generate(count, Start.AddDays(400), TimeSpan.FromDays(5)).ToList();
         await using var context = NewContext(dataSource, schema);
         await context.EnsurePartitionsAsync(records.Select(r => PostgresStoreContext.MonthOf(r.CreatedAt)), default);
@@ -115,7 +131,7 @@ internal static class PostgresBench
             await writer.CompleteAsync();
         }
 
-        return Report("raw binary COPY", count, watch.Elapsed);
+        return Report($"raw binary COPY ({batchSize}/batch)", count, watch.Elapsed);
     }
 
     private static async Task<(int Records, double PerSecond)> StoreIngestAsync(NpgsqlDataSource dataSource, int count, int batchSize)
@@ -139,6 +155,51 @@ internal static class PostgresBench
         }
 
         return Report($"store AppendAsync ({batchSize}/batch)", count, watch.Elapsed);
+    }
+
+    /// <summary>The previous ingest path, kept here for an interleaved comparison: per batch, a temporary staging table, binary COPY into it, the ingest statement over it, commit.</summary>
+    private static async Task<(int Records, double PerSecond)> StagingIngestAsync(NpgsqlDataSource dataSource, int count, int batchSize)
+    {
+        var schema = await FreshSchemaAsync(dataSource, "staging" + batchSize);
+        var records = Generate(count, Start.AddDays(400), TimeSpan.FromDays(5)).ToList();
+        await using var context = NewContext(dataSource, schema);
+        await context.EnsurePartitionsAsync(records.Select(r => PostgresStoreContext.MonthOf(r.CreatedAt)), default);
+        var ingest = PostgresSql.IngestFrom(context.Quoted, "pg_temp.tokenmeter_staging");
+        var watch = Stopwatch.StartNew();
+        var stored = 0;
+        foreach (var batch in records.Chunk(batchSize))
+        {
+            await using var connection = await dataSource.OpenConnectionAsync();
+            await using var transaction = await connection.BeginTransactionAsync();
+            await using (var create = new NpgsqlCommand($"CREATE TEMP TABLE tokenmeter_staging (LIKE {context.Quoted}.user_api_usage) ON COMMIT DROP", connection, transaction))
+            {
+                await create.ExecuteNonQueryAsync();
+            }
+
+            await using (var writer = await connection.BeginBinaryImportAsync($"COPY pg_temp.tokenmeter_staging ({PostgresSql.Columns}) FROM STDIN (FORMAT BINARY)"))
+            {
+                foreach (var r in batch)
+                {
+                    await PostgresUsageStore.WriteRowAsync(writer, r, default);
+                }
+
+                await writer.CompleteAsync();
+            }
+
+            await using (var command = new NpgsqlCommand(ingest, connection, transaction))
+            {
+                stored += (int)(await command.ExecuteScalarAsync())!;
+            }
+
+            await transaction.CommitAsync();
+        }
+
+        if (stored != count)
+        {
+            throw new InvalidOperationException($"stored {stored} of {count}");
+        }
+
+        return Report($"previous path, temp staging ({batchSize}/batch)", count, watch.Elapsed);
     }
 
     /// <summary>
@@ -176,7 +237,7 @@ internal static class PostgresBench
                 await stage.ExecuteNonQueryAsync();
             }
 
-            await using (var ingest = new NpgsqlCommand(context.Sql.Ingest, connection, transaction) { CommandTimeout = 0 })
+            await using (var ingest = new NpgsqlCommand(PostgresSql.IngestFrom(context.Quoted, "pg_temp.tokenmeter_staging"), connection, transaction) { CommandTimeout = 0 })
             {
                 var inserted = (int)(await ingest.ExecuteScalarAsync())!;
                 Console.WriteLine($"  {month:yyyy-MM}: {inserted:N0} calls ({watch.Elapsed.TotalSeconds:N0} s)");
