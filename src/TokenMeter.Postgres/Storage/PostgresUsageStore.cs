@@ -42,6 +42,8 @@ internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageS
 
     private async Task<int> InsertAsync(IReadOnlyList<UsageRecord> records, CancellationToken cancellationToken)
     {
+        // Not prepared on purpose: a generic plan would assume a few rows per array and cost more
+        // server time per record on large batches than planning each batch does.
         var command = context.DataSource.CreateCommand(context.Sql.Ingest);
         await using var commandScope = command.ConfigureAwait(false);
         command.CommandTimeout = context.CommandTimeout;
