@@ -57,7 +57,7 @@ internal sealed class MeteredCall
             var context = Scope?.Context;
             var record = new UsageRecord
             {
-                Id = Guid.CreateVersion7(CreatedAt),
+                Id = UsageIds.NewVersion7(CreatedAt),
                 CreatedAt = CreatedAt,
                 UserId = context?.UserId ?? RequestUser,
                 Endpoint = context?.Endpoint,

@@ -118,7 +118,15 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
             return null;
         }
 
-        var path = request.Uri.AbsolutePath.AsSpan().TrimEnd('/');
+        // The original string, cut at the query: Uri.AbsolutePath would allocate a new string per request.
+        var path = request.Uri.IsAbsoluteUri ? request.Uri.OriginalString.AsSpan() : request.Uri.AbsolutePath.AsSpan();
+        var end = path.IndexOfAny('?', '#');
+        if (end >= 0)
+        {
+            path = path[..end];
+        }
+
+        path = path.TrimEnd('/');
         if (path.EndsWith("/chat/completions", StringComparison.Ordinal))
         {
             return UsageOperation.Chat;
