@@ -368,6 +368,14 @@ public sealed class RateLimitWindowTests
         Assert.Equal(1, window.TrackedUsers);
     }
 
+    [Theory]
+    [InlineData("203.0.113.7", "203.0.113.7")]
+    [InlineData("::ffff:203.0.113.7", "203.0.113.7")]
+    [InlineData("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64")]
+    [InlineData("2001:db8:1:2::1", "2001:db8:1:2::/64")]
+    public void AnonymousPartition_IsTheIPv4Address_OrTheIPv6Slash64(string address, string key) =>
+        Assert.Equal(key, HomeworkRateLimiter.AddressKey(IPAddress.Parse(address)));
+
     private static UsageRecord Record(string? user, long tokens) =>
         new() { Id = Guid.NewGuid(), CreatedAt = DateTimeOffset.UnixEpoch, UserId = user, InputTokens = tokens, TotalTokens = tokens };
 }
