@@ -16,7 +16,7 @@ public sealed class SignalTests(PostgresServerFixture postgres, ITestOutputHelpe
     [Fact]
     public async Task SigtermUnderLoad_NothingLost()
     {
-        var o = await RunAsync(SampleProcess.SigTerm, databaseDown: false, restart: false);
+        var o = await RunAsync(SampleProcess.SigTerm, databaseDown: false, restart: false, loadSeconds: 2);
 
         Assert.True(o.Exited);
         Assert.Equal(0, o.ExitCode);
@@ -29,7 +29,7 @@ public sealed class SignalTests(PostgresServerFixture postgres, ITestOutputHelpe
     [Fact]
     public async Task SigkillUnderLoad_ThenRestart_LossWithinTheFlushBound_NoDuplicates()
     {
-        var o = await RunAsync(SampleProcess.SigKill, databaseDown: false, restart: true);
+        var o = await RunAsync(SampleProcess.SigKill, databaseDown: false, restart: true, loadSeconds: 4);
 
         Assert.True(o.Exited);
         Assert.True(o.CallerOk > 0);
@@ -41,7 +41,7 @@ public sealed class SignalTests(PostgresServerFixture postgres, ITestOutputHelpe
     [Fact]
     public async Task SigkillWithPostgresDown_BothRestarted_SpoolReplays_NoDuplicates()
     {
-        var o = await RunAsync(SampleProcess.SigKill, databaseDown: true, restart: true);
+        var o = await RunAsync(SampleProcess.SigKill, databaseDown: true, restart: true, loadSeconds: 1);
 
         Assert.True(o.SpooledLines > 0, "nothing was spooled while PostgreSQL was down");
         Assert.True(o.RowsAfterRestart >= o.RowsAfterExit + o.SpooledLines, $"rows after restart {o.RowsAfterRestart}, before {o.RowsAfterExit}, spooled {o.SpooledLines}");
@@ -51,9 +51,11 @@ public sealed class SignalTests(PostgresServerFixture postgres, ITestOutputHelpe
         Assert.Empty(o.Failures);
     }
 
-    private async Task<ShutdownOutcome> RunAsync(int signal, bool databaseDown, bool restart)
+    // A crash run loads for 4 s so that the writer's first store write (slow on a loaded machine) is
+    // long done and the run measures the steady state the bound describes.
+    private async Task<ShutdownOutcome> RunAsync(int signal, bool databaseDown, bool restart, int loadSeconds)
     {
-        var o = await FaultScenarios.SignalUnderLoadAsync(postgres.Server, signal, TimeSpan.FromSeconds(2), callers: 8, Flush, databaseDown, restart, output.WriteLine);
+        var o = await FaultScenarios.SignalUnderLoadAsync(postgres.Server, signal, TimeSpan.FromSeconds(loadSeconds), callers: 8, Flush, databaseDown, restart, output.WriteLine);
         foreach (var line in o.Report())
         {
             output.WriteLine(line);

@@ -338,8 +338,23 @@ public static class FaultScenarios
 
             using var http = SampleClient.Create(sample.BaseAddress);
             using var stopLoad = new CancellationTokenSource();
-            var load = LoadRunner.RunAsync(callers, 1_000_000, loadFor + TimeSpan.FromSeconds(30), ct => SampleClient.HintAsync(http, ct), stopLoad.Token);
+            var loadStartedAt = clock.Elapsed;
+            var load = LoadRunner.RunAsync(callers, 1_000_000, loadFor + TimeSpan.FromSeconds(60), ct => SampleClient.HintAsync(http, ct), stopLoad.Token);
             await Task.Delay(loadFor).ConfigureAwait(false);
+            if (databaseDown)
+            {
+                // The first batch reaches the spool only after its store attempts failed (seconds on
+                // a loaded machine): crash in the steady state, once the spool is being written.
+                var waited = Stopwatch.StartNew();
+                while (SampleClient.SpoolFileCount(spool) == 0 && waited.Elapsed < TimeSpan.FromSeconds(30))
+                {
+                    await Task.Delay(50).ConfigureAwait(false);
+                }
+
+                await Task.Delay(flushInterval + ShutdownOutcome.StoreWriteAllowance).ConfigureAwait(false);
+                log?.Invoke($"first spool file after {loadFor + waited.Elapsed - flushInterval - ShutdownOutcome.StoreWriteAllowance:g} of load");
+            }
+
             var atSignal = model.RequestCount;
             var signalledAt = clock.Elapsed;
             var exit = Stopwatch.StartNew();
@@ -388,7 +403,7 @@ public static class FaultScenarios
             }
 
             return new ShutdownOutcome(signal, databaseDown, restart, callers, flushInterval, modelRequests, atSignal, atSignal - beforeWindow,
-                result.Ok, result.Failed, result.Ok / loadFor.TotalSeconds, exited, exited ? sample.ExitCode : -1, exitTime,
+                result.Ok, result.Failed, result.Ok / Math.Max(0.001, (signalledAt - loadStartedAt).TotalSeconds), exited, exited ? sample.ExitCode : -1, exitTime,
                 afterExit.Rows, spooledLines, afterRestart.Rows, afterRestart.DistinctIds, spoolFiles, sample.Output);
         }
         finally
