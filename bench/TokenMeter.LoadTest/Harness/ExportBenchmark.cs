@@ -59,6 +59,11 @@ public static class ExportBenchmark
             runs.Add(await ExportAsync(http, sample, postmaster, connectionString, $"?from={day}&to={day}", log).ConfigureAwait(false));
             runs.Add(await ExportAsync(http, sample, postmaster, connectionString, string.Empty, log).ConfigureAwait(false));
             runs.Add(await ExportAsync(http, sample, postmaster, connectionString, string.Empty, log).ConfigureAwait(false));
+            if (Environment.GetEnvironmentVariable("TOKENMETER_SAMPLE_DLL_B") is { Length: > 0 } other)
+            {
+                await CompareAsync(other, settings, token, postmaster, connectionString, http, sample, log).ConfigureAwait(false);
+            }
+
             if (stages)
             {
                 await ExportStages.RunAsync(connectionString, postmaster, log).ConfigureAwait(false);
@@ -75,6 +80,44 @@ public static class ExportBenchmark
             catch (IOException)
             {
             }
+        }
+    }
+
+    /// <summary>
+    /// A/B of two builds of the sample over the same database: TOKENMETER_SAMPLE_DLL_B names the other
+    /// HomeworkApi.dll; full exports alternate A B B A A B B A.
+    /// </summary>
+    private static async Task CompareAsync(string otherDll, Dictionary<string, string?> settings, string token, int postmaster, string connectionString, HttpClient httpA, SampleProcess sampleA, Action<string> log)
+    {
+        var previous = Environment.GetEnvironmentVariable("TOKENMETER_SAMPLE_DLL");
+        Environment.SetEnvironmentVariable("TOKENMETER_SAMPLE_DLL", otherDll);
+        SampleProcess sampleB;
+        try
+        {
+            sampleB = await SampleProcess.StartAsync(settings).ConfigureAwait(false);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("TOKENMETER_SAMPLE_DLL", previous);
+        }
+
+        await using (sampleB.ConfigureAwait(false))
+        {
+            using var httpB = new HttpClient { BaseAddress = sampleB.BaseAddress, Timeout = TimeSpan.FromMinutes(10) };
+            httpB.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+            log("B = " + otherDll);
+            await ExportAsync(httpB, sampleB, postmaster, connectionString, string.Empty, log).ConfigureAwait(false);
+            var a = new List<double>();
+            var b = new List<double>();
+            for (var i = 0; i < 8; i++)
+            {
+                var isA = (i % 4) is 0 or 3;
+                log(isA ? "A:" : "B:");
+                var run = await ExportAsync(isA ? httpA : httpB, isA ? sampleA : sampleB, postmaster, connectionString, string.Empty, log).ConfigureAwait(false);
+                (isA ? a : b).Add(run.RowsPerSecond);
+            }
+
+            log(string.Create(CultureInfo.InvariantCulture, $"A/B rows/s: A median {a.Order().ElementAt(a.Count / 2):F0} [{string.Join(' ', a.Select(x => x.ToString("F0", CultureInfo.InvariantCulture)))}], B median {b.Order().ElementAt(b.Count / 2):F0} [{string.Join(' ', b.Select(x => x.ToString("F0", CultureInfo.InvariantCulture)))}]"));
         }
     }
 

@@ -1,6 +1,7 @@
 using System.Text;
 using Microsoft.Extensions.DependencyInjection;
 using TokenMeter.AspNetCore.Tests.Hosting;
+using TokenMeter.Querying;
 using TokenMeter.Testing.Postgres;
 
 namespace TokenMeter.AspNetCore.Tests.Endpoints;
@@ -100,6 +101,50 @@ public abstract class ExportBytesTestsBase : StoreTestBase
         var bytes = await response.Content.ReadAsByteArrayAsync();
         Assert.Equal(Expected, Encoding.UTF8.GetString(bytes));
         Assert.Equal(Encoding.UTF8.GetBytes(Expected), bytes);
+    }
+
+    [Fact]
+    public async Task Detailed_AStoreFailureMidwayFailsTheResponse_NotATruncatedFile()
+    {
+        await using var app = await StartAsync(configure: b => b.Services.AddSingleton<IUsageQueries>(new FailingExport(1_234)));
+
+        // The headers are sent before the failure; the body must then break, not end as if complete.
+        using var response = await app.Admin().GetAsync("/api/usage/export", HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode);
+        await Assert.ThrowsAnyAsync<Exception>(() => response.Content.ReadAsStringAsync());
+    }
+
+    /// <summary>Exports <c>rows</c> records, then throws as a store losing its connection would.</summary>
+    private sealed class FailingExport(int rows) : IUsageQueries
+    {
+        public async IAsyncEnumerable<UsageRecord> ExportAsync(UsageExportQuery query, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken = default)
+        {
+            for (var i = 0; i < rows; i++)
+            {
+                yield return Records[i % Records.Length] with { Id = Guid.CreateVersion7() };
+            }
+
+            await Task.Yield();
+            throw new InvalidOperationException("connection lost");
+        }
+
+        public ValueTask<UsageStats> GetStatsAsync(DateOnly today, CancellationToken cancellationToken = default) => throw new NotSupportedException();
+
+        public ValueTask<UserSummaryPage> GetUserSummariesAsync(UserSummaryQuery query, CancellationToken cancellationToken = default) => throw new NotSupportedException();
+
+        public ValueTask<UserUsageDetail?> GetUserUsageAsync(string userId, DateOnly today, CancellationToken cancellationToken = default) => throw new NotSupportedException();
+
+        public ValueTask<UsagePeriodTotals> GetUserTotalsAsync(string userId, DateOnly firstDay, DateOnly lastDay, CancellationToken cancellationToken = default) => throw new NotSupportedException();
+
+        public ValueTask<IReadOnlyList<EndpointUsage>> GetEndpointUsageAsync(CancellationToken cancellationToken = default) => throw new NotSupportedException();
+
+        public ValueTask<IReadOnlyList<UserEndpointUsage>> GetUserEndpointUsageAsync(DateOnly firstDay, DateOnly lastDay, string? userId = null, CancellationToken cancellationToken = default) => throw new NotSupportedException();
+
+        public ValueTask<IReadOnlyList<PeriodUsage>> GetDailyUsageAsync(DateOnly firstDay, DateOnly lastDay, CancellationToken cancellationToken = default) => throw new NotSupportedException();
+
+        public ValueTask<IReadOnlyList<PeriodUsage>> GetMonthlyUsageAsync(DateOnly fromMonth, DateOnly toMonth, CancellationToken cancellationToken = default) => throw new NotSupportedException();
+
+        public ValueTask<IReadOnlyList<UserDailyUsage>> GetUserDailyUsageAsync(DateOnly firstDay, DateOnly lastDay, string? userId = null, CancellationToken cancellationToken = default) => throw new NotSupportedException();
     }
 
     private sealed class FixedDirectory : IUserDirectory
