@@ -18,6 +18,12 @@ internal static class Commands
         Print($"# {command} {string.Join(' ', rest)} — {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load average {LoadAverage()}");
         switch (command)
         {
+            case "sample-vs-sdk":
+                return await BenchCommands.SampleVsSdkAsync(rest).ConfigureAwait(false);
+            case "sustained":
+                return await BenchCommands.SustainedAsync(rest).ConfigureAwait(false);
+            case "export":
+                return await BenchCommands.ExportAsync(rest).ConfigureAwait(false);
             default:
                 if (await FaultCommands.RunAsync(command, rest).ConfigureAwait(false) is { } faultExit)
                 {
@@ -26,7 +32,7 @@ internal static class Commands
 
                 Print("""
                     commands:
-                    """ + FaultCommands.Help);
+                    """ + FaultCommands.Help + "\n" + BenchCommands.Help);
                 return command == "help" ? 0 : 2;
         }
     }
