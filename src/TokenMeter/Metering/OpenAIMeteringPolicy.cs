@@ -1,5 +1,6 @@
 using System.ClientModel;
 using System.ClientModel.Primitives;
+using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using TokenMeter.Attribution;
@@ -69,6 +70,8 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
         Completed(call, message);
     }
 
+    // Pooled: the rest of the pipeline completes asynchronously, which would box this state machine on every call.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public override async ValueTask ProcessAsync(PipelineMessage message, IReadOnlyList<PipelinePolicy> pipeline, int currentIndex)
     {
         var operation = Start(message);
