@@ -3,6 +3,7 @@ using HomeworkApi.Accounts;
 using HomeworkApi.Diagnostics;
 using HomeworkApi.Homework;
 using HomeworkApi.Hosting;
+using HomeworkApi.RateLimits;
 using HomeworkApi.Simulation;
 using Microsoft.AspNetCore.Authentication.JwtBearer;
 using Microsoft.IdentityModel.Tokens;
@@ -87,6 +88,7 @@ if (settings.SimulatedModel)
 }
 
 builder.Services.AddSingleton<HomeworkModelClient>();
+builder.Services.AddHomeworkRateLimits(settings);
 builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database");
 builder.Services.AddOpenApi();
 

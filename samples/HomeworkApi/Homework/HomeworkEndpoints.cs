@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using HomeworkApi.Hosting;
+using HomeworkApi.RateLimits;
 using TokenMeter.AspNetCore.Attribution;
 using TokenMeter.AspNetCore.Budgets;
 
@@ -20,11 +21,13 @@ internal static class HomeworkEndpoints
 
     private static void Map(RouteGroupBuilder group, string pattern, HomeworkFeature feature, Delegate handler, string summary)
     {
-        // Filters run in the order added: check the body and the charged user, open the usage scope
-        // for that user, then refuse users over budget — all before the model is called.
+        // Filters run in the order added: check the body and the charged user, refuse users over a
+        // per-minute rate limit, open the usage scope for that user, then refuse users over budget —
+        // all before the model is called.
         group.MapPost(pattern, handler)
             .WithSummary(summary)
             .AddEndpointFilter(new HomeworkRequestFilter(feature))
+            .AddEndpointFilter(new RateLimitFilter())
             .WithUsageAttribution(Enrich)
             .WithBudgetEnforcement()
             .Produces<JsonObject>()

@@ -39,6 +39,12 @@ internal sealed class HomeworkSettings
 
     public TimeSpan SimulatedChunkDelay { get; init; } = TimeSpan.FromMilliseconds(15);
 
+    /// <summary>Homework requests per minute per charged user, per client address when anonymous; 0 turns the limit off.</summary>
+    public int RequestsPerMinute { get; init; } = 30;
+
+    /// <summary>Metered tokens per minute per user, checked before each homework call; 0 turns the limit off.</summary>
+    public long TokensPerMinute { get; init; }
+
     /// <summary>Reads and checks the configuration; throws with a message naming the key when it is unusable.</summary>
     public static HomeworkSettings Load(IConfiguration configuration, IHostEnvironment environment)
     {
@@ -93,7 +99,26 @@ internal sealed class HomeworkSettings
             },
             LoginAttemptsPerMinute = configuration.GetValue("Homework:LoginAttemptsPerMinute", 10),
             SimulatedChunkDelay = TimeSpan.FromMilliseconds(Math.Max(0, configuration.GetValue("Homework:Simulation:ChunkDelayMs", 15))),
+            RequestsPerMinute = (int)PerMinuteLimit(configuration, "Homework:RateLimits:RequestsPerMinute", "requests", 30, int.MaxValue),
+            TokensPerMinute = PerMinuteLimit(configuration, "Homework:RateLimits:TokensPerMinute", "tokens", 0, long.MaxValue),
         };
+    }
+
+    /// <summary>A per-minute limit: a whole number from 0 (off) to <paramref name="max"/>; anything else stops start-up with a message naming the key.</summary>
+    private static long PerMinuteLimit(IConfiguration configuration, string key, string unit, long defaultValue, long max)
+    {
+        var text = FirstNonEmpty(configuration[key]);
+        if (text is null)
+        {
+            return defaultValue;
+        }
+
+        if (!long.TryParse(text, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var value) || value < 0 || value > max)
+        {
+            throw new InvalidOperationException($"{key} (environment variable {key.Replace(":", "__", StringComparison.Ordinal)}) must be a whole number of {unit} per minute, or 0 to turn the limit off; got '{text}'.");
+        }
+
+        return value;
     }
 
     private static string? FirstNonEmpty(params string?[] values) => values.FirstOrDefault(v => !string.IsNullOrWhiteSpace(v))?.Trim();

@@ -208,12 +208,7 @@ internal sealed class SimulatedModelHandler(SimulatedModelState state, TimeProvi
             {
                 await WriteEventAsync(writer, Json(w =>
                 {
-                    w.WriteString("id", id);
-                    w.WriteString("object", "chat.completion.chunk");
-                    w.WriteNumber("created", created);
-                    w.WriteString("model", model);
-                    w.WriteString("service_tier", "default");
-                    w.WriteString("system_fingerprint", "fp_simulated");
+                    WriteChunkHeader(w, id, created, model);
                     w.WriteStartArray("choices");
                     w.WriteEndArray();
                     WriteUsage(w, usage);
@@ -252,7 +247,8 @@ internal sealed class SimulatedModelHandler(SimulatedModelState state, TimeProvi
         }
     }
 
-    private static byte[] Chunk(string id, long created, string model, bool includeUsage, Action<Utf8JsonWriter> delta, string? finish) => Json(w =>
+    /// <summary>The fields every streamed chunk starts with.</summary>
+    private static void WriteChunkHeader(Utf8JsonWriter w, string id, long created, string model)
     {
         w.WriteString("id", id);
         w.WriteString("object", "chat.completion.chunk");
@@ -260,6 +256,11 @@ internal sealed class SimulatedModelHandler(SimulatedModelState state, TimeProvi
         w.WriteString("model", model);
         w.WriteString("service_tier", "default");
         w.WriteString("system_fingerprint", "fp_simulated");
+    }
+
+    private static byte[] Chunk(string id, long created, string model, bool includeUsage, Action<Utf8JsonWriter> delta, string? finish) => Json(w =>
+    {
+        WriteChunkHeader(w, id, created, model);
         w.WriteStartArray("choices");
         w.WriteStartObject();
         w.WriteNumber("index", 0);

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using TokenMeter.Testing.FakeOpenAI;
 
 namespace HomeworkApi.Tests.Infrastructure;
@@ -16,8 +17,18 @@ public class FakeModelFixture : IAsyncLifetime
     {
         Model = await FakeOpenAIServer.StartAsync();
         Model.Responder = r => FakeModelReplies.For(r);
-        App = HomeworkApp.WithModelEndpoint(Model.Endpoint, new Dictionary<string, string?> { ["OpenAI:TimeoutSeconds"] = TimeoutSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+        var settings = new Dictionary<string, string?>(Settings) { ["OpenAI:TimeoutSeconds"] = TimeoutSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture) };
+        App = HomeworkApp.WithModelEndpoint(Model.Endpoint, settings);
+        App.TestServices = ConfigureServices;
         _ = App.Server;
+    }
+
+    /// <summary>More settings of the app (they override the defaults), for fixtures that turn a feature on.</summary>
+    protected virtual IDictionary<string, string?> Settings => new Dictionary<string, string?>();
+
+    /// <summary>Replaces services of the app, e.g. with a fake clock.</summary>
+    protected virtual void ConfigureServices(IServiceCollection services)
+    {
     }
 
     /// <summary>Forgets earlier requests and scripted replies, and restores the default responder.</summary>

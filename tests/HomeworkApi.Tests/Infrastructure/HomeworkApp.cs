@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using TokenMeter;
@@ -33,6 +34,8 @@ public sealed class HomeworkApp : WebApplicationFactory<Program>
             ["Admin:Email"] = "admin@example.com",
             ["Jwt:SigningKey"] = SigningKey,
             ["Homework:LoginAttemptsPerMinute"] = "10000",
+            // Most tests make many calls per user from one (null) client address; RateLimitTests turn it on.
+            ["Homework:RateLimits:RequestsPerMinute"] = "0",
             ["Homework:Simulation:ChunkDelayMs"] = "0",
             ["OpenAI:MaxRetries"] = "0",
             ["TokenMeter:Writer:FlushInterval"] = "00:00:00.020",
@@ -45,6 +48,9 @@ public sealed class HomeworkApp : WebApplicationFactory<Program>
     }
 
     public string Environment { get; }
+
+    /// <summary>Replaces services of the app (set before the first use of <c>Server</c>), e.g. a fake clock.</summary>
+    public Action<IServiceCollection>? TestServices { get; set; }
 
     /// <summary>The app talking to <paramref name="endpoint"/> (the fake server).</summary>
     public static HomeworkApp WithModelEndpoint(Uri endpoint, IDictionary<string, string?>? more = null)
@@ -72,6 +78,10 @@ public sealed class HomeworkApp : WebApplicationFactory<Program>
         }
 
         builder.ConfigureLogging(logging => logging.SetMinimumLevel(LogLevel.Warning));
+        if (TestServices is { } configure)
+        {
+            builder.ConfigureTestServices(configure);
+        }
     }
 
     /// <summary>Every usage record the store holds, oldest first.</summary>
