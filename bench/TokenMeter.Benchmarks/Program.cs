@@ -12,6 +12,11 @@ if (args.Length > 0 && args[0] == "metering-probe")
     return TokenMeter.Benchmarks.Metering.AllocationProbe.Run(args[1..]);
 }
 
+if (args.Length > 2 && args[0] == "metering-loop")
+{
+    return TokenMeter.Benchmarks.Metering.AllocationProbe.Loop(args[1..]);
+}
+
 if (args.Length > 0 && args[0] == "postgres")
 {
     return await PostgresBench.RunAsync(args[1..]);

@@ -1,34 +1,61 @@
 using System.Diagnostics;
+using System.Globalization;
 
 namespace TokenMeter.Benchmarks.Metering;
 
 /// <summary>
-/// A quick look at bytes allocated (all threads) and median latency per call, metered vs
-/// unmetered, outside BenchmarkDotNet: <c>dotnet run -c Release -- metering-probe [calls]</c>.
+/// Metering overhead outside BenchmarkDotNet, as one command that prints every figure the
+/// results table needs: <c>dotnet run -c Release --project bench/TokenMeter.Benchmarks -- metering-probe [calls]</c>.
+/// <list type="number">
+/// <item>Latency over loopback: metered and unmetered calls alternate call by call (so background
+/// load hits both alike); p50 and p99 of each and their ratios, for a plain call, a whole stream
+/// and a stream's first chunk. Both clients use the same HttpClient; a third, bare HttpClient
+/// shows what IHttpClientFactory's handlers cost on their own.</item>
+/// <item>Allocation per call (all threads, so the writer's share counts too), metered minus unmetered.</item>
+/// <item>In-process (no socket, replies recorded from the fake server): CPU time of the whole
+/// process per call (caller and writer threads) and allocation per call, metered minus
+/// unmetered. Network noise is gone, so this is the repeatable figure of what metering costs.</item>
+/// </list>
 /// </summary>
 internal static class AllocationProbe
 {
     public static int Run(string[] args)
     {
-        var calls = args.Length > 0 ? int.Parse(args[0], System.Globalization.CultureInfo.InvariantCulture) : 2000;
+        var calls = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 3000;
+        Console.WriteLine(FormattableString.Invariant($"metering-probe {calls} calls per client, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load average {LoadAverage()}, {Environment.ProcessorCount} cores"));
         var bench = new MeteringOverheadBenchmarks();
         bench.Setup();
         try
         {
-            foreach (var (name, call) in new (string, Func<Task>)[]
+            var clients = new (string Name, Func<Task> Call)[]
             {
+                ("plain bare", bench.PlainBare),
                 ("plain unmetered", bench.PlainUnmetered),
                 ("plain metered", bench.PlainMetered),
                 ("stream unmetered", bench.StreamUnmetered),
                 ("stream metered", bench.StreamMetered),
-            })
+                ("in-proc unmetered", bench.CannedUnmetered),
+                ("in-proc metered", bench.CannedMetered),
+                ("in-proc stream unm", bench.CannedStreamUnmetered),
+                ("in-proc stream met", bench.CannedStreamMetered),
+            };
+            // Warm up until the JIT has tiered everything up: two rounds with a pause between, so
+            // that no client is measured on unoptimised code (the tiering queue is slow on a busy box).
+            for (var round = 0; round < 2; round++)
             {
-                Measure(name, call, calls / 4); // warm-up
-                Measure(name, call, calls);
+                foreach (var (_, call) in clients)
+                {
+                    for (var i = 0; i < Math.Max(500, calls / 2); i++)
+                    {
+                        call().GetAwaiter().GetResult();
+                    }
+                }
+
+                Thread.Sleep(1000);
             }
 
-            // Latency on a shared, busy machine: alternate the two clients call by call so that
-            // background load hits both alike, then compare medians.
+            Console.WriteLine();
+            Console.WriteLine("1. latency over loopback, interleaved call by call (same HttpClient for both clients)");
             foreach (var (name, unmetered, metered) in new (string, Func<Task>, Func<Task>)[]
             {
                 ("plain", bench.PlainUnmetered, bench.PlainMetered),
@@ -36,18 +63,24 @@ internal static class AllocationProbe
                 ("stream first chunk", bench.FirstChunkUnmetered, bench.FirstChunkMetered),
             })
             {
-                var u = new double[calls];
-                var m = new double[calls];
-                for (var i = 0; i < calls; i++)
-                {
-                    u[i] = Time(unmetered);
-                    m[i] = Time(metered);
-                }
-
-                Array.Sort(u);
-                Array.Sort(m);
-                Console.WriteLine($"interleaved {name,-18} p50 unmetered {u[calls / 2],7:F1} us  metered {m[calls / 2],7:F1} us  ratio {m[calls / 2] / u[calls / 2]:F3}");
+                var (u, m) = Interleave(unmetered, metered, calls);
+                Console.WriteLine(FormattableString.Invariant(
+                    $"   {name,-19} p50 unmetered {P(u, 50),7:F1} us  metered {P(m, 50),7:F1} us  ratio {P(m, 50) / P(u, 50):F3}   p99 unmetered {P(u, 99),7:F1} us  metered {P(m, 99),7:F1} us  ratio {P(m, 99) / P(u, 99):F3}"));
             }
+
+            var (bare, unmeteredFactory) = Interleave(bench.PlainBare, bench.PlainUnmetered, calls);
+            Console.WriteLine(FormattableString.Invariant(
+                $"   (plain, unmetered: bare HttpClient p50 {P(bare, 50):F1} us vs IHttpClientFactory's HttpClient {P(unmeteredFactory, 50):F1} us, ratio {P(unmeteredFactory, 50) / P(bare, 50):F3}; not metering)"));
+
+            Console.WriteLine();
+            Console.WriteLine("2. allocation per call over loopback, all threads (fake server included; the difference is metering's)");
+            Allocation("plain", bench.PlainUnmetered, bench.PlainMetered, calls);
+            Allocation("stream whole", bench.StreamUnmetered, bench.StreamMetered, calls);
+
+            Console.WriteLine();
+            Console.WriteLine("3. in-process (no socket): process CPU time and allocation per call, all threads");
+            InProcess("plain", bench.CannedUnmetered, bench.CannedMetered, calls);
+            InProcess("stream whole", bench.CannedStreamUnmetered, bench.CannedStreamMetered, calls);
         }
         finally
         {
@@ -57,6 +90,72 @@ internal static class AllocationProbe
         return 0;
     }
 
+    /// <summary>Runs one client in a loop, for a profiler: <c>metering-loop in-proc-metered 200000</c>.</summary>
+    public static int Loop(string[] args)
+    {
+        var bench = new MeteringOverheadBenchmarks();
+        bench.Setup();
+        try
+        {
+            Func<Task> call = args[0] switch
+            {
+                "plain-unmetered" => bench.PlainUnmetered,
+                "plain-metered" => bench.PlainMetered,
+                "in-proc-unmetered" => bench.CannedUnmetered,
+                "in-proc-metered" => bench.CannedMetered,
+                "in-proc-stream-unmetered" => bench.CannedStreamUnmetered,
+                "in-proc-stream-metered" => bench.CannedStreamMetered,
+                _ => throw new ArgumentException("unknown client " + args[0]),
+            };
+            var calls = int.Parse(args[1], CultureInfo.InvariantCulture);
+            for (var i = 0; i < 3000; i++)
+            {
+                call().GetAwaiter().GetResult();
+            }
+
+            Thread.Sleep(1000);
+            var start = Stopwatch.GetTimestamp();
+            for (var i = 0; i < calls; i++)
+            {
+                call().GetAwaiter().GetResult();
+            }
+
+            Console.WriteLine(FormattableString.Invariant($"{args[0]}: {Stopwatch.GetElapsedTime(start).TotalMicroseconds / calls:F2} us/call"));
+        }
+        finally
+        {
+            bench.Cleanup();
+        }
+
+        return 0;
+    }
+
+    private static (double[] A, double[] B) Interleave(Func<Task> a, Func<Task> b, int calls)
+    {
+        var ta = new double[calls];
+        var tb = new double[calls];
+        for (var i = 0; i < calls; i++)
+        {
+            // Alternate which goes first, so neither always follows the other's wake-ups.
+            if ((i & 1) == 0)
+            {
+                ta[i] = Time(a);
+                tb[i] = Time(b);
+            }
+            else
+            {
+                tb[i] = Time(b);
+                ta[i] = Time(a);
+            }
+        }
+
+        Array.Sort(ta);
+        Array.Sort(tb);
+        return (ta, tb);
+    }
+
+    private static double P(double[] sorted, int percentile) => sorted[Math.Min(sorted.Length - 1, sorted.Length * percentile / 100)];
+
     private static double Time(Func<Task> call)
     {
         var start = Stopwatch.GetTimestamp();
@@ -64,20 +163,121 @@ internal static class AllocationProbe
         return Stopwatch.GetElapsedTime(start).TotalMicroseconds;
     }
 
-    private static void Measure(string name, Func<Task> call, int calls)
+    private static void Allocation(string name, Func<Task> unmetered, Func<Task> metered, int calls)
     {
-        var times = new double[calls];
+        var u = BytesPerCall(unmetered, calls);
+        var m = BytesPerCall(metered, calls);
+        Console.WriteLine(FormattableString.Invariant($"   {name,-19} unmetered {u,8:F0} B/call  metered {m,8:F0} B/call  extra {m - u,6:F0} B/call"));
+    }
+
+    private static double BytesPerCall(Func<Task> call, int calls)
+    {
         GC.Collect();
         var before = GC.GetTotalAllocatedBytes(precise: true);
         for (var i = 0; i < calls; i++)
         {
-            var start = Stopwatch.GetTimestamp();
             call().GetAwaiter().GetResult();
-            times[i] = Stopwatch.GetElapsedTime(start).TotalMicroseconds;
         }
 
-        var bytes = (GC.GetTotalAllocatedBytes(precise: true) - before) / (double)calls;
-        Array.Sort(times);
-        Console.WriteLine($"{name,-18} p50 {times[calls / 2],8:F1} us  p90 {times[calls * 9 / 10],8:F1} us  {bytes,8:F0} B/call");
+        return (GC.GetTotalAllocatedBytes(precise: true) - before) / (double)calls;
+    }
+
+    private static void InProcess(string name, Func<Task> unmetered, Func<Task> metered, int calls)
+    {
+        // Blocks of calls alternate between the clients; the median block is kept.
+        const int Rounds = 7;
+        var cpuU = new double[Rounds];
+        var cpuM = new double[Rounds];
+        var callerU = new double[Rounds];
+        var callerM = new double[Rounds];
+        var bytesU = new double[Rounds];
+        var bytesM = new double[Rounds];
+        for (var r = 0; r < Rounds; r++)
+        {
+            (cpuU[r], callerU[r], bytesU[r]) = Block(unmetered, calls);
+            (cpuM[r], callerM[r], bytesM[r]) = Block(metered, calls);
+        }
+
+        Array.Sort(cpuU);
+        Array.Sort(cpuM);
+        Array.Sort(callerU);
+        Array.Sort(callerM);
+        Array.Sort(bytesU);
+        Array.Sort(bytesM);
+        var (cu, cm, bu, bm) = (cpuU[Rounds / 2], cpuM[Rounds / 2], bytesU[Rounds / 2], bytesM[Rounds / 2]);
+        var (tu, tm) = (callerU[Rounds / 2], callerM[Rounds / 2]);
+        Console.WriteLine(FormattableString.Invariant(
+            $"   {name,-19} CPU unmetered {cu,6:F1} us/call  metered {cm,6:F1} us/call  extra {cm - cu,5:F1} us/call (caller's thread: {tu:F1} -> {tm:F1}, extra {tm - tu:F1}) | unmetered {bu,6:F0} B/call  metered {bm,6:F0} B/call  extra {bm - bu,5:F0} B/call"));
+    }
+
+    private static (double CpuMicroseconds, double CallerMicroseconds, double Bytes) Block(Func<Task> call, int calls)
+    {
+        var bytes = GC.GetTotalAllocatedBytes(precise: true);
+        var caller = ThreadCpuNanoseconds();
+        var cpu = ProcessCpuNanoseconds();
+        for (var i = 0; i < calls; i++)
+        {
+            call().GetAwaiter().GetResult();
+        }
+
+        var callerAfter = ThreadCpuNanoseconds();
+
+        // Let the writer finish its share of this block before the clock stops.
+        Thread.Sleep(20);
+        var cpuAfter = ProcessCpuNanoseconds();
+        return ((cpuAfter - cpu) / 1000.0 / calls, (callerAfter - caller) / 1000.0 / calls, (GC.GetTotalAllocatedBytes(precise: true) - bytes) / (double)calls);
+    }
+
+    // Sum of every thread's run time from /proc (nanoseconds, precise), or the coarse
+    // TotalProcessorTime where /proc is missing.
+    private static long ProcessCpuNanoseconds()
+    {
+        var tasks = "/proc/self/task";
+        if (!Directory.Exists(tasks))
+        {
+            return (long)(Process.GetCurrentProcess().TotalProcessorTime.TotalMilliseconds * 1_000_000);
+        }
+
+        long total = 0;
+        foreach (var task in Directory.EnumerateDirectories(tasks))
+        {
+            try
+            {
+                var text = File.ReadAllText(Path.Combine(task, "schedstat"));
+                total += long.Parse(text.AsSpan(0, text.IndexOf(' ', StringComparison.Ordinal)), CultureInfo.InvariantCulture);
+            }
+            catch (IOException)
+            {
+                // The thread ended meanwhile.
+            }
+        }
+
+        return total;
+    }
+
+    // The calling thread's run time (the in-process calls complete on it synchronously).
+    private static long ThreadCpuNanoseconds()
+    {
+        try
+        {
+            var text = File.ReadAllText("/proc/thread-self/schedstat");
+            return long.Parse(text.AsSpan(0, text.IndexOf(' ', StringComparison.Ordinal)), CultureInfo.InvariantCulture);
+        }
+        catch (IOException)
+        {
+            return 0;
+        }
+    }
+
+    private static string LoadAverage()
+    {
+        try
+        {
+            return string.Join(", ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3));
+        }
+        catch (IOException)
+        {
+            return "unknown";
+        }
     }
 }

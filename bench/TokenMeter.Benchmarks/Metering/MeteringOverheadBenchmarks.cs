@@ -9,6 +9,7 @@ using Microsoft.Extensions.Logging;
 using OpenAI;
 using OpenAI.Chat;
 using TokenMeter.Attribution;
+using TokenMeter.Storage;
 using TokenMeter.Testing.FakeOpenAI;
 
 namespace TokenMeter.Benchmarks.Metering;
@@ -17,7 +18,9 @@ namespace TokenMeter.Benchmarks.Metering;
 /// Metered vs unmetered OpenAI SDK chat calls against the loopback fake server, side by side:
 /// a plain (buffered) call, a whole streamed call, and a streamed call's time to first chunk.
 /// The metered client runs the full default pipeline: policy, pricer, scope, metrics, writer
-/// into the in-memory store.
+/// into a store that counts the records (see <see cref="CountingUsageStore"/>). The unmetered client sends through the very same
+/// <see cref="HttpClient"/> (the one <c>AddOpenAIClient()</c> takes from <c>IHttpClientFactory</c>),
+/// so the only difference between the two is metering.
 /// </summary>
 [MemoryDiagnoser]
 [MedianColumn]
@@ -32,9 +35,15 @@ public class MeteringOverheadBenchmarks
     ];
 
     private FakeOpenAIServer _server = null!;
+
+    /// <summary>Where the writer stores the records (counted, not kept).</summary>
+    public CountingUsageStore Store { get; } = new();
     private IHost _host = null!;
     private ChatClient _metered = null!;
     private ChatClient _unmetered = null!;
+    private ChatClient _bare = null!;
+    private ChatClient _cannedMetered = null!;
+    private ChatClient _cannedUnmetered = null!;
     private UsageScope _scope = null!;
 
     [GlobalSetup]
@@ -51,19 +60,40 @@ public class MeteringOverheadBenchmarks
             ["TokenMeter:OpenAI:ApiKey"] = "sk-bench",
             ["TokenMeter:OpenAI:MaxRetries"] = "0",
         });
+        builder.Services.AddSingleton<IUsageStore>(Store);
         builder.Services.AddTokenMeter().AddOpenAIClient();
         _host = builder.Build();
         _host.Start();
 
-        var shared = new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) }) { Timeout = Timeout.InfiniteTimeSpan };
         _metered = _host.Services.GetRequiredService<OpenAIClient>().GetChatClient("gpt-4o-mini");
-        _unmetered = new OpenAIClient(new ApiKeyCredential("sk-bench"), new OpenAIClientOptions
+        var sameHttpClient = _host.Services.GetRequiredService<IHttpClientFactory>().CreateClient(TokenMeterOpenAIOptions.HttpClientName);
+        _unmetered = Client(sameHttpClient, metered: false);
+
+        // The previous baseline: a bare HttpClient, without IHttpClientFactory's logging handlers.
+        var bare = new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) }) { Timeout = Timeout.InfiniteTimeSpan };
+        _bare = Client(bare, metered: false);
+
+        // No socket: replies recorded from the fake server, answered in-process.
+        var canned = new HttpClient(CannedReplyHandler.RecordAsync(_server.Endpoint).GetAwaiter().GetResult());
+        _cannedMetered = Client(canned, metered: true);
+        _cannedUnmetered = Client(canned, metered: false);
+        _scope = UsageScope.Begin(new UsageContext { UserId = "bench-user", Endpoint = "/api/hint" });
+    }
+
+    private ChatClient Client(HttpClient httpClient, bool metered)
+    {
+        var options = new OpenAIClientOptions
         {
             Endpoint = _server.Endpoint,
             RetryPolicy = new ClientRetryPolicy(0),
-            Transport = new HttpClientPipelineTransport(shared),
-        }).GetChatClient("gpt-4o-mini");
-        _scope = UsageScope.Begin(new UsageContext { UserId = "bench-user", Endpoint = "/api/hint" });
+            Transport = new HttpClientPipelineTransport(httpClient),
+        };
+        if (metered)
+        {
+            options.AddTokenMeter(_host.Services);
+        }
+
+        return new OpenAIClient(new ApiKeyCredential("sk-bench"), options).GetChatClient("gpt-4o-mini");
     }
 
     [GlobalCleanup]
@@ -82,6 +112,26 @@ public class MeteringOverheadBenchmarks
     [Benchmark(Description = "metered")]
     [BenchmarkCategory("plain")]
     public Task<ClientResult<ChatCompletion>> PlainMetered() => _metered.CompleteChatAsync(Messages);
+
+    [Benchmark(Description = "unmetered, bare HttpClient")]
+    [BenchmarkCategory("plain")]
+    public Task<ClientResult<ChatCompletion>> PlainBare() => _bare.CompleteChatAsync(Messages);
+
+    [Benchmark(Baseline = true, Description = "unmetered")]
+    [BenchmarkCategory("in-process")]
+    public Task<ClientResult<ChatCompletion>> CannedUnmetered() => _cannedUnmetered.CompleteChatAsync(Messages);
+
+    [Benchmark(Description = "metered")]
+    [BenchmarkCategory("in-process")]
+    public Task<ClientResult<ChatCompletion>> CannedMetered() => _cannedMetered.CompleteChatAsync(Messages);
+
+    [Benchmark(Baseline = true, Description = "unmetered")]
+    [BenchmarkCategory("in-process-stream")]
+    public Task<int> CannedStreamUnmetered() => Consume(_cannedUnmetered);
+
+    [Benchmark(Description = "metered")]
+    [BenchmarkCategory("in-process-stream")]
+    public Task<int> CannedStreamMetered() => Consume(_cannedMetered);
 
     [Benchmark(Baseline = true, Description = "unmetered")]
     [BenchmarkCategory("stream-whole")]

@@ -13,7 +13,8 @@ namespace TokenMeter.Benchmarks.Postgres;
 
 /// <summary>
 /// <c>dotnet run -c Release --project bench/TokenMeter.Benchmarks -- postgres [calls=5000000] [ingest=300000]</c>:
-/// ingest records/s (row-by-row INSERT, raw binary COPY, the store's full path), then every
+/// ingest records/s (row-by-row INSERT; raw binary COPY, the store's full path and its previous path at
+/// 1,000, 5,000 and 10,000 records per batch), then (unless calls is 0) every
 /// <see cref="IUsageQueries"/> query at the given number of calls beside a plain GROUP BY over the raw table.
 /// </summary>
 internal static class PostgresBench
@@ -37,22 +38,45 @@ internal static class PostgresBench
         var connectionString = await server.CreateDatabaseAsync("bench");
         await using var dataSource = NpgsqlDataSource.Create(connectionString);
         Console.WriteLine($"server: {await ScalarAsync<string>(dataSource, "SELECT version()")}");
+        var backend = await ScalarAsync<int>(dataSource, "SELECT pg_backend_pid()");
+        var backendStat = File.ReadAllText($"/proc/{backend}/stat");
+        postmasterPid = int.Parse(backendStat[(backendStat.LastIndexOf(')') + 2)..].Split(' ')[1], CultureInfo.InvariantCulture);
 
         // ---- Ingest ----
+        // Same records, same batch sizes for every path; the paths alternate within each batch size.
         var rowByRow = await RowByRowAsync(dataSource, Math.Min(ingestCount / 10, 10_000));
-        var copy = await RawCopyAsync(dataSource, ingestCount, batchSize: 1000);
-        var store1000 = await StoreIngestAsync(dataSource, ingestCount, batchSize: 1000);
-        var store5000 = await StoreIngestAsync(dataSource, ingestCount, batchSize: 5000);
+        // A warm-up round first (JIT, connection pool, server caches), not reported.
+        Console.WriteLine("warm-up:");
+        await RawCopyAsync(dataSource, 20_000, 1000, "warm");
+        await StoreIngestAsync(dataSource, 20_000, 1000, "warm");
+        await StagingIngestAsync(dataSource, 20_000, 1000, "warm");
+        var rows = new List<(string Path, int BatchSize, IngestResult Result, double Copy)>();
+        foreach (var batchSize in (int[])[1000, 5000, 10_000])
+        {
+            var copy = await RawCopyAsync(dataSource, ingestCount, batchSize);
+            var staging = await StagingIngestAsync(dataSource, ingestCount, batchSize);
+            var store = await StoreIngestAsync(dataSource, ingestCount, batchSize);
+            rows.Add(("raw binary COPY into user_api_usage, no rollups", batchSize, copy, copy.PerSecond));
+            rows.Add(("store AppendAsync (one statement: unnest arrays → INSERT … ON CONFLICT + 9 rollups)", batchSize, store, copy.PerSecond));
+            rows.Add(("previous store path (COPY → temp staging table per batch → same statement), for comparison", batchSize, staging, copy.PerSecond));
+        }
+
         Console.WriteLine($"load average: {File.ReadAllText("/proc/loadavg").Trim()}");
         Console.WriteLine();
-        Console.WriteLine("| ingest path | records | records/s | vs raw COPY |");
-        Console.WriteLine("|---|---:|---:|---:|");
-        Console.WriteLine($"| row-by-row INSERT (one statement and commit per record) | {rowByRow.Records:N0} | {rowByRow.PerSecond:N0} | {rowByRow.PerSecond / copy.PerSecond:P0} |");
-        Console.WriteLine($"| raw binary COPY into user_api_usage, no rollups, 1,000/batch | {copy.Records:N0} | {copy.PerSecond:N0} | 100 % |");
-        Console.WriteLine($"| store AppendAsync (COPY → staging → INSERT … ON CONFLICT + 9 rollups), 1,000/batch | {store1000.Records:N0} | {store1000.PerSecond:N0} | {store1000.PerSecond / copy.PerSecond:P0} |");
-        Console.WriteLine($"| store AppendAsync, 5,000/batch | {store5000.Records:N0} | {store5000.PerSecond:N0} | {store5000.PerSecond / copy.PerSecond:P0} |");
+        Console.WriteLine("| ingest path | records/batch | records | records/s | vs raw COPY, same batch size | server CPU µs/record | client CPU µs/record |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|");
+        Console.WriteLine($"| row-by-row INSERT (one statement and commit per record) | 1 | {rowByRow.Records:N0} | {rowByRow.PerSecond:N0} | {rowByRow.PerSecond / rows[0].Copy:P0} of 1,000/batch | {rowByRow.ServerMicroseconds:N1} | {rowByRow.ClientMicroseconds:N1} |");
+        foreach (var (path, batchSize, result, copyPerSecond) in rows)
+        {
+            Console.WriteLine($"| {path} | {batchSize:N0} | {result.Records:N0} | {result.PerSecond:N0} | {result.PerSecond / copyPerSecond:P0} | {result.ServerMicroseconds:N1} | {result.ClientMicroseconds:N1} |");
+        }
 
         // ---- Queries at scale ----
+        if (calls == 0)
+        {
+            return 0;
+        }
+
         var (context, load) = await LoadAsync(dataSource, calls);
         Console.WriteLine($"loaded {calls:N0} calls in {load.TotalSeconds:N0} s (one COPY to staging, then the ingest statement per month)");
         await ExecuteAsync(dataSource, $"VACUUM ANALYZE");
@@ -62,13 +86,14 @@ internal static class PostgresBench
         return 0;
     }
 
-    private static async Task<(int Records, double PerSecond)> RowByRowAsync(NpgsqlDataSource dataSource, int count)
+    private static async Task<IngestResult> RowByRowAsync(NpgsqlDataSource dataSource, int count)
     {
         var schema = await FreshSchemaAsync(dataSource, "rowbyrow");
         var records = Generate(count, Start.AddDays(400), TimeSpan.FromDays(1)).ToList();
         await using var context = NewContext(dataSource, schema);
         await context.EnsurePartitionsAsync(records.Select(r => PostgresStoreContext.MonthOf(r.CreatedAt)), default);
         var placeholders = string.Join(", ", Enumerable.Range(1, 24).Select(i => "$" + i));
+        var cpu = CpuNow();
         var watch = Stopwatch.StartNew();
         foreach (var r in records)
         {
@@ -93,15 +118,16 @@ internal static class PostgresBench
             await command.ExecuteNonQueryAsync();
         }
 
-        return Report("row-by-row INSERT", count, watch.Elapsed);
+        return Report("row-by-row INSERT", count, watch.Elapsed, cpu);
     }
 
-    private static async Task<(int Records, double PerSecond)> RawCopyAsync(NpgsqlDataSource dataSource, int count, int batchSize)
+    private static async Task<IngestResult> RawCopyAsync(NpgsqlDataSource dataSource, int count, int batchSize, string run = "")
     {
-        var schema = await FreshSchemaAsync(dataSource, "rawcopy");
+        var schema = await FreshSchemaAsync(dataSource, "rawcopy" + batchSize + run);
         var records = Generate(count, Start.AddDays(400), TimeSpan.FromDays(5)).ToList();
         await using var context = NewContext(dataSource, schema);
         await context.EnsurePartitionsAsync(records.Select(r => PostgresStoreContext.MonthOf(r.CreatedAt)), default);
+        var cpu = CpuNow();
         var watch = Stopwatch.StartNew();
         foreach (var batch in records.Chunk(batchSize))
         {
@@ -115,17 +141,18 @@ internal static class PostgresBench
             await writer.CompleteAsync();
         }
 
-        return Report("raw binary COPY", count, watch.Elapsed);
+        return Report($"raw binary COPY ({batchSize}/batch)", count, watch.Elapsed, cpu);
     }
 
-    private static async Task<(int Records, double PerSecond)> StoreIngestAsync(NpgsqlDataSource dataSource, int count, int batchSize)
+    private static async Task<IngestResult> StoreIngestAsync(NpgsqlDataSource dataSource, int count, int batchSize, string run = "")
     {
-        var schema = await FreshSchemaAsync(dataSource, "store" + batchSize);
+        var schema = await FreshSchemaAsync(dataSource, "store" + batchSize + run);
         var records = Generate(count, Start.AddDays(400), TimeSpan.FromDays(5)).ToList();
         await using var context = NewContext(dataSource, schema);
         context.MarkReady();
         var store = new PostgresUsageStore(context);
         await context.EnsurePartitionsAsync(records.Select(r => PostgresStoreContext.MonthOf(r.CreatedAt)), default);
+        var cpu = CpuNow();
         var watch = Stopwatch.StartNew();
         var stored = 0;
         foreach (var batch in records.Chunk(batchSize))
@@ -138,7 +165,53 @@ internal static class PostgresBench
             throw new InvalidOperationException($"stored {stored} of {count}");
         }
 
-        return Report($"store AppendAsync ({batchSize}/batch)", count, watch.Elapsed);
+        return Report($"store AppendAsync ({batchSize}/batch)", count, watch.Elapsed, cpu);
+    }
+
+    /// <summary>The previous ingest path, kept here for an interleaved comparison: per batch, a temporary staging table, binary COPY into it, the ingest statement over it, commit.</summary>
+    private static async Task<IngestResult> StagingIngestAsync(NpgsqlDataSource dataSource, int count, int batchSize, string run = "")
+    {
+        var schema = await FreshSchemaAsync(dataSource, "staging" + batchSize + run);
+        var records = Generate(count, Start.AddDays(400), TimeSpan.FromDays(5)).ToList();
+        await using var context = NewContext(dataSource, schema);
+        await context.EnsurePartitionsAsync(records.Select(r => PostgresStoreContext.MonthOf(r.CreatedAt)), default);
+        var ingest = PostgresSql.IngestFrom(context.Quoted, "pg_temp.tokenmeter_staging");
+        var cpu = CpuNow();
+        var watch = Stopwatch.StartNew();
+        var stored = 0;
+        foreach (var batch in records.Chunk(batchSize))
+        {
+            await using var connection = await dataSource.OpenConnectionAsync();
+            await using var transaction = await connection.BeginTransactionAsync();
+            await using (var create = new NpgsqlCommand($"CREATE TEMP TABLE tokenmeter_staging (LIKE {context.Quoted}.user_api_usage) ON COMMIT DROP", connection, transaction))
+            {
+                await create.ExecuteNonQueryAsync();
+            }
+
+            await using (var writer = await connection.BeginBinaryImportAsync($"COPY pg_temp.tokenmeter_staging ({PostgresSql.Columns}) FROM STDIN (FORMAT BINARY)"))
+            {
+                foreach (var r in batch)
+                {
+                    await PostgresUsageStore.WriteRowAsync(writer, r, default);
+                }
+
+                await writer.CompleteAsync();
+            }
+
+            await using (var command = new NpgsqlCommand(ingest, connection, transaction))
+            {
+                stored += (int)(await command.ExecuteScalarAsync())!;
+            }
+
+            await transaction.CommitAsync();
+        }
+
+        if (stored != count)
+        {
+            throw new InvalidOperationException($"stored {stored} of {count}");
+        }
+
+        return Report($"previous path, temp staging ({batchSize}/batch)", count, watch.Elapsed, cpu);
     }
 
     /// <summary>
@@ -176,7 +249,7 @@ internal static class PostgresBench
                 await stage.ExecuteNonQueryAsync();
             }
 
-            await using (var ingest = new NpgsqlCommand(context.Sql.Ingest, connection, transaction) { CommandTimeout = 0 })
+            await using (var ingest = new NpgsqlCommand(PostgresSql.IngestFrom(context.Quoted, "pg_temp.tokenmeter_staging"), connection, transaction) { CommandTimeout = 0 })
             {
                 var inserted = (int)(await ingest.ExecuteScalarAsync())!;
                 Console.WriteLine($"  {month:yyyy-MM}: {inserted:N0} calls ({watch.Elapsed.TotalSeconds:N0} s)");
@@ -323,12 +396,15 @@ internal static class PostgresBench
         return name;
     }
 
-    private static (int, double) Report(string name, int count, TimeSpan elapsed)
+    private static IngestResult Report(string name, int count, TimeSpan elapsed, (double Server, double Client) cpuBefore)
     {
-        var perSecond = count / elapsed.TotalSeconds;
-        Console.WriteLine($"{name}: {count:N0} records in {elapsed.TotalSeconds:N2} s = {perSecond:N0} records/s");
-        return (count, perSecond);
+        var cpu = CpuNow();
+        var result = new IngestResult(count, count / elapsed.TotalSeconds, (cpu.Server - cpuBefore.Server) * 1e6 / count, (cpu.Client - cpuBefore.Client) * 1e6 / count);
+        Console.WriteLine($"{name}: {count:N0} records in {elapsed.TotalSeconds:N2} s = {result.PerSecond:N0} records/s; CPU per record: server {result.ServerMicroseconds:N1} µs, client {result.ClientMicroseconds:N1} µs");
+        return result;
     }
+
+    private readonly record struct IngestResult(int Records, double PerSecond, double ServerMicroseconds, double ClientMicroseconds);
 
     private static async Task ExecuteAsync(NpgsqlDataSource dataSource, string sql)
     {
@@ -344,5 +420,43 @@ internal static class PostgresBench
     {
         await using var command = dataSource.CreateCommand(sql);
         return (T)(await command.ExecuteScalarAsync())!;
+    }
+
+    private static int postmasterPid;
+
+    /// <summary>CPU seconds used so far by the PostgreSQL server (postmaster, its live children, and its reaped children) and by this process.</summary>
+    private static (double Server, double Client) CpuNow()
+    {
+        static long[] Stat(int pid)
+        {
+            var text = File.ReadAllText($"/proc/{pid}/stat");
+            var fields = text[(text.LastIndexOf(')') + 2)..].Split(' ');
+            // fields[0] is field 3 (state): ppid = [1], utime = [11], stime = [12], cutime = [13], cstime = [14]
+            return [long.Parse(fields[1], CultureInfo.InvariantCulture), long.Parse(fields[11], CultureInfo.InvariantCulture), long.Parse(fields[12], CultureInfo.InvariantCulture), long.Parse(fields[13], CultureInfo.InvariantCulture), long.Parse(fields[14], CultureInfo.InvariantCulture)];
+        }
+
+        long ticks = 0;
+        var main = Stat(postmasterPid);
+        ticks += main[1] + main[2] + main[3] + main[4];
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (int.TryParse(Path.GetFileName(dir), out var pid) && pid != postmasterPid)
+            {
+                try
+                {
+                    var child = Stat(pid);
+                    if (child[0] == postmasterPid)
+                    {
+                        ticks += child[1] + child[2];
+                    }
+                }
+                catch (IOException)
+                {
+                }
+            }
+        }
+
+        using var self = Process.GetCurrentProcess();
+        return (ticks / 100.0, self.TotalProcessorTime.TotalSeconds);
     }
 }

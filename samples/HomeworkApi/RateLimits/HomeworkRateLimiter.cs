@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Net;
+using System.Net.Sockets;
 using System.Threading.RateLimiting;
 using HomeworkApi.Hosting;
 
@@ -63,7 +64,7 @@ internal sealed class HomeworkRateLimiter : IDisposable
 
         if (_requests is not null)
         {
-            var key = userId is not null ? "user:" + userId : "ip:" + (clientAddress?.ToString() ?? "unknown");
+            var key = userId is not null ? "user:" + userId : "ip:" + AddressKey(clientAddress);
             using var lease = _requests.AttemptAcquire(key);
             if (!lease.IsAcquired)
             {
@@ -76,6 +77,32 @@ internal sealed class HomeworkRateLimiter : IDisposable
     }
 
     public void Dispose() => _requests?.Dispose();
+
+    /// <summary>
+    /// The partition of an anonymous caller: its IPv4 address, or the /64 prefix of an IPv6 one
+    /// (one subscriber's network, in which a client can pick a new address for every request).
+    /// </summary>
+    internal static string AddressKey(IPAddress? address)
+    {
+        if (address is null)
+        {
+            return "unknown";
+        }
+
+        if (address.IsIPv4MappedToIPv6)
+        {
+            return address.MapToIPv4().ToString();
+        }
+
+        if (address.AddressFamily == AddressFamily.InterNetworkV6)
+        {
+            var bytes = address.GetAddressBytes();
+            Array.Clear(bytes, 8, 8);
+            return new IPAddress(bytes) + "/64";
+        }
+
+        return address.ToString();
+    }
 
     private RateLimitRefusal Refuse(RateLimitKind kind, TimeSpan retryAfter, long? tokensUsed)
     {

@@ -41,6 +41,12 @@ internal sealed class TokenMeterMetrics
 
     public void Record(UsageRecord record)
     {
+        // No listener on any instrument (the usual case without an exporter): skip building tags.
+        if (!_calls.Enabled && !_cost.Enabled && !_unpriced.Enabled && !_tokenUsage.Enabled && !_duration.Enabled)
+        {
+            return;
+        }
+
         var model = record.Model ?? record.RequestModel;
         var common = new TagList
         {

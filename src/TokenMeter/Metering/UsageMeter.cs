@@ -100,7 +100,7 @@ internal sealed class UsageMeter
         var context = scope?.Context;
         return new UsageRecord
         {
-            Id = Guid.CreateVersion7(createdAt),
+            Id = UsageIds.NewVersion7(createdAt),
             CreatedAt = createdAt,
             UserId = context?.UserId ?? fallbackUser,
             Endpoint = context?.Endpoint,

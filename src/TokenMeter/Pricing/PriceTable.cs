@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Collections.Frozen;
 using System.Text.RegularExpressions;
 
@@ -11,7 +12,12 @@ namespace TokenMeter.Pricing;
 /// </summary>
 public sealed partial class PriceTable
 {
-    private readonly FrozenDictionary<string, ModelPrice[]> _byModelAndTier;
+    // Resolved lookups are kept per model string as the caller spelled it; a table sees few models,
+    // and past this many (a reply can name anything) lookups are simply not cached.
+    private const int MaxCachedModels = 4096;
+
+    private readonly FrozenDictionary<string, Dated[]> _byModelAndTier;
+    private readonly ConcurrentDictionary<(string Model, PriceTier Tier), Candidate[]> _resolved = new();
 
     /// <summary>Creates a table over the given prices; a later price with the same model, tier and date replaces an earlier one.</summary>
     /// <param name="prices">The prices.</param>
@@ -30,7 +36,7 @@ public sealed partial class PriceTable
         Prices = [.. unique.Values.OrderBy(p => p.Model, StringComparer.Ordinal).ThenBy(p => p.Tier).ThenBy(p => p.EffectiveFrom)];
         _byModelAndTier = unique.Values
             .GroupBy(p => Key(p.Model, p.Tier), StringComparer.Ordinal)
-            .ToFrozenDictionary(g => g.Key, g => g.OrderBy(p => p.EffectiveFrom).ToArray(), StringComparer.Ordinal);
+            .ToFrozenDictionary(g => g.Key, g => g.OrderBy(p => p.EffectiveFrom).Select(p => new Dated(p, p.Id)).ToArray(), StringComparer.Ordinal);
     }
 
     /// <summary>The built-in prices of current OpenAI models.</summary>
@@ -55,31 +61,7 @@ public sealed partial class PriceTable
     /// <param name="tier">The tier.</param>
     /// <param name="at">When the call started.</param>
     /// <returns>The price, or null.</returns>
-    public ModelPrice? Find(string? model, PriceTier tier, DateTimeOffset at)
-    {
-        if (string.IsNullOrWhiteSpace(model))
-        {
-            return null;
-        }
-
-        var day = DateOnly.FromDateTime(at.UtcDateTime);
-        var name = model.Trim().ToLowerInvariant();
-        foreach (var candidate in Candidates(name))
-        {
-            // A tier the model has no price on falls back to standard; a call older than every
-            // known price gets the oldest one rather than none.
-            var price = InEffect(candidate, tier, day)
-                ?? InEffect(candidate, PriceTier.Standard, day)
-                ?? Oldest(candidate, PriceTier.Standard)
-                ?? Oldest(candidate, tier);
-            if (price is not null)
-            {
-                return price;
-            }
-        }
-
-        return null;
-    }
+    public ModelPrice? Find(string? model, PriceTier tier, DateTimeOffset at) => Resolve(model, tier, at)?.Price;
 
     /// <summary>Prices a record: sets <see cref="UsageRecord.CostUsd"/> and <see cref="UsageRecord.PriceId"/>, or clears both when the model has no price.</summary>
     /// <param name="record">The record; <see cref="UsageRecord.Model"/> (else <see cref="UsageRecord.RequestModel"/>), <see cref="UsageRecord.ServiceTier"/> and <see cref="UsageRecord.CreatedAt"/> pick the price.</param>
@@ -87,10 +69,10 @@ public sealed partial class PriceTable
     public UsageRecord Price(UsageRecord record)
     {
         ArgumentNullException.ThrowIfNull(record);
-        var price = Find(record.Model ?? record.RequestModel, ParseTier(record.ServiceTier), record.CreatedAt);
+        var price = Resolve(record.Model ?? record.RequestModel, ParseTier(record.ServiceTier), record.CreatedAt);
         return price is null
             ? record with { CostUsd = null, PriceId = null }
-            : record with { CostUsd = price.CalculateCost(record), PriceId = price.Id };
+            : record with { CostUsd = price.Price.CalculateCost(record), PriceId = price.Id };
     }
 
     /// <summary>Returns a table with these prices added; a price with the same model, tier and date replaces the existing one.</summary>
@@ -102,9 +84,47 @@ public sealed partial class PriceTable
         return new PriceTable(Prices.Concat(prices));
     }
 
-    private ModelPrice? InEffect(string model, PriceTier tier, DateOnly day)
+    private Dated? Resolve(string? model, PriceTier tier, DateTimeOffset at)
     {
-        if (!_byModelAndTier.TryGetValue(Key(model, tier), out var dated))
+        if (string.IsNullOrWhiteSpace(model))
+        {
+            return null;
+        }
+
+        if (!_resolved.TryGetValue((model, tier), out var candidates))
+        {
+            candidates = [.. Candidates(model.Trim().ToLowerInvariant())
+                .Select(name => new Candidate(Lookup(name, tier), Lookup(name, PriceTier.Standard)))
+                .Where(c => c.InTier is not null || c.Standard is not null)];
+            if (_resolved.Count < MaxCachedModels)
+            {
+                _resolved.TryAdd((model, tier), candidates);
+            }
+        }
+
+        var day = DateOnly.FromDateTime(at.UtcDateTime);
+        foreach (var candidate in candidates)
+        {
+            // A tier the model has no price on falls back to standard; a call older than every
+            // known price gets the oldest one rather than none.
+            var price = InEffect(candidate.InTier, day)
+                ?? InEffect(candidate.Standard, day)
+                ?? candidate.Standard?[0]
+                ?? candidate.InTier?[0];
+            if (price is not null)
+            {
+                return price;
+            }
+        }
+
+        return null;
+    }
+
+    private Dated[]? Lookup(string model, PriceTier tier) => _byModelAndTier.TryGetValue(Key(model, tier), out var dated) ? dated : null;
+
+    private static Dated? InEffect(Dated[]? dated, DateOnly day)
+    {
+        if (dated is null)
         {
             return null;
         }
@@ -112,7 +132,7 @@ public sealed partial class PriceTable
         // The latest price that took effect on or before the day.
         for (var i = dated.Length - 1; i >= 0; i--)
         {
-            if (dated[i].EffectiveFrom <= day)
+            if (dated[i].Price.EffectiveFrom <= day)
             {
                 return dated[i];
             }
@@ -120,9 +140,6 @@ public sealed partial class PriceTable
 
         return null;
     }
-
-    private ModelPrice? Oldest(string model, PriceTier tier) =>
-        _byModelAndTier.TryGetValue(Key(model, tier), out var dated) ? dated[0] : null;
 
     private static IEnumerable<string> Candidates(string model)
     {
@@ -137,6 +154,12 @@ public sealed partial class PriceTable
     }
 
     private static string Key(string model, PriceTier tier) => string.Concat(model.ToLowerInvariant(), "|", ModelPrice.TierName(tier));
+
+    /// <summary>A price with its <see cref="ModelPrice.Id"/> formatted once.</summary>
+    private sealed record Dated(ModelPrice Price, string Id);
+
+    /// <summary>One name a model may be priced under (itself, or its family), on the call's tier and on standard.</summary>
+    private readonly record struct Candidate(Dated[]? InTier, Dated[]? Standard);
 
     [GeneratedRegex(@"-(\d{4}-\d{2}-\d{2}|\d{4})$", RegexOptions.CultureInvariant)]
     private static partial Regex SnapshotSuffix();

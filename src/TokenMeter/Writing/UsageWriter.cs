@@ -35,6 +35,11 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly CancellationTokenSource _abort = new();
 
+    // Set by the loop while it waits for a batch to fill; Enqueue completes it once enough records
+    // are queued. The loop thus wakes once a batch (or at the flush interval), not once a record.
+    private TaskCompletionSource? _batchFilled;
+    private int _batchNeeds;
+
     private Task? _loop;
     private int _disposed;
     private int _queueFullLogged;
@@ -91,6 +96,13 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
                 {
                     Log.QueueFull(_logger, _options.QueueCapacity);
                 }
+            }
+
+            // A full fence, paired with the loop's publishing of the signal: either the loop sees
+            // this record when it counts, or this sees the loop's signal.
+            if (Interlocked.CompareExchange(ref _batchFilled, null, null) is { } filled && _channel.Reader.Count >= Volatile.Read(ref _batchNeeds))
+            {
+                filled.TrySetResult();
             }
 
             _metrics?.Queued();
@@ -255,7 +267,7 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
         while (batch.Count < _options.BatchSize && !_stopping.IsCancellationRequested)
         {
             var remaining = deadline - _timeProvider.GetUtcNow();
-            if (remaining <= TimeSpan.Zero || !await WaitForDataAsync(remaining).ConfigureAwait(false))
+            if (remaining <= TimeSpan.Zero || !await WaitForBatchAsync(_options.BatchSize - batch.Count, remaining).ConfigureAwait(false))
             {
                 break;
             }
@@ -275,8 +287,20 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
             return _channel.Reader.TryPeek(out _);
         }
 
-        using var timer = timeout is { } t ? new CancellationTokenSource(t, _timeProvider) : null;
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token, timer?.Token ?? CancellationToken.None);
+        if (timeout is null)
+        {
+            try
+            {
+                return await _channel.Reader.WaitToReadAsync(_stopping.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return _channel.Reader.TryPeek(out _);
+            }
+        }
+
+        using var timer = new CancellationTokenSource(timeout.Value, _timeProvider);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token, timer.Token);
         try
         {
             return await _channel.Reader.WaitToReadAsync(linked.Token).ConfigureAwait(false);
@@ -284,6 +308,41 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
         catch (OperationCanceledException)
         {
             return _channel.Reader.TryPeek(out _);
+        }
+    }
+
+    /// <summary>
+    /// Waits until <paramref name="needed"/> records are queued (or the queue is full); false on
+    /// time-out or stop. Records arriving meanwhile do not wake the loop one by one.
+    /// </summary>
+    private async Task<bool> WaitForBatchAsync(int needed, TimeSpan timeout)
+    {
+        needed = Math.Min(needed, _options.QueueCapacity);
+        if (_channel.Reader.Count >= needed)
+        {
+            return true;
+        }
+
+        var filled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Volatile.Write(ref _batchNeeds, needed);
+        Interlocked.Exchange(ref _batchFilled, filled);
+        try
+        {
+            // A record queued before the signal was up did not see it: count again.
+            if (_channel.Reader.Count >= needed)
+            {
+                return true;
+            }
+
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+            var delay = Task.Delay(timeout, _timeProvider, stop.Token);
+            await Task.WhenAny(filled.Task, delay).ConfigureAwait(false);
+            await stop.CancelAsync().ConfigureAwait(false);
+            return filled.Task.IsCompleted;
+        }
+        finally
+        {
+            Interlocked.Exchange(ref _batchFilled, null);
         }
     }
 

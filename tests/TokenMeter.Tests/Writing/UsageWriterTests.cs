@@ -86,6 +86,56 @@ public sealed class UsageWriterTests : IDisposable
     }
 
     [Fact]
+    public async Task Enqueue_BatchFillsWhileTheLoopWaits_StoredInOneAppendWithoutTheClock()
+    {
+        var store = new FlakyUsageStore();
+        await using var writer = NewWriter(store, o => o.FlushInterval = TimeSpan.FromHours(1));
+        await writer.StartAsync(default);
+
+        // The loop takes the first record and then waits for the batch to fill.
+        writer.Enqueue(NewRecord(0));
+        await Eventually.TrueAsync(() => writer.QueueLength == 0);
+        for (var i = 1; i < 9; i++)
+        {
+            writer.Enqueue(NewRecord(i));
+        }
+
+        Assert.Equal(0, store.AppendCalls);
+
+        // The tenth record fills the batch: it is stored at once, the fake clock never moves.
+        writer.Enqueue(NewRecord(9));
+        await Eventually.TrueAsync(() => store.StoredCount == 10);
+        Assert.Equal(1, store.AppendCalls);
+    }
+
+    [Fact]
+    public async Task Enqueue_ManyThreadsAtOnce_EveryBatchFillsAndIsStoredWithoutTheClock()
+    {
+        // Every batch waits for its last record; a lost wake-up would leave one waiting for an
+        // hour that the fake clock never reaches.
+        var store = new FlakyUsageStore();
+        await using var writer = NewWriter(store, o =>
+        {
+            o.BatchSize = 100;
+            o.FlushInterval = TimeSpan.FromHours(1);
+        });
+        await writer.StartAsync(default);
+
+        var records = Enumerable.Range(0, 8000).Select(NewRecord).ToArray();
+        await Task.WhenAll(Enumerable.Range(0, 4).Select(t => Task.Run(() =>
+        {
+            for (var i = t; i < records.Length; i += 4)
+            {
+                writer.Enqueue(records[i]);
+            }
+        })));
+
+        await Eventually.TrueAsync(() => store.StoredCount == records.Length, timeout: TimeSpan.FromSeconds(30));
+        await AssertStoredExactlyOnceAsync(store, records);
+        Assert.Equal(records.Length / 100, store.AppendCalls);
+    }
+
+    [Fact]
     public async Task Enqueue_PartialBatch_StoredOnlyAfterFlushInterval()
     {
         var store = new FlakyUsageStore();
