@@ -30,9 +30,7 @@ internal static class Commands
                     return faultExit;
                 }
 
-                Print("""
-                    commands:
-                    """ + FaultCommands.Help + "\n" + BenchCommands.Help);
+                Print("commands:\n" + FaultCommands.Help + "\n" + BenchCommands.Help);
                 return command == "help" ? 0 : 2;
         }
     }

@@ -105,10 +105,9 @@ public sealed class FakeOpenAIServerTests
         var error = await Assert.ThrowsAsync<ClientResultException>(() => noRetry.CompleteChatAsync([new UserChatMessage("hi")]));
         Assert.Equal(500, error.Status);
 
-        // The cut aborts the connection. On a loaded machine Kestrel may not have sent the stream's
-        // first bytes yet when it does; HttpClient then sees a pooled connection die before any
-        // response byte and transparently sends the request again on a new connection. Script that
-        // resend too (it used to get the default success: the rare "no exception" flake).
+        // The cut aborts the connection. Should the same request reach the server a second time (a
+        // transport-level resend), it must be cut too, not get the default success: the rare "no
+        // exception" flake seen under heavy load is consistent with that (suspected, not reproduced).
         var cutReply = new FakeReply { Kind = FakeReplyKind.CutStream, CutAfterChunks = 2 };
         server.Enqueue(cutReply);
         server.DefaultReply = cutReply;
@@ -121,28 +120,5 @@ public sealed class FakeOpenAIServerTests
             }
         });
         Assert.True(cut is not null, $"no exception after {updates} updates, {server.RequestCount} requests");
-    }
-
-    [Fact]
-    public async Task DroppedConnection_OnAPooledConnection_IsSentAgainByHttpClient()
-    {
-        // Why a scripted abort must also script the resend: SocketsHttpHandler resends a request
-        // whose pooled connection closed before any response byte, so the server sees it twice and
-        // the caller sees whatever the second request got.
-        await using var server = await FakeOpenAIServer.StartAsync();
-        using var http = new HttpClient(new SocketsHttpHandler());
-        var chat = new OpenAIClient(new ApiKeyCredential("sk-test"), new OpenAIClientOptions
-        {
-            Endpoint = server.Endpoint,
-            RetryPolicy = new ClientRetryPolicy(0),
-            Transport = new HttpClientPipelineTransport(http),
-        }).GetChatClient("gpt-4o");
-        await chat.CompleteChatAsync([new UserChatMessage("warm the pooled connection")]);
-
-        server.Enqueue(new FakeReply { Kind = FakeReplyKind.DropConnection });
-        ChatCompletion completion = await chat.CompleteChatAsync([new UserChatMessage("hi")]);
-
-        Assert.Equal(FakeReply.Ok.Text, completion.Content[0].Text);
-        Assert.Equal(3, server.RequestCount);
     }
 }
