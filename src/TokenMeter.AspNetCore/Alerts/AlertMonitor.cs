@@ -91,6 +91,12 @@ internal sealed class AlertMonitor : BackgroundService
         var monthEnd = monthStart.AddMonths(1);
         foreach (var userId in batch.Where(r => r.UserId is not null && r.CostUsd > 0).Select(r => r.UserId!).Distinct(StringComparer.Ordinal))
         {
+            // Users without a cost limit have no threshold to cross: skip the spend reads.
+            if ((await _guard.GetLimitAsync(userId, cancellationToken).ConfigureAwait(false))?.MonthlyCostUsd is not > 0m)
+            {
+                continue;
+            }
+
             var status = await _guard.GetStatusAsync(userId, cancellationToken).ConfigureAwait(false);
             if (status.Limit?.MonthlyCostUsd is not { } limit || limit <= 0)
             {

@@ -119,6 +119,17 @@ public sealed class BudgetGuard
         }
     }
 
+    /// <summary>The limits that apply to the user (read through the in-process budget cache), or null when none apply.</summary>
+    /// <param name="userId">The user.</param>
+    /// <param name="cancellationToken">Cancels the read.</param>
+    /// <returns>The limits, or null.</returns>
+    public async ValueTask<BudgetLimit?> GetLimitAsync(string userId, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(userId);
+        var limit = await _budgets.GetEffectiveBudgetAsync(userId, cancellationToken).ConfigureAwait(false);
+        return limit is { HasLimit: true } ? limit : null;
+    }
+
     /// <summary>The user's limits and spend this month; <see cref="BudgetStatus.Limit"/> is null when no limit applies.</summary>
     /// <param name="userId">The user.</param>
     /// <param name="cancellationToken">Cancels the reads.</param>

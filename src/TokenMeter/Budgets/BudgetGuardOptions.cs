@@ -23,4 +23,12 @@ public sealed class BudgetGuardOptions
     /// user's spend. Default 10 minutes, well beyond any writer flush interval.
     /// </summary>
     public TimeSpan PendingRetention { get; set; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>
+    /// How long a user's effective limits are kept in-process before the store is read again.
+    /// Changes made through this instance (its <see cref="IBudgetStore"/> or the budget API) apply
+    /// at once; changes made by other instances apply within this time. Default 5 seconds;
+    /// <see cref="TimeSpan.Zero"/> reads the store on every check.
+    /// </summary>
+    public TimeSpan BudgetCacheDuration { get; set; } = TimeSpan.FromSeconds(5);
 }

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
 using TokenMeter.Metering;
 
 namespace TokenMeter.Budgets;
@@ -25,9 +26,52 @@ public static class BudgetServiceCollectionExtensions
 
         builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.TryAddSingleton<BudgetGuard>();
+        CacheBudgetStore(builder.Services);
 
         // Metered calls count at once, not only once the writer has stored them.
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IUsageObserver, BudgetUsageObserver>());
         return builder;
+    }
+
+    /// <summary>
+    /// Wraps the budget store registered so far in <see cref="CachingBudgetStore"/>, so budget checks
+    /// read limits from memory and every change made through the container's store clears them.
+    /// </summary>
+    private static void CacheBudgetStore(IServiceCollection services)
+    {
+        var index = -1;
+        for (var i = services.Count - 1; i >= 0; i--)
+        {
+            if (services[i].ServiceType == typeof(IBudgetStore))
+            {
+                index = i;
+                break;
+            }
+        }
+
+        if (index < 0)
+        {
+            return;
+        }
+
+        var inner = services[index];
+        if (inner.Lifetime != ServiceLifetime.Singleton || inner.IsKeyedService || inner.ImplementationFactory?.Target is CachedBudgetStoreFactory)
+        {
+            return;
+        }
+
+        services[index] = ServiceDescriptor.Singleton<IBudgetStore>(new CachedBudgetStoreFactory(inner).Create);
+    }
+
+    private sealed class CachedBudgetStoreFactory(ServiceDescriptor inner)
+    {
+        public CachingBudgetStore Create(IServiceProvider services)
+        {
+            var store = inner.ImplementationInstance as IBudgetStore
+                ?? inner.ImplementationFactory?.Invoke(services) as IBudgetStore
+                ?? (IBudgetStore)ActivatorUtilities.CreateInstance(services, inner.ImplementationType!);
+            var duration = services.GetRequiredService<IOptions<BudgetGuardOptions>>().Value.BudgetCacheDuration;
+            return new CachingBudgetStore(store, services.GetRequiredService<TimeProvider>(), duration);
+        }
     }
 }
