@@ -26,6 +26,12 @@ internal static class Commands
                 return await SignalAsync(SampleProcess.SigKill, Seconds(rest, 0, 10), Int(rest, 1, 32), databaseDown: false).ConfigureAwait(false);
             case "sigkill-spool":
                 return await SignalAsync(SampleProcess.SigKill, Seconds(rest, 0, 10), Int(rest, 1, 32), databaseDown: true).ConfigureAwait(false);
+            case "sample-vs-sdk":
+                return await BenchCommands.SampleVsSdkAsync(rest).ConfigureAwait(false);
+            case "sustained":
+                return await BenchCommands.SustainedAsync(rest).ConfigureAwait(false);
+            case "export":
+                return await BenchCommands.ExportAsync(rest).ConfigureAwait(false);
             default:
                 Print("""
                     commands:
@@ -33,7 +39,7 @@ internal static class Commands
                       sigterm [load-seconds=10] [callers=32]         the sample sent SIGTERM under load
                       sigkill [load-seconds=10] [callers=32]         the sample SIGKILLed under load, then restarted
                       sigkill-spool [load-seconds=10] [callers=32]   PostgreSQL down, the sample SIGKILLed, both restarted: the spool replays
-                    """);
+                    """ + "\n" + BenchCommands.Help);
                 return command == "help" ? 0 : 2;
         }
     }

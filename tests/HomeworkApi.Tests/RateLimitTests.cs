@@ -368,6 +368,32 @@ public sealed class RateLimitWindowTests
         Assert.Equal(1, window.TrackedUsers);
     }
 
+    [Fact]
+    public async Task TokenWindow_ConcurrentRecordsAndSweeps_LoseNoTokens()
+    {
+        var window = new UserTokenWindow(_clock);
+        var users = Enumerable.Range(0, 8).SelectMany(t => Enumerable.Range(0, 50).Select(u => $"t{t}-{u}")).Append("shared").ToList();
+        foreach (var user in users)
+        {
+            window.OnUsage(Record(user, 1000));
+        }
+
+        // A minute on, those tokens have left the window and the sweep is due: it races to drop each
+        // user while eight threads record new tokens for a shared user and for users of their own.
+        _clock.Advance(TimeSpan.FromSeconds(60));
+        await Task.WhenAll(Enumerable.Range(0, 8).Select(t => Task.Run(() =>
+        {
+            for (var i = 0; i < 2000; i++)
+            {
+                window.OnUsage(Record("shared", 1));
+                window.OnUsage(Record($"t{t}-{i % 50}", 1));
+            }
+        })));
+
+        Assert.Equal(16_000, window.Check("shared", long.MaxValue).Used);
+        Assert.Equal(8 * 2000, Enumerable.Range(0, 8).SelectMany(t => Enumerable.Range(0, 50).Select(u => window.Check($"t{t}-{u}", long.MaxValue).Used)).Sum());
+    }
+
     [Theory]
     [InlineData("203.0.113.7", "203.0.113.7")]
     [InlineData("::ffff:203.0.113.7", "203.0.113.7")]

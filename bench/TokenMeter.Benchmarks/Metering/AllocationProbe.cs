@@ -188,36 +188,44 @@ internal static class AllocationProbe
         const int Rounds = 7;
         var cpuU = new double[Rounds];
         var cpuM = new double[Rounds];
+        var callerU = new double[Rounds];
+        var callerM = new double[Rounds];
         var bytesU = new double[Rounds];
         var bytesM = new double[Rounds];
         for (var r = 0; r < Rounds; r++)
         {
-            (cpuU[r], bytesU[r]) = Block(unmetered, calls);
-            (cpuM[r], bytesM[r]) = Block(metered, calls);
+            (cpuU[r], callerU[r], bytesU[r]) = Block(unmetered, calls);
+            (cpuM[r], callerM[r], bytesM[r]) = Block(metered, calls);
         }
 
         Array.Sort(cpuU);
         Array.Sort(cpuM);
+        Array.Sort(callerU);
+        Array.Sort(callerM);
         Array.Sort(bytesU);
         Array.Sort(bytesM);
         var (cu, cm, bu, bm) = (cpuU[Rounds / 2], cpuM[Rounds / 2], bytesU[Rounds / 2], bytesM[Rounds / 2]);
+        var (tu, tm) = (callerU[Rounds / 2], callerM[Rounds / 2]);
         Console.WriteLine(FormattableString.Invariant(
-            $"   {name,-19} CPU unmetered {cu,6:F1} us/call  metered {cm,6:F1} us/call  extra {cm - cu,5:F1} us/call | unmetered {bu,6:F0} B/call  metered {bm,6:F0} B/call  extra {bm - bu,5:F0} B/call"));
+            $"   {name,-19} CPU unmetered {cu,6:F1} us/call  metered {cm,6:F1} us/call  extra {cm - cu,5:F1} us/call (caller's thread: {tu:F1} -> {tm:F1}, extra {tm - tu:F1}) | unmetered {bu,6:F0} B/call  metered {bm,6:F0} B/call  extra {bm - bu,5:F0} B/call"));
     }
 
-    private static (double CpuMicroseconds, double Bytes) Block(Func<Task> call, int calls)
+    private static (double CpuMicroseconds, double CallerMicroseconds, double Bytes) Block(Func<Task> call, int calls)
     {
         var bytes = GC.GetTotalAllocatedBytes(precise: true);
+        var caller = ThreadCpuNanoseconds();
         var cpu = ProcessCpuNanoseconds();
         for (var i = 0; i < calls; i++)
         {
             call().GetAwaiter().GetResult();
         }
 
+        var callerAfter = ThreadCpuNanoseconds();
+
         // Let the writer finish its share of this block before the clock stops.
         Thread.Sleep(20);
         var cpuAfter = ProcessCpuNanoseconds();
-        return ((cpuAfter - cpu) / 1000.0 / calls, (GC.GetTotalAllocatedBytes(precise: true) - bytes) / (double)calls);
+        return ((cpuAfter - cpu) / 1000.0 / calls, (callerAfter - caller) / 1000.0 / calls, (GC.GetTotalAllocatedBytes(precise: true) - bytes) / (double)calls);
     }
 
     // Sum of every thread's run time from /proc (nanoseconds, precise), or the coarse
@@ -245,6 +253,20 @@ internal static class AllocationProbe
         }
 
         return total;
+    }
+
+    // The calling thread's run time (the in-process calls complete on it synchronously).
+    private static long ThreadCpuNanoseconds()
+    {
+        try
+        {
+            var text = File.ReadAllText("/proc/thread-self/schedstat");
+            return long.Parse(text.AsSpan(0, text.IndexOf(' ', StringComparison.Ordinal)), CultureInfo.InvariantCulture);
+        }
+        catch (IOException)
+        {
+            return 0;
+        }
     }
 
     private static string LoadAverage()

@@ -1,3 +1,4 @@
+using System.Threading.Channels;
 using CsvHelper;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
@@ -12,7 +13,12 @@ internal static class UsageCsv
     /// <summary>Rows read before each directory lookup and flush.</summary>
     internal const int ChunkSize = 500;
 
+    /// <summary>Chunks the store's reader may run ahead of the writer (bounds the memory of an export).</summary>
+    internal const int ReadAheadChunks = 4;
+
     private const int MaxCachedUsers = 10_000;
+
+    private const int MaxCachedMetadata = 4_096;
 
     public static readonly string[] DetailedHeader =
     [
@@ -32,19 +38,56 @@ internal static class UsageCsv
         var queries = context.RequestServices.GetRequiredService<IUsageQueries>();
         var directory = context.RequestServices.GetService<IUserDirectory>();
         var users = new Dictionary<string, UserDirectoryEntry?>(StringComparer.Ordinal);
+        var metadata = new Dictionary<IReadOnlyDictionary<string, string>, string>(ReferenceEqualityComparer.Instance);
         csv.WriteHeader(DetailedHeader);
-        var chunk = new List<UsageRecord>(ChunkSize);
-        await foreach (var record in queries.ExportAsync(query, cancellationToken).ConfigureAwait(false))
+
+        // The store's reader runs on its own task, a few chunks ahead of the writer: reading rows and
+        // writing CSV then use both cores instead of taking turns. The bounded channel keeps memory flat.
+        var chunks = Channel.CreateBounded<List<UsageRecord>>(new BoundedChannelOptions(ReadAheadChunks) { SingleReader = true, SingleWriter = true });
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var reader = Task.Run(() => ReadChunksAsync(queries, query, chunks.Writer, stop.Token), CancellationToken.None);
+        try
         {
-            chunk.Add(record);
-            if (chunk.Count == ChunkSize)
+            await foreach (var chunk in chunks.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
             {
-                await WriteChunkAsync(csv, chunk, directory, users, cancellationToken).ConfigureAwait(false);
-                chunk.Clear();
+                await WriteChunkAsync(csv, chunk, directory, users, metadata, cancellationToken).ConfigureAwait(false);
             }
         }
+        finally
+        {
+            await stop.CancelAsync().ConfigureAwait(false);
+            await reader.ConfigureAwait(false);
+        }
+    }
 
-        await WriteChunkAsync(csv, chunk, directory, users, cancellationToken).ConfigureAwait(false);
+    private static async Task ReadChunksAsync(IUsageQueries queries, UsageExportQuery query, ChannelWriter<List<UsageRecord>> chunks, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var chunk = new List<UsageRecord>(ChunkSize);
+            await foreach (var record in queries.ExportAsync(query, cancellationToken).ConfigureAwait(false))
+            {
+                chunk.Add(record);
+                if (chunk.Count == ChunkSize)
+                {
+                    await chunks.WriteAsync(chunk, cancellationToken).ConfigureAwait(false);
+                    chunk = new List<UsageRecord>(ChunkSize);
+                }
+            }
+
+            if (chunk.Count > 0)
+            {
+                await chunks.WriteAsync(chunk, cancellationToken).ConfigureAwait(false);
+            }
+
+            chunks.Complete();
+        }
+#pragma warning disable CA1031 // Handed to the writer's side, which rethrows it.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            chunks.Complete(ex);
+        }
     }
 
     public static async Task WriteSummaryAsync(CsvWriter csv, HttpContext context, CancellationToken cancellationToken)
@@ -100,6 +143,7 @@ internal static class UsageCsv
         List<UsageRecord> chunk,
         IUserDirectory? directory,
         Dictionary<string, UserDirectoryEntry?> users,
+        Dictionary<IReadOnlyDictionary<string, string>, string> metadata,
         CancellationToken cancellationToken)
     {
         if (chunk.Count == 0)
@@ -149,7 +193,7 @@ internal static class UsageCsv
             csv.WriteField(StatusText(r.Status));
             csv.WriteField(r.SessionId);
             csv.WriteField(r.ProblemId);
-            csv.WriteField(r.Tags is { Count: > 0 } tags ? JsonSerializer.Serialize(tags) : null);
+            csv.WriteField(r.Tags is { Count: > 0 } tags ? MetadataJson(tags, metadata) : null);
             csv.WriteField(r.Operation);
             csv.WriteField(r.RequestModel);
             csv.WriteField(Math.Round(r.DurationMs, 3), default);
@@ -159,6 +203,27 @@ internal static class UsageCsv
         }
 
         await csv.FlushAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The metadata cell: the tags as JSON, serialized once per dictionary instance (a store may hand
+    /// out one shared, read-only dictionary for every row with the same tags).
+    /// </summary>
+    private static string MetadataJson(IReadOnlyDictionary<string, string> tags, Dictionary<IReadOnlyDictionary<string, string>, string> cache)
+    {
+        if (cache.TryGetValue(tags, out var json))
+        {
+            return json;
+        }
+
+        if (cache.Count >= MaxCachedMetadata)
+        {
+            cache.Clear();
+        }
+
+        json = JsonSerializer.Serialize(tags);
+        cache[tags] = json;
+        return json;
     }
 
     private static void WriteTimestamp(CsvWriter csv, DateTimeOffset? value)

@@ -286,15 +286,19 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
         var command = Command($"SELECT {PostgresSql.Columns} FROM {S}.user_api_usage{where} ORDER BY created_at, id", [.. parameters]);
         await using var commandScope = command.ConfigureAwait(false);
         command.CommandTimeout = 0;
-        var reader = await command.ExecuteReaderAsync(System.Data.CommandBehavior.SequentialAccess, cancellationToken).ConfigureAwait(false);
+
+        // Rows are small: ReadAsync buffers each whole row, so the getters never wait on the socket
+        // (with SequentialAccess a row split across reads made them block synchronously).
+        var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         await using var readerScope = reader.ConfigureAwait(false);
+        var tags = new TagCache();
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            yield return ReadRecord(reader);
+            yield return ReadRecord(reader, tags);
         }
     }
 
-    internal static UsageRecord ReadRecord(NpgsqlDataReader reader)
+    internal static UsageRecord ReadRecord(NpgsqlDataReader reader, TagCache? tags = null)
     {
         // Columns in PostgresSql.Columns order, read in order (the reader is sequential).
         var id = reader.GetGuid(0);
@@ -346,8 +350,37 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
             Streaming = streaming,
             SessionId = session,
             ProblemId = problem,
-            Tags = metadata is null ? null : JsonSerializer.Deserialize(metadata, PostgresJsonContext.Default.DictionaryStringString),
+            Tags = metadata is null ? null : tags is null ? ParseTags(metadata) : tags.Get(metadata),
         };
+    }
+
+    private static Dictionary<string, string>? ParseTags(string metadata) => JsonSerializer.Deserialize(metadata, PostgresJsonContext.Default.DictionaryStringString);
+
+    /// <summary>
+    /// Metadata of one export, parsed once per distinct text: calls repeat a few tag sets (grade,
+    /// subject...), so most rows share a parsed, read-only dictionary instead of parsing their own.
+    /// </summary>
+    internal sealed class TagCache
+    {
+        private const int MaxEntries = 4096;
+        private readonly Dictionary<string, IReadOnlyDictionary<string, string>?> _parsed = new(StringComparer.Ordinal);
+
+        public IReadOnlyDictionary<string, string>? Get(string metadata)
+        {
+            if (_parsed.TryGetValue(metadata, out var tags))
+            {
+                return tags;
+            }
+
+            if (_parsed.Count >= MaxEntries)
+            {
+                _parsed.Clear();
+            }
+
+            tags = ParseTags(metadata)?.AsReadOnly();
+            _parsed[metadata] = tags;
+            return tags;
+        }
     }
 
     private static string? NullableString(NpgsqlDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetString(ordinal);

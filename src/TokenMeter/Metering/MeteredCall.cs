@@ -10,10 +10,10 @@ internal sealed class MeteredCall
     private readonly UsageMeter _meter;
     private readonly ILogger _logger;
     private readonly long _startTimestamp;
-    private byte[]? _requestBody;
+    private PooledBufferStream? _requestBody;
     private int _completed;
 
-    public MeteredCall(UsageMeter meter, ILogger logger, string operation, UsageScope? scope, in RequestInfo request, byte[]? requestBodyForEstimate)
+    public MeteredCall(UsageMeter meter, ILogger logger, string operation, UsageScope? scope, in RequestInfo request, PooledBufferStream? requestBodyForEstimate)
     {
         _meter = meter;
         _logger = logger;
@@ -88,7 +88,7 @@ internal sealed class MeteredCall
 
             if (!usage.HasUsage && _requestBody is { } body && EstimateMissingUsage && status is UsageStatus.UsageMissing or UsageStatus.Cancelled or UsageStatus.TransportError)
             {
-                var estimated = TokenEstimator.EstimateInputTokens(body);
+                var estimated = TokenEstimator.EstimateInputTokens(body.WrittenSpan);
                 if (estimated > 0)
                 {
                     record = record with
@@ -103,14 +103,21 @@ internal sealed class MeteredCall
                 Log.UsageMissing(_logger, Operation, record.Model, record.Status, estimated);
             }
 
-            _requestBody = null;
+            ReleaseRequestBody();
             _meter.Record(record, Scope);
         }
         catch (Exception ex)
         {
             Log.MeteringFailed(_logger, ex);
         }
+        finally
+        {
+            ReleaseRequestBody();
+        }
     }
+
+    // The body is a pooled buffer: back to the pool once, as soon as it is no longer needed.
+    private void ReleaseRequestBody() => Interlocked.Exchange(ref _requestBody, null)?.Dispose();
 
     private static Dictionary<string, string> WithTag(IReadOnlyDictionary<string, string>? tags, string key, string value)
     {

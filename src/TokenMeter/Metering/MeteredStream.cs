@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 
 namespace TokenMeter.Metering;
 
@@ -122,6 +123,8 @@ internal sealed class MeteredStream : Stream
         base.Dispose(disposing);
     }
 
+    // Pooled: a streamed reply waits on most of its reads, and each wait would otherwise box a state machine.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<int> AwaitRead(ValueTask<int> pending, Memory<byte> buffer, CancellationToken cancellationToken)
     {
         int read;

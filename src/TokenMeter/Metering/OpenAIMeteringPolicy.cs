@@ -1,5 +1,6 @@
 using System.ClientModel;
 using System.ClientModel.Primitives;
+using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using TokenMeter.Attribution;
@@ -69,6 +70,8 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
         Completed(call, message);
     }
 
+    // Pooled: the rest of the pipeline completes asynchronously, which would box this state machine on every call.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public override async ValueTask ProcessAsync(PipelineMessage message, IReadOnlyList<PipelinePolicy> pipeline, int currentIndex)
     {
         var operation = Start(message);
@@ -207,7 +210,7 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
         {
             var options = _options.CurrentValue;
             var info = default(RequestInfo);
-            byte[]? keptBody = null;
+            PooledBufferStream? keptBody = null;
             if (copy is not null)
             {
                 // A multipart/form-data body starts with its boundary; a JSON body with '{'.
@@ -226,15 +229,23 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
                     info = RequestInfo.FromJson(copy.WrittenSpan);
                     if (info.Stream)
                     {
-                        // Kept to estimate input tokens should the stream never report its usage.
-                        keptBody = copy.WrittenSpan.ToArray();
-                        if (operation == UsageOperation.Chat && !info.HasStreamOptions && options.IncludeStreamUsage && RequestInfo.WithIncludeUsage(keptBody) is { } withUsage)
+                        if (operation == UsageOperation.Chat && !info.HasStreamOptions && options.IncludeStreamUsage && RequestInfo.WithIncludeUsage(copy.WrittenSpan) is { } withUsage)
                         {
                             message.Request.Content = BinaryContent.Create(new BinaryData(withUsage));
                         }
+
+                        // Kept (the pooled copy itself, until the call completes) to estimate input
+                        // tokens should the stream never report its usage.
+                        if (options.EstimateMissingUsage)
+                        {
+                            keptBody = copy;
+                        }
                     }
 
-                    copy.Dispose();
+                    if (keptBody is null)
+                    {
+                        copy.Dispose();
+                    }
                 }
             }
 

@@ -17,6 +17,41 @@ internal struct RequestInfo
         var info = default(RequestInfo);
         try
         {
+            // Fast walk over the top level, stepping over messages / input without tokenising them.
+            var members = JsonMembers.Of(json);
+            while (members.MoveNext())
+            {
+                var name = members.Name;
+                if (name.SequenceEqual("model"u8))
+                {
+                    info.Model = members.ValueAsString();
+                }
+                else if (name.SequenceEqual("user"u8))
+                {
+                    info.User = members.ValueAsString();
+                }
+                else if (name.SequenceEqual("stream"u8))
+                {
+                    info.Stream = members.Value.SequenceEqual("true"u8);
+                }
+                else if (name.SequenceEqual("stream_options"u8))
+                {
+                    info.HasStreamOptions = !members.Value.SequenceEqual("null"u8);
+                }
+            }
+
+            if (!members.Failed)
+            {
+                return info;
+            }
+        }
+        catch (JsonException)
+        {
+        }
+
+        info = default;
+        try
+        {
             var reader = new Utf8JsonReader(json);
             if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
             {

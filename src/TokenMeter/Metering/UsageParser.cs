@@ -5,12 +5,35 @@ namespace TokenMeter.Metering;
 /// <summary>
 /// Reads <c>model</c>, <c>service_tier</c> and <c>usage</c> from an OpenAI reply with a forward-only
 /// <see cref="Utf8JsonReader"/> scan (no DOM): chat, responses (also nested under <c>response</c>
-/// in stream events), embeddings, images and transcriptions (tokens or duration).
+/// in stream events), embeddings, images and transcriptions (tokens or duration). The top level is
+/// walked with <see cref="JsonMembers"/>, which steps over choices and data without tokenising
+/// them; a body it does not understand is read token by token instead.
 /// </summary>
 internal static class UsageParser
 {
     /// <summary>Parses one complete JSON object. Returns false (and leaves <paramref name="usage"/> partly filled) when the text is not a JSON object.</summary>
     public static bool TryParse(ReadOnlySpan<byte> json, ref ParsedUsage usage)
+    {
+        var before = usage;
+        try
+        {
+            var members = JsonMembers.Of(json);
+            if (ParseMembers(ref members, ref usage, nested: false))
+            {
+                return true;
+            }
+        }
+        catch (JsonException)
+        {
+        }
+
+        // Not the plain shape the fast walk understands: read every token.
+        usage = before;
+        return TryParseTokens(json, ref usage);
+    }
+
+    /// <summary>The same as <see cref="TryParse"/>, reading every token with <see cref="Utf8JsonReader"/>.</summary>
+    internal static bool TryParseTokens(ReadOnlySpan<byte> json, ref ParsedUsage usage)
     {
         try
         {
@@ -28,6 +51,48 @@ internal static class UsageParser
             return false;
         }
     }
+
+    // The fast walk: only the members named here are read; choices, output and data are stepped over.
+    private static bool ParseMembers(ref JsonMembers members, ref ParsedUsage usage, bool nested)
+    {
+        while (members.MoveNext())
+        {
+            var name = members.Name;
+            var value = members.Value;
+            if (name.SequenceEqual("usage"u8))
+            {
+                if (value[0] == (byte)'{')
+                {
+                    var reader = new Utf8JsonReader(value);
+                    reader.Read();
+                    ParseUsage(ref reader, ref usage);
+                }
+            }
+            else if (name.SequenceEqual("model"u8))
+            {
+                usage.Model = members.ValueAsString() ?? usage.Model;
+            }
+            else if (name.SequenceEqual("service_tier"u8))
+            {
+                usage.ServiceTier = members.ValueAsString() ?? usage.ServiceTier;
+            }
+            else if (!nested && name.SequenceEqual("type"u8))
+            {
+                usage.EventType = members.ValueAsString() ?? usage.EventType;
+            }
+            else if (!nested && name.SequenceEqual("response"u8) && value[0] == (byte)'{')
+            {
+                var inner = JsonMembers.Of(value);
+                if (!ParseMembers(ref inner, ref usage, nested: true))
+                {
+                    return false;
+                }
+            }
+        }
+
+        return !members.Failed;
+    }
+
 
     private static void ParseObject(ref Utf8JsonReader reader, ref ParsedUsage usage, bool nested)
     {

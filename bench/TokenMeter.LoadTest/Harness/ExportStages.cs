@@ -1,0 +1,159 @@
+using System.Data;
+using System.Diagnostics;
+using System.Globalization;
+using Microsoft.Extensions.DependencyInjection;
+using Npgsql;
+using TokenMeter.Querying;
+
+namespace TokenMeter.LoadTest.Harness;
+
+/// <summary>
+/// <c>export --stages</c>: the parts of the export measured alone, in this process, over the same
+/// seeded table: PostgreSQL's rows read with Npgsql (sequential and buffered rows), and the store's
+/// <see cref="IUsageQueries.ExportAsync"/> (rows to <see cref="UsageRecord"/>s). The HTTP route's figure
+/// minus these is what the CSV writer and Kestrel cost.
+/// </summary>
+public static class ExportStages
+{
+    private const string Columns =
+        "id, created_at, user_id, endpoint, operation, request_model, model, service_tier, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, audio_input_tokens, audio_output_tokens, total_tokens, cost_usd, price_id, duration_ms, status, http_status, streaming, session_id, problem_id, metadata";
+
+    public static async Task RunAsync(string connectionString, int postmaster, Action<string> log)
+    {
+        for (var round = 0; round < 3; round++)
+        {
+            await MeasureAsync("npgsql rows, SequentialAccess", postmaster, log, () => RawAsync(connectionString, CommandBehavior.SequentialAccess)).ConfigureAwait(false);
+            await MeasureAsync("npgsql rows, buffered rows", postmaster, log, () => RawAsync(connectionString, CommandBehavior.Default)).ConfigureAwait(false);
+            await MeasureAsync("npgsql binary COPY TO STDOUT", postmaster, log, () => CopyAsync(connectionString)).ConfigureAwait(false);
+        }
+
+        var services = new ServiceCollection();
+        services.AddLogging();
+        services.AddSingleton<Microsoft.Extensions.Configuration.IConfiguration>(new Microsoft.Extensions.Configuration.ConfigurationBuilder().Build());
+        services.AddTokenMeter().AddPostgresStore(connectionString);
+        await using var provider = services.BuildServiceProvider();
+        var queries = provider.GetRequiredService<IUsageQueries>();
+        await MeasureAsync("store ExportAsync -> UsageRecord", postmaster, log, async () =>
+        {
+            long n = 0;
+            await foreach (var r in queries.ExportAsync(new UsageExportQuery(null, null, null)).ConfigureAwait(false))
+            {
+                n += r.TotalTokens > 0 ? 1 : 1;
+            }
+
+            return n;
+        }).ConfigureAwait(false);
+    }
+
+    private static async Task MeasureAsync(string name, int postmaster, Action<string> log, Func<Task<long>> run)
+    {
+        var me = Process.GetCurrentProcess();
+        me.Refresh();
+        var cpu = me.TotalProcessorTime.TotalSeconds;
+        var pg = ProcessCpu.ChildrenOf(postmaster);
+        var clock = Stopwatch.StartNew();
+        var rows = await run().ConfigureAwait(false);
+        var seconds = clock.Elapsed.TotalSeconds;
+        me.Refresh();
+        cpu = me.TotalProcessorTime.TotalSeconds - cpu;
+        pg = ProcessCpu.ChildrenOf(postmaster) - pg;
+        log(string.Create(CultureInfo.InvariantCulture,
+            $"  stage {name}: {rows:N0} rows in {seconds:F2} s = {rows / seconds:N0} rows/s; CPU µs/row: this process {cpu * 1e6 / rows:F2}, postgres {pg * 1e6 / rows:F2}; load {Commands.LoadAverage()}"));
+    }
+
+    private static async Task<long> CopyAsync(string connectionString)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync().ConfigureAwait(false);
+        await using var export = await connection.BeginBinaryExportAsync($"COPY (SELECT {Columns} FROM user_api_usage ORDER BY created_at, id) TO STDOUT (FORMAT BINARY)").ConfigureAwait(false);
+        long n = 0;
+        long sink = 0;
+        while (await export.StartRowAsync().ConfigureAwait(false) >= 0)
+        {
+            sink += export.Read<Guid>().GetHashCode() & 1;
+            sink += export.Read<DateTime>().Ticks & 1;
+            for (var i = 2; i < 8; i++)
+            {
+                sink += Str(export);
+            }
+
+            for (var i = 8; i < 15; i++)
+            {
+                sink += export.Read<long>();
+            }
+
+            sink += Dec(export);
+            sink += Str(export);
+            sink += (long)export.Read<double>();
+            sink += export.Read<string>().Length;
+            sink += Int(export);
+            sink += export.Read<bool>() ? 1 : 0;
+            for (var i = 21; i < 24; i++)
+            {
+                sink += Str(export);
+            }
+
+            n++;
+        }
+
+        return sink > 0 ? n : n;
+    }
+
+    private static long Str(NpgsqlBinaryExporter e)
+    {
+        if (e.IsNull)
+        {
+            e.Skip();
+            return 0;
+        }
+
+        return e.Read<string>().Length;
+    }
+
+    private static long Dec(NpgsqlBinaryExporter e)
+    {
+        if (e.IsNull)
+        {
+            e.Skip();
+            return 0;
+        }
+
+        return (long)e.Read<decimal>();
+    }
+
+    private static long Int(NpgsqlBinaryExporter e)
+    {
+        if (e.IsNull)
+        {
+            e.Skip();
+            return 0;
+        }
+
+        return e.Read<int>();
+    }
+
+    private static async Task<long> RawAsync(string connectionString, CommandBehavior behavior)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync().ConfigureAwait(false);
+        await using var command = new NpgsqlCommand($"SELECT {Columns} FROM user_api_usage ORDER BY created_at, id", connection) { CommandTimeout = 0 };
+        await using var reader = await command.ExecuteReaderAsync(behavior).ConfigureAwait(false);
+        long n = 0;
+        long sink = 0;
+        while (await reader.ReadAsync().ConfigureAwait(false))
+        {
+            for (var i = 0; i < reader.FieldCount; i++)
+            {
+                if (!reader.IsDBNull(i))
+                {
+                    var value = reader.GetValue(i);
+                    sink += value is string s ? s.Length : 1;
+                }
+            }
+
+            n++;
+        }
+
+        return sink > 0 ? n : n;
+    }
+}

@@ -1,0 +1,262 @@
+using System.ClientModel;
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json.Nodes;
+using OpenAI;
+using OpenAI.Chat;
+using TokenMeter.Testing.FakeOpenAI;
+using TokenMeter.Testing.Postgres;
+
+namespace TokenMeter.LoadTest.Harness;
+
+/// <summary>
+/// <c>sample-vs-sdk</c>: the sample's <c>POST /api/hint</c> (the real HomeworkApi child process,
+/// signed-in students, metering into PostgreSQL) against the same chat completion made directly with
+/// an unmetered OpenAI SDK client, both against one loopback fake model that answers after a fixed
+/// delay. A and B alternate in short phases (A B B A ...) within one run at each caller count.
+/// </summary>
+public static class OverheadBenchmark
+{
+    public const string StudentPassword = "Student-pass-1";
+
+    public sealed record Side(long Calls, long Failed, double Seconds, double P50, double P99, double Throughput, IReadOnlyList<string> Errors);
+
+    public sealed record Level(int Callers, Side Sample, Side Sdk, double SampleCpuMsPerCall, double HarnessCpuMsPerCallA, double HarnessCpuMsPerCallB);
+
+    public static async Task<IReadOnlyList<Level>> RunAsync(TimeSpan perSide, int[] callerCounts, bool postgres, TimeSpan modelDelay, Action<string> log)
+    {
+        var spool = Directory.CreateTempSubdirectory("tokenmeter-spool-").FullName;
+        PostgresServer? server = null;
+        try
+        {
+            string? connectionString = null;
+            if (postgres)
+            {
+                server = await PostgresServer.StartAsync().ConfigureAwait(false);
+                connectionString = await server.CreateDatabaseAsync("overhead").ConfigureAwait(false);
+            }
+
+            await using var model = await HomeworkModel.StartAsync(modelDelay).ConfigureAwait(false);
+            var settings = SampleProcess.Settings(connectionString, model.Endpoint, spool, TimeSpan.FromSeconds(1));
+            await using var sample = await SampleProcess.StartAsync(settings).ConfigureAwait(false);
+            log($"sample pid {sample.Pid} on {sample.BaseAddress}, storage {(postgres ? "postgresql" : "memory")}, model delay {modelDelay.TotalMilliseconds:F0} ms");
+
+            var students = callerCounts.Max();
+            var tokens = await SignInStudentsAsync(sample.BaseAddress, students).ConfigureAwait(false);
+            log($"{students} students registered and signed in");
+
+            using var http = new HttpClient(new SocketsHttpHandler
+            {
+                MaxConnectionsPerServer = 1024,
+                PooledConnectionLifetime = TimeSpan.FromMinutes(30),
+            })
+            {
+                BaseAddress = sample.BaseAddress,
+                Timeout = TimeSpan.FromSeconds(60),
+            };
+            var auth = tokens.Select(t => new AuthenticationHeaderValue("Bearer", t)).ToArray();
+            var hintBody = Encoding.UTF8.GetBytes(SampleClient.HintBody);
+
+            async Task CallSample(int index)
+            {
+                using var request = new HttpRequestMessage(HttpMethod.Post, "/api/hint");
+                request.Headers.Authorization = auth[index];
+                request.Content = new ByteArrayContent(hintBody);
+                request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json") { CharSet = "utf-8" };
+                using var response = await http.SendAsync(request, HttpCompletionOption.ResponseContentRead).ConfigureAwait(false);
+                if (!response.IsSuccessStatusCode)
+                {
+                    var text = await response.Content.ReadAsStringAsync().ConfigureAwait(false);
+                    throw new HttpRequestException($"/api/hint answered {(int)response.StatusCode}: {text}");
+                }
+            }
+
+            // One sample call, then replay exactly the model request it made (messages, JSON schema,
+            // output limit) with a plain SDK client: the same call, minus the app around it.
+            model.Reset();
+            await CallSample(0).ConfigureAwait(false);
+            var captured = model.Requests.Last(r => r.Path.EndsWith("/chat/completions", StringComparison.Ordinal));
+            var body = captured.Json!.AsObject();
+            var modelName = body["model"]!.GetValue<string>();
+            var sdkCall = ToSdkCall(body);
+            log($"model request of /api/hint: {captured.Body.Length} bytes, model {modelName}; the direct call sends the same messages, schema and limit");
+            var direct = new OpenAIClient(new ApiKeyCredential("load-test-key"), new OpenAIClientOptions
+            {
+                Endpoint = model.Endpoint,
+                RetryPolicy = new System.ClientModel.Primitives.ClientRetryPolicy(0),
+                NetworkTimeout = TimeSpan.FromSeconds(30),
+            }).GetChatClient(modelName);
+
+            async Task CallSdk(int index)
+            {
+                // Messages and options built per call, as the sample does (the SDK writes into the options).
+                var (messages, options) = sdkCall();
+                ChatCompletion completion = await direct.CompleteChatAsync(messages, options).ConfigureAwait(false);
+                if (completion.Content.Count == 0)
+                {
+                    throw new InvalidOperationException("empty completion");
+                }
+            }
+
+            // Warm both paths (JIT, connection pools, PostgreSQL plans) at the highest caller count. The
+            // sample's tiered JIT keeps compiling for many seconds after start (over a core's worth
+            // right after start-up on this machine): warm it until its CPU per call settles.
+            var previous = double.NaN;
+            for (var round = 1; round <= 12; round++)
+            {
+                var before = ProcessCpu.Seconds(sample.Pid);
+                var warmed = await PhaseRunner.RunAsync(students, TimeSpan.FromSeconds(2), CallSample).ConfigureAwait(false);
+                var perCall = (ProcessCpu.Seconds(sample.Pid) - before) * 1000 / Math.Max(1, warmed.Ok);
+                log(string.Create(CultureInfo.InvariantCulture, $"warm-up {round}: sample {warmed.Ok / warmed.Elapsed.TotalSeconds:F0} calls/s, {perCall:F3} CPU ms/call"));
+                if (round >= 3 && Math.Abs(perCall - previous) <= 0.15 * previous)
+                {
+                    break;
+                }
+
+                previous = perCall;
+                model.Reset();
+            }
+
+            await PhaseRunner.RunAsync(students, TimeSpan.FromSeconds(4), CallSdk).ConfigureAwait(false);
+            model.Reset();
+
+            var me = Process.GetCurrentProcess();
+            var levels = new List<Level>();
+            foreach (var callers in callerCounts)
+            {
+                const int PhasesPerSide = 4;
+                var phase = perSide / PhasesPerSide;
+                var a = new List<PhaseResult>();
+                var b = new List<PhaseResult>();
+                double sampleCpu = 0, harnessCpuA = 0, harnessCpuB = 0;
+
+                // A B B A A B B A: each side runs first as often as second, so a drift in the machine's load cancels out.
+                for (var i = 0; i < PhasesPerSide * 2; i++)
+                {
+                    var isSample = (i % 4) is 0 or 3;
+                    me.Refresh();
+                    var harnessBefore = me.TotalProcessorTime.TotalSeconds;
+                    var sampleBefore = ProcessCpu.Seconds(sample.Pid);
+                    var result = await PhaseRunner.RunAsync(callers, phase, isSample ? CallSample : CallSdk).ConfigureAwait(false);
+                    me.Refresh();
+                    var harnessUsed = me.TotalProcessorTime.TotalSeconds - harnessBefore;
+                    if (isSample)
+                    {
+                        a.Add(result);
+                        sampleCpu += ProcessCpu.Seconds(sample.Pid) - sampleBefore;
+                        harnessCpuA += harnessUsed;
+                    }
+                    else
+                    {
+                        b.Add(result);
+                        harnessCpuB += harnessUsed;
+                    }
+
+                    model.Reset();
+                }
+
+                var sideA = Summarize(a);
+                var sideB = Summarize(b);
+                var level = new Level(callers, sideA, sideB,
+                    sampleCpu * 1000 / Math.Max(1, sideA.Calls),
+                    harnessCpuA * 1000 / Math.Max(1, sideA.Calls),
+                    harnessCpuB * 1000 / Math.Max(1, sideB.Calls));
+                levels.Add(level);
+                log(string.Create(CultureInfo.InvariantCulture,
+                    $"  {callers} callers: sample p50 {sideA.P50:F2} ms p99 {sideA.P99:F2} ms {sideA.Throughput:F0}/s | sdk p50 {sideB.P50:F2} ms p99 {sideB.P99:F2} ms {sideB.Throughput:F0}/s | load {Commands.LoadAverage()}"));
+            }
+
+            return levels;
+        }
+        finally
+        {
+            if (server is not null)
+            {
+                await server.DisposeAsync().ConfigureAwait(false);
+            }
+
+            try
+            {
+                Directory.Delete(spool, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+
+    /// <summary>Registers <c>loadstudent1..n</c> and returns a bearer token for each.</summary>
+    public static async Task<string[]> SignInStudentsAsync(Uri baseAddress, int count)
+    {
+        using var http = SampleClient.Create(baseAddress, 16);
+        var run = Guid.NewGuid().ToString("N")[..8];
+        var tokens = new string[count];
+        await Parallel.ForEachAsync(Enumerable.Range(0, count), new ParallelOptions { MaxDegreeOfParallelism = 4 }, async (i, ct) =>
+        {
+            var username = $"load{run}s{i + 1}";
+            using (var register = await http.PostAsJsonAsync("/api/auth/register", new { username, email = username + "@example.com", password = StudentPassword }, ct).ConfigureAwait(false))
+            {
+                if (!register.IsSuccessStatusCode)
+                {
+                    throw new InvalidOperationException($"register {username}: {(int)register.StatusCode} {await register.Content.ReadAsStringAsync(ct).ConfigureAwait(false)}");
+                }
+            }
+
+            tokens[i] = await SampleClient.LoginAsync(http, username, StudentPassword).ConfigureAwait(false);
+        }).ConfigureAwait(false);
+        return tokens;
+    }
+
+    /// <summary>
+    /// The SDK call equivalent to a captured chat-completions request body: a factory that builds
+    /// new messages and options per call, from strings read once.
+    /// </summary>
+    public static Func<(List<ChatMessage> Messages, ChatCompletionOptions Options)> ToSdkCall(JsonObject body)
+    {
+        var parts = new List<(string Role, string Content)>();
+        foreach (var m in body["messages"]!.AsArray())
+        {
+            var content = m!["content"] is JsonValue v ? v.GetValue<string>() : string.Concat(m["content"]!.AsArray().Select(p => p!["text"]?.GetValue<string>()));
+            parts.Add((m["role"]!.GetValue<string>(), content));
+        }
+
+        int? max = body["max_completion_tokens"] is JsonValue mx ? mx.GetValue<int>() : null;
+        var schema = body["response_format"]?["json_schema"] as JsonObject;
+        var schemaName = schema?["name"]!.GetValue<string>();
+        var schemaJson = schema?["schema"]!.ToJsonString();
+        var strict = schema?["strict"]?.GetValue<bool>();
+        return () =>
+        {
+            var messages = new List<ChatMessage>(parts.Count);
+            foreach (var (role, content) in parts)
+            {
+                messages.Add(role switch
+                {
+                    "system" => new SystemChatMessage(content),
+                    "assistant" => new AssistantChatMessage(content),
+                    _ => new UserChatMessage(content),
+                });
+            }
+
+            var options = new ChatCompletionOptions { MaxOutputTokenCount = max };
+            if (schemaName is not null)
+            {
+                options.ResponseFormat = ChatResponseFormat.CreateJsonSchemaFormat(schemaName, BinaryData.FromString(schemaJson!), jsonSchemaIsStrict: strict);
+            }
+
+            return (messages, options);
+        };
+    }
+
+    private static Side Summarize(List<PhaseResult> phases)
+    {
+        var latencies = phases.SelectMany(p => p.LatenciesMs).ToArray();
+        var ok = phases.Sum(p => p.Ok);
+        var seconds = phases.Sum(p => p.Elapsed.TotalSeconds);
+        return new Side(ok, phases.Sum(p => p.Failed), seconds, Stats.Percentile(latencies, 50), Stats.Percentile(latencies, 99), ok / seconds,
+            phases.SelectMany(p => p.Errors).Distinct().Take(5).ToArray());
+    }
+}
