@@ -19,6 +19,10 @@ builder.Services.AddSingleton(TimeProvider.System);
 // Errors are RFC 9457 problem details everywhere, including the empty 401/403/404 of the framework.
 builder.Services.AddProblemDetails();
 
+// A request Kestrel refuses while the app reads it (a body over the 30 MB limit: 413) keeps its status
+// instead of becoming a 500.
+builder.Services.Configure<ExceptionHandlerOptions>(o => o.StatusCodeSelector = ex => ex is BadHttpRequestException bad ? bad.StatusCode : StatusCodes.Status500InternalServerError);
+
 // Accounts and JWT bearer sign-in (CONTRACT §2).
 builder.Services.AddAuthentication(JwtBearerDefaults.AuthenticationScheme).AddJwtBearer(o =>
 {

@@ -23,10 +23,12 @@ public sealed class MeteredHost : IAsyncDisposable
     private long _replayed;
     private long _failedBatches;
     private int _stopped;
+    private readonly MeteringErrorCounter _errors;
 
-    private MeteredHost(IHost host, string spoolDirectory)
+    private MeteredHost(IHost host, string spoolDirectory, MeteringErrorCounter errors)
     {
         _host = host;
+        _errors = errors;
         SpoolDirectory = spoolDirectory;
         Client = host.Services.GetRequiredService<OpenAIClient>();
         Chat = Client.GetChatClient("gpt-4o-mini");
@@ -74,6 +76,9 @@ public sealed class MeteredHost : IAsyncDisposable
 
     public long FailedBatches => Interlocked.Read(ref _failedBatches);
 
+    /// <summary>Warnings and errors the metering path logged about itself (event ids 1000–1003: metering, observer, pricing, queuing failed).</summary>
+    public int MeteringErrors => _errors.Count;
+
     /// <summary>Records waiting in memory now (the writer's queue-length gauge).</summary>
     public long QueueLength()
     {
@@ -85,6 +90,8 @@ public sealed class MeteredHost : IAsyncDisposable
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.ClearProviders();
+        var errors = new MeteringErrorCounter();
+        builder.Logging.AddProvider(errors);
         builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
         {
             ["TokenMeter:Writer:SpoolDirectory"] = spoolDirectory,
@@ -108,7 +115,7 @@ public sealed class MeteredHost : IAsyncDisposable
         });
         var host = builder.Build();
         await host.StartAsync().ConfigureAwait(false);
-        return new MeteredHost(host, spoolDirectory);
+        return new MeteredHost(host, spoolDirectory, errors);
     }
 
     /// <summary>Stops the host: the writer drains its queue to the store (or the spool).</summary>
@@ -132,5 +139,32 @@ public sealed class MeteredHost : IAsyncDisposable
         {
             _host.Dispose();
         }
+    }
+}
+
+/// <summary>Counts the metering path's own failure logs (TokenMeter event ids 1000–1003).</summary>
+internal sealed class MeteringErrorCounter : ILoggerProvider, ILogger
+{
+    private int _count;
+
+    public int Count => Volatile.Read(ref _count);
+
+    public ILogger CreateLogger(string categoryName) => categoryName.StartsWith("TokenMeter", StringComparison.Ordinal) ? this : Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
+
+    public IDisposable? BeginScope<TState>(TState state)
+        where TState : notnull => null;
+
+    public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Warning;
+
+    public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+    {
+        if (eventId.Id is >= 1000 and <= 1003)
+        {
+            Interlocked.Increment(ref _count);
+        }
+    }
+
+    public void Dispose()
+    {
     }
 }

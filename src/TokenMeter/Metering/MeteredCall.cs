@@ -54,32 +54,17 @@ internal sealed class MeteredCall
 
         try
         {
-            var context = Scope?.Context;
-            var record = new UsageRecord
-            {
-                Id = UsageIds.NewVersion7(CreatedAt),
-                CreatedAt = CreatedAt,
-                UserId = context?.UserId ?? RequestUser,
-                Endpoint = context?.Endpoint,
-                SessionId = context?.SessionId,
-                ProblemId = context?.ProblemId,
-                Tags = context?.Tags,
-                Operation = Operation,
-                RequestModel = RequestModel,
-                Model = usage.Model ?? RequestModel,
-                ServiceTier = usage.ServiceTier,
-                InputTokens = usage.InputTokens,
-                CachedInputTokens = usage.CachedInputTokens,
-                OutputTokens = usage.OutputTokens,
-                ReasoningTokens = usage.ReasoningTokens,
-                AudioInputTokens = usage.AudioInputTokens,
-                AudioOutputTokens = usage.AudioOutputTokens,
-                TotalTokens = usage.TotalTokens,
-                DurationMs = _meter.TimeProvider.GetElapsedTime(_startTimestamp).TotalMilliseconds,
-                Status = status,
-                HttpStatus = httpStatus,
-                Streaming = Streaming,
-            };
+            var record = UsageMeter.BuildRecord(
+                CreatedAt,
+                Scope?.Context,
+                RequestUser,
+                Operation,
+                RequestModel,
+                usage,
+                _meter.TimeProvider.GetElapsedTime(_startTimestamp).TotalMilliseconds,
+                status,
+                httpStatus,
+                Streaming);
 
             if (usage.DurationSeconds is { } seconds)
             {

@@ -95,10 +95,25 @@ internal sealed class UsageMeter
     }
 
     /// <summary>Builds a record for a call that started at <paramref name="createdAt"/> in <paramref name="scope"/>.</summary>
-    public static UsageRecord NewRecord(DateTimeOffset createdAt, UsageScope? scope, string? fallbackUser)
-    {
-        var context = scope?.Context;
-        return new UsageRecord
+    public static UsageRecord NewRecord(DateTimeOffset createdAt, UsageScope? scope, string? fallbackUser) =>
+        BuildRecord(createdAt, scope?.Context, fallbackUser, UsageOperation.Other, null, default, 0, default, null, false);
+
+    /// <summary>
+    /// The one place a record is built, for metered and manually recorded calls alike: the
+    /// attribution of <paramref name="context"/> (else <paramref name="fallbackUser"/>), what the
+    /// reply (or the caller) said in <paramref name="usage"/>, and how the call went.
+    /// </summary>
+    public static UsageRecord BuildRecord(
+        DateTimeOffset createdAt,
+        UsageContext? context,
+        string? fallbackUser,
+        string operation,
+        string? requestModel,
+        in ParsedUsage usage,
+        double durationMs,
+        UsageStatus status,
+        int? httpStatus,
+        bool streaming) => new()
         {
             Id = UsageIds.NewVersion7(createdAt),
             CreatedAt = createdAt,
@@ -107,6 +122,20 @@ internal sealed class UsageMeter
             SessionId = context?.SessionId,
             ProblemId = context?.ProblemId,
             Tags = context?.Tags,
+            Operation = operation,
+            RequestModel = requestModel,
+            Model = usage.Model ?? requestModel,
+            ServiceTier = usage.ServiceTier,
+            InputTokens = usage.InputTokens,
+            CachedInputTokens = usage.CachedInputTokens,
+            OutputTokens = usage.OutputTokens,
+            ReasoningTokens = usage.ReasoningTokens,
+            AudioInputTokens = usage.AudioInputTokens,
+            AudioOutputTokens = usage.AudioOutputTokens,
+            TotalTokens = usage.TotalTokens,
+            DurationMs = durationMs,
+            Status = status,
+            HttpStatus = httpStatus,
+            Streaming = streaming,
         };
-    }
 }

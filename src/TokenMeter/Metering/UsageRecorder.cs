@@ -16,24 +16,20 @@ internal sealed class UsageRecorder(UsageMeter meter) : IUsageRecorder
         cancellationToken.ThrowIfCancellationRequested();
 
         var scope = UsageScope.Current;
-        var createdAt = usage.CreatedAt ?? meter.TimeProvider.GetUtcNow();
-        var record = UsageMeter.NewRecord(createdAt, scope, null);
-        if (usage.Context is { } context)
-        {
-            record = record with
-            {
-                UserId = context.UserId ?? record.UserId,
-                Endpoint = context.Endpoint ?? record.Endpoint,
-                SessionId = context.SessionId ?? record.SessionId,
-                ProblemId = context.ProblemId ?? record.ProblemId,
-                Tags = context.Tags ?? record.Tags,
-            };
-        }
+        var scoped = scope?.Context;
 
-        record = record with
+        // Values given with the usage win over those of the scope.
+        var context = usage.Context is not { } given ? scoped : new UsageContext
         {
-            Operation = usage.Operation,
-            RequestModel = usage.Model,
+            UserId = given.UserId ?? scoped?.UserId,
+            Endpoint = given.Endpoint ?? scoped?.Endpoint,
+            SessionId = given.SessionId ?? scoped?.SessionId,
+            ProblemId = given.ProblemId ?? scoped?.ProblemId,
+            Tags = given.Tags ?? scoped?.Tags,
+        };
+        var tokens = new ParsedUsage
+        {
+            HasUsage = true,
             Model = usage.Model,
             ServiceTier = usage.ServiceTier,
             InputTokens = usage.InputTokens,
@@ -41,10 +37,18 @@ internal sealed class UsageRecorder(UsageMeter meter) : IUsageRecorder
             OutputTokens = usage.OutputTokens,
             ReasoningTokens = usage.ReasoningTokens,
             TotalTokens = usage.TotalTokens ?? usage.InputTokens + usage.OutputTokens,
-            DurationMs = usage.Duration.TotalMilliseconds,
-            Status = usage.Status,
-            Streaming = usage.Streaming,
         };
+        var record = UsageMeter.BuildRecord(
+            usage.CreatedAt ?? meter.TimeProvider.GetUtcNow(),
+            context,
+            null,
+            usage.Operation,
+            usage.Model,
+            tokens,
+            usage.Duration.TotalMilliseconds,
+            usage.Status,
+            null,
+            usage.Streaming);
 
         return ValueTask.FromResult(meter.Record(record, scope));
     }

@@ -105,7 +105,12 @@ public sealed class FakeOpenAIServerTests
         var error = await Assert.ThrowsAsync<ClientResultException>(() => noRetry.CompleteChatAsync([new UserChatMessage("hi")]));
         Assert.Equal(500, error.Status);
 
-        server.Enqueue(new FakeReply { Kind = FakeReplyKind.CutStream, CutAfterChunks = 2 });
+        // The cut aborts the connection. Should the same request reach the server a second time (a
+        // transport-level resend), it must be cut too, not get the default success: the rare "no
+        // exception" flake seen under heavy load is consistent with that (suspected, not reproduced).
+        var cutReply = new FakeReply { Kind = FakeReplyKind.CutStream, CutAfterChunks = 2 };
+        server.Enqueue(cutReply);
+        server.DefaultReply = cutReply;
         var updates = 0;
         var cut = await Record.ExceptionAsync(async () =>
         {
