@@ -13,7 +13,7 @@ internal static class BenchCommands
           sample-vs-sdk [seconds=12] [callers=1 16 64] [--memory]
                                                     POST /api/hint of the sample (PostgreSQL, or --memory) vs the same SDK call made directly; 20 ms model
           sustained [seconds=60] [callers=32]       metered SDK calls as fast as possible into PostgreSQL; queue depth per second; store = calls
-          export [rows=1000000]                     GET /api/usage/export of the sample over PostgreSQL: rows/s and the server's peak RSS (1/10 of the rows, then all)
+          export [rows=1000000] [--stages]          GET /api/usage/export of the sample over PostgreSQL: rows/s and the server's peak RSS (1/10 of the rows, then all)
         """;
 
     /// <summary>The model's fixed answer time in <c>sample-vs-sdk</c>: the app's overhead is judged against a realistic (if fast) model latency.</summary>

@@ -148,6 +148,7 @@ app.MapGet("/api/info", (HomeworkSettings s) => TypedResults.Ok(new
 })).WithTags("Info").WithSummary("How the app runs: simulated model or not, where data is kept, the model of each feature.");
 app.MapGet("/admin", (IWebHostEnvironment env) => Results.File(env.WebRootFileProvider.GetFileInfo("admin/index.html").CreateReadStream(), "text/html; charset=utf-8"))
     .ExcludeFromDescription();
+app.MapGet("/usage", (IWebHostEnvironment env) => Results.File(env.WebRootFileProvider.GetFileInfo("usage/index.html").CreateReadStream(), "text/html; charset=utf-8")).ExcludeFromDescription();
 app.MapGet("/", () => Results.Redirect("/admin")).ExcludeFromDescription();
 
 app.Run();

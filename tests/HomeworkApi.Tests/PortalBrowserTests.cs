@@ -4,31 +4,24 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json.Nodes;
 using HomeworkApi.Tests.Infrastructure;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Playwright;
 using Xunit.Abstractions;
 
 namespace HomeworkApi.Tests;
 
 /// <summary>
-/// CONTRACT §8: the admin portal in a real Chromium (Debian's, never a downloaded one) against the
-/// app listening on a real loopback port.
+/// CONTRACT §8 and §9: the admin portal in a real Chromium (Debian's, never a downloaded one, one for
+/// the class) against the app listening on a real loopback port.
 /// </summary>
-public sealed class PortalBrowserTests(ITestOutputHelper output)
+public sealed class PortalBrowserTests(ChromiumFixture chromium, ITestOutputHelper output) : IClassFixture<ChromiumFixture>
 {
-    private const string Chromium = "/usr/bin/chromium";
     private const int Students = 12;
 
     [Fact]
     public async Task Portal_SignIn_UsageCardsTablesPagingAndCsvDownloads_WithoutConsoleErrors()
     {
-        Assert.True(File.Exists(Chromium), "Chromium is not installed at /usr/bin/chromium (apt-get install chromium).");
-        await using var app = new HomeworkApp();
-        app.UseKestrel(k => k.Listen(IPAddress.Loopback, 0));
-        app.StartServer();
-        var address = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+        await using var app = new HomeworkApp(NoRequestRateLimit);
+        var address = ChromiumFixture.StartOnLoopback(app);
         using var http = new HttpClient { BaseAddress = address };
 
         // Twelve students with usage (two pages of ten in the portal), one anonymous call.
@@ -50,27 +43,9 @@ public sealed class PortalBrowserTests(ITestOutputHelper output)
         var stats = (await http.GetFromJsonAsync<JsonObject>("/api/usage/stats"))!;
         var endpoints = (await http.GetFromJsonAsync<JsonObject>("/api/usage/endpoint"))!["items"]!.AsArray();
 
-        var artifacts = Path.Combine(AppContext.BaseDirectory, "TestResults", "portal");
-        Directory.CreateDirectory(artifacts);
-
-        using var playwright = await Playwright.CreateAsync();
-        await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
-        {
-            ExecutablePath = Chromium,
-            Headless = true,
-            Args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        });
-        await using var context = await browser.NewContextAsync(new BrowserNewContextOptions { AcceptDownloads = true, ViewportSize = new ViewportSize { Width = 1366, Height = 900 }, Locale = "en-US" });
-        var page = await context.NewPageAsync();
-        var consoleErrors = new List<string>();
-        page.Console += (_, message) =>
-        {
-            if (message.Type == "error")
-            {
-                consoleErrors.Add(message.Text);
-            }
-        };
-        page.PageError += (_, error) => consoleErrors.Add(error);
+        var artifacts = ChromiumFixture.Artifacts("portal");
+        await using var browserPage = await chromium.NewPageAsync();
+        var page = browserPage.Page;
 
         await page.GotoAsync(new Uri(address, "/admin").ToString());
         await Assertions.Expect(page.Locator("#simulated-banner")).ToBeVisibleAsync();
@@ -144,15 +119,152 @@ public sealed class PortalBrowserTests(ITestOutputHelper output)
         await page.ClickAsync("#tab-usage");
         await page.SetViewportSizeAsync(390, 844);
         await Assertions.Expect(page.Locator("#stat-calls")).ToBeVisibleAsync();
-        var overflow = await page.EvaluateAsync<bool>("() => document.documentElement.scrollWidth > window.innerWidth + 1");
-        Assert.False(overflow, "The page scrolls sideways at phone width.");
+        Assert.False(await ChromiumFixture.OverflowsAsync(page), "The page scrolls sideways at phone width.");
         await page.ScreenshotAsync(new PageScreenshotOptions { Path = Path.Combine(artifacts, "api-usage-phone.png"), FullPage = true });
 
         output.WriteLine("Screenshots and downloads: " + artifacts);
-        Assert.Empty(consoleErrors);
+        Assert.Empty(browserPage.ConsoleErrors);
     }
+
+    [Fact]
+    public async Task Portal_BudgetsTab_SetsAndLiftsLimits_ShowsNearestWithProgressBars_AndForecastCardEqualsApi()
+    {
+        await using var app = new HomeworkApp(NoRequestRateLimit);
+        var address = ChromiumFixture.StartOnLoopback(app);
+        using var http = new HttpClient { BaseAddress = address };
+
+        // Three students: ada with two calls, the others with one each (charged through the body's userId).
+        var ids = new Dictionary<string, string>();
+        foreach (var (name, calls) in new[] { ("ada", 2), ("ben", 1), ("cleo", 1) })
+        {
+            var created = await http.PostAsJsonAsync("/api/auth/register", new { username = name, email = name + "@example.com", password = "Passw0rd!" });
+            ids[name] = (await created.Content.ReadFromJsonAsync<JsonObject>())!["id"]!.GetValue<string>();
+            for (var i = 0; i < calls; i++)
+            {
+                var reply = await http.PostAsJsonAsync("/api/hint", new { problemText = $"What is {i} + {name.Length}?", userId = ids[name] });
+                Assert.Equal(HttpStatusCode.OK, reply.StatusCode);
+            }
+        }
+
+        await app.WaitForRecordsAsync(_ => true, 4);
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", await app.AdminTokenAsync());
+        var adaMonthCost = (await http.GetFromJsonAsync<JsonObject>("/api/usage/user/" + ids["ada"]))!["thisMonth"]!["costUsd"]!.GetValue<decimal>();
+        Assert.True(adaMonthCost > 0);
+        var monthCost = (await http.GetFromJsonAsync<JsonObject>("/api/usage/stats"))!["thisMonth"]!["costUsd"]!.GetValue<decimal>();
+
+        var artifacts = ChromiumFixture.Artifacts("portal");
+        await using var browserPage = await chromium.NewPageAsync();
+        var page = browserPage.Page;
+        await page.GotoAsync(new Uri(address, "/admin").ToString());
+        await page.FillAsync("#username", HomeworkApp.AdminUsername);
+        await page.FillAsync("#password", HomeworkApp.AdminPassword);
+
+        // The forecast card shows exactly what /api/usage/forecast answered the page (the projection
+        // moves with the clock, so the page's own answer is the reference), and its month to date is the month's cost.
+        var forecastResponse = await page.RunAndWaitForResponseAsync(
+            () => page.ClickAsync("#sign-in-button"),
+            r => new Uri(r.Url).AbsolutePath == "/api/usage/forecast");
+        Assert.Equal(200, forecastResponse.Status);
+        var forecast = JsonNode.Parse(await forecastResponse.TextAsync())!.AsObject();
+        Assert.Equal(monthCost, forecast["monthToDateCostUsd"]!.GetValue<decimal>());
+        await Assertions.Expect(page.Locator("#forecast-projected")).ToHaveTextAsync(Money(forecast["projectedMonthCostUsd"]!));
+        await Assertions.Expect(page.Locator("#forecast-low")).ToHaveTextAsync(Money(forecast["projectedLowUsd"]!));
+        await Assertions.Expect(page.Locator("#forecast-high")).ToHaveTextAsync(Money(forecast["projectedHighUsd"]!));
+        await Assertions.Expect(page.Locator("#forecast-mtd")).ToHaveTextAsync(Money(forecast["monthToDateCostUsd"]!));
+        await Assertions.Expect(page.Locator("#forecast-month")).ToHaveTextAsync(forecast["month"]!.GetValue<string>());
+        await Assertions.Expect(page.Locator("#forecast-method")).ToHaveTextAsync("Method: " + forecast["method"]!.GetValue<string>());
+
+        await page.ClickAsync("#tab-budgets");
+        await Assertions.Expect(page.Locator("#default-budget-current")).ToHaveTextAsync("Now: no limit");
+        await Assertions.Expect(page.Locator("#nearest-table tbody td.empty")).ToBeVisibleAsync();
+
+        // A negative cost is refused in the page: nothing is sent.
+        await page.FillAsync("#default-cost", "-5");
+        await page.ClickAsync("#default-save");
+        await Assertions.Expect(page.Locator("#default-budget-message")).ToContainTextAsync("no minus sign");
+        await Assertions.Expect(page.Locator("#default-cost")).ToHaveAttributeAsync("aria-invalid", "true");
+        Assert.Null((await Budgets(http))["default"]);
+
+        // Set the default, then ada's own limit at twice her month's spend: she is at 50%.
+        await page.FillAsync("#default-cost", "1.5");
+        await page.FillAsync("#default-tokens", "");
+        await page.ClickAsync("#default-save");
+        await Assertions.Expect(page.Locator("#default-budget-message")).ToHaveTextAsync("Saved: the default is now $1.50 a month.");
+        var budgets = await Budgets(http);
+        Assert.Equal(1.5m, budgets["default"]!["monthlyCostUsd"]!.GetValue<decimal>());
+        Assert.Null(budgets["default"]!["monthlyTokens"]);
+
+        var adaLimit = 2 * adaMonthCost;
+        await page.FillAsync("#budget-user", ids["ada"]);
+        await page.FillAsync("#budget-cost", adaLimit.ToString(CultureInfo.InvariantCulture));
+        await page.FillAsync("#budget-tokens", "100000");
+        await page.ClickAsync("#budget-save");
+        await Assertions.Expect(page.Locator("#user-budget-message")).ToContainTextAsync($"Saved: user {ids["ada"]} now has");
+        var own = Assert.Single((await Budgets(http))["users"]!.AsArray());
+        Assert.Equal(ids["ada"], own!["userId"]!.GetValue<string>());
+        Assert.Equal(adaLimit, own["monthlyCostUsd"]!.GetValue<decimal>());
+        Assert.Equal(100000, own["monthlyTokens"]!.GetValue<long>());
+
+        var overrideRow = page.Locator("#user-budgets-table tbody tr");
+        await Assertions.Expect(overrideRow).ToHaveCountAsync(1);
+        await Assertions.Expect(overrideRow.Locator("td").Nth(1)).ToHaveTextAsync("ada");
+        await Assertions.Expect(overrideRow.Locator("td").Nth(2)).ToHaveTextAsync(Limit(adaLimit));
+
+        // Nearest their limit: all three have one (ada her own, the others the default), ada first at 50%.
+        var nearest = page.Locator("#nearest-table tbody tr");
+        await Assertions.Expect(nearest).ToHaveCountAsync(3);
+        await Assertions.Expect(page.Locator("#nearest-table [role=progressbar]")).ToHaveCountAsync(3);
+        await Assertions.Expect(nearest.First.Locator("td").First).ToHaveTextAsync($"ada ({ids["ada"]})");
+        await Assertions.Expect(nearest.First.Locator("[role=progressbar]")).ToHaveAttributeAsync("aria-valuenow", "50");
+        await Assertions.Expect(nearest.First.Locator(".used-label")).ToHaveTextAsync($"50% of {Limit(adaLimit)} and 100,000 tokens a month");
+        await Assertions.Expect(nearest.First.Locator("td").Nth(2)).ToHaveTextAsync(Money(JsonValue.Create(adaMonthCost)));
+        await page.ScreenshotAsync(new PageScreenshotOptions { Path = Path.Combine(artifacts, "budgets-laptop.png"), FullPage = true });
+
+        // Errors come back as the API's problem detail: a cost beyond what the API can hold, an unknown user.
+        await page.FillAsync("#budget-user", ids["ben"]);
+        await page.FillAsync("#budget-cost", "1" + new string('0', 30));
+        await page.FillAsync("#budget-tokens", "");
+        await page.ClickAsync("#budget-save");
+        await Assertions.Expect(page.Locator("#user-budget-message")).ToHaveTextAsync("Not saved: 'monthlyCostUsd' must be a non-negative number or null.");
+        await page.FillAsync("#budget-user", "no-such-user");
+        await page.FillAsync("#budget-cost", "1");
+        await page.ClickAsync("#budget-save");
+        await Assertions.Expect(page.Locator("#user-budget-message")).ToHaveTextAsync("Not saved: no account or usage has the user id 'no-such-user'.");
+        Assert.Single((await Budgets(http))["users"]!.AsArray());
+        browserPage.ForgetExpectedHttpErrors(400, 404);
+
+        // Phone width: the tab stays readable and does not scroll sideways.
+        await page.SetViewportSizeAsync(375, 812);
+        await Assertions.Expect(page.Locator("#nearest-table")).ToBeVisibleAsync();
+        Assert.False(await ChromiumFixture.OverflowsAsync(page), "The Budgets tab scrolls sideways at phone width.");
+        await page.ScreenshotAsync(new PageScreenshotOptions { Path = Path.Combine(artifacts, "budgets-phone.png"), FullPage = true });
+        await page.SetViewportSizeAsync(1366, 900);
+
+        // Lifting: remove ada's own limit (the default applies to her again), then the default.
+        await overrideRow.Locator("button.remove-budget").ClickAsync();
+        await Assertions.Expect(page.Locator("#user-budget-message")).ToHaveTextAsync($"Removed: the default applies to user {ids["ada"]} again.");
+        Assert.Empty((await Budgets(http))["users"]!.AsArray());
+        await Assertions.Expect(page.Locator("#user-budgets-table tbody td.empty")).ToBeVisibleAsync();
+
+        await page.ClickAsync("#default-lift");
+        await Assertions.Expect(page.Locator("#default-budget-message")).ToHaveTextAsync("Saved: no default limit.");
+        Assert.Null((await Budgets(http))["default"]);
+        await Assertions.Expect(page.Locator("#default-budget-current")).ToHaveTextAsync("Now: no limit");
+        await Assertions.Expect(page.Locator("#nearest-table tbody td.empty")).ToBeVisibleAsync();
+
+        output.WriteLine("Screenshots: " + artifacts);
+        Assert.Empty(browserPage.ConsoleErrors);
+    }
+
+    /// <summary>Lets a test make more homework calls than the per-user requests-per-minute limit allows.</summary>
+    private static Dictionary<string, string?> NoRequestRateLimit => new() { ["Homework:RateLimits:RequestsPerMinute"] = "0" };
+
+    private static async Task<JsonObject> Budgets(HttpClient admin) => (await admin.GetFromJsonAsync<JsonObject>("/api/usage/budgets"))!;
 
     private static string Int(JsonNode value) => value.GetValue<long>().ToString("N0", CultureInfo.InvariantCulture);
 
     private static string Money(JsonNode value) => "$" + value.GetValue<decimal>().ToString("N4", CultureInfo.InvariantCulture);
+
+    /// <summary>A limit as the Budgets tab shows it: cents at least, up to 8 decimals.</summary>
+    private static string Limit(decimal value) => "$" + value.ToString("#,##0.00######", CultureInfo.InvariantCulture);
 }

@@ -68,7 +68,7 @@ public sealed record BudgetBurstOutcome(
     /// <summary>The lines the command prints (and a test shows when it fails).</summary>
     public IEnumerable<string> Report()
     {
-        yield return $"{Rounds.Count} rounds of {Parallel} parallel /api/hint calls for one student at a budget of {LimitUsd} USD ({CostPerCallUsd} USD a call), sample on PostgreSQL";
+        yield return $"{Rounds.Count - 1} bursts of {Parallel} parallel /api/hint calls for one student at a budget of {LimitUsd} USD ({CostPerCallUsd} USD a call), sample on PostgreSQL";
         for (var i = 0; i < Rounds.Count; i++)
         {
             var name = i == Rounds.Count - 1 ? "then one at a time until refused" : $"burst {i + 1}";

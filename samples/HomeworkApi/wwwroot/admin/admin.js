@@ -1,12 +1,17 @@
 // Homework Helper admin portal: plain JavaScript, no dependencies. Talks to the app's own API with
-// the bearer token kept in sessionStorage for this tab.
+// the bearer token kept in sessionStorage for this tab. Shared helpers come from /shared/portal.js.
 (() => {
   'use strict';
 
+  const P = window.Portal;
   const TOKEN_KEY = 'homework-admin-token';
   const USER_KEY = 'homework-admin-user';
   const USER_PAGE_SIZE = 10;
   const ACCOUNT_PAGE_SIZE = 20;
+  // "Users nearest their limit" reads each candidate's month with one request; never more than this.
+  const NEAREST_LOOKUPS = 25;
+  const NEAREST_SHOWN = 10;
+  const TABS = ['users', 'usage', 'budgets'];
 
   const state = {
     days: 30,
@@ -18,46 +23,10 @@
   };
 
   const $ = (id) => document.getElementById(id);
-  const integer = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
-  const money = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD', minimumFractionDigits: 4, maximumFractionDigits: 4 });
-  const moneyShort = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD', minimumFractionDigits: 2, maximumFractionDigits: 4 });
-  const dateTime = new Intl.DateTimeFormat('en-US', { year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', timeZone: 'UTC', timeZoneName: 'short' });
-
-  const fmtInt = (n) => integer.format(Number(n) || 0);
-  const fmtMoney = (n) => money.format(Number(n) || 0);
-  const fmtDate = (iso) => (iso ? dateTime.format(new Date(iso)) : '–');
-
-  class ApiError extends Error {
-    constructor(status, detail) {
-      super(detail);
-      this.status = status;
-    }
-  }
-
-  function token() { return sessionStorage.getItem(TOKEN_KEY); }
-
-  async function api(path, options = {}) {
-    const headers = new Headers(options.headers || {});
-    const t = token();
-    if (t) headers.set('Authorization', 'Bearer ' + t);
-    if (options.body && !headers.has('Content-Type')) headers.set('Content-Type', 'application/json');
-    const response = await fetch(path, { ...options, headers });
-    if (response.status === 401 && t) {
-      signOut('Your session has ended; please sign in again.');
-      throw new ApiError(401, 'Signed out.');
-    }
-    if (!response.ok) {
-      let detail = response.statusText || ('HTTP ' + response.status);
-      try {
-        const problem = await response.json();
-        detail = problem.detail || problem.title || detail;
-      } catch { /* not JSON */ }
-      throw new ApiError(response.status, detail);
-    }
-    return response;
-  }
-
-  const getJson = async (path) => (await api(path)).json();
+  const { fmtInt, fmtMoney, fmtDate, cell, fillTable, ApiError } = P;
+  const api = P.createApi(TOKEN_KEY, (message) => signOut(message));
+  const getJson = api.getJson;
+  const token = api.token;
 
   // --- sign-in ---------------------------------------------------------------------------------
 
@@ -92,17 +61,7 @@
     }
     $('sign-in-button').disabled = true;
     try {
-      const response = await fetch('/api/auth/login', {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ username, password }),
-      });
-      if (!response.ok) {
-        let detail = 'Sign-in failed.';
-        try { detail = (await response.json()).detail || detail; } catch { /* not JSON */ }
-        throw new Error(detail);
-      }
-      const body = await response.json();
+      const body = await P.login(username, password);
       if (body.user.role !== 'admin') {
         throw new Error('This portal is for admins; your account is a ' + body.user.role + ' account.');
       }
@@ -122,13 +81,14 @@
   // --- tabs ------------------------------------------------------------------------------------
 
   function selectTab(name) {
-    const usage = name === 'usage';
-    $('tab-usage').setAttribute('aria-selected', String(usage));
-    $('tab-users').setAttribute('aria-selected', String(!usage));
-    $('panel-usage').hidden = !usage;
-    $('panel-users').hidden = usage;
-    if (usage) {
+    for (const tab of TABS) {
+      $('tab-' + tab).setAttribute('aria-selected', String(tab === name));
+      $('panel-' + tab).hidden = tab !== name;
+    }
+    if (name === 'usage') {
       loadUsage();
+    } else if (name === 'budgets') {
+      loadBudgets();
     } else {
       loadAccounts();
     }
@@ -150,7 +110,7 @@
     setText('usage-status', 'Loading…');
     $('refresh').disabled = true;
     try {
-      await Promise.all([loadStats(), loadDaily(), loadEndpoints(), loadUserUsage()]);
+      await Promise.all([loadStats(), loadForecast(), loadDaily(), loadEndpoints(), loadUserUsage()]);
       setText('usage-status', 'Updated ' + new Date().toLocaleTimeString('en-US'));
     } catch (e) {
       setText('usage-status', '');
@@ -172,29 +132,14 @@
     setText('stat-users-month', fmtInt(s.thisMonth.activeUsers));
   }
 
-  function cell(text, className) {
-    const td = document.createElement('td');
-    td.textContent = text;
-    if (className) td.className = className;
-    return td;
-  }
-
-  function fillTable(table, rows, columns, emptyText) {
-    const body = $(table).tBodies[0];
-    body.replaceChildren();
-    if (rows.length === 0) {
-      const tr = document.createElement('tr');
-      const td = cell(emptyText, 'empty');
-      td.colSpan = columns;
-      tr.append(td);
-      body.append(tr);
-      return;
-    }
-    for (const cells of rows) {
-      const tr = document.createElement('tr');
-      tr.append(...cells);
-      body.append(tr);
-    }
+  async function loadForecast() {
+    const f = await getJson('/api/usage/forecast');
+    setText('forecast-month', f.month);
+    setText('forecast-projected', fmtMoney(f.projectedMonthCostUsd));
+    setText('forecast-low', fmtMoney(f.projectedLowUsd));
+    setText('forecast-high', fmtMoney(f.projectedHighUsd));
+    setText('forecast-mtd', fmtMoney(f.monthToDateCostUsd));
+    setText('forecast-method', 'Method: ' + f.method);
   }
 
   async function loadEndpoints() {
@@ -240,80 +185,9 @@
     $(prefix + '-next').disabled = offset + size >= total;
   }
 
-  // --- daily trend chart (SVG drawn here) ------------------------------------------------------
-
   async function loadDaily() {
     const data = await getJson('/api/usage/daily?days=' + state.days);
-    drawChart(data.items, state.days);
-  }
-
-  function utcDay(offsetDays) {
-    const now = new Date();
-    const d = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate()));
-    d.setUTCDate(d.getUTCDate() - offsetDays);
-    return d.toISOString().slice(0, 10);
-  }
-
-  function svg(name, attrs, text) {
-    const el = document.createElementNS('http://www.w3.org/2000/svg', name);
-    for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, String(v));
-    if (text !== undefined) el.textContent = text;
-    return el;
-  }
-
-  function niceMax(value) {
-    if (value <= 0) return 1;
-    const exp = Math.pow(10, Math.floor(Math.log10(value)));
-    for (const m of [1, 2, 2.5, 5, 10]) {
-      if (value <= m * exp) return m * exp;
-    }
-    return 10 * exp;
-  }
-
-  function drawChart(items, days) {
-    const byDate = new Map(items.map((i) => [i.date, i]));
-    const series = [];
-    for (let i = days - 1; i >= 0; i--) {
-      const date = utcDay(i);
-      const item = byDate.get(date);
-      series.push({ date, calls: item ? item.calls : 0, cost: item ? Number(item.costUsd) : 0 });
-    }
-
-    const width = 800;
-    const height = 240;
-    const pad = { left: 48, right: 64, top: 12, bottom: 28 };
-    const plotW = width - pad.left - pad.right;
-    const plotH = height - pad.top - pad.bottom;
-    const maxCalls = niceMax(Math.max(...series.map((s) => s.calls)));
-    const maxCost = niceMax(Math.max(...series.map((s) => s.cost)));
-    const step = plotW / series.length;
-
-    const root = svg('svg', { viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: 'none', role: 'img', 'aria-label': `Calls and cost per day, last ${days} days` });
-    for (let g = 0; g <= 4; g++) {
-      const y = pad.top + plotH - (plotH * g) / 4;
-      root.append(svg('line', { class: 'grid', x1: pad.left, x2: width - pad.right, y1: y, y2: y }));
-      root.append(svg('text', { class: 'axis', x: pad.left - 6, y: y + 4, 'text-anchor': 'end' }, fmtInt((maxCalls * g) / 4)));
-      root.append(svg('text', { class: 'axis', x: width - pad.right + 6, y: y + 4 }, moneyShort.format((maxCost * g) / 4)));
-    }
-
-    const points = [];
-    series.forEach((s, i) => {
-      const x = pad.left + i * step;
-      const h = (plotH * s.calls) / maxCalls;
-      const bar = svg('rect', { class: 'bar', x: x + step * 0.15, y: pad.top + plotH - h, width: Math.max(1, step * 0.7), height: h });
-      bar.append(svg('title', {}, `${s.date}: ${fmtInt(s.calls)} calls, ${fmtMoney(s.cost)}`));
-      root.append(bar);
-      points.push([x + step / 2, pad.top + plotH - (plotH * s.cost) / maxCost]);
-      const every = days <= 30 ? 5 : 15;
-      if ((series.length - 1 - i) % every === 0) {
-        root.append(svg('text', { class: 'axis', x: x + step / 2, y: height - 8, 'text-anchor': 'middle' }, s.date.slice(5)));
-      }
-    });
-    root.append(svg('polyline', { class: 'cost-line', points: points.map((p) => p.map((n) => n.toFixed(1)).join(',')).join(' ') }));
-    if (!series.some((s) => s.calls > 0)) {
-      root.append(svg('text', { class: 'empty', x: pad.left + plotW / 2, y: pad.top + plotH / 2, 'text-anchor': 'middle' }, 'No calls in this period.'));
-    }
-    $('chart').replaceChildren(root);
+    P.drawDailyChart($('chart'), data.items, state.days);
   }
 
   function setDays(days) {
@@ -337,7 +211,7 @@
     button.disabled = true;
     $('usage-error').hidden = true;
     try {
-      const response = await api(path);
+      const response = await api.request(path);
       const blob = await response.blob();
       const url = URL.createObjectURL(blob);
       const link = document.createElement('a');
@@ -352,6 +226,238 @@
       showUsageError(e);
     } finally {
       button.disabled = false;
+    }
+  }
+
+  // --- budgets ---------------------------------------------------------------------------------
+
+  /**
+   * Reads a limit field: empty → null (no limit); otherwise the number as JSON text, kept exactly
+   * as typed so a cost like 0.1 reaches the API's decimal unrounded. Returns { json } or { error }.
+   */
+  function readLimit(input, kind) {
+    const text = input.value.trim();
+    input.removeAttribute('aria-invalid');
+    if (text === '') return { json: 'null' };
+    if (kind === 'cost') {
+      if (!/^(\d+(\.\d*)?|\.\d+)$/.test(text)) {
+        input.setAttribute('aria-invalid', 'true');
+        return { error: 'Enter the cost limit in US dollars, such as 5 or 2.50 (no minus sign), or leave it empty for no limit.' };
+      }
+      return { json: (text.startsWith('.') ? '0' : '') + text.replace(/\.$/, '') };
+    }
+    if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) {
+      input.setAttribute('aria-invalid', 'true');
+      return { error: 'Enter the token limit as a whole number, such as 100000, or leave it empty for no limit.' };
+    }
+    return { json: String(Number(text)) };
+  }
+
+  function readLimits(costInput, tokensInput) {
+    const cost = readLimit(costInput, 'cost');
+    const tokens = readLimit(tokensInput, 'tokens');
+    const error = cost.error || tokens.error;
+    return error ? { error } : { json: `{"monthlyCostUsd":${cost.json},"monthlyTokens":${tokens.json}}` };
+  }
+
+  function showMessage(id, text, isError) {
+    const el = $(id);
+    el.textContent = text || '';
+    el.className = isError ? 'error' : 'ok';
+    el.setAttribute('role', isError ? 'alert' : 'status');
+    el.hidden = !text;
+  }
+
+  function describeLimit(limit) {
+    if (!limit || (limit.monthlyCostUsd == null && limit.monthlyTokens == null)) return 'no limit';
+    const parts = [];
+    if (limit.monthlyCostUsd != null) parts.push(P.fmtLimit(limit.monthlyCostUsd));
+    if (limit.monthlyTokens != null) parts.push(fmtInt(limit.monthlyTokens) + ' tokens');
+    return parts.join(' and ') + ' a month';
+  }
+
+  function valueText(n) { return n == null ? '' : String(n); }
+
+  async function loadBudgets() {
+    $('budgets-error').hidden = true;
+    try {
+      const [budgets, forecasts, top] = await Promise.all([
+        getJson('/api/usage/budgets'),
+        getJson('/api/usage/forecast/users?limit=' + NEAREST_LOOKUPS),
+        getJson('/api/usage/summary?limit=' + NEAREST_SHOWN + '&sort=cost&order=desc'),
+      ]);
+
+      // Candidates: users with their own limits, those forecast to reach theirs, the top spenders.
+      const ids = [];
+      const add = (id) => { if (id != null && !ids.includes(id) && ids.length < NEAREST_LOOKUPS) ids.push(id); };
+      budgets.users.forEach((u) => add(u.userId));
+      forecasts.items.forEach((f) => add(f.userId));
+      if (budgets.default) top.items.forEach((u) => add(u.userId));
+      const details = new Map();
+      await Promise.all(ids.map(async (id) => {
+        try {
+          details.set(id, await getJson('/api/usage/user/' + encodeURIComponent(id)));
+        } catch (e) {
+          if (!(e instanceof ApiError && e.status === 404)) throw e;
+        }
+      }));
+
+      renderDefault(budgets.default);
+      renderOverrides(budgets.users, details);
+      renderNearest(budgets, details, new Map(forecasts.items.map((f) => [f.userId, f])));
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) return;
+      const el = $('budgets-error');
+      el.textContent = 'Could not load budgets: ' + e.message;
+      el.hidden = false;
+    }
+  }
+
+  function renderDefault(limit) {
+    setText('default-budget-current', 'Now: ' + describeLimit(limit));
+    $('default-cost').value = valueText(limit && limit.monthlyCostUsd);
+    $('default-tokens').value = valueText(limit && limit.monthlyTokens);
+  }
+
+  function renderOverrides(users, details) {
+    fillTable('user-budgets-table', users.map((u) => {
+      const edit = document.createElement('button');
+      edit.type = 'button';
+      edit.textContent = 'Edit';
+      edit.addEventListener('click', () => {
+        $('budget-user').value = u.userId;
+        $('budget-cost').value = valueText(u.monthlyCostUsd);
+        $('budget-tokens').value = valueText(u.monthlyTokens);
+        $('budget-cost').focus();
+      });
+      const remove = document.createElement('button');
+      remove.type = 'button';
+      remove.textContent = 'Remove';
+      remove.className = 'remove-budget';
+      remove.addEventListener('click', () => removeUserBudget(u.userId, remove));
+      const actions = document.createElement('div');
+      actions.className = 'actions';
+      actions.append(edit, remove);
+      const detail = details.get(u.userId);
+      return [
+        cell(u.userId),
+        cell((detail && detail.username) || '–'),
+        cell(u.monthlyCostUsd == null ? 'No limit' : P.fmtLimit(u.monthlyCostUsd), 'num'),
+        cell(u.monthlyTokens == null ? 'No limit' : fmtInt(u.monthlyTokens), 'num'),
+        cell(actions, 'actions-cell'),
+      ];
+    }), 5, 'No user has limits of their own.');
+  }
+
+  function renderNearest(budgets, details, forecasts) {
+    const overrides = new Map(budgets.users.map((u) => [u.userId, u]));
+    const rows = [];
+    for (const [id, d] of details) {
+      const limit = overrides.get(id) || budgets.default;
+      if (!limit) continue;
+      const cost = Number(d.thisMonth.costUsd) || 0;
+      const tokens = Number(d.thisMonth.tokens) || 0;
+      const fractions = [];
+      if (limit.monthlyCostUsd != null) fractions.push(limit.monthlyCostUsd > 0 ? cost / limit.monthlyCostUsd : 1);
+      if (limit.monthlyTokens != null) fractions.push(limit.monthlyTokens > 0 ? tokens / limit.monthlyTokens : 1);
+      if (fractions.length === 0) continue;
+      rows.push({ id, d, limit, cost, tokens, used: Math.max(...fractions) });
+    }
+    rows.sort((a, b) => b.used - a.used || String(a.id).localeCompare(String(b.id)));
+
+    fillTable('nearest-table', rows.slice(0, NEAREST_SHOWN).map((r) => {
+      const name = r.d.username ? `${r.d.username} (${r.id})` : String(r.id);
+      const used = document.createElement('div');
+      const label = document.createElement('small');
+      label.className = 'used-label';
+      label.textContent = `${Math.round(r.used * 100)}% of ${describeLimit(r.limit)}`;
+      used.append(P.meter(r.used, name + ': ' + label.textContent), label);
+      const f = forecasts.get(r.id);
+      return [
+        cell(name),
+        cell(used, 'meter-cell'),
+        cell(fmtMoney(r.cost), 'num'),
+        cell(fmtInt(r.tokens), 'num'),
+        cell(f ? (f.projectedExhaustionDate || 'already reached') : '–'),
+      ];
+    }), 5, 'No user with a limit has spent anything this month.');
+  }
+
+  async function saveDefault(event) {
+    event.preventDefault();
+    showMessage('default-budget-message', '');
+    const limits = readLimits($('default-cost'), $('default-tokens'));
+    if (limits.error) {
+      showMessage('default-budget-message', limits.error, true);
+      return;
+    }
+    await putDefault(limits.json, $('default-save'));
+  }
+
+  async function putDefault(json, button) {
+    button.disabled = true;
+    try {
+      const saved = await api.send('PUT', '/api/usage/budgets/default', json);
+      await loadBudgets();
+      const text = describeLimit(saved);
+      showMessage('default-budget-message', text === 'no limit' ? 'Saved: no default limit.' : 'Saved: the default is now ' + text + '.');
+    } catch (e) {
+      if (!(e instanceof ApiError && e.status === 401)) showMessage('default-budget-message', 'Not saved: ' + e.message, true);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  async function saveUserBudget(event) {
+    event.preventDefault();
+    showMessage('user-budget-message', '');
+    const userInput = $('budget-user');
+    const userId = userInput.value.trim();
+    userInput.removeAttribute('aria-invalid');
+    if (!userId) {
+      userInput.setAttribute('aria-invalid', 'true');
+      showMessage('user-budget-message', 'Enter the id of the user to limit (the Users tab lists them).', true);
+      return;
+    }
+    const limits = readLimits($('budget-cost'), $('budget-tokens'));
+    if (limits.error) {
+      showMessage('user-budget-message', limits.error, true);
+      return;
+    }
+    const button = $('budget-save');
+    button.disabled = true;
+    try {
+      const path = '/api/usage/budgets/' + encodeURIComponent(userId);
+      // A limit for an id nobody has is almost always a typo: the user lookup answers 404 for it.
+      try {
+        await getJson('/api/usage/user/' + encodeURIComponent(userId));
+      } catch (e) {
+        if (e instanceof ApiError && e.status === 404) {
+          userInput.setAttribute('aria-invalid', 'true');
+          throw new Error(`no account or usage has the user id '${userId}'.`);
+        }
+        throw e;
+      }
+      const saved = await api.send('PUT', path, limits.json);
+      await loadBudgets();
+      showMessage('user-budget-message', `Saved: user ${saved.userId} now has ${describeLimit(saved)}.`);
+    } catch (e) {
+      if (!(e instanceof ApiError && e.status === 401)) showMessage('user-budget-message', 'Not saved: ' + e.message, true);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  async function removeUserBudget(userId, button) {
+    button.disabled = true;
+    showMessage('user-budget-message', '');
+    try {
+      await api.send('DELETE', '/api/usage/budgets/' + encodeURIComponent(userId));
+      await loadBudgets();
+      showMessage('user-budget-message', `Removed: the default applies to user ${userId} again.`);
+    } catch (e) {
+      button.disabled = false;
+      if (!(e instanceof ApiError && e.status === 401)) showMessage('user-budget-message', 'Not removed: ' + e.message, true);
     }
   }
 
@@ -390,8 +496,7 @@
   function start() {
     $('sign-in-form').addEventListener('submit', signIn);
     $('sign-out').addEventListener('click', () => signOut());
-    $('tab-usage').addEventListener('click', () => selectTab('usage'));
-    $('tab-users').addEventListener('click', () => selectTab('users'));
+    for (const tab of TABS) $('tab-' + tab).addEventListener('click', () => selectTab(tab));
     $('refresh').addEventListener('click', loadUsage);
     $('days-30').addEventListener('click', () => setDays(30));
     $('days-90').addEventListener('click', () => setDays(90));
@@ -405,8 +510,14 @@
       clearTimeout(searchTimer);
       searchTimer = setTimeout(() => { state.accountSearch = e.target.value.trim(); state.accountOffset = 0; loadAccounts(); }, 250);
     });
-    $('export-detailed').addEventListener('click', (e) => download('/api/usage/export', `usage_detailed_${utcDay(0)}.csv`, e.currentTarget));
-    $('export-summary').addEventListener('click', (e) => download('/api/usage/export/summary', `usage_summary_${utcDay(0)}.csv`, e.currentTarget));
+    $('export-detailed').addEventListener('click', (e) => download('/api/usage/export', `usage_detailed_${P.utcDay(0)}.csv`, e.currentTarget));
+    $('export-summary').addEventListener('click', (e) => download('/api/usage/export/summary', `usage_summary_${P.utcDay(0)}.csv`, e.currentTarget));
+    $('default-budget-form').addEventListener('submit', saveDefault);
+    $('default-lift').addEventListener('click', (e) => {
+      showMessage('default-budget-message', '');
+      putDefault('{"monthlyCostUsd":null,"monthlyTokens":null}', e.currentTarget);
+    });
+    $('user-budget-form').addEventListener('submit', saveUserBudget);
 
     loadInfo();
     if (token()) {
