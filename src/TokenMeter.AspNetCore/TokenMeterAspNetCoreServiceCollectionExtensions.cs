@@ -1,6 +1,7 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
 using TokenMeter.AspNetCore.Alerts;
 using TokenMeter.AspNetCore.Reports;
 using TokenMeter.Budgets;
@@ -31,7 +32,8 @@ public static class TokenMeterAspNetCoreServiceCollectionExtensions
 
         builder.AddBudgetGuard();
         services.AddTokenMeterReports();
-        services.AddOptions<TokenMeterAlertOptions>().BindConfiguration(TokenMeterAlertOptions.SectionName);
+        services.AddOptions<TokenMeterAlertOptions>().BindConfiguration(TokenMeterAlertOptions.SectionName).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<TokenMeterAlertOptions>, TokenMeterAlertOptionsValidator>());
         if (services.Any(d => d.ServiceType == typeof(WebhookSender)))
         {
             return builder;
@@ -42,6 +44,8 @@ public static class TokenMeterAspNetCoreServiceCollectionExtensions
         services.AddSingleton<WebhookSender>();
         services.TryAddSingleton<IWebhookSender>(sp => sp.GetRequiredService<WebhookSender>());
         services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<WebhookSender>());
+        services.AddSingleton<AlertMailer>();
+        services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<AlertMailer>());
         services.AddSingleton<AlertMonitor>();
         services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<AlertMonitor>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IUsageObserver, AlertUsageObserver>());

@@ -26,9 +26,7 @@ internal sealed class WebhookSender : BackgroundService, IWebhookSender
     private readonly ILogger _logger;
     private readonly Counter<long> _sent;
     private readonly Counter<long> _failed;
-    private readonly Lock _idleGate = new();
-    private int _unfinished;
-    private TaskCompletionSource _idle = CompletedIdle();
+    private readonly WorkTracker _work = new();
 
     public WebhookSender(
         IHttpClientFactory httpClients, IOptionsMonitor<TokenMeterAlertOptions> options, TimeProvider time, ILogger<WebhookSender> logger, IMeterFactory meterFactory)
@@ -54,10 +52,10 @@ internal sealed class WebhookSender : BackgroundService, IWebhookSender
         }
 
         var body = JsonSerializer.SerializeToUtf8Bytes(new WebhookEnvelope(id, eventType, _time.GetUtcNow(), data), Json);
-        BeginWork();
+        _work.Begin();
         if (!_queue.Writer.TryWrite(new Delivery(eventType, id, body, onDelivered)))
         {
-            EndWork();
+            _work.End();
             _failed.Add(1, new KeyValuePair<string, object?>("tokenmeter.event", eventType));
             Log.WebhookDropped(_logger, eventType, id);
             return false;
@@ -130,7 +128,7 @@ internal sealed class WebhookSender : BackgroundService, IWebhookSender
         finally
         {
             slots.Release();
-            EndWork();
+            _work.End();
         }
     }
 
@@ -170,42 +168,7 @@ internal sealed class WebhookSender : BackgroundService, IWebhookSender
     }
 
     /// <summary>Completes when every queued event has been delivered or given up (tests await it).</summary>
-    internal Task WhenIdleAsync()
-    {
-        lock (_idleGate)
-        {
-            return _idle.Task;
-        }
-    }
-
-    private static TaskCompletionSource CompletedIdle()
-    {
-        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        done.SetResult();
-        return done;
-    }
-
-    private void BeginWork()
-    {
-        lock (_idleGate)
-        {
-            if (_unfinished++ == 0)
-            {
-                _idle = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            }
-        }
-    }
-
-    private void EndWork()
-    {
-        lock (_idleGate)
-        {
-            if (--_unfinished == 0)
-            {
-                _idle.TrySetResult();
-            }
-        }
-    }
+    internal Task WhenIdleAsync() => _work.WhenIdleAsync();
 
     private sealed record Delivery(string EventType, string Id, byte[] Body, Func<CancellationToken, ValueTask>? OnDelivered);
 

@@ -33,4 +33,10 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 4112, Level = LogLevel.Warning, Message = "Alert evaluation failed; it is retried with the next calls.")]
     public static partial void AlertEvaluationFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 4113, Level = LogLevel.Warning, Message = "Alert delivery {DeliveryKind} {Key} was not completed within its lease; claimed again and resent.")]
+    public static partial void AlertReclaimed(ILogger logger, string deliveryKind, string key);
+
+    [LoggerMessage(EventId = 4114, Level = LogLevel.Error, Message = "Alert delivery {DeliveryKind} {Key} abandoned: its period ended a day ago without a completed delivery seen by this instance.")]
+    public static partial void AlertAbandoned(ILogger logger, string deliveryKind, string key);
 }

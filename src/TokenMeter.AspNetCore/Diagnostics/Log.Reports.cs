@@ -33,4 +33,16 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 4521, Level = LogLevel.Warning, Message = "Alert {EventType} {EventId} could not be mailed on attempt {Attempt}.")]
     public static partial void AlertMailFailed(ILogger logger, Exception exception, string eventType, string eventId, int attempt);
+
+    [LoggerMessage(EventId = 4522, Level = LogLevel.Error, Message = "Alert {EventType} {EventId} could not be mailed; given up after {Attempts} attempts (it is tried again when its claim expires).")]
+    public static partial void AlertMailGaveUp(ILogger logger, string eventType, string eventId, int attempts);
+
+    [LoggerMessage(EventId = 4523, Level = LogLevel.Warning, Message = "Alert {EventType} {EventId} not mailed: TokenMeter:Reports:Smtp:Host and TokenMeter:Reports:To are not configured.")]
+    public static partial void AlertMailNotConfigured(ILogger logger, string eventType, string eventId);
+
+    [LoggerMessage(EventId = 4524, Level = LogLevel.Warning, Message = "Alert {EventType} {EventId} not mailed: the queue is full.")]
+    public static partial void AlertMailDropped(ILogger logger, string eventType, string eventId);
+
+    [LoggerMessage(EventId = 4525, Level = LogLevel.Error, Message = "Alert {EventType} {EventId} was mailed but completing it failed.")]
+    public static partial void AlertMailCallbackFailed(ILogger logger, Exception exception, string eventType, string eventId);
 }
