@@ -57,10 +57,19 @@ internal static class PostgresBench
             var staging = await StagingIngestAsync(dataSource, ingestCount, batchSize);
             var store = await StoreIngestAsync(dataSource, ingestCount, batchSize);
             rows.Add(("raw binary COPY into user_api_usage, no rollups", batchSize, copy, copy.PerSecond));
-            rows.Add(("store AppendAsync (one statement: unnest arrays → INSERT … ON CONFLICT + 9 rollups)", batchSize, store, copy.PerSecond));
-            rows.Add(("previous store path (COPY → temp staging table per batch → same statement), for comparison", batchSize, staging, copy.PerSecond));
+            rows.Add(("store AppendAsync (COPY → session staging table → INSERT … ON CONFLICT + 9 rollups, one transaction)", batchSize, store, copy.PerSecond));
+            rows.Add(("previous store path (staging table created and dropped per batch), for comparison", batchSize, staging, copy.PerSecond));
         }
 
+        // Several app instances write at once: two writers, each its own connection and backend.
+        {
+            var copy = await RawCopyAsync(dataSource, ingestCount, 5000, writers: 2);
+            var store = await StoreIngestAsync(dataSource, ingestCount, 5000, writers: 2);
+            rows.Add(("raw binary COPY, 2 concurrent writers", 5000, copy, copy.PerSecond));
+            rows.Add(("store AppendAsync, 2 concurrent writers", 5000, store, copy.PerSecond));
+        }
+
+        Console.WriteLine($"session staging tables alive after the runs (0 = the pool's connection reset dropped them): {await ScalarAsync<long>(dataSource, "SELECT count(*) FROM pg_class WHERE relname LIKE 'tokenmeter_staging_v%' AND relpersistence = 't'")}");
         Console.WriteLine($"load average: {File.ReadAllText("/proc/loadavg").Trim()}");
         Console.WriteLine();
         Console.WriteLine("| ingest path | records/batch | records | records/s | vs raw COPY, same batch size | server CPU µs/record | client CPU µs/record |");
@@ -121,15 +130,15 @@ internal static class PostgresBench
         return Report("row-by-row INSERT", count, watch.Elapsed, cpu);
     }
 
-    private static async Task<IngestResult> RawCopyAsync(NpgsqlDataSource dataSource, int count, int batchSize, string run = "")
+    private static async Task<IngestResult> RawCopyAsync(NpgsqlDataSource dataSource, int count, int batchSize, string run = "", int writers = 1)
     {
-        var schema = await FreshSchemaAsync(dataSource, "rawcopy" + batchSize + run);
+        var schema = await FreshSchemaAsync(dataSource, "rawcopy" + batchSize + run + (writers > 1 ? "w" + writers : ""));
         var records = Generate(count, Start.AddDays(400), TimeSpan.FromDays(5)).ToList();
         await using var context = NewContext(dataSource, schema);
         await context.EnsurePartitionsAsync(records.Select(r => PostgresStoreContext.MonthOf(r.CreatedAt)), default);
         var cpu = CpuNow();
         var watch = Stopwatch.StartNew();
-        foreach (var batch in records.Chunk(batchSize))
+        await ForEachBatchAsync(records, batchSize, writers, async batch =>
         {
             await using var connection = await dataSource.OpenConnectionAsync();
             await using var writer = await connection.BeginBinaryImportAsync($"COPY \"{schema}\".user_api_usage ({PostgresSql.Columns}) FROM STDIN (FORMAT BINARY)");
@@ -139,14 +148,15 @@ internal static class PostgresBench
             }
 
             await writer.CompleteAsync();
-        }
+            return batch.Length;
+        });
 
-        return Report($"raw binary COPY ({batchSize}/batch)", count, watch.Elapsed, cpu);
+        return Report($"raw binary COPY ({batchSize}/batch, {writers} writer(s))", count, watch.Elapsed, cpu);
     }
 
-    private static async Task<IngestResult> StoreIngestAsync(NpgsqlDataSource dataSource, int count, int batchSize, string run = "")
+    private static async Task<IngestResult> StoreIngestAsync(NpgsqlDataSource dataSource, int count, int batchSize, string run = "", int writers = 1)
     {
-        var schema = await FreshSchemaAsync(dataSource, "store" + batchSize + run);
+        var schema = await FreshSchemaAsync(dataSource, "store" + batchSize + run + (writers > 1 ? "w" + writers : ""));
         var records = Generate(count, Start.AddDays(400), TimeSpan.FromDays(5)).ToList();
         await using var context = NewContext(dataSource, schema);
         context.MarkReady();
@@ -154,18 +164,30 @@ internal static class PostgresBench
         await context.EnsurePartitionsAsync(records.Select(r => PostgresStoreContext.MonthOf(r.CreatedAt)), default);
         var cpu = CpuNow();
         var watch = Stopwatch.StartNew();
-        var stored = 0;
-        foreach (var batch in records.Chunk(batchSize))
-        {
-            stored += await store.AppendAsync(batch);
-        }
-
+        var stored = await ForEachBatchAsync(records, batchSize, writers, async batch => await store.AppendAsync(batch));
         if (stored != count)
         {
             throw new InvalidOperationException($"stored {stored} of {count}");
         }
 
-        return Report($"store AppendAsync ({batchSize}/batch)", count, watch.Elapsed, cpu);
+        return Report($"store AppendAsync ({batchSize}/batch, {writers} writer(s))", count, watch.Elapsed, cpu);
+    }
+
+    /// <summary>Runs the batches on <paramref name="writers"/> concurrent writers (writer i takes batches i, i + writers, ...), like several app instances.</summary>
+    private static async Task<int> ForEachBatchAsync(List<UsageRecord> records, int batchSize, int writers, Func<UsageRecord[], Task<int>> write)
+    {
+        var batches = records.Chunk(batchSize).ToArray();
+        var counts = await Task.WhenAll(Enumerable.Range(0, writers).Select(w => Task.Run(async () =>
+        {
+            var stored = 0;
+            for (var i = w; i < batches.Length; i += writers)
+            {
+                stored += await write(batches[i]);
+            }
+
+            return stored;
+        })));
+        return counts.Sum();
     }
 
     /// <summary>The previous ingest path, kept here for an interleaved comparison: per batch, a temporary staging table, binary COPY into it, the ingest statement over it, commit.</summary>

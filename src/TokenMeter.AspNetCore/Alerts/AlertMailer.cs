@@ -1,6 +1,4 @@
 using System.Diagnostics.Metrics;
-using System.Threading.Channels;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using TokenMeter.AspNetCore.Diagnostics;
@@ -13,28 +11,22 @@ namespace TokenMeter.AspNetCore.Alerts;
 /// settings, in the background, retried with the webhook's back-off (<c>MaxAttempts</c>,
 /// <c>InitialRetryDelay</c> doubling). Never blocks the caller.
 /// </summary>
-internal sealed class AlertMailer : BackgroundService
+internal sealed class AlertMailer : DeliveryQueue<AlertMailer.AlertMail>
 {
-    private const int MaxConcurrentSends = 2;
-
-    private readonly Channel<AlertMail> _queue = Channel.CreateBounded<AlertMail>(new BoundedChannelOptions(1_000) { FullMode = BoundedChannelFullMode.DropWrite });
     private readonly IReportMailer _mailer;
-    private readonly IOptionsMonitor<TokenMeterAlertOptions> _options;
-    private readonly TimeProvider _time;
     private readonly ILogger _logger;
-    private readonly Counter<long> _sent;
-    private readonly Counter<long> _failed;
-    private readonly WorkTracker _work = new();
 
     public AlertMailer(IReportMailer mailer, IOptionsMonitor<TokenMeterAlertOptions> options, TimeProvider time, ILogger<AlertMailer> logger, IMeterFactory meterFactory)
+        : base(
+            capacity: 1_000,
+            maxConcurrent: 2,
+            options,
+            time,
+            meterFactory.Create("TokenMeter").CreateCounter<long>("tokenmeter.alerts.mailed", "{alert}", "Alert emails the SMTP server accepted."),
+            meterFactory.Create("TokenMeter").CreateCounter<long>("tokenmeter.alerts.mail_failed", "{alert}", "Alert emails given up after every attempt, or dropped."))
     {
         _mailer = mailer;
-        _options = options;
-        _time = time;
         _logger = logger;
-        var meter = meterFactory.Create("TokenMeter");
-        _sent = meter.CreateCounter<long>("tokenmeter.alerts.mailed", "{alert}", "Alert emails the SMTP server accepted.");
-        _failed = meter.CreateCounter<long>("tokenmeter.alerts.mail_failed", "{alert}", "Alert emails given up after every attempt, or dropped.");
     }
 
     /// <summary>Queues an alert email.</summary>
@@ -54,100 +46,42 @@ internal sealed class AlertMailer : BackgroundService
             return false;
         }
 
-        _work.Begin();
-        if (!_queue.Writer.TryWrite(new AlertMail(eventType, id, data, onDelivered)))
+        return TryQueue(new AlertMail(
+            eventType,
+            id,
+            AlertEmailRenderer.Subject(eventType, data),
+            AlertEmailRenderer.Html(eventType, id, data),
+            AlertEmailRenderer.Text(eventType, id, data),
+            onDelivered));
+    }
+
+    protected override async Task<bool> TryDeliverAsync(AlertMail item, TokenMeterAlertOptions options, int attempt, CancellationToken cancellationToken)
+    {
+        var headers = new Dictionary<string, string>
         {
-            _work.End();
-            _failed.Add(1, new KeyValuePair<string, object?>("tokenmeter.event", eventType));
-            Log.AlertMailDropped(_logger, eventType, id);
+            ["X-TokenMeter-Event"] = item.EventType,
+            ["X-TokenMeter-Alert-Id"] = item.Id,
+        };
+        try
+        {
+            await _mailer.SendAsync(item.Subject, item.Html, item.Text, headers, cancellationToken).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+        {
+            Log.AlertMailFailed(_logger, ex, item.EventType, item.Id, attempt);
             return false;
         }
-
-        return true;
     }
 
-    /// <summary>Completes when every queued email has been sent or given up (tests await it).</summary>
-    internal Task WhenIdleAsync() => _work.WhenIdleAsync();
+    protected override void LogDelivered(AlertMail item, int attempt) => Log.AlertMailed(_logger, item.EventType, item.Id, _mailer.RecipientCount);
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        using var slots = new SemaphoreSlim(MaxConcurrentSends);
-        var running = new List<Task>();
-        try
-        {
-            await foreach (var mail in _queue.Reader.ReadAllAsync(stoppingToken).ConfigureAwait(false))
-            {
-                await slots.WaitAsync(stoppingToken).ConfigureAwait(false);
-                running.RemoveAll(t => t.IsCompleted);
-                running.Add(SendAsync(mail, slots, stoppingToken));
-            }
-        }
-        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-        {
-        }
+    protected override void LogGaveUp(AlertMail item, int attempts) => Log.AlertMailGaveUp(_logger, item.EventType, item.Id, attempts);
 
-        await Task.WhenAll(running).ConfigureAwait(false);
-    }
+    protected override void LogDropped(AlertMail item) => Log.AlertMailDropped(_logger, item.EventType, item.Id);
 
-    private async Task SendAsync(AlertMail mail, SemaphoreSlim slots, CancellationToken stoppingToken)
-    {
-        try
-        {
-            var options = _options.CurrentValue;
-            var attempts = Math.Max(1, options.MaxAttempts);
-            var delay = options.InitialRetryDelay;
-            var headers = new Dictionary<string, string>
-            {
-                ["X-TokenMeter-Event"] = mail.EventType,
-                ["X-TokenMeter-Alert-Id"] = mail.Id,
-            };
-            var subject = AlertEmailRenderer.Subject(mail.EventType, mail.Data);
-            var html = AlertEmailRenderer.Html(mail.EventType, mail.Id, mail.Data);
-            var text = AlertEmailRenderer.Text(mail.EventType, mail.Id, mail.Data);
-            for (var attempt = 1; attempt <= attempts; attempt++)
-            {
-                try
-                {
-                    await _mailer.SendAsync(subject, html, text, headers, stoppingToken).ConfigureAwait(false);
-                }
-                catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
-                {
-                    Log.AlertMailFailed(_logger, ex, mail.EventType, mail.Id, attempt);
-                    if (attempt < attempts)
-                    {
-                        await Task.Delay(delay, _time, stoppingToken).ConfigureAwait(false);
-                        delay *= 2;
-                    }
+    protected override void LogCallbackFailed(AlertMail item, Exception exception) => Log.AlertMailCallbackFailed(_logger, exception, item.EventType, item.Id);
 
-                    continue;
-                }
-
-                _sent.Add(1, new KeyValuePair<string, object?>("tokenmeter.event", mail.EventType));
-                Log.AlertMailed(_logger, mail.EventType, mail.Id, _mailer.RecipientCount);
-                if (mail.OnDelivered is not null)
-                {
-                    await mail.OnDelivered(stoppingToken).ConfigureAwait(false);
-                }
-
-                return;
-            }
-
-            _failed.Add(1, new KeyValuePair<string, object?>("tokenmeter.event", mail.EventType));
-            Log.AlertMailGaveUp(_logger, mail.EventType, mail.Id, attempts);
-        }
-        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-        {
-        }
-        catch (Exception ex)
-        {
-            Log.AlertMailCallbackFailed(_logger, ex, mail.EventType, mail.Id);
-        }
-        finally
-        {
-            slots.Release();
-            _work.End();
-        }
-    }
-
-    private sealed record AlertMail(string EventType, string Id, object Data, Func<CancellationToken, ValueTask>? OnDelivered);
+    internal sealed record AlertMail(string EventType, string Id, string Subject, string Html, string Text, Func<CancellationToken, ValueTask>? OnDelivered)
+        : DeliveryItem(EventType, Id, OnDelivered);
 }

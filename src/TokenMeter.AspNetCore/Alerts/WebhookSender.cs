@@ -3,8 +3,6 @@ using System.Net.Http.Headers;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
-using System.Threading.Channels;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using TokenMeter.AspNetCore.Diagnostics;
@@ -12,32 +10,27 @@ using TokenMeter.AspNetCore.Diagnostics;
 namespace TokenMeter.AspNetCore.Alerts;
 
 /// <summary>Background webhook delivery with signed bodies and exponential back-off.</summary>
-internal sealed class WebhookSender : BackgroundService, IWebhookSender
+internal sealed class WebhookSender : DeliveryQueue<WebhookSender.Delivery>, IWebhookSender
 {
     public const string HttpClientName = "TokenMeter.Webhooks";
-    private const int MaxConcurrentDeliveries = 4;
 
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
-    private readonly Channel<Delivery> _queue = Channel.CreateBounded<Delivery>(new BoundedChannelOptions(10_000) { FullMode = BoundedChannelFullMode.DropWrite });
     private readonly IHttpClientFactory _httpClients;
-    private readonly IOptionsMonitor<TokenMeterAlertOptions> _options;
-    private readonly TimeProvider _time;
     private readonly ILogger _logger;
-    private readonly Counter<long> _sent;
-    private readonly Counter<long> _failed;
-    private readonly WorkTracker _work = new();
 
     public WebhookSender(
         IHttpClientFactory httpClients, IOptionsMonitor<TokenMeterAlertOptions> options, TimeProvider time, ILogger<WebhookSender> logger, IMeterFactory meterFactory)
+        : base(
+            capacity: 10_000,
+            maxConcurrent: 4,
+            options,
+            time,
+            meterFactory.Create("TokenMeter").CreateCounter<long>("tokenmeter.webhooks.sent", "{event}", "Webhook events the receiver accepted."),
+            meterFactory.Create("TokenMeter").CreateCounter<long>("tokenmeter.webhooks.failed", "{event}", "Webhook events given up after every attempt, or dropped."))
     {
         _httpClients = httpClients;
-        _options = options;
-        _time = time;
         _logger = logger;
-        var meter = meterFactory.Create("TokenMeter");
-        _sent = meter.CreateCounter<long>("tokenmeter.webhooks.sent", "{event}", "Webhook events the receiver accepted.");
-        _failed = meter.CreateCounter<long>("tokenmeter.webhooks.failed", "{event}", "Webhook events given up after every attempt, or dropped.");
     }
 
     public bool Enqueue(string eventType, string id, object data, Func<CancellationToken, ValueTask>? onDelivered = null)
@@ -45,94 +38,21 @@ internal sealed class WebhookSender : BackgroundService, IWebhookSender
         ArgumentException.ThrowIfNullOrEmpty(eventType);
         ArgumentException.ThrowIfNullOrEmpty(id);
         ArgumentNullException.ThrowIfNull(data);
-        if (_options.CurrentValue.WebhookUrl is null)
+        if (Options.CurrentValue.WebhookUrl is null)
         {
             Log.WebhookNotConfigured(_logger, eventType, id);
             return false;
         }
 
-        var body = JsonSerializer.SerializeToUtf8Bytes(new WebhookEnvelope(id, eventType, _time.GetUtcNow(), data), Json);
-        _work.Begin();
-        if (!_queue.Writer.TryWrite(new Delivery(eventType, id, body, onDelivered)))
-        {
-            _work.End();
-            _failed.Add(1, new KeyValuePair<string, object?>("tokenmeter.event", eventType));
-            Log.WebhookDropped(_logger, eventType, id);
-            return false;
-        }
-
-        return true;
+        var body = JsonSerializer.SerializeToUtf8Bytes(new WebhookEnvelope(id, eventType, Time.GetUtcNow(), data), Json);
+        return TryQueue(new Delivery(eventType, id, body, onDelivered));
     }
 
     /// <summary>The signature header value of a body: <c>sha256=</c> and the lowercase hex HMAC-SHA256.</summary>
     public static string Sign(ReadOnlySpan<byte> body, string secret)
         => "sha256=" + Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(secret), body));
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        using var slots = new SemaphoreSlim(MaxConcurrentDeliveries);
-        var running = new List<Task>();
-        try
-        {
-            await foreach (var delivery in _queue.Reader.ReadAllAsync(stoppingToken).ConfigureAwait(false))
-            {
-                await slots.WaitAsync(stoppingToken).ConfigureAwait(false);
-                running.RemoveAll(t => t.IsCompleted);
-                running.Add(DeliverAsync(delivery, slots, stoppingToken));
-            }
-        }
-        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-        {
-        }
-
-        await Task.WhenAll(running).ConfigureAwait(false);
-    }
-
-    private async Task DeliverAsync(Delivery delivery, SemaphoreSlim slots, CancellationToken stoppingToken)
-    {
-        try
-        {
-            var options = _options.CurrentValue;
-            var delay = options.InitialRetryDelay;
-            for (var attempt = 1; attempt <= Math.Max(1, options.MaxAttempts); attempt++)
-            {
-                if (await TrySendAsync(delivery, options, attempt, stoppingToken).ConfigureAwait(false))
-                {
-                    _sent.Add(1, new KeyValuePair<string, object?>("tokenmeter.event", delivery.EventType));
-                    Log.WebhookDelivered(_logger, delivery.EventType, delivery.Id, attempt);
-                    if (delivery.OnDelivered is not null)
-                    {
-                        await delivery.OnDelivered(stoppingToken).ConfigureAwait(false);
-                    }
-
-                    return;
-                }
-
-                if (attempt < options.MaxAttempts)
-                {
-                    await Task.Delay(delay, _time, stoppingToken).ConfigureAwait(false);
-                    delay *= 2;
-                }
-            }
-
-            _failed.Add(1, new KeyValuePair<string, object?>("tokenmeter.event", delivery.EventType));
-            Log.WebhookGaveUp(_logger, delivery.EventType, delivery.Id, options.MaxAttempts);
-        }
-        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-        {
-        }
-        catch (Exception ex)
-        {
-            Log.WebhookCallbackFailed(_logger, ex, delivery.EventType, delivery.Id);
-        }
-        finally
-        {
-            slots.Release();
-            _work.End();
-        }
-    }
-
-    private async Task<bool> TrySendAsync(Delivery delivery, TokenMeterAlertOptions options, int attempt, CancellationToken cancellationToken)
+    protected override async Task<bool> TryDeliverAsync(Delivery delivery, TokenMeterAlertOptions options, int attempt, CancellationToken cancellationToken)
     {
         if (options.WebhookUrl is not { } url)
         {
@@ -167,10 +87,16 @@ internal sealed class WebhookSender : BackgroundService, IWebhookSender
         }
     }
 
-    /// <summary>Completes when every queued event has been delivered or given up (tests await it).</summary>
-    internal Task WhenIdleAsync() => _work.WhenIdleAsync();
+    protected override void LogDelivered(Delivery item, int attempt) => Log.WebhookDelivered(_logger, item.EventType, item.Id, attempt);
 
-    private sealed record Delivery(string EventType, string Id, byte[] Body, Func<CancellationToken, ValueTask>? OnDelivered);
+    protected override void LogGaveUp(Delivery item, int attempts) => Log.WebhookGaveUp(_logger, item.EventType, item.Id, attempts);
+
+    protected override void LogDropped(Delivery item) => Log.WebhookDropped(_logger, item.EventType, item.Id);
+
+    protected override void LogCallbackFailed(Delivery item, Exception exception) => Log.WebhookCallbackFailed(_logger, exception, item.EventType, item.Id);
+
+    internal sealed record Delivery(string EventType, string Id, byte[] Body, Func<CancellationToken, ValueTask>? OnDelivered)
+        : DeliveryItem(EventType, Id, OnDelivered);
 
     private sealed record WebhookEnvelope(string Id, string Type, DateTimeOffset CreatedAt, object Data);
 }

@@ -7,10 +7,6 @@ internal sealed class PostgresSql
     public const string Columns =
         "id, created_at, user_id, endpoint, operation, request_model, model, service_tier, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, audio_input_tokens, audio_output_tokens, total_tokens, cost_usd, price_id, duration_ms, status, http_status, streaming, session_id, problem_id, metadata";
 
-    /// <summary>The ingest statement's parameters: one array per column, in <see cref="Columns"/> order.</summary>
-    private const string Parameters =
-        "$1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::numeric[], $17::text[], $18::float8[], $19::text[], $20::integer[], $21::boolean[], $22::text[], $23::text[], $24::jsonb[]";
-
     private const string Sums = "calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd";
     private const string AddSums =
         "calls = t.calls + excluded.calls, input_tokens = t.input_tokens + excluded.input_tokens, cached_input_tokens = t.cached_input_tokens + excluded.cached_input_tokens, output_tokens = t.output_tokens + excluded.output_tokens, reasoning_tokens = t.reasoning_tokens + excluded.reasoning_tokens, total_tokens = t.total_tokens + excluded.total_tokens, cost_usd = t.cost_usd + excluded.cost_usd";
@@ -19,18 +15,29 @@ internal sealed class PostgresSql
 
     public PostgresSql(string quoted)
     {
-        // One statement, so one round trip and no session state (no staging table to create and
-        // drop per batch, which churned the catalog; safe behind a transaction-mode pooler): the
-        // batch arrives as one array per column, is unnested in PRIMARY KEY order (created_at, id),
-        // the rows not yet stored are inserted (replays skipped by the primary key), what was
-        // actually inserted is grouped once at the finest grain, and every rollup is upserted from
-        // that grouping. The statement is atomic on its own. Each upsert runs to completion in key
-        // order, and all writers run the same plan, so row locks are always taken in the same
-        // order: concurrent writers wait, never deadlock.
-        Ingest = IngestFrom(quoted, $"unnest({Parameters})");
+        // The staging table lives as long as the session: created once per physical connection
+        // (IF NOT EXISTS), emptied by every commit. Creating and dropping it per batch churned the
+        // system catalogs. Its name carries the schema version, so a session that outlives an
+        // upgrade never copies into a stale shape.
+        var staging = $"tokenmeter_staging_v{Schema.PostgresMigration.All.Count}";
+        CreateStaging = $"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {quoted}.user_api_usage) ON COMMIT DELETE ROWS";
+        CopyStaging = $"COPY pg_temp.{staging} ({Columns}) FROM STDIN (FORMAT BINARY)";
+
+        // One statement over the staging table: insert the new rows in primary-key order (created_at, id)
+        // (replays skipped by the key), group what was actually inserted once at the finest grain,
+        // then upsert every rollup from that grouping. Each upsert runs to completion in key order,
+        // and all writers run the same plan, so row locks are always taken in the same order:
+        // concurrent writers wait, never deadlock.
+        Ingest = IngestFrom(quoted, $"pg_temp.{staging}");
     }
 
-    /// <summary>The ingest statement: one array parameter per column, in <see cref="Columns"/> order.</summary>
+    /// <summary>Creates the session's staging table unless it exists.</summary>
+    public string CreateStaging { get; }
+
+    /// <summary>Binary COPY into the staging table, <see cref="Columns"/> in order.</summary>
+    public string CopyStaging { get; }
+
+    /// <summary>The ingest statement over the staging table; it returns the number of rows inserted.</summary>
     public string Ingest { get; }
 
     /// <summary>The ingest statement reading its rows from <paramref name="source"/> (a relation with <see cref="Columns"/>, in that order).</summary>

@@ -6,9 +6,9 @@ using TokenMeter.Storage;
 namespace TokenMeter.Postgres.Storage;
 
 /// <summary>
-/// Ingest: one statement per batch that receives the batch as one binary array per column, inserts
-/// the rows not yet stored and upserts every rollup from the rows actually inserted, atomically
-/// (see <see cref="PostgresSql"/>). <see cref="WriteRowAsync"/> remains for binary COPY (bulk tools).
+/// Ingest: binary COPY of the batch into a temporary staging table, then one statement that inserts
+/// the rows not yet stored and upserts every rollup from the rows actually inserted (see
+/// <see cref="PostgresSql"/>), all in one transaction.
 /// </summary>
 internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageStore
 {
@@ -42,100 +42,36 @@ internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageS
 
     private async Task<int> InsertAsync(IReadOnlyList<UsageRecord> records, CancellationToken cancellationToken)
     {
-        // Not prepared on purpose: a generic plan would assume a few rows per array and cost more
-        // server time per record on large batches than planning each batch does.
-        var command = context.DataSource.CreateCommand(context.Sql.Ingest);
-        await using var commandScope = command.ConfigureAwait(false);
-        command.CommandTimeout = context.CommandTimeout;
-        AddColumnArrays(command.Parameters, records);
-        return (int)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
-    }
-
-    /// <summary>The batch as one array parameter per column, in <see cref="PostgresSql.Columns"/> order.</summary>
-    internal static void AddColumnArrays(NpgsqlParameterCollection parameters, IReadOnlyList<UsageRecord> records)
-    {
-        var n = records.Count;
-        var id = new Guid[n];
-        var createdAt = new DateTime[n];
-        var userId = new string?[n];
-        var endpoint = new string?[n];
-        var operation = new string[n];
-        var requestModel = new string?[n];
-        var model = new string?[n];
-        var serviceTier = new string?[n];
-        var input = new long[n];
-        var cached = new long[n];
-        var output = new long[n];
-        var reasoning = new long[n];
-        var audioInput = new long[n];
-        var audioOutput = new long[n];
-        var total = new long[n];
-        var cost = new decimal?[n];
-        var priceId = new string?[n];
-        var duration = new double[n];
-        var status = new string[n];
-        var http = new int?[n];
-        var streaming = new bool[n];
-        var session = new string?[n];
-        var problem = new string?[n];
-        var metadata = new string?[n];
-        for (var i = 0; i < n; i++)
+        var connection = await context.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var connectionScope = connection.ConfigureAwait(false);
+        var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transactionScope = transaction.ConfigureAwait(false);
+        using (var create = new NpgsqlCommand(context.Sql.CreateStaging, connection, transaction) { CommandTimeout = context.CommandTimeout })
         {
-            var r = records[i];
-            id[i] = r.Id;
-            createdAt[i] = r.CreatedAt.UtcDateTime;
-            userId[i] = r.UserId;
-            endpoint[i] = r.Endpoint;
-            operation[i] = r.Operation ?? UsageOperation.Other;
-            requestModel[i] = r.RequestModel;
-            model[i] = r.Model;
-            serviceTier[i] = r.ServiceTier;
-            input[i] = r.InputTokens;
-            cached[i] = r.CachedInputTokens;
-            output[i] = r.OutputTokens;
-            reasoning[i] = r.ReasoningTokens;
-            audioInput[i] = r.AudioInputTokens;
-            audioOutput[i] = r.AudioOutputTokens;
-            total[i] = r.TotalTokens;
-            cost[i] = r.CostUsd;
-            priceId[i] = r.PriceId;
-            duration[i] = r.DurationMs;
-            status[i] = UsageStatusNames.ToText(r.Status);
-            http[i] = r.HttpStatus;
-            streaming[i] = r.Streaming;
-            session[i] = r.SessionId;
-            problem[i] = r.ProblemId;
-            metadata[i] = r.Tags is { } tags ? JsonSerializer.Serialize(tags, PostgresJsonContext.Default.IReadOnlyDictionaryStringString) : null;
+            await create.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
 
-        parameters.Add(new NpgsqlParameter<Guid[]> { TypedValue = id });
-        parameters.Add(new NpgsqlParameter<DateTime[]> { TypedValue = createdAt, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.TimestampTz });
-        AddText(parameters, userId);
-        AddText(parameters, endpoint);
-        AddText(parameters, operation);
-        AddText(parameters, requestModel);
-        AddText(parameters, model);
-        AddText(parameters, serviceTier);
-        parameters.Add(new NpgsqlParameter<long[]> { TypedValue = input });
-        parameters.Add(new NpgsqlParameter<long[]> { TypedValue = cached });
-        parameters.Add(new NpgsqlParameter<long[]> { TypedValue = output });
-        parameters.Add(new NpgsqlParameter<long[]> { TypedValue = reasoning });
-        parameters.Add(new NpgsqlParameter<long[]> { TypedValue = audioInput });
-        parameters.Add(new NpgsqlParameter<long[]> { TypedValue = audioOutput });
-        parameters.Add(new NpgsqlParameter<long[]> { TypedValue = total });
-        parameters.Add(new NpgsqlParameter<decimal?[]> { TypedValue = cost, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Numeric });
-        AddText(parameters, priceId);
-        parameters.Add(new NpgsqlParameter<double[]> { TypedValue = duration });
-        AddText(parameters, status);
-        parameters.Add(new NpgsqlParameter<int?[]> { TypedValue = http, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Integer });
-        parameters.Add(new NpgsqlParameter<bool[]> { TypedValue = streaming });
-        AddText(parameters, session);
-        AddText(parameters, problem);
-        parameters.Add(new NpgsqlParameter<string?[]> { TypedValue = metadata, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb });
-    }
+        {
+            var writer = await connection.BeginBinaryImportAsync(context.Sql.CopyStaging, cancellationToken).ConfigureAwait(false);
+            await using var writerScope = writer.ConfigureAwait(false);
+            writer.Timeout = TimeSpan.FromSeconds(context.CommandTimeout);
+            foreach (var record in records)
+            {
+                await WriteRowAsync(writer, record, cancellationToken).ConfigureAwait(false);
+            }
 
-    private static void AddText(NpgsqlParameterCollection parameters, string?[] values) =>
-        parameters.Add(new NpgsqlParameter<string?[]> { TypedValue = values, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+            await writer.CompleteAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        int inserted;
+        using (var ingest = new NpgsqlCommand(context.Sql.Ingest, connection, transaction) { CommandTimeout = context.CommandTimeout })
+        {
+            inserted = (int)(await ingest.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return inserted;
+    }
 
     internal static async ValueTask WriteRowAsync(NpgsqlBinaryImporter writer, UsageRecord r, CancellationToken cancellationToken)
     {
