@@ -16,6 +16,9 @@ namespace HomeworkApi.Homework;
 /// </summary>
 internal sealed class HomeworkModelClient(OpenAIClient client, ILogger<HomeworkModelClient> logger)
 {
+    // One ChatClient per model, not one per request.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, ChatClient> _chatClients = new(StringComparer.Ordinal);
+
     public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     /// <summary>A chat completion whose reply must be a JSON object of the named schema.</summary>
@@ -89,7 +92,7 @@ internal sealed class HomeworkModelClient(OpenAIClient client, ILogger<HomeworkM
         try
         {
             var options = new ChatCompletionOptions { MaxOutputTokenCount = maxOutputTokens };
-            var updates = client.GetChatClient(model).CompleteChatStreamingAsync(messages, options, cancellationToken).GetAsyncEnumerator(cancellationToken);
+            var updates = ChatClientFor(model).CompleteChatStreamingAsync(messages, options, cancellationToken).GetAsyncEnumerator(cancellationToken);
             bool first;
             try
             {
@@ -111,6 +114,8 @@ internal sealed class HomeworkModelClient(OpenAIClient client, ILogger<HomeworkM
         }
     }
 
+    private ChatClient ChatClientFor(string model) => _chatClients.GetOrAdd(model, static (m, c) => c.GetChatClient(m), client);
+
     internal string? DescribeFailure(Exception ex, string model, CancellationToken cancellationToken)
     {
         var detail = Describe(ex, cancellationToken);
@@ -126,7 +131,7 @@ internal sealed class HomeworkModelClient(OpenAIClient client, ILogger<HomeworkM
     {
         try
         {
-            ChatCompletion completion = await client.GetChatClient(model).CompleteChatAsync(messages, options, cancellationToken);
+            ChatCompletion completion = await ChatClientFor(model).CompleteChatAsync(messages, options, cancellationToken);
             return (completion, null);
         }
         catch (Exception ex) when (Describe(ex, cancellationToken) is { } detail)

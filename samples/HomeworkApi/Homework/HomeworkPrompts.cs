@@ -172,8 +172,12 @@ internal static class HomeworkPrompts
         ? ChatMessageContentPart.CreateImagePart(bytes, image.MediaType!, ChatImageDetailLevel.High)
         : ChatMessageContentPart.CreateImagePart(image.Url!, ChatImageDetailLevel.High);
 
-    /// <summary>The strict JSON schema of each structured feature.</summary>
-    public static ChatResponseFormat Schema(string name) => ChatResponseFormat.CreateJsonSchemaFormat(name, BinaryData.FromString(name switch
+    /// <summary>The strict JSON schema of each structured feature, built once per name (immutable, shared by all requests).</summary>
+    public static ChatResponseFormat Schema(string name) => SchemaFormats.GetOrAdd(name, CreateSchema);
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, ChatResponseFormat> SchemaFormats = new(StringComparer.Ordinal);
+
+    private static ChatResponseFormat CreateSchema(string name) => ChatResponseFormat.CreateJsonSchemaFormat(name, BinaryData.FromString(name switch
     {
         ImageCheckSchema => """
             {"type":"object","additionalProperties":false,
@@ -210,10 +214,15 @@ internal static class HomeworkPrompts
     /// <summary>The properties a reply of each schema must have (checked before it is returned).</summary>
     public static IReadOnlyList<string> RequiredProperties(string name) => name switch
     {
-        ImageCheckSchema => ["isReadable", "isHomework", "subject", "detectedText", "issues", "message"],
-        AnalysisSchema => ["problemStatement", "subject", "topic", "difficulty", "steps", "finalAnswer", "keyConcepts", "commonMistakes"],
-        HintSchema => ["hint", "concept", "nextStep"],
-        AnswerCheckSchema => ["verdict", "isCorrect", "explanation", "mistake", "suggestion"],
+        ImageCheckSchema => ImageCheckRequired,
+        AnalysisSchema => AnalysisRequired,
+        HintSchema => HintRequired,
+        AnswerCheckSchema => AnswerCheckRequired,
         _ => [],
     };
+
+    private static readonly string[] ImageCheckRequired = ["isReadable", "isHomework", "subject", "detectedText", "issues", "message"];
+    private static readonly string[] AnalysisRequired = ["problemStatement", "subject", "topic", "difficulty", "steps", "finalAnswer", "keyConcepts", "commonMistakes"];
+    private static readonly string[] HintRequired = ["hint", "concept", "nextStep"];
+    private static readonly string[] AnswerCheckRequired = ["verdict", "isCorrect", "explanation", "mistake", "suggestion"];
 }
