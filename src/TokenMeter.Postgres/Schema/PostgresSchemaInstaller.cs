@@ -29,7 +29,22 @@ internal sealed class PostgresSchemaInstaller(PostgresStoreContext context) : IH
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
-        await stopping.CancelAsync().ConfigureAwait(false);
+        // A host stopped after its container was disposed (WebApplicationFactory can do this) finds
+        // the installer already stopped by DisposeAsync: nothing is left to do.
+        if (Volatile.Read(ref disposed) != 0)
+        {
+            return;
+        }
+
+        try
+        {
+            await stopping.CancelAsync().ConfigureAwait(false);
+        }
+        catch (ObjectDisposedException)
+        {
+            return;
+        }
+
         if (loop is not null)
         {
             await loop.WaitAsync(cancellationToken).ConfigureAwait(false);
