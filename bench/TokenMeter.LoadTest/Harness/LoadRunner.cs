@@ -25,7 +25,11 @@ public sealed class LoadResult
 /// </summary>
 public static class LoadRunner
 {
-    public static async Task<LoadResult> RunAsync(int callers, long maxCalls, TimeSpan maxTime, Func<CancellationToken, Task> call, CancellationToken cancellationToken = default)
+    public static Task<LoadResult> RunAsync(int callers, long maxCalls, TimeSpan maxTime, Func<CancellationToken, Task> call, CancellationToken cancellationToken = default)
+        => RunAsync(callers, maxCalls, maxTime, (_, ct) => call(ct), cancellationToken);
+
+    /// <summary>The same, with each loop knowing its own index (so each can be a different signed-in user).</summary>
+    public static async Task<LoadResult> RunAsync(int callers, long maxCalls, TimeSpan maxTime, Func<int, CancellationToken, Task> call, CancellationToken cancellationToken = default)
     {
         long issued = 0;
         long ok = 0;
@@ -46,7 +50,7 @@ public static class LoadRunner
                 var start = Stopwatch.GetTimestamp();
                 try
                 {
-                    await call(CancellationToken.None).ConfigureAwait(false);
+                    await call(index, CancellationToken.None).ConfigureAwait(false);
                     mine.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
                     Interlocked.Increment(ref ok);
                 }

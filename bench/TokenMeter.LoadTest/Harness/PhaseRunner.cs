@@ -15,58 +15,16 @@ public sealed class PhaseResult
 
 /// <summary>
 /// <c>callers</c> concurrent loops, each knowing its own index (so each can be a different signed-in
-/// user), calling for a fixed time. Unlike <see cref="LoadRunner"/> every call is awaited to its end
-/// when the time is up, so the phase's elapsed time covers every counted call.
+/// user), calling for a fixed time: <see cref="LoadRunner"/> with no call limit. Every call is awaited to
+/// its end when the time is up, so the phase's elapsed time covers every counted call.
 /// </summary>
 public static class PhaseRunner
 {
     public static async Task<PhaseResult> RunAsync(int callers, TimeSpan duration, Func<int, Task> call)
     {
-        long ok = 0;
-        long failed = 0;
-        var latencies = new List<double>[callers];
-        var errors = new List<string>();
-        var clock = Stopwatch.StartNew();
-        var stopAt = duration;
-
-        async Task Loop(int index)
-        {
-            var mine = latencies[index] = new List<double>(4096);
-            await Task.Yield();
-            while (clock.Elapsed < stopAt)
-            {
-                var start = Stopwatch.GetTimestamp();
-                try
-                {
-                    await call(index).ConfigureAwait(false);
-                    mine.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
-                    Interlocked.Increment(ref ok);
-                }
-#pragma warning disable CA1031 // A failed call is counted, not fatal.
-                catch (Exception ex)
-#pragma warning restore CA1031
-                {
-                    Interlocked.Increment(ref failed);
-                    lock (errors)
-                    {
-                        if (errors.Count < 10)
-                        {
-                            errors.Add(ex.GetType().Name + ": " + ex.Message);
-                        }
-                    }
-                }
-            }
-        }
-
-        await Task.WhenAll(Enumerable.Range(0, callers).Select(Loop)).ConfigureAwait(false);
-        var elapsed = clock.Elapsed;
-        var all = new List<double>(latencies.Sum(l => l.Count));
-        foreach (var l in latencies)
-        {
-            all.AddRange(l);
-        }
-
-        return new PhaseResult { Ok = ok, Failed = failed, Elapsed = elapsed, LatenciesMs = all, Errors = errors };
+        // Calls in flight when the time is up are awaited to their end (they get no cancellation).
+        var run = await LoadRunner.RunAsync(callers, long.MaxValue, duration, (index, _) => call(index)).ConfigureAwait(false);
+        return new PhaseResult { Ok = run.Ok, Failed = run.Failed, Elapsed = run.Elapsed, LatenciesMs = [.. run.LatenciesMs], Errors = run.Errors };
     }
 }
 
