@@ -9,10 +9,16 @@ namespace TokenMeter.Budgets;
 /// </summary>
 internal sealed class CachingBudgetStore(IBudgetStore inner, TimeProvider time, TimeSpan duration) : IBudgetStore
 {
+    /// <summary>Most users kept; past it the cache starts over, so memory stays bounded however many users call.</summary>
+    internal const int MaxEntries = 100_000;
+
     private readonly ConcurrentDictionary<string, Entry> _limits = new(StringComparer.Ordinal);
     private long _generation;
 
     internal IBudgetStore Inner => inner;
+
+    /// <summary>Users whose limits are held now (tests).</summary>
+    internal int CachedUsers => _limits.Count;
 
     public ValueTask<BudgetSettings> GetBudgetsAsync(CancellationToken cancellationToken = default) => inner.GetBudgetsAsync(cancellationToken);
 
@@ -84,6 +90,12 @@ internal sealed class CachingBudgetStore(IBudgetStore inner, TimeProvider time, 
         var limit = await inner.GetEffectiveBudgetAsync(userId, cancellationToken).ConfigureAwait(false);
         if (generation == Volatile.Read(ref _generation))
         {
+            // Only on a miss, which read the store anyway; Count is cheap next to that round trip.
+            if (_limits.Count >= MaxEntries)
+            {
+                _limits.Clear();
+            }
+
             _limits[userId] = new Entry(limit, readAt, generation);
         }
 

@@ -118,6 +118,25 @@ public sealed class BudgetCacheTests
         Assert.Equal(BudgetRefusalReason.CostLimit, refused.Reason);
     }
 
+    [Fact]
+    public async Task ManyUsers_KeepTheCacheBounded_AndLimitsStayCorrect()
+    {
+        var store = new CountingBudgetStore(new InMemoryUsageStore(_time));
+        await store.Inner.SetUserBudgetAsync(new UserBudget("limited", 1m, null));
+        var cache = new CachingBudgetStore(store, _time, TimeSpan.FromMinutes(1));
+
+        for (var i = 0; i < CachingBudgetStore.MaxEntries + 10; i++)
+        {
+            Assert.Null(await cache.GetEffectiveBudgetAsync("u" + i));
+        }
+
+        Assert.Equal(CachingBudgetStore.MaxEntries + 10, store.Reads);
+        Assert.Equal(1m, (await cache.GetEffectiveBudgetAsync("limited"))!.MonthlyCostUsd);
+        Assert.Equal(1m, (await cache.GetEffectiveBudgetAsync("limited"))!.MonthlyCostUsd);
+        Assert.Equal(CachingBudgetStore.MaxEntries + 11, store.Reads); // The second lookup was served from the cache.
+        Assert.True(cache.CachedUsers <= CachingBudgetStore.MaxEntries);
+    }
+
     private ServiceProvider Build(Action<IServiceCollection>? before = null, Action<BudgetGuardOptions>? options = null)
     {
         var services = new ServiceCollection();
