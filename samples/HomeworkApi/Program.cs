@@ -3,13 +3,13 @@ using HomeworkApi.Accounts;
 using HomeworkApi.Diagnostics;
 using HomeworkApi.Homework;
 using HomeworkApi.Hosting;
-using HomeworkApi.RateLimits;
 using HomeworkApi.Simulation;
 using Microsoft.AspNetCore.Authentication.JwtBearer;
 using Microsoft.IdentityModel.Tokens;
 using Npgsql;
 using TokenMeter;
 using TokenMeter.AspNetCore;
+using TokenMeter.RateLimits;
 
 var builder = WebApplication.CreateBuilder(args);
 var settings = HomeworkSettings.Load(builder.Configuration, builder.Environment);
@@ -76,6 +76,14 @@ if (dataSource is not null)
 }
 
 tokenMeter.AddTokenMeterAspNetCore();
+
+// Per-user requests and tokens per minute (Homework:RateLimits), kept in PostgreSQL when it is
+// configured, so they hold across every instance of the app.
+tokenMeter.AddRateLimits(o =>
+{
+    o.RequestsPerMinute = settings.RequestsPerMinute;
+    o.TokensPerMinute = settings.TokensPerMinute;
+});
 tokenMeter.AddOpenAIClient(o =>
 {
     o.ApiKey = settings.OpenAIApiKey ?? (settings.SimulatedModel ? "simulated" : "none");
@@ -92,7 +100,6 @@ if (settings.SimulatedModel)
 }
 
 builder.Services.AddSingleton<HomeworkModelClient>();
-builder.Services.AddHomeworkRateLimits(settings);
 builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database");
 builder.Services.AddOpenApi();
 

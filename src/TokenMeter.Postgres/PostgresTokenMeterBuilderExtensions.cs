@@ -8,9 +8,11 @@ using TokenMeter.Budgets;
 using TokenMeter.Postgres;
 using TokenMeter.Postgres.Budgets;
 using TokenMeter.Postgres.Querying;
+using TokenMeter.Postgres.RateLimits;
 using TokenMeter.Postgres.Schema;
 using TokenMeter.Postgres.Storage;
 using TokenMeter.Querying;
+using TokenMeter.RateLimits;
 using TokenMeter.Storage;
 
 namespace TokenMeter;
@@ -19,7 +21,8 @@ namespace TokenMeter;
 public static class PostgresTokenMeterBuilderExtensions
 {
     /// <summary>
-    /// Stores usage, budgets and deliveries in PostgreSQL instead of memory. The schema installs
+    /// Stores usage, budgets, budget reservations, rate-limit windows and deliveries in PostgreSQL
+    /// instead of memory, so budgets and rate limits hold across every app instance. The schema installs
     /// itself at start-up (see <see cref="PostgresStoreOptions.InstallSchema"/>); when the database
     /// is unreachable the app still starts, logs one error, and retries in the background.
     /// Options bind from <c>TokenMeter:Postgres</c>.
@@ -30,7 +33,8 @@ public static class PostgresTokenMeterBuilderExtensions
     public static ITokenMeterBuilder AddPostgresStore(this ITokenMeterBuilder builder, string connectionString) => AddPostgresStore(builder, connectionString, configure: null);
 
     /// <summary>
-    /// Stores usage, budgets and deliveries in PostgreSQL instead of memory. The schema installs
+    /// Stores usage, budgets, budget reservations, rate-limit windows and deliveries in PostgreSQL
+    /// instead of memory, so budgets and rate limits hold across every app instance. The schema installs
     /// itself at start-up (see <see cref="PostgresStoreOptions.InstallSchema"/>); when the database
     /// is unreachable the app still starts, logs one error, and retries in the background.
     /// Options bind from <c>TokenMeter:Postgres</c>, then <paramref name="configure"/> runs.
@@ -99,6 +103,8 @@ public static class PostgresTokenMeterBuilderExtensions
         services.TryAddSingleton<PostgresUsageQueries>();
         services.TryAddSingleton<PostgresBudgetStore>();
         services.TryAddSingleton<PostgresDeliveryLog>();
+        services.TryAddSingleton<PostgresBudgetReservations>();
+        services.TryAddSingleton<PostgresRateLimitStore>();
         var firstCall = !services.Any(d => d.ServiceType == typeof(PostgresSchemaInstaller));
         services.TryAddSingleton<PostgresSchemaInstaller>();
 
@@ -107,10 +113,16 @@ public static class PostgresTokenMeterBuilderExtensions
         services.RemoveAll<IUsageQueries>();
         services.RemoveAll<IBudgetStore>();
         services.RemoveAll<IDeliveryLog>();
+        services.RemoveAll<IBudgetReservationStore>();
+        services.RemoveAll<IRateLimitStore>();
         services.AddSingleton<IUsageStore>(sp => sp.GetRequiredService<PostgresUsageStore>());
         services.AddSingleton<IUsageQueries>(sp => sp.GetRequiredService<PostgresUsageQueries>());
         services.AddSingleton<IBudgetStore>(sp => sp.GetRequiredService<PostgresBudgetStore>());
         services.AddSingleton<IDeliveryLog>(sp => sp.GetRequiredService<PostgresDeliveryLog>());
+
+        // Budgets and rate limits hold across every instance sharing this database.
+        services.AddSingleton<IBudgetReservationStore>(sp => sp.GetRequiredService<PostgresBudgetReservations>());
+        services.AddSingleton<IRateLimitStore>(sp => sp.GetRequiredService<PostgresRateLimitStore>());
 
         if (firstCall)
         {

@@ -5,9 +5,6 @@ namespace HomeworkApi.Hosting;
 /// <summary>RFC 9457 problem details with a human sentence in <c>detail</c>.</summary>
 internal static class Problems
 {
-    /// <summary>The problem type of a per-minute rate limit refusal; distinct from the budget's <c>budget-exceeded</c>.</summary>
-    public const string RateLimitedType = "https://tokenmeter.dev/problems/rate-limited";
-
     public static IResult BadRequest(string detail) =>
         TypedResults.Problem(detail: detail, statusCode: StatusCodes.Status400BadRequest, title: "The request is not valid.");
 
@@ -22,10 +19,6 @@ internal static class Problems
 
     public static IResult TooManyRequests(string detail) =>
         TypedResults.Problem(detail: detail, statusCode: StatusCodes.Status429TooManyRequests, title: "Too many requests.");
-
-    /// <summary>429 for a per-minute rate limit; <paramref name="extensions"/> say which limit and when to retry.</summary>
-    public static IResult RateLimited(string detail, IDictionary<string, object?> extensions) =>
-        TypedResults.Problem(detail: detail, statusCode: StatusCodes.Status429TooManyRequests, title: "Rate limit reached.", type: RateLimitedType, extensions: extensions);
 
     public static IResult BadGateway(string detail) =>
         TypedResults.Problem(detail: detail, statusCode: StatusCodes.Status502BadGateway, title: "The model endpoint failed.");

@@ -9,7 +9,7 @@ namespace TokenMeter.Budgets;
 public static class BudgetServiceCollectionExtensions
 {
     /// <summary>
-    /// Adds <see cref="BudgetGuard"/> (a singleton) with options bound from <c>TokenMeter:Budgets</c>.
+    /// Adds <see cref="BudgetGuard"/> and <see cref="UsageEstimator"/> (singletons) with options bound from <c>TokenMeter:Budgets</c>.
     /// Budgets themselves live in the store (<see cref="IBudgetStore"/>). Idempotent.
     /// </summary>
     /// <param name="builder">The TokenMeter builder.</param>
@@ -26,6 +26,7 @@ public static class BudgetServiceCollectionExtensions
 
         builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.TryAddSingleton<BudgetGuard>();
+        builder.Services.TryAddSingleton<UsageEstimator>();
         CacheBudgetStore(builder.Services);
 
         // Metered calls count at once, not only once the writer has stored them.
