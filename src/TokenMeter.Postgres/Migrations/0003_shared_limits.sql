@@ -48,7 +48,7 @@ BEGIN
        AND (h.expires_at <= p_now
             OR (h.record_ids IS NOT NULL AND NOT EXISTS (
                 SELECT 1 FROM unnest(h.record_ids, h.record_times) AS r(id, at)
-                 WHERE NOT EXISTS (SELECT 1 FROM {schema}.user_api_usage u WHERE u.created_at = r.at AND u.id = r.id)))));
+                 WHERE NOT EXISTS (SELECT 1 FROM {schema}.user_api_usage u WHERE u.created_at = r.at AND u.id = r.id))));
 
     -- One snapshot: a record is either in the rollup or in its hold, never both.
     RETURN QUERY
