@@ -195,7 +195,8 @@ public sealed partial class SampleProcess : IAsyncDisposable
                 static ok => ok,
                 TimeSpan.FromSeconds(30),
                 TimeSpan.FromMilliseconds(100),
-                transient: static ex => ex is HttpRequestException).ConfigureAwait(false);
+                // Refused, or slower than one request's time-out on a loaded machine: not yet, until the deadline.
+                transient: ex => ex is HttpRequestException || (ex is TaskCanceledException && !cancellationToken.IsCancellationRequested)).ConfigureAwait(false);
             cancellationToken.ThrowIfCancellationRequested();
             return healthy.Met ? sample : throw new InvalidOperationException("The sample did not become healthy:\n" + sample.Output);
         }
