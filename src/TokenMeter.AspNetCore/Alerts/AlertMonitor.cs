@@ -9,6 +9,7 @@ using TokenMeter.AspNetCore.Diagnostics;
 using TokenMeter.Budgets;
 using TokenMeter.Querying;
 using TokenMeter.Storage;
+using TokenMeter.Writing;
 
 namespace TokenMeter.AspNetCore.Alerts;
 
@@ -55,6 +56,10 @@ internal sealed class AlertMonitor : BackgroundService
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly Counter<long> _alerts;
+    private readonly TimeSpan _afterFlush;
+    private readonly Lock _againGate = new();
+    private readonly Dictionary<string, UsageRecord> _again = new(StringComparer.Ordinal);
+    private bool _againScheduled;
 
     public AlertMonitor(
         BudgetGuard guard,
@@ -65,7 +70,8 @@ internal sealed class AlertMonitor : BackgroundService
         IOptionsMonitor<TokenMeterAlertOptions> options,
         TimeProvider time,
         ILogger<AlertMonitor> logger,
-        IMeterFactory meterFactory)
+        IMeterFactory meterFactory,
+        IOptions<UsageWriterOptions>? writerOptions = null)
     {
         _guard = guard;
         _queries = queries;
@@ -76,6 +82,10 @@ internal sealed class AlertMonitor : BackgroundService
         _time = time;
         _logger = logger;
         _alerts = meterFactory.Create("TokenMeter").CreateCounter<long>("tokenmeter.alerts", "{alert}", "Alert crossings fired.");
+
+        // Long enough for the writer to have stored the calls just evaluated (one flush and a margin).
+        var flush = writerOptions?.Value.FlushInterval ?? TimeSpan.FromSeconds(1);
+        _afterFlush = TimeSpan.FromTicks(Math.Clamp((flush * 2).Ticks + TimeSpan.FromMilliseconds(500).Ticks, TimeSpan.FromMilliseconds(500).Ticks, TimeSpan.FromSeconds(10).Ticks));
     }
 
     /// <summary>Notes a finished call; evaluated in the background, never blocking the caller.</summary>
@@ -156,11 +166,66 @@ internal sealed class AlertMonitor : BackgroundService
                 {
                     Log.AlertEvaluationFailed(_logger, ex);
                 }
+
+                EvaluateAgainAfterFlush(batch, stoppingToken);
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
         }
+    }
+
+    /// <summary>
+    /// Evaluates the same users and the platform's day once more after the writer has stored these
+    /// calls: the first evaluation may have read the store before the crossing call (or another
+    /// instance's) was in it, and without this nothing would look again until the next call came.
+    /// One re-evaluation at a time, covering every batch seen meanwhile.
+    /// </summary>
+    private void EvaluateAgainAfterFlush(List<UsageRecord> batch, CancellationToken stoppingToken)
+    {
+        lock (_againGate)
+        {
+            foreach (var record in batch)
+            {
+                if (record.CostUsd > 0)
+                {
+                    _again[record.UserId ?? string.Empty] = record;
+                }
+            }
+
+            if (_againScheduled || _again.Count == 0)
+            {
+                return;
+            }
+
+            _againScheduled = true;
+        }
+
+        _ = Task.Run(
+            async () =>
+            {
+                try
+                {
+                    await Task.Delay(_afterFlush, _time, stoppingToken).ConfigureAwait(false);
+                    List<UsageRecord> again;
+                    lock (_againGate)
+                    {
+                        again = [.. _again.Values];
+                        _again.Clear();
+                        _againScheduled = false;
+                    }
+
+                    await EvaluateAsync(again, stoppingToken).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+                {
+                }
+                catch (Exception ex)
+                {
+                    Log.AlertEvaluationFailed(_logger, ex);
+                }
+            },
+            CancellationToken.None);
     }
 
     private async Task RecheckLoopAsync(CancellationToken stoppingToken)
