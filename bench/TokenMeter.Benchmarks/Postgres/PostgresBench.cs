@@ -69,6 +69,10 @@ internal static class PostgresBench
             rows.Add(("store AppendAsync, 2 concurrent writers", 5000, store, copy.PerSecond));
         }
 
+        // Where the time goes: the same staging path with subsets of the rollups.
+        var copies = 0;
+        await IngestGrains.RunAsync(dataSource, ingestCount, 5000, async (ds, n, b) => (await RawCopyAsync(ds, n, b, "grains" + ++copies)).PerSecond);
+
         Console.WriteLine($"session staging tables alive after the runs (0 = the pool's connection reset dropped them): {await ScalarAsync<long>(dataSource, "SELECT count(*) FROM pg_class WHERE relname LIKE 'tokenmeter_staging_v%' AND relpersistence = 't'")}");
         Console.WriteLine($"load average: {File.ReadAllText("/proc/loadavg").Trim()}");
         Console.WriteLine();
