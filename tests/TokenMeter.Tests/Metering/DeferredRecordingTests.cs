@@ -32,11 +32,11 @@ public sealed class DeferredRecordingTests
 
             // Read before the writer has taken the call (its flush interval is a second away).
             var totals = scope.Totals;
-            Assert.Equal(1, totals.Calls);
-            Assert.Equal(300, totals.InputTokens);
-            Assert.Equal(100, totals.CachedInputTokens);
-            Assert.Equal(50, totals.OutputTokens);
-            Assert.Equal((300m + 100m) / 1000m, totals.CostUsd);
+            Assert.Equal(1, totals.Figures.Calls);
+            Assert.Equal(300, totals.Figures.InputTokens);
+            Assert.Equal(100, totals.Figures.CachedInputTokens);
+            Assert.Equal(50, totals.Figures.OutputTokens);
+            Assert.Equal((300m + 100m) / 1000m, totals.Figures.CostUsd);
             Assert.Equal("gpt-4o-mini-2024-07-18", totals.Model);
         }
 
@@ -69,8 +69,8 @@ public sealed class DeferredRecordingTests
             {
             }
 
-            Assert.Equal(1, scope.Totals.Calls);
-            Assert.Equal(FakeUsage.Default.PromptTokens + FakeUsage.Default.CompletionTokens, scope.Totals.TotalTokens);
+            Assert.Equal(1, scope.Totals.Figures.Calls);
+            Assert.Equal(FakeUsage.Default.PromptTokens + FakeUsage.Default.CompletionTokens, scope.Totals.Figures.TotalTokens);
         }
 
         await writer.StopAsync(default);
@@ -136,8 +136,8 @@ public sealed class DeferredRecordingTests
         {
             // More calls than a scope keeps unbuilt, from parallel callers; the totals are read once, at the end.
             await Parallel.ForAsync(0, Calls, new ParallelOptions { MaxDegreeOfParallelism = 4 }, async (_, ct) => await chat.CompleteChatAsync([new UserChatMessage("hi")], cancellationToken: ct));
-            Assert.Equal(Calls, scope.Totals.Calls);
-            Assert.Equal(Calls * (long)(FakeUsage.Default.PromptTokens + FakeUsage.Default.CompletionTokens), scope.Totals.TotalTokens);
+            Assert.Equal(Calls, scope.Totals.Figures.Calls);
+            Assert.Equal(Calls * (long)(FakeUsage.Default.PromptTokens + FakeUsage.Default.CompletionTokens), scope.Totals.Figures.TotalTokens);
         }
 
         await writer.StopAsync(default);
