@@ -26,16 +26,23 @@ internal sealed class UsageMeter
         TimeProvider = timeProvider;
         _pricer = pricer;
         _sink = sink;
-        DefersRecording = _observers.Length == 0 && sink is not null;
+        CanDefer = _observers.Length == 0 && sink is not null;
     }
 
     public TimeProvider TimeProvider { get; }
 
     /// <summary>
-    /// True when no observer needs each record the moment its call ends: records are then built,
+    /// True when no observer needs each record the moment its call ends: records may then be built,
     /// priced, counted and logged off the caller's thread (see <see cref="DeferredUsage"/>).
     /// </summary>
-    public bool DefersRecording { get; }
+    public bool CanDefer { get; }
+
+    /// <summary>
+    /// Whether to defer this call's record: when nothing needs it at once and the writer is keeping
+    /// up. A writer that falls behind (a starved or saturated process) gets built records again, so
+    /// deferring never slows the writer down when it matters.
+    /// </summary>
+    public bool DefersRecording => CanDefer && !_sink!.IsBacklogged;
 
     /// <summary>Prices, attributes, observes, counts and queues one finished call.</summary>
     /// <param name="record">The unpriced record.</param>

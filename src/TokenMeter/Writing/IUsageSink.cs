@@ -10,4 +10,10 @@ internal interface IUsageSink
     /// <summary>Queues a finished call whose record the writer builds when it takes it.</summary>
     /// <param name="usage">The call.</param>
     void Enqueue(Metering.DeferredUsage usage);
+
+    /// <summary>
+    /// True while the queue holds more than a couple of batches: the writer is behind, so calls are
+    /// built on their callers' threads again instead of adding to the writer's work.
+    /// </summary>
+    bool IsBacklogged { get; }
 }

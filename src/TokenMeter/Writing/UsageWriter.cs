@@ -81,6 +81,8 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
     /// <summary>The spool folder in use.</summary>
     public string SpoolDirectory => _spool.Directory;
 
+    public bool IsBacklogged => _channel.Reader.Count > 2 * _options.BatchSize || !_overflow.IsEmpty;
+
     /// <summary>Records waiting in memory.</summary>
     public int QueueLength => _channel.Reader.Count + _overflow.Count;
 

@@ -21,7 +21,7 @@ public sealed class DeferredRecordingTests
     public async Task Plain_NoObserver_ScopeTotalsExactAtOnce_StoredRecordAsWithAnObserver()
     {
         await using var h = await MeteringHarness.StartAsync(observe: false);
-        Assert.True(h.Services.GetRequiredService<UsageMeter>().DefersRecording);
+        Assert.True(h.Services.GetRequiredService<UsageMeter>().CanDefer);
         h.Server.Enqueue(new FakeReply { Model = "gpt-4o-mini-2024-07-18", Usage = new FakeUsage { PromptTokens = 300, CompletionTokens = 50, CachedTokens = 100 } });
         var writer = h.Services.GetRequiredService<UsageWriter>();
         await writer.StartAsync(default);
@@ -153,9 +153,35 @@ public sealed class DeferredRecordingTests
     public async Task WithAnObserver_RecordsAreBuiltOnTheCallersThread()
     {
         await using var h = await MeteringHarness.StartAsync();
-        Assert.False(h.Services.GetRequiredService<UsageMeter>().DefersRecording);
+        Assert.False(h.Services.GetRequiredService<UsageMeter>().CanDefer);
         await h.Metered().GetChatClient("gpt-4o").CompleteChatAsync([new UserChatMessage("hi")]);
         Assert.Single(h.Observer.Records);
+    }
+
+    [Fact]
+    public async Task WriterBehind_CallsAreBuiltOnTheCallersThreadAgain_NoneLost()
+    {
+        // A writer that is not running: its queue only grows, as it would behind a starved writer.
+        await using var h = await MeteringHarness.StartAsync(observe: false, configure: s => s.Configure<UsageWriterOptions>(o => o.BatchSize = 2));
+        var meter = h.Services.GetRequiredService<UsageMeter>();
+        var writer = h.Services.GetRequiredService<UsageWriter>();
+        var chat = h.Metered().GetChatClient("gpt-4o");
+        for (var i = 0; i < 5; i++)
+        {
+            await chat.CompleteChatAsync([new UserChatMessage("hi")]);
+        }
+
+        Assert.True(writer.IsBacklogged);
+        Assert.False(meter.DefersRecording);
+        Assert.True(meter.CanDefer);
+
+        await writer.StartAsync(default);
+        await writer.StopAsync(default);
+        var stored = await StoredAsync(h);
+        Assert.Equal(5, stored.Count);
+        Assert.All(stored, r => Assert.Equal(UsageStatus.Ok, r.Status));
+        Assert.False(writer.IsBacklogged);
+        Assert.True(meter.DefersRecording);
     }
 
     private static async Task<List<UsageRecord>> StoredAsync(MeteringHarness h)
