@@ -82,7 +82,7 @@ public sealed class RegistrationTests(PostgresDatabaseFixture database) : IClass
             await Task.Delay(20);
         }
 
-        var write = await Assert.ThrowsAsync<InvalidOperationException>(() => store.AppendAsync([Records.Make(DateTimeOffset.UtcNow)]).AsTask());
+        var write = await Assert.ThrowsAsync<UsageStoreNotReadyException>(() => store.AppendAsync([Records.Make(DateTimeOffset.UtcNow)]).AsTask());
         Assert.Contains("not installed", write.Message, StringComparison.Ordinal);
         await Task.Delay(300); // several retries happen meanwhile
         Assert.Single(logs, l => l.Level == LogLevel.Error);
@@ -126,7 +126,7 @@ public sealed class RegistrationTests(PostgresDatabaseFixture database) : IClass
             await Task.Delay(20);
         }
 
-        await Assert.ThrowsAsync<InvalidOperationException>(() => host.Services.GetRequiredService<IUsageStore>().AppendAsync([Records.Make(DateTimeOffset.UtcNow)]).AsTask());
+        await Assert.ThrowsAsync<UsageStoreNotReadyException>(() => host.Services.GetRequiredService<IUsageStore>().AppendAsync([Records.Make(DateTimeOffset.UtcNow)]).AsTask());
         await host.StopAsync().WaitAsync(TimeSpan.FromSeconds(5));
     }
 

@@ -136,6 +136,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
     public async ValueTask<UsagePeriodTotals> GetUserTotalsAsync(string userId, DateOnly firstDay, DateOnly lastDay, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(userId);
+        context.ThrowIfNotReady();
         var command = Command($"SELECT coalesce(sum(calls), 0)::bigint, coalesce(sum(total_tokens), 0)::bigint, coalesce(sum(cost_usd), 0) FROM {S}.usage_user_day WHERE user_id = $1 AND day BETWEEN $2 AND $3", userId, firstDay, lastDay);
         await using var commandScope = command.ConfigureAwait(false);
         var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
