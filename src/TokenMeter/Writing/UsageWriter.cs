@@ -42,6 +42,7 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
 
     private Task? _loop;
     private int _disposed;
+    private long _flushDueTicks;
     private int _queueFullLogged;
     private bool _storeUp = true;
     private bool _spoolPending;
@@ -97,6 +98,19 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
 
     /// <summary>When the writer started, or null before it did.</summary>
     public DateTimeOffset? Started => Interlocked.Read(ref _startedTicks) is var t and > 0 ? new DateTimeOffset(t, TimeSpan.Zero) : null;
+
+    /// <summary>
+    /// When the partial batch the loop holds is due to be stored (on the writer's clock), or null when
+    /// it holds none. Tests read it as the writer's idle signal: parked, and until when.
+    /// </summary>
+    internal DateTimeOffset? FlushDue
+    {
+        get
+        {
+            var ticks = Volatile.Read(ref _flushDueTicks);
+            return ticks == 0 ? null : new DateTimeOffset(ticks, TimeSpan.Zero);
+        }
+    }
 
     public void Enqueue(UsageRecord record)
     {
@@ -290,6 +304,7 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
         }
 
         var deadline = _timeProvider.GetUtcNow() + _options.FlushInterval;
+        Volatile.Write(ref _flushDueTicks, deadline.UtcTicks);
         while (batch.Count < _options.BatchSize && !_stopping.IsCancellationRequested)
         {
             var remaining = deadline - _timeProvider.GetUtcNow();
@@ -300,6 +315,8 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
 
             Take(batch);
         }
+
+        Volatile.Write(ref _flushDueTicks, 0);
 
         Take(batch);
         return true;

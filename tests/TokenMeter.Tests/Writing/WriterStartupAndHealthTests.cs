@@ -6,6 +6,7 @@ using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
 using TokenMeter.Diagnostics;
 using TokenMeter.Storage;
+using TokenMeter.Testing;
 using TokenMeter.Writing;
 
 namespace TokenMeter.Tests.Writing;
