@@ -378,7 +378,7 @@ public sealed partial class BadInputSweepTests : IClassFixture<BadInputSweepTest
             await Model.DisposeAsync();
         }
 
-        private static List<SweptRoute> Enumerate(EndpointDataSource source)
+        internal static List<SweptRoute> Enumerate(EndpointDataSource source)
         {
             var routes = new List<SweptRoute>();
             foreach (var endpoint in source.Endpoints.OfType<RouteEndpoint>())
