@@ -126,6 +126,12 @@ if (settings.SigningKeyIsEphemeral)
     Log.EphemeralSigningKey(startupLog);
 }
 
+app.UseSecurityHeaders();
+if (!app.Environment.IsDevelopment())
+{
+    app.UseHsts();
+}
+
 app.UseExceptionHandler();
 app.UseStatusCodePages();
 app.UseStaticFiles();

@@ -49,7 +49,7 @@ public sealed class PortalBrowserTests(ChromiumFixture chromium, ITestOutputHelp
         await using var browserPage = await chromium.NewPageAsync();
         var page = browserPage.Page;
 
-        await page.GotoAsync(new Uri(address, "/admin").ToString());
+        var document = await page.GotoAsync(new Uri(address, "/admin").ToString());
         await Assertions.Expect(page.Locator("#simulated-banner")).ToBeVisibleAsync();
         await page.FillAsync("#username", HomeworkApp.AdminUsername);
         await page.FillAsync("#password", HomeworkApp.AdminPassword);
@@ -126,6 +126,7 @@ public sealed class PortalBrowserTests(ChromiumFixture chromium, ITestOutputHelp
 
         output.WriteLine("Screenshots and downloads: " + artifacts);
         Assert.Empty(browserPage.ConsoleErrors);
+        await ChromiumFixture.AssertCspInForceAsync(page, document);
     }
 
     [Fact]
@@ -159,7 +160,7 @@ public sealed class PortalBrowserTests(ChromiumFixture chromium, ITestOutputHelp
         var artifacts = ChromiumFixture.Artifacts("portal");
         await using var browserPage = await chromium.NewPageAsync();
         var page = browserPage.Page;
-        await page.GotoAsync(new Uri(address, "/admin").ToString());
+        var document = await page.GotoAsync(new Uri(address, "/admin").ToString());
         await page.FillAsync("#username", HomeworkApp.AdminUsername);
         await page.FillAsync("#password", HomeworkApp.AdminPassword);
 
@@ -258,6 +259,7 @@ public sealed class PortalBrowserTests(ChromiumFixture chromium, ITestOutputHelp
 
         output.WriteLine("Screenshots: " + artifacts);
         Assert.Empty(browserPage.ConsoleErrors);
+        await ChromiumFixture.AssertCspInForceAsync(page, document);
     }
 
     /// <summary>Lets a test make more homework calls than the per-user requests-per-minute limit allows.</summary>
