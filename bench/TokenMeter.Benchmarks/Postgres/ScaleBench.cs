@@ -63,7 +63,7 @@ internal static class ScaleBench
         }
         else
         {
-            Print($"  rows: {await PostgresBench.ScalarAsync<long>(dataSource, "SELECT count(*) FROM scale_small.user_api_usage"):N0} and {await PostgresBench.ScalarAsync<long>(dataSource, "SELECT count(*) FROM scale_large.user_api_usage"):N0}");
+            Print($"  rows (planner estimates): {await PostgresBench.ScalarAsync<float>(dataSource, "SELECT sum(c.reltuples)::real FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace WHERE n.nspname = 'scale_small' AND p.relname = 'user_api_usage'"):N0} and {await PostgresBench.ScalarAsync<float>(dataSource, "SELECT sum(c.reltuples)::real FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace WHERE n.nspname = 'scale_large' AND p.relname = 'user_api_usage'"):N0}");
         }
 
         // Both tables stay: each query alternates between them (A B B A ...), so the machine's load hits both alike.

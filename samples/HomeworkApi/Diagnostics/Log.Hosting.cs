@@ -18,6 +18,9 @@ internal static partial class Log
     [LoggerMessage(EventId = 104, Level = LogLevel.Warning, Message = "No Jwt:SigningKey of at least 32 bytes: using an ephemeral key for this run (Development only); tokens stop working when the app restarts.")]
     public static partial void EphemeralSigningKey(ILogger logger);
 
-    [LoggerMessage(EventId = 105, Level = LogLevel.Warning, Message = "PostgreSQL cannot be reached; {Path} answered 503.")]
+    [LoggerMessage(EventId = 105, Level = LogLevel.Information, Message = "Admin portal: {AdminUrl} (admin sign-in); students' page: {UsageUrl}")]
+    public static partial void PortalUrls(ILogger logger, string adminUrl, string usageUrl);
+
+    [LoggerMessage(EventId = 106, Level = LogLevel.Warning, Message = "PostgreSQL cannot be reached; {Path} answered 503.")]
     public static partial void StoreUnavailable(ILogger logger, Exception exception, string path);
 }

@@ -51,6 +51,9 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
     private bool _spoolPending;
     private DateTimeOffset _nextProbe;
     private TimeSpan _downDelay;
+    private long _lastWriteTicks;
+    private long _startedTicks;
+    private int _notReadyLogged;
 
     public UsageWriter(
         IUsageStore store,
@@ -85,6 +88,21 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
 
     /// <summary>Records waiting in memory.</summary>
     public int QueueLength => _channel.Reader.Count + _overflow.Count;
+
+    /// <summary>Most records the in-memory queue holds before it spills to the spool.</summary>
+    public int QueueCapacity => _options.QueueCapacity;
+
+    /// <summary>Whether the last write to the store succeeded (false while the store is failing).</summary>
+    public bool StoreAvailable => Volatile.Read(ref _storeUp);
+
+    /// <summary>Complete spool files waiting to be replayed into the store.</summary>
+    public int SpooledFiles => _spool.Files().Count;
+
+    /// <summary>When a batch was last stored (from the queue or the spool), or null if none was yet.</summary>
+    public DateTimeOffset? LastSuccessfulWrite => Interlocked.Read(ref _lastWriteTicks) is var t and > 0 ? new DateTimeOffset(t, TimeSpan.Zero) : null;
+
+    /// <summary>When the writer started, or null before it did.</summary>
+    public DateTimeOffset? Started => Interlocked.Read(ref _startedTicks) is var t and > 0 ? new DateTimeOffset(t, TimeSpan.Zero) : null;
 
     /// <summary>
     /// When the partial batch the loop holds is due to be stored (on the writer's clock), or null when
@@ -147,6 +165,12 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
+        if (_loop is null)
+        {
+            Interlocked.Exchange(ref _startedTicks, _timeProvider.GetUtcNow().UtcTicks);
+            Log.WriterStarted(_logger, _spool.Directory);
+        }
+
         _loop ??= Task.Run(RunAsync, CancellationToken.None);
         return Task.CompletedTask;
     }
@@ -282,7 +306,9 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
             TimeSpan? wait = null;
             if (_spoolPending)
             {
-                wait = _storeUp ? TimeSpan.Zero : _nextProbe - _timeProvider.GetUtcNow();
+                // Never negative: the probe time may pass while the loop gets here, and a negative
+                // timer throws.
+                wait = _storeUp ? TimeSpan.Zero : TimeSpan.FromTicks(Math.Max(0, (_nextProbe - _timeProvider.GetUtcNow()).Ticks));
             }
 
             await WaitForDataAsync(wait).ConfigureAwait(false);
@@ -421,11 +447,24 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
                 {
                     await _store.AppendAsync(records, _abort.Token).ConfigureAwait(false);
                     _metrics?.Written(records.Length);
+                    MarkWritten();
                     _downDelay = _options.InitialRetryDelay;
                     return;
                 }
                 catch (OperationCanceledException) when (_abort.IsCancellationRequested)
                 {
+                    break;
+                }
+                catch (UsageStoreNotReadyException ex)
+                {
+                    // Expected while the store installs itself at start-up: one quiet line, no
+                    // retries and no stack trace; the batch waits in the spool until it is ready.
+                    _metrics?.Failed();
+                    if (Interlocked.Exchange(ref _notReadyLogged, 1) == 0)
+                    {
+                        Log.StoreNotReady(_logger, ex.Message, _spool.Directory);
+                    }
+
                     break;
                 }
 #pragma warning disable CA1031 // Any store failure is retried, then spooled.
@@ -461,7 +500,10 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
             var path = await _spool.WriteAsync(records, CancellationToken.None).ConfigureAwait(false);
             _spoolPending = true;
             _metrics?.Spooled(records.Count);
-            Log.BatchSpooled(_logger, records.Count, path);
+            if (Volatile.Read(ref _notReadyLogged) == 0)
+            {
+                Log.BatchSpooled(_logger, records.Count, path);
+            }
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or NotSupportedException)
         {
@@ -520,8 +562,10 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
             // Only now that every record of the file is stored may the file go.
             UsageSpool.Delete(path);
             _metrics?.Replayed(records.Count);
+            var wasInstalling = Volatile.Read(ref _notReadyLogged) != 0;
+            MarkWritten();
             Log.SpoolFileReplayed(_logger, records.Count, path);
-            if (!_storeUp)
+            if (!_storeUp && !wasInstalling)
             {
                 Log.StoreRecovered(_logger);
             }
@@ -534,6 +578,12 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
         {
             // Shutting down: the file stays for the next start.
         }
+        catch (UsageStoreNotReadyException)
+        {
+            // Still installing: the file stays; try again after the back-off, quietly.
+            _metrics?.Failed();
+            MarkStoreDown();
+        }
 #pragma warning disable CA1031 // A failed replay leaves the file in place and retries later.
         catch (Exception ex)
 #pragma warning restore CA1031
@@ -542,6 +592,14 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
             Log.SpoolReplayFailed(_logger, ex, path);
             MarkStoreDown();
         }
+    }
+
+    private void MarkWritten()
+    {
+        Interlocked.Exchange(ref _lastWriteTicks, _timeProvider.GetUtcNow().UtcTicks);
+
+        // The store is ready now: a later outage is reported in full again.
+        Volatile.Write(ref _notReadyLogged, 0);
     }
 
     private void MarkStoreDown()
