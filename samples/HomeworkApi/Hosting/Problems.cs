@@ -1,4 +1,5 @@
 using System.Text.Json;
+using TokenMeter.AspNetCore.RateLimits;
 
 namespace HomeworkApi.Hosting;
 
@@ -18,7 +19,7 @@ internal static class Problems
         TypedResults.Problem(detail: detail, statusCode: StatusCodes.Status409Conflict, title: "Already taken.");
 
     public static IResult TooManyRequests(string detail) =>
-        TypedResults.Problem(detail: detail, statusCode: StatusCodes.Status429TooManyRequests, title: "Too many requests.", type: RateLimitedType);
+        TypedResults.Problem(detail: detail, statusCode: StatusCodes.Status429TooManyRequests, title: "Too many requests.", type: RateLimitProblemTypes.RateLimited);
 
     public static IResult NotFound(string detail) =>
         TypedResults.Problem(detail: detail, statusCode: StatusCodes.Status404NotFound, title: "Not found.");
@@ -38,7 +39,7 @@ internal static class Problems
         problem.Type ??= status switch
         {
             StatusCodes.Status413PayloadTooLarge => "https://tools.ietf.org/html/rfc9110#section-15.5.14",
-            StatusCodes.Status429TooManyRequests => RateLimitedType,
+            StatusCodes.Status429TooManyRequests => RateLimitProblemTypes.RateLimited,
             _ => "about:blank",
         };
         problem.Title ??= Microsoft.AspNetCore.WebUtilities.ReasonPhrases.GetReasonPhrase(status);
