@@ -6,9 +6,10 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Testing;
 using Microsoft.Extensions.Options;
 using MimeKit;
-using TokenMeter.AspNetCore.Alerts;
+using TokenMeter.Alerts;
+using TokenMeter.Delivery;
 using TokenMeter.AspNetCore.Tests.Hosting;
-using TokenMeter.AspNetCore.Tests.Reports;
+using TokenMeter.Testing.Smtp;
 using TokenMeter.Budgets;
 using TokenMeter.Storage;
 

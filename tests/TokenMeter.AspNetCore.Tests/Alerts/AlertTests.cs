@@ -3,7 +3,8 @@ using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
-using TokenMeter.AspNetCore.Alerts;
+using TokenMeter.Alerts;
+using TokenMeter.Delivery;
 using TokenMeter.AspNetCore.Tests.Hosting;
 using TokenMeter.Budgets;
 
