@@ -24,18 +24,25 @@ public static class AlertsTokenMeterBuilderExtensions
     {
         ArgumentNullException.ThrowIfNull(builder);
         var services = builder.Services;
-        var options = services.AddOptions<TokenMeterAlertOptions>().BindConfiguration(TokenMeterAlertOptions.SectionName).ValidateOnStart();
+        // Bound once (a list bound twice doubles); configure runs after the configuration on every call.
+        var first = !services.Any(d => d.ServiceType == typeof(AlertMonitor));
+        var options = services.AddOptions<TokenMeterAlertOptions>();
+        if (first)
+        {
+            options.BindConfiguration(TokenMeterAlertOptions.SectionName).ValidateOnStart();
+        }
+
         if (configure is not null)
         {
             options.Configure(configure);
         }
 
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<TokenMeterAlertOptions>, TokenMeterAlertOptionsValidator>());
-        if (services.Any(d => d.ServiceType == typeof(AlertMonitor)))
+        if (!first)
         {
             return builder;
         }
 
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<TokenMeterAlertOptions>, TokenMeterAlertOptionsValidator>());
         services.AddWebhookDelivery();
         services.AddMailDelivery();
         services.AddSingleton<AlertMailer>();

@@ -22,18 +22,24 @@ public static class StatementsTokenMeterBuilderExtensions
     {
         ArgumentNullException.ThrowIfNull(builder);
         var services = builder.Services;
-        var options = services.AddOptions<BillingOptions>().BindConfiguration(BillingOptions.SectionName).ValidateOnStart();
+        var first = !services.Any(d => d.ServiceType == typeof(StatementClosedNotifier));
+        var options = services.AddOptions<BillingOptions>();
+        if (first)
+        {
+            options.BindConfiguration(BillingOptions.SectionName).ValidateOnStart();
+        }
+
         if (configure is not null)
         {
             options.Configure(configure);
         }
 
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<BillingOptions>, BillingOptionsValidator>());
-        if (services.Any(d => d.ServiceType == typeof(StatementClosedNotifier)))
+        if (!first)
         {
             return builder;
         }
 
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<BillingOptions>, BillingOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
         services.AddWebhookDelivery();
         services.AddSingleton<StatementClosedNotifier>();

@@ -11,12 +11,13 @@ internal static class DeliveryServiceCollectionExtensions
     /// <summary>The webhook sender (options from <c>TokenMeter:Alerts</c>), run as a hosted service.</summary>
     public static IServiceCollection AddWebhookDelivery(this IServiceCollection services)
     {
-        services.AddOptions<WebhookOptions>().BindConfiguration(WebhookOptions.SectionName).ValidateOnStart();
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<WebhookOptions>, WebhookOptionsValidator>());
         if (services.Any(d => d.ServiceType == typeof(WebhookSender)))
         {
             return services;
         }
+
+        services.AddOptions<WebhookOptions>().BindConfiguration(WebhookOptions.SectionName).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<WebhookOptions>, WebhookOptionsValidator>());
 
         services.AddMetrics();
         services.TryAddSingleton(TimeProvider.System);
@@ -30,9 +31,15 @@ internal static class DeliveryServiceCollectionExtensions
     /// <summary>The recipient mailer (recipients from <c>TokenMeter:Reports:To</c>); it sends through the app's <see cref="IEmailSender"/>.</summary>
     public static IServiceCollection AddMailDelivery(this IServiceCollection services)
     {
+        // Bound once: binding a list twice would list every recipient twice.
+        if (services.Any(d => d.ServiceType == typeof(RecipientMailer)))
+        {
+            return services;
+        }
+
         services.AddOptions<MailOptions>().BindConfiguration(MailOptions.SectionName).ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<MailOptions>, MailOptionsValidator>());
-        services.TryAddSingleton<RecipientMailer>();
+        services.AddSingleton<RecipientMailer>();
         return services;
     }
 }
