@@ -37,7 +37,7 @@ public sealed class SmtpEmailSenderTests
         Assert.Equal("reports@example.test", message.From.Mailboxes.Single().Address);
         Assert.Equal("budget.threshold", message.Headers["X-TokenMeter-Event"]);
         Assert.Contains("<p>html</p>", message.HtmlBody, StringComparison.Ordinal);
-        Assert.Equal("text", message.TextBody.Trim());
+        Assert.Equal("text", message.TextBody?.Trim());
     }
 
     [Fact]
