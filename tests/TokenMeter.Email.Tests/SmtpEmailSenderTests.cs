@@ -73,6 +73,7 @@ public sealed class SmtpEmailSenderTests
     public async Task AddSmtpEmail_Twice_OneSender()
     {
         var services = new ServiceCollection();
+        services.AddSingleton<IConfiguration>(new ConfigurationBuilder().Build());
         services.AddTokenMeter().AddSmtpEmail().AddSmtpEmail();
 
         Assert.Single(services, d => d.ServiceType == typeof(IEmailSender));
