@@ -1,4 +1,5 @@
 using Microsoft.Extensions.DependencyInjection;
+using TokenMeter.AspNetCore.Endpoints;
 using TokenMeter.Budgets;
 
 namespace TokenMeter.AspNetCore;
@@ -25,6 +26,8 @@ public static class TokenMeterAspNetCoreServiceCollectionExtensions
             options.Configure(configure);
         }
 
+        // The app's JSON (OpenAPI documents it) writes the read model as the admin API does.
+        services.ConfigureHttpJsonOptions(json => AdminJson.AddTo(json.SerializerOptions));
         builder.AddBudgetGuard();
         builder.AddAlerts();
         builder.AddUsageReports();
