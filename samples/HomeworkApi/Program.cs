@@ -87,6 +87,7 @@ tokenMeter.AddRateLimits(o =>
     o.RequestsPerMinute = settings.RequestsPerMinute;
     o.TokensPerMinute = settings.TokensPerMinute;
 });
+tokenMeter.AddSmtpEmail();
 tokenMeter.AddOpenAIClient(o =>
 {
     o.ApiKey = settings.OpenAIApiKey ?? (settings.SimulatedModel ? "simulated" : "none");
