@@ -25,6 +25,10 @@ builder.Services.AddExceptionHandler<StoreUnavailableExceptionHandler>();
 // instead of becoming a 500.
 builder.Services.Configure<ExceptionHandlerOptions>(o => o.StatusCodeSelector = ex => ex is BadHttpRequestException bad ? bad.StatusCode : StatusCodes.Status500InternalServerError);
 
+// A request Kestrel refuses before any middleware runs (a malformed request line, %00 in the path, headers
+// over the limit) gets problem details too, instead of Kestrel's empty 400.
+builder.WebHost.ConfigureKestrel(k => k.ConfigureEndpointDefaults(listen => listen.UseRejectionProblems()));
+
 // Accounts and JWT bearer sign-in (CONTRACT §2).
 builder.Services.AddAuthentication(JwtBearerDefaults.AuthenticationScheme).AddJwtBearer(o =>
 {

@@ -20,12 +20,15 @@ public sealed class TokenTrustTests
     [Fact]
     public async Task TokenSignedWithHs512_EvenWithTheRightKey_IsRefused()
     {
-        await using var app = new HomeworkApp();
-        using var client = app.ClientWithToken(Token("1", "admin", SecurityAlgorithms.HmacSha512));
+        // HS512 needs a key of 64 bytes or more: the app gets one, and the admin's real account is named.
+        const string longKey = "a-signing-key-long-enough-for-hs512-0123456789-0123456789-0123456789";
+        await using var app = new HomeworkApp(new Dictionary<string, string?> { ["Jwt:SigningKey"] = longKey });
+        var adminId = (await HomeworkApp.JsonAsync(await app.ClientWithToken(await app.AdminTokenAsync()).GetAsync("/api/auth/me")))["id"]!.GetValue<string>();
+        using var hs256 = app.ClientWithToken(Token(adminId, "admin", SecurityAlgorithms.HmacSha256, longKey));
+        using var hs512 = app.ClientWithToken(Token(adminId, "admin", SecurityAlgorithms.HmacSha512, longKey));
 
-        using var response = await client.GetAsync("/api/usage/stats");
-
-        Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await hs256.GetAsync("/api/usage/stats")).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await hs512.GetAsync("/api/usage/stats")).StatusCode);
     }
 
     [Fact]
@@ -110,9 +113,9 @@ public sealed class TokenTrustTests
     }
 
     /// <summary>A token with the app's issuer, audience and key, signed with <paramref name="algorithm"/>.</summary>
-    private static string Token(string subject, string role, string algorithm)
+    private static string Token(string subject, string role, string algorithm, string signingKey = HomeworkApp.SigningKey)
     {
-        var key = Encoding.UTF8.GetBytes(HomeworkApp.SigningKey);
+        var key = Encoding.UTF8.GetBytes(signingKey);
         return new JsonWebTokenHandler().CreateToken(new SecurityTokenDescriptor
         {
             Issuer = "HomeworkApi",

@@ -7,23 +7,23 @@ internal static class UserAdminEndpoints
 {
     public static void MapUserAdminEndpoints(this IEndpointRouteBuilder app)
     {
-        var admin = app.MapGroup("/api/users")
+        var admin = app.MapGroup(string.Empty)
             .WithTags("Accounts")
             .RequireAuthorization(policy => policy.RequireRole(Roles.Admin))
             .ProducesProblem(StatusCodes.Status401Unauthorized)
             .ProducesProblem(StatusCodes.Status403Forbidden);
-        admin.MapGet(string.Empty, ListAsync)
+        admin.MapGet("/api/users", ListAsync)
             .WithSummary("Lists accounts, ordered by id (admin only).")
             .Produces<UserListResponse>()
             .ProducesProblem(StatusCodes.Status400BadRequest);
-        admin.MapPut("/{id}/role", SetRoleAsync)
+        admin.MapPut("/api/users/{id}/role", SetRoleAsync)
             .WithSummary("Sets an account's role, student or admin (admin only); applies to its tokens within seconds.")
             .Accepts<RoleRequest>("application/json")
             .Produces<UserDto>()
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesProblem(StatusCodes.Status409Conflict);
-        admin.MapDelete("/{id}", DeleteAsync)
+        admin.MapDelete("/api/users/{id}", DeleteAsync)
             .WithSummary("Deletes an account (admin only); its usage records keep the id, its tokens stop working.")
             .Produces(StatusCodes.Status204NoContent)
             .ProducesProblem(StatusCodes.Status404NotFound)
