@@ -101,13 +101,13 @@ public sealed class SampleCluster : IAsyncDisposable
         using var anonymous = SampleClient.Create(Instances[0].BaseAddress, 4);
         var username = "s" + Guid.NewGuid().ToString("N")[..10];
         string userId;
-        using (var created = await anonymous.PostAsJsonAsync("/api/auth/register", new { username, email = username + "@example.com", password = "Passw0rd!" }).ConfigureAwait(false))
+        using (var created = await anonymous.PostAsJsonAsync("/api/auth/register", new { username, email = username + "@example.com", password = "Load-harness-pupil-2026" }).ConfigureAwait(false))
         {
             created.EnsureSuccessStatusCode();
             userId = (await created.Content.ReadFromJsonAsync<JsonObject>().ConfigureAwait(false))!["id"]!.GetValue<string>();
         }
 
-        var token = await SampleClient.LoginAsync(anonymous, username, "Passw0rd!").ConfigureAwait(false);
+        var token = await SampleClient.LoginAsync(anonymous, username, "Load-harness-pupil-2026").ConfigureAwait(false);
         return new Student(userId, [.. Instances.Select(i =>
         {
             var http = SampleClient.Create(i.BaseAddress, 128);
