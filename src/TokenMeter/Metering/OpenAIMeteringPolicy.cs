@@ -160,6 +160,11 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
             return UsageOperation.AudioSpeech;
         }
 
+        if (path.EndsWith("/moderations", StringComparison.Ordinal))
+        {
+            return UsageOperation.Moderation;
+        }
+
         if (path.EndsWith("/completions", StringComparison.Ordinal))
         {
             return UsageOperation.TextCompletion;
@@ -227,19 +232,24 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
                 else
                 {
                     info = RequestInfo.FromJson(copy.WrittenSpan);
-                    if (info.Stream)
+                    info.ReadBillingFields(copy.WrittenSpan, operation);
+                    if (operation == UsageOperation.Images && info.Model is null)
                     {
-                        if (operation == UsageOperation.Chat && !info.HasStreamOptions && options.IncludeStreamUsage && RequestInfo.WithIncludeUsage(copy.WrittenSpan) is { } withUsage)
-                        {
-                            message.Request.Content = BinaryContent.Create(new BinaryData(withUsage));
-                        }
+                        // The API's default image model.
+                        info.Model = "dall-e-2";
+                    }
 
-                        // Kept (the pooled copy itself, until the call completes) to estimate input
-                        // tokens should the stream never report its usage.
-                        if (options.EstimateMissingUsage)
-                        {
-                            keptBody = copy;
-                        }
+                    if (info.Stream && operation == UsageOperation.Chat && !info.HasStreamOptions && options.IncludeStreamUsage && RequestInfo.WithIncludeUsage(copy.WrittenSpan) is { } withUsage)
+                    {
+                        message.Request.Content = BinaryContent.Create(new BinaryData(withUsage));
+                    }
+
+                    // Kept (the pooled copy itself, until the call completes) to estimate input
+                    // tokens should the reply never report its usage (a stream cut, a buffered
+                    // reply without usage).
+                    if (options.EstimateMissingUsage && operation is UsageOperation.Chat or UsageOperation.Responses or UsageOperation.TextCompletion)
+                    {
+                        keptBody = copy;
                     }
 
                     if (keptBody is null)
@@ -276,9 +286,28 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
             var usage = default(ParsedUsage);
             if (message.BufferResponse)
             {
+                var body = response.Content.ToMemory().Span;
+                var parsed = false;
                 if (call.Operation != UsageOperation.AudioSpeech)
                 {
-                    _ = UsageParser.TryParse(response.Content.ToMemory().Span, ref usage);
+                    usage.CountData = call.Operation == UsageOperation.Images;
+                    parsed = UsageParser.TryParse(body, ref usage);
+                }
+
+                if (!parsed)
+                {
+                    // Not a reply at all (malformed): the call failed for the caller; nothing to estimate.
+                    call.EstimateMissingUsage = false;
+                }
+                else if (!response.IsError && !usage.HasUsage)
+                {
+                    // Kinds without token usage are still fully reported: a moderation (free) and
+                    // images billed per image (the count is in the reply, size and quality in the request).
+                    usage.HasUsage = call.Operation == UsageOperation.Moderation || (call.Operation == UsageOperation.Images && usage.Images > 0);
+                    if (!usage.HasUsage && call.EstimateMissingUsage && call.Operation is UsageOperation.Chat or UsageOperation.Responses or UsageOperation.TextCompletion)
+                    {
+                        call.DeliveredText = TokenEstimator.ReplyText(body);
+                    }
                 }
 
                 call.Streaming = false;

@@ -25,6 +25,7 @@ internal static class RecordingServiceCollectionExtensions
         services.AddOptions<PricingOptions>().BindConfiguration(PricingOptions.SectionName).ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<PricingOptions>, PricingOptionsValidator>());
         services.TryAddSingleton(sp => UsagePricer.CreateTable(sp.GetRequiredService<IOptions<PricingOptions>>().Value));
+        services.TryAddSingleton<IPriceSource>(sp => sp.GetRequiredService<PriceTable>());
         services.TryAddSingleton<IUsagePricer, UsagePricer>();
 
         // The default store: one in-memory instance behind every store interface.

@@ -15,7 +15,8 @@ namespace TokenMeter.Testing.FakeOpenAI;
 /// <summary>
 /// An OpenAI-compatible HTTP server on 127.0.0.1 (Kestrel, a port the OS chooses) that speaks the
 /// exact wire format of chat completions (plain and streaming), responses (plain and streaming),
-/// embeddings, images and audio transcriptions, with scripted usage, failures and delays.
+/// embeddings, images (token usage for gpt-image-1, per-image for DALL·E), audio transcriptions,
+/// speech, moderations and Batch API output files, with scripted usage, failures and delays.
 /// </summary>
 /// <example>
 /// <code>
@@ -172,7 +173,22 @@ public sealed class FakeOpenAIServer : IAsyncDisposable
         }
         else if (path.Contains("/images/", StringComparison.Ordinal))
         {
-            await WriteJsonAsync(ctx, FakeWire.Images(reply), ct).ConfigureAwait(false);
+            var imageModel = reply.Model ?? request.Model ?? "dall-e-2";
+            var count = int.TryParse(request.Form.TryGetValue("n", out var n) ? n : json?["n"]?.ToString(), out var asked) ? Math.Max(1, asked) : 1;
+            await WriteJsonAsync(ctx, FakeWire.Images(reply, imageModel, count), ct).ConfigureAwait(false);
+        }
+        else if (path.EndsWith("/audio/speech", StringComparison.Ordinal))
+        {
+            // Speech answers with the audio itself and no usage.
+            ctx.Response.StatusCode = 200;
+            ctx.Response.ContentType = "audio/mpeg";
+            var audio = new byte[2048];
+            "ID3"u8.CopyTo(audio);
+            await ctx.Response.Body.WriteAsync(audio, ct).ConfigureAwait(false);
+        }
+        else if (path.EndsWith("/moderations", StringComparison.Ordinal))
+        {
+            await WriteJsonAsync(ctx, FakeWire.Moderation(reply.Model ?? request.Model ?? "omni-moderation-latest"), ct).ConfigureAwait(false);
         }
         else if (path.EndsWith("/audio/transcriptions", StringComparison.Ordinal) || path.EndsWith("/audio/translations", StringComparison.Ordinal))
         {
