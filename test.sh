@@ -18,7 +18,7 @@ fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-dotnet test TokenMeter.slnx -c Release --blame-hang-timeout 5m "$@" 2>&1 | tee "$log"
+dotnet test TokenMeter.sln -c Release --blame-hang-timeout 5m "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 

@@ -77,20 +77,20 @@ public sealed partial class SampleProcess : IAsyncDisposable
         }
     }
 
-    /// <summary>The folder holding TokenMeter.slnx.</summary>
+    /// <summary>The folder holding TokenMeter.sln.</summary>
     public static string RepoRoot
     {
         get
         {
             for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
             {
-                if (File.Exists(Path.Combine(dir.FullName, "TokenMeter.slnx")))
+                if (File.Exists(Path.Combine(dir.FullName, "TokenMeter.sln")))
                 {
                     return dir.FullName;
                 }
             }
 
-            throw new InvalidOperationException("TokenMeter.slnx not found above " + AppContext.BaseDirectory);
+            throw new InvalidOperationException("TokenMeter.sln not found above " + AppContext.BaseDirectory);
         }
     }
 
