@@ -3,6 +3,7 @@ using CsvHelper;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
+using TokenMeter.Pricing;
 using TokenMeter.Querying;
 
 namespace TokenMeter.AspNetCore.Export;
@@ -22,9 +23,9 @@ internal static class UsageCsv
 
     public static readonly string[] DetailedHeader =
     [
-        "id", "createdAt", "userId", "username", "email", "endpoint", "model", "inputTokens", "cachedInputTokens",
+        "id", "createdAt", "userId", "username", "email", "endpoint", "model", "inputTokens", "cachedInputTokens", "cacheWriteTokens",
         "outputTokens", "reasoningTokens", "totalTokens", "costUsd", "status", "sessionId", "problemId", "metadata",
-        "operation", "requestModel", "durationMs", "httpStatus", "streaming",
+        "operation", "requestModel", "durationMs", "httpStatus", "streaming", "costSource", "priceId",
     ];
 
     public static readonly string[] SummaryHeader =
@@ -186,6 +187,7 @@ internal static class UsageCsv
             csv.WriteField(r.Model ?? r.RequestModel);
             csv.WriteField(r.InputTokens, default);
             csv.WriteField(r.CachedInputTokens, default);
+            csv.WriteField(r.CacheWriteTokens, default);
             csv.WriteField(r.OutputTokens, default);
             csv.WriteField(r.ReasoningTokens, default);
             csv.WriteField(r.TotalTokens, default);
@@ -199,6 +201,8 @@ internal static class UsageCsv
             csv.WriteField(Math.Round(r.DurationMs, 3), default);
             csv.WriteField(r.HttpStatus, default);
             csv.WriteField(r.Streaming);
+            csv.WriteField(CostSourceNames.Of(CostSourceNames.Effective(r)));
+            csv.WriteField(r.PriceId);
             await csv.EndRecordAsync(cancellationToken).ConfigureAwait(false);
         }
 

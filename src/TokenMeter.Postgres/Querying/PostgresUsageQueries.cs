@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Text.Json;
 using Npgsql;
 using TokenMeter.Postgres.Storage;
+using TokenMeter.Pricing;
 using TokenMeter.Querying;
 
 namespace TokenMeter.Postgres.Querying;
@@ -325,7 +326,9 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
         var session = NullableString(reader, 21);
         var problem = NullableString(reader, 22);
         var metadata = NullableString(reader, 23);
-        return new UsageRecord
+        var cacheWrite = reader.GetInt64(24);
+        var source = NullableString(reader, 25);
+        var record = new UsageRecord
         {
             Id = id,
             CreatedAt = createdAt,
@@ -351,7 +354,11 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
             SessionId = session,
             ProblemId = problem,
             Tags = metadata is null ? null : tags is null ? ParseTags(metadata) : tags.Get(metadata),
+            CacheWriteTokens = cacheWrite,
         };
+
+        // Rows stored before cost sources existed have none: derived from the cost and status.
+        return record with { CostSource = CostSourceNames.Parse(source) ?? CostSourceNames.Effective(record) };
     }
 
     private static Dictionary<string, string>? ParseTags(string metadata) => JsonSerializer.Deserialize(metadata, PostgresJsonContext.Default.DictionaryStringString);

@@ -21,6 +21,9 @@ public sealed record UsageTotals(
     int UnpricedCalls,
     string? Model)
 {
+    /// <summary>Input tokens written to the prompt cache (a part of <see cref="InputTokens"/>).</summary>
+    public long CacheWriteTokens { get; init; }
+
     /// <summary>No calls.</summary>
     public static UsageTotals Empty { get; } = new(0, 0, 0, 0, 0, 0, 0m, 0, null);
 
@@ -39,6 +42,9 @@ public sealed record UsageTotals(
             TotalTokens + record.TotalTokens,
             CostUsd + (record.CostUsd ?? 0m),
             UnpricedCalls + (record.CostUsd is null ? 1 : 0),
-            record.Model ?? record.RequestModel ?? Model);
+            record.Model ?? record.RequestModel ?? Model)
+        {
+            CacheWriteTokens = CacheWriteTokens + record.CacheWriteTokens,
+        };
     }
 }

@@ -75,7 +75,9 @@ internal sealed class MeteredCall
 
             record = WithBillingUnits(record, usage);
 
-            if (!usage.HasUsage && EstimateMissingUsage && status is UsageStatus.UsageMissing or UsageStatus.Cancelled or UsageStatus.TransportError)
+            // Estimated: a reply without usage, or a stream that broke off (what it delivered was
+            // used). A buffered call that got no reply at all records no tokens, as before.
+            if (!usage.HasUsage && EstimateMissingUsage && (status == UsageStatus.UsageMissing || (Streaming && status is UsageStatus.Cancelled or UsageStatus.TransportError)))
             {
                 record = Estimate(record, status);
             }
@@ -91,6 +93,13 @@ internal sealed class MeteredCall
         {
             ReleaseRequestBody();
         }
+    }
+
+    /// <summary>Completes the call without recording it (a download whose lines are recorded one by one).</summary>
+    public void Discard()
+    {
+        Interlocked.Exchange(ref _completed, 1);
+        ReleaseRequestBody();
     }
 
     // What the call kinds billed by something other than tokens are priced by, kept in the tags so a record can be priced again.

@@ -20,12 +20,14 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
     private readonly UsageMeter _meter;
     private readonly IOptionsMonitor<TokenMeterOptions> _options;
     private readonly ILogger _logger;
+    private readonly IBatchAttribution? _batchAttribution;
 
-    public OpenAIMeteringPolicy(UsageMeter meter, IOptionsMonitor<TokenMeterOptions> options, ILogger<OpenAIMeteringPolicy> logger)
+    public OpenAIMeteringPolicy(UsageMeter meter, IOptionsMonitor<TokenMeterOptions> options, ILogger<OpenAIMeteringPolicy> logger, IBatchAttribution? batchAttribution = null)
     {
         _meter = meter;
         _options = options;
         _logger = logger;
+        _batchAttribution = batchAttribution;
     }
 
     public override void Process(PipelineMessage message, IReadOnlyList<PipelinePolicy> pipeline, int currentIndex)
@@ -116,7 +118,13 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
 
     internal static string? OperationOf(PipelineRequest request)
     {
-        if (!string.Equals(request.Method, "POST", StringComparison.OrdinalIgnoreCase) || request.Uri is null)
+        if (request.Uri is null)
+        {
+            return null;
+        }
+
+        var post = string.Equals(request.Method, "POST", StringComparison.OrdinalIgnoreCase);
+        if (!post && !string.Equals(request.Method, "GET", StringComparison.OrdinalIgnoreCase))
         {
             return null;
         }
@@ -130,6 +138,12 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
         }
 
         path = path.TrimEnd('/');
+        if (!post)
+        {
+            // The one GET that is metered: downloading a file's content (a Batch API output file).
+            return BatchOutputMeter.IsFileContent(path) ? UsageOperation.Batch : null;
+        }
+
         if (path.EndsWith("/chat/completions", StringComparison.Ordinal))
         {
             return UsageOperation.Chat;
@@ -283,6 +297,18 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
                 return;
             }
 
+            if (call.Operation == UsageOperation.Batch)
+            {
+                // Each request of a batch output file is its own record; the download itself costs nothing.
+                call.Discard();
+                if (message.BufferResponse && !response.IsError)
+                {
+                    BatchOutputMeter.Record(_meter, response.Content.ToMemory().Span, call.Scope, _batchAttribution, call.CreatedAt);
+                }
+
+                return;
+            }
+
             var usage = default(ParsedUsage);
             if (message.BufferResponse)
             {
@@ -334,6 +360,12 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
 
     private static void Failed(MeteredCall call, PipelineMessage message, Exception exception)
     {
+        if (call.Operation == UsageOperation.Batch)
+        {
+            call.Discard();
+            return;
+        }
+
         // A timeout also surfaces as OperationCanceledException; only the caller's token means "cancelled".
         var status = message.CancellationToken.IsCancellationRequested ? UsageStatus.Cancelled : UsageStatus.TransportError;
         _ = exception;

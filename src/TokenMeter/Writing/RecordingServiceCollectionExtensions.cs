@@ -6,6 +6,7 @@ using TokenMeter.Budgets;
 using TokenMeter.Diagnostics;
 using TokenMeter.Pricing;
 using TokenMeter.Querying;
+using TokenMeter.Repricing;
 using TokenMeter.Storage;
 
 namespace TokenMeter.Writing;
@@ -34,6 +35,8 @@ internal static class RecordingServiceCollectionExtensions
         services.TryAddSingleton<IUsageQueries>(sp => sp.GetRequiredService<InMemoryUsageStore>());
         services.TryAddSingleton<IBudgetStore>(sp => sp.GetRequiredService<InMemoryUsageStore>());
         services.TryAddSingleton<IDeliveryLog>(sp => sp.GetRequiredService<InMemoryUsageStore>());
+        services.TryAddSingleton<IUsageRepricingStore>(sp => sp.GetRequiredService<InMemoryUsageStore>());
+        services.TryAddSingleton<UsageRepricer>();
 
         // The writer: the sink metering enqueues into, run as a hosted service.
         services.AddOptions<UsageWriterOptions>().BindConfiguration(UsageWriterOptions.SectionName).ValidateOnStart();

@@ -216,6 +216,24 @@ internal static class FakeWire
         }
     });
 
+    // One line of a Batch API output file: {"id","custom_id","response":{"status_code","request_id","body"},"error"}.
+    public static string BatchOutputLine(string customId, string requestId, FakeReply reply, string model)
+    {
+        var body = ChatCompletion(reply with { ServiceTier = "default" }, model, requestId);
+        return Encoding.UTF8.GetString(Json(w =>
+        {
+            w.WriteString("id", requestId);
+            w.WriteString("custom_id", customId);
+            w.WriteStartObject("response");
+            w.WriteNumber("status_code", 200);
+            w.WriteString("request_id", "req_" + requestId);
+            w.WritePropertyName("body");
+            w.WriteRawValue(body);
+            w.WriteEndObject();
+            w.WriteNull("error");
+        }));
+    }
+
     public static byte[] Moderation(string model) => Json(w =>
     {
         w.WriteString("id", "modr-fake");
