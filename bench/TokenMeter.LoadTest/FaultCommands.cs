@@ -1,5 +1,5 @@
-using TokenMeter.LoadTest.Harness;
 using TokenMeter.Testing.Postgres;
+using TokenMeter.Testing.Scenarios;
 using static TokenMeter.LoadTest.Commands;
 
 namespace TokenMeter.LoadTest;

@@ -1,4 +1,4 @@
-using TokenMeter.LoadTest.Harness;
+using TokenMeter.Testing.Scenarios;
 using Xunit.Abstractions;
 
 namespace TokenMeter.FaultTests;

@@ -11,6 +11,7 @@ using TokenMeter.Budgets;
 using TokenMeter.Postgres.Schema;
 using TokenMeter.Querying;
 using TokenMeter.Storage;
+using TokenMeter.Testing;
 using TokenMeter.Testing.Postgres;
 
 namespace TokenMeter.Postgres.Tests;
@@ -77,14 +78,13 @@ public sealed class RegistrationTests(PostgresDatabaseFixture database) : IClass
         await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(10));
         var store = host.Services.GetRequiredService<IUsageStore>();
         var installer = host.Services.GetRequiredService<PostgresSchemaInstaller>();
-        while (!logs.Any(l => l.Level == LogLevel.Error))
-        {
-            await Task.Delay(20);
-        }
+        await Eventually.TrueAsync(() => logs.Any(l => l.Level == LogLevel.Error));
 
         var write = await Assert.ThrowsAsync<InvalidOperationException>(() => store.AppendAsync([Records.Make(DateTimeOffset.UtcNow)]).AsTask());
         Assert.Contains("not installed", write.Message, StringComparison.Ordinal);
-        await Task.Delay(300); // several retries happen meanwhile
+
+        // The installer's own record of its retries (debug event 2501): three more failed attempts, still one error.
+        await Eventually.TrueAsync(() => logs.Count(l => l.Level == LogLevel.Debug && l.Message.Contains("attempt 4 failed", StringComparison.Ordinal)) == 1, TimeSpan.FromSeconds(30));
         Assert.Single(logs, l => l.Level == LogLevel.Error);
         Assert.Contains(logs, l => l.Level == LogLevel.Error && l.Message.Contains("could not install", StringComparison.Ordinal) && l.Message.Contains("retrying", StringComparison.Ordinal));
 
@@ -121,10 +121,7 @@ public sealed class RegistrationTests(PostgresDatabaseFixture database) : IClass
         using var host = BuildHost(b => b.AddPostgresStore($"Host=127.0.0.1;Port={port};Username=x;Timeout=2", o => o.InstallRetryDelay = TimeSpan.FromMinutes(5)), logs: logs);
 
         await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(5));
-        while (!logs.Any(l => l.Level == LogLevel.Error))
-        {
-            await Task.Delay(20);
-        }
+        await Eventually.TrueAsync(() => logs.Any(l => l.Level == LogLevel.Error));
 
         await Assert.ThrowsAsync<InvalidOperationException>(() => host.Services.GetRequiredService<IUsageStore>().AppendAsync([Records.Make(DateTimeOffset.UtcNow)]).AsTask());
         await host.StopAsync().WaitAsync(TimeSpan.FromSeconds(5));
@@ -138,6 +135,7 @@ public sealed class RegistrationTests(PostgresDatabaseFixture database) : IClass
         if (logs is not null)
         {
             builder.Logging.AddProvider(new QueueLoggerProvider(logs));
+            builder.Logging.AddFilter("TokenMeter", LogLevel.Debug);
         }
 
         configure(builder.Services.AddTokenMeter());

@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Net.Http.Headers;
 using Npgsql;
 using TokenMeter.Testing.Postgres;
+using TokenMeter.Testing.Scenarios;
 
 namespace TokenMeter.LoadTest.Harness;
 

@@ -9,6 +9,7 @@ using OpenAI;
 using OpenAI.Chat;
 using TokenMeter.Testing.FakeOpenAI;
 using TokenMeter.Testing.Postgres;
+using TokenMeter.Testing.Scenarios;
 
 namespace TokenMeter.LoadTest.Harness;
 

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using TokenMeter.Testing.Scenarios;
 
 namespace TokenMeter.LoadTest.Harness;
 

@@ -3,6 +3,7 @@ using Npgsql;
 using OpenAI.Chat;
 using TokenMeter.Writing;
 using TokenMeter.Testing.Postgres;
+using TokenMeter.Testing.Scenarios;
 
 namespace TokenMeter.LoadTest.Harness;
 

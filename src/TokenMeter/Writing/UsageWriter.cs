@@ -42,6 +42,7 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
 
     private Task? _loop;
     private int _disposed;
+    private long _flushDueTicks;
     private int _queueFullLogged;
     private bool _storeUp = true;
     private bool _spoolPending;
@@ -79,6 +80,19 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
 
     /// <summary>Records waiting in memory.</summary>
     public int QueueLength => _channel.Reader.Count + _overflow.Count;
+
+    /// <summary>
+    /// When the partial batch the loop holds is due to be stored (on the writer's clock), or null when
+    /// it holds none. Tests read it as the writer's idle signal: parked, and until when.
+    /// </summary>
+    internal DateTimeOffset? FlushDue
+    {
+        get
+        {
+            var ticks = Volatile.Read(ref _flushDueTicks);
+            return ticks == 0 ? null : new DateTimeOffset(ticks, TimeSpan.Zero);
+        }
+    }
 
     public void Enqueue(UsageRecord record)
     {
@@ -264,6 +278,7 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
         }
 
         var deadline = _timeProvider.GetUtcNow() + _options.FlushInterval;
+        Volatile.Write(ref _flushDueTicks, deadline.UtcTicks);
         while (batch.Count < _options.BatchSize && !_stopping.IsCancellationRequested)
         {
             var remaining = deadline - _timeProvider.GetUtcNow();
@@ -274,6 +289,8 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
 
             Take(batch);
         }
+
+        Volatile.Write(ref _flushDueTicks, 0);
 
         Take(batch);
         return true;

@@ -9,6 +9,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using TokenMeter;
 using TokenMeter.Querying;
+using TokenMeter.Testing;
 
 namespace HomeworkApi.Tests.Infrastructure;
 
@@ -103,23 +104,9 @@ public sealed class HomeworkApp : WebApplicationFactory<Program>
     /// <summary>Waits until the background writer has stored <paramref name="count"/> records matching <paramref name="where"/>.</summary>
     public async Task<List<UsageRecord>> WaitForRecordsAsync(Func<UsageRecord, bool> where, int count = 1)
     {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        while (true)
-        {
-            var records = await RecordsAsync(where);
-            if (records.Count >= count)
-            {
-                Assert.Equal(count, records.Count);
-                return records;
-            }
-
-            if (DateTime.UtcNow > deadline)
-            {
-                Assert.Fail($"Expected {count} stored usage records, found {records.Count}.");
-            }
-
-            await Task.Delay(20);
-        }
+        var records = await Eventually.ValueAsync(async _ => await RecordsAsync(where), records => records.Count >= count, what: $"{count} stored usage records");
+        Assert.Equal(count, records.Count);
+        return records;
     }
 
     public async Task<(string Id, string Token)> RegisterAsync(string? username = null, string password = "Passw0rd!")

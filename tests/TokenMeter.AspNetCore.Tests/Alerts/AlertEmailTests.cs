@@ -11,6 +11,7 @@ using TokenMeter.AspNetCore.Tests.Hosting;
 using TokenMeter.AspNetCore.Tests.Reports;
 using TokenMeter.Budgets;
 using TokenMeter.Storage;
+using TokenMeter.Testing;
 
 namespace TokenMeter.AspNetCore.Tests.Alerts;
 
@@ -83,23 +84,10 @@ public abstract class AlertEmailTestsBase : StoreTestBase
         await app.Services.GetRequiredService<AlertMonitor>().EvaluateAsync([record], CancellationToken.None);
 
         // Nobody listens yet: wait for the first failed attempt (event 4521), then start the server.
-        using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10)))
-        {
-            while (!logs.GetSnapshot().Any(r => r.Id.Id == 4521))
-            {
-                await Task.Delay(10, timeout.Token);
-            }
-        }
+        await Eventually.TrueAsync(() => logs.GetSnapshot().Any(r => r.Id.Id == 4521));
 
         await using var smtp = LoopbackSmtpServer.Start(port);
-        var idle = app.Services.GetRequiredService<AlertMailer>().WhenIdleAsync();
-        for (var i = 0; i < 200 && !idle.IsCompleted; i++)
-        {
-            app.Time.Advance(TimeSpan.FromSeconds(1));
-            await Task.WhenAny(idle, Task.Delay(10));
-        }
-
-        await idle;
+        await Eventually.CompletesAsync(app.Services.GetRequiredService<AlertMailer>().WhenIdleAsync(), advance: app.Time, step: TimeSpan.FromSeconds(1));
         var mails = await AlertEmailSettings.ReceiveAsync(smtp, 2);
         Assert.Equal(["budget.threshold/s1/2026-11/100", "budget.threshold/s1/2026-11/80"], mails.Select(m => m.Headers["X-TokenMeter-Alert-Id"]).Order());
         Assert.Equal(0, smtp.Drain());
@@ -154,8 +142,8 @@ internal static class AlertEmailSettings
     /// <summary>Waits until the host's webhook sender and alert mailer have nothing left in flight.</summary>
     public static async Task IdleAsync(IServiceProvider services)
     {
-        await services.GetRequiredService<WebhookSender>().WhenIdleAsync().WaitAsync(TimeSpan.FromSeconds(10));
-        await services.GetRequiredService<AlertMailer>().WhenIdleAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        await Eventually.CompletesAsync(services.GetRequiredService<WebhookSender>().WhenIdleAsync(), what: "the webhook sender to go idle");
+        await Eventually.CompletesAsync(services.GetRequiredService<AlertMailer>().WhenIdleAsync(), what: "the alert mailer to go idle");
     }
 
     /// <summary>Takes exactly <paramref name="count"/> messages (waiting up to 10 s for each).</summary>

@@ -6,6 +6,7 @@ using Microsoft.Extensions.DependencyInjection;
 using TokenMeter.AspNetCore.Alerts;
 using TokenMeter.AspNetCore.Tests.Hosting;
 using TokenMeter.Budgets;
+using TokenMeter.Testing;
 
 namespace TokenMeter.AspNetCore.Tests.Alerts;
 
@@ -28,12 +29,12 @@ public abstract class AlertTestsBase : StoreTestBase
             var record = TestApp.Record("s1", cost);
             await app.SeedAsync(record);
             await monitor.EvaluateAsync([record], CancellationToken.None);
-            await sender.WhenIdleAsync();
+            await Eventually.CompletesAsync(sender.WhenIdleAsync());
         }
 
         // A second instance sharing the store (same delivery log) fires nothing again.
         await monitor.EvaluateAsync([TestApp.Record("s1", 0.01m)], CancellationToken.None);
-        await sender.WhenIdleAsync();
+        await Eventually.CompletesAsync(sender.WhenIdleAsync());
 
         var deliveries = receiver.Deliveries.ToArray();
         Assert.Equal(2, deliveries.Length);
@@ -72,9 +73,9 @@ public abstract class AlertTestsBase : StoreTestBase
         monitor.Observe(TestApp.Record("s1", 0.01m));
 
         var delivery = await WaitForDeliveryAsync(receiver);
-        await sender.WhenIdleAsync();
+        await Eventually.CompletesAsync(sender.WhenIdleAsync());
         await monitor.EvaluateAsync([TestApp.Record("s1", 0.01m)], CancellationToken.None);
-        await sender.WhenIdleAsync();
+        await Eventually.CompletesAsync(sender.WhenIdleAsync());
         Assert.Equal("platform.daily_cost", delivery.Event);
         using var body = JsonDocument.Parse(delivery.Body);
         Assert.Equal("2026-11-25", body.RootElement.GetProperty("data").GetProperty("date").GetString());
@@ -91,31 +92,15 @@ public abstract class AlertTestsBase : StoreTestBase
         Assert.True(sender.Enqueue("statement.closed", "statement.closed/7/2026-10", new { userId = "7", month = "2026-10" }));
 
         // Back-off waits run on the app's (fake) clock: move it on until the sender is done.
-        var idle = app.Services.GetRequiredService<WebhookSender>().WhenIdleAsync();
-        for (var i = 0; i < 500 && !idle.IsCompleted; i++)
-        {
-            app.Time.Advance(TimeSpan.FromSeconds(1));
-            await Task.WhenAny(idle, Task.Delay(10));
-        }
-
-        await idle;
+        await Eventually.CompletesAsync(app.Services.GetRequiredService<WebhookSender>().WhenIdleAsync(), advance: app.Time, step: TimeSpan.FromSeconds(1));
         Assert.Equal(3, receiver.Attempts);
         var delivery = Assert.Single(receiver.Deliveries);
         using var body = JsonDocument.Parse(delivery.Body);
         Assert.Equal("statement.closed/7/2026-10", body.RootElement.GetProperty("id").GetString());
     }
 
-    private static async Task<WebhookReceiver.Received> WaitForDeliveryAsync(WebhookReceiver receiver)
-    {
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
-        while (!receiver.Deliveries.TryPeek(out _))
-        {
-            await Task.Delay(10, timeout.Token);
-        }
-
-        receiver.Deliveries.TryPeek(out var delivery);
-        return delivery!;
-    }
+    private static async Task<WebhookReceiver.Received> WaitForDeliveryAsync(WebhookReceiver receiver) =>
+        (await Eventually.ValueAsync(_ => ValueTask.FromResult(receiver.Deliveries.TryPeek(out var first) ? first : null), first => first is not null, what: "a webhook delivery"))!;
 
     private Task<TestApp> StartAlertAppAsync(Uri url, params (string Key, string Value)[] settings) => StartAsync(configure: b =>
     {

@@ -2,11 +2,13 @@ using System.Text.Json;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using TokenMeter.AspNetCore.Alerts;
 using TokenMeter.AspNetCore.Reports;
 using TokenMeter.AspNetCore.Tests.Hosting;
 using TokenMeter.Budgets;
 using TokenMeter.Querying;
 using TokenMeter.Storage;
+using TokenMeter.Testing;
 
 namespace TokenMeter.AspNetCore.Tests.Billing;
 
@@ -31,12 +33,12 @@ public sealed class StatementClosedWebhookTests
             tm.Services.Replace(ServiceDescriptor.Singleton<IDeliveryLog>(shared));
         });
 
-    private static async Task WaitForAsync(Func<bool> condition)
+    /// <summary>The senders' own idle signal: every webhook queued so far was delivered or given up.</summary>
+    private static async Task SentAsync(params TestApp[] apps)
     {
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
-        while (!condition())
+        foreach (var app in apps)
         {
-            await Task.Delay(10, timeout.Token);
+            await Eventually.CompletesAsync(app.Services.GetRequiredService<WebhookSender>().WhenIdleAsync(), what: "the webhook sender to go idle");
         }
     }
 
@@ -60,18 +62,19 @@ public sealed class StatementClosedWebhookTests
             var a = first.Services.GetRequiredService<UsageReportService>().Statements!;
             var b = second.Services.GetRequiredService<UsageReportService>().Statements!;
             await Task.WhenAll(a.CheckAsync(force: true, CancellationToken.None), b.CheckAsync(force: true, CancellationToken.None));
-            await WaitForAsync(() => receiver.Deliveries.Count >= 2);
+            await Eventually.TrueAsync(() => receiver.Deliveries.Count >= 2);
 
-            // Once delivered and completed, neither instance sends them again.
-            await Task.Delay(200);
+            // Once delivered and completed (both senders idle), neither instance sends them again.
+            await SentAsync(first, second);
             await a.CheckAsync(force: true, CancellationToken.None);
             await b.CheckAsync(force: true, CancellationToken.None);
+            await SentAsync(first, second);
         }
 
         await using (var restarted = await StartInstanceAsync(shared, receiver.Url))
         {
             await restarted.Services.GetRequiredService<UsageReportService>().Statements!.CheckAsync(force: true, CancellationToken.None);
-            await Task.Delay(200);
+            await SentAsync(restarted);
         }
 
         var events = receiver.Deliveries.ToArray();

@@ -8,6 +8,7 @@ using TokenMeter.AspNetCore.Tests.Alerts;
 using TokenMeter.AspNetCore.Tests.Hosting;
 using TokenMeter.Budgets;
 using TokenMeter.Storage;
+using TokenMeter.Testing;
 using TokenMeter.Testing.Postgres;
 
 namespace TokenMeter.AspNetCore.Tests.Reports;
@@ -229,11 +230,7 @@ public sealed class PostgresDeliveryOnceTests(PostgresDatabaseFixture database) 
             await smtp.NextAsync();
         }
 
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
-        while (receiver.Deliveries.Count < hooks)
-        {
-            await Task.Delay(10, timeout.Token);
-        }
+        await Eventually.TrueAsync(() => receiver.Deliveries.Count >= hooks);
 
         await SettleAsync(apps);
         Assert.Equal(mails, smtp.Received.Count + smtp.Drain());

@@ -248,13 +248,8 @@ public sealed partial class PostgresServer : IAsyncDisposable
         NpgsqlConnection.ClearAllPools();
         if (postmasterPid > 0 && kill(postmasterPid, 3 /* SIGQUIT: immediate shutdown */) == 0)
         {
-            var deadline = Stopwatch.StartNew();
-            while (kill(postmasterPid, 0) == 0 && deadline.Elapsed < TimeSpan.FromSeconds(10))
-            {
-                await Task.Delay(20).ConfigureAwait(false);
-            }
-
-            if (kill(postmasterPid, 0) == 0)
+            var exited = await Eventually.PollAsync(_ => ValueTask.FromResult(kill(postmasterPid, 0) != 0), static gone => gone, TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(20)).ConfigureAwait(false);
+            if (!exited.Met)
             {
                 _ = kill(postmasterPid, 9);
             }

@@ -6,6 +6,7 @@ using Microsoft.Extensions.DependencyInjection;
 using OpenAI;
 using TokenMeter.Metering;
 using TokenMeter.Pricing;
+using TokenMeter.Testing;
 using TokenMeter.Testing.FakeOpenAI;
 
 namespace TokenMeter.Tests.Metering;
@@ -37,17 +38,7 @@ internal sealed class CollectingObserver : IUsageObserver
 
     public async Task<IReadOnlyList<UsageRecord>> WaitForAsync(int count)
     {
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (_records.Count < count)
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new TimeoutException($"Only {_records.Count} of {count} records arrived.");
-            }
-
-            await _arrived.WaitAsync(TimeSpan.FromMilliseconds(100));
-        }
-
+        await Eventually.ValueAsync(_ => ValueTask.FromResult(_records.Count), arrived => arrived >= count, TimeSpan.FromSeconds(30));
         return Records;
     }
 }

@@ -3,6 +3,7 @@ using System.ClientModel;
 using System.ClientModel.Primitives;
 using OpenAI.Chat;
 using OpenAI.Responses;
+using TokenMeter.Testing;
 using TokenMeter.Testing.FakeOpenAI;
 
 #pragma warning disable OPENAI001
@@ -276,10 +277,7 @@ public sealed class OpenAIMeteringPolicyTests
         h.Server.Enqueue(new FakeReply { Delay = TimeSpan.FromSeconds(30) });
         using var cts = new CancellationTokenSource();
         var call = h.Metered().GetChatClient("gpt-4o").CompleteChatAsync(Hello, cancellationToken: cts.Token);
-        while (h.Server.RequestCount == 0)
-        {
-            await Task.Delay(5);
-        }
+        await Eventually.TrueAsync(() => h.Server.RequestCount > 0);
 
         await cts.CancelAsync();
 

@@ -8,6 +8,7 @@ using System.Diagnostics.Metrics;
 using TokenMeter.Diagnostics;
 using TokenMeter.Querying;
 using TokenMeter.Storage;
+using TokenMeter.Testing;
 using TokenMeter.Writing;
 
 namespace TokenMeter.Tests.Writing;
@@ -144,8 +145,12 @@ public sealed class UsageWriterTests : IDisposable
 
         writer.Enqueue(NewRecord(1));
         writer.Enqueue(NewRecord(2));
+
+        // The writer's idle signal: it holds a partial batch and is parked until exactly one flush
+        // interval after the first record; nothing is stored before the fake clock gets there.
+        var due = await Eventually.ValueAsync(_ => ValueTask.FromResult(writer.FlushDue), d => d is not null);
+        Assert.Equal(_time.GetUtcNow() + TimeSpan.FromMinutes(1), due);
         _time.Advance(TimeSpan.FromSeconds(30));
-        await Task.Delay(50);
         Assert.Equal(0, store.StoredCount);
 
         await Eventually.TrueAsync(() => store.StoredCount == 2, advance: _time, step: TimeSpan.FromSeconds(10));

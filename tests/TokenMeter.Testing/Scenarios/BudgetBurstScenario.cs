@@ -5,7 +5,7 @@ using Npgsql;
 using TokenMeter.Testing.FakeOpenAI;
 using TokenMeter.Testing.Postgres;
 
-namespace TokenMeter.LoadTest.Harness;
+namespace TokenMeter.Testing.Scenarios;
 
 /// <summary>What a budget-burst run saw.</summary>
 public sealed record BudgetBurstOutcome(
@@ -187,17 +187,8 @@ public static class BudgetBurstScenario
 
     private static async Task<(long Rows, decimal Spend)> WaitForRowsAsync(string connectionString, string userId, long expected)
     {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(15);
-        while (true)
-        {
-            var (rows, spend) = await SpendAsync(connectionString, userId).ConfigureAwait(false);
-            if (rows >= expected || DateTime.UtcNow > deadline)
-            {
-                return (rows, spend);
-            }
-
-            await Task.Delay(50).ConfigureAwait(false);
-        }
+        var polled = await Eventually.PollAsync(_ => new ValueTask<(long Rows, decimal Spend)>(SpendAsync(connectionString, userId)), s => s.Rows >= expected, TimeSpan.FromSeconds(15), TimeSpan.FromMilliseconds(50)).ConfigureAwait(false);
+        return polled.Value;
     }
 
     private static async Task<(long Rows, decimal Spend)> SpendAsync(string connectionString, string userId)

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 
-namespace TokenMeter.LoadTest.Harness;
+namespace TokenMeter.Testing.Scenarios;
 
 /// <summary>Outcome of one bounded load run.</summary>
 public sealed class LoadResult

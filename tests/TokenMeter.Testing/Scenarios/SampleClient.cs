@@ -4,7 +4,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using Npgsql;
 
-namespace TokenMeter.LoadTest.Harness;
+namespace TokenMeter.Testing.Scenarios;
 
 /// <summary>HTTP calls to the sample, and what its PostgreSQL database holds.</summary>
 public static class SampleClient
@@ -58,32 +58,28 @@ public static class SampleClient
         return (reader.GetInt64(0), reader.GetInt64(1));
     }
 
-    /// <summary>Polls <see cref="CountRecordsAsync"/> until it reaches <paramref name="expected"/> or the time is up; returns the last count.</summary>
+    /// <summary>
+    /// Polls <see cref="CountRecordsAsync"/> until it reaches <paramref name="expected"/> or the time is up
+    /// (a database still starting counts as "not yet"); returns the last count, which the caller judges.
+    /// </summary>
     public static async Task<(long Rows, long DistinctIds)> WaitForRecordsAsync(string connectionString, long expected, TimeSpan timeout)
     {
-        var deadline = DateTime.UtcNow + timeout;
-        while (true)
-        {
-            (long, long) count;
-            try
-            {
-                count = await CountRecordsAsync(connectionString).ConfigureAwait(false);
-            }
-            catch (NpgsqlException) when (DateTime.UtcNow < deadline)
-            {
-                await Task.Delay(100).ConfigureAwait(false);
-                continue;
-            }
-
-            if (count.Item1 >= expected || DateTime.UtcNow >= deadline)
-            {
-                return count;
-            }
-
-            await Task.Delay(100).ConfigureAwait(false);
-        }
+        var polled = await Eventually.PollAsync(
+            async _ => await CountRecordsAsync(connectionString).ConfigureAwait(false),
+            count => count.Rows >= expected,
+            timeout,
+            TimeSpan.FromMilliseconds(100),
+            transient: static ex => ex is NpgsqlException).ConfigureAwait(false);
+        return polled.Value;
     }
 
     public static int SpoolFileCount(string spoolDirectory) =>
         Directory.Exists(spoolDirectory) ? Directory.EnumerateFiles(spoolDirectory, "*", SearchOption.AllDirectories).Count() : 0;
+
+    /// <summary>Waits until <paramref name="spoolDirectory"/> holds no file (the spool was replayed) or the time is up; returns the files left.</summary>
+    public static async Task<int> WaitForEmptySpoolAsync(string spoolDirectory, TimeSpan timeout)
+    {
+        var polled = await Eventually.PollAsync(_ => ValueTask.FromResult(SpoolFileCount(spoolDirectory)), static files => files == 0, timeout, TimeSpan.FromMilliseconds(50)).ConfigureAwait(false);
+        return polled.Value;
+    }
 }

@@ -9,7 +9,7 @@ using TokenMeter.Attribution;
 using TokenMeter.Querying;
 using TokenMeter.Testing.FakeOpenAI;
 
-namespace TokenMeter.LoadTest.Harness;
+namespace TokenMeter.Testing.Scenarios;
 
 /// <summary>What the fake model does to one scripted call.</summary>
 public enum ModelFault
@@ -200,25 +200,22 @@ public static partial class ModelFaultScenario
             log?.Invoke("unmetered: done");
 
             var queries = host.Services.GetRequiredService<IUsageQueries>();
-            var records = new List<UsageRecord>();
-            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-            while (true)
-            {
-                records.Clear();
-                await foreach (var record in queries.ExportAsync(new UsageExportQuery()).ConfigureAwait(false))
+            var records = await Eventually.PollAsync(
+                async ct =>
                 {
-                    records.Add(record);
-                }
+                    var all = new List<UsageRecord>();
+                    await foreach (var record in queries.ExportAsync(new UsageExportQuery(), ct).ConfigureAwait(false))
+                    {
+                        all.Add(record);
+                    }
 
-                if (records.Count >= calls || DateTime.UtcNow > deadline)
-                {
-                    break;
-                }
+                    return all;
+                },
+                all => all.Count >= calls,
+                TimeSpan.FromSeconds(30),
+                TimeSpan.FromMilliseconds(50)).ConfigureAwait(false);
 
-                await Task.Delay(50).ConfigureAwait(false);
-            }
-
-            return new ModelFaultOutcome(callers, cases, metered, unmetered, records, host.MeteringErrors, elapsed);
+            return new ModelFaultOutcome(callers, cases, metered, unmetered, records.Value, host.MeteringErrors, elapsed);
         }
         finally
         {

@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
 
-namespace TokenMeter.LoadTest.Harness;
+namespace TokenMeter.Testing.Scenarios;
 
 /// <summary>
 /// The real sample (<c>samples/HomeworkApi</c>) run as a child process:
@@ -185,28 +185,20 @@ public sealed partial class SampleProcess : IAsyncDisposable
             process.OutputDataReceived += (_, e) => sample.Append(e.Data);
             process.ErrorDataReceived += (_, e) => sample.Append(e.Data);
             using var http = new HttpClient { BaseAddress = uri, Timeout = TimeSpan.FromSeconds(10) };
-            var deadline = Stopwatch.StartNew();
-            while (true)
-            {
-                try
+            var healthy = await Eventually.PollAsync(
+                async ct =>
                 {
-                    using var health = await http.GetAsync("/health", cancellationToken).ConfigureAwait(false);
-                    if (health.IsSuccessStatusCode)
-                    {
-                        return sample;
-                    }
-                }
-                catch (HttpRequestException) when (deadline.Elapsed < TimeSpan.FromSeconds(30))
-                {
-                }
-
-                if (deadline.Elapsed > TimeSpan.FromSeconds(30))
-                {
-                    throw new InvalidOperationException("The sample did not become healthy:\n" + sample.Output);
-                }
-
-                await Task.Delay(100, cancellationToken).ConfigureAwait(false);
-            }
+                    using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, cancellationToken);
+                    using var health = await http.GetAsync("/health", linked.Token).ConfigureAwait(false);
+                    return health.IsSuccessStatusCode;
+                },
+                static ok => ok,
+                TimeSpan.FromSeconds(30),
+                TimeSpan.FromMilliseconds(100),
+                // Refused, or slower than one request's time-out on a loaded machine: not yet, until the deadline.
+                transient: ex => ex is HttpRequestException || (ex is TaskCanceledException && !cancellationToken.IsCancellationRequested)).ConfigureAwait(false);
+            cancellationToken.ThrowIfCancellationRequested();
+            return healthy.Met ? sample : throw new InvalidOperationException("The sample did not become healthy:\n" + sample.Output);
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {

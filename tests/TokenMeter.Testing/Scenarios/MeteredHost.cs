@@ -6,7 +6,7 @@ using Microsoft.Extensions.Logging;
 using OpenAI;
 using OpenAI.Chat;
 
-namespace TokenMeter.LoadTest.Harness;
+namespace TokenMeter.Testing.Scenarios;
 
 /// <summary>
 /// A generic host with <c>AddTokenMeter().AddPostgresStore(...).AddOpenAIClient(...)</c> (or the

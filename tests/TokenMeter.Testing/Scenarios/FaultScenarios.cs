@@ -3,7 +3,7 @@ using Npgsql;
 using OpenAI.Chat;
 using TokenMeter.Testing.Postgres;
 
-namespace TokenMeter.LoadTest.Harness;
+namespace TokenMeter.Testing.Scenarios;
 
 /// <summary>What a store-outage run saw, and which promises it kept.</summary>
 public sealed record OutageOutcome(
@@ -270,11 +270,7 @@ public static class FaultScenarios
 
             var drain = Stopwatch.StartNew();
             var count = await SampleClient.WaitForRecordsAsync(connectionString, result.Calls, TimeSpan.FromSeconds(60)).ConfigureAwait(false);
-            while (SampleClient.SpoolFileCount(spool) > 0 && drain.Elapsed < TimeSpan.FromSeconds(60))
-            {
-                await Task.Delay(50).ConfigureAwait(false);
-            }
-
+            await SampleClient.WaitForEmptySpoolAsync(spool, TimeSpan.FromSeconds(60) - drain.Elapsed).ConfigureAwait(false);
             var drainTime = drain.Elapsed;
             await host.StopAsync().ConfigureAwait(false);
             await sampling.CancelAsync().ConfigureAwait(false);
@@ -345,14 +341,11 @@ public static class FaultScenarios
             {
                 // The first batch reaches the spool only after its store attempts failed (seconds on
                 // a loaded machine): crash in the steady state, once the spool is being written.
-                var waited = Stopwatch.StartNew();
-                while (SampleClient.SpoolFileCount(spool) == 0 && waited.Elapsed < TimeSpan.FromSeconds(30))
-                {
-                    await Task.Delay(50).ConfigureAwait(false);
-                }
+                var spooling = await Eventually.PollAsync(_ => ValueTask.FromResult(SampleClient.SpoolFileCount(spool)), static files => files > 0, TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(50)).ConfigureAwait(false);
 
+                // Then one more flush window (the loss bound's steady state), not a wait for an event.
                 await Task.Delay(flushInterval + ShutdownOutcome.StoreWriteAllowance).ConfigureAwait(false);
-                log?.Invoke($"first spool file after {loadFor + waited.Elapsed - flushInterval - ShutdownOutcome.StoreWriteAllowance:g} of load");
+                log?.Invoke($"first spool file after {loadFor + spooling.Elapsed:g} of load");
             }
 
             var atSignal = model.RequestCount;
@@ -390,12 +383,7 @@ public static class FaultScenarios
             {
                 await using var again = await SampleProcess.StartAsync(settings).ConfigureAwait(false);
                 afterRestart = await SampleClient.WaitForRecordsAsync(connectionString, afterExit.Rows + spooledLines, TimeSpan.FromSeconds(30)).ConfigureAwait(false);
-                var wait = Stopwatch.StartNew();
-                while (SampleClient.SpoolFileCount(spool) > 0 && wait.Elapsed < TimeSpan.FromSeconds(10))
-                {
-                    await Task.Delay(50).ConfigureAwait(false);
-                }
-
+                await SampleClient.WaitForEmptySpoolAsync(spool, TimeSpan.FromSeconds(10)).ConfigureAwait(false);
                 afterRestart = await SampleClient.CountRecordsAsync(connectionString).ConfigureAwait(false);
                 spoolFiles = SampleClient.SpoolFileCount(spool);
                 again.Signal(SampleProcess.SigTerm);

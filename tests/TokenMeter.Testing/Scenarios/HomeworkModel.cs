@@ -1,6 +1,6 @@
 using TokenMeter.Testing.FakeOpenAI;
 
-namespace TokenMeter.LoadTest.Harness;
+namespace TokenMeter.Testing.Scenarios;
 
 /// <summary>Starts the loopback fake model answering the sample's prompts (JSON of the schema asked for) after a fixed delay.</summary>
 public static class HomeworkModel
