@@ -7,6 +7,7 @@ using OpenAI.Chat;
 using OpenAI.Images;
 using OpenAI.Moderations;
 using OpenAI.Responses;
+using TokenMeter.Attribution;
 using TokenMeter.Metering;
 using TokenMeter.Pricing;
 using TokenMeter.Tests.Metering;
@@ -351,10 +352,76 @@ public sealed class CallKindPricingTests
         Assert.Equal("gpt-4o/standard/2024-08-06", record.PriceId);
     }
 
+    [Fact]
+    public async Task BatchOutputFile_EachLineRecordedAtTheBatchTier_DownloadedTwiceCountedOnce()
+    {
+        await using var h = await PricedHarness.StartAsync();
+        h.Server.AddFile("file-batch-out", FakeOpenAIServer.BatchOutputFile(
+            ("user-7/hint-1", "gpt-4o-mini-2024-07-18", new FakeUsage { PromptTokens = 1000, CachedTokens = 200, CompletionTokens = 300 }),
+            ("user-8/hint-2", "gpt-4o", new FakeUsage { PromptTokens = 2000, CompletionTokens = 500 })));
+        var files = h.Metered().GetOpenAIFileClient();
+
+        using (UsageScope.Begin(new UsageContext { UserId = "batch-owner", Endpoint = "/jobs/nightly" }))
+        {
+            await files.DownloadFileAsync("file-batch-out");
+        }
+
+        var r = await h.Observer.WaitForAsync(2);
+        Assert.All(r, x => Assert.Equal("batch", x.ServiceTier));
+        Assert.All(r, x => Assert.Equal(UsageOperation.Chat, x.Operation));
+        Assert.All(r, x => Assert.Equal(("batch-owner", "/jobs/nightly"), (x.UserId, x.Endpoint)));
+        Assert.Equal(["user-7/hint-1", "user-8/hint-2"], r.Select(x => x.Tags![BillingTags.BatchCustomId]));
+
+        // Batch: half the standard prices. gpt-4o-mini 0.075 / 0.0375 cached / 0.30; gpt-4o 1.25 / 5.00.
+        AssertCost((800 * 0.075m) + (200 * 0.0375m) + (300 * 0.30m), r[0]);
+        AssertCost((2000 * 1.25m) + (500 * 5.00m), r[1]);
+        Assert.Equal("gpt-4o/batch/2024-08-06", r[1].PriceId);
+
+        // The same file downloaded again makes the same record ids: a store keeps each request once.
+        await files.DownloadFileAsync("file-batch-out");
+        var again = await h.Observer.WaitForAsync(4);
+        Assert.Equal(r.Select(x => (x.Id, x.CreatedAt)), again.Skip(2).Select(x => (x.Id, x.CreatedAt)));
+    }
+
+    [Fact]
+    public async Task BatchOutputFile_AttributedByCustomId()
+    {
+        await using var h = await PricedHarness.StartAsync(configure: s => s.AddSingleton<IBatchAttribution>(new ByCustomId()));
+        h.Server.AddFile("file-out", FakeOpenAIServer.BatchOutputFile(("user-7/hint-1", "gpt-4o-mini", new FakeUsage { PromptTokens = 10, CompletionTokens = 5 })));
+
+        await h.Metered().GetOpenAIFileClient().DownloadFileAsync("file-out");
+
+        var record = await h.Observer.NextAsync();
+        Assert.Equal(("user-7", "hint-1"), (record.UserId, record.ProblemId));
+    }
+
+    [Fact]
+    public async Task OtherFileDownload_RecordsNothing()
+    {
+        await using var h = await PricedHarness.StartAsync();
+        h.Server.AddFile("file-notes", "just some notes\nnot a batch\n");
+
+        await h.Metered().GetOpenAIFileClient().DownloadFileAsync("file-notes");
+        h.Server.Enqueue(FakeReply.WithUsage(1, 1));
+        await h.Metered().GetChatClient("gpt-4o").CompleteChatAsync(Hello);
+
+        // Only the chat call: the notes file made no record.
+        var record = await h.Observer.NextAsync();
+        Assert.Equal(UsageOperation.Chat, record.Operation);
+        Assert.Single(h.Observer.Records);
+    }
+
     private static void AssertCost(decimal perMillionSum, UsageRecord record)
     {
         Assert.NotNull(record.CostUsd);
         Assert.True(Math.Abs((perMillionSum / Million) - record.CostUsd!.Value) < 0.000000001m, $"expected {perMillionSum / Million}, got {record.CostUsd}");
+    }
+
+    /// <summary>Custom ids written <c>user/problem</c> by the app that built the batch.</summary>
+    private sealed class ByCustomId : IBatchAttribution
+    {
+        public UsageContext? Attribute(string customId, UsageContext? downloadScope) =>
+            customId.Split('/') is [var user, var problem] ? new UsageContext { UserId = user, ProblemId = problem } : null;
     }
 
     /// <summary>A negotiated 20% discount on the list prices.</summary>
