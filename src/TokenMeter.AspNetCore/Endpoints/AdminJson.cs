@@ -141,4 +141,6 @@ internal static class AdminJson
 [JsonSerializable(typeof(ForecastResponse))]
 [JsonSerializable(typeof(UserForecastsResponse))]
 [JsonSerializable(typeof(SendReportResponse))]
+[JsonSerializable(typeof(RepriceResponse))]
+[JsonSerializable(typeof(RepricingsResponse))]
 internal sealed partial class AdminJsonContext : JsonSerializerContext;

@@ -830,46 +830,46 @@ public abstract class UsageStoreConformanceTests : IAsyncLifetime
         var last = new DateOnly(2026, 12, 31);
 
         var stats = await Store.Queries.GetStatsAsync(Today);
-        Assert.Equal(Sum(records), stats.TotalCostUsd);
-        Assert.Equal(Sum(records.Where(r => DayOf(r) == Today)), stats.Today.CostUsd);
-        Assert.Equal(Sum(records.Where(r => DayOf(r).Year == Today.Year && DayOf(r).Month == Today.Month)), stats.ThisMonth.CostUsd);
+        Assert.Equal(Sum(records), stats.Figures.CostUsd);
+        Assert.Equal(Sum(records.Where(r => DayOf(r) == Today)), stats.Today.Figures.CostUsd);
+        Assert.Equal(Sum(records.Where(r => DayOf(r).Year == Today.Year && DayOf(r).Month == Today.Month)), stats.ThisMonth.Figures.CostUsd);
 
         var users = records.Where(r => r.UserId is not null).GroupBy(r => r.UserId!, StringComparer.Ordinal).ToList();
         var page = await Store.Queries.GetUserSummariesAsync(new UserSummaryQuery(Limit: 500));
         Assert.Equal(users.Count, page.Items.Count);
         foreach (var user in users)
         {
-            Assert.Equal(Sum(user), page.Items.Single(i => i.UserId == user.Key).TotalCostUsd);
+            Assert.Equal(Sum(user), page.Items.Single(i => i.UserId == user.Key).Figures.CostUsd);
             var detail = await Store.Queries.GetUserUsageAsync(user.Key, Today);
-            Assert.Equal(Sum(user), detail!.Summary.TotalCostUsd);
+            Assert.Equal(Sum(user), detail!.Summary.Figures.CostUsd);
             Assert.Equal(Sum(user.Where(r => DayOf(r).Month == Today.Month && DayOf(r).Year == Today.Year)), detail.ThisMonth.CostUsd);
-            Assert.Equal(Sum(user), detail.ByEndpoint.Sum(e => e.CostUsd));
+            Assert.Equal(Sum(user), detail.ByEndpoint.Sum(e => e.Figures.CostUsd));
             Assert.Equal(Sum(user), (await Store.Queries.GetUserTotalsAsync(user.Key, first, last)).CostUsd);
         }
 
         foreach (var endpoint in await Store.Queries.GetEndpointUsageAsync())
         {
-            Assert.Equal(Sum(records.Where(r => r.Endpoint == endpoint.Endpoint && r.Model == endpoint.Model)), endpoint.CostUsd);
+            Assert.Equal(Sum(records.Where(r => r.Endpoint == endpoint.Endpoint && r.Model == endpoint.Model)), endpoint.Figures.CostUsd);
         }
 
         foreach (var row in await Store.Queries.GetUserEndpointUsageAsync(first, last))
         {
-            Assert.Equal(Sum(records.Where(r => r.UserId == row.UserId && r.Endpoint == row.Endpoint && r.Model == row.Model)), row.CostUsd);
+            Assert.Equal(Sum(records.Where(r => r.UserId == row.UserId && r.Endpoint == row.Endpoint && r.Model == row.Model)), row.Figures.CostUsd);
         }
 
         foreach (var day in await Store.Queries.GetDailyUsageAsync(first, last))
         {
-            Assert.Equal(Sum(records.Where(r => DayOf(r) == day.Period)), day.CostUsd);
+            Assert.Equal(Sum(records.Where(r => DayOf(r) == day.Period)), day.Figures.CostUsd);
         }
 
         foreach (var month in await Store.Queries.GetMonthlyUsageAsync(first, last))
         {
-            Assert.Equal(Sum(records.Where(r => DayOf(r).Year == month.Period.Year && DayOf(r).Month == month.Period.Month)), month.CostUsd);
+            Assert.Equal(Sum(records.Where(r => DayOf(r).Year == month.Period.Year && DayOf(r).Month == month.Period.Month)), month.Figures.CostUsd);
         }
 
         foreach (var row in await Store.Queries.GetUserDailyUsageAsync(first, last))
         {
-            Assert.Equal(Sum(records.Where(r => r.UserId == row.UserId && DayOf(r) == row.Date)), row.CostUsd);
+            Assert.Equal(Sum(records.Where(r => r.UserId == row.UserId && DayOf(r) == row.Date)), row.Figures.CostUsd);
         }
     }
 }
