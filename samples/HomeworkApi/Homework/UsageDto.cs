@@ -6,12 +6,12 @@ namespace HomeworkApi.Homework;
 internal sealed record UsageDto(long InputTokens, long CachedInputTokens, long CacheWriteTokens, long OutputTokens, long ReasoningTokens, long TotalTokens, decimal CostUsd, string? Model)
 {
     public static UsageDto From(UsageTotals totals) => new(
-        totals.InputTokens,
-        totals.CachedInputTokens,
-        totals.CacheWriteTokens,
-        totals.OutputTokens,
-        totals.ReasoningTokens,
-        totals.TotalTokens,
-        totals.CostUsd,
+        totals.Figures.InputTokens,
+        totals.Figures.CachedInputTokens,
+        totals.Figures.CacheWriteTokens,
+        totals.Figures.OutputTokens,
+        totals.Figures.ReasoningTokens,
+        totals.Figures.TotalTokens,
+        totals.Figures.CostUsd,
         totals.Model);
 }
