@@ -32,9 +32,9 @@ internal static class AdminJson
         }
     }
 
-    /// <summary>Every measure of <see cref="UsageFigures"/>, by its JSON name, in declaration order.</summary>
-    private static readonly Dictionary<string, JsonPropertyInfo> Measures =
-        AdminJsonContext.Default.UsageFigures.Properties.ToDictionary(p => p.Name, StringComparer.Ordinal);
+    /// <summary>Every measure of <see cref="UsageFigures"/>, by its JSON name, in declaration order, except that cache writes stand beside cached input.</summary>
+    private static readonly Dictionary<string, JsonPropertyInfo> Measures = BesideCachedInput(
+        AdminJsonContext.Default.UsageFigures.Properties.ToDictionary(p => p.Name, StringComparer.Ordinal));
 
     // Named by the answers that use them; "name:measure" writes a measure under another name.
     private static readonly Field[] Short = Only("calls", "tokens:totalTokens", "costUsd");
@@ -106,6 +106,26 @@ internal static class AdminJson
             property.Get = owner => field.Read((UsageFigures)figuresOf(owner)!);
             info.Properties.Insert(at++, property);
         }
+    }
+
+    private static Dictionary<string, JsonPropertyInfo> BesideCachedInput(Dictionary<string, JsonPropertyInfo> measures)
+    {
+        var ordered = new Dictionary<string, JsonPropertyInfo>(StringComparer.Ordinal);
+        foreach (var (name, property) in measures)
+        {
+            if (name == "cacheWriteTokens")
+            {
+                continue;
+            }
+
+            ordered[name] = property;
+            if (name == "cachedInputTokens" && measures.TryGetValue("cacheWriteTokens", out var cacheWrite))
+            {
+                ordered["cacheWriteTokens"] = cacheWrite;
+            }
+        }
+
+        return ordered;
     }
 
     private static Field[] Only(params string[] names) => [.. names.Select(name =>

@@ -31,7 +31,7 @@ internal static class UsageCsv
     public static readonly string[] SummaryHeader =
     [
         "userId", "username", "email", "totalCalls", "inputTokens", "outputTokens", "totalTokens", "totalCostUsd",
-        "lastCallAt", "cachedInputTokens", "reasoningTokens",
+        "lastCallAt", "cachedInputTokens", "cacheWriteTokens", "reasoningTokens",
     ];
 
     public static async Task WriteDetailedAsync(CsvWriter csv, HttpContext context, UsageExportQuery query, CancellationToken cancellationToken)
@@ -117,6 +117,7 @@ internal static class UsageCsv
                 csv.WriteField(f.CostUsd, default);
                 WriteTimestamp(csv, s.LastCallAt);
                 csv.WriteField(f.CachedInputTokens, default);
+                csv.WriteField(f.CacheWriteTokens, default);
                 csv.WriteField(f.ReasoningTokens, default);
                 await csv.EndRecordAsync(cancellationToken).ConfigureAwait(false);
             }

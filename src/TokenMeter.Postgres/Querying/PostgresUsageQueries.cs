@@ -13,8 +13,8 @@ namespace TokenMeter.Postgres.Querying;
 /// </summary>
 internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsageQueries
 {
-    // The rollup columns of UsageFigures, in its order; ReadFigures reads them back from any ordinal.
-    private static readonly string[] Figures = ["calls", "input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens", "total_tokens", "cost_usd"];
+    // The rollup columns of UsageFigures, in its order (then cache_write_tokens); ReadFigures reads them back from any ordinal.
+    private static readonly string[] Figures = ["calls", "input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens", "total_tokens", "cost_usd", "cache_write_tokens"];
     private static readonly string FigureColumns = string.Join(", ", Figures);
     private static readonly string SumColumns = string.Join(", ", Figures.Select(c => c == "cost_usd" ? "coalesce(sum(cost_usd), 0)" : $"coalesce(sum({c}), 0)::bigint"));
     private static readonly int FigureCount = Figures.Length;
@@ -394,7 +394,10 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
         reader.GetInt64(first + 3),
         reader.GetInt64(first + 4),
         reader.GetInt64(first + 5),
-        reader.GetDecimal(first + 6));
+        reader.GetDecimal(first + 6))
+    {
+        CacheWriteTokens = reader.GetInt64(first + 7),
+    };
 
     private static UserUsageSummary ReadSummary(NpgsqlDataReader reader) => new(
         reader.GetString(0),

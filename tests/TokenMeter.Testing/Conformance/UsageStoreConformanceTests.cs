@@ -739,6 +739,28 @@ public abstract class UsageStoreConformanceTests : IAsyncLifetime
         Assert.True(await Store.Deliveries.TryClaimAsync("alert.budget", "2026-03-14", TimeSpan.FromMinutes(10)));
     }
 
+    [Fact]
+    public async Task CacheWriteTokens_AddUpInEveryFigure()
+    {
+        await Store.Usage.AppendAsync(
+        [
+            Call("alice", Utc(2026, 3, 15, 8), "/api/chat", "gpt-5", 1000, 10, 0.01m) with { CacheWriteTokens = 300 },
+            Call("alice", Utc(2026, 3, 15, 9), "/api/chat", "gpt-5", 2000, 10, 0.02m) with { CacheWriteTokens = 700 },
+            Call(null, Utc(2026, 3, 14, 9), "/api/chat", "gpt-5", 500, 10, 0.01m) with { CacheWriteTokens = 50 },
+        ]);
+
+        Assert.Equal(1050, (await Store.Queries.GetStatsAsync(Today)).Figures.CacheWriteTokens);
+        Assert.Equal(1000, Assert.Single((await Store.Queries.GetUserSummariesAsync(new UserSummaryQuery())).Items).Figures.CacheWriteTokens);
+        var detail = await Store.Queries.GetUserUsageAsync("alice", Today);
+        Assert.Equal((1000L, 1000L), (detail!.Summary.Figures.CacheWriteTokens, detail.ThisMonth.CacheWriteTokens));
+        Assert.Equal(1050, Assert.Single(await Store.Queries.GetEndpointUsageAsync()).Figures.CacheWriteTokens);
+        Assert.Equal(1000, Assert.Single(await Store.Queries.GetUserEndpointUsageAsync(Today, Today)).Figures.CacheWriteTokens);
+        Assert.Equal([1000L, 50L], (await Store.Queries.GetDailyUsageAsync(Today.AddDays(-1), Today)).Select(d => d.Figures.CacheWriteTokens));
+        Assert.Equal(1050, Assert.Single(await Store.Queries.GetMonthlyUsageAsync(Today, Today)).Figures.CacheWriteTokens);
+        Assert.Equal(1000, Assert.Single(await Store.Queries.GetUserDailyUsageAsync(Today, Today)).Figures.CacheWriteTokens);
+        Assert.Equal(1000, (await Store.Queries.GetUserTotalsAsync("alice", Today, Today)).CacheWriteTokens);
+    }
+
     // ---------------------------------------------------------------- re-pricing
 
     /// <summary>The prices a re-pricing applies: the defaults, gpt-4o dearer from 2026-03-01, and a price for house-model.</summary>
