@@ -93,7 +93,7 @@ if (settings.SimulatedModel)
 
 builder.Services.AddSingleton<HomeworkModelClient>();
 builder.Services.AddHomeworkRateLimits(settings);
-builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database");
+builder.Services.AddHealthChecks().AddTokenMeter();   // tokenmeter-writer and tokenmeter-store (the database)
 builder.Services.AddOpenApi();
 
 var app = builder.Build();
@@ -123,6 +123,18 @@ if (settings.SigningKeyIsEphemeral)
     Log.EphemeralSigningKey(startupLog);
 }
 
+// Where to go once it listens: the portal and the students' page, at every address it listens on.
+app.Lifetime.ApplicationStarted.Register(() =>
+{
+    var addresses = app.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>()
+        .Features.Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()?.Addresses ?? [];
+    foreach (var address in addresses)
+    {
+        var root = address.TrimEnd('/');
+        Log.PortalUrls(startupLog, root + "/admin", root + "/usage");
+    }
+});
+
 app.UseExceptionHandler();
 app.UseStatusCodePages();
 app.UseStaticFiles();
@@ -139,7 +151,7 @@ app.MapAuthEndpoints();
 app.MapUserAdminEndpoints();
 app.MapHomeworkEndpoints();
 app.MapTokenMeterAdmin("/api/usage");
-app.MapHealthChecks("/health");
+app.MapHealthChecks("/health", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions { ResponseWriter = HealthResponse.WriteAsync });
 app.MapGet("/api/info", (HomeworkSettings s) => TypedResults.Ok(new
 {
     simulatedModel = s.SimulatedModel,

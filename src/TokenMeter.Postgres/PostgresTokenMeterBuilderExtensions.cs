@@ -1,5 +1,7 @@
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -43,8 +45,61 @@ public static class PostgresTokenMeterBuilderExtensions
     public static ITokenMeterBuilder AddPostgresStore(this ITokenMeterBuilder builder, string connectionString, Action<PostgresStoreOptions>? configure)
     {
         ArgumentNullException.ThrowIfNull(builder);
-        ArgumentException.ThrowIfNullOrWhiteSpace(connectionString);
+        if (string.IsNullOrWhiteSpace(connectionString))
+        {
+            throw new ArgumentException(
+                "The PostgreSQL connection string is missing: set ConnectionStrings:" + ConnectionStringName + " (environment variable ConnectionStrings__"
+                + ConnectionStringName + "), or call AddPostgresStore() to use the NpgsqlDataSource registered in the container.",
+                nameof(connectionString));
+        }
+
         return AddPostgresStore(builder, _ => (NpgsqlDataSource.Create(connectionString), true), configure);
+    }
+
+    /// <summary>
+    /// Stores usage, budgets and deliveries in PostgreSQL through the <see cref="NpgsqlDataSource"/>
+    /// registered in the container (<c>builder.AddNpgsqlDataSource("tokenmeter")</c> in Aspire, or
+    /// <c>services.AddNpgsqlDataSource(...)</c>), which the container owns; without one, through the
+    /// connection string <c>ConnectionStrings:TokenMeter</c>. Start-up fails with a message naming
+    /// both when there is neither. Otherwise the same as the other overloads.
+    /// </summary>
+    /// <param name="builder">The TokenMeter builder.</param>
+    /// <returns>The builder.</returns>
+    public static ITokenMeterBuilder AddPostgresStore(this ITokenMeterBuilder builder) => AddPostgresStore(builder, configure: (Action<PostgresStoreOptions>?)null);
+
+    /// <summary>
+    /// Stores usage, budgets and deliveries in PostgreSQL through the <see cref="NpgsqlDataSource"/>
+    /// registered in the container, else the connection string <c>ConnectionStrings:TokenMeter</c>
+    /// (see <see cref="AddPostgresStore(ITokenMeterBuilder)"/>); options bind from
+    /// <c>TokenMeter:Postgres</c>, then <paramref name="configure"/> runs.
+    /// </summary>
+    /// <param name="builder">The TokenMeter builder.</param>
+    /// <param name="configure">Changes to the options after configuration is bound; may be null.</param>
+    /// <returns>The builder.</returns>
+    public static ITokenMeterBuilder AddPostgresStore(this ITokenMeterBuilder builder, Action<PostgresStoreOptions>? configure)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        return AddPostgresStore(builder, FromContainer, configure);
+    }
+
+    private const string ConnectionStringName = "TokenMeter";
+
+    private static (NpgsqlDataSource DataSource, bool Owned) FromContainer(IServiceProvider services)
+    {
+        if (services.GetService<NpgsqlDataSource>() is { } registered)
+        {
+            return (registered, false);
+        }
+
+        var connectionString = services.GetService<IConfiguration>()?.GetConnectionString(ConnectionStringName);
+        if (string.IsNullOrWhiteSpace(connectionString))
+        {
+            throw new InvalidOperationException(
+                "TokenMeter's PostgreSQL store has no database: register an NpgsqlDataSource (services.AddNpgsqlDataSource(...), or builder.AddNpgsqlDataSource(...) in Aspire) "
+                + "or set ConnectionStrings:" + ConnectionStringName + " (environment variable ConnectionStrings__" + ConnectionStringName + ").");
+        }
+
+        return (NpgsqlDataSource.Create(connectionString), true);
     }
 
     /// <summary>
@@ -103,6 +158,7 @@ public static class PostgresTokenMeterBuilderExtensions
         services.TryAddSingleton<PostgresRepricingStore>();
         var firstCall = !services.Any(d => d.ServiceType == typeof(PostgresSchemaInstaller));
         services.TryAddSingleton<PostgresSchemaInstaller>();
+        services.TryAddKeyedSingleton<IHealthCheck>(TokenMeterHealthChecks.StoreCheckName, (sp, _) => new PostgresStoreHealthCheck(sp.GetRequiredService<PostgresStoreContext>()));
 
         // The core registers the in-memory store with TryAdd; replace it whatever the order.
         services.RemoveAll<IUsageStore>();

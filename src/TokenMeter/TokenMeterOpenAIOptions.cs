@@ -20,11 +20,14 @@ public sealed class TokenMeterOpenAIOptions
     /// </summary>
     public const string HttpClientName = "TokenMeter.OpenAI";
 
-    /// <summary>Base address of the OpenAI-compatible API, e.g. <c>http://127.0.0.1:9000/v1</c>; null means OpenAI's.</summary>
+    /// <summary>
+    /// Base address of the OpenAI-compatible API, e.g. <c>http://127.0.0.1:9000/v1</c>. When unset,
+    /// the <c>OPENAI_BASE_URL</c> environment variable (or configuration key), else OpenAI's.
+    /// </summary>
     public Uri? Endpoint { get; set; }
 
-    /// <summary>The API key. Required. Never logged.</summary>
-    [Required(ErrorMessage = "TokenMeter:OpenAI:ApiKey is required: set it in configuration or in AddOpenAIClient(o => o.ApiKey = ...).")]
+    /// <summary>The API key. Required; when unset, the <c>OPENAI_API_KEY</c> environment variable (or configuration key), as the SDK does. Never logged.</summary>
+    [Required(ErrorMessage = "TokenMeter:OpenAI:ApiKey is required: set it in configuration, in the OPENAI_API_KEY environment variable, or in AddOpenAIClient(o => o.ApiKey = ...).")]
     public string? ApiKey { get; set; }
 
     /// <summary>Optional OpenAI organization id.</summary>

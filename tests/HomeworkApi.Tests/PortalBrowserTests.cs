@@ -263,7 +263,7 @@ public sealed class PortalBrowserTests(ChromiumFixture chromium, ITestOutputHelp
 
     private static string Int(JsonNode value) => value.GetValue<long>().ToString("N0", CultureInfo.InvariantCulture);
 
-    private static string Money(JsonNode value) => "$" + value.GetValue<decimal>().ToString("N4", CultureInfo.InvariantCulture);
+    private static string Money(JsonNode value) => PortalMoney.Format(value);
 
     /// <summary>A limit as the Budgets tab shows it: cents at least, up to 8 decimals.</summary>
     private static string Limit(decimal value) => "$" + value.ToString("#,##0.00######", CultureInfo.InvariantCulture);

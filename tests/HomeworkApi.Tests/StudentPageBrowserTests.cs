@@ -193,5 +193,5 @@ public sealed class StudentPageBrowserTests(ChromiumFixture chromium, ITestOutpu
 
     private static string Int(JsonNode value) => value.GetValue<long>().ToString("N0", CultureInfo.InvariantCulture);
 
-    private static string Money(JsonNode value) => "$" + value.GetValue<decimal>().ToString("N4", CultureInfo.InvariantCulture);
+    private static string Money(JsonNode value) => PortalMoney.Format(value);
 }

@@ -80,7 +80,7 @@ public sealed class RegistrationTests(PostgresDatabaseFixture database) : IClass
         var installer = host.Services.GetRequiredService<PostgresSchemaInstaller>();
         await Eventually.TrueAsync(() => logs.Any(l => l.Level == LogLevel.Error));
 
-        var write = await Assert.ThrowsAsync<InvalidOperationException>(() => store.AppendAsync([Records.Make(DateTimeOffset.UtcNow)]).AsTask());
+        var write = await Assert.ThrowsAsync<UsageStoreNotReadyException>(() => store.AppendAsync([Records.Make(DateTimeOffset.UtcNow)]).AsTask());
         Assert.Contains("not installed", write.Message, StringComparison.Ordinal);
 
         // The installer's own record of its retries (debug event 2501): three more failed attempts, still one error.
@@ -123,7 +123,7 @@ public sealed class RegistrationTests(PostgresDatabaseFixture database) : IClass
         await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(5));
         await Eventually.TrueAsync(() => logs.Any(l => l.Level == LogLevel.Error));
 
-        await Assert.ThrowsAsync<InvalidOperationException>(() => host.Services.GetRequiredService<IUsageStore>().AppendAsync([Records.Make(DateTimeOffset.UtcNow)]).AsTask());
+        await Assert.ThrowsAsync<UsageStoreNotReadyException>(() => host.Services.GetRequiredService<IUsageStore>().AppendAsync([Records.Make(DateTimeOffset.UtcNow)]).AsTask());
         await host.StopAsync().WaitAsync(TimeSpan.FromSeconds(5));
     }
 

@@ -17,4 +17,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 104, Level = LogLevel.Warning, Message = "No Jwt:SigningKey of at least 32 bytes: using an ephemeral key for this run (Development only); tokens stop working when the app restarts.")]
     public static partial void EphemeralSigningKey(ILogger logger);
+
+    [LoggerMessage(EventId = 105, Level = LogLevel.Information, Message = "Admin portal: {AdminUrl} (admin sign-in); students' page: {UsageUrl}")]
+    public static partial void PortalUrls(ILogger logger, string adminUrl, string usageUrl);
 }

@@ -172,6 +172,7 @@ internal static class UsageCsv
             }
         }
 
+        var cell = new byte[CsvCells.MaxLength];
         foreach (var r in chunk)
         {
             UserDirectoryEntry? user = null;
@@ -181,7 +182,15 @@ internal static class UsageCsv
             }
 
             csv.WriteField(r.Id, default);
-            csv.WriteField(r.CreatedAt, default);
+            if (CsvCells.TryFormatUtcTimestamp(r.CreatedAt, cell, out var written))
+            {
+                csv.WriteField(cell.AsSpan(0, written));
+            }
+            else
+            {
+                csv.WriteField(r.CreatedAt, default);
+            }
+
             csv.WriteField(r.UserId);
             csv.WriteField(user?.Username);
             csv.WriteField(user?.Email);
@@ -200,7 +209,15 @@ internal static class UsageCsv
             csv.WriteField(r.Tags is { Count: > 0 } tags ? MetadataJson(tags, metadata) : null);
             csv.WriteField(r.Operation);
             csv.WriteField(r.RequestModel);
-            csv.WriteField(Math.Round(r.DurationMs, 3), default);
+            if (CsvCells.TryFormatThousandths(r.DurationMs, cell, out written))
+            {
+                csv.WriteField(cell.AsSpan(0, written));
+            }
+            else
+            {
+                csv.WriteField(Math.Round(r.DurationMs, 3), default);
+            }
+
             csv.WriteField(r.HttpStatus, default);
             csv.WriteField(r.Streaming);
             csv.WriteField(CostSourceNames.Of(CostSourceNames.Effective(r)));

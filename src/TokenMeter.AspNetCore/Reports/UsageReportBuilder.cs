@@ -21,15 +21,15 @@ internal sealed class UsageReportBuilder(IServiceProvider services, IUsageQuerie
         var rows = await queries.GetUserEndpointUsageAsync(range.From, range.To, null, cancellationToken).ConfigureAwait(false);
         var topUsers = rows
             .GroupBy(r => r.UserId, StringComparer.Ordinal)
-            .Select(g => (UserId: g.Key, Calls: g.Sum(r => r.Figures.Calls), Tokens: g.Sum(r => r.Figures.TotalTokens), Cost: g.Sum(r => r.Figures.CostUsd)))
-            .OrderByDescending(u => u.Cost)
+            .Select(g => (UserId: g.Key, Figures: UsageFigures.Sum(g.Select(r => r.Figures))))
+            .OrderByDescending(u => u.Figures.CostUsd)
             .ThenBy(u => u.UserId, StringComparer.Ordinal)
             .Take(TopCount)
             .ToList();
         var topEndpoints = rows
             .GroupBy(r => r.Endpoint, StringComparer.Ordinal)
-            .Select(g => new ReportEndpointRow(g.Key, g.Sum(r => r.Figures.Calls), g.Sum(r => r.Figures.TotalTokens), g.Sum(r => r.Figures.CostUsd)))
-            .OrderByDescending(e => e.CostUsd)
+            .Select(g => new ReportEndpointRow(g.Key, UsageFigures.Sum(g.Select(r => r.Figures))))
+            .OrderByDescending(e => e.Figures.CostUsd)
             .ThenBy(e => e.Endpoint, StringComparer.Ordinal)
             .Take(TopCount)
             .ToList();
@@ -46,7 +46,7 @@ internal sealed class UsageReportBuilder(IServiceProvider services, IUsageQuerie
             previousRange,
             current,
             previous,
-            topUsers.Select(u => new ReportUserRow(u.UserId, names.GetValueOrDefault(u.UserId).Username, names.GetValueOrDefault(u.UserId).Email, u.Calls, u.Tokens, u.Cost)).ToList(),
+            topUsers.Select(u => new ReportUserRow(u.UserId, names.GetValueOrDefault(u.UserId).Username, names.GetValueOrDefault(u.UserId).Email, u.Figures)).ToList(),
             topEndpoints,
             forecast,
             nearBudget.Select(b => b with { Username = names.GetValueOrDefault(b.UserId).Username }).ToList(),
@@ -67,10 +67,10 @@ internal sealed class UsageReportBuilder(IServiceProvider services, IUsageQuerie
         return found.ToDictionary(kv => kv.Key, kv => (kv.Value.Username, kv.Value.Email), StringComparer.Ordinal);
     }
 
-    private async ValueTask<ReportTotals> TotalsAsync(ReportRange range, CancellationToken cancellationToken)
+    private async ValueTask<UsageFigures> TotalsAsync(ReportRange range, CancellationToken cancellationToken)
     {
         var days = await queries.GetDailyUsageAsync(range.From, range.To, cancellationToken).ConfigureAwait(false);
-        return new ReportTotals(days.Sum(d => d.Figures.Calls), days.Sum(d => d.Figures.TotalTokens), days.Sum(d => d.Figures.CostUsd));
+        return UsageFigures.Sum(days.Select(d => d.Figures));
     }
 
     /// <summary>Users whose spend in the month of <paramref name="asOfDay"/>, up to that day, passed 80% of a limit; highest share first.</summary>
@@ -95,8 +95,8 @@ internal sealed class UsageReportBuilder(IServiceProvider services, IUsageQuerie
                 continue;
             }
 
-            var cost = user.Sum(r => r.Figures.CostUsd);
-            var tokens = user.Sum(r => r.Figures.TotalTokens);
+            var month = UsageFigures.Sum(user.Select(r => r.Figures));
+            var (cost, tokens) = (month.CostUsd, month.TotalTokens);
             var percent = 0m;
             if (limit.MonthlyCostUsd is > 0m and var costLimit)
             {

@@ -37,20 +37,20 @@ internal static class UsageReportRenderer
         text.AppendLine(Invariant, $"Period: {RangeText(report.Range)} (previous: {RangeText(report.PreviousRange)})");
         text.AppendLine();
         text.AppendLine(Invariant, $"Calls:  {Count(report.Current.Calls)} (previous {Count(report.Previous.Calls)}, {Change(report.Current.Calls, report.Previous.Calls)})");
-        text.AppendLine(Invariant, $"Tokens: {Count(report.Current.Tokens)} (previous {Count(report.Previous.Tokens)}, {Change(report.Current.Tokens, report.Previous.Tokens)})");
+        text.AppendLine(Invariant, $"Tokens: {Count(report.Current.TotalTokens)} (previous {Count(report.Previous.TotalTokens)}, {Change(report.Current.TotalTokens, report.Previous.TotalTokens)})");
         text.AppendLine(Invariant, $"Cost:   {Money(report.Current.CostUsd)} (previous {Money(report.Previous.CostUsd)}, {Change(report.Current.CostUsd, report.Previous.CostUsd)})");
         text.AppendLine();
         text.AppendLine(Invariant, $"Top {report.TopUsers.Count} users by cost:");
         foreach (var u in report.TopUsers)
         {
-            text.AppendLine(Invariant, $"  {UserLabel(u.UserId, u.Username)}: {Count(u.Calls)} calls, {Count(u.Tokens)} tokens, {Money(u.CostUsd)}");
+            text.AppendLine(Invariant, $"  {UserLabel(u.UserId, u.Username)}: {Count(u.Figures.Calls)} calls, {Count(u.Figures.TotalTokens)} tokens, {Money(u.Figures.CostUsd)}");
         }
 
         text.AppendLine();
         text.AppendLine(Invariant, $"Top {report.TopEndpoints.Count} endpoints by cost:");
         foreach (var e in report.TopEndpoints)
         {
-            text.AppendLine(Invariant, $"  {e.Endpoint ?? "(none)"}: {Count(e.Calls)} calls, {Count(e.Tokens)} tokens, {Money(e.CostUsd)}");
+            text.AppendLine(Invariant, $"  {e.Endpoint ?? "(none)"}: {Count(e.Figures.Calls)} calls, {Count(e.Figures.TotalTokens)} tokens, {Money(e.Figures.CostUsd)}");
         }
 
         var f = report.Forecast;
@@ -78,7 +78,7 @@ internal static class UsageReportRenderer
 
         html.Append(TableStart("Figure", "This period", "Previous", "Change"));
         Row(html, "Calls", Count(report.Current.Calls), Count(report.Previous.Calls), Change(report.Current.Calls, report.Previous.Calls));
-        Row(html, "Tokens", Count(report.Current.Tokens), Count(report.Previous.Tokens), Change(report.Current.Tokens, report.Previous.Tokens));
+        Row(html, "Tokens", Count(report.Current.TotalTokens), Count(report.Previous.TotalTokens), Change(report.Current.TotalTokens, report.Previous.TotalTokens));
         Row(html, "Cost", Money(report.Current.CostUsd), Money(report.Previous.CostUsd), Change(report.Current.CostUsd, report.Previous.CostUsd));
         html.Append("</tbody></table>");
 
@@ -86,7 +86,7 @@ internal static class UsageReportRenderer
         html.Append(TableStart("User", "Calls", "Tokens", "Cost"));
         foreach (var u in report.TopUsers)
         {
-            Row(html, UserLabel(u.UserId, u.Username), Count(u.Calls), Count(u.Tokens), Money(u.CostUsd));
+            Row(html, UserLabel(u.UserId, u.Username), Count(u.Figures.Calls), Count(u.Figures.TotalTokens), Money(u.Figures.CostUsd));
         }
 
         html.Append("</tbody></table>");
@@ -94,7 +94,7 @@ internal static class UsageReportRenderer
         html.Append(TableStart("Endpoint", "Calls", "Tokens", "Cost"));
         foreach (var e in report.TopEndpoints)
         {
-            Row(html, e.Endpoint ?? "(none)", Count(e.Calls), Count(e.Tokens), Money(e.CostUsd));
+            Row(html, e.Endpoint ?? "(none)", Count(e.Figures.Calls), Count(e.Figures.TotalTokens), Money(e.Figures.CostUsd));
         }
 
         html.Append("</tbody></table>");

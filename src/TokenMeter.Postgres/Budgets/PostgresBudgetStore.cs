@@ -38,6 +38,7 @@ internal sealed class PostgresBudgetStore(PostgresStoreContext context) : IBudge
     public async ValueTask<BudgetLimit?> GetEffectiveBudgetAsync(string userId, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(userId);
+        context.ThrowIfNotReady();
 
         // 'user' sorts after 'default', so the user's own row wins when there is one.
         using var command = context.DataSource.CreateCommand(

@@ -133,6 +133,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
     public async ValueTask<UsageFigures> GetUserTotalsAsync(string userId, DateOnly firstDay, DateOnly lastDay, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(userId);
+        context.ThrowIfNotReady();
         var command = Command($"SELECT {SumColumns} FROM {S}.usage_user_day WHERE user_id = $1 AND day BETWEEN $2 AND $3", userId, firstDay, lastDay);
         await using var commandScope = command.ConfigureAwait(false);
         var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);

@@ -90,6 +90,11 @@ internal sealed class PostgresSchemaInstaller(PostgresStoreContext context) : IH
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
         }
+        catch (Exception ex) when (cancellationToken.IsCancellationRequested && ex is NpgsqlException or TimeoutException or System.Net.Sockets.SocketException or InvalidOperationException)
+        {
+            // Stopped while an attempt was failing (a refused connection): the host is stopping
+            // anyway, so the failure is no reason to fail the stop.
+        }
     }
 
     private async Task InstallAsync(CancellationToken cancellationToken)

@@ -5,6 +5,8 @@ using Npgsql;
 using TokenMeter.Postgres.Diagnostics;
 using TokenMeter.Postgres.Schema;
 
+using TokenMeter.Storage;
+
 namespace TokenMeter.Postgres.Storage;
 
 /// <summary>What every part of the store shares: the data source, the schema, readiness, the clock.</summary>
@@ -54,7 +56,7 @@ internal sealed class PostgresStoreContext : IAsyncDisposable
     {
         if (!ready)
         {
-            throw new InvalidOperationException($"The TokenMeter PostgreSQL schema \"{Schema}\" is not installed yet (is the database reachable?). The store accepts records once the start-up installer has succeeded.");
+            throw new UsageStoreNotReadyException($"the PostgreSQL schema \"{Schema}\" is not installed yet (the start-up installer retries until the database answers)");
         }
     }
 

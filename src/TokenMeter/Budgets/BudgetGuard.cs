@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using TokenMeter.Diagnostics;
 using TokenMeter.Querying;
+using TokenMeter.Storage;
 
 namespace TokenMeter.Budgets;
 
@@ -91,7 +92,15 @@ public sealed class BudgetGuard
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
                 _checkFailures?.Add(1);
-                Log.BudgetCheckFailed(_logger, ex, _options.FailClosed);
+                if (ex is UsageStoreNotReadyException)
+                {
+                    Log.BudgetCheckStoreNotReady(_logger, ex.Message, _options.FailClosed);
+                }
+                else
+                {
+                    Log.BudgetCheckFailed(_logger, ex, _options.FailClosed);
+                }
+
                 return _options.FailClosed
                     ? new BudgetReservation(BudgetRefusalReason.Unavailable, null, TimeSpan.FromSeconds(30), null)
                     : new BudgetReservation(BudgetRefusalReason.None, null, TimeSpan.Zero, null);

@@ -11,6 +11,12 @@ internal static partial class Log
     public static void BudgetCheckFailed(ILogger logger, Exception exception, bool failClosed)
         => BudgetCheckFailedCore(logger, exception, failClosed ? "closed (call refused)" : "open (call allowed)");
 
+    [LoggerMessage(EventId = 3002, Level = LogLevel.Information, Message = "Budget check skipped, the store is not ready yet: {Reason}; failing {Mode}.")]
+    private static partial void BudgetCheckStoreNotReadyCore(ILogger logger, string reason, string mode);
+
+    public static void BudgetCheckStoreNotReady(ILogger logger, string reason, bool failClosed)
+        => BudgetCheckStoreNotReadyCore(logger, reason, failClosed ? "closed (call refused)" : "open (call allowed)");
+
     [LoggerMessage(EventId = 3001, Level = LogLevel.Information, Message = "Call for user {UserId} refused: {Reason} reached this month.")]
     public static partial void BudgetRefused(ILogger logger, string userId, BudgetRefusalReason reason);
 }

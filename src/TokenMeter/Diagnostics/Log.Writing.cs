@@ -39,4 +39,10 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 2011, Level = LogLevel.Information, Message = "Usage writer stopped: {Written} records stored and {Spooled} spooled while draining")]
     public static partial void WriterDrained(ILogger logger, long written, long spooled);
+
+    [LoggerMessage(EventId = 2012, Level = LogLevel.Information, Message = "Usage writer started; durable spool at {Directory} (set TokenMeter:Writer:SpoolDirectory to a persistent volume in a container)")]
+    public static partial void WriterStarted(ILogger logger, string directory);
+
+    [LoggerMessage(EventId = 2013, Level = LogLevel.Information, Message = "The usage store is not ready yet: {Reason}. Records wait in the spool at {Directory} until it is")]
+    public static partial void StoreNotReady(ILogger logger, string reason, string directory);
 }

@@ -312,33 +312,8 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
             var usage = default(ParsedUsage);
             if (message.BufferResponse)
             {
-                var body = response.Content.ToMemory().Span;
-                var parsed = false;
-                if (call.Operation != UsageOperation.AudioSpeech)
-                {
-                    usage.CountData = call.Operation == UsageOperation.Images;
-                    parsed = UsageParser.TryParse(body, ref usage);
-                }
-
-                if (!parsed)
-                {
-                    // Not a reply at all (malformed): the call failed for the caller; nothing to estimate.
-                    call.EstimateMissingUsage = false;
-                }
-                else if (!response.IsError && !usage.HasUsage)
-                {
-                    // Kinds without token usage are still fully reported: a moderation (free) and
-                    // images billed per image (the count is in the reply, size and quality in the request).
-                    usage.HasUsage = call.Operation == UsageOperation.Moderation || (call.Operation == UsageOperation.Images && usage.Images > 0);
-                    if (!usage.HasUsage && call.EstimateMissingUsage && call.Operation is UsageOperation.Chat or UsageOperation.Responses or UsageOperation.TextCompletion)
-                    {
-                        call.DeliveredText = TokenEstimator.ReplyText(body);
-                    }
-                }
-
                 call.Streaming = false;
-                var status = response.IsError ? UsageStatus.HttpError : usage.HasUsage ? UsageStatus.Ok : UsageStatus.UsageMissing;
-                call.Complete(usage, status, response.Status);
+                call.CompleteBuffered(response.Content, response.IsError, response.Status);
                 return;
             }
 
@@ -356,6 +331,40 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
             Log.MeteringFailed(_logger, ex);
             call.Complete(default, UsageStatus.UsageMissing, message.Response?.Status);
         }
+    }
+
+    /// <summary>Reads the usage a buffered reply reports; returns how the call ended.</summary>
+    /// <param name="call">The call.</param>
+    /// <param name="body">The reply body.</param>
+    /// <param name="isError">Whether the reply has an error status.</param>
+    /// <param name="usage">Filled with what the reply says.</param>
+    /// <returns>The call's status, before estimation.</returns>
+    internal static UsageStatus ReadBufferedReply(MeteredCall call, ReadOnlySpan<byte> body, bool isError, ref ParsedUsage usage)
+    {
+        var parsed = false;
+        if (call.Operation != UsageOperation.AudioSpeech)
+        {
+            usage.CountData = call.Operation == UsageOperation.Images;
+            parsed = UsageParser.TryParse(body, ref usage);
+        }
+
+        if (!parsed)
+        {
+            // Not a reply at all (malformed), or audio: nothing to estimate from the reply.
+            call.EstimateMissingUsage = call.EstimateMissingUsage && call.Operation == UsageOperation.AudioSpeech;
+        }
+        else if (!isError && !usage.HasUsage)
+        {
+            // Kinds without token usage are still fully reported: a moderation (free) and
+            // images billed per image (the count is in the reply, size and quality in the request).
+            usage.HasUsage = call.Operation == UsageOperation.Moderation || (call.Operation == UsageOperation.Images && usage.Images > 0);
+            if (!usage.HasUsage && call.EstimateMissingUsage && call.Operation is UsageOperation.Chat or UsageOperation.Responses or UsageOperation.TextCompletion)
+            {
+                call.DeliveredText = TokenEstimator.ReplyText(body);
+            }
+        }
+
+        return isError ? UsageStatus.HttpError : usage.HasUsage ? UsageStatus.Ok : UsageStatus.UsageMissing;
     }
 
     private static void Failed(MeteredCall call, PipelineMessage message, Exception exception)

@@ -1,5 +1,6 @@
 using System.ClientModel;
 using System.ClientModel.Primitives;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
@@ -31,6 +32,9 @@ public static class TokenMeterOpenAIBuilderExtensions
             options.Configure(configure);
         }
 
+        // Like the SDK: an unset key or endpoint falls back to OPENAI_API_KEY / OPENAI_BASE_URL
+        // (read from configuration, which includes the environment, else from the environment).
+        options.PostConfigure<IServiceProvider>((o, sp) => ApplyEnvironmentFallback(o, sp.GetService<IConfiguration>()));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<TokenMeterOpenAIOptions>, TokenMeterOpenAIOptionsKeyedValidator>());
 
         // The SDK applies its own per-try network timeout; the HttpClient must not cut streams short.
@@ -72,5 +76,35 @@ public static class TokenMeterOpenAIBuilderExtensions
         });
 
         return builder;
+    }
+
+    internal static void ApplyEnvironmentFallback(TokenMeterOpenAIOptions options, IConfiguration? configuration)
+    {
+        if (string.IsNullOrEmpty(options.ApiKey))
+        {
+            options.ApiKey = Read(configuration, "OPENAI_API_KEY");
+        }
+
+        if (options.Endpoint is null && Read(configuration, "OPENAI_BASE_URL") is { } baseUrl)
+        {
+            if (!Uri.TryCreate(baseUrl, UriKind.Absolute, out var endpoint) || (endpoint.Scheme != Uri.UriSchemeHttp && endpoint.Scheme != Uri.UriSchemeHttps))
+            {
+                throw new OptionsValidationException(TokenMeterOpenAIOptions.SectionName, typeof(TokenMeterOpenAIOptions), [
+                    $"OPENAI_BASE_URL must be an absolute http or https URL such as http://127.0.0.1:9000/v1 (TokenMeter:OpenAI:Endpoint takes precedence when set); got '{baseUrl}'."]);
+            }
+
+            options.Endpoint = endpoint;
+        }
+    }
+
+    private static string? Read(IConfiguration? configuration, string key)
+    {
+        var value = configuration?[key];
+        if (string.IsNullOrWhiteSpace(value))
+        {
+            value = Environment.GetEnvironmentVariable(key);
+        }
+
+        return string.IsNullOrWhiteSpace(value) ? null : value.Trim();
     }
 }

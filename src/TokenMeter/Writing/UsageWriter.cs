@@ -5,12 +5,14 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using TokenMeter.Diagnostics;
+using TokenMeter.Metering;
 using TokenMeter.Storage;
 
 namespace TokenMeter.Writing;
 
 /// <summary>
-/// The background writer. <see cref="Enqueue"/> puts a record in a bounded channel and returns at
+/// The background writer. <see cref="Enqueue(UsageRecord)"/> puts a record (or, through
+/// <see cref="Enqueue(DeferredUsage)"/>, a finished call whose record it builds when it takes it) in a bounded channel and returns at
 /// once (a full channel spills to an overflow queue that the writer moves to the spool, so nothing
 /// is dropped and the caller never waits or does I/O). One loop stores batches by size or time,
 /// retries a failing store with exponential back-off, spills batches to the durable spool once
@@ -20,8 +22,9 @@ namespace TokenMeter.Writing;
 /// </summary>
 internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
 {
-    private readonly Channel<UsageRecord> _channel;
-    private readonly ConcurrentQueue<UsageRecord> _overflow = new();
+    // Each entry is a UsageRecord, or a DeferredUsage whose record is built when the loop takes it.
+    private readonly Channel<object> _channel;
+    private readonly ConcurrentQueue<object> _overflow = new();
     private readonly List<UsageRecord> _held = [];
     private readonly IUsageStore _store;
     private readonly UsageWriterOptions _options;
@@ -48,6 +51,9 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
     private bool _spoolPending;
     private DateTimeOffset _nextProbe;
     private TimeSpan _downDelay;
+    private long _lastWriteTicks;
+    private long _startedTicks;
+    private int _notReadyLogged;
 
     public UsageWriter(
         IUsageStore store,
@@ -66,7 +72,7 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
         _logger = logger ?? (ILogger)NullLogger.Instance;
         _spool = new UsageSpool(_options.ResolveSpoolDirectory(), timeProvider, _logger);
         _downDelay = _options.InitialRetryDelay;
-        _channel = Channel.CreateBounded<UsageRecord>(new BoundedChannelOptions(_options.QueueCapacity)
+        _channel = Channel.CreateBounded<object>(new BoundedChannelOptions(_options.QueueCapacity)
         {
             SingleReader = true,
             SingleWriter = false,
@@ -78,8 +84,25 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
     /// <summary>The spool folder in use.</summary>
     public string SpoolDirectory => _spool.Directory;
 
+    public bool IsBacklogged => _channel.Reader.Count > 2 * _options.BatchSize || !_overflow.IsEmpty;
+
     /// <summary>Records waiting in memory.</summary>
     public int QueueLength => _channel.Reader.Count + _overflow.Count;
+
+    /// <summary>Most records the in-memory queue holds before it spills to the spool.</summary>
+    public int QueueCapacity => _options.QueueCapacity;
+
+    /// <summary>Whether the last write to the store succeeded (false while the store is failing).</summary>
+    public bool StoreAvailable => Volatile.Read(ref _storeUp);
+
+    /// <summary>Complete spool files waiting to be replayed into the store.</summary>
+    public int SpooledFiles => _spool.Files().Count;
+
+    /// <summary>When a batch was last stored (from the queue or the spool), or null if none was yet.</summary>
+    public DateTimeOffset? LastSuccessfulWrite => Interlocked.Read(ref _lastWriteTicks) is var t and > 0 ? new DateTimeOffset(t, TimeSpan.Zero) : null;
+
+    /// <summary>When the writer started, or null before it did.</summary>
+    public DateTimeOffset? Started => Interlocked.Read(ref _startedTicks) is var t and > 0 ? new DateTimeOffset(t, TimeSpan.Zero) : null;
 
     /// <summary>
     /// When the partial batch the loop holds is due to be stored (on the writer's clock), or null when
@@ -96,16 +119,27 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
 
     public void Enqueue(UsageRecord record)
     {
-        if (record is null)
+        if (record is not null)
         {
-            return;
+            EnqueueEntry(record);
         }
+    }
 
+    public void Enqueue(DeferredUsage usage)
+    {
+        if (usage is not null)
+        {
+            EnqueueEntry(usage);
+        }
+    }
+
+    private void EnqueueEntry(object entry)
+    {
         try
         {
-            if (!_channel.Writer.TryWrite(record))
+            if (!_channel.Writer.TryWrite(entry))
             {
-                _overflow.Enqueue(record);
+                _overflow.Enqueue(entry);
                 if (Interlocked.Exchange(ref _queueFullLogged, 1) == 0)
                 {
                     Log.QueueFull(_logger, _options.QueueCapacity);
@@ -125,12 +159,18 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
         catch (Exception)
 #pragma warning restore CA1031
         {
-            _overflow.Enqueue(record);
+            _overflow.Enqueue(entry);
         }
     }
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
+        if (_loop is null)
+        {
+            Interlocked.Exchange(ref _startedTicks, _timeProvider.GetUtcNow().UtcTicks);
+            Log.WriterStarted(_logger, _spool.Directory);
+        }
+
         _loop ??= Task.Run(RunAsync, CancellationToken.None);
         return Task.CompletedTask;
     }
@@ -266,7 +306,9 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
             TimeSpan? wait = null;
             if (_spoolPending)
             {
-                wait = _storeUp ? TimeSpan.Zero : _nextProbe - _timeProvider.GetUtcNow();
+                // Never negative: the probe time may pass while the loop gets here, and a negative
+                // timer throws.
+                wait = _storeUp ? TimeSpan.Zero : TimeSpan.FromTicks(Math.Max(0, (_nextProbe - _timeProvider.GetUtcNow()).Ticks));
             }
 
             await WaitForDataAsync(wait).ConfigureAwait(false);
@@ -375,11 +417,17 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
             }
         }
 
-        while (batch.Count < _options.BatchSize && _channel.Reader.TryRead(out var record))
+        while (batch.Count < _options.BatchSize && _channel.Reader.TryRead(out var entry))
         {
-            batch.Add(record);
+            if (RecordOf(entry) is { } record)
+            {
+                batch.Add(record);
+            }
         }
     }
+
+    // A deferred call is built (and priced, counted, logged) here, on the writer's thread.
+    private static UsageRecord? RecordOf(object entry) => entry as UsageRecord ?? ((DeferredUsage)entry).Resolve();
 
     private async Task StoreOrSpoolAsync(List<UsageRecord> batch)
     {
@@ -399,11 +447,24 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
                 {
                     await _store.AppendAsync(records, _abort.Token).ConfigureAwait(false);
                     _metrics?.Written(records.Length);
+                    MarkWritten();
                     _downDelay = _options.InitialRetryDelay;
                     return;
                 }
                 catch (OperationCanceledException) when (_abort.IsCancellationRequested)
                 {
+                    break;
+                }
+                catch (UsageStoreNotReadyException ex)
+                {
+                    // Expected while the store installs itself at start-up: one quiet line, no
+                    // retries and no stack trace; the batch waits in the spool until it is ready.
+                    _metrics?.Failed();
+                    if (Interlocked.Exchange(ref _notReadyLogged, 1) == 0)
+                    {
+                        Log.StoreNotReady(_logger, ex.Message, _spool.Directory);
+                    }
+
                     break;
                 }
 #pragma warning disable CA1031 // Any store failure is retried, then spooled.
@@ -439,7 +500,10 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
             var path = await _spool.WriteAsync(records, CancellationToken.None).ConfigureAwait(false);
             _spoolPending = true;
             _metrics?.Spooled(records.Count);
-            Log.BatchSpooled(_logger, records.Count, path);
+            if (Volatile.Read(ref _notReadyLogged) == 0)
+            {
+                Log.BatchSpooled(_logger, records.Count, path);
+            }
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or NotSupportedException)
         {
@@ -455,9 +519,12 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
         while (!_overflow.IsEmpty)
         {
             var chunk = new List<UsageRecord>(_options.BatchSize);
-            while (chunk.Count < _options.BatchSize && _overflow.TryDequeue(out var record))
+            while (chunk.Count < _options.BatchSize && _overflow.TryDequeue(out var entry))
             {
-                chunk.Add(record);
+                if (RecordOf(entry) is { } record)
+                {
+                    chunk.Add(record);
+                }
             }
 
             if (chunk.Count == 0)
@@ -495,8 +562,10 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
             // Only now that every record of the file is stored may the file go.
             UsageSpool.Delete(path);
             _metrics?.Replayed(records.Count);
+            var wasInstalling = Volatile.Read(ref _notReadyLogged) != 0;
+            MarkWritten();
             Log.SpoolFileReplayed(_logger, records.Count, path);
-            if (!_storeUp)
+            if (!_storeUp && !wasInstalling)
             {
                 Log.StoreRecovered(_logger);
             }
@@ -509,6 +578,12 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
         {
             // Shutting down: the file stays for the next start.
         }
+        catch (UsageStoreNotReadyException)
+        {
+            // Still installing: the file stays; try again after the back-off, quietly.
+            _metrics?.Failed();
+            MarkStoreDown();
+        }
 #pragma warning disable CA1031 // A failed replay leaves the file in place and retries later.
         catch (Exception ex)
 #pragma warning restore CA1031
@@ -517,6 +592,14 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
             Log.SpoolReplayFailed(_logger, ex, path);
             MarkStoreDown();
         }
+    }
+
+    private void MarkWritten()
+    {
+        Interlocked.Exchange(ref _lastWriteTicks, _timeProvider.GetUtcNow().UtcTicks);
+
+        // The store is ready now: a later outage is reported in full again.
+        Volatile.Write(ref _notReadyLogged, 0);
     }
 
     private void MarkStoreDown()

@@ -12,7 +12,12 @@
   const dateTime = new Intl.DateTimeFormat('en-US', { year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', timeZone: 'UTC', timeZoneName: 'short' });
 
   const fmtInt = (n) => integer.format(Number(n) || 0);
-  const fmtMoney = (n) => money.format(Number(n) || 0);
+  // Under a cent, two significant digits: $0.0013, $0.00015, $0.0000021 (never a flat "$0.0001").
+  const moneyTiny = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD', minimumSignificantDigits: 2, maximumSignificantDigits: 2 });
+  const fmtMoney = (n) => {
+    const value = Number(n) || 0;
+    return value !== 0 && Math.abs(value) < 0.01 ? moneyTiny.format(value) : money.format(value);
+  };
   const fmtMoneyShort = (n) => moneyShort.format(Number(n) || 0);
   const fmtLimit = (n) => moneyLimit.format(Number(n) || 0);
   const fmtDate = (iso) => (iso ? dateTime.format(new Date(iso)) : '–');
@@ -142,16 +147,46 @@
     return el;
   }
 
-  function niceMax(value) {
-    if (value <= 0) return 1;
-    const exp = Math.pow(10, Math.floor(Math.log10(value)));
-    for (const m of [1, 2, 2.5, 5, 10]) {
-      if (value <= m * exp) return m * exp;
+  /**
+   * Round axis ticks for values up to max: `count` intervals of a step from 1, 2, 2.5 or 5 times a
+   * power of ten (integers only: no 2.5 below 10), the smallest that reaches max.
+   */
+  function niceSteps(max, count, integers) {
+    const target = Math.max(max, integers ? 1 : Number.MIN_VALUE) / count;
+    let exp = Math.pow(10, Math.floor(Math.log10(target)));
+    if (integers && exp < 1) exp = 1;
+    for (;;) {
+      for (const m of [1, 2, 2.5, 5]) {
+        const step = Number((m * exp).toPrecision(12));
+        if (integers && !Number.isInteger(step)) continue;
+        if (step * count >= max - 1e-12 * max) return step;
+      }
+      exp *= 10;
     }
-    return 10 * exp;
   }
 
-  /** Draws calls (bars) and cost (line) per UTC day for the last `days` days into container. */
+  /** The intervals shared by both axes: the count (3 to 5) whose round call steps fit the data tightest. */
+  function axisScale(maxCalls, maxCost) {
+    let best = null;
+    for (const count of [4, 5, 3]) {
+      const callStep = niceSteps(maxCalls, count, true);
+      if (!best || callStep * count < best.callStep * best.count) best = { count, callStep };
+    }
+    return { count: best.count, callStep: best.callStep, costStep: niceSteps(maxCost > 0 ? maxCost : 0.0001, best.count, false) };
+  }
+
+  /** A tick label with exactly the decimals its step needs (0.00025 → 5). */
+  function stepDecimals(step) {
+    let decimals = 0;
+    while (decimals < 12 && Math.abs(Math.round(step * Math.pow(10, decimals)) - step * Math.pow(10, decimals)) > 1e-9) decimals++;
+    return decimals;
+  }
+
+  /**
+   * Draws calls (bars, left axis) and cost (line, right axis) per UTC day for the last `days` days
+   * into container, at the container's own width (so text keeps its size) and a fixed aspect ratio.
+   * Both axes share their gridlines: round steps, each label centred on its line.
+   */
   function drawDailyChart(container, items, days) {
     const byDate = new Map(items.map((i) => [i.date, i]));
     const series = [];
@@ -161,24 +196,28 @@
       series.push({ date, calls: item ? item.calls : 0, cost: item ? Number(item.costUsd) : 0 });
     }
 
-    const width = 800;
-    const height = 240;
-    const pad = { left: 48, right: 64, top: 12, bottom: 28 };
+    const width = Math.max(300, Math.round(container.clientWidth || 800));
+    const height = Math.round(Math.min(280, Math.max(200, width * 0.3)));
+    const pad = { left: 52, right: 72, top: 14, bottom: 28 };
     const plotW = width - pad.left - pad.right;
     const plotH = height - pad.top - pad.bottom;
-    const maxCalls = niceMax(Math.max(...series.map((s) => s.calls)));
-    const maxCost = niceMax(Math.max(...series.map((s) => s.cost)));
+    const scale = axisScale(Math.max(...series.map((s) => s.calls)), Math.max(...series.map((s) => s.cost)));
+    const maxCalls = scale.callStep * scale.count;
+    const maxCost = scale.costStep * scale.count;
+    const costDecimals = Math.max(2, stepDecimals(scale.costStep));
+    const costLabel = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD', minimumFractionDigits: costDecimals, maximumFractionDigits: costDecimals });
     const step = plotW / series.length;
 
-    const root = svg('svg', { viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: 'none', role: 'img', 'aria-label': `Calls and cost per day, last ${days} days` });
-    for (let g = 0; g <= 4; g++) {
-      const y = pad.top + plotH - (plotH * g) / 4;
-      root.append(svg('line', { class: 'grid', x1: pad.left, x2: width - pad.right, y1: y, y2: y }));
-      root.append(svg('text', { class: 'axis', x: pad.left - 6, y: y + 4, 'text-anchor': 'end' }, fmtInt((maxCalls * g) / 4)));
-      root.append(svg('text', { class: 'axis', x: width - pad.right + 6, y: y + 4 }, moneyShort.format((maxCost * g) / 4)));
+    const root = svg('svg', { viewBox: `0 0 ${width} ${height}`, class: 'trend', role: 'img', 'aria-label': `Calls and cost per day, last ${days} days` });
+    for (let g = 0; g <= scale.count; g++) {
+      const y = pad.top + plotH - (plotH * g) / scale.count;
+      root.append(svg('line', { class: 'grid', x1: pad.left, x2: width - pad.right, y1: y, y2: y, 'data-y': y }));
+      root.append(svg('text', { class: 'axis tick-calls', x: pad.left - 6, y, 'text-anchor': 'end', 'dominant-baseline': 'middle', 'data-value': scale.callStep * g }, fmtInt(scale.callStep * g)));
+      root.append(svg('text', { class: 'axis tick-cost', x: width - pad.right + 6, y, 'dominant-baseline': 'middle', 'data-value': (scale.costStep * g).toFixed(costDecimals) }, costLabel.format(scale.costStep * g)));
     }
 
     const points = [];
+    const every = Math.max(1, Math.ceil(series.length / Math.max(2, Math.floor(plotW / 56))));
     series.forEach((s, i) => {
       const x = pad.left + i * step;
       const h = (plotH * s.calls) / maxCalls;
@@ -186,7 +225,6 @@
       bar.append(svg('title', {}, `${s.date}: ${fmtInt(s.calls)} calls, ${fmtMoney(s.cost)}`));
       root.append(bar);
       points.push([x + step / 2, pad.top + plotH - (plotH * s.cost) / maxCost]);
-      const every = days <= 30 ? 5 : 15;
       if ((series.length - 1 - i) % every === 0) {
         root.append(svg('text', { class: 'axis', x: x + step / 2, y: height - 8, 'text-anchor': 'middle' }, s.date.slice(5)));
       }
@@ -196,6 +234,19 @@
       root.append(svg('text', { class: 'empty', x: pad.left + plotW / 2, y: pad.top + plotH / 2, 'text-anchor': 'middle' }, 'No calls in this period.'));
     }
     container.replaceChildren(root);
+
+    // Drawn for this width: redraw when the container's width changes much (a rotated phone, a
+    // resized window), so labels keep their size instead of being scaled.
+    container.tokenMeterChart = { items, days, width };
+    if (!container.tokenMeterResize && typeof ResizeObserver === 'function') {
+      container.tokenMeterResize = new ResizeObserver(() => {
+        const drawn = container.tokenMeterChart;
+        if (drawn && Math.abs(Math.max(300, Math.round(container.clientWidth)) - drawn.width) > 24) {
+          drawDailyChart(container, drawn.items, drawn.days);
+        }
+      });
+      container.tokenMeterResize.observe(container);
+    }
   }
 
   window.Portal = Object.freeze({
