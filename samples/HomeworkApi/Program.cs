@@ -17,7 +17,10 @@ builder.Services.AddSingleton(settings);
 builder.Services.AddSingleton(TimeProvider.System);
 
 // Errors are RFC 9457 problem details everywhere, including the empty 401/403/404 of the framework.
-builder.Services.AddProblemDetails();
+builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = Problems.Complete);
+
+// PostgreSQL unreachable → 503 with Retry-After on every route (the admin API answers it itself).
+builder.Services.AddExceptionHandler<StoreUnavailableExceptionHandler>();
 
 // A request Kestrel refuses while the app reads it (a body over the 30 MB limit: 413) keeps its status
 // instead of becoming a 500.
@@ -134,6 +137,12 @@ app.Lifetime.ApplicationStarted.Register(() =>
         Log.PortalUrls(startupLog, root + "/admin", root + "/usage");
     }
 });
+
+app.UseSecurityHeaders();
+if (!app.Environment.IsDevelopment())
+{
+    app.UseHsts();
+}
 
 app.UseExceptionHandler();
 app.UseStatusCodePages();

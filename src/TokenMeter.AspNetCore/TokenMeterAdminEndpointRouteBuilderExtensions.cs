@@ -31,6 +31,8 @@ public static class TokenMeterAdminEndpointRouteBuilderExtensions
         var group = endpoints.MapGroup(prefix)
             .RequireAuthorization()
             .WithTags(AdminHttp.Tag)
+            .AddEndpointFilter<StoreUnavailableFilter>()
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
             .ProducesProblem(StatusCodes.Status401Unauthorized)
             .ProducesProblem(StatusCodes.Status403Forbidden);
 

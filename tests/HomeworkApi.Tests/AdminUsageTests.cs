@@ -54,12 +54,12 @@ public sealed class AdminUsageTests : IClassFixture<FakeModelFixture>
         _fixture.Model.Reset();
 
         var refused = await student.PostAsync("/api/analyze", HomeworkApp.Json(new { problemText = "2+2", sessionId = session }));
-        var refusedAnonymousCharge = await App.CreateClient().PostAsync("/api/analyze", HomeworkApp.Json(new { problemText = "2+2", userId, sessionId = session }));
+        var refusedAdminCharge = await admin.PostAsync("/api/analyze", HomeworkApp.Json(new { problemText = "2+2", userId, sessionId = session }));
 
         Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
         Assert.True(refused.Headers.RetryAfter?.Delta > TimeSpan.Zero);
         Assert.Equal("application/problem+json", refused.Content.Headers.ContentType?.MediaType);
-        Assert.Equal(HttpStatusCode.TooManyRequests, refusedAnonymousCharge.StatusCode);
+        Assert.Equal(HttpStatusCode.TooManyRequests, refusedAdminCharge.StatusCode);
         Assert.Equal(0, _fixture.Model.RequestCount);
         Assert.Single(await App.RecordsAsync(r => r.SessionId == session));
     }

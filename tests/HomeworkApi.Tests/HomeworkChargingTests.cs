@@ -62,17 +62,26 @@ public sealed class HomeworkChargingTests : IClassFixture<FakeModelFixture>
     [Theory]
     [InlineData("number")]
     [InlineData("string")]
-    public async Task Anonymous_WithBodyUserId_ChargesThatUser_StringOrNumber(string form)
+    public async Task Anonymous_WithBodyUserId_Is401_NoModelCall_NothingRecorded_BudgetUntouched(string form)
     {
-        var (userId, _) = await App.RegisterAsync();
+        // Before: 30 anonymous calls naming a student spent that student's month's budget.
+        var (userId, token) = await App.RegisterAsync();
         var session = Guid.NewGuid().ToString("N");
         var idJson = form == "number" ? userId : $"\"{userId}\"";
         using var client = App.CreateClient();
 
         var response = await client.PostAsync("/api/hint", HomeworkApp.RawJson($$"""{"problemText":"2+2","userId":{{idJson}},"sessionId":"{{session}}"}"""));
 
-        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.Equal(userId, Assert.Single(await App.WaitForRecordsAsync(r => r.SessionId == session)).UserId);
+        Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        var problem = await HomeworkApp.JsonAsync(response);
+        Assert.Equal(401, problem["status"]!.GetValue<int>());
+        Assert.Contains("userId", problem["detail"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Equal(0, _fixture.Model.RequestCount);
+        Assert.Empty(await App.RecordsAsync(r => r.SessionId == session));
+        using var student = App.ClientWithToken(token);
+        var me = await HomeworkApp.JsonAsync(await student.GetAsync("/api/usage/me"));
+        Assert.Equal(0, me["totalCalls"]!.GetValue<long>());
     }
 
     [Fact]
@@ -133,10 +142,10 @@ public sealed class HomeworkChargingTests : IClassFixture<FakeModelFixture>
     [InlineData("999999")]
     [InlineData("\"999999\"")]
     [InlineData("\"not-a-user\"")]
-    public async Task UnknownBodyUserId_Is400_WithoutModelCall(string idJson)
+    public async Task Admin_NamingUnknownBodyUserId_Is400_WithoutModelCall(string idJson)
     {
         var session = Guid.NewGuid().ToString("N");
-        using var client = App.CreateClient();
+        using var client = App.ClientWithToken(await App.AdminTokenAsync());
 
         var response = await client.PostAsync("/api/hint", HomeworkApp.RawJson($$"""{"problemText":"2+2","userId":{{idJson}},"sessionId":"{{session}}"}"""));
 

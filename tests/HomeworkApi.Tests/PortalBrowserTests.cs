@@ -23,15 +23,17 @@ public sealed class PortalBrowserTests(ChromiumFixture chromium, ITestOutputHelp
         await using var app = new HomeworkApp(NoRequestRateLimit);
         var address = ChromiumFixture.StartOnLoopback(app);
         using var http = new HttpClient { BaseAddress = address };
+        using var asAdmin = new HttpClient { BaseAddress = address };
+        asAdmin.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", await app.AdminTokenAsync());
 
-        // Twelve students with usage (two pages of ten in the portal), one anonymous call.
+        // Twelve students with usage (two pages of ten in the portal; the admin charges each in turn), one anonymous call.
         for (var i = 0; i < Students; i++)
         {
             var name = $"student{i:00}";
             var created = await http.PostAsJsonAsync("/api/auth/register", new { username = name, email = name + "@example.com", password = "Passw0rd!" });
             var id = (await created.Content.ReadFromJsonAsync<JsonObject>())!["id"]!.GetValue<string>();
             var route = (i % 3) switch { 0 => "/api/hint", 1 => "/api/verify", _ => "/api/analyze" };
-            var reply = await http.PostAsJsonAsync(route, new { problemText = $"What is {i} + {i}?", answer = $"{2 * i}", userId = id });
+            var reply = await asAdmin.PostAsJsonAsync(route, new { problemText = $"What is {i} + {i}?", answer = $"{2 * i}", userId = id });
             Assert.Equal(HttpStatusCode.OK, reply.StatusCode);
         }
 
@@ -47,7 +49,7 @@ public sealed class PortalBrowserTests(ChromiumFixture chromium, ITestOutputHelp
         await using var browserPage = await chromium.NewPageAsync();
         var page = browserPage.Page;
 
-        await page.GotoAsync(new Uri(address, "/admin").ToString());
+        var document = await page.GotoAsync(new Uri(address, "/admin").ToString());
         await Assertions.Expect(page.Locator("#simulated-banner")).ToBeVisibleAsync();
         await page.FillAsync("#username", HomeworkApp.AdminUsername);
         await page.FillAsync("#password", HomeworkApp.AdminPassword);
@@ -124,6 +126,7 @@ public sealed class PortalBrowserTests(ChromiumFixture chromium, ITestOutputHelp
 
         output.WriteLine("Screenshots and downloads: " + artifacts);
         Assert.Empty(browserPage.ConsoleErrors);
+        await ChromiumFixture.AssertCspInForceAsync(page, document);
     }
 
     [Fact]
@@ -133,7 +136,9 @@ public sealed class PortalBrowserTests(ChromiumFixture chromium, ITestOutputHelp
         var address = ChromiumFixture.StartOnLoopback(app);
         using var http = new HttpClient { BaseAddress = address };
 
-        // Three students: ada with two calls, the others with one each (charged through the body's userId).
+        // Three students: ada with two calls, the others with one each (the admin names each in the body's userId).
+        using var asAdmin = new HttpClient { BaseAddress = address };
+        asAdmin.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", await app.AdminTokenAsync());
         var ids = new Dictionary<string, string>();
         foreach (var (name, calls) in new[] { ("ada", 2), ("ben", 1), ("cleo", 1) })
         {
@@ -141,7 +146,7 @@ public sealed class PortalBrowserTests(ChromiumFixture chromium, ITestOutputHelp
             ids[name] = (await created.Content.ReadFromJsonAsync<JsonObject>())!["id"]!.GetValue<string>();
             for (var i = 0; i < calls; i++)
             {
-                var reply = await http.PostAsJsonAsync("/api/hint", new { problemText = $"What is {i} + {name.Length}?", userId = ids[name] });
+                var reply = await asAdmin.PostAsJsonAsync("/api/hint", new { problemText = $"What is {i} + {name.Length}?", userId = ids[name] });
                 Assert.Equal(HttpStatusCode.OK, reply.StatusCode);
             }
         }
@@ -155,7 +160,7 @@ public sealed class PortalBrowserTests(ChromiumFixture chromium, ITestOutputHelp
         var artifacts = ChromiumFixture.Artifacts("portal");
         await using var browserPage = await chromium.NewPageAsync();
         var page = browserPage.Page;
-        await page.GotoAsync(new Uri(address, "/admin").ToString());
+        var document = await page.GotoAsync(new Uri(address, "/admin").ToString());
         await page.FillAsync("#username", HomeworkApp.AdminUsername);
         await page.FillAsync("#password", HomeworkApp.AdminPassword);
 
@@ -254,6 +259,7 @@ public sealed class PortalBrowserTests(ChromiumFixture chromium, ITestOutputHelp
 
         output.WriteLine("Screenshots: " + artifacts);
         Assert.Empty(browserPage.ConsoleErrors);
+        await ChromiumFixture.AssertCspInForceAsync(page, document);
     }
 
     /// <summary>Lets a test make more homework calls than the per-user requests-per-minute limit allows.</summary>

@@ -82,16 +82,19 @@ public sealed class PostgresEndToEndTests : IClassFixture<PostgresModelFixture>
     }
 
     [Fact]
-    public async Task BodyUserId_UnknownIs400_OtherStudentIs403_NoModelCall()
+    public async Task BodyUserId_UnknownIs400_OtherStudentIs403_AnonymousIs401_NoModelCall()
     {
         var (otherId, _) = await App.RegisterAsync();
         var (_, token) = await App.RegisterAsync();
+        using var admin = App.ClientWithToken(await App.AdminTokenAsync());
         using var anonymous = App.CreateClient();
         using var student = App.ClientWithToken(token);
 
-        var unknown = await anonymous.PostAsync("/api/hint", HomeworkApp.Json(new { problemText = "x", userId = 987654 }));
+        var anonymousNaming = await anonymous.PostAsync("/api/hint", HomeworkApp.Json(new { problemText = "x", userId = otherId }));
+        var unknown = await admin.PostAsync("/api/hint", HomeworkApp.Json(new { problemText = "x", userId = 987654 }));
         var other = await student.PostAsync("/api/hint", HomeworkApp.Json(new { problemText = "x", userId = otherId }));
 
+        Assert.Equal(HttpStatusCode.Unauthorized, anonymousNaming.StatusCode);
         Assert.Equal(HttpStatusCode.BadRequest, unknown.StatusCode);
         Assert.Equal(HttpStatusCode.Forbidden, other.StatusCode);
         Assert.Equal(0, _fixture.Model.RequestCount);
@@ -100,11 +103,11 @@ public sealed class PostgresEndToEndTests : IClassFixture<PostgresModelFixture>
     [Fact]
     public async Task StreamedChat_IsRecordedInPostgres()
     {
-        var (userId, _) = await App.RegisterAsync();
+        var (userId, token) = await App.RegisterAsync();
         var session = Guid.NewGuid().ToString("N");
-        using var client = App.CreateClient();
+        using var client = App.ClientWithToken(token);
 
-        var response = await client.PostAsync("/api/chat", HomeworkApp.Json(new { messages = new[] { new { role = "user", content = "hello" } }, stream = true, userId, sessionId = session }));
+        var response = await client.PostAsync("/api/chat", HomeworkApp.Json(new { messages = new[] { new { role = "user", content = "hello" } }, stream = true, sessionId = session }));
 
         var events = await ServerSentEvents.ReadAsync(response);
         Assert.Equal("done", events[^1].Event);

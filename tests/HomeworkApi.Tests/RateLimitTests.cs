@@ -123,7 +123,7 @@ public sealed class RateLimitTests : IClassFixture<RateLimitFixture>
         var own = await HintAsync(adminClient);
 
         Assert.Equal(HttpStatusCode.TooManyRequests, onBehalf.StatusCode);
-        Assert.Equal(HttpStatusCode.TooManyRequests, anonymousOnBehalf.StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, anonymousOnBehalf.StatusCode);
         Assert.Equal(HttpStatusCode.OK, own.StatusCode);
         Assert.Equal(11, _fixture.Model.RequestCount);
     }

@@ -49,7 +49,7 @@ public sealed class StudentPageBrowserTests(ChromiumFixture chromium, ITestOutpu
         };
 
         // Ada creates her account on the page and lands on an empty month.
-        await page.GotoAsync(new Uri(address, "/usage").ToString());
+        var document = await page.GotoAsync(new Uri(address, "/usage").ToString());
         await Assertions.Expect(page.Locator("#sign-in")).ToBeVisibleAsync();
         await page.ClickAsync("#show-register");
         await page.FillAsync("#register-username", "ada");
@@ -155,6 +155,7 @@ public sealed class StudentPageBrowserTests(ChromiumFixture chromium, ITestOutpu
 
         output.WriteLine("Screenshots: " + artifacts);
         Assert.Empty(browserPage.ConsoleErrors);
+        await ChromiumFixture.AssertCspInForceAsync(page, document);
     }
 
     private static async Task CallAsync(HttpClient http, string token, string route, object body)

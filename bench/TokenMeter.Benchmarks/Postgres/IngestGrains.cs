@@ -54,32 +54,7 @@ internal static partial class IngestGrains
         var ingest = Subset(PostgresSql.IngestFrom(context.Quoted, "pg_temp.tokenmeter_grains"), keep);
         var watch = Stopwatch.StartNew();
         var stored = 0;
-        foreach (var batch in records.Chunk(batchSize))
-        {
-            await using var connection = await dataSource.OpenConnectionAsync();
-            await using var transaction = await connection.BeginTransactionAsync();
-            await using (var create = new NpgsqlCommand($"CREATE TEMP TABLE IF NOT EXISTS tokenmeter_grains (LIKE {context.Quoted}.user_api_usage) ON COMMIT DELETE ROWS", connection, transaction))
-            {
-                await create.ExecuteNonQueryAsync();
-            }
-
-            await using (var writer = await connection.BeginBinaryImportAsync($"COPY pg_temp.tokenmeter_grains ({PostgresSql.Columns}) FROM STDIN (FORMAT BINARY)"))
-            {
-                foreach (var r in batch)
-                {
-                    await PostgresUsageStore.WriteRowAsync(writer, r, default);
-                }
-
-                await writer.CompleteAsync();
-            }
-
-            await using (var command = new NpgsqlCommand(ingest, connection, transaction))
-            {
-                stored += (int)(await command.ExecuteScalarAsync())!;
-            }
-
-            await transaction.CommitAsync();
-        }
+        stored += await PostgresBench.IngestThroughStagingAsync(dataSource, records, batchSize, $"CREATE TEMP TABLE IF NOT EXISTS tokenmeter_grains (LIKE {context.Quoted}.user_api_usage) ON COMMIT DELETE ROWS", "pg_temp.tokenmeter_grains", ingest);
 
         if (stored != count)
         {

@@ -207,32 +207,7 @@ internal static class PostgresBench
         var cpu = CpuNow();
         var watch = Stopwatch.StartNew();
         var stored = 0;
-        foreach (var batch in records.Chunk(batchSize))
-        {
-            await using var connection = await dataSource.OpenConnectionAsync();
-            await using var transaction = await connection.BeginTransactionAsync();
-            await using (var create = new NpgsqlCommand($"CREATE TEMP TABLE tokenmeter_staging (LIKE {context.Quoted}.user_api_usage) ON COMMIT DROP", connection, transaction))
-            {
-                await create.ExecuteNonQueryAsync();
-            }
-
-            await using (var writer = await connection.BeginBinaryImportAsync($"COPY pg_temp.tokenmeter_staging ({PostgresSql.Columns}) FROM STDIN (FORMAT BINARY)"))
-            {
-                foreach (var r in batch)
-                {
-                    await PostgresUsageStore.WriteRowAsync(writer, r, default);
-                }
-
-                await writer.CompleteAsync();
-            }
-
-            await using (var command = new NpgsqlCommand(ingest, connection, transaction))
-            {
-                stored += (int)(await command.ExecuteScalarAsync())!;
-            }
-
-            await transaction.CommitAsync();
-        }
+        stored += await IngestThroughStagingAsync(dataSource, records, batchSize, $"CREATE TEMP TABLE tokenmeter_staging (LIKE {context.Quoted}.user_api_usage) ON COMMIT DROP", "pg_temp.tokenmeter_staging", ingest);
 
         if (stored != count)
         {
@@ -493,5 +468,39 @@ internal static class PostgresBench
 
         using var self = Process.GetCurrentProcess();
         return (ticks / 100.0, self.TotalProcessorTime.TotalSeconds);
+    }
+
+    /// <summary>Writes the records batch by batch: a temp staging table, a binary COPY into it, then the ingest statement; returns the rows stored.</summary>
+    internal static async Task<int> IngestThroughStagingAsync(NpgsqlDataSource dataSource, IEnumerable<UsageRecord> records, int batchSize, string createStaging, string staging, string ingest)
+    {
+        var stored = 0;
+        foreach (var batch in records.Chunk(batchSize))
+        {
+            await using var connection = await dataSource.OpenConnectionAsync();
+            await using var transaction = await connection.BeginTransactionAsync();
+            await using (var create = new NpgsqlCommand(createStaging, connection, transaction))
+            {
+                await create.ExecuteNonQueryAsync();
+            }
+
+            await using (var writer = await connection.BeginBinaryImportAsync($"COPY {staging} ({PostgresSql.Columns}) FROM STDIN (FORMAT BINARY)"))
+            {
+                foreach (var r in batch)
+                {
+                    await PostgresUsageStore.WriteRowAsync(writer, r, default);
+                }
+
+                await writer.CompleteAsync();
+            }
+
+            await using (var command = new NpgsqlCommand(ingest, connection, transaction))
+            {
+                stored += (int)(await command.ExecuteScalarAsync())!;
+            }
+
+            await transaction.CommitAsync();
+        }
+
+        return stored;
     }
 }

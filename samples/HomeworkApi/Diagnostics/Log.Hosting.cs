@@ -20,4 +20,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 105, Level = LogLevel.Information, Message = "Admin portal: {AdminUrl} (admin sign-in); students' page: {UsageUrl}")]
     public static partial void PortalUrls(ILogger logger, string adminUrl, string usageUrl);
+
+    [LoggerMessage(EventId = 106, Level = LogLevel.Warning, Message = "PostgreSQL cannot be reached; {Path} answered 503.")]
+    public static partial void StoreUnavailable(ILogger logger, Exception exception, string path);
 }

@@ -6,9 +6,9 @@ namespace HomeworkApi.Homework;
 
 /// <summary>
 /// Runs first on every homework route: reads and checks the body, and resolves who is charged
-/// (CONTRACT §3) — the signed-in user; else the body's <c>userId</c>; else nobody. A body
-/// <c>userId</c> naming no account is a 400, a student naming someone else a 403; either way the
-/// model is never called. The checked request waits in <see cref="HttpContext.Items"/> for the
+/// — the signed-in user, or the student an admin names with the body's <c>userId</c>; with no
+/// token, nobody. A body <c>userId</c> without a token is a 401, a student naming someone else a
+/// 403, an admin naming no account a 400; in each case the model is never called. The checked request waits in <see cref="HttpContext.Items"/> for the
 /// attribution filter and the handler.
 /// </summary>
 internal sealed class HomeworkRequestFilter(HomeworkFeature feature) : IEndpointFilter
@@ -45,21 +45,27 @@ internal sealed class HomeworkRequestFilter(HomeworkFeature feature) : IEndpoint
         var charged = tokenUser;
         if (request.BodyUserId is { } bodyUser)
         {
-            var directory = http.RequestServices.GetRequiredService<IUserDirectory>();
-            if (!await directory.ExistsAsync(bodyUser, http.RequestAborted))
+            if (tokenUser is null)
             {
-                return Problems.BadRequest($"userId '{bodyUser}' names no account.");
+                // Nobody may spend a student's budget by naming them: charging a named user needs a token.
+                return Problems.Unauthorized("Sign in to name the user to charge: a request without a bearer token may not carry userId (leave it out for an anonymous call).");
             }
 
-            if (tokenUser is not null && !string.Equals(tokenUser, bodyUser, StringComparison.Ordinal))
+            if (!string.Equals(tokenUser, bodyUser, StringComparison.Ordinal))
             {
                 if (!http.User.IsInRole(Roles.Admin))
                 {
                     return Problems.Forbidden("A student may only charge their own account: leave userId out or set it to your own id.");
                 }
+
+                // An admin (a backend acting for a student) names the student to charge.
+                var directory = http.RequestServices.GetRequiredService<IUserDirectory>();
+                if (!await directory.ExistsAsync(bodyUser, http.RequestAborted))
+                {
+                    return Problems.BadRequest($"userId '{bodyUser}' names no account.");
+                }
             }
 
-            // An admin may act on a student's behalf; an anonymous caller names the user to charge.
             charged = bodyUser;
         }
 

@@ -21,7 +21,10 @@ internal static class Problems
         TypedResults.Problem(detail: detail, statusCode: StatusCodes.Status409Conflict, title: "Already taken.");
 
     public static IResult TooManyRequests(string detail) =>
-        TypedResults.Problem(detail: detail, statusCode: StatusCodes.Status429TooManyRequests, title: "Too many requests.");
+        TypedResults.Problem(detail: detail, statusCode: StatusCodes.Status429TooManyRequests, title: "Too many requests.", type: RateLimitedType);
+
+    public static IResult NotFound(string detail) =>
+        TypedResults.Problem(detail: detail, statusCode: StatusCodes.Status404NotFound, title: "Not found.");
 
     /// <summary>429 for a per-minute rate limit; <paramref name="extensions"/> say which limit and when to retry.</summary>
     public static IResult RateLimited(string detail, IDictionary<string, object?> extensions) =>
@@ -29,6 +32,36 @@ internal static class Problems
 
     public static IResult BadGateway(string detail) =>
         TypedResults.Problem(detail: detail, statusCode: StatusCodes.Status502BadGateway, title: "The model endpoint failed.");
+
+    /// <summary>
+    /// Completes every problem details answer, the framework's own included (the empty 401 of a missing
+    /// token, the 403 of a student on an admin route, a 404, a 413): a <c>type</c>, a <c>title</c> and a
+    /// <c>detail</c> sentence are always there.
+    /// </summary>
+    public static void Complete(ProblemDetailsContext context)
+    {
+        var problem = context.ProblemDetails;
+        var status = problem.Status ?? context.HttpContext.Response.StatusCode;
+        problem.Type ??= status switch
+        {
+            StatusCodes.Status413PayloadTooLarge => "https://tools.ietf.org/html/rfc9110#section-15.5.14",
+            StatusCodes.Status429TooManyRequests => RateLimitedType,
+            _ => "about:blank",
+        };
+        problem.Title ??= Microsoft.AspNetCore.WebUtilities.ReasonPhrases.GetReasonPhrase(status);
+        problem.Detail ??= status switch
+        {
+            StatusCodes.Status400BadRequest => "The request is not valid.",
+            StatusCodes.Status401Unauthorized => "Sign in first: send a valid, unexpired bearer token (Authorization: Bearer, from POST /api/auth/login).",
+            StatusCodes.Status403Forbidden => "Your account may not use this route: it needs the admin role.",
+            StatusCodes.Status404NotFound => "Nothing is found at this address.",
+            StatusCodes.Status405MethodNotAllowed => $"This route does not accept {context.HttpContext.Request.Method} requests.",
+            StatusCodes.Status413PayloadTooLarge => "The request body is over the size limit.",
+            StatusCodes.Status415UnsupportedMediaType => "The body's Content-Type is not one this route reads.",
+            >= 500 => "The server failed to answer; the failure has been logged.",
+            _ => problem.Title,
+        };
+    }
 
     /// <summary>Reads the body as one JSON object, or says in a sentence why it is not one.</summary>
     public static async ValueTask<(JsonElement Body, IResult? Error)> ReadJsonObjectAsync(HttpRequest request, CancellationToken cancellationToken)

@@ -57,6 +57,12 @@ internal static class StatementEndpoints
             return false;
         }
 
+        if (!AdminHttp.IsInRange(month))
+        {
+            error = AdminHttp.OutOfRange("month");
+            return false;
+        }
+
         return true;
     }
 

@@ -62,9 +62,32 @@ internal static class AdminHttp
             return false;
         }
 
+        if (!IsInRange(date))
+        {
+            error = OutOfRange(name);
+            return false;
+        }
+
         value = date;
         return true;
     }
+
+    /// <summary>The first date a date or month parameter may name.</summary>
+    public static readonly DateOnly MinDate = new(2000, 1, 1);
+
+    /// <summary>The last date a date or month parameter may name.</summary>
+    public static readonly DateOnly MaxDate = new(2199, 12, 31);
+
+    /// <summary>
+    /// Whether <paramref name="date"/> lies in 2000-01-01..2199-12-31: far enough from
+    /// <see cref="DateOnly.MinValue"/> and <see cref="DateOnly.MaxValue"/> that month and day
+    /// arithmetic, time-zone conversion and database ranges never overflow.
+    /// </summary>
+    public static bool IsInRange(DateOnly date) => date >= MinDate && date <= MaxDate;
+
+    /// <summary>The 400 of a date or month parameter outside <see cref="MinDate"/>..<see cref="MaxDate"/>.</summary>
+    public static IResult OutOfRange(string name) =>
+        BadParameter(name, $"'{name}' must lie between 2000-01-01 and 2199-12-31.");
 
     /// <summary>Reads an optional query parameter that may appear at most once.</summary>
     public static bool TryGetSingle(HttpRequest request, string name, out string? value, out IResult? error)

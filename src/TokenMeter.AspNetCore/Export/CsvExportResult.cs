@@ -3,6 +3,8 @@ using CsvHelper;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Net.Http.Headers;
+using TokenMeter.AspNetCore.Diagnostics;
+using TokenMeter.AspNetCore.Endpoints;
 
 namespace TokenMeter.AspNetCore.Export;
 
@@ -30,10 +32,35 @@ internal sealed class CsvExportResult(string fileName, Func<CsvWriter, HttpConte
 
         var cancellationToken = httpContext.RequestAborted;
         var csv = CsvWriter.Create(response.Body, Options, leaveOpen: true);
-        await using (csv.ConfigureAwait(false))
+        try
         {
             await writeRows(csv, httpContext, cancellationToken).ConfigureAwait(false);
             await csv.FlushAsync(cancellationToken).ConfigureAwait(false);
         }
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+        {
+            if (!response.HasStarted)
+            {
+                // Nothing was sent yet: the client gets a proper error instead of a file.
+                response.Headers.Remove(HeaderNames.ContentDisposition);
+                if (StoreUnavailableProblem.IsStoreUnavailable(ex))
+                {
+                    Log.StoreUnavailable(StoreUnavailableFilter.Logger(httpContext), ex, httpContext.Request.Path);
+                    await StoreUnavailableProblem.ToResult().ExecuteAsync(httpContext).ConfigureAwait(false);
+                    return;
+                }
+
+                throw;
+            }
+
+            // The status line and some rows are out: end the connection without the closing chunk, so
+            // the client sees a failed download, never a complete-looking truncated file.
+            Log.ExportFailedMidStream(StoreUnavailableFilter.Logger(httpContext), ex, fileName);
+            httpContext.Abort();
+            return;
+        }
+
+        // Disposed only after a complete export: after a failure its buffered bytes must not reach the client.
+        await csv.DisposeAsync().ConfigureAwait(false);
     }
 }

@@ -64,6 +64,27 @@ public sealed class ChromiumFixture : IAsyncLifetime
         return new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
     }
 
+    /// <summary>
+    /// The page was served with a Content-Security-Policy, nothing on it broke the policy, and the policy
+    /// is in force: an injected inline script does not run. Call it last (the probe's own refusal is
+    /// logged as a console error).
+    /// </summary>
+    public static async Task AssertCspInForceAsync(IPage page, IResponse? document)
+    {
+        Assert.NotNull(document);
+        Assert.Contains("script-src 'self'", await document.HeaderValueAsync("content-security-policy") ?? string.Empty, StringComparison.Ordinal);
+        var ran = await page.EvaluateAsync<bool>("""
+            () => new Promise(resolve => {
+                document.addEventListener('securitypolicyviolation', () => resolve(window.__cspProbe === true), { once: true });
+                setTimeout(() => resolve(window.__cspProbe === true), 5000);
+                const probe = document.createElement('script');
+                probe.textContent = 'window.__cspProbe = true';
+                document.head.appendChild(probe);
+            })
+            """);
+        Assert.False(ran, "An inline script ran: the Content-Security-Policy is not in force.");
+    }
+
     /// <summary>Whether the page scrolls sideways (anything wider than the viewport outside a scrollable box).</summary>
     public static Task<bool> OverflowsAsync(IPage page)
         => page.EvaluateAsync<bool>("() => document.documentElement.scrollWidth > window.innerWidth + 1");
