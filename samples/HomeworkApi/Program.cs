@@ -79,6 +79,7 @@ if (dataSource is not null)
 }
 
 tokenMeter.AddTokenMeterAspNetCore();
+tokenMeter.AddSmtpEmail();
 tokenMeter.AddOpenAIClient(o =>
 {
     o.ApiKey = settings.OpenAIApiKey ?? (settings.SimulatedModel ? "simulated" : "none");

@@ -1,12 +1,6 @@
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.DependencyInjection.Extensions;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Options;
-using TokenMeter.AspNetCore.Alerts;
 using TokenMeter.AspNetCore.Endpoints;
-using TokenMeter.AspNetCore.Reports;
 using TokenMeter.Budgets;
-using TokenMeter.Metering;
 
 namespace TokenMeter.AspNetCore;
 
@@ -15,7 +9,8 @@ public static class TokenMeterAspNetCoreServiceCollectionExtensions
 {
     /// <summary>
     /// Adds what the admin endpoints and filters use: options (<c>TokenMeter:AspNetCore</c>), the
-    /// budget guard (<c>TokenMeter:Budgets</c>), alerts and the webhook sender (<c>TokenMeter:Alerts</c>).
+    /// budget guard (<c>TokenMeter:Budgets</c>), alerts (<c>TokenMeter:Alerts</c>), usage reports and statements.
+    /// Mail needs an email sender, e.g. <c>.AddSmtpEmail()</c> from TokenMeter.Email.
     /// Idempotent.
     /// </summary>
     /// <param name="builder">The TokenMeter builder from <c>AddTokenMeter()</c>.</param>
@@ -34,24 +29,9 @@ public static class TokenMeterAspNetCoreServiceCollectionExtensions
         // The app's JSON (OpenAPI documents it) writes the read model as the admin API does.
         services.ConfigureHttpJsonOptions(json => AdminJson.AddTo(json.SerializerOptions));
         builder.AddBudgetGuard();
-        services.AddTokenMeterReports();
-        services.AddOptions<TokenMeterAlertOptions>().BindConfiguration(TokenMeterAlertOptions.SectionName).ValidateOnStart();
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<TokenMeterAlertOptions>, TokenMeterAlertOptionsValidator>());
-        if (services.Any(d => d.ServiceType == typeof(WebhookSender)))
-        {
-            return builder;
-        }
-
-        services.AddMetrics();
-        services.AddHttpClient(WebhookSender.HttpClientName, client => client.Timeout = TimeSpan.FromSeconds(10));
-        services.AddSingleton<WebhookSender>();
-        services.TryAddSingleton<IWebhookSender>(sp => sp.GetRequiredService<WebhookSender>());
-        services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<WebhookSender>());
-        services.AddSingleton<AlertMailer>();
-        services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<AlertMailer>());
-        services.AddSingleton<AlertMonitor>();
-        services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<AlertMonitor>());
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IUsageObserver, AlertUsageObserver>());
+        builder.AddAlerts();
+        builder.AddUsageReports();
+        builder.AddStatements();
         return builder;
     }
 }

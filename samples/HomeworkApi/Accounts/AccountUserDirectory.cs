@@ -1,5 +1,5 @@
 using System.Globalization;
-using TokenMeter.AspNetCore;
+using TokenMeter;
 
 namespace HomeworkApi.Accounts;
 

@@ -1,5 +1,6 @@
 using HomeworkApi.Accounts;
 using HomeworkApi.Hosting;
+using TokenMeter;
 using TokenMeter.AspNetCore;
 
 namespace HomeworkApi.Homework;

@@ -5,6 +5,8 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using TokenMeter.AspNetCore.Endpoints;
+using TokenMeter.Delivery;
+using TokenMeter.Reports;
 
 namespace TokenMeter.AspNetCore.Reports;
 
@@ -53,7 +55,7 @@ internal static class ReportEndpoints
         }
 
         var range = ReportPeriods.LastEnded(period, AdminHttp.Today(context));
-        var mailer = context.RequestServices.GetRequiredService<IReportMailer>();
+        var mailer = context.RequestServices.GetRequiredService<RecipientMailer>();
         return TypedResults.Json(
             new SendReportResponse(
                 ReportPeriods.Name(period),

@@ -2,8 +2,8 @@ using System.Text.Json;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
-using TokenMeter.AspNetCore.Alerts;
-using TokenMeter.AspNetCore.Reports;
+using TokenMeter.Billing;
+using TokenMeter.Delivery;
 using TokenMeter.AspNetCore.Tests.Hosting;
 using TokenMeter.Budgets;
 using TokenMeter.Querying;
@@ -59,8 +59,8 @@ public sealed class StatementClosedWebhookTests
         await using (var first = await StartInstanceAsync(shared, receiver.Url))
         await using (var second = await StartInstanceAsync(shared, receiver.Url))
         {
-            var a = first.Services.GetRequiredService<UsageReportService>().Statements!;
-            var b = second.Services.GetRequiredService<UsageReportService>().Statements!;
+            var a = first.Services.GetRequiredService<StatementClosedNotifier>();
+            var b = second.Services.GetRequiredService<StatementClosedNotifier>();
             await Task.WhenAll(a.CheckAsync(force: true, CancellationToken.None), b.CheckAsync(force: true, CancellationToken.None));
             await Eventually.TrueAsync(() => receiver.Deliveries.Count >= 2);
 
@@ -73,7 +73,7 @@ public sealed class StatementClosedWebhookTests
 
         await using (var restarted = await StartInstanceAsync(shared, receiver.Url))
         {
-            await restarted.Services.GetRequiredService<UsageReportService>().Statements!.CheckAsync(force: true, CancellationToken.None);
+            await restarted.Services.GetRequiredService<StatementClosedNotifier>().CheckAsync(force: true, CancellationToken.None);
             await SentAsync(restarted);
         }
 

@@ -2,7 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using Microsoft.Extensions.Configuration;
 using TokenMeter.AspNetCore.Tests.Hosting;
-using TokenMeter.AspNetCore.Tests.Reports;
+using TokenMeter.Testing.Smtp;
 
 namespace TokenMeter.AspNetCore.Tests.Forecasting;
 

@@ -55,6 +55,7 @@ internal sealed class TestApp : IAsyncDisposable
         var tokenMeter = builder.Services.AddTokenMeter();
         store?.Invoke(tokenMeter);
         tokenMeter.AddTokenMeterAspNetCore();
+        tokenMeter.AddSmtpEmail();
         configure?.Invoke(builder);
 
         var app = builder.Build();

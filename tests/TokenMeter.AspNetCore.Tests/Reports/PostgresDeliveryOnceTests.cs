@@ -2,10 +2,13 @@ using System.Text.Json;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
-using TokenMeter.AspNetCore.Alerts;
-using TokenMeter.AspNetCore.Reports;
+using TokenMeter.Alerts;
+using TokenMeter.Delivery;
+using TokenMeter.Reports;
+using TokenMeter.Testing.Smtp;
 using TokenMeter.AspNetCore.Tests.Alerts;
 using TokenMeter.AspNetCore.Tests.Hosting;
+using TokenMeter.Billing;
 using TokenMeter.Budgets;
 using TokenMeter.Storage;
 using TokenMeter.Testing;
@@ -206,7 +209,7 @@ public sealed class PostgresDeliveryOnceTests(PostgresDatabaseFixture database) 
     {
         var reports = app.Services.GetRequiredService<UsageReportService>();
         await reports.CheckScheduledAsync(CancellationToken.None);
-        await reports.Statements!.CheckAsync(force: true, CancellationToken.None);
+        await app.Services.GetRequiredService<StatementClosedNotifier>().CheckAsync(force: true, CancellationToken.None);
     }));
 
     /// <summary>Waits until nothing is in flight in any instance's webhook sender or alert mailer.</summary>

@@ -6,6 +6,7 @@ using System.Text.Json;
 using Microsoft.Extensions.Configuration;
 using TokenMeter.AspNetCore.Tests.Forecasting;
 using TokenMeter.AspNetCore.Tests.Hosting;
+using TokenMeter.Testing.Smtp;
 
 namespace TokenMeter.AspNetCore.Tests.Reports;
 

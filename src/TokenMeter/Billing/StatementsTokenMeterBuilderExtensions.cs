@@ -1,0 +1,49 @@
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using TokenMeter;
+using TokenMeter.Billing;
+using TokenMeter.Delivery;
+
+namespace Microsoft.Extensions.DependencyInjection;
+
+/// <summary>Adds monthly statements to TokenMeter.</summary>
+public static class StatementsTokenMeterBuilderExtensions
+{
+    /// <summary>
+    /// Adds monthly statements (markup and currency from <c>TokenMeter:Billing</c>) and, once a month
+    /// has closed, one <c>statement.closed</c> webhook per user (to <c>TokenMeter:Alerts:WebhookUrl</c>),
+    /// sent once across instances on the feature's own timer. Idempotent.
+    /// </summary>
+    /// <param name="builder">The TokenMeter builder.</param>
+    /// <param name="configure">Optional changes to the options after configuration is bound.</param>
+    /// <returns>The builder.</returns>
+    public static ITokenMeterBuilder AddStatements(this ITokenMeterBuilder builder, Action<BillingOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        var services = builder.Services;
+        var first = !services.Any(d => d.ServiceType == typeof(StatementClosedNotifier));
+        var options = services.AddOptions<BillingOptions>();
+        if (first)
+        {
+            options.BindConfiguration(BillingOptions.SectionName).ValidateOnStart();
+        }
+
+        if (configure is not null)
+        {
+            options.Configure(configure);
+        }
+
+        if (!first)
+        {
+            return builder;
+        }
+
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<BillingOptions>, BillingOptionsValidator>());
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddWebhookDelivery();
+        services.AddSingleton<StatementClosedNotifier>();
+        services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<StatementClosedNotifier>());
+        return builder;
+    }
+}
