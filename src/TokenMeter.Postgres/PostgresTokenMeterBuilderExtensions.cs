@@ -15,6 +15,7 @@ using TokenMeter.Postgres.Schema;
 using TokenMeter.Postgres.Storage;
 using TokenMeter.Querying;
 using TokenMeter.RateLimits;
+using TokenMeter.Repricing;
 using TokenMeter.Storage;
 
 namespace TokenMeter;
@@ -160,6 +161,7 @@ public static class PostgresTokenMeterBuilderExtensions
         services.TryAddSingleton<PostgresDeliveryLog>();
         services.TryAddSingleton<PostgresBudgetReservations>();
         services.TryAddSingleton<PostgresRateLimitStore>();
+        services.TryAddSingleton<PostgresRepricingStore>();
         var firstCall = !services.Any(d => d.ServiceType == typeof(PostgresSchemaInstaller));
         services.TryAddSingleton<PostgresSchemaInstaller>();
         services.TryAddKeyedSingleton<IHealthCheck>(TokenMeterHealthChecks.StoreCheckName, (sp, _) => new PostgresStoreHealthCheck(sp.GetRequiredService<PostgresStoreContext>()));
@@ -171,10 +173,12 @@ public static class PostgresTokenMeterBuilderExtensions
         services.RemoveAll<IDeliveryLog>();
         services.RemoveAll<IBudgetReservationStore>();
         services.RemoveAll<IRateLimitStore>();
+        services.RemoveAll<IUsageRepricingStore>();
         services.AddSingleton<IUsageStore>(sp => sp.GetRequiredService<PostgresUsageStore>());
         services.AddSingleton<IUsageQueries>(sp => sp.GetRequiredService<PostgresUsageQueries>());
         services.AddSingleton<IBudgetStore>(sp => sp.GetRequiredService<PostgresBudgetStore>());
         services.AddSingleton<IDeliveryLog>(sp => sp.GetRequiredService<PostgresDeliveryLog>());
+        services.AddSingleton<IUsageRepricingStore>(sp => sp.GetRequiredService<PostgresRepricingStore>());
 
         // Budgets and rate limits hold across every instance sharing this database.
         services.AddSingleton<IBudgetReservationStore>(sp => sp.GetRequiredService<PostgresBudgetReservations>());
