@@ -130,6 +130,44 @@ public sealed class MultiInstanceTests(PostgresServerFixture postgres, ITestOutp
         Assert.Equal(ok, cluster.Model.RequestCount);
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    public async Task PlatformDailyCost_CrossingCallsThenSilence_ExactlyOneWebhookWithinFiveSeconds(int instances)
+    {
+        await using var sink = await WebhookSink.StartAsync();
+        await using var cluster = await SampleCluster.StartAsync(postgres.Server, instances, ClusterSettings.With(webhook: sink.Url, platformDailyCostUsd: Cost * 4.5m), output.WriteLine);
+        using var student = await cluster.RegisterAsync();
+
+        // Five calls, round-robin over the instances: together they cross 4.5 calls' worth, then nothing more comes.
+        var answers = await Task.WhenAll(Enumerable.Range(0, 5).Select(student.HintAsync));
+        var last = Stopwatch.StartNew();
+        Assert.All(answers, a => Assert.Equal(HttpStatusCode.OK, a.Status));
+        try
+        {
+            await Eventually.TrueAsync(() => sink.Count("platform.daily_cost") >= 1, TimeSpan.FromSeconds(5), what: "platform.daily_cost within 5 s of the crossing calls");
+        }
+        catch (TimeoutException)
+        {
+            foreach (var instance in cluster.Instances)
+            {
+                output.WriteLine(instance.Output);
+            }
+
+            throw;
+        }
+
+        output.WriteLine($"{instances} instance(s): platform.daily_cost webhook {last.ElapsedMilliseconds} ms after the last call");
+
+        // Each instance evaluates again after each of its flushes, all within this window; one webhook in all.
+        while (last.Elapsed < TimeSpan.FromSeconds(5))
+        {
+            await Task.Delay(100);
+        }
+
+        Assert.Equal(1, sink.Count("platform.daily_cost"));
+    }
+
     private static bool IsRefusal((HttpStatusCode Status, string Body) answer, string type) =>
         answer.Status == HttpStatusCode.TooManyRequests && answer.Body.Contains(type, StringComparison.Ordinal);
 }

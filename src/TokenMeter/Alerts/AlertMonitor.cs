@@ -11,7 +11,6 @@ using TokenMeter.Budgets;
 using TokenMeter.Delivery;
 using TokenMeter.Querying;
 using TokenMeter.Storage;
-using TokenMeter.Writing;
 
 namespace TokenMeter.Alerts;
 
@@ -59,10 +58,13 @@ internal sealed class AlertMonitor : BackgroundService
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly Counter<long> _alerts;
-    private readonly TimeSpan _afterFlush;
-    private readonly Lock _againGate = new();
-    private readonly Dictionary<string, UsageRecord> _again = new(StringComparer.Ordinal);
-    private bool _againScheduled;
+
+    // Calls the writer has stored since the last evaluation after a flush, one per user (the
+    // platform's day is evaluated with any of them), and the signal that there are some.
+    private readonly Lock _storedGate = new();
+    private readonly Dictionary<string, UsageRecord> _stored = new(StringComparer.Ordinal);
+    private readonly Channel<bool> _storedSignal = Channel.CreateBounded<bool>(
+        new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true });
 
     public AlertMonitor(
         IServiceProvider services,
@@ -74,8 +76,7 @@ internal sealed class AlertMonitor : BackgroundService
         IOptionsMonitor<WebhookOptions> delivery,
         TimeProvider time,
         ILogger<AlertMonitor> logger,
-        IMeterFactory meterFactory,
-        IOptions<UsageWriterOptions>? writerOptions = null)
+        IMeterFactory meterFactory)
     {
         _guard = services.GetService<BudgetGuard>();
         _queries = queries;
@@ -87,14 +88,37 @@ internal sealed class AlertMonitor : BackgroundService
         _time = time;
         _logger = logger;
         _alerts = meterFactory.Create("TokenMeter").CreateCounter<long>("tokenmeter.alerts", "{alert}", "Alert crossings fired.");
-
-        // Long enough for the writer to have stored the calls just evaluated (one flush and a margin).
-        var flush = writerOptions?.Value.FlushInterval ?? TimeSpan.FromSeconds(1);
-        _afterFlush = TimeSpan.FromTicks(Math.Clamp((flush * 2).Ticks + TimeSpan.FromMilliseconds(500).Ticks, TimeSpan.FromMilliseconds(500).Ticks, TimeSpan.FromSeconds(10).Ticks));
     }
 
     /// <summary>Notes a finished call; evaluated in the background, never blocking the caller.</summary>
     public void Observe(UsageRecord record) => _records.Writer.TryWrite(record);
+
+    /// <summary>
+    /// Notes a batch the writer has just stored: its users and the platform's day are evaluated
+    /// again in the background. The evaluation made when a call was metered may have read the store
+    /// before that call (or another instance's) was in it; this one reads it after, so a crossing
+    /// made by the last calls before a silence is seen by whichever instance stores last.
+    /// </summary>
+    public void Stored(IReadOnlyList<UsageRecord> records)
+    {
+        var any = false;
+        lock (_storedGate)
+        {
+            foreach (var record in records)
+            {
+                if (record.CostUsd > 0)
+                {
+                    _stored[record.UserId ?? string.Empty] = record;
+                    any = true;
+                }
+            }
+        }
+
+        if (any)
+        {
+            _storedSignal.Writer.TryWrite(true);
+        }
+    }
 
     /// <summary>Evaluates one batch of calls (the background loop's body; tests call it directly).</summary>
     internal async Task EvaluateAsync(IReadOnlyCollection<UsageRecord> batch, CancellationToken cancellationToken)
@@ -135,11 +159,11 @@ internal sealed class AlertMonitor : BackgroundService
             }
         }
 
-        if (options.PlatformDailyCostUsd is { } threshold && batch.Any(r => r.CostUsd > 0))
+        var today = DateOnly.FromDateTime(now.UtcDateTime);
+        var date = today.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+        if (options.PlatformDailyCostUsd is { } threshold && batch.Any(r => r.CostUsd > 0) && !IsSettled(PlatformDailyCostEvent, date, options))
         {
-            var today = DateOnly.FromDateTime(now.UtcDateTime);
             var stats = await _queries.GetStatsAsync(today, cancellationToken).ConfigureAwait(false);
-            var date = today.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
             var cost = stats.Today.Figures.CostUsd;
             if (cost >= threshold)
             {
@@ -151,7 +175,7 @@ internal sealed class AlertMonitor : BackgroundService
     }
 
     protected override Task ExecuteAsync(CancellationToken stoppingToken)
-        => Task.WhenAll(EvaluateLoopAsync(stoppingToken), RecheckLoopAsync(stoppingToken));
+        => Task.WhenAll(EvaluateLoopAsync(stoppingToken), EvaluateStoredLoopAsync(stoppingToken), RecheckLoopAsync(stoppingToken));
 
     private async Task EvaluateLoopAsync(CancellationToken stoppingToken)
     {
@@ -174,8 +198,6 @@ internal sealed class AlertMonitor : BackgroundService
                 {
                     Log.AlertEvaluationFailed(_logger, ex);
                 }
-
-                EvaluateAgainAfterFlush(batch, stoppingToken);
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -183,57 +205,34 @@ internal sealed class AlertMonitor : BackgroundService
         }
     }
 
-    /// <summary>
-    /// Evaluates the same users and the platform's day once more after the writer has stored these
-    /// calls: the first evaluation may have read the store before the crossing call (or another
-    /// instance's) was in it, and without this nothing would look again until the next call came.
-    /// One re-evaluation at a time, covering every batch seen meanwhile.
-    /// </summary>
-    private void EvaluateAgainAfterFlush(List<UsageRecord> batch, CancellationToken stoppingToken)
+    /// <summary>Evaluates the calls the writer has stored (see <see cref="Stored"/>), everything stored meanwhile in one go.</summary>
+    private async Task EvaluateStoredLoopAsync(CancellationToken stoppingToken)
     {
-        lock (_againGate)
+        try
         {
-            foreach (var record in batch)
+            while (await _storedSignal.Reader.WaitToReadAsync(stoppingToken).ConfigureAwait(false))
             {
-                if (record.CostUsd > 0)
+                _storedSignal.Reader.TryRead(out _);
+                List<UsageRecord> stored;
+                lock (_storedGate)
                 {
-                    _again[record.UserId ?? string.Empty] = record;
+                    stored = [.. _stored.Values];
+                    _stored.Clear();
                 }
-            }
 
-            if (_againScheduled || _again.Count == 0)
-            {
-                return;
-            }
-
-            _againScheduled = true;
-        }
-
-        _ = Task.Run(
-            async () =>
-            {
                 try
                 {
-                    await Task.Delay(_afterFlush, _time, stoppingToken).ConfigureAwait(false);
-                    List<UsageRecord> again;
-                    lock (_againGate)
-                    {
-                        again = [.. _again.Values];
-                        _again.Clear();
-                        _againScheduled = false;
-                    }
-
-                    await EvaluateAsync(again, stoppingToken).ConfigureAwait(false);
+                    await EvaluateAsync(stored, stoppingToken).ConfigureAwait(false);
                 }
-                catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-                {
-                }
-                catch (Exception ex)
+                catch (Exception ex) when (ex is not OperationCanceledException)
                 {
                     Log.AlertEvaluationFailed(_logger, ex);
                 }
-            },
-            CancellationToken.None);
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
     }
 
     private async Task RecheckLoopAsync(CancellationToken stoppingToken)
@@ -316,6 +315,10 @@ internal sealed class AlertMonitor : BackgroundService
             }
         }
     }
+
+    /// <summary>Whether every channel of this crossing was already claimed or seen claimed here (nothing left to read the store for).</summary>
+    private bool IsSettled(string kind, string key, TokenMeterAlertOptions options) =>
+        _settled.ContainsKey(WebhookKindPrefix + kind + "|" + key) && (!options.Email || _settled.ContainsKey(EmailKindPrefix + kind + "|" + key));
 
     private async Task FireOnceAsync(
         string kind, string key, TokenMeterAlertOptions options, DateTimeOffset periodEnd, object data, Action logCrossing, CancellationToken cancellationToken)

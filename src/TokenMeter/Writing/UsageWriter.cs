@@ -32,6 +32,7 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
     private readonly ILogger _logger;
     private readonly UsageWriterMetrics? _metrics;
     private readonly UsageSpool _spool;
+    private readonly IUsageStoredObserver[] _storedObservers;
 
     // Stopping: no more waiting for batches to fill or between retries. Abort: the host's shutdown
     // timeout ran out, so in-flight store calls are cancelled and the rest goes to the spool.
@@ -60,7 +61,8 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
         IOptions<UsageWriterOptions> options,
         TimeProvider timeProvider,
         UsageWriterMetrics? metrics = null,
-        ILogger<UsageWriter>? logger = null)
+        ILogger<UsageWriter>? logger = null,
+        IEnumerable<IUsageStoredObserver>? storedObservers = null)
     {
         ArgumentNullException.ThrowIfNull(store);
         ArgumentNullException.ThrowIfNull(options);
@@ -70,6 +72,7 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
         _timeProvider = timeProvider;
         _metrics = metrics;
         _logger = logger ?? (ILogger)NullLogger.Instance;
+        _storedObservers = storedObservers?.ToArray() ?? [];
         _spool = new UsageSpool(_options.ResolveSpoolDirectory(), timeProvider, _logger);
         _downDelay = _options.InitialRetryDelay;
         _channel = Channel.CreateBounded<object>(new BoundedChannelOptions(_options.QueueCapacity)
@@ -448,6 +451,7 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
                     await _store.AppendAsync(records, _abort.Token).ConfigureAwait(false);
                     _metrics?.Written(records.Length);
                     MarkWritten();
+                    NotifyStored(records);
                     _downDelay = _options.InitialRetryDelay;
                     return;
                 }
@@ -557,6 +561,7 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
             {
                 var chunk = records.GetRange(i, Math.Min(_options.BatchSize, records.Count - i));
                 await _store.AppendAsync(chunk, _abort.Token).ConfigureAwait(false);
+                NotifyStored(chunk);
             }
 
             // Only now that every record of the file is stored may the file go.
@@ -600,6 +605,23 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
 
         // The store is ready now: a later outage is reported in full again.
         Volatile.Write(ref _notReadyLogged, 0);
+    }
+
+    private void NotifyStored(IReadOnlyList<UsageRecord> records)
+    {
+        foreach (var observer in _storedObservers)
+        {
+            try
+            {
+                observer.OnStored(records);
+            }
+#pragma warning disable CA1031 // An observer's failure must not stop the writer.
+            catch (Exception ex)
+#pragma warning restore CA1031
+            {
+                Log.WriterLoopFailed(_logger, ex);
+            }
+        }
     }
 
     private void MarkStoreDown()

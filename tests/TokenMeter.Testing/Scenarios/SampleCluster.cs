@@ -277,7 +277,7 @@ public static class ClusterSettings
         {
             settings["TokenMeter__Alerts__WebhookUrl"] = webhook.ToString();
             settings["TokenMeter__Alerts__WebhookSecret"] = "cluster-webhook-secret-0123456789";
-            settings["Logging__LogLevel__TokenMeter.AspNetCore.Alerts"] = "Debug";
+            settings["Logging__LogLevel__TokenMeter.Alerts"] = "Debug";
         }
 
         if (platformDailyCostUsd is { } cost)
