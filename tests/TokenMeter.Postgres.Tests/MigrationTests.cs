@@ -139,7 +139,7 @@ public sealed class MigrationTests(PostgresDatabaseFixture database) : IClassFix
         Assert.Equal(PostgresMigration.All.Count - 3, await PostgresMigrator.MigrateAsync(dataSource, schema));
 
         await using var read = dataSource.CreateCommand(
-            $"SELECT user_id || '|' || coalesce(endpoint, '-') || '|' || coalesce(model, '-') || '|' || concat_ws(',', calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens) FROM \"{schema}\".usage_user_endpoint_total ORDER BY 1 COLLATE \"C\"");
+            $"SELECT r FROM (SELECT user_id || '|' || coalesce(endpoint, '-') || '|' || coalesce(model, '-') || '|' || concat_ws(',', calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens) AS r FROM \"{schema}\".usage_user_endpoint_total) x ORDER BY r COLLATE \"C\"");
         await using var reader = await read.ExecuteReaderAsync();
         var rows = new List<string>();
         while (await reader.ReadAsync())
