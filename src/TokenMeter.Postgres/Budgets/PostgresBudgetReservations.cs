@@ -7,7 +7,7 @@ namespace TokenMeter.Postgres.Budgets;
 
 /// <summary>
 /// Budget reservations shared by every app instance, in <c>tokenmeter_budget_holds</c>:
-/// check-and-reserve is one call of <c>tokenmeter_budget_reserve</c> (migration 0004), settle and
+/// check-and-reserve is one call of <c>tokenmeter_budget_reserve</c> (migration 0005), settle and
 /// release one statement each.
 /// </summary>
 internal sealed class PostgresBudgetReservations(PostgresStoreContext context) : IBudgetReservationStore

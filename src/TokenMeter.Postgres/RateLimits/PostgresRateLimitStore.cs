@@ -8,7 +8,7 @@ namespace TokenMeter.Postgres.RateLimits;
 /// <summary>
 /// Rate-limit windows shared by every app instance, in <c>tokenmeter_rate_entries</c>: one row per
 /// permit or token reservation of the last window (an exact sliding window). A check is one call of
-/// <c>tokenmeter_rate_acquire</c> (migration 0004), which holds a per-key transaction lock for the
+/// <c>tokenmeter_rate_acquire</c> (migration 0005), which holds a per-key transaction lock for the
 /// length of that statement; a settle is one UPDATE (or DELETE when the call used nothing).
 /// </summary>
 internal sealed class PostgresRateLimitStore(PostgresStoreContext context) : IRateLimitStore

@@ -1,4 +1,4 @@
--- TokenMeter 0004: budgets and rate limits shared by every app instance.
+-- TokenMeter 0005: budgets and rate limits shared by every app instance.
 --
 -- Budget reservations ("holds"): one row per call in flight, reserved against the user's month
 -- before the call and settled with its real cost after it. Enforcement reads the spend from the
