@@ -40,7 +40,7 @@ internal static class SharedLimitsCommands
         var guard = host.Services.GetRequiredService<BudgetGuard>();
         var limiter = host.Services.GetRequiredService<UserRateLimiter>();
         var estimator = host.Services.GetRequiredService<UsageEstimator>();
-        await host.Services.GetRequiredService<IBudgetStore>().SetDefaultBudgetAsync(new BudgetLimit(1_000_000m, null)).ConfigureAwait(false);
+        await SetDefaultBudgetWhenReadyAsync(host.Services.GetRequiredService<IBudgetStore>()).ConfigureAwait(false);
         ChatMessage[] messages = [new UserChatMessage("Give me a hint for 2x + 3 = 7")];
         var options = new ChatCompletionOptions { MaxOutputTokenCount = 400 };
         var estimate = estimator.EstimateChat("gpt-4o-mini", messages, 400);
@@ -91,6 +91,24 @@ internal static class SharedLimitsCommands
         var pass = stored.SpendUsd <= limit + SampleCluster.CostPerCallUsd && ok == stored.Rows && ok == cluster.Model.RequestCount && ok + refused == burst;
         Print(pass ? "PASS" : "FAIL");
         return pass ? 0 : 1;
+    }
+
+    /// <summary>The store installs its schema in the background after start: the first write waits for it (at most a minute).</summary>
+    private static async Task SetDefaultBudgetWhenReadyAsync(IBudgetStore budgets)
+    {
+        var waited = Stopwatch.StartNew();
+        while (true)
+        {
+            try
+            {
+                await budgets.SetDefaultBudgetAsync(new BudgetLimit(1_000_000m, null)).ConfigureAwait(false);
+                return;
+            }
+            catch (Exception ex) when (ex is Npgsql.PostgresException { SqlState: "42P01" } or TokenMeter.Storage.UsageStoreNotReadyException && waited.Elapsed < TimeSpan.FromMinutes(1))
+            {
+                await Task.Delay(200).ConfigureAwait(false);
+            }
+        }
     }
 
     private static async Task<(double P50, double P99)> MeasureAsync(Func<int, Task> call, int callers, TimeSpan duration)
