@@ -55,6 +55,7 @@ public static class TokenMeterAdminEndpointRouteBuilderExtensions
         Forecasting.ForecastEndpoints.Map(admin);
         Billing.StatementEndpoints.Map(admin);
         Reports.ReportEndpoints.Map(admin);
+        RepricingEndpoints.Map(admin);
         SelfServiceEndpoints.Map(group);
         return group;
     }

@@ -13,6 +13,7 @@ using TokenMeter.Postgres.Querying;
 using TokenMeter.Postgres.Schema;
 using TokenMeter.Postgres.Storage;
 using TokenMeter.Querying;
+using TokenMeter.Repricing;
 using TokenMeter.Storage;
 
 namespace TokenMeter;
@@ -154,6 +155,7 @@ public static class PostgresTokenMeterBuilderExtensions
         services.TryAddSingleton<PostgresUsageQueries>();
         services.TryAddSingleton<PostgresBudgetStore>();
         services.TryAddSingleton<PostgresDeliveryLog>();
+        services.TryAddSingleton<PostgresRepricingStore>();
         var firstCall = !services.Any(d => d.ServiceType == typeof(PostgresSchemaInstaller));
         services.TryAddSingleton<PostgresSchemaInstaller>();
         services.TryAddKeyedSingleton<IHealthCheck>(TokenMeterHealthChecks.StoreCheckName, (sp, _) => new PostgresStoreHealthCheck(sp.GetRequiredService<PostgresStoreContext>()));
@@ -163,10 +165,12 @@ public static class PostgresTokenMeterBuilderExtensions
         services.RemoveAll<IUsageQueries>();
         services.RemoveAll<IBudgetStore>();
         services.RemoveAll<IDeliveryLog>();
+        services.RemoveAll<IUsageRepricingStore>();
         services.AddSingleton<IUsageStore>(sp => sp.GetRequiredService<PostgresUsageStore>());
         services.AddSingleton<IUsageQueries>(sp => sp.GetRequiredService<PostgresUsageQueries>());
         services.AddSingleton<IBudgetStore>(sp => sp.GetRequiredService<PostgresBudgetStore>());
         services.AddSingleton<IDeliveryLog>(sp => sp.GetRequiredService<PostgresDeliveryLog>());
+        services.AddSingleton<IUsageRepricingStore>(sp => sp.GetRequiredService<PostgresRepricingStore>());
 
         if (firstCall)
         {

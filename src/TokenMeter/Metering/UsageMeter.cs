@@ -185,6 +185,7 @@ internal sealed class UsageMeter
             ServiceTier = usage.ServiceTier,
             InputTokens = usage.InputTokens,
             CachedInputTokens = usage.CachedInputTokens,
+            CacheWriteTokens = usage.CacheWriteTokens,
             OutputTokens = usage.OutputTokens,
             ReasoningTokens = usage.ReasoningTokens,
             AudioInputTokens = usage.AudioInputTokens,

@@ -6,6 +6,7 @@ using TokenMeter.Budgets;
 using TokenMeter.Diagnostics;
 using TokenMeter.Pricing;
 using TokenMeter.Querying;
+using TokenMeter.Repricing;
 using TokenMeter.Storage;
 
 namespace TokenMeter.Writing;
@@ -25,6 +26,7 @@ internal static class RecordingServiceCollectionExtensions
         services.AddOptions<PricingOptions>().BindConfiguration(PricingOptions.SectionName).ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<PricingOptions>, PricingOptionsValidator>());
         services.TryAddSingleton(sp => UsagePricer.CreateTable(sp.GetRequiredService<IOptions<PricingOptions>>().Value));
+        services.TryAddSingleton<IPriceSource>(sp => sp.GetRequiredService<PriceTable>());
         services.TryAddSingleton<IUsagePricer, UsagePricer>();
 
         // The default store: one in-memory instance behind every store interface.
@@ -33,6 +35,8 @@ internal static class RecordingServiceCollectionExtensions
         services.TryAddSingleton<IUsageQueries>(sp => sp.GetRequiredService<InMemoryUsageStore>());
         services.TryAddSingleton<IBudgetStore>(sp => sp.GetRequiredService<InMemoryUsageStore>());
         services.TryAddSingleton<IDeliveryLog>(sp => sp.GetRequiredService<InMemoryUsageStore>());
+        services.TryAddSingleton<IUsageRepricingStore>(sp => sp.GetRequiredService<InMemoryUsageStore>());
+        services.TryAddSingleton<UsageRepricer>();
 
         // The writer: the sink metering enqueues into, run as a hosted service.
         services.AddOptions<UsageWriterOptions>().BindConfiguration(UsageWriterOptions.SectionName).ValidateOnStart();
