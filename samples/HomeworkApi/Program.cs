@@ -164,6 +164,7 @@ app.UseStatusCodePages();
 app.UseStaticFiles();
 app.UseCors();
 app.UseAuthentication();
+AccountRoleResolver.UseStoreFailureOfSignIn(app);   // a token that could not be checked for want of the store: 503
 app.UseAuthorization();
 app.UseRateLimiter();
 

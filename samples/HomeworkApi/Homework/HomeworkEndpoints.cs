@@ -25,10 +25,10 @@ internal static class HomeworkEndpoints
         // Filters run in the order added: check the body and the charged user, refuse users over a
         // per-minute rate limit, open the usage scope for that user, then refuse users over budget —
         // all before the model is called.
-        // The body is read once, by the filter; Accepts gives the API document its schema.
+        // The body is read once, by the filter; its record gives the API document the schema.
         return group.MapPost(pattern, handler)
             .WithSummary(summary)
-            .Accepts(body, "application/json")
+            .WithJsonBody(body)
             .AddEndpointFilter(new HomeworkRequestFilter(feature))
             .AddEndpointFilter(new RateLimitFilter())
             .WithUsageAttribution(Enrich)
