@@ -1,4 +1,5 @@
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using TokenMeter.AspNetCore.Endpoints;
 using TokenMeter.Budgets;
 
@@ -28,6 +29,8 @@ public static class TokenMeterAspNetCoreServiceCollectionExtensions
 
         // The app's JSON (OpenAPI documents it) writes the read model as the admin API does.
         services.ConfigureHttpJsonOptions(json => AdminJson.AddTo(json.SerializerOptions));
+        // API documents list the query parameters the admin routes read by hand (any generator on the API Explorer).
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<Microsoft.AspNetCore.Mvc.ApiExplorer.IApiDescriptionProvider, AdminQueryApiDescriptionProvider>());
         builder.AddBudgetGuard();
         builder.AddAlerts();
         builder.AddUsageReports();
