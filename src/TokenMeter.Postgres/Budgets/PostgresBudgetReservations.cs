@@ -8,7 +8,8 @@ namespace TokenMeter.Postgres.Budgets;
 /// <summary>
 /// Budget reservations shared by every app instance, in <c>tokenmeter_budget_holds</c>:
 /// check-and-reserve is one call of <c>tokenmeter_budget_reserve</c> (migration 0005), settle and
-/// release one statement each.
+/// release one call of <c>tokenmeter_budget_settle</c>; each commits without waiting for the disk
+/// (migration 0006: these rows are bounded by their lease, not part of the ledger).
 /// </summary>
 internal sealed class PostgresBudgetReservations(PostgresStoreContext context) : IBudgetReservationStore
 {
@@ -39,7 +40,7 @@ internal sealed class PostgresBudgetReservations(PostgresStoreContext context) :
     public async ValueTask SettleAsync(Guid id, decimal costUsd, long tokens, IReadOnlyList<(Guid Id, DateTimeOffset CreatedAt)> records, DateTimeOffset keepUntil, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(records);
-        var command = context.DataSource.CreateCommand($"UPDATE {S}.tokenmeter_budget_holds SET cost_usd = $2, tokens = $3, record_ids = $4, record_times = $5, expires_at = $6 WHERE id = $1");
+        var command = context.DataSource.CreateCommand($"SELECT {S}.tokenmeter_budget_settle($1, $2, $3, $4, $5, $6)");
         await using var commandScope = command.ConfigureAwait(false);
         command.CommandTimeout = context.CommandTimeout;
         command.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = id });
@@ -53,7 +54,7 @@ internal sealed class PostgresBudgetReservations(PostgresStoreContext context) :
 
     public async ValueTask ReleaseAsync(Guid id, CancellationToken cancellationToken = default)
     {
-        var command = context.DataSource.CreateCommand($"DELETE FROM {S}.tokenmeter_budget_holds WHERE id = $1");
+        var command = context.DataSource.CreateCommand($"SELECT {S}.tokenmeter_budget_settle($1, 0, 0, NULL, NULL, NULL)");
         await using var commandScope = command.ConfigureAwait(false);
         command.CommandTimeout = context.CommandTimeout;
         command.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = id });

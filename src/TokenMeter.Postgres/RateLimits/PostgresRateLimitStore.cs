@@ -9,7 +9,8 @@ namespace TokenMeter.Postgres.RateLimits;
 /// Rate-limit windows shared by every app instance, in <c>tokenmeter_rate_entries</c>: one row per
 /// permit or token reservation of the last window (an exact sliding window). A check is one call of
 /// <c>tokenmeter_rate_acquire</c> (migration 0005), which holds a per-key transaction lock for the
-/// length of that statement; a settle is one UPDATE (or DELETE when the call used nothing).
+/// length of that statement; a settle is one call of <c>tokenmeter_rate_settle</c>. Both commit
+/// without waiting for the disk (migration 0006: an entry lives a minute and is not part of the ledger).
 /// </summary>
 internal sealed class PostgresRateLimitStore(PostgresStoreContext context) : IRateLimitStore
 {
@@ -39,18 +40,12 @@ internal sealed class PostgresRateLimitStore(PostgresStoreContext context) : IRa
     public async ValueTask SettleAsync(string key, Guid id, long amount, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(key);
-        var command = context.DataSource.CreateCommand(amount == 0
-            ? $"DELETE FROM {S}.tokenmeter_rate_entries WHERE key = $1 AND id = $2"
-            : $"UPDATE {S}.tokenmeter_rate_entries SET amount = $3 WHERE key = $1 AND id = $2");
+        var command = context.DataSource.CreateCommand($"SELECT {S}.tokenmeter_rate_settle($1, $2, $3)");
         await using var commandScope = command.ConfigureAwait(false);
         command.CommandTimeout = context.CommandTimeout;
         command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = key });
         command.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = id });
-        if (amount != 0)
-        {
-            command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = amount });
-        }
-
+        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = amount });
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 }

@@ -244,22 +244,29 @@ public sealed class BudgetGuard
         var user = Ledger.For(userId);
         var hold = new BudgetLedger.SharedHold(request.Id);
         user.Open(hold);
-        return new BudgetReservation(BudgetRefusalReason.None, status, TimeSpan.Zero, () => CompleteAsync(shared, user, hold));
+        return new BudgetReservation(BudgetRefusalReason.None, status, TimeSpan.Zero, () =>
+        {
+            // The call's records are taken now; the write goes on in the background, off the
+            // response: until it lands the hold counts its estimate (a worst case), which can only
+            // refuse sooner, never let more through.
+            var (cost, tokens, records) = user.Close(hold);
+            _ = CompleteAsync(shared, hold.Id, cost, tokens, records);
+            return ValueTask.CompletedTask;
+        });
     }
 
     /// <summary>Settles the hold with the records the call produced, or releases it when there were none. Never throws: a hold not written lapses with its lease.</summary>
-    private async ValueTask CompleteAsync(IBudgetReservationStore shared, BudgetLedger.UserLedger user, BudgetLedger.SharedHold hold)
+    private async Task CompleteAsync(IBudgetReservationStore shared, Guid holdId, decimal cost, long tokens, List<(Guid Id, DateTimeOffset CreatedAt)> records)
     {
-        var (cost, tokens, records) = user.Close(hold);
         try
         {
             if (records.Count == 0)
             {
-                await shared.ReleaseAsync(hold.Id).ConfigureAwait(false);
+                await shared.ReleaseAsync(holdId).ConfigureAwait(false);
             }
             else
             {
-                await shared.SettleAsync(hold.Id, cost, tokens, records, _time.GetUtcNow() + _options.PendingRetention).ConfigureAwait(false);
+                await shared.SettleAsync(holdId, cost, tokens, records, _time.GetUtcNow() + _options.PendingRetention).ConfigureAwait(false);
             }
         }
         catch (Exception ex)

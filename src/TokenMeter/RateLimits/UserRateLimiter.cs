@@ -108,14 +108,14 @@ public sealed class UserRateLimiter : IDisposable
                 {
                     if (tokens is not null)
                     {
-                        await CloseAsync(userId!, tokens).ConfigureAwait(false);
+                        await Close(userId!, tokens).ConfigureAwait(false);
                     }
 
                     return Refuse(RateLimitKind.Requests, _options.RequestsPerMinute, result.RetryAfter, null);
                 }
             }
 
-            return tokens is null ? RateLimitDecision.Allowed : new RateLimitDecision(null, 0, TimeSpan.Zero, null, () => CloseAsync(userId!, tokens));
+            return tokens is null ? RateLimitDecision.Allowed : new RateLimitDecision(null, 0, TimeSpan.Zero, null, () => Close(userId!, tokens));
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
@@ -163,18 +163,20 @@ public sealed class UserRateLimiter : IDisposable
         return new RateLimitDecision(kind, limit, TimeSpan.FromSeconds(seconds), used, null);
     }
 
-    private async ValueTask CloseAsync(string userId, OpenCall call)
+    /// <summary>
+    /// Ends a call's tokens reservation: what it used is taken now, the write goes on in the
+    /// background, off the response (until it lands the window counts the estimate, which can only
+    /// refuse sooner).
+    /// </summary>
+    private ValueTask Close(string userId, OpenCall call)
     {
-        long tokens;
-        if (_open.TryGetValue(userId, out var calls))
-        {
-            tokens = calls.Remove(call, _open, userId);
-        }
-        else
-        {
-            tokens = call.Tokens;
-        }
+        var tokens = _open.TryGetValue(userId, out var calls) ? calls.Remove(call, _open, userId) : call.Tokens;
+        _ = SettleAsync(call, tokens);
+        return ValueTask.CompletedTask;
+    }
 
+    private async Task SettleAsync(OpenCall call, long tokens)
+    {
         try
         {
             await _store.SettleAsync(call.Key, call.Id, tokens).ConfigureAwait(false);
