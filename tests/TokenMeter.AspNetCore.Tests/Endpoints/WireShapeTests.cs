@@ -88,7 +88,7 @@ public sealed class WireShapeTests
 
     [Theory]
     [InlineData("/api/usage/stats", "totalCalls,totalTokens,totalCostUsd,activeUsers,today,thisMonth")]
-    [InlineData("/api/usage/user/{userId}", "userId,username,email,totalCalls,inputTokens,cachedInputTokens,cacheWriteTokens,outputTokens,reasoningTokens,totalTokens,totalCostUsd,lastCallAt,thisMonth,byEndpoint,daily")]
+    [InlineData("/api/usage/user/{userId}", "userId,username,email,totalCalls,inputTokens,cachedInputTokens,cacheWriteTokens,outputTokens,reasoningTokens,totalTokens,totalCostUsd,lastCallAt,thisMonth,byEndpoint,daily,thisMonthByCostSource")]
     [InlineData("/api/usage/me", "totalCalls,totalTokens,totalCostUsd,thisMonth,budget,daily,byEndpoint")]
     public async Task OpenApi_DescribesTheWireNames(string path, string properties)
     {
