@@ -1,11 +1,11 @@
 using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using TokenMeter;
 using TokenMeter.Budgets;
 using TokenMeter.Postgres;
 using TokenMeter.Postgres.Budgets;
@@ -15,7 +15,7 @@ using TokenMeter.Postgres.Storage;
 using TokenMeter.Querying;
 using TokenMeter.Storage;
 
-namespace TokenMeter;
+namespace Microsoft.Extensions.DependencyInjection;
 
 /// <summary>Registers the PostgreSQL store on a TokenMeter builder.</summary>
 public static class PostgresTokenMeterBuilderExtensions
@@ -158,15 +158,11 @@ public static class PostgresTokenMeterBuilderExtensions
         services.TryAddSingleton<PostgresSchemaInstaller>();
         services.TryAddKeyedSingleton<IHealthCheck>(TokenMeterHealthChecks.StoreCheckName, (sp, _) => new PostgresStoreHealthCheck(sp.GetRequiredService<PostgresStoreContext>()));
 
-        // The core registers the in-memory store with TryAdd; replace it whatever the order.
-        services.RemoveAll<IUsageStore>();
-        services.RemoveAll<IUsageQueries>();
-        services.RemoveAll<IBudgetStore>();
-        services.RemoveAll<IDeliveryLog>();
-        services.AddSingleton<IUsageStore>(sp => sp.GetRequiredService<PostgresUsageStore>());
-        services.AddSingleton<IUsageQueries>(sp => sp.GetRequiredService<PostgresUsageQueries>());
-        services.AddSingleton<IBudgetStore>(sp => sp.GetRequiredService<PostgresBudgetStore>());
-        services.AddSingleton<IDeliveryLog>(sp => sp.GetRequiredService<PostgresDeliveryLog>());
+        // The store slot: features' decorators (the budget limit cache) wrap these whatever the order.
+        builder.UseStore<IUsageStore>(sp => sp.GetRequiredService<PostgresUsageStore>());
+        builder.UseStore<IUsageQueries>(sp => sp.GetRequiredService<PostgresUsageQueries>());
+        builder.UseStore<IBudgetStore>(sp => sp.GetRequiredService<PostgresBudgetStore>());
+        builder.UseStore<IDeliveryLog>(sp => sp.GetRequiredService<PostgresDeliveryLog>());
 
         if (firstCall)
         {

@@ -1,0 +1,57 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using TokenMeter.Budgets;
+using TokenMeter.Querying;
+
+namespace TokenMeter.Storage;
+
+/// <summary>
+/// The store's one slot: each store part is a keyed service under <see cref="Key"/> (the in-memory store
+/// until a store package puts its own there), and the public interfaces resolve that part through the
+/// registered <see cref="IStoreDecorator{TService}"/>s. So neither the order of <c>AddPostgresStore</c>
+/// and the features, nor how often either is called, changes what is resolved.
+/// </summary>
+internal static class StoreSlot
+{
+    public const string Key = "TokenMeter.Store";
+
+    public static readonly Type[] Parts = [typeof(IUsageStore), typeof(IUsageQueries), typeof(IBudgetStore), typeof(IDeliveryLog)];
+
+    /// <summary>The in-memory store in the slot (unless a store is there already) and the composed public interfaces.</summary>
+    public static IServiceCollection AddStoreSlot(this IServiceCollection services)
+    {
+        services.TryAddSingleton(sp => new InMemoryUsageStore(sp.GetRequiredService<TimeProvider>()));
+        AddPart<IUsageStore>(services);
+        AddPart<IUsageQueries>(services);
+        AddPart<IBudgetStore>(services);
+        AddPart<IDeliveryLog>(services);
+        return services;
+    }
+
+    /// <summary>Puts <paramref name="factory"/> in the slot of <typeparamref name="TService"/>, replacing what was there.</summary>
+    public static void Fill<TService>(IServiceCollection services, Func<IServiceProvider, TService> factory)
+        where TService : class
+    {
+        services.RemoveAllKeyed<TService>(Key);
+        services.AddKeyedSingleton<TService>(Key, (sp, _) => factory(sp));
+    }
+
+    private static void AddPart<TService>(IServiceCollection services)
+        where TService : class
+    {
+        services.TryAddKeyedSingleton<TService>(Key, (sp, _) => (TService)(object)sp.GetRequiredService<InMemoryUsageStore>());
+        services.TryAddSingleton(Compose<TService>);
+    }
+
+    private static TService Compose<TService>(IServiceProvider services)
+        where TService : class
+    {
+        var part = services.GetRequiredKeyedService<TService>(Key);
+        foreach (var decorator in services.GetServices<IStoreDecorator<TService>>())
+        {
+            part = decorator.Decorate(part, services);
+        }
+
+        return part;
+    }
+}
