@@ -28,7 +28,7 @@ public static class TokenMeterAspNetCoreServiceCollectionExtensions
 
         // The app's JSON (OpenAPI documents it) writes the read model as the admin API does.
         services.ConfigureHttpJsonOptions(json => AdminJson.AddTo(json.SerializerOptions));
-        builder.AddBudgetGuard();
+        builder.AddBudgets();
         builder.AddAlerts();
         builder.AddUsageReports();
         builder.AddStatements();

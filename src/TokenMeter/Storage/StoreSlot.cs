@@ -39,8 +39,33 @@ internal static class StoreSlot
     private static void AddPart<TService>(IServiceCollection services)
         where TService : class
     {
+        // A part registered directly before AddTokenMeter moves into the slot, so decorators wrap it too.
+        var earlier = services.LastOrDefault(d => d.ServiceType == typeof(TService) && !d.IsKeyedService);
+        if (earlier is not null && earlier.ImplementationFactory?.Method.Name != nameof(Compose) && earlier.Lifetime == ServiceLifetime.Singleton)
+        {
+            services.RemoveAll<TService>();
+            Fill(services, Adopt<TService>(earlier));
+        }
+
         services.TryAddKeyedSingleton<TService>(Key, (sp, _) => (TService)(object)sp.GetRequiredService<InMemoryUsageStore>());
         services.TryAddSingleton(Compose<TService>);
+    }
+
+    private static Func<IServiceProvider, TService> Adopt<TService>(ServiceDescriptor descriptor)
+        where TService : class
+    {
+        if (descriptor.ImplementationInstance is TService instance)
+        {
+            return _ => instance;
+        }
+
+        if (descriptor.ImplementationFactory is { } factory)
+        {
+            return sp => (TService)factory(sp);
+        }
+
+        var type = descriptor.ImplementationType!;
+        return sp => (TService)ActivatorUtilities.CreateInstance(sp, type);
     }
 
     private static TService Compose<TService>(IServiceProvider services)

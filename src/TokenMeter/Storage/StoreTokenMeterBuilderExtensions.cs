@@ -12,7 +12,7 @@ public static class StoreTokenMeterBuilderExtensions
     /// of <c>AddBudgets()</c>) wrap this one, whatever the order of the calls.
     /// </summary>
     /// <typeparam name="TService">
-    /// <see cref="IUsageStore"/>, <see cref="Querying.IUsageQueries"/>, <see cref="Budgets.IBudgetStore"/> or <see cref="IDeliveryLog"/>.
+    /// <see cref="TokenMeter.Storage.IUsageStore"/>, <see cref="TokenMeter.Querying.IUsageQueries"/>, <see cref="TokenMeter.Budgets.IBudgetStore"/> or <see cref="TokenMeter.Storage.IDeliveryLog"/>.
     /// </typeparam>
     /// <param name="builder">The TokenMeter builder.</param>
     /// <param name="factory">Creates the part (called once; the container owns the result only if it created it).</param>
