@@ -4,6 +4,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using OpenAI;
+using TokenMeter.Configuration;
 using TokenMeter.Metering;
 
 namespace TokenMeter;
@@ -25,13 +26,11 @@ public static class TokenMeterOpenAIBuilderExtensions
     {
         ArgumentNullException.ThrowIfNull(builder);
         var services = builder.Services;
-        var options = services.AddOptions<TokenMeterOpenAIOptions>().BindConfiguration(TokenMeterOpenAIOptions.SectionName).ValidateOnStart();
+        var options = services.AddValidatedOptions<TokenMeterOpenAIOptions, TokenMeterOpenAIOptionsValidator>(TokenMeterOpenAIOptions.SectionName);
         if (configure is not null)
         {
             options.Configure(configure);
         }
-
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<TokenMeterOpenAIOptions>, TokenMeterOpenAIOptionsKeyedValidator>());
 
         // The SDK applies its own per-try network timeout; the HttpClient must not cut streams short.
         services.AddHttpClient(TokenMeterOpenAIOptions.HttpClientName, c => c.Timeout = Timeout.InfiniteTimeSpan)
