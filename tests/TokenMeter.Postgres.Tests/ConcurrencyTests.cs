@@ -67,7 +67,7 @@ public sealed class ConcurrencyTests(PostgresDatabaseFixture database) : IClassF
 
         // And the row counts match too (EXCEPT alone would miss extra rollup rows).
         Assert.Equal(await h.ScalarAsync<long>("SELECT count(*) FROM (SELECT DISTINCT user_id, (created_at AT TIME ZONE 'UTC')::date, endpoint, model FROM {s}.user_api_usage WHERE user_id IS NOT NULL) x"), await h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_user_endpoint_day"));
-        Assert.Equal(raw, (await h.Queries.GetStatsAsync(new DateOnly(2026, 11, 1))).TotalCalls);
+        Assert.Equal(raw, (await h.Queries.GetStatsAsync(new DateOnly(2026, 11, 1))).Figures.Calls);
     }
 
     [Fact]
@@ -88,21 +88,21 @@ public sealed class ConcurrencyTests(PostgresDatabaseFixture database) : IClassF
 
         var users = await h.Queries.GetUserSummariesAsync(new UserSummaryQuery(UserSummarySort.UserId, SortOrder.Ascending, 500));
         var userView = await RowsAsync(h, "SELECT user_id, total_calls, total_tokens, total_cost_usd, last_call_at FROM {s}.user_usage_summary ORDER BY user_id COLLATE \"C\"");
-        Assert.Equal(users.Items.Select(u => FormattableString.Invariant($"{u.UserId}|{u.TotalCalls}|{u.TotalTokens}|{u.TotalCostUsd}|{u.LastCallAt:O}")), userView);
+        Assert.Equal(users.Items.Select(u => FormattableString.Invariant($"{u.UserId}|{u.Figures.Calls}|{u.Figures.TotalTokens}|{u.Figures.CostUsd}|{u.LastCallAt:O}")), userView);
 
         var endpoints = await h.Queries.GetEndpointUsageAsync();
         var endpointView = await RowsAsync(h, "SELECT endpoint, model, calls, total_tokens, total_cost_usd FROM {s}.endpoint_usage_summary ORDER BY total_cost_usd DESC, endpoint, model");
-        Assert.Equal(endpoints.Select(e => FormattableString.Invariant($"{e.Endpoint}|{e.Model}|{e.Calls}|{e.TotalTokens}|{e.CostUsd}")), endpointView);
+        Assert.Equal(endpoints.Select(e => FormattableString.Invariant($"{e.Endpoint}|{e.Model}|{e.Figures.Calls}|{e.Figures.TotalTokens}|{e.Figures.CostUsd}")), endpointView);
 
         var daily = await h.Queries.GetDailyUsageAsync(new DateOnly(2026, 1, 1), new DateOnly(2026, 12, 31));
         var dailyView = await RowsAsync(h, "SELECT date, calls, input_tokens, output_tokens, total_tokens, cost_usd, active_users FROM {s}.daily_usage_summary ORDER BY date DESC");
-        Assert.Equal(daily.Select(d => FormattableString.Invariant($"{d.Period:yyyy-MM-dd}|{d.Calls}|{d.InputTokens}|{d.OutputTokens}|{d.TotalTokens}|{d.CostUsd}|{d.ActiveUsers}")), dailyView);
+        Assert.Equal(daily.Select(d => FormattableString.Invariant($"{d.Period:yyyy-MM-dd}|{d.Figures.Calls}|{d.Figures.InputTokens}|{d.Figures.OutputTokens}|{d.Figures.TotalTokens}|{d.Figures.CostUsd}|{d.ActiveUsers}")), dailyView);
 
         var monthly = await h.Queries.GetMonthlyUsageAsync(new DateOnly(2026, 1, 1), new DateOnly(2026, 12, 1));
         var monthlyView = await RowsAsync(h, "SELECT month, calls, input_tokens, output_tokens, total_tokens, cost_usd, active_users FROM {s}.monthly_usage_summary ORDER BY month DESC");
-        Assert.Equal(monthly.Select(m => FormattableString.Invariant($"{m.Period:yyyy-MM}|{m.Calls}|{m.InputTokens}|{m.OutputTokens}|{m.TotalTokens}|{m.CostUsd}|{m.ActiveUsers}")), monthlyView);
+        Assert.Equal(monthly.Select(m => FormattableString.Invariant($"{m.Period:yyyy-MM}|{m.Figures.Calls}|{m.Figures.InputTokens}|{m.Figures.OutputTokens}|{m.Figures.TotalTokens}|{m.Figures.CostUsd}|{m.ActiveUsers}")), monthlyView);
         Assert.Equal(3, monthly.Count);
-        Assert.Equal(600, monthly.Sum(m => m.Calls));
+        Assert.Equal(600, monthly.Sum(m => m.Figures.Calls));
     }
 
     [Theory]
@@ -129,7 +129,7 @@ public sealed class ConcurrencyTests(PostgresDatabaseFixture database) : IClassF
         var raw = await RowsAsync(h, $"SELECT user_id, endpoint, model, count(*), sum(input_tokens), sum(total_tokens), coalesce(sum(cost_usd), 0) FROM {{s}}.user_api_usage WHERE user_id IS NOT NULL AND created_at >= '{from:yyyy-MM-dd}T00:00:00Z' AND created_at < '{to.AddDays(1):yyyy-MM-dd}T00:00:00Z' GROUP BY 1, 2, 3 ORDER BY user_id COLLATE \"C\", 7 DESC, endpoint COLLATE \"C\" NULLS FIRST, model COLLATE \"C\" NULLS FIRST");
 
         Assert.NotEmpty(raw);
-        Assert.Equal(raw, api.Select(e => FormattableString.Invariant($"{e.UserId}|{e.Endpoint}|{e.Model}|{e.Calls}|{e.InputTokens}|{e.TotalTokens}|{e.CostUsd}")));
+        Assert.Equal(raw, api.Select(e => FormattableString.Invariant($"{e.UserId}|{e.Endpoint}|{e.Model}|{e.Figures.Calls}|{e.Figures.InputTokens}|{e.Figures.TotalTokens}|{e.Figures.CostUsd}")));
         var oneUser = await h.Queries.GetUserEndpointUsageAsync(from, to, "u3");
         Assert.Equal(api.Where(e => e.UserId == "u3"), oneUser);
     }

@@ -18,9 +18,9 @@ public sealed class IngestTests(PostgresDatabaseFixture database) : IClassFixtur
         Assert.Equal(10, await h.Store.AppendAsync([.. batch.Take(5), .. Enumerable.Range(0, 10).Select(i => Records.Make(Noon.AddMinutes(10 + i)))]));
 
         var stats = await h.Queries.GetStatsAsync(DateOnly.FromDateTime(Noon.UtcDateTime));
-        Assert.Equal(60, stats.TotalCalls);
-        Assert.Equal(60 * 150, stats.TotalTokens);
-        Assert.Equal(0.060m, stats.TotalCostUsd);
+        Assert.Equal(60, stats.Figures.Calls);
+        Assert.Equal(60 * 150, stats.Figures.TotalTokens);
+        Assert.Equal(0.060m, stats.Figures.CostUsd);
         Assert.Equal(5, stats.ActiveUsers);
         Assert.Equal(60L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.user_api_usage"));
         Assert.Equal(60L, await h.ScalarAsync<long>("SELECT sum(calls)::bigint FROM {s}.usage_user_total"));
@@ -40,9 +40,9 @@ public sealed class IngestTests(PostgresDatabaseFixture database) : IClassFixtur
         Assert.Equal(2L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.user_api_usage_y2027m01"));
         Assert.Equal(1L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.user_api_usage_y2027m02"));
         var months = await h.Queries.GetMonthlyUsageAsync(new DateOnly(2027, 1, 1), new DateOnly(2027, 2, 1));
-        Assert.Equal([(new DateOnly(2027, 2, 1), 1L), (new DateOnly(2027, 1, 1), 2L)], months.Select(m => (m.Period, m.Calls)));
+        Assert.Equal([(new DateOnly(2027, 2, 1), 1L), (new DateOnly(2027, 1, 1), 2L)], months.Select(m => (m.Period, m.Figures.Calls)));
         var days = await h.Queries.GetDailyUsageAsync(new DateOnly(2027, 1, 30), new DateOnly(2027, 2, 2));
-        Assert.Equal([(new DateOnly(2027, 2, 1), 1L), (new DateOnly(2027, 1, 31), 2L)], days.Select(d => (d.Period, d.Calls)));
+        Assert.Equal([(new DateOnly(2027, 2, 1), 1L), (new DateOnly(2027, 1, 31), 2L)], days.Select(d => (d.Period, d.Figures.Calls)));
     }
 
     [Fact]
@@ -61,7 +61,7 @@ public sealed class IngestTests(PostgresDatabaseFixture database) : IClassFixtur
         Assert.Equal(3L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.user_api_usage"));
 
         // Rollups keep the dropped months: summaries stay all-time.
-        Assert.Equal(5, (await h.Queries.GetStatsAsync(new DateOnly(2026, 11, 15))).TotalCalls);
+        Assert.Equal(5, (await h.Queries.GetStatsAsync(new DateOnly(2026, 11, 15))).Figures.Calls);
 
         // A late record for a dropped month recreates its partition rather than failing the batch.
         Assert.Equal(1, await h.Store.AppendAsync([Records.Make(new DateTimeOffset(2026, 7, 20, 0, 0, 0, TimeSpan.Zero))]));

@@ -34,7 +34,7 @@ public sealed class RegistrationTests(PostgresDatabaseFixture database) : IClass
 
         var now = DateTimeOffset.UtcNow;
         Assert.Equal(1, await store.AppendAsync([Records.Make(now)]));
-        Assert.Equal(1, (await host.Services.GetRequiredService<IUsageQueries>().GetStatsAsync(DateOnly.FromDateTime(now.UtcDateTime))).Today.Calls);
+        Assert.Equal(1, (await host.Services.GetRequiredService<IUsageQueries>().GetStatsAsync(DateOnly.FromDateTime(now.UtcDateTime))).Today.Figures.Calls);
         await host.StopAsync();
     }
 

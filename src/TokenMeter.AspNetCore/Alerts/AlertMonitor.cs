@@ -122,7 +122,7 @@ internal sealed class AlertMonitor : BackgroundService
             var today = DateOnly.FromDateTime(now.UtcDateTime);
             var stats = await _queries.GetStatsAsync(today, cancellationToken).ConfigureAwait(false);
             var date = today.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
-            var cost = stats.Today.CostUsd;
+            var cost = stats.Today.Figures.CostUsd;
             if (cost >= threshold)
             {
                 var dayEnd = new DateTimeOffset(today.AddDays(1).ToDateTime(TimeOnly.MinValue), TimeSpan.Zero);

@@ -67,9 +67,9 @@ internal sealed class StatementClosedNotifier(
                 monthText,
                 statement.Currency,
                 statement.MarkupPercent,
-                item.Lines.Select(l => new StatementClosedLine(l.Endpoint, l.Model, l.Calls, l.InputTokens, l.CachedInputTokens, l.OutputTokens, l.TotalTokens, l.CostUsd)).ToList(),
-                item.Lines.Sum(l => l.Calls),
-                item.Lines.Sum(l => l.TotalTokens),
+                item.Lines.Select(l => new StatementClosedLine(l.Endpoint, l.Model, l.Figures.Calls, l.Figures.InputTokens, l.Figures.CachedInputTokens, l.Figures.OutputTokens, l.Figures.TotalTokens, l.Figures.CostUsd)).ToList(),
+                item.Lines.Sum(l => l.Figures.Calls),
+                item.Lines.Sum(l => l.Figures.TotalTokens),
                 item.CostUsd,
                 item.AmountUsd);
             var queued = webhooks.Enqueue(

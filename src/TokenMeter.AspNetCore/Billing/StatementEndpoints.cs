@@ -110,12 +110,12 @@ internal static class StatementEndpoints
                     csv.WriteField(user?.Email);
                     csv.WriteField(line.Endpoint);
                     csv.WriteField(line.Model);
-                    csv.WriteField(line.Calls, default);
-                    csv.WriteField(line.InputTokens, default);
-                    csv.WriteField(line.CachedInputTokens, default);
-                    csv.WriteField(line.OutputTokens, default);
-                    csv.WriteField(line.TotalTokens, default);
-                    csv.WriteField(line.CostUsd, default);
+                    csv.WriteField(line.Figures.Calls, default);
+                    csv.WriteField(line.Figures.InputTokens, default);
+                    csv.WriteField(line.Figures.CachedInputTokens, default);
+                    csv.WriteField(line.Figures.OutputTokens, default);
+                    csv.WriteField(line.Figures.TotalTokens, default);
+                    csv.WriteField(line.Figures.CostUsd, default);
                     csv.WriteField(item.CostUsd, default);
                     csv.WriteField(item.AmountUsd, default);
                     csv.WriteField(statement.MarkupPercent, default);
@@ -145,13 +145,11 @@ internal sealed record StatementsResponse(
             i.UserId,
             users.GetValueOrDefault(i.UserId)?.Username,
             users.GetValueOrDefault(i.UserId)?.Email,
-            i.Lines.Select(l => new StatementLineItem(l.Endpoint, l.Model, l.Calls, l.InputTokens, l.CachedInputTokens, l.OutputTokens, l.TotalTokens, l.CostUsd)).ToList(),
+            i.Lines,
             i.CostUsd,
             i.AmountUsd)).ToList(),
         s.TotalCostUsd,
         s.TotalAmountUsd);
 }
 
-internal sealed record StatementItem(string UserId, string? Username, string? Email, IReadOnlyList<StatementLineItem> Lines, decimal CostUsd, decimal AmountUsd);
-
-internal sealed record StatementLineItem(string? Endpoint, string? Model, long Calls, long InputTokens, long CachedInputTokens, long OutputTokens, long TotalTokens, decimal CostUsd);
+internal sealed record StatementItem(string UserId, string? Username, string? Email, IReadOnlyList<StatementLine> Lines, decimal CostUsd, decimal AmountUsd);

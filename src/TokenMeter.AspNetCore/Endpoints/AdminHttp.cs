@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -8,12 +7,9 @@ namespace TokenMeter.AspNetCore.Endpoints;
 /// <summary>What every admin handler shares: parameter parsing, problem results, "today", user lookups.</summary>
 internal static class AdminHttp
 {
-    /// <summary>Web defaults (camelCase), independent of how the app configured its own JSON.</summary>
-    public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
-
     public const string Tag = "TokenMeter usage";
 
-    public static IResult Ok<T>(T value) => TypedResults.Json(value, Json);
+    public static IResult Ok<T>(T value) => TypedResults.Json(value, AdminJson.Options);
 
     public static IResult BadParameter(string name, string detail) => TypedResults.Problem(
         detail: detail,

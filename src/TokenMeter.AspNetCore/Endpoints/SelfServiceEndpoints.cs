@@ -34,16 +34,14 @@ internal static class SelfServiceEndpoints
         var budget = await GetBudgetAsync(context, userId, detail?.ThisMonth.CostUsd ?? 0m, cancellationToken).ConfigureAwait(false);
         var byEndpoint = (detail?.ByEndpoint ?? [])
             .GroupBy(e => e.Endpoint, StringComparer.Ordinal)
-            .Select(g => new MyEndpointItem(g.Key, g.Sum(e => e.Calls), g.Sum(e => e.TotalTokens), g.Sum(e => e.CostUsd)))
-            .OrderByDescending(e => e.TotalCostUsd)
+            .Select(g => new MyEndpointItem(g.Key, UsageFigures.Sum(g.Select(e => e.Figures))))
+            .OrderByDescending(e => e.Figures.CostUsd)
             .ToList();
         return AdminHttp.Ok(new MeResponse(
-            detail?.Summary.TotalCalls ?? 0,
-            detail?.Summary.TotalTokens ?? 0,
-            detail?.Summary.TotalCostUsd ?? 0m,
-            MonthFigures.From(detail?.ThisMonth ?? UsagePeriodTotals.Empty),
+            detail?.Summary.Figures ?? UsageFigures.Zero,
+            detail?.ThisMonth ?? UsageFigures.Zero,
             budget,
-            (detail?.Daily ?? []).Select(d => new DailyFigures(d.Date, d.Calls, d.TotalTokens, d.CostUsd)).ToList(),
+            detail?.Daily ?? [],
             byEndpoint));
     }
 
@@ -69,13 +67,12 @@ internal static class SelfServiceEndpoints
 
 internal sealed record MyBudget(decimal? MonthlyCostUsd, decimal? RemainingUsd, long? MonthlyTokens);
 
-internal sealed record MyEndpointItem(string? Endpoint, long Calls, long TotalTokens, decimal TotalCostUsd);
+/// <summary>The user's figures for one endpoint, every model together.</summary>
+internal sealed record MyEndpointItem(string? Endpoint, UsageFigures Figures);
 
 internal sealed record MeResponse(
-    long TotalCalls,
-    long TotalTokens,
-    decimal TotalCostUsd,
-    MonthFigures ThisMonth,
+    UsageFigures Figures,
+    UsageFigures ThisMonth,
     MyBudget? Budget,
-    IReadOnlyList<DailyFigures> Daily,
+    IReadOnlyList<UserDailyUsage> Daily,
     IReadOnlyList<MyEndpointItem> ByEndpoint);

@@ -14,7 +14,7 @@ internal static class TrendEndpoints
         admin.MapGet("/endpoint", GetEndpointsAsync)
             .WithName("TokenMeterGetEndpointUsage")
             .WithSummary("All-time usage by endpoint and model, costliest first.")
-            .Produces<ItemsResponse<EndpointItem>>(StatusCodes.Status200OK);
+            .Produces<ItemsResponse<EndpointUsage>>(StatusCodes.Status200OK);
 
         admin.MapGet("/daily", GetDailyAsync)
             .WithName("TokenMeterGetDailyUsage")
@@ -32,18 +32,7 @@ internal static class TrendEndpoints
     private static async Task<IResult> GetEndpointsAsync(IUsageQueries queries, CancellationToken cancellationToken)
     {
         var rows = await queries.GetEndpointUsageAsync(cancellationToken).ConfigureAwait(false);
-        var items = rows
-            .OrderByDescending(r => r.CostUsd)
-            .Select(r => new EndpointItem(
-                r.Endpoint,
-                r.Model,
-                r.Calls,
-                r.TotalTokens,
-                r.Calls == 0 ? 0m : Math.Round((decimal)r.TotalTokens / r.Calls, 2),
-                r.CostUsd,
-                r.Calls == 0 ? 0m : Math.Round(r.CostUsd / r.Calls, 10)))
-            .ToList();
-        return AdminHttp.Ok(new ItemsResponse<EndpointItem>(items));
+        return AdminHttp.Ok(new ItemsResponse<EndpointUsage>([.. rows.OrderByDescending(r => r.Figures.CostUsd)]));
     }
 
     private static async Task<IResult> GetDailyAsync(HttpContext context, IUsageQueries queries, CancellationToken cancellationToken)
@@ -57,7 +46,7 @@ internal static class TrendEndpoints
         var rows = await queries.GetDailyUsageAsync(today.AddDays(1 - days), today, cancellationToken).ConfigureAwait(false);
         var items = rows
             .OrderByDescending(r => r.Period)
-            .Select(r => new DailyItem(r.Period, r.Calls, r.InputTokens, r.OutputTokens, r.TotalTokens, r.CostUsd, r.ActiveUsers))
+            .Select(r => new DailyItem(r.Period, r.Figures, r.ActiveUsers))
             .ToList();
         return AdminHttp.Ok(new ItemsResponse<DailyItem>(items));
     }
@@ -74,8 +63,7 @@ internal static class TrendEndpoints
         var rows = await queries.GetMonthlyUsageAsync(thisMonth.AddMonths(1 - months), today, cancellationToken).ConfigureAwait(false);
         var items = rows
             .OrderByDescending(r => r.Period)
-            .Select(r => new MonthlyItem(
-                r.Period.ToString("yyyy-MM", CultureInfo.InvariantCulture), r.Calls, r.InputTokens, r.OutputTokens, r.TotalTokens, r.CostUsd, r.ActiveUsers))
+            .Select(r => new MonthlyItem(r.Period.ToString("yyyy-MM", CultureInfo.InvariantCulture), r.Figures, r.ActiveUsers))
             .ToList();
         return AdminHttp.Ok(new ItemsResponse<MonthlyItem>(items));
     }
@@ -83,8 +71,6 @@ internal static class TrendEndpoints
 
 internal sealed record ItemsResponse<T>(IReadOnlyList<T> Items);
 
-internal sealed record EndpointItem(string? Endpoint, string? Model, long Calls, long TotalTokens, decimal AvgTokensPerCall, decimal TotalCostUsd, decimal AvgCostPerCall);
+internal sealed record DailyItem(DateOnly Date, UsageFigures Figures, long ActiveUsers);
 
-internal sealed record DailyItem(DateOnly Date, long Calls, long InputTokens, long OutputTokens, long TotalTokens, decimal CostUsd, long ActiveUsers);
-
-internal sealed record MonthlyItem(string Month, long Calls, long InputTokens, long OutputTokens, long TotalTokens, decimal CostUsd, long ActiveUsers);
+internal sealed record MonthlyItem(string Month, UsageFigures Figures, long ActiveUsers);

@@ -70,9 +70,7 @@ internal static class UserEndpoints
         var items = page.Items.Select(s =>
         {
             users.TryGetValue(s.UserId, out var user);
-            return new UserSummaryItem(
-                s.UserId, user?.Username, user?.Email, s.TotalCalls, s.InputTokens, s.CachedInputTokens, s.OutputTokens,
-                s.ReasoningTokens, s.TotalTokens, s.TotalCostUsd, s.LastCallAt);
+            return new UserSummaryItem(s.UserId, user?.Username, user?.Email, s.Figures, s.LastCallAt);
         }).ToList();
         return AdminHttp.Ok(new SummaryPageResponse(items, page.Total, limit, offset));
     }
@@ -101,62 +99,30 @@ internal static class UserEndpoints
             return AdminHttp.NotFound($"User '{userId}' has no recorded usage.");
         }
 
-        if (detail is null)
-        {
-            return AdminHttp.Ok(new UserDetailResponse(
-                userId, user?.Username, user?.Email, 0, 0, 0, 0, 0, 0, 0m, null, new MonthFigures(0, 0, 0m), [], []));
-        }
-
-        var s = detail.Summary;
         return AdminHttp.Ok(new UserDetailResponse(
             userId,
             user?.Username,
             user?.Email,
-            s.TotalCalls,
-            s.InputTokens,
-            s.CachedInputTokens,
-            s.OutputTokens,
-            s.ReasoningTokens,
-            s.TotalTokens,
-            s.TotalCostUsd,
-            s.LastCallAt,
-            MonthFigures.From(detail.ThisMonth),
-            detail.ByEndpoint.Select(e => new UserEndpointItem(e.Endpoint, e.Model, e.Calls, e.TotalTokens, e.CostUsd)).ToList(),
-            detail.Daily.Select(d => new DailyFigures(d.Date, d.Calls, d.TotalTokens, d.CostUsd)).ToList()));
+            detail?.Summary.Figures ?? UsageFigures.Zero,
+            detail?.Summary.LastCallAt,
+            detail?.ThisMonth ?? UsageFigures.Zero,
+            detail?.ByEndpoint ?? [],
+            detail?.Daily ?? []));
     }
 }
 
-internal sealed record UserSummaryItem(
-    string UserId,
-    string? Username,
-    string? Email,
-    long TotalCalls,
-    long InputTokens,
-    long CachedInputTokens,
-    long OutputTokens,
-    long ReasoningTokens,
-    long TotalTokens,
-    decimal TotalCostUsd,
-    DateTimeOffset? LastCallAt);
+/// <summary>A user's summary with the directory's name and email.</summary>
+internal sealed record UserSummaryItem(string UserId, string? Username, string? Email, UsageFigures Figures, DateTimeOffset? LastCallAt);
 
 internal sealed record SummaryPageResponse(IReadOnlyList<UserSummaryItem> Items, long Total, int Limit, int Offset);
 
-internal sealed record UserEndpointItem(string? Endpoint, string? Model, long Calls, long TotalTokens, decimal TotalCostUsd);
-
-internal sealed record DailyFigures(DateOnly Date, long Calls, long Tokens, decimal CostUsd);
-
+/// <summary>A user's detail with the directory's name and email (zeros for an account with no usage).</summary>
 internal sealed record UserDetailResponse(
     string UserId,
     string? Username,
     string? Email,
-    long TotalCalls,
-    long InputTokens,
-    long CachedInputTokens,
-    long OutputTokens,
-    long ReasoningTokens,
-    long TotalTokens,
-    decimal TotalCostUsd,
+    UsageFigures Figures,
     DateTimeOffset? LastCallAt,
-    MonthFigures ThisMonth,
-    IReadOnlyList<UserEndpointItem> ByEndpoint,
-    IReadOnlyList<DailyFigures> Daily);
+    UsageFigures ThisMonth,
+    IReadOnlyList<UserEndpointUsage> ByEndpoint,
+    IReadOnlyList<UserDailyUsage> Daily);

@@ -108,14 +108,15 @@ internal static class UsageCsv
                 csv.WriteField(s.UserId);
                 csv.WriteField(user?.Username);
                 csv.WriteField(user?.Email);
-                csv.WriteField(s.TotalCalls, default);
-                csv.WriteField(s.InputTokens, default);
-                csv.WriteField(s.OutputTokens, default);
-                csv.WriteField(s.TotalTokens, default);
-                csv.WriteField(s.TotalCostUsd, default);
+                var f = s.Figures;
+                csv.WriteField(f.Calls, default);
+                csv.WriteField(f.InputTokens, default);
+                csv.WriteField(f.OutputTokens, default);
+                csv.WriteField(f.TotalTokens, default);
+                csv.WriteField(f.CostUsd, default);
                 WriteTimestamp(csv, s.LastCallAt);
-                csv.WriteField(s.CachedInputTokens, default);
-                csv.WriteField(s.ReasoningTokens, default);
+                csv.WriteField(f.CachedInputTokens, default);
+                csv.WriteField(f.ReasoningTokens, default);
                 await csv.EndRecordAsync(cancellationToken).ConfigureAwait(false);
             }
 

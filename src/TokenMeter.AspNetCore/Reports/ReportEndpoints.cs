@@ -60,7 +60,7 @@ internal static class ReportEndpoints
                 range.From.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture),
                 range.To.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture),
                 mailer.RecipientCount),
-            AdminHttp.Json,
+            AdminJson.Options,
             statusCode: StatusCodes.Status202Accepted);
     }
 }

@@ -21,14 +21,14 @@ internal sealed class UsageReportBuilder(IServiceProvider services, IUsageQuerie
         var rows = await queries.GetUserEndpointUsageAsync(range.From, range.To, null, cancellationToken).ConfigureAwait(false);
         var topUsers = rows
             .GroupBy(r => r.UserId, StringComparer.Ordinal)
-            .Select(g => (UserId: g.Key, Calls: g.Sum(r => r.Calls), Tokens: g.Sum(r => r.TotalTokens), Cost: g.Sum(r => r.CostUsd)))
+            .Select(g => (UserId: g.Key, Calls: g.Sum(r => r.Figures.Calls), Tokens: g.Sum(r => r.Figures.TotalTokens), Cost: g.Sum(r => r.Figures.CostUsd)))
             .OrderByDescending(u => u.Cost)
             .ThenBy(u => u.UserId, StringComparer.Ordinal)
             .Take(TopCount)
             .ToList();
         var topEndpoints = rows
             .GroupBy(r => r.Endpoint, StringComparer.Ordinal)
-            .Select(g => new ReportEndpointRow(g.Key, g.Sum(r => r.Calls), g.Sum(r => r.TotalTokens), g.Sum(r => r.CostUsd)))
+            .Select(g => new ReportEndpointRow(g.Key, g.Sum(r => r.Figures.Calls), g.Sum(r => r.Figures.TotalTokens), g.Sum(r => r.Figures.CostUsd)))
             .OrderByDescending(e => e.CostUsd)
             .ThenBy(e => e.Endpoint, StringComparer.Ordinal)
             .Take(TopCount)
@@ -70,7 +70,7 @@ internal sealed class UsageReportBuilder(IServiceProvider services, IUsageQuerie
     private async ValueTask<ReportTotals> TotalsAsync(ReportRange range, CancellationToken cancellationToken)
     {
         var days = await queries.GetDailyUsageAsync(range.From, range.To, cancellationToken).ConfigureAwait(false);
-        return new ReportTotals(days.Sum(d => d.Calls), days.Sum(d => d.TotalTokens), days.Sum(d => d.CostUsd));
+        return new ReportTotals(days.Sum(d => d.Figures.Calls), days.Sum(d => d.Figures.TotalTokens), days.Sum(d => d.Figures.CostUsd));
     }
 
     /// <summary>Users whose spend in the month of <paramref name="asOfDay"/>, up to that day, passed 80% of a limit; highest share first.</summary>
@@ -95,8 +95,8 @@ internal sealed class UsageReportBuilder(IServiceProvider services, IUsageQuerie
                 continue;
             }
 
-            var cost = user.Sum(r => r.CostUsd);
-            var tokens = user.Sum(r => r.TotalTokens);
+            var cost = user.Sum(r => r.Figures.CostUsd);
+            var tokens = user.Sum(r => r.Figures.TotalTokens);
             var percent = 0m;
             if (limit.MonthlyCostUsd is > 0m and var costLimit)
             {

@@ -12,8 +12,11 @@ namespace TokenMeter.Postgres.Querying;
 /// </summary>
 internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsageQueries
 {
-    private const string SumColumns =
-        "coalesce(sum(calls), 0)::bigint, coalesce(sum(input_tokens), 0)::bigint, coalesce(sum(cached_input_tokens), 0)::bigint, coalesce(sum(output_tokens), 0)::bigint, coalesce(sum(reasoning_tokens), 0)::bigint, coalesce(sum(total_tokens), 0)::bigint, coalesce(sum(cost_usd), 0)";
+    // The rollup columns of UsageFigures, in its order; ReadFigures reads them back from any ordinal.
+    private static readonly string[] Figures = ["calls", "input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens", "total_tokens", "cost_usd"];
+    private static readonly string FigureColumns = string.Join(", ", Figures);
+    private static readonly string SumColumns = string.Join(", ", Figures.Select(c => c == "cost_usd" ? "coalesce(sum(cost_usd), 0)" : $"coalesce(sum({c}), 0)::bigint"));
+    private static readonly int FigureCount = Figures.Length;
 
     private string S => context.Quoted;
 
@@ -21,28 +24,24 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
     {
         var month = PostgresStoreContext.MonthOf(today);
         var sql = $"""
-            SELECT e.calls, e.tokens, e.cost,
-                   (SELECT count(*) FROM {S}.usage_user_total),
-                   d.calls, d.tokens, d.cost,
-                   coalesce((SELECT active_users FROM {S}.usage_active_day WHERE day = $1), 0),
-                   m.calls, m.tokens, m.cost,
-                   coalesce((SELECT active_users FROM {S}.usage_active_month WHERE month = $2), 0)
-            FROM (SELECT coalesce(sum(calls), 0)::bigint AS calls, coalesce(sum(total_tokens), 0)::bigint AS tokens, coalesce(sum(cost_usd), 0) AS cost FROM {S}.usage_endpoint_month) e,
-                 (SELECT coalesce(sum(calls), 0)::bigint AS calls, coalesce(sum(total_tokens), 0)::bigint AS tokens, coalesce(sum(cost_usd), 0) AS cost FROM {S}.usage_endpoint_day WHERE day = $1) d,
-                 (SELECT coalesce(sum(calls), 0)::bigint AS calls, coalesce(sum(total_tokens), 0)::bigint AS tokens, coalesce(sum(cost_usd), 0) AS cost FROM {S}.usage_endpoint_month WHERE month = $2) m
+            SELECT e.*, (SELECT count(*) FROM {S}.usage_user_total),
+                   d.*, coalesce((SELECT active_users FROM {S}.usage_active_day WHERE day = $1), 0),
+                   m.*, coalesce((SELECT active_users FROM {S}.usage_active_month WHERE month = $2), 0)
+            FROM (SELECT {SumColumns} FROM {S}.usage_endpoint_month) e,
+                 (SELECT {SumColumns} FROM {S}.usage_endpoint_day WHERE day = $1) d,
+                 (SELECT {SumColumns} FROM {S}.usage_endpoint_month WHERE month = $2) m
             """;
         var command = Command(sql, today, month);
         await using var commandScope = command.ConfigureAwait(false);
         var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         await using var readerScope = reader.ConfigureAwait(false);
         await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+        int dayAt = FigureCount + 1, monthAt = dayAt + FigureCount + 1;
         return new UsageStats(
-            reader.GetInt64(0),
-            reader.GetInt64(1),
-            reader.GetDecimal(2),
-            reader.GetInt64(3),
-            new UsagePeriodTotals(reader.GetInt64(4), reader.GetInt64(5), reader.GetDecimal(6), reader.GetInt64(7)),
-            new UsagePeriodTotals(reader.GetInt64(8), reader.GetInt64(9), reader.GetDecimal(10), reader.GetInt64(11)));
+            ReadFigures(reader, 0),
+            reader.GetInt64(FigureCount),
+            new UsagePeriodTotals(ReadFigures(reader, dayAt), reader.GetInt64(dayAt + FigureCount)),
+            new UsagePeriodTotals(ReadFigures(reader, monthAt), reader.GetInt64(monthAt + FigureCount)));
     }
 
     public async ValueTask<UserSummaryPage> GetUserSummariesAsync(UserSummaryQuery query, CancellationToken cancellationToken = default)
@@ -70,7 +69,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
         await using var connectionScope = connection.ConfigureAwait(false);
         var batch = new NpgsqlBatch(connection) { Timeout = context.CommandTimeout };
         await using var batchScope = batch.ConfigureAwait(false);
-        var page = new NpgsqlBatchCommand($"SELECT user_id, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, last_call_at FROM {S}.usage_user_total ORDER BY {orderBy} LIMIT $1 OFFSET $2");
+        var page = new NpgsqlBatchCommand($"SELECT user_id, {FigureColumns}, last_call_at FROM {S}.usage_user_total ORDER BY {orderBy} LIMIT $1 OFFSET $2");
         page.Parameters.Add(new NpgsqlParameter<int> { TypedValue = query.Limit });
         page.Parameters.Add(new NpgsqlParameter<int> { TypedValue = query.Offset });
         batch.BatchCommands.Add(page);
@@ -96,12 +95,12 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
         await using var connectionScope = connection.ConfigureAwait(false);
         var batch = new NpgsqlBatch(connection) { Timeout = context.CommandTimeout };
         await using var batchScope = batch.ConfigureAwait(false);
-        batch.BatchCommands.Add(BatchCommand($"SELECT user_id, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, last_call_at FROM {S}.usage_user_total WHERE user_id = $1", userId));
-        batch.BatchCommands.Add(BatchCommand($"SELECT calls, total_tokens, cost_usd FROM {S}.usage_user_month WHERE user_id = $1 AND month = $2", userId, month));
+        batch.BatchCommands.Add(BatchCommand($"SELECT user_id, {FigureColumns}, last_call_at FROM {S}.usage_user_total WHERE user_id = $1", userId));
+        batch.BatchCommands.Add(BatchCommand($"SELECT {FigureColumns} FROM {S}.usage_user_month WHERE user_id = $1 AND month = $2", userId, month));
         batch.BatchCommands.Add(BatchCommand(
-            $"SELECT endpoint, model, {SumColumns} FROM {S}.usage_user_endpoint_month WHERE user_id = $1 GROUP BY endpoint, model ORDER BY 9 DESC, endpoint COLLATE \"C\" NULLS FIRST, model COLLATE \"C\" NULLS FIRST",
+            $"SELECT endpoint, model, {SumColumns} FROM {S}.usage_user_endpoint_month WHERE user_id = $1 GROUP BY endpoint, model ORDER BY sum(cost_usd) DESC, endpoint COLLATE \"C\" NULLS FIRST, model COLLATE \"C\" NULLS FIRST",
             userId));
-        batch.BatchCommands.Add(BatchCommand($"SELECT day, calls, total_tokens, cost_usd FROM {S}.usage_user_day WHERE user_id = $1 AND day BETWEEN $2 AND $3 ORDER BY day DESC", userId, today.AddDays(-29), today));
+        batch.BatchCommands.Add(BatchCommand($"SELECT day, {FigureColumns} FROM {S}.usage_user_day WHERE user_id = $1 AND day BETWEEN $2 AND $3 ORDER BY day DESC", userId, today.AddDays(-29), today));
         var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         await using var readerScope = reader.ConfigureAwait(false);
         if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
@@ -111,50 +110,46 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
 
         var summary = ReadSummary(reader);
         await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
-        var thisMonth = await reader.ReadAsync(cancellationToken).ConfigureAwait(false)
-            ? new UsagePeriodTotals(reader.GetInt64(0), reader.GetInt64(1), reader.GetDecimal(2), reader.GetInt64(0) > 0 ? 1 : 0)
-            : UsagePeriodTotals.Empty;
+        var thisMonth = await reader.ReadAsync(cancellationToken).ConfigureAwait(false) ? ReadFigures(reader, 0) : UsageFigures.Zero;
 
         await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
         var byEndpoint = new List<UserEndpointUsage>();
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            byEndpoint.Add(new UserEndpointUsage(
-                userId, NullableString(reader, 0), NullableString(reader, 1), reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4), reader.GetInt64(5), reader.GetInt64(7), reader.GetDecimal(8)));
+            byEndpoint.Add(new UserEndpointUsage(userId, NullableString(reader, 0), NullableString(reader, 1), ReadFigures(reader, 2)));
         }
 
         await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
         var daily = new List<UserDailyUsage>();
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            daily.Add(new UserDailyUsage(userId, reader.GetFieldValue<DateOnly>(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetDecimal(3)));
+            daily.Add(new UserDailyUsage(userId, reader.GetFieldValue<DateOnly>(0), ReadFigures(reader, 1)));
         }
 
         return new UserUsageDetail(summary, thisMonth, byEndpoint, daily);
     }
 
-    public async ValueTask<UsagePeriodTotals> GetUserTotalsAsync(string userId, DateOnly firstDay, DateOnly lastDay, CancellationToken cancellationToken = default)
+    public async ValueTask<UsageFigures> GetUserTotalsAsync(string userId, DateOnly firstDay, DateOnly lastDay, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(userId);
-        var command = Command($"SELECT coalesce(sum(calls), 0)::bigint, coalesce(sum(total_tokens), 0)::bigint, coalesce(sum(cost_usd), 0) FROM {S}.usage_user_day WHERE user_id = $1 AND day BETWEEN $2 AND $3", userId, firstDay, lastDay);
+        var command = Command($"SELECT {SumColumns} FROM {S}.usage_user_day WHERE user_id = $1 AND day BETWEEN $2 AND $3", userId, firstDay, lastDay);
         await using var commandScope = command.ConfigureAwait(false);
         var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         await using var readerScope = reader.ConfigureAwait(false);
         await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-        var calls = reader.GetInt64(0);
-        return new UsagePeriodTotals(calls, reader.GetInt64(1), reader.GetDecimal(2), calls > 0 ? 1 : 0);
+        return ReadFigures(reader, 0);
     }
 
     public async ValueTask<IReadOnlyList<EndpointUsage>> GetEndpointUsageAsync(CancellationToken cancellationToken = default)
     {
-        var command = Command($"SELECT endpoint, model, {SumColumns} FROM {S}.usage_endpoint_month GROUP BY endpoint, model ORDER BY 9 DESC, endpoint COLLATE \"C\" NULLS FIRST, model COLLATE \"C\" NULLS FIRST");
+        var command = Command($"SELECT endpoint, model, {SumColumns} FROM {S}.usage_endpoint_month GROUP BY endpoint, model ORDER BY sum(cost_usd) DESC, endpoint COLLATE \"C\" NULLS FIRST, model COLLATE \"C\" NULLS FIRST");
         await using var commandScope = command.ConfigureAwait(false);
         var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         await using var readerScope = reader.ConfigureAwait(false);
         var rows = new List<EndpointUsage>();
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            rows.Add(new EndpointUsage(NullableString(reader, 0), NullableString(reader, 1), reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4), reader.GetInt64(5), reader.GetInt64(7), reader.GetDecimal(8)));
+            rows.Add(new EndpointUsage(NullableString(reader, 0), NullableString(reader, 1), ReadFigures(reader, 2)));
         }
 
         return rows;
@@ -180,21 +175,21 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
         var wholeSingleMonth = fullFrom == firstDay && fullTo == lastDay.AddDays(1) && fullFrom.AddMonths(1) == fullTo;
         var sql = wholeSingleMonth
             ? $"""
-            SELECT user_id, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd
+            SELECT user_id, endpoint, model, {FigureColumns}
             FROM {S}.usage_user_endpoint_month WHERE month = $1{(userId is null ? string.Empty : " AND user_id = $2")}
-            ORDER BY user_id COLLATE "C", 10 DESC, endpoint COLLATE "C" NULLS FIRST, model COLLATE "C" NULLS FIRST
+            ORDER BY user_id COLLATE "C", cost_usd DESC, endpoint COLLATE "C" NULLS FIRST, model COLLATE "C" NULLS FIRST
             """
             : $"""
             SELECT user_id, endpoint, model, {SumColumns}
             FROM (
-                SELECT user_id, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd
+                SELECT user_id, endpoint, model, {FigureColumns}
                 FROM {S}.usage_user_endpoint_month WHERE month >= $1 AND month < $2{userFilter}
                 UNION ALL
-                SELECT user_id, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd
+                SELECT user_id, endpoint, model, {FigureColumns}
                 FROM {S}.usage_user_endpoint_day WHERE ((day >= $3 AND day < $1) OR (day >= $4 AND day <= $5)){userFilter}
             ) x
             GROUP BY user_id, endpoint, model
-            ORDER BY user_id COLLATE "C", 10 DESC, endpoint COLLATE "C" NULLS FIRST, model COLLATE "C" NULLS FIRST
+            ORDER BY user_id COLLATE "C", sum(cost_usd) DESC, endpoint COLLATE "C" NULLS FIRST, model COLLATE "C" NULLS FIRST
             """;
         object[] parameters = (wholeSingleMonth, userId) switch
         {
@@ -210,8 +205,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
         var rows = new List<UserEndpointUsage>();
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            rows.Add(new UserEndpointUsage(
-                reader.GetString(0), NullableString(reader, 1), NullableString(reader, 2), reader.GetInt64(3), reader.GetInt64(4), reader.GetInt64(5), reader.GetInt64(6), reader.GetInt64(8), reader.GetDecimal(9)));
+            rows.Add(new UserEndpointUsage(reader.GetString(0), NullableString(reader, 1), NullableString(reader, 2), ReadFigures(reader, 3)));
         }
 
         return rows;
@@ -220,8 +214,8 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
     public async ValueTask<IReadOnlyList<PeriodUsage>> GetDailyUsageAsync(DateOnly firstDay, DateOnly lastDay, CancellationToken cancellationToken = default)
     {
         var sql = $"""
-            SELECT d.day, d.calls, d.input_tokens, d.cached_input_tokens, d.output_tokens, d.total_tokens, d.cost_usd, coalesce(a.active_users, 0)
-            FROM (SELECT day, {SumColumns} FROM {S}.usage_endpoint_day WHERE day BETWEEN $1 AND $2 GROUP BY day) AS d (day, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd)
+            SELECT d.*, coalesce(a.active_users, 0)
+            FROM (SELECT day, {SumColumns} FROM {S}.usage_endpoint_day WHERE day BETWEEN $1 AND $2 GROUP BY day) AS d (day, {FigureColumns})
             LEFT JOIN {S}.usage_active_day a ON a.day = d.day
             ORDER BY d.day DESC
             """;
@@ -233,8 +227,8 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
     public async ValueTask<IReadOnlyList<PeriodUsage>> GetMonthlyUsageAsync(DateOnly fromMonth, DateOnly toMonth, CancellationToken cancellationToken = default)
     {
         var sql = $"""
-            SELECT m.month, m.calls, m.input_tokens, m.cached_input_tokens, m.output_tokens, m.total_tokens, m.cost_usd, coalesce(a.active_users, 0)
-            FROM (SELECT month, {SumColumns} FROM {S}.usage_endpoint_month WHERE month BETWEEN $1 AND $2 GROUP BY month) AS m (month, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd)
+            SELECT m.*, coalesce(a.active_users, 0)
+            FROM (SELECT month, {SumColumns} FROM {S}.usage_endpoint_month WHERE month BETWEEN $1 AND $2 GROUP BY month) AS m (month, {FigureColumns})
             LEFT JOIN {S}.usage_active_month a ON a.month = m.month
             ORDER BY m.month DESC
             """;
@@ -246,14 +240,14 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
     public async ValueTask<IReadOnlyList<UserDailyUsage>> GetUserDailyUsageAsync(DateOnly firstDay, DateOnly lastDay, string? userId = null, CancellationToken cancellationToken = default)
     {
         using var command = userId is null
-            ? Command($"SELECT user_id, day, calls, total_tokens, cost_usd FROM {S}.usage_user_day WHERE day BETWEEN $1 AND $2 ORDER BY user_id COLLATE \"C\", day", firstDay, lastDay)
-            : Command($"SELECT user_id, day, calls, total_tokens, cost_usd FROM {S}.usage_user_day WHERE user_id = $3 AND day BETWEEN $1 AND $2 ORDER BY day", firstDay, lastDay, userId);
+            ? Command($"SELECT user_id, day, {FigureColumns} FROM {S}.usage_user_day WHERE day BETWEEN $1 AND $2 ORDER BY user_id COLLATE \"C\", day", firstDay, lastDay)
+            : Command($"SELECT user_id, day, {FigureColumns} FROM {S}.usage_user_day WHERE user_id = $3 AND day BETWEEN $1 AND $2 ORDER BY day", firstDay, lastDay, userId);
         var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         await using var readerScope = reader.ConfigureAwait(false);
         var rows = new List<UserDailyUsage>();
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            rows.Add(new UserDailyUsage(reader.GetString(0), reader.GetFieldValue<DateOnly>(1), reader.GetInt64(2), reader.GetInt64(3), reader.GetDecimal(4)));
+            rows.Add(new UserDailyUsage(reader.GetString(0), reader.GetFieldValue<DateOnly>(1), ReadFigures(reader, 2)));
         }
 
         return rows;
@@ -385,16 +379,20 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
 
     private static string? NullableString(NpgsqlDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetString(ordinal);
 
+    /// <summary>Reads <see cref="FigureColumns"/> (or <see cref="SumColumns"/>) starting at <paramref name="first"/>.</summary>
+    private static UsageFigures ReadFigures(NpgsqlDataReader reader, int first) => new(
+        reader.GetInt64(first),
+        reader.GetInt64(first + 1),
+        reader.GetInt64(first + 2),
+        reader.GetInt64(first + 3),
+        reader.GetInt64(first + 4),
+        reader.GetInt64(first + 5),
+        reader.GetDecimal(first + 6));
+
     private static UserUsageSummary ReadSummary(NpgsqlDataReader reader) => new(
         reader.GetString(0),
-        reader.GetInt64(1),
-        reader.GetInt64(2),
-        reader.GetInt64(3),
-        reader.GetInt64(4),
-        reader.GetInt64(5),
-        reader.GetInt64(6),
-        reader.GetDecimal(7),
-        reader.IsDBNull(8) ? null : new DateTimeOffset(DateTime.SpecifyKind(reader.GetDateTime(8), DateTimeKind.Utc)));
+        ReadFigures(reader, 1),
+        reader.IsDBNull(1 + FigureCount) ? null : new DateTimeOffset(DateTime.SpecifyKind(reader.GetDateTime(1 + FigureCount), DateTimeKind.Utc)));
 
     private static async Task<IReadOnlyList<PeriodUsage>> ReadPeriodsAsync(NpgsqlCommand command, CancellationToken cancellationToken)
     {
@@ -403,7 +401,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
         var rows = new List<PeriodUsage>();
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            rows.Add(new PeriodUsage(reader.GetFieldValue<DateOnly>(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4), reader.GetInt64(5), reader.GetDecimal(6), reader.GetInt64(7)));
+            rows.Add(new PeriodUsage(reader.GetFieldValue<DateOnly>(0), ReadFigures(reader, 1), reader.GetInt64(1 + FigureCount)));
         }
 
         return rows;

@@ -51,12 +51,12 @@ public sealed class StatementCalculator
         foreach (var user in rows.GroupBy(r => r.UserId, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal))
         {
             var lines = user
-                .Select(r => new StatementLine(r.Endpoint, r.Model, r.Calls, r.InputTokens, r.CachedInputTokens, r.OutputTokens, r.TotalTokens, r.CostUsd))
-                .OrderByDescending(l => l.CostUsd)
+                .Select(r => new StatementLine(r.Endpoint, r.Model, r.Figures))
+                .OrderByDescending(l => l.Figures.CostUsd)
                 .ThenBy(l => l.Endpoint, StringComparer.Ordinal)
                 .ThenBy(l => l.Model, StringComparer.Ordinal)
                 .ToList();
-            var cost = lines.Sum(l => l.CostUsd);
+            var cost = lines.Sum(l => l.Figures.CostUsd);
             var amount = ApplyMarkup(cost, markupPercent);
             items.Add(new UserStatement(user.Key, lines, cost, amount));
             totalCost += cost;

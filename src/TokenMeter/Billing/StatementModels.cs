@@ -3,21 +3,8 @@ namespace TokenMeter.Billing;
 /// <summary>One line of a user's statement: usage of one endpoint and model in the month.</summary>
 /// <param name="Endpoint">Endpoint label (null for calls outside any labelled scope).</param>
 /// <param name="Model">Model.</param>
-/// <param name="Calls">Calls.</param>
-/// <param name="InputTokens">Input tokens.</param>
-/// <param name="CachedInputTokens">Cached input tokens.</param>
-/// <param name="OutputTokens">Output tokens.</param>
-/// <param name="TotalTokens">Total tokens.</param>
-/// <param name="CostUsd">Cost, priced with the price each record stored (unpriced calls count as zero).</param>
-public sealed record StatementLine(
-    string? Endpoint,
-    string? Model,
-    long Calls,
-    long InputTokens,
-    long CachedInputTokens,
-    long OutputTokens,
-    long TotalTokens,
-    decimal CostUsd);
+/// <param name="Figures">Calls, tokens and cost, priced with the price each record stored (unpriced calls count as zero).</param>
+public sealed record StatementLine(string? Endpoint, string? Model, UsageFigures Figures);
 
 /// <summary>One user's statement for a month.</summary>
 /// <param name="UserId">The user.</param>

@@ -221,6 +221,6 @@ public sealed class BudgetGuard
 
         var totals = await _queries.GetUserTotalsAsync(userId, DateOnly.FromDateTime(monthStart.UtcDateTime), today, cancellationToken).ConfigureAwait(false);
         var pending = user.PendingSince(monthStart);
-        return (totals.CostUsd + pending.Cost, totals.Tokens + pending.Tokens);
+        return (totals.CostUsd + pending.Cost, totals.TotalTokens + pending.Tokens);
     }
 }

@@ -44,8 +44,8 @@ public sealed class UsageForecaster
         DateOnly? firstDay = null;
         foreach (var row in rows)
         {
-            daily[row.Period] = row.CostUsd;
-            if (row.Calls > 0 && (firstDay is null || row.Period < firstDay))
+            daily[row.Period] = row.Figures.CostUsd;
+            if (row.Figures.Calls > 0 && (firstDay is null || row.Period < firstDay))
             {
                 firstDay = row.Period;
             }
@@ -103,10 +103,10 @@ public sealed class UsageForecaster
             var daily = new Dictionary<DateOnly, decimal>();
             foreach (var row in user)
             {
-                daily[row.Date] = daily.GetValueOrDefault(row.Date) + row.CostUsd;
+                daily[row.Date] = daily.GetValueOrDefault(row.Date) + row.Figures.CostUsd;
             }
 
-            var firstDay = user.Where(r => r.Calls > 0).Select(r => (DateOnly?)r.Date).Min();
+            var firstDay = user.Where(r => r.Figures.Calls > 0).Select(r => (DateOnly?)r.Date).Min();
             var projection = CostProjection.Project(daily, firstDay, now);
             result.Add(new UserCostForecast(
                 user.Key,

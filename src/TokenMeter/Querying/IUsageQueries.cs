@@ -31,8 +31,8 @@ public interface IUsageQueries
     /// <param name="firstDay">First day.</param>
     /// <param name="lastDay">Last day.</param>
     /// <param name="cancellationToken">Cancels the query.</param>
-    /// <returns>The totals (<see cref="UsagePeriodTotals.ActiveUsers"/> is 0 or 1).</returns>
-    ValueTask<UsagePeriodTotals> GetUserTotalsAsync(string userId, DateOnly firstDay, DateOnly lastDay, CancellationToken cancellationToken = default);
+    /// <returns>The figures.</returns>
+    ValueTask<UsageFigures> GetUserTotalsAsync(string userId, DateOnly firstDay, DateOnly lastDay, CancellationToken cancellationToken = default);
 
     /// <summary>All-time usage by endpoint and model, costliest first.</summary>
     /// <param name="cancellationToken">Cancels the query.</param>

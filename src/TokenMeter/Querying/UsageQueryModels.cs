@@ -1,27 +1,21 @@
 namespace TokenMeter.Querying;
 
 /// <summary>Calls, tokens, cost and distinct users over a period.</summary>
-/// <param name="Calls">Number of calls.</param>
-/// <param name="Tokens">Total tokens.</param>
-/// <param name="CostUsd">Cost in US dollars (unpriced calls count as zero).</param>
+/// <param name="Figures">Calls, tokens and cost.</param>
 /// <param name="ActiveUsers">Distinct non-null users with at least one call.</param>
-public sealed record UsagePeriodTotals(long Calls, long Tokens, decimal CostUsd, long ActiveUsers)
+public sealed record UsagePeriodTotals(UsageFigures Figures, long ActiveUsers)
 {
     /// <summary>Nothing.</summary>
-    public static UsagePeriodTotals Empty { get; } = new(0, 0, 0m, 0);
+    public static UsagePeriodTotals Empty { get; } = new(UsageFigures.Zero, 0);
 }
 
 /// <summary>Platform-wide figures: ever, today and this month (UTC).</summary>
-/// <param name="TotalCalls">Calls ever.</param>
-/// <param name="TotalTokens">Tokens ever.</param>
-/// <param name="TotalCostUsd">Cost ever.</param>
+/// <param name="Figures">Calls, tokens and cost ever.</param>
 /// <param name="ActiveUsers">Distinct users ever.</param>
 /// <param name="Today">Today's figures.</param>
 /// <param name="ThisMonth">This calendar month's figures.</param>
 public sealed record UsageStats(
-    long TotalCalls,
-    long TotalTokens,
-    decimal TotalCostUsd,
+    UsageFigures Figures,
     long ActiveUsers,
     UsagePeriodTotals Today,
     UsagePeriodTotals ThisMonth);
@@ -68,24 +62,9 @@ public sealed record UserSummaryQuery(
 
 /// <summary>All-time usage of one user.</summary>
 /// <param name="UserId">The user.</param>
-/// <param name="TotalCalls">Calls.</param>
-/// <param name="InputTokens">Input tokens.</param>
-/// <param name="CachedInputTokens">Cached input tokens.</param>
-/// <param name="OutputTokens">Output tokens.</param>
-/// <param name="ReasoningTokens">Reasoning tokens.</param>
-/// <param name="TotalTokens">Total tokens.</param>
-/// <param name="TotalCostUsd">Cost.</param>
+/// <param name="Figures">Calls, tokens and cost.</param>
 /// <param name="LastCallAt">When the user's latest call started.</param>
-public sealed record UserUsageSummary(
-    string UserId,
-    long TotalCalls,
-    long InputTokens,
-    long CachedInputTokens,
-    long OutputTokens,
-    long ReasoningTokens,
-    long TotalTokens,
-    decimal TotalCostUsd,
-    DateTimeOffset? LastCallAt);
+public sealed record UserUsageSummary(string UserId, UsageFigures Figures, DateTimeOffset? LastCallAt);
 
 /// <summary>One page of user summaries.</summary>
 /// <param name="Items">The page.</param>
@@ -95,69 +74,27 @@ public sealed record UserSummaryPage(IReadOnlyList<UserUsageSummary> Items, long
 /// <summary>Usage by endpoint and model.</summary>
 /// <param name="Endpoint">Endpoint label (null for calls made outside any labelled scope).</param>
 /// <param name="Model">Model.</param>
-/// <param name="Calls">Calls.</param>
-/// <param name="InputTokens">Input tokens.</param>
-/// <param name="CachedInputTokens">Cached input tokens.</param>
-/// <param name="OutputTokens">Output tokens.</param>
-/// <param name="TotalTokens">Total tokens.</param>
-/// <param name="CostUsd">Cost.</param>
-public sealed record EndpointUsage(
-    string? Endpoint,
-    string? Model,
-    long Calls,
-    long InputTokens,
-    long CachedInputTokens,
-    long OutputTokens,
-    long TotalTokens,
-    decimal CostUsd);
+/// <param name="Figures">Calls, tokens and cost.</param>
+public sealed record EndpointUsage(string? Endpoint, string? Model, UsageFigures Figures);
 
 /// <summary>Usage of one user by endpoint and model.</summary>
 /// <param name="UserId">The user.</param>
 /// <param name="Endpoint">Endpoint label.</param>
 /// <param name="Model">Model.</param>
-/// <param name="Calls">Calls.</param>
-/// <param name="InputTokens">Input tokens.</param>
-/// <param name="CachedInputTokens">Cached input tokens.</param>
-/// <param name="OutputTokens">Output tokens.</param>
-/// <param name="TotalTokens">Total tokens.</param>
-/// <param name="CostUsd">Cost.</param>
-public sealed record UserEndpointUsage(
-    string UserId,
-    string? Endpoint,
-    string? Model,
-    long Calls,
-    long InputTokens,
-    long CachedInputTokens,
-    long OutputTokens,
-    long TotalTokens,
-    decimal CostUsd);
+/// <param name="Figures">Calls, tokens and cost.</param>
+public sealed record UserEndpointUsage(string UserId, string? Endpoint, string? Model, UsageFigures Figures);
 
 /// <summary>Usage over one UTC day or month.</summary>
 /// <param name="Period">The day, or the first day of the month.</param>
-/// <param name="Calls">Calls.</param>
-/// <param name="InputTokens">Input tokens.</param>
-/// <param name="CachedInputTokens">Cached input tokens.</param>
-/// <param name="OutputTokens">Output tokens.</param>
-/// <param name="TotalTokens">Total tokens.</param>
-/// <param name="CostUsd">Cost.</param>
+/// <param name="Figures">Calls, tokens and cost.</param>
 /// <param name="ActiveUsers">Distinct non-null users.</param>
-public sealed record PeriodUsage(
-    DateOnly Period,
-    long Calls,
-    long InputTokens,
-    long CachedInputTokens,
-    long OutputTokens,
-    long TotalTokens,
-    decimal CostUsd,
-    long ActiveUsers);
+public sealed record PeriodUsage(DateOnly Period, UsageFigures Figures, long ActiveUsers);
 
 /// <summary>One user's usage on one UTC day.</summary>
 /// <param name="UserId">The user.</param>
 /// <param name="Date">The day.</param>
-/// <param name="Calls">Calls.</param>
-/// <param name="TotalTokens">Total tokens.</param>
-/// <param name="CostUsd">Cost.</param>
-public sealed record UserDailyUsage(string UserId, DateOnly Date, long Calls, long TotalTokens, decimal CostUsd);
+/// <param name="Figures">Calls, tokens and cost.</param>
+public sealed record UserDailyUsage(string UserId, DateOnly Date, UsageFigures Figures);
 
 /// <summary>A user's usage with its breakdowns.</summary>
 /// <param name="Summary">All-time totals.</param>
@@ -166,7 +103,7 @@ public sealed record UserDailyUsage(string UserId, DateOnly Date, long Calls, lo
 /// <param name="Daily">The last 30 days that had calls, newest first.</param>
 public sealed record UserUsageDetail(
     UserUsageSummary Summary,
-    UsagePeriodTotals ThisMonth,
+    UsageFigures ThisMonth,
     IReadOnlyList<UserEndpointUsage> ByEndpoint,
     IReadOnlyList<UserDailyUsage> Daily);
 

@@ -77,7 +77,7 @@ public sealed class InMemoryUsageStore : IUsageStore, IUsageQueries, IBudgetStor
         var ever = Totals(all);
         var todays = Totals(all.Where(r => Day(r) == today));
         var month = Totals(all.Where(r => SameMonth(Day(r), today)));
-        return ValueTask.FromResult(new UsageStats(ever.Calls, ever.Tokens, ever.CostUsd, ever.ActiveUsers, todays, month));
+        return ValueTask.FromResult(new UsageStats(ever.Figures, ever.ActiveUsers, todays, month));
     }
 
     /// <inheritdoc />
@@ -99,9 +99,9 @@ public sealed class InMemoryUsageStore : IUsageStore, IUsageQueries, IBudgetStor
         {
             var byKey = query.Sort switch
             {
-                UserSummarySort.Cost => a.TotalCostUsd.CompareTo(b.TotalCostUsd),
-                UserSummarySort.Tokens => a.TotalTokens.CompareTo(b.TotalTokens),
-                UserSummarySort.Calls => a.TotalCalls.CompareTo(b.TotalCalls),
+                UserSummarySort.Cost => a.Figures.CostUsd.CompareTo(b.Figures.CostUsd),
+                UserSummarySort.Tokens => a.Figures.TotalTokens.CompareTo(b.Figures.TotalTokens),
+                UserSummarySort.Calls => a.Figures.Calls.CompareTo(b.Figures.Calls),
                 UserSummarySort.LastCall => Nullable.Compare(a.LastCallAt, b.LastCallAt),
                 _ => 0,
             };
@@ -137,17 +137,17 @@ public sealed class InMemoryUsageStore : IUsageStore, IUsageQueries, IBudgetStor
         var firstDay = today.AddDays(-29);
         var detail = new UserUsageDetail(
             Summarize(userId, mine),
-            Totals(mine.Where(r => SameMonth(Day(r), today))),
+            UsageFigures.Of(mine.Where(r => SameMonth(Day(r), today))),
             ByEndpoint(mine, userId),
             [.. DailyOf(userId, mine.Where(r => Day(r) >= firstDay && Day(r) <= today)).OrderByDescending(d => d.Date)]);
         return ValueTask.FromResult<UserUsageDetail?>(detail);
     }
 
     /// <inheritdoc />
-    public ValueTask<UsagePeriodTotals> GetUserTotalsAsync(string userId, DateOnly firstDay, DateOnly lastDay, CancellationToken cancellationToken = default)
+    public ValueTask<UsageFigures> GetUserTotalsAsync(string userId, DateOnly firstDay, DateOnly lastDay, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(userId);
-        return ValueTask.FromResult(Totals(Snapshot().Where(r =>
+        return ValueTask.FromResult(UsageFigures.Of(Snapshot().Where(r =>
             string.Equals(r.UserId, userId, StringComparison.Ordinal) && InDays(r, firstDay, lastDay))));
     }
 
@@ -156,16 +156,8 @@ public sealed class InMemoryUsageStore : IUsageStore, IUsageQueries, IBudgetStor
     {
         IReadOnlyList<EndpointUsage> rows = [.. Snapshot()
             .GroupBy(r => (r.Endpoint, r.Model))
-            .Select(g => new EndpointUsage(
-                g.Key.Endpoint,
-                g.Key.Model,
-                g.LongCount(),
-                g.Sum(r => r.InputTokens),
-                g.Sum(r => r.CachedInputTokens),
-                g.Sum(r => r.OutputTokens),
-                g.Sum(r => r.TotalTokens),
-                g.Sum(r => r.CostUsd ?? 0m)))
-            .OrderByDescending(e => e.CostUsd)
+            .Select(g => new EndpointUsage(g.Key.Endpoint, g.Key.Model, UsageFigures.Of(g)))
+            .OrderByDescending(e => e.Figures.CostUsd)
             .ThenBy(e => e.Endpoint, StringComparer.Ordinal)
             .ThenBy(e => e.Model, StringComparer.Ordinal)];
         return ValueTask.FromResult(rows);
@@ -344,88 +336,53 @@ public sealed class InMemoryUsageStore : IUsageStore, IUsageQueries, IBudgetStor
 
     private static UsagePeriodTotals Totals(IEnumerable<UsageRecord> records)
     {
-        long calls = 0, tokens = 0;
-        var cost = 0m;
+        var figures = UsageFigures.Zero;
         var users = new HashSet<string>(StringComparer.Ordinal);
         foreach (var r in records)
         {
-            calls++;
-            tokens += r.TotalTokens;
-            cost += r.CostUsd ?? 0m;
+            figures += UsageFigures.Of(r);
             if (r.UserId is not null)
             {
                 users.Add(r.UserId);
             }
         }
 
-        return new UsagePeriodTotals(calls, tokens, cost, users.Count);
+        return new UsagePeriodTotals(figures, users.Count);
     }
 
     private static UserUsageSummary Summarize(string userId, IEnumerable<UsageRecord> records)
     {
-        long calls = 0, input = 0, cached = 0, output = 0, reasoning = 0, total = 0;
-        var cost = 0m;
+        var figures = UsageFigures.Zero;
         DateTimeOffset? last = null;
         foreach (var r in records)
         {
-            calls++;
-            input += r.InputTokens;
-            cached += r.CachedInputTokens;
-            output += r.OutputTokens;
-            reasoning += r.ReasoningTokens;
-            total += r.TotalTokens;
-            cost += r.CostUsd ?? 0m;
+            figures += UsageFigures.Of(r);
             if (last is null || r.CreatedAt > last)
             {
                 last = r.CreatedAt;
             }
         }
 
-        return new UserUsageSummary(userId, calls, input, cached, output, reasoning, total, cost, last);
+        return new UserUsageSummary(userId, figures, last);
     }
 
     private static List<UserEndpointUsage> ByEndpoint(IEnumerable<UsageRecord> records, string userId) =>
         [.. records
             .GroupBy(r => (r.Endpoint, r.Model))
-            .Select(g => new UserEndpointUsage(
-                userId,
-                g.Key.Endpoint,
-                g.Key.Model,
-                g.LongCount(),
-                g.Sum(r => r.InputTokens),
-                g.Sum(r => r.CachedInputTokens),
-                g.Sum(r => r.OutputTokens),
-                g.Sum(r => r.TotalTokens),
-                g.Sum(r => r.CostUsd ?? 0m)))
-            .OrderByDescending(e => e.CostUsd)
+            .Select(g => new UserEndpointUsage(userId, g.Key.Endpoint, g.Key.Model, UsageFigures.Of(g)))
+            .OrderByDescending(e => e.Figures.CostUsd)
             .ThenBy(e => e.Endpoint, StringComparer.Ordinal)
             .ThenBy(e => e.Model, StringComparer.Ordinal)];
 
     private static IEnumerable<UserDailyUsage> DailyOf(string userId, IEnumerable<UsageRecord> records) =>
         records
             .GroupBy(Day)
-            .Select(g => new UserDailyUsage(userId, g.Key, g.LongCount(), g.Sum(r => r.TotalTokens), g.Sum(r => r.CostUsd ?? 0m)));
+            .Select(g => new UserDailyUsage(userId, g.Key, UsageFigures.Of(g)));
 
     private static PeriodUsage Period(DateOnly period, IEnumerable<UsageRecord> records)
     {
-        long calls = 0, input = 0, cached = 0, output = 0, total = 0;
-        var cost = 0m;
-        var users = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var r in records)
-        {
-            calls++;
-            input += r.InputTokens;
-            cached += r.CachedInputTokens;
-            output += r.OutputTokens;
-            total += r.TotalTokens;
-            cost += r.CostUsd ?? 0m;
-            if (r.UserId is not null)
-            {
-                users.Add(r.UserId);
-            }
-        }
-
-        return new PeriodUsage(period, calls, input, cached, output, total, cost, users.Count);
+        var totals = Totals(records);
+        return new PeriodUsage(period, totals.Figures, totals.ActiveUsers);
     }
 
     private readonly record struct Delivery(bool Completed, DateTimeOffset LeaseUntil);

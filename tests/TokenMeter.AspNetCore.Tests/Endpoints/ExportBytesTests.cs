@@ -134,7 +134,7 @@ public abstract class ExportBytesTestsBase : StoreTestBase
 
         public ValueTask<UserUsageDetail?> GetUserUsageAsync(string userId, DateOnly today, CancellationToken cancellationToken = default) => throw new NotSupportedException();
 
-        public ValueTask<UsagePeriodTotals> GetUserTotalsAsync(string userId, DateOnly firstDay, DateOnly lastDay, CancellationToken cancellationToken = default) => throw new NotSupportedException();
+        public ValueTask<UsageFigures> GetUserTotalsAsync(string userId, DateOnly firstDay, DateOnly lastDay, CancellationToken cancellationToken = default) => throw new NotSupportedException();
 
         public ValueTask<IReadOnlyList<EndpointUsage>> GetEndpointUsageAsync(CancellationToken cancellationToken = default) => throw new NotSupportedException();
 

@@ -51,10 +51,10 @@ public sealed class UsageReportServiceTests
 
         // The figures are the store's: 4 calls, 2,600 tokens, $0.00789 yesterday; 1 call, 600 tokens, $0.004 the day before.
         var days = await store.GetDailyUsageAsync(Yesterday, Yesterday);
-        Assert.Equal(4, days[0].Calls);
+        Assert.Equal(4, days[0].Figures.Calls);
         Assert.Contains($"Calls:  4 (previous 1, +300.0%)", message.TextBody, StringComparison.Ordinal);
-        Assert.Contains($"Tokens: {days[0].TotalTokens.ToString("#,0", CultureInfo.InvariantCulture)} (previous 600,", message.TextBody, StringComparison.Ordinal);
-        Assert.Contains($"Cost:   ${days[0].CostUsd.ToString("#,0.00######", CultureInfo.InvariantCulture)} (previous $0.004,", message.TextBody, StringComparison.Ordinal);
+        Assert.Contains($"Tokens: {days[0].Figures.TotalTokens.ToString("#,0", CultureInfo.InvariantCulture)} (previous 600,", message.TextBody, StringComparison.Ordinal);
+        Assert.Contains($"Cost:   ${days[0].Figures.CostUsd.ToString("#,0.00######", CultureInfo.InvariantCulture)} (previous $0.004,", message.TextBody, StringComparison.Ordinal);
         Assert.Contains("#7: 2 calls, 1,800 tokens, $0.00759", message.TextBody, StringComparison.Ordinal);
         Assert.Contains("/api/analyze: 1 calls, 1,500 tokens, $0.0075", message.TextBody, StringComparison.Ordinal);
 

@@ -54,6 +54,10 @@ public abstract class UsageStoreConformanceTests : IAsyncLifetime
     protected static DateTimeOffset Utc(int year, int month, int day, int hour = 12, int minute = 0, int second = 0, int millisecond = 0) =>
         new(year, month, day, hour, minute, second, millisecond, TimeSpan.Zero);
 
+    /// <summary>Figures in <see cref="UsageFigures"/> order: calls, input, cached, output, reasoning, total tokens, cost.</summary>
+    protected static UsageFigures F(long calls, long input, long cached, long output, long reasoning, long total, decimal cost) =>
+        new(calls, input, cached, output, reasoning, total, cost);
+
     /// <summary>A call; total tokens = input + output.</summary>
     public static UsageRecord Call(string? user, DateTimeOffset at, string? endpoint, string? model, long input, long output, decimal? cost, long cached = 0, long reasoning = 0) => new()
     {
@@ -130,7 +134,7 @@ public abstract class UsageStoreConformanceTests : IAsyncLifetime
     {
         var stats = await Store.Queries.GetStatsAsync(Today);
 
-        Assert.Equal(new UsageStats(0, 0, 0m, 0, UsagePeriodTotals.Empty, UsagePeriodTotals.Empty), stats);
+        Assert.Equal(new UsageStats(UsageFigures.Zero, 0, UsagePeriodTotals.Empty, UsagePeriodTotals.Empty), stats);
     }
 
     [Fact]
@@ -140,12 +144,10 @@ public abstract class UsageStoreConformanceTests : IAsyncLifetime
 
         var stats = await Store.Queries.GetStatsAsync(Today);
 
-        Assert.Equal(10, stats.TotalCalls);
-        Assert.Equal(7800, stats.TotalTokens);
-        Assert.Equal(0.0745m, stats.TotalCostUsd);
+        Assert.Equal(F(10, 4015, 200, 3785, 1500, 7800, 0.0745m), stats.Figures);
         Assert.Equal(4, stats.ActiveUsers);
-        Assert.Equal(new UsagePeriodTotals(4, 2150, 0.0145m, 2), stats.Today);
-        Assert.Equal(new UsagePeriodTotals(6, 7650, 0.0645m, 3), stats.ThisMonth);
+        Assert.Equal(new UsagePeriodTotals(F(4, 1440, 200, 710, 0, 2150, 0.0145m), 2), stats.Today);
+        Assert.Equal(new UsagePeriodTotals(F(6, 3940, 200, 3710, 1500, 7650, 0.0645m), 3), stats.ThisMonth);
     }
 
     [Fact]
@@ -155,9 +157,9 @@ public abstract class UsageStoreConformanceTests : IAsyncLifetime
 
         var stats = await Store.Queries.GetStatsAsync(new DateOnly(2026, 2, 28));
 
-        Assert.Equal(new UsagePeriodTotals(1, 100, 0m, 1), stats.Today);
-        Assert.Equal(new UsagePeriodTotals(2, 110, 0.001m, 1), stats.ThisMonth);
-        Assert.Equal(10, stats.TotalCalls);
+        Assert.Equal(new UsagePeriodTotals(F(1, 50, 0, 50, 0, 100, 0m), 1), stats.Today);
+        Assert.Equal(new UsagePeriodTotals(F(2, 55, 0, 55, 0, 110, 0.001m), 1), stats.ThisMonth);
+        Assert.Equal(10, stats.Figures.Calls);
     }
 
     // ---------------------------------------------------------------- summaries
@@ -192,10 +194,10 @@ public abstract class UsageStoreConformanceTests : IAsyncLifetime
 
         Assert.Equal(
             [
-                new UserUsageSummary("alice", 3, 1110, 200, 560, 0, 1670, 0.015m, Utc(2026, 3, 15, 23, 59, 59, 999)),
-                new UserUsageSummary("bob", 2, 2050, 0, 1050, 0, 3100, 0.020m, Utc(2026, 3, 14, 12)),
-                new UserUsageSummary("carol", 2, 540, 0, 2060, 1500, 2600, 0.0315m, Utc(2026, 3, 15, 20)),
-                new UserUsageSummary("dave", 1, 10, 0, 10, 0, 20, 0.005m, Utc(2025, 12, 31, 23, 30)),
+                new UserUsageSummary("alice", F(3, 1110, 200, 560, 0, 1670, 0.015m), Utc(2026, 3, 15, 23, 59, 59, 999)),
+                new UserUsageSummary("bob", F(2, 2050, 0, 1050, 0, 3100, 0.020m), Utc(2026, 3, 14, 12)),
+                new UserUsageSummary("carol", F(2, 540, 0, 2060, 1500, 2600, 0.0315m), Utc(2026, 3, 15, 20)),
+                new UserUsageSummary("dave", F(1, 10, 0, 10, 0, 20, 0.005m), Utc(2025, 12, 31, 23, 30)),
             ],
             page.Items);
     }
@@ -297,20 +299,20 @@ public abstract class UsageStoreConformanceTests : IAsyncLifetime
         var detail = await Store.Queries.GetUserUsageAsync("alice", Today);
 
         Assert.NotNull(detail);
-        Assert.Equal(new UserUsageSummary("alice", 6, 1165, 200, 615, 0, 1780, 0.0155m, Utc(2026, 3, 15, 23, 59, 59, 999)), detail.Summary);
-        Assert.Equal(new UsagePeriodTotals(3, 1660, 0.011m, 1), detail.ThisMonth);
+        Assert.Equal(new UserUsageSummary("alice", F(6, 1165, 200, 615, 0, 1780, 0.0155m), Utc(2026, 3, 15, 23, 59, 59, 999)), detail.Summary);
+        Assert.Equal(F(3, 1105, 200, 555, 0, 1660, 0.011m), detail.ThisMonth);
         Assert.Equal(
             [
-                new UserEndpointUsage("alice", "/api/analyze", "gpt-4o", 3, 1015, 200, 515, 1530, 0.014m),
-                new UserEndpointUsage("alice", "/api/chat", "gpt-4o-mini", 1, 100, 0, 50, 150, 0.001m),
-                new UserEndpointUsage("alice", "/api/hint", "gpt-4o-mini", 2, 50, 0, 50, 100, 0.0005m),
+                new UserEndpointUsage("alice", "/api/analyze", "gpt-4o", F(3, 1015, 200, 515, 0, 1530, 0.014m)),
+                new UserEndpointUsage("alice", "/api/chat", "gpt-4o-mini", F(1, 100, 0, 50, 0, 150, 0.001m)),
+                new UserEndpointUsage("alice", "/api/hint", "gpt-4o-mini", F(2, 50, 0, 50, 0, 100, 0.0005m)),
             ],
             detail.ByEndpoint);
         Assert.Equal(
             [
-                new UserDailyUsage("alice", new DateOnly(2026, 3, 15), 2, 1650, 0.011m),
-                new UserDailyUsage("alice", new DateOnly(2026, 3, 2), 1, 10, 0m),
-                new UserDailyUsage("alice", new DateOnly(2026, 2, 14), 1, 40, 0.0002m),
+                new UserDailyUsage("alice", new DateOnly(2026, 3, 15), F(2, 1100, 200, 550, 0, 1650, 0.011m)),
+                new UserDailyUsage("alice", new DateOnly(2026, 3, 2), F(1, 5, 0, 5, 0, 10, 0m)),
+                new UserDailyUsage("alice", new DateOnly(2026, 2, 14), F(1, 20, 0, 20, 0, 40, 0.0002m)),
             ],
             detail.Daily);
     }
@@ -329,11 +331,11 @@ public abstract class UsageStoreConformanceTests : IAsyncLifetime
     {
         await SeedAliceAsync();
 
-        Assert.Equal(new UsagePeriodTotals(2, 50, 0.0002m, 1), await Store.Queries.GetUserTotalsAsync("alice", new DateOnly(2026, 2, 14), new DateOnly(2026, 3, 2)));
-        Assert.Equal(new UsagePeriodTotals(3, 1660, 0.011m, 1), await Store.Queries.GetUserTotalsAsync("alice", new DateOnly(2026, 3, 1), Today));
-        Assert.Equal(new UsagePeriodTotals(1, 200, 1m, 1), await Store.Queries.GetUserTotalsAsync("bob", Today, Today));
-        Assert.Equal(UsagePeriodTotals.Empty, await Store.Queries.GetUserTotalsAsync("alice", new DateOnly(2026, 3, 3), new DateOnly(2026, 3, 14)));
-        Assert.Equal(UsagePeriodTotals.Empty, await Store.Queries.GetUserTotalsAsync("nobody", new DateOnly(2020, 1, 1), Today));
+        Assert.Equal(F(2, 25, 0, 25, 0, 50, 0.0002m), await Store.Queries.GetUserTotalsAsync("alice", new DateOnly(2026, 2, 14), new DateOnly(2026, 3, 2)));
+        Assert.Equal(F(3, 1105, 200, 555, 0, 1660, 0.011m), await Store.Queries.GetUserTotalsAsync("alice", new DateOnly(2026, 3, 1), Today));
+        Assert.Equal(F(1, 100, 0, 100, 0, 200, 1m), await Store.Queries.GetUserTotalsAsync("bob", Today, Today));
+        Assert.Equal(UsageFigures.Zero, await Store.Queries.GetUserTotalsAsync("alice", new DateOnly(2026, 3, 3), new DateOnly(2026, 3, 14)));
+        Assert.Equal(UsageFigures.Zero, await Store.Queries.GetUserTotalsAsync("nobody", new DateOnly(2020, 1, 1), Today));
     }
 
     // ---------------------------------------------------------------- endpoints
@@ -347,11 +349,11 @@ public abstract class UsageStoreConformanceTests : IAsyncLifetime
 
         Assert.Equal(
             [
-                new EndpointUsage("/api/analyze", "gpt-4o", 4, 3020, 200, 1520, 4540, 0.039m),
-                new EndpointUsage("/api/verify", "o3", 1, 500, 0, 2000, 2500, 0.030m),
-                new EndpointUsage("/api/chat", "gpt-4o-mini", 3, 190, 0, 160, 350, 0.0025m),
-                new EndpointUsage("/api/hint", "gpt-4o-mini", 1, 300, 0, 100, 400, 0.002m),
-                new EndpointUsage(null, "gpt-4o", 1, 5, 0, 5, 10, 0.001m),
+                new EndpointUsage("/api/analyze", "gpt-4o", F(4, 3020, 200, 1520, 0, 4540, 0.039m)),
+                new EndpointUsage("/api/verify", "o3", F(1, 500, 0, 2000, 1500, 2500, 0.030m)),
+                new EndpointUsage("/api/chat", "gpt-4o-mini", F(3, 190, 0, 160, 0, 350, 0.0025m)),
+                new EndpointUsage("/api/hint", "gpt-4o-mini", F(1, 300, 0, 100, 0, 400, 0.002m)),
+                new EndpointUsage(null, "gpt-4o", F(1, 5, 0, 5, 0, 10, 0.001m)),
             ],
             rows);
     }
@@ -366,11 +368,11 @@ public abstract class UsageStoreConformanceTests : IAsyncLifetime
 
         Assert.Equal(
             [
-                new UserEndpointUsage("alice", "/api/analyze", "gpt-4o", 1, 1000, 200, 500, 1500, 0.010m),
-                new UserEndpointUsage("alice", "/api/chat", "gpt-4o-mini", 1, 100, 0, 50, 150, 0.001m),
-                new UserEndpointUsage("bob", "/api/analyze", "gpt-4o", 1, 2000, 0, 1000, 3000, 0.020m),
-                new UserEndpointUsage("carol", "/api/verify", "o3", 1, 500, 0, 2000, 2500, 0.030m),
-                new UserEndpointUsage("carol", "/api/chat", "gpt-4o-mini", 1, 40, 0, 60, 100, 0.0015m),
+                new UserEndpointUsage("alice", "/api/analyze", "gpt-4o", F(1, 1000, 200, 500, 0, 1500, 0.010m)),
+                new UserEndpointUsage("alice", "/api/chat", "gpt-4o-mini", F(1, 100, 0, 50, 0, 150, 0.001m)),
+                new UserEndpointUsage("bob", "/api/analyze", "gpt-4o", F(1, 2000, 0, 1000, 0, 3000, 0.020m)),
+                new UserEndpointUsage("carol", "/api/verify", "o3", F(1, 500, 0, 2000, 1500, 2500, 0.030m)),
+                new UserEndpointUsage("carol", "/api/chat", "gpt-4o-mini", F(1, 40, 0, 60, 0, 100, 0.0015m)),
             ],
             all);
         Assert.Equal(all.Where(r => r.UserId == "carol"), carol);
@@ -387,10 +389,10 @@ public abstract class UsageStoreConformanceTests : IAsyncLifetime
 
         Assert.Equal(
             [
-                new PeriodUsage(new DateOnly(2026, 3, 15), 4, 1440, 200, 710, 2150, 0.0145m, 2),
-                new PeriodUsage(new DateOnly(2026, 3, 14), 1, 2000, 0, 1000, 3000, 0.020m, 1),
-                new PeriodUsage(new DateOnly(2026, 3, 1), 1, 500, 0, 2000, 2500, 0.030m, 1),
-                new PeriodUsage(new DateOnly(2026, 2, 28), 1, 50, 0, 50, 100, 0m, 1),
+                new PeriodUsage(new DateOnly(2026, 3, 15), F(4, 1440, 200, 710, 0, 2150, 0.0145m), 2),
+                new PeriodUsage(new DateOnly(2026, 3, 14), F(1, 2000, 0, 1000, 0, 3000, 0.020m), 1),
+                new PeriodUsage(new DateOnly(2026, 3, 1), F(1, 500, 0, 2000, 1500, 2500, 0.030m), 1),
+                new PeriodUsage(new DateOnly(2026, 2, 28), F(1, 50, 0, 50, 0, 100, 0m), 1),
             ],
             rows);
     }
@@ -406,11 +408,11 @@ public abstract class UsageStoreConformanceTests : IAsyncLifetime
 
         Assert.Equal(
             [
-                new PeriodUsage(new DateOnly(2026, 1, 1), 1, 10, 0, 10, 20, 0.004m, 1),
-                new PeriodUsage(new DateOnly(2025, 12, 31), 1, 10, 0, 10, 20, 0.005m, 1),
+                new PeriodUsage(new DateOnly(2026, 1, 1), F(1, 10, 0, 10, 0, 20, 0.004m), 1),
+                new PeriodUsage(new DateOnly(2025, 12, 31), F(1, 10, 0, 10, 0, 20, 0.005m), 1),
             ],
             newYear);
-        Assert.Equal([new PeriodUsage(new DateOnly(2026, 2, 10), 1, 5, 0, 5, 10, 0.001m, 0)], anonymous);
+        Assert.Equal([new PeriodUsage(new DateOnly(2026, 2, 10), F(1, 5, 0, 5, 0, 10, 0.001m), 0)], anonymous);
         Assert.Empty(none);
     }
 
@@ -424,13 +426,13 @@ public abstract class UsageStoreConformanceTests : IAsyncLifetime
 
         Assert.Equal(
             [
-                new PeriodUsage(new DateOnly(2026, 3, 1), 6, 3940, 200, 3710, 7650, 0.0645m, 3),
-                new PeriodUsage(new DateOnly(2026, 2, 1), 2, 55, 0, 55, 110, 0.001m, 1),
-                new PeriodUsage(new DateOnly(2026, 1, 1), 1, 10, 0, 10, 20, 0.004m, 1),
-                new PeriodUsage(new DateOnly(2025, 12, 1), 1, 10, 0, 10, 20, 0.005m, 1),
+                new PeriodUsage(new DateOnly(2026, 3, 1), F(6, 3940, 200, 3710, 1500, 7650, 0.0645m), 3),
+                new PeriodUsage(new DateOnly(2026, 2, 1), F(2, 55, 0, 55, 0, 110, 0.001m), 1),
+                new PeriodUsage(new DateOnly(2026, 1, 1), F(1, 10, 0, 10, 0, 20, 0.004m), 1),
+                new PeriodUsage(new DateOnly(2025, 12, 1), F(1, 10, 0, 10, 0, 20, 0.005m), 1),
             ],
             rows);
-        Assert.Equal([new PeriodUsage(new DateOnly(2026, 1, 1), 1, 10, 0, 10, 20, 0.004m, 1)], january);
+        Assert.Equal([new PeriodUsage(new DateOnly(2026, 1, 1), F(1, 10, 0, 10, 0, 20, 0.004m), 1)], january);
     }
 
     [Fact]
@@ -443,11 +445,11 @@ public abstract class UsageStoreConformanceTests : IAsyncLifetime
 
         Assert.Equal(
             [
-                new UserDailyUsage("alice", new DateOnly(2026, 3, 15), 2, 1650, 0.011m),
-                new UserDailyUsage("bob", new DateOnly(2026, 2, 28), 1, 100, 0m),
-                new UserDailyUsage("bob", new DateOnly(2026, 3, 14), 1, 3000, 0.020m),
-                new UserDailyUsage("carol", new DateOnly(2026, 3, 1), 1, 2500, 0.030m),
-                new UserDailyUsage("carol", new DateOnly(2026, 3, 15), 1, 100, 0.0015m),
+                new UserDailyUsage("alice", new DateOnly(2026, 3, 15), F(2, 1100, 200, 550, 0, 1650, 0.011m)),
+                new UserDailyUsage("bob", new DateOnly(2026, 2, 28), F(1, 50, 0, 50, 0, 100, 0m)),
+                new UserDailyUsage("bob", new DateOnly(2026, 3, 14), F(1, 2000, 0, 1000, 0, 3000, 0.020m)),
+                new UserDailyUsage("carol", new DateOnly(2026, 3, 1), F(1, 500, 0, 2000, 1500, 2500, 0.030m)),
+                new UserDailyUsage("carol", new DateOnly(2026, 3, 15), F(1, 40, 0, 60, 0, 100, 0.0015m)),
             ],
             all);
         Assert.Equal(all.Where(r => r.UserId == "bob"), bob);
@@ -589,8 +591,8 @@ public abstract class UsageStoreConformanceTests : IAsyncLifetime
         Assert.Equal(0, await Store.Usage.AppendAsync(batch));
 
         var stats = await Store.Queries.GetStatsAsync(Today);
-        Assert.Equal(10, stats.TotalCalls);
-        Assert.Equal(0.0745m, stats.TotalCostUsd);
+        Assert.Equal(10, stats.Figures.Calls);
+        Assert.Equal(0.0745m, stats.Figures.CostUsd);
     }
 
     [Fact]
@@ -602,7 +604,7 @@ public abstract class UsageStoreConformanceTests : IAsyncLifetime
         Assert.Equal(4, await Store.Usage.AppendAsync(batch[3..]));
         Assert.Equal(0, await Store.Usage.AppendAsync([]));
 
-        Assert.Equal(10, (await Store.Queries.GetStatsAsync(Today)).TotalCalls);
+        Assert.Equal(10, (await Store.Queries.GetStatsAsync(Today)).Figures.Calls);
         Assert.Equal(10, (await ExportAsync(new UsageExportQuery())).Count);
     }
 
@@ -615,8 +617,8 @@ public abstract class UsageStoreConformanceTests : IAsyncLifetime
 
         Assert.Equal(200, added.Sum());
         var stats = await Store.Queries.GetStatsAsync(Today);
-        Assert.Equal(200, stats.TotalCalls);
-        Assert.Equal(2.00m, stats.TotalCostUsd);
+        Assert.Equal(200, stats.Figures.Calls);
+        Assert.Equal(2.00m, stats.Figures.CostUsd);
     }
 
     [Fact]
@@ -627,9 +629,9 @@ public abstract class UsageStoreConformanceTests : IAsyncLifetime
 
         Assert.Null(Assert.Single(await ExportAsync(new UsageExportQuery())).CostUsd);
         var summary = Assert.Single((await Store.Queries.GetUserSummariesAsync(new UserSummaryQuery())).Items);
-        Assert.Equal(0m, summary.TotalCostUsd);
-        Assert.Equal(200, summary.TotalTokens);
-        Assert.Equal(0m, (await Store.Queries.GetStatsAsync(Today)).Today.CostUsd);
+        Assert.Equal(0m, summary.Figures.CostUsd);
+        Assert.Equal(200, summary.Figures.TotalTokens);
+        Assert.Equal(0m, (await Store.Queries.GetStatsAsync(Today)).Today.Figures.CostUsd);
     }
 
     // ---------------------------------------------------------------- budgets

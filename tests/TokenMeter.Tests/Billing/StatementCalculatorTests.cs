@@ -26,9 +26,9 @@ public sealed class StatementCalculatorTests
     {
         UserEndpointUsage[] rows =
         [
-            new("u2", "/api/chat", "gpt-4o-mini", 3, 300, 0, 90, 390, 0.005m),
-            new("u1", "/api/hint", "gpt-4o-mini", 2, 200, 50, 40, 240, 0.0125m),
-            new("u1", "/api/analyze", "gpt-4o", 1, 1000, 0, 500, 1500, 0.0075m),
+            new("u2", "/api/chat", "gpt-4o-mini", new UsageFigures(3, 300, 0, 90, 0, 390, 0.005m)),
+            new("u1", "/api/hint", "gpt-4o-mini", new UsageFigures(2, 200, 50, 40, 0, 240, 0.0125m)),
+            new("u1", "/api/analyze", "gpt-4o", new UsageFigures(1, 1000, 0, 500, 0, 1500, 0.0075m)),
         ];
 
         var statement = StatementCalculator.Build(November, rows, 0m);
@@ -51,8 +51,8 @@ public sealed class StatementCalculatorTests
     {
         UserEndpointUsage[] rows =
         [
-            new("a", "/api/chat", "gpt-4o-mini", 10, 1, 0, 1, 2, 1.234567m),
-            new("b", "/api/chat", "gpt-4o-mini", 10, 1, 0, 1, 2, 2.5m),
+            new("a", "/api/chat", "gpt-4o-mini", new UsageFigures(10, 1, 0, 1, 0, 2, 1.234567m)),
+            new("b", "/api/chat", "gpt-4o-mini", new UsageFigures(10, 1, 0, 1, 0, 2, 2.5m)),
         ];
 
         var statement = StatementCalculator.Build(November, rows, 25m);

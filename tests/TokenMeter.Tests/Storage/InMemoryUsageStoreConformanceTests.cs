@@ -45,8 +45,8 @@ public sealed class InMemoryUsageStoreTests
             exported++;
         }
 
-        Assert.Equal(100_000, stats.TotalCalls);
-        Assert.Equal(10m, stats.TotalCostUsd);
+        Assert.Equal(100_000, stats.Figures.Calls);
+        Assert.Equal(10m, stats.Figures.CostUsd);
         Assert.Equal(900, stats.ActiveUsers);
         Assert.Equal(900, page.Total);
         Assert.Equal(70, daily.Count);

@@ -414,7 +414,7 @@ public sealed class UsageWriterTests : IDisposable
 
         var queries = host.Services.GetRequiredService<IUsageQueries>();
         var stats = await queries.GetStatsAsync(new DateOnly(2026, 1, 1));
-        Assert.Equal(2, stats.TotalCalls);
+        Assert.Equal(2, stats.Figures.Calls);
         Assert.Same(host.Services.GetRequiredService<IUsageStore>(), queries);
         Assert.Equal(_spoolDirectory, host.Services.GetRequiredService<UsageWriter>().SpoolDirectory);
     }
