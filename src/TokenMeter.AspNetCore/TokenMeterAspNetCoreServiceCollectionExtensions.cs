@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using TokenMeter.AspNetCore.Alerts;
+using TokenMeter.AspNetCore.Endpoints;
 using TokenMeter.AspNetCore.Reports;
 using TokenMeter.Budgets;
 using TokenMeter.Metering;
@@ -30,6 +31,8 @@ public static class TokenMeterAspNetCoreServiceCollectionExtensions
             options.Configure(configure);
         }
 
+        // The app's JSON (OpenAPI documents it) writes the read model as the admin API does.
+        services.ConfigureHttpJsonOptions(json => AdminJson.AddTo(json.SerializerOptions));
         builder.AddBudgetGuard();
         services.AddTokenMeterReports();
         services.AddOptions<TokenMeterAlertOptions>().BindConfiguration(TokenMeterAlertOptions.SectionName).ValidateOnStart();

@@ -6,11 +6,11 @@ namespace HomeworkApi.Homework;
 internal sealed record UsageDto(long InputTokens, long CachedInputTokens, long OutputTokens, long ReasoningTokens, long TotalTokens, decimal CostUsd, string? Model)
 {
     public static UsageDto From(UsageTotals totals) => new(
-        totals.InputTokens,
-        totals.CachedInputTokens,
-        totals.OutputTokens,
-        totals.ReasoningTokens,
-        totals.TotalTokens,
-        totals.CostUsd,
+        totals.Figures.InputTokens,
+        totals.Figures.CachedInputTokens,
+        totals.Figures.OutputTokens,
+        totals.Figures.ReasoningTokens,
+        totals.Figures.TotalTokens,
+        totals.Figures.CostUsd,
         totals.Model);
 }

@@ -22,6 +22,16 @@ internal static class AdminJson
     /// <summary>Web defaults (camelCase), independent of how the app configured its own JSON.</summary>
     public static JsonSerializerOptions Options { get; } = new(AdminJsonContext.Default.Options) { TypeInfoResolver = Resolver };
 
+    /// <summary>Puts the admin API's metadata first in <paramref name="options"/>' resolver chain, once.</summary>
+    /// <param name="options">The app's JSON options.</param>
+    public static void AddTo(JsonSerializerOptions options)
+    {
+        if (!options.TypeInfoResolverChain.Contains(Resolver))
+        {
+            options.TypeInfoResolverChain.Insert(0, Resolver);
+        }
+    }
+
     /// <summary>Every measure of <see cref="UsageFigures"/>, by its JSON name, in declaration order.</summary>
     private static readonly Dictionary<string, JsonPropertyInfo> Measures =
         AdminJsonContext.Default.UsageFigures.Properties.ToDictionary(p => p.Name, StringComparer.Ordinal);

@@ -9,7 +9,7 @@ namespace TokenMeter.Attribution;
 /// <code>
 /// using var scope = UsageScope.Begin(new UsageContext { UserId = "42", Endpoint = "/api/hint" });
 /// var reply = await chatClient.CompleteChatAsync(messages);
-/// Console.WriteLine(scope.Totals.CostUsd);
+/// Console.WriteLine(scope.Totals.Figures.CostUsd);
 /// </code>
 /// </example>
 public sealed class UsageScope : IDisposable

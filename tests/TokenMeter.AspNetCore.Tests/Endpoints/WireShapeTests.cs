@@ -1,5 +1,9 @@
 using System.Net;
+using System.Text.Json;
+using Microsoft.AspNetCore.Http.Metadata;
+using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
+using TokenMeter.AspNetCore.Endpoints;
 using TokenMeter.AspNetCore.Tests.Hosting;
 using TokenMeter.Budgets;
 
@@ -61,5 +65,42 @@ public sealed class WireShapeTests
         Assert.Equal(
             """{"totalCalls":1,"totalTokens":200,"totalCostUsd":0.0625,"thisMonth":{"calls":1,"tokens":200,"costUsd":0.0625},"budget":{"monthlyCostUsd":0.1,"remainingUsd":0.0375,"monthlyTokens":5000},"daily":[{"date":"2026-11-24","calls":1,"tokens":200,"costUsd":0.0625}],"byEndpoint":[{"endpoint":"/api/hint","calls":1,"totalTokens":200,"totalCostUsd":0.0625}]}""",
             await response.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task EveryAdminAnswer_IsWrittenByTheSourceGeneratedContext()
+    {
+        await using var app = await TestApp.StartAsync();
+        var answers = app.Services.GetRequiredService<EndpointDataSource>().Endpoints
+            .OfType<RouteEndpoint>()
+            .Where(e => e.RoutePattern.RawText?.StartsWith("/api/usage", StringComparison.Ordinal) == true)
+            .SelectMany(e => e.Metadata.OfType<IProducesResponseTypeMetadata>())
+            .Where(m => m.Type is not null && m.Type != typeof(void) && m.ContentTypes.Contains("application/json"))
+            .Select(m => m.Type!)
+            .Distinct()
+            .ToList();
+
+        Assert.NotEmpty(answers);
+        Assert.All(answers, type => Assert.True(
+            AdminJsonContext.Default.GetTypeInfo(type) is not null,
+            $"{type.Name} is not in AdminJsonContext: add [JsonSerializable(typeof({type.Name}))] there."));
+    }
+
+    [Theory]
+    [InlineData("/api/usage/stats", "totalCalls,totalTokens,totalCostUsd,activeUsers,today,thisMonth")]
+    [InlineData("/api/usage/user/{userId}", "userId,username,email,totalCalls,inputTokens,cachedInputTokens,outputTokens,reasoningTokens,totalTokens,totalCostUsd,lastCallAt,thisMonth,byEndpoint,daily")]
+    [InlineData("/api/usage/me", "totalCalls,totalTokens,totalCostUsd,thisMonth,budget,daily,byEndpoint")]
+    public async Task OpenApi_DescribesTheWireNames(string path, string properties)
+    {
+        await using var app = await TestApp.StartAsync();
+        using var doc = JsonDocument.Parse(await app.Client.GetStringAsync("/openapi/v1.json"));
+        var schema = doc.RootElement.GetProperty("paths").GetProperty(path).GetProperty("get").GetProperty("responses")
+            .GetProperty("200").GetProperty("content").GetProperty("application/json").GetProperty("schema");
+        if (schema.TryGetProperty("$ref", out var reference))
+        {
+            schema = doc.RootElement.GetProperty("components").GetProperty("schemas").GetProperty(reference.GetString()!.Split('/')[^1]);
+        }
+
+        Assert.Equal(properties.Split(','), schema.GetProperty("properties").EnumerateObject().Select(p => p.Name));
     }
 }

@@ -48,8 +48,8 @@ public sealed class ScopeAttributionTests
 
         for (var i = 0; i < 1000; i++)
         {
-            Assert.Equal(1, totals[i].Calls);
-            Assert.Equal(i + 1, totals[i].InputTokens);
+            Assert.Equal(1, totals[i].Figures.Calls);
+            Assert.Equal(i + 1, totals[i].Figures.InputTokens);
         }
     }
 
@@ -82,16 +82,16 @@ public sealed class ScopeAttributionTests
         Assert.Equal("math", records[0].Tags!["subject"]);
         Assert.Null(records[^1].ProblemId);
 
-        Assert.Equal(3, innerTotals.Calls);
-        Assert.Equal(300, innerTotals.InputTokens);
+        Assert.Equal(3, innerTotals.Figures.Calls);
+        Assert.Equal(300, innerTotals.Figures.InputTokens);
         var all = outer.Totals;
-        Assert.Equal(5, all.Calls);
-        Assert.Equal(500, all.InputTokens);
-        Assert.Equal(200, all.CachedInputTokens);
-        Assert.Equal(50, all.OutputTokens);
-        Assert.Equal(15, all.ReasoningTokens);
-        Assert.Equal(550, all.TotalTokens);
-        Assert.Equal(5 * ((100m + 20m) / 1000m), all.CostUsd);
+        Assert.Equal(5, all.Figures.Calls);
+        Assert.Equal(500, all.Figures.InputTokens);
+        Assert.Equal(200, all.Figures.CachedInputTokens);
+        Assert.Equal(50, all.Figures.OutputTokens);
+        Assert.Equal(15, all.Figures.ReasoningTokens);
+        Assert.Equal(550, all.Figures.TotalTokens);
+        Assert.Equal(5 * ((100m + 20m) / 1000m), all.Figures.CostUsd);
         Assert.Equal("gpt-4o", all.Model);
     }
 
@@ -130,6 +130,6 @@ public sealed class ScopeAttributionTests
         await updates.DisposeAsync();
         var record = Assert.Single(h.Observer.Records);
         Assert.Equal(("streamer", UsageStatus.Ok), (record.UserId, record.Status));
-        Assert.Equal(1, scope.Totals.Calls);
+        Assert.Equal(1, scope.Totals.Figures.Calls);
     }
 }

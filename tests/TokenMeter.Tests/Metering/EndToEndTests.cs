@@ -62,7 +62,7 @@ public sealed class EndToEndTests
         Assert.NotNull(first.PriceId);
         Assert.Contains(stored, r => r.Status == UsageStatus.Ok && r.Streaming && r.InputTokens == 100);
         Assert.Contains(stored, r => r.Status == UsageStatus.HttpError && r.HttpStatus == 500);
-        Assert.Equal(3, totals.Calls);
-        Assert.Equal(stored.Sum(r => r.CostUsd ?? 0m), totals.CostUsd);
+        Assert.Equal(3, totals.Figures.Calls);
+        Assert.Equal(stored.Sum(r => r.CostUsd ?? 0m), totals.Figures.CostUsd);
     }
 }

@@ -118,8 +118,8 @@ public sealed class RegistrationTests
         Assert.Equal(("gpt-4.1", 1500L, UsageStatus.Ok), (record.Model, record.TotalTokens, record.Status));
         Assert.Equal(2m, record.CostUsd);
         Assert.Same(record, Assert.Single(h.Observer.Records));
-        Assert.Equal(1, totals.Calls);
-        Assert.Equal(2m, totals.CostUsd);
+        Assert.Equal(1, totals.Figures.Calls);
+        Assert.Equal(2m, totals.Figures.CostUsd);
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await recorder.RecordAsync(new ManualUsage { Model = "m", InputTokens = -1 }));
     }
 }
