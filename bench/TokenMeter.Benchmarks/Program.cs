@@ -17,6 +17,11 @@ if (args.Length > 2 && args[0] == "metering-loop")
     return TokenMeter.Benchmarks.Metering.AllocationProbe.Loop(args[1..]);
 }
 
+if (args.Length > 0 && args[0] == "postgres-scale")
+{
+    return await ScaleBench.RunAsync(args[1..]);
+}
+
 if (args.Length > 0 && args[0] == "postgres")
 {
     return await PostgresBench.RunAsync(args[1..]);

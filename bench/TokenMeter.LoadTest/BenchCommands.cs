@@ -12,7 +12,7 @@ internal static class BenchCommands
     public const string Help = """
           sample-vs-sdk [seconds=12] [callers=1 16 64] [--memory]
                                                     POST /api/hint of the sample (PostgreSQL, or --memory) vs the same SDK call made directly; 20 ms model
-          sustained [seconds=60] [callers=32]       metered SDK calls as fast as possible into PostgreSQL; queue depth per second; store = calls
+          sustained [seconds=60] [callers=32]       metered SDK calls as fast as possible into PostgreSQL; queue depth per second, queue and memory per minute; store = calls
           export [rows=1000000] [--stages]          GET /api/usage/export of the sample over PostgreSQL: rows/s and the server's peak RSS (1/10 of the rows, then all)
         """;
 
@@ -73,6 +73,16 @@ internal static class BenchCommands
         Print("  calls/s   " + string.Join(' ', calls));
         Print("  written/s " + string.Join(' ', written));
         Print("  queue     " + string.Join(' ', o.Series.Select(s => s.Queue)));
+        Print("per minute: calls, records written, writer queue (median / max of the per-second samples), this process's RSS and managed heap (the app: client, metering, writer), PostgreSQL private memory (postmaster + backends, RssAnon) at the minute's end:");
+        Print("minute | calls | written | queue median | queue max | app RSS MiB | managed heap MiB | postgres private MiB");
+        for (var m = 0; m * 60 < o.Series.Count; m++)
+        {
+            var minute = o.Series.Skip(m * 60).Take(60).ToArray();
+            var before = m == 0 ? new SustainedBenchmark.Second(0, 0, 0, 0, 0, 0, 0) : o.Series[(m * 60) - 1];
+            var last = minute[^1];
+            Print(string.Create(CultureInfo.InvariantCulture,
+                $"{m + 1} | {last.Calls - before.Calls} | {last.Written - before.Written} | {Median(minute.Select(s => s.Queue))} | {minute.Max(s => s.Queue)} | {last.WorkingSet / 1048576.0:F0} | {last.ManagedHeap / 1048576.0:F0} | {last.PostgresAnon / 1048576.0:F0}"));
+        }
         var lost = o.Calls - o.Rows;
         var duplicates = o.Rows - o.DistinctIds;
         Print(string.Create(CultureInfo.InvariantCulture,

@@ -74,13 +74,13 @@ internal static class AllocationProbe
 
             Console.WriteLine();
             Console.WriteLine("2. allocation per call over loopback, all threads (fake server included; the difference is metering's)");
-            Allocation("plain", bench.PlainUnmetered, bench.PlainMetered, calls);
-            Allocation("stream whole", bench.StreamUnmetered, bench.StreamMetered, calls);
+            Allocation("plain", bench.PlainUnmetered, bench.PlainMetered, calls, bench.WaitForWriter);
+            Allocation("stream whole", bench.StreamUnmetered, bench.StreamMetered, calls, bench.WaitForWriter);
 
             Console.WriteLine();
             Console.WriteLine("3. in-process (no socket): process CPU time and allocation per call, all threads");
-            InProcess("plain", bench.CannedUnmetered, bench.CannedMetered, calls);
-            InProcess("stream whole", bench.CannedStreamUnmetered, bench.CannedStreamMetered, calls);
+            InProcess("plain", bench.CannedUnmetered, bench.CannedMetered, calls, bench.WaitForWriter);
+            InProcess("stream whole", bench.CannedStreamUnmetered, bench.CannedStreamMetered, calls, bench.WaitForWriter);
         }
         finally
         {
@@ -163,15 +163,16 @@ internal static class AllocationProbe
         return Stopwatch.GetElapsedTime(start).TotalMicroseconds;
     }
 
-    private static void Allocation(string name, Func<Task> unmetered, Func<Task> metered, int calls)
+    private static void Allocation(string name, Func<Task> unmetered, Func<Task> metered, int calls, Action waitForWriter)
     {
-        var u = BytesPerCall(unmetered, calls);
-        var m = BytesPerCall(metered, calls);
+        var u = BytesPerCall(unmetered, calls, waitForWriter);
+        var m = BytesPerCall(metered, calls, waitForWriter);
         Console.WriteLine(FormattableString.Invariant($"   {name,-19} unmetered {u,8:F0} B/call  metered {m,8:F0} B/call  extra {m - u,6:F0} B/call"));
     }
 
-    private static double BytesPerCall(Func<Task> call, int calls)
+    private static double BytesPerCall(Func<Task> call, int calls, Action waitForWriter)
     {
+        waitForWriter();
         GC.Collect();
         var before = GC.GetTotalAllocatedBytes(precise: true);
         for (var i = 0; i < calls; i++)
@@ -179,10 +180,12 @@ internal static class AllocationProbe
             call().GetAwaiter().GetResult();
         }
 
+        waitForWriter();
+
         return (GC.GetTotalAllocatedBytes(precise: true) - before) / (double)calls;
     }
 
-    private static void InProcess(string name, Func<Task> unmetered, Func<Task> metered, int calls)
+    private static void InProcess(string name, Func<Task> unmetered, Func<Task> metered, int calls, Action waitForWriter)
     {
         // Blocks of calls alternate between the clients; the median block is kept.
         const int Rounds = 7;
@@ -194,8 +197,8 @@ internal static class AllocationProbe
         var bytesM = new double[Rounds];
         for (var r = 0; r < Rounds; r++)
         {
-            (cpuU[r], callerU[r], bytesU[r]) = Block(unmetered, calls);
-            (cpuM[r], callerM[r], bytesM[r]) = Block(metered, calls);
+            (cpuU[r], callerU[r], bytesU[r]) = Block(unmetered, calls, waitForWriter);
+            (cpuM[r], callerM[r], bytesM[r]) = Block(metered, calls, waitForWriter);
         }
 
         Array.Sort(cpuU);
@@ -210,7 +213,7 @@ internal static class AllocationProbe
             $"   {name,-19} CPU unmetered {cu,6:F1} us/call  metered {cm,6:F1} us/call  extra {cm - cu,5:F1} us/call (caller's thread: {tu:F1} -> {tm:F1}, extra {tm - tu:F1}) | unmetered {bu,6:F0} B/call  metered {bm,6:F0} B/call  extra {bm - bu,5:F0} B/call"));
     }
 
-    private static (double CpuMicroseconds, double CallerMicroseconds, double Bytes) Block(Func<Task> call, int calls)
+    private static (double CpuMicroseconds, double CallerMicroseconds, double Bytes) Block(Func<Task> call, int calls, Action waitForWriter)
     {
         var bytes = GC.GetTotalAllocatedBytes(precise: true);
         var caller = ThreadCpuNanoseconds();
@@ -222,7 +225,9 @@ internal static class AllocationProbe
 
         var callerAfter = ThreadCpuNanoseconds();
 
-        // Let the writer finish its share of this block before the clock stops.
+        // Let the writer finish its share of this block (building and pricing deferred records
+        // included) before the clock stops.
+        waitForWriter();
         Thread.Sleep(20);
         var cpuAfter = ProcessCpuNanoseconds();
         return ((cpuAfter - cpu) / 1000.0 / calls, (callerAfter - caller) / 1000.0 / calls, (GC.GetTotalAllocatedBytes(precise: true) - bytes) / (double)calls);

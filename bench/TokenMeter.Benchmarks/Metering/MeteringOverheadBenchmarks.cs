@@ -96,6 +96,20 @@ public class MeteringOverheadBenchmarks
         return new OpenAIClient(new ApiKeyCredential("sk-bench"), options).GetChatClient("gpt-4o-mini");
     }
 
+    /// <summary>
+    /// Waits until the writer has taken every queued call: with no observer registered, records are
+    /// built and priced when the writer takes them, and that CPU belongs to the calls just made.
+    /// </summary>
+    public void WaitForWriter()
+    {
+        var writer = _host.Services.GetRequiredService<TokenMeter.Writing.UsageWriter>();
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (writer.QueueLength > 0 && DateTime.UtcNow < deadline)
+        {
+            Thread.Sleep(5);
+        }
+    }
+
     [GlobalCleanup]
     public void Cleanup()
     {

@@ -69,6 +69,10 @@ internal static class PostgresBench
             rows.Add(("store AppendAsync, 2 concurrent writers", 5000, store, copy.PerSecond));
         }
 
+        // Where the time goes: the same staging path with subsets of the rollups.
+        var copies = 0;
+        await IngestGrains.RunAsync(dataSource, ingestCount, 5000, async (ds, n, b) => (await RawCopyAsync(ds, n, b, "grains" + ++copies)).PerSecond);
+
         Console.WriteLine($"session staging tables alive after the runs (0 = the pool's connection reset dropped them): {await ScalarAsync<long>(dataSource, "SELECT count(*) FROM pg_class WHERE relname LIKE 'tokenmeter_staging_v%' AND relpersistence = 't'")}");
         Console.WriteLine($"load average: {File.ReadAllText("/proc/loadavg").Trim()}");
         Console.WriteLine();
@@ -374,7 +378,7 @@ internal static class PostgresBench
     }
 
     /// <summary>Time-ordered calls (as a writer sees them) spread evenly over <paramref name="span"/>.</summary>
-    private static IEnumerable<UsageRecord> Generate(int count, DateTimeOffset from, TimeSpan span)
+    internal static IEnumerable<UsageRecord> Generate(int count, DateTimeOffset from, TimeSpan span)
     {
         var random = new Random(20261125);
         var step = span.Ticks / count;
@@ -412,7 +416,7 @@ internal static class PostgresBench
     private static PostgresStoreContext NewContext(NpgsqlDataSource dataSource, string schema) =>
         new(dataSource, ownsDataSource: false, new PostgresStoreOptions { Schema = schema, CommandTimeoutSeconds = 600 }, TimeProvider.System);
 
-    private static async Task<string> FreshSchemaAsync(NpgsqlDataSource dataSource, string name)
+    internal static async Task<string> FreshSchemaAsync(NpgsqlDataSource dataSource, string name)
     {
         await PostgresMigrator.MigrateAsync(dataSource, name);
         return name;
@@ -438,13 +442,20 @@ internal static class PostgresBench
         }
     }
 
-    private static async Task<T> ScalarAsync<T>(NpgsqlDataSource dataSource, string sql)
+    internal static async Task<T> ScalarAsync<T>(NpgsqlDataSource dataSource, string sql)
     {
         await using var command = dataSource.CreateCommand(sql);
         return (T)(await command.ExecuteScalarAsync())!;
     }
 
     private static int postmasterPid;
+
+    /// <summary>Finds the postmaster from one of its backends, for the server CPU figures.</summary>
+    internal static void SetPostmaster(int backend)
+    {
+        var backendStat = File.ReadAllText($"/proc/{backend}/stat");
+        postmasterPid = int.Parse(backendStat[(backendStat.LastIndexOf(')') + 2)..].Split(' ')[1], CultureInfo.InvariantCulture);
+    }
 
     /// <summary>CPU seconds used so far by the PostgreSQL server (postmaster, its live children, and its reaped children) and by this process.</summary>
     private static (double Server, double Client) CpuNow()

@@ -15,7 +15,7 @@ namespace TokenMeter.LoadTest.Harness;
 /// </summary>
 public static class SustainedBenchmark
 {
-    public sealed record Second(int At, long Calls, long Written, long Queue);
+    public sealed record Second(int At, long Calls, long Written, long Queue, long WorkingSet, long ManagedHeap, long PostgresAnon);
 
     public sealed record Outcome(
         long Calls,
@@ -70,7 +70,7 @@ public static class SustainedBenchmark
                     while (await timer.WaitForNextTickAsync(sampling.Token).ConfigureAwait(false))
                     {
                         at++;
-                        series.Add(new Second(at, Interlocked.Read(ref calls), host.Written - writtenAtStart, host.QueueLength()));
+                        series.Add(new Second(at, Interlocked.Read(ref calls), host.Written - writtenAtStart, host.QueueLength(), Environment.WorkingSet, GC.GetTotalMemory(false), AnonymousMemoryOf(postmaster)));
 
                         // The fake model keeps every request; forget them so the harness's memory stays flat.
                         model.Reset();
@@ -141,6 +141,54 @@ public static class SustainedBenchmark
         }
 
         return 0;
+    }
+
+    /// <summary>Private (anonymous) resident memory of the postmaster and its children, in bytes: what the server holds beyond its shared buffers.</summary>
+    public static long AnonymousMemoryOf(int postmaster)
+    {
+        if (postmaster == 0)
+        {
+            return 0;
+        }
+
+        long total = 0;
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out var pid))
+            {
+                continue;
+            }
+
+            try
+            {
+                long anon = 0;
+                var parent = 0;
+                foreach (var line in File.ReadLines(Path.Combine(dir, "status")))
+                {
+                    if (line.StartsWith("PPid:", StringComparison.Ordinal))
+                    {
+                        parent = int.Parse(line["PPid:".Length..].Trim(), System.Globalization.CultureInfo.InvariantCulture);
+                    }
+                    else if (line.StartsWith("RssAnon:", StringComparison.Ordinal))
+                    {
+                        anon = long.Parse(line["RssAnon:".Length..].Trim().Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture) * 1024;
+                    }
+                }
+
+                if (pid == postmaster || parent == postmaster)
+                {
+                    total += anon;
+                }
+            }
+            catch (IOException)
+            {
+            }
+            catch (UnauthorizedAccessException)
+            {
+            }
+        }
+
+        return total;
     }
 
     private static async Task TruncateAsync(string connectionString)

@@ -159,6 +159,7 @@ internal static class UsageCsv
             }
         }
 
+        var cell = new byte[CsvCells.MaxLength];
         foreach (var r in chunk)
         {
             UserDirectoryEntry? user = null;
@@ -168,7 +169,15 @@ internal static class UsageCsv
             }
 
             csv.WriteField(r.Id, default);
-            csv.WriteField(r.CreatedAt, default);
+            if (CsvCells.TryFormatUtcTimestamp(r.CreatedAt, cell, out var written))
+            {
+                csv.WriteField(cell.AsSpan(0, written));
+            }
+            else
+            {
+                csv.WriteField(r.CreatedAt, default);
+            }
+
             csv.WriteField(r.UserId);
             csv.WriteField(user?.Username);
             csv.WriteField(user?.Email);
@@ -186,7 +195,15 @@ internal static class UsageCsv
             csv.WriteField(r.Tags is { Count: > 0 } tags ? MetadataJson(tags, metadata) : null);
             csv.WriteField(r.Operation);
             csv.WriteField(r.RequestModel);
-            csv.WriteField(Math.Round(r.DurationMs, 3), default);
+            if (CsvCells.TryFormatThousandths(r.DurationMs, cell, out written))
+            {
+                csv.WriteField(cell.AsSpan(0, written));
+            }
+            else
+            {
+                csv.WriteField(Math.Round(r.DurationMs, 3), default);
+            }
+
             csv.WriteField(r.HttpStatus, default);
             csv.WriteField(r.Streaming);
             await csv.EndRecordAsync(cancellationToken).ConfigureAwait(false);

@@ -1,3 +1,5 @@
+using TokenMeter.Metering;
+
 namespace TokenMeter.Attribution;
 
 /// <summary>
@@ -14,11 +16,17 @@ namespace TokenMeter.Attribution;
 /// </example>
 public sealed class UsageScope : IDisposable
 {
+    private const int PendingFoldThreshold = 64;
+
     private static readonly AsyncLocal<UsageScope?> CurrentScope = new();
 
     private readonly UsageScope? _parent;
     private readonly Lock _gate = new();
     private UsageTotals _totals = UsageTotals.Empty;
+
+    // Calls whose records are built off the caller's thread (see DeferredUsage): added to the
+    // totals when these are read, or once the writer has built them.
+    private List<DeferredUsage>? _pending;
     private bool _disposed;
 
     private UsageScope(UsageScope? parent, UsageContext context)
@@ -40,6 +48,19 @@ public sealed class UsageScope : IDisposable
         {
             lock (_gate)
             {
+                if (_pending is { Count: > 0 } pending)
+                {
+                    foreach (var usage in pending)
+                    {
+                        if (usage.Resolve() is { } record)
+                        {
+                            _totals = _totals.Add(record);
+                        }
+                    }
+
+                    pending.Clear();
+                }
+
                 return _totals;
             }
         }
@@ -71,6 +92,28 @@ public sealed class UsageScope : IDisposable
         }
     }
 
+    /// <summary>Adds a finished call whose record is not built yet to this scope and every enclosing one.</summary>
+    /// <param name="usage">The call.</param>
+    internal void AddPending(DeferredUsage usage)
+    {
+        for (var scope = this; scope is not null; scope = scope._parent)
+        {
+            lock (scope._gate)
+            {
+                var pending = scope._pending ??= [];
+
+                // A scope that lives long and is never read must not hold every call: fold in the
+                // ones the writer has already built (no building here, only adding).
+                if (pending.Count >= PendingFoldThreshold)
+                {
+                    scope.FoldResolved(pending);
+                }
+
+                pending.Add(usage);
+            }
+        }
+    }
+
     /// <summary>Closes the scope: the enclosing scope becomes current again in this flow.</summary>
     public void Dispose()
     {
@@ -84,6 +127,25 @@ public sealed class UsageScope : IDisposable
         {
             CurrentScope.Value = _parent;
         }
+    }
+
+    private void FoldResolved(List<DeferredUsage> pending)
+    {
+        var kept = 0;
+        for (var i = 0; i < pending.Count; i++)
+        {
+            var usage = pending[i];
+            if (!usage.IsResolved)
+            {
+                pending[kept++] = usage;
+            }
+            else if (usage.Resolve() is { } record)
+            {
+                _totals = _totals.Add(record);
+            }
+        }
+
+        pending.RemoveRange(kept, pending.Count - kept);
     }
 
     private static UsageContext Merge(UsageContext? outer, UsageContext inner)

@@ -7,6 +7,9 @@ namespace TokenMeter.Metering;
 /// <remarks>
 /// Called synchronously on the thread that completed the call, before the record is queued for
 /// storage. It must be cheap and must not block; an exception it throws is logged and ignored.
+/// While any observer is registered, every record is built and priced on that thread; with none,
+/// metering leaves building, pricing and metrics to the background writer, so a metered call costs
+/// its caller less.
 /// </remarks>
 public interface IUsageObserver
 {

@@ -41,6 +41,9 @@ internal sealed class MeteredCall
 
     public bool EstimateMissingUsage { get; init; } = true;
 
+    /// <summary>The meter this call reports to.</summary>
+    public UsageMeter Meter => _meter;
+
     /// <summary>Records the call once; later calls do nothing. Never throws.</summary>
     /// <param name="usage">What the reply said.</param>
     /// <param name="status">How the call ended, before estimation.</param>
@@ -52,6 +55,59 @@ internal sealed class MeteredCall
             return;
         }
 
+        var durationMs = _meter.TimeProvider.GetElapsedTime(_startTimestamp).TotalMilliseconds;
+        if (_meter.DefersRecording)
+        {
+            // The request body is only needed to estimate a call without usage.
+            if (usage.HasUsage)
+            {
+                ReleaseRequestBody();
+            }
+
+            _meter.Defer(new DeferredUsage(this, usage, status, httpStatus, durationMs), Scope);
+            return;
+        }
+
+        if (Build(usage, status, httpStatus, durationMs) is { } record)
+        {
+            _meter.Record(record, Scope);
+        }
+    }
+
+    /// <summary>
+    /// Records a call with a buffered reply once: read now, or — when nothing needs the record at
+    /// once and the reply is small — kept and read when the record is resolved, off this thread.
+    /// </summary>
+    /// <param name="reply">The reply body.</param>
+    /// <param name="isError">Whether the reply is an error status.</param>
+    /// <param name="httpStatus">The HTTP status.</param>
+    public void CompleteBuffered(BinaryData reply, bool isError, int httpStatus)
+    {
+        if (_meter.DefersRecording && reply.Length <= DeferredUsage.MaxDeferredReply)
+        {
+            if (Interlocked.Exchange(ref _completed, 1) != 0)
+            {
+                return;
+            }
+
+            var durationMs = _meter.TimeProvider.GetElapsedTime(_startTimestamp).TotalMilliseconds;
+            if (HasUsageObject(reply.ToMemory().Span))
+            {
+                ReleaseRequestBody();
+            }
+
+            _meter.Defer(new DeferredUsage(this, reply, isError, httpStatus, durationMs), Scope);
+            return;
+        }
+
+        var usage = default(ParsedUsage);
+        var status = OpenAIMeteringPolicy.ReadBufferedReply(this, reply.ToMemory().Span, isError, ref usage);
+        Complete(usage, status, httpStatus);
+    }
+
+    /// <summary>Builds the record of the finished call (unpriced); null when that failed (logged). Never throws.</summary>
+    internal UsageRecord? Build(in ParsedUsage usage, UsageStatus status, int? httpStatus, double durationMs)
+    {
         try
         {
             var record = UsageMeter.BuildRecord(
@@ -61,7 +117,7 @@ internal sealed class MeteredCall
                 Operation,
                 RequestModel,
                 usage,
-                _meter.TimeProvider.GetElapsedTime(_startTimestamp).TotalMilliseconds,
+                durationMs,
                 status,
                 httpStatus,
                 Streaming);
@@ -89,17 +145,22 @@ internal sealed class MeteredCall
             }
 
             ReleaseRequestBody();
-            _meter.Record(record, Scope);
+            return record;
         }
         catch (Exception ex)
         {
             Log.MeteringFailed(_logger, ex);
+            return null;
         }
         finally
         {
             ReleaseRequestBody();
         }
     }
+
+    // A reply that carries a usage object needs no estimate, so the request body can go back to the pool now.
+    private static bool HasUsageObject(ReadOnlySpan<byte> reply) =>
+        reply.IndexOf("\"usage\":{"u8) >= 0 || reply.IndexOf("\"usage\": {"u8) >= 0;
 
     // The body is a pooled buffer: back to the pool once, as soon as it is no longer needed.
     private void ReleaseRequestBody() => Interlocked.Exchange(ref _requestBody, null)?.Dispose();

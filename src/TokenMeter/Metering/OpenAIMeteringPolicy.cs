@@ -276,14 +276,8 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
             var usage = default(ParsedUsage);
             if (message.BufferResponse)
             {
-                if (call.Operation != UsageOperation.AudioSpeech)
-                {
-                    _ = UsageParser.TryParse(response.Content.ToMemory().Span, ref usage);
-                }
-
                 call.Streaming = false;
-                var status = response.IsError ? UsageStatus.HttpError : usage.HasUsage ? UsageStatus.Ok : UsageStatus.UsageMissing;
-                call.Complete(usage, status, response.Status);
+                call.CompleteBuffered(response.Content, response.IsError, response.Status);
                 return;
             }
 
@@ -301,6 +295,22 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
             Log.MeteringFailed(_logger, ex);
             call.Complete(default, UsageStatus.UsageMissing, message.Response?.Status);
         }
+    }
+
+    /// <summary>Reads the usage a buffered reply reports; returns how the call ended.</summary>
+    /// <param name="call">The call.</param>
+    /// <param name="body">The reply body.</param>
+    /// <param name="isError">Whether the reply has an error status.</param>
+    /// <param name="usage">Filled with what the reply says.</param>
+    /// <returns>The call's status, before estimation.</returns>
+    internal static UsageStatus ReadBufferedReply(MeteredCall call, ReadOnlySpan<byte> body, bool isError, ref ParsedUsage usage)
+    {
+        if (call.Operation != UsageOperation.AudioSpeech)
+        {
+            _ = UsageParser.TryParse(body, ref usage);
+        }
+
+        return isError ? UsageStatus.HttpError : usage.HasUsage ? UsageStatus.Ok : UsageStatus.UsageMissing;
     }
 
     private static void Failed(MeteredCall call, PipelineMessage message, Exception exception)

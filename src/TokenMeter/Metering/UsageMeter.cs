@@ -26,9 +26,23 @@ internal sealed class UsageMeter
         TimeProvider = timeProvider;
         _pricer = pricer;
         _sink = sink;
+        CanDefer = _observers.Length == 0 && sink is not null;
     }
 
     public TimeProvider TimeProvider { get; }
+
+    /// <summary>
+    /// True when no observer needs each record the moment its call ends: records may then be built,
+    /// priced, counted and logged off the caller's thread (see <see cref="DeferredUsage"/>).
+    /// </summary>
+    public bool CanDefer { get; }
+
+    /// <summary>
+    /// Whether to defer this call's record: when nothing needs it at once and the writer is keeping
+    /// up. A writer that falls behind (a starved or saturated process) gets built records again, so
+    /// deferring never slows the writer down when it matters.
+    /// </summary>
+    public bool DefersRecording => CanDefer && !_sink!.IsBacklogged;
 
     /// <summary>Prices, attributes, observes, counts and queues one finished call.</summary>
     /// <param name="record">The unpriced record.</param>
@@ -36,17 +50,7 @@ internal sealed class UsageMeter
     /// <returns>The priced record.</returns>
     public UsageRecord Record(UsageRecord record, UsageScope? scope)
     {
-        try
-        {
-            if (_pricer is not null)
-            {
-                record = _pricer.Price(record);
-            }
-        }
-        catch (Exception ex)
-        {
-            Log.PricingFailed(_logger, ex, record.Model);
-        }
+        record = Price(record);
 
         try
         {
@@ -69,14 +73,7 @@ internal sealed class UsageMeter
             }
         }
 
-        try
-        {
-            _metrics.Record(record);
-        }
-        catch (Exception ex)
-        {
-            Log.MeteringFailed(_logger, ex);
-        }
+        Count(record);
 
         try
         {
@@ -90,8 +87,68 @@ internal sealed class UsageMeter
             Log.EnqueueFailed(_logger, ex, record.Id);
         }
 
-        Log.CallRecorded(_logger, record.Operation, record.Model, record.Status, record.InputTokens, record.OutputTokens);
         return record;
+    }
+
+    /// <summary>Queues a finished call whose record is built later, and adds it to its scope (resolved when the totals are read).</summary>
+    /// <param name="usage">The call.</param>
+    /// <param name="scope">The scope the call was made in, captured when it started.</param>
+    public void Defer(DeferredUsage usage, UsageScope? scope)
+    {
+        try
+        {
+            scope?.AddPending(usage);
+        }
+        catch (Exception ex)
+        {
+            Log.MeteringFailed(_logger, ex);
+        }
+
+        _sink?.Enqueue(usage);
+    }
+
+    /// <summary>Prices, counts and logs a record built off the caller's thread (a deferred call's).</summary>
+    /// <param name="record">The unpriced record.</param>
+    /// <returns>The priced record.</returns>
+    public UsageRecord Finish(UsageRecord record)
+    {
+        record = Price(record);
+        Count(record);
+        return record;
+    }
+
+    /// <summary>Logs a failure to meter a call (never thrown to anyone).</summary>
+    public void Failed(Exception exception) => Log.MeteringFailed(_logger, exception);
+
+    private UsageRecord Price(UsageRecord record)
+    {
+        try
+        {
+            if (_pricer is not null)
+            {
+                record = _pricer.Price(record);
+            }
+        }
+        catch (Exception ex)
+        {
+            Log.PricingFailed(_logger, ex, record.Model);
+        }
+
+        return record;
+    }
+
+    private void Count(UsageRecord record)
+    {
+        try
+        {
+            _metrics.Record(record);
+        }
+        catch (Exception ex)
+        {
+            Log.MeteringFailed(_logger, ex);
+        }
+
+        Log.CallRecorded(_logger, record.Operation, record.Model, record.Status, record.InputTokens, record.OutputTokens);
     }
 
     /// <summary>Builds a record for a call that started at <paramref name="createdAt"/> in <paramref name="scope"/>.</summary>

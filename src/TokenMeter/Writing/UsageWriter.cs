@@ -5,13 +5,15 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using TokenMeter.Diagnostics;
+using TokenMeter.Metering;
 using TokenMeter.Resilience;
 using TokenMeter.Storage;
 
 namespace TokenMeter.Writing;
 
 /// <summary>
-/// The background writer. <see cref="Enqueue"/> puts a record in a bounded channel and returns at
+/// The background writer. <see cref="Enqueue(UsageRecord)"/> puts a record (or, through
+/// <see cref="Enqueue(DeferredUsage)"/>, a finished call whose record it builds when it takes it) in a bounded channel and returns at
 /// once (a full channel spills to an overflow queue that the writer moves to the spool, so nothing
 /// is dropped and the caller never waits or does I/O). One loop stores batches by size or time,
 /// retries a failing store with the shared back-off (<see cref="RetryBackoff"/>), spills batches to the durable spool once
@@ -21,8 +23,9 @@ namespace TokenMeter.Writing;
 /// </summary>
 internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
 {
-    private readonly Channel<UsageRecord> _channel;
-    private readonly ConcurrentQueue<UsageRecord> _overflow = new();
+    // Each entry is a UsageRecord, or a DeferredUsage whose record is built when the loop takes it.
+    private readonly Channel<object> _channel;
+    private readonly ConcurrentQueue<object> _overflow = new();
     private readonly List<UsageRecord> _held = [];
     private readonly IUsageStore _store;
     private readonly UsageWriterOptions _options;
@@ -72,7 +75,7 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
         // At least 1 ms, so probes of a down store back off even when retries are set to be immediate.
         var initialDelay = TimeSpan.FromTicks(Math.Max(_options.InitialRetryDelay.Ticks, TimeSpan.TicksPerMillisecond));
         _backoff = new RetryBackoff(initialDelay, initialDelay > _options.MaxRetryDelay ? initialDelay : _options.MaxRetryDelay);
-        _channel = Channel.CreateBounded<UsageRecord>(new BoundedChannelOptions(_options.QueueCapacity)
+        _channel = Channel.CreateBounded<object>(new BoundedChannelOptions(_options.QueueCapacity)
         {
             SingleReader = true,
             SingleWriter = false,
@@ -83,6 +86,8 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
 
     /// <summary>The spool folder in use.</summary>
     public string SpoolDirectory => _spool.Directory;
+
+    public bool IsBacklogged => _channel.Reader.Count > 2 * _options.BatchSize || !_overflow.IsEmpty;
 
     /// <summary>Records waiting in memory.</summary>
     public int QueueLength => _channel.Reader.Count + _overflow.Count;
@@ -102,16 +107,27 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
 
     public void Enqueue(UsageRecord record)
     {
-        if (record is null)
+        if (record is not null)
         {
-            return;
+            EnqueueEntry(record);
         }
+    }
 
+    public void Enqueue(DeferredUsage usage)
+    {
+        if (usage is not null)
+        {
+            EnqueueEntry(usage);
+        }
+    }
+
+    private void EnqueueEntry(object entry)
+    {
         try
         {
-            if (!_channel.Writer.TryWrite(record))
+            if (!_channel.Writer.TryWrite(entry))
             {
-                _overflow.Enqueue(record);
+                _overflow.Enqueue(entry);
                 if (Interlocked.Exchange(ref _queueFullLogged, 1) == 0)
                 {
                     Log.QueueFull(_logger, _options.QueueCapacity);
@@ -131,7 +147,7 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
         catch (Exception)
 #pragma warning restore CA1031
         {
-            _overflow.Enqueue(record);
+            _overflow.Enqueue(entry);
         }
     }
 
@@ -381,11 +397,17 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
             }
         }
 
-        while (batch.Count < _options.BatchSize && _channel.Reader.TryRead(out var record))
+        while (batch.Count < _options.BatchSize && _channel.Reader.TryRead(out var entry))
         {
-            batch.Add(record);
+            if (RecordOf(entry) is { } record)
+            {
+                batch.Add(record);
+            }
         }
     }
+
+    // A deferred call is built (and priced, counted, logged) here, on the writer's thread.
+    private static UsageRecord? RecordOf(object entry) => entry as UsageRecord ?? ((DeferredUsage)entry).Resolve();
 
     private async Task StoreOrSpoolAsync(List<UsageRecord> batch)
     {
@@ -461,9 +483,12 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
         while (!_overflow.IsEmpty)
         {
             var chunk = new List<UsageRecord>(_options.BatchSize);
-            while (chunk.Count < _options.BatchSize && _overflow.TryDequeue(out var record))
+            while (chunk.Count < _options.BatchSize && _overflow.TryDequeue(out var entry))
             {
-                chunk.Add(record);
+                if (RecordOf(entry) is { } record)
+                {
+                    chunk.Add(record);
+                }
             }
 
             if (chunk.Count == 0)

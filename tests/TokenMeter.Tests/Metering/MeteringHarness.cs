@@ -67,7 +67,7 @@ internal sealed class MeteringHarness : IAsyncDisposable
 
     public CollectingObserver Observer { get; }
 
-    public static async Task<MeteringHarness> StartAsync(Action<IServiceCollection>? configure = null, Action<TokenMeterOptions>? options = null)
+    public static async Task<MeteringHarness> StartAsync(Action<IServiceCollection>? configure = null, Action<TokenMeterOptions>? options = null, bool observe = true)
     {
         var server = await FakeOpenAIServer.StartAsync();
         var observer = new CollectingObserver();
@@ -75,7 +75,11 @@ internal sealed class MeteringHarness : IAsyncDisposable
         services.AddLogging();
         services.AddSingleton<IConfiguration>(new ConfigurationBuilder().Build());
         services.AddTokenMeter(options);
-        services.AddSingleton<IUsageObserver>(observer);
+        if (observe)
+        {
+            services.AddSingleton<IUsageObserver>(observer);
+        }
+
         services.AddSingleton<IUsagePricer, FlatTestPricer>();
         configure?.Invoke(services);
         return new MeteringHarness(server, services.BuildServiceProvider(), observer);

@@ -325,7 +325,7 @@ public sealed class UsageWriterTests : IDisposable
         await writer.StartAsync(default);
         await writer.StopAsync(default);
 
-        writer.Enqueue(null!);
+        writer.Enqueue((UsageRecord)null!);
         writer.Enqueue(NewRecord(1));
 
         await writer.DisposeAsync();

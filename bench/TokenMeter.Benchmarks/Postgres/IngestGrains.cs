@@ -1,0 +1,124 @@
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+using Npgsql;
+using TokenMeter.Postgres.Storage;
+
+namespace TokenMeter.Benchmarks.Postgres;
+
+/// <summary>
+/// Where the store's ingest time goes: the same staging path with subsets of the rollups, so the
+/// marginal cost of each group of grains shows (raw COPY, staging + insert only, + platform grains,
+/// + per-user grains, + per-user-endpoint-model grains = every rollup).
+/// </summary>
+internal static partial class IngestGrains
+{
+    private static readonly (string Name, string[] Keep)[] Variants =
+    [
+        ("staging + insert, no rollups", []),
+        ("+ platform grains (endpoint×model by day, month)", ["ed", "em"]),
+        ("+ per-user grains (user by day, month, total; active users)", ["ed", "em", "ud", "um", "ut", "ad", "am"]),
+        ("+ user×endpoint×model by day and month = every rollup", ["ed", "em", "ud", "um", "ut", "ad", "am", "ued", "uem"]),
+    ];
+
+    public static async Task RunAsync(NpgsqlDataSource dataSource, int count, int batchSize, Func<NpgsqlDataSource, int, int, Task<double>> rawCopy)
+    {
+        Console.WriteLine();
+        Console.WriteLine($"where ingest time goes ({count:N0} records, {batchSize:N0}/batch; raw COPY before and after, the variants between):");
+        var copyBefore = await rawCopy(dataSource, count, batchSize);
+        var rates = new List<(string, double)>();
+        foreach (var (name, keep) in Variants)
+        {
+            rates.Add((name, await VariantAsync(dataSource, count, batchSize, keep, name)));
+        }
+
+        var copyAfter = await rawCopy(dataSource, count, batchSize);
+        var copy = (copyBefore + copyAfter) / 2;
+        Console.WriteLine($"| ingest (staging path, {batchSize:N0}/batch) | records/s | vs raw COPY ({copy:N0}/s) | µs per record (wall) | marginal µs per record |");
+        Console.WriteLine("|---|---:|---:|---:|---:|");
+        var previous = 1e6 / copy;
+        Console.WriteLine($"| raw binary COPY into user_api_usage | {copy:N0} | 100 % | {previous:N1} | |");
+        foreach (var (name, rate) in rates)
+        {
+            var micros = 1e6 / rate;
+            Console.WriteLine($"| {name} | {rate:N0} | {rate / copy:P0} | {micros:N1} | {micros - previous:+0.0;-0.0} |");
+            previous = micros;
+        }
+    }
+
+    private static async Task<double> VariantAsync(NpgsqlDataSource dataSource, int count, int batchSize, string[] keep, string name)
+    {
+        var schema = await PostgresBench.FreshSchemaAsync(dataSource, "grains" + keep.Length + "_" + batchSize);
+        var records = PostgresBench.Generate(count, new DateTimeOffset(2026, 12, 30, 0, 0, 0, TimeSpan.Zero), TimeSpan.FromDays(5)).ToList();
+        await using var context = new PostgresStoreContext(dataSource, ownsDataSource: false, new TokenMeter.Postgres.PostgresStoreOptions { Schema = schema, CommandTimeoutSeconds = 600 }, TimeProvider.System);
+        await context.EnsurePartitionsAsync(records.Select(r => PostgresStoreContext.MonthOf(r.CreatedAt)).Distinct(), default);
+        var ingest = Subset(PostgresSql.IngestFrom(context.Quoted, "pg_temp.tokenmeter_grains"), keep);
+        var watch = Stopwatch.StartNew();
+        var stored = 0;
+        foreach (var batch in records.Chunk(batchSize))
+        {
+            await using var connection = await dataSource.OpenConnectionAsync();
+            await using var transaction = await connection.BeginTransactionAsync();
+            await using (var create = new NpgsqlCommand($"CREATE TEMP TABLE IF NOT EXISTS tokenmeter_grains (LIKE {context.Quoted}.user_api_usage) ON COMMIT DELETE ROWS", connection, transaction))
+            {
+                await create.ExecuteNonQueryAsync();
+            }
+
+            await using (var writer = await connection.BeginBinaryImportAsync($"COPY pg_temp.tokenmeter_grains ({PostgresSql.Columns}) FROM STDIN (FORMAT BINARY)"))
+            {
+                foreach (var r in batch)
+                {
+                    await PostgresUsageStore.WriteRowAsync(writer, r, default);
+                }
+
+                await writer.CompleteAsync();
+            }
+
+            await using (var command = new NpgsqlCommand(ingest, connection, transaction))
+            {
+                stored += (int)(await command.ExecuteScalarAsync())!;
+            }
+
+            await transaction.CommitAsync();
+        }
+
+        if (stored != count)
+        {
+            throw new InvalidOperationException($"stored {stored} of {count}");
+        }
+
+        var rate = count / watch.Elapsed.TotalSeconds;
+        Console.WriteLine($"  {name}: {count:N0} records in {watch.Elapsed.TotalSeconds:N2} s = {rate:N0} records/s");
+        return rate;
+    }
+
+    /// <summary>The ingest statement with only the rollup CTEs named in <paramref name="keep"/>.</summary>
+    private static string Subset(string statement, string[] keep)
+    {
+        var parts = CteStart().Split(statement);
+
+        // parts: [prefix up to the first rollup CTE, name1, body1, name2, body2, ...]; the last body ends with the final SELECT.
+        var result = new System.Text.StringBuilder(parts[0]);
+        string? tail = null;
+        for (var i = 1; i + 1 < parts.Length; i += 2)
+        {
+            var name = parts[i];
+            var body = parts[i + 1];
+            var select = body.IndexOf("SELECT coalesce(sum(calls), 0)::integer", StringComparison.Ordinal);
+            if (select >= 0)
+            {
+                tail = body[select..];
+                body = body[..select];
+            }
+
+            if (keep.Contains(name))
+            {
+                result.Append(",\n").Append(name).Append(" AS (").Append(body.TrimEnd().TrimEnd(','));
+            }
+        }
+
+        return result.Append('\n').Append(tail ?? throw new InvalidOperationException("no final SELECT")).ToString();
+    }
+
+    [GeneratedRegex(@",\s*\n\s*(ued|uem|ud|um|ut|ed|em|ad|am) AS \(")]
+    private static partial Regex CteStart();
+}

@@ -1,0 +1,281 @@
+using System.Diagnostics;
+using System.Globalization;
+using Npgsql;
+using TokenMeter.Postgres;
+using TokenMeter.Postgres.Querying;
+using TokenMeter.Postgres.Schema;
+using TokenMeter.Postgres.Storage;
+using TokenMeter.Querying;
+using TokenMeter.Testing.Postgres;
+
+namespace TokenMeter.Benchmarks.Postgres;
+
+/// <summary>
+/// How query and ingest costs grow with the data:
+/// <c>dotnet run -c Release --project bench/TokenMeter.Benchmarks -- postgres-scale [small=5000000] [large=20000000] [ingest=100000] [batch=5000]</c>.
+/// <list type="number">
+/// <item>Loads <c>small</c> calls server-side (<c>generate_series</c> straight into <c>user_api_usage</c>,
+/// 13,699 calls a day ending today, 1,000 users, 5 endpoints, 3 models: the shape of the
+/// <c>postgres</c> benchmark), then builds every rollup from the raw rows with one GROUP BY per rollup.</item>
+/// <item>Times the store query behind every admin read route (p50 of 15 after 2 warm-ups).</item>
+/// <item>Adds older calls at the same daily rate until the table holds <c>large</c> (more history,
+/// the same users), rebuilds the rollups, and times the same queries again: the ratio is large ÷ small.</item>
+/// <item>Ingest through the store's <c>AppendAsync</c> into that full table and into an empty schema,
+/// interleaved (empty, full, full, empty), the same records (dated after the loaded data) and batch size.</item>
+/// </list>
+/// </summary>
+internal static class ScaleBench
+{
+    private const int CallsPerDay = 13_699;
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        // --existing <connection string>: the two schemas were loaded by an earlier run whose server
+        // is still up; only the queries and the ingest comparison run (e.g. again on a quieter machine).
+        string? existing = null;
+        if (args.Length > 1 && args[0] == "--existing")
+        {
+            existing = args[1];
+            args = args[2..];
+        }
+
+        var small = args.Length > 0 ? long.Parse(args[0], CultureInfo.InvariantCulture) : 5_000_000;
+        var large = args.Length > 1 ? long.Parse(args[1], CultureInfo.InvariantCulture) : 20_000_000;
+        var ingestCount = args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 100_000;
+        var batchSize = args.Length > 3 ? int.Parse(args[3], CultureInfo.InvariantCulture) : 5_000;
+        Print($"postgres-scale: {small:N0} then {large:N0} calls, ingest {ingestCount:N0} records at {batchSize:N0}/batch; {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load average {LoadAverage()}{(existing is null ? string.Empty : " (schemas loaded by an earlier run)")}");
+
+        await using var server = existing is null
+            ? await PostgresServer.StartAsync(["fsync=on", "synchronous_commit=on", "full_page_writes=on", "shared_buffers=1GB", "work_mem=64MB", "maintenance_work_mem=512MB", "max_wal_size=8GB", "checkpoint_timeout=30min"])
+            : null;
+        var connectionString = existing ?? await server!.CreateDatabaseAsync("scale");
+        await using var dataSource = NpgsqlDataSource.Create(connectionString);
+        PostgresBench.SetPostmaster(await PostgresBench.ScalarAsync<int>(dataSource, "SELECT pg_backend_pid()"));
+
+        // A fixed mid-month day, so month-to-date queries (budgets, forecasts) read 20 days whatever the date of the run.
+        var today = new DateOnly(2026, 11, 20);
+        var smallContext = await NewSchemaAsync(dataSource, "scale_small");
+        var context = await NewSchemaAsync(dataSource, "scale_large");
+        if (existing is null)
+        {
+            await LoadAsync(smallContext, 0, small, today);
+            await LoadAsync(context, 0, large, today);
+        }
+        else
+        {
+            Print($"  rows: {await PostgresBench.ScalarAsync<long>(dataSource, "SELECT count(*) FROM scale_small.user_api_usage"):N0} and {await PostgresBench.ScalarAsync<long>(dataSource, "SELECT count(*) FROM scale_large.user_api_usage"):N0}");
+        }
+
+        // Both tables stay: each query alternates between them (A B B A ...), so the machine's load hits both alike.
+        var results = await QueriesAsync(smallContext, context, today);
+        Print("");
+        Print($"| admin route: store query | p50 at {small:N0} (ms) | p50 at {large:N0} (ms) | ratio |");
+        Print("|---|---:|---:|---:|");
+        var worst = 0.0;
+        foreach (var (name, a, b) in results)
+        {
+            // The export streams rows: its cost grows with the rows a user has, by design; not a dashboard query.
+            if (!name.StartsWith("GET /export", StringComparison.Ordinal))
+            {
+                worst = Math.Max(worst, b / a);
+            }
+
+            Print($"| {name} | {a:N2} | {b:N2} | {b / a:N2} |");
+        }
+
+        Print($"worst ratio of the dashboard queries (export left out) {worst:N2} (goal <= 1.5: {(worst <= 1.5 ? "PASS" : "MISSED")}); over 20 ms p50 at {large:N0}: {string.Join(", ", results.Where(q => q.Large > 20).Select(q => q.Name))}; load average {LoadAverage()}");
+
+        // Ingest into the full table vs an empty schema, interleaved.
+        var fresh = await PostgresBench.FreshSchemaAsync(dataSource, existing is null ? "empty" : "empty_" + DateTime.UtcNow.ToString("HHmmss", CultureInfo.InvariantCulture));
+        var emptyContext = new PostgresStoreContext(dataSource, ownsDataSource: false, new PostgresStoreOptions { Schema = fresh, CommandTimeoutSeconds = 600 }, TimeProvider.System);
+        emptyContext.MarkReady();
+        var records = PostgresBench.Generate(ingestCount * 4, new DateTimeOffset(today.AddDays(1).ToDateTime(TimeOnly.MinValue), TimeSpan.Zero), TimeSpan.FromHours(4)).ToList();
+        var rates = new Dictionary<string, List<double>> { ["empty"] = [], ["full"] = [] };
+        var order = new[] { "empty", "full", "full", "empty" };
+        for (var i = 0; i < order.Length; i++)
+        {
+            var target = order[i] == "empty" ? emptyContext : context;
+            var part = records.GetRange(i * ingestCount, ingestCount);
+            var store = new PostgresUsageStore(target);
+            await target.EnsurePartitionsAsync(part.Select(r => PostgresStoreContext.MonthOf(r.CreatedAt)).Distinct(), default);
+            var watch = Stopwatch.StartNew();
+            foreach (var batch in part.Chunk(batchSize))
+            {
+                await store.AppendAsync(batch);
+            }
+
+            var rate = ingestCount / watch.Elapsed.TotalSeconds;
+            rates[order[i]].Add(rate);
+            Print($"  ingest into the {order[i]} table: {ingestCount:N0} records in {watch.Elapsed.TotalSeconds:N2} s = {rate:N0} records/s; load average {LoadAverage()}");
+        }
+
+        var emptyRate = rates["empty"].Average();
+        var fullRate = rates["full"].Average();
+        Print($"ingest into a table holding {large:N0} calls ÷ into an empty one: {fullRate:N0} / {emptyRate:N0} = {fullRate / emptyRate:N2} (goal >= 0.9: {(fullRate / emptyRate >= 0.9 ? "PASS" : "MISSED")})");
+        return 0;
+    }
+
+    private static async Task<PostgresStoreContext> NewSchemaAsync(NpgsqlDataSource dataSource, string schema)
+    {
+        await PostgresMigrator.MigrateAsync(dataSource, schema);
+        var context = new PostgresStoreContext(dataSource, ownsDataSource: false, new PostgresStoreOptions { Schema = schema, CommandTimeoutSeconds = 3600 }, TimeProvider.System);
+        context.MarkReady();
+        return context;
+    }
+
+    /// <summary>Adds calls number <paramref name="from"/> to <paramref name="to"/> (counting back from today), then rebuilds every rollup.</summary>
+    private static async Task LoadAsync(PostgresStoreContext context, long from, long to, DateOnly today)
+    {
+        var watch = Stopwatch.StartNew();
+        var s = context.Quoted;
+        var end = today.ToDateTime(TimeOnly.MinValue);
+        var firstDay = today.AddDays(-(int)Math.Ceiling((double)to / CallsPerDay));
+        await context.EnsurePartitionsAsync(Months(firstDay, today), default);
+
+        // One statement per month keeps each transaction a manageable size.
+        var stepMicros = 86_400_000_000L / CallsPerDay;
+        var chunk = CallsPerDay * 30L;
+        for (var start = from; start < to; start += chunk)
+        {
+            var stop = Math.Min(to, start + chunk);
+            await ExecuteAsync(context.DataSource, $"""
+                INSERT INTO {s}.user_api_usage (id, created_at, user_id, endpoint, operation, request_model, model, input_tokens, cached_input_tokens, output_tokens, total_tokens, cost_usd, price_id, duration_ms, status, http_status, streaming, session_id)
+                SELECT gen_random_uuid(), at, CASE WHEN u < 1000 THEN NULL ELSE 'user-' || lpad((u % 1000)::text, 4, '0') END,
+                       (ARRAY['/api/analyze', '/api/verify', '/api/validate-image', '/api/hint', '/api/chat'])[1 + (h % 5)], 'chat', model, model,
+                       input, cached, output, input + output,
+                       ((input - cached) * (ARRAY[2.5, 0.15, 1.1])[mi] + cached * (ARRAY[2.5, 0.15, 1.1])[mi] / 2 + output * (ARRAY[10, 0.6, 4.4])[mi]) / 1000000,
+                       model || '/standard', 200 + (h % 8800), 'ok', 200, false, 's' || (h % 100000)
+                FROM (
+                    SELECT timestamptz '{end:yyyy-MM-dd} 00:00:00+00' - make_interval(secs => (i + 1) * {stepMicros} / 1e6) AS at,
+                           (hashint8(i)::bigint & 2147483647) % 20000 AS u, (hashint8(i * 31 + 7)::bigint & 2147483647) AS h, 1 + (hashint8(i * 17 + 3)::bigint & 2147483647) % 3 AS mi,
+                           50 + (hashint8(i * 13 + 1)::bigint & 2147483647) % 3950 AS input, 20 + (hashint8(i * 11 + 5)::bigint & 2147483647) % 1480 AS output
+                    FROM generate_series({start}::bigint, {stop - 1}::bigint) AS i
+                ) g,
+                LATERAL (SELECT (ARRAY['gpt-4o', 'gpt-4o-mini', 'o4-mini'])[mi] AS model, CASE WHEN h % 4 = 0 THEN input / 2 ELSE 0 END AS cached) x
+                """);
+        }
+
+        Print($"  raw rows {from:N0}..{to:N0} inserted in {watch.Elapsed.TotalSeconds:N0} s; load average {LoadAverage()}");
+        var rollups = Stopwatch.StartNew();
+        foreach (var statement in RollupRebuild(s))
+        {
+            await ExecuteAsync(context.DataSource, statement);
+        }
+
+        await ExecuteAsync(context.DataSource, "VACUUM ANALYZE");
+        Print($"  rollups rebuilt and VACUUM ANALYZE in {rollups.Elapsed.TotalSeconds:N0} s (total {watch.Elapsed.TotalSeconds:N0} s); rows now {await PostgresBench.ScalarAsync<long>(context.DataSource, $"SELECT count(*) FROM {s}.user_api_usage"):N0}");
+    }
+
+    /// <summary>Every rollup rebuilt from the raw rows (the same sums the store's ingest keeps).</summary>
+    private static IEnumerable<string> RollupRebuild(string s)
+    {
+        const string Sums = "count(*), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), sum(reasoning_tokens), sum(total_tokens), coalesce(sum(cost_usd), 0)";
+        const string Cols = "calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd";
+        const string Day = "(created_at AT TIME ZONE 'UTC')::date";
+        const string Month = "date_trunc('month', created_at AT TIME ZONE 'UTC')::date";
+        yield return $"TRUNCATE {s}.usage_endpoint_day, {s}.usage_endpoint_month, {s}.usage_user_endpoint_day, {s}.usage_user_endpoint_month, {s}.usage_user_day, {s}.usage_user_month, {s}.usage_user_total, {s}.usage_active_day, {s}.usage_active_month";
+        yield return $"INSERT INTO {s}.usage_endpoint_day (day, endpoint, model, {Cols}) SELECT {Day}, endpoint, model, {Sums} FROM {s}.user_api_usage GROUP BY 1, 2, 3";
+        yield return $"INSERT INTO {s}.usage_endpoint_month (month, endpoint, model, {Cols}) SELECT month, endpoint, model, sum(calls), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), sum(reasoning_tokens), sum(total_tokens), sum(cost_usd) FROM (SELECT date_trunc('month', day)::date AS month, * FROM {s}.usage_endpoint_day) d GROUP BY 1, 2, 3";
+        yield return $"INSERT INTO {s}.usage_user_endpoint_day (user_id, day, endpoint, model, {Cols}) SELECT user_id, {Day}, endpoint, model, {Sums} FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1, 2, 3, 4";
+        yield return $"INSERT INTO {s}.usage_user_endpoint_month (user_id, month, endpoint, model, {Cols}) SELECT user_id, {Month}, endpoint, model, {Sums} FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1, 2, 3, 4";
+        yield return $"INSERT INTO {s}.usage_user_day (user_id, day, {Cols}) SELECT user_id, {Day}, {Sums} FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1, 2";
+        yield return $"INSERT INTO {s}.usage_user_month (user_id, month, {Cols}) SELECT user_id, date_trunc('month', day)::date, sum(calls), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), sum(reasoning_tokens), sum(total_tokens), sum(cost_usd) FROM {s}.usage_user_day GROUP BY 1, 2";
+        yield return $"INSERT INTO {s}.usage_user_total (user_id, {Cols}, first_call_at, last_call_at) SELECT user_id, {Sums}, min(created_at), max(created_at) FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1";
+        yield return $"INSERT INTO {s}.usage_active_day (day, active_users) SELECT day, count(*) FROM {s}.usage_user_day GROUP BY 1";
+        yield return $"INSERT INTO {s}.usage_active_month (month, active_users) SELECT month, count(*) FROM {s}.usage_user_month GROUP BY 1";
+    }
+
+    /// <summary>The store query behind every admin read route at both sizes, p50 of 15 runs after 2 warm-ups, interleaved.</summary>
+    private static async Task<List<(string Name, double Small, double Large)>> QueriesAsync(PostgresStoreContext smallContext, PostgresStoreContext largeContext, DateOnly today)
+    {
+        var results = new List<(string, double, double)>();
+        Print($"queries (load average {LoadAverage()}):");
+        var small = Cases(new PostgresUsageQueries(smallContext), today);
+        var large = Cases(new PostgresUsageQueries(largeContext), today);
+        for (var c = 0; c < small.Length; c++)
+        {
+            var times = (Small: new List<double>(), Large: new List<double>());
+            for (var i = 0; i < 17; i++)
+            {
+                // Two warm-ups each, then A B B A ...
+                var smallFirst = (i & 1) == 0;
+                var first = await TimeAsync(smallFirst ? small[c].Query : large[c].Query);
+                var second = await TimeAsync(smallFirst ? large[c].Query : small[c].Query);
+                if (i >= 2)
+                {
+                    times.Small.Add(smallFirst ? first : second);
+                    times.Large.Add(smallFirst ? second : first);
+                }
+            }
+
+            times.Small.Sort();
+            times.Large.Sort();
+            results.Add((small[c].Name, times.Small[times.Small.Count / 2], times.Large[times.Large.Count / 2]));
+            Print($"  {small[c].Name}: p50 {times.Small[times.Small.Count / 2]:N2} / {times.Large[times.Large.Count / 2]:N2} ms, max {times.Small[^1]:N2} / {times.Large[^1]:N2} ms");
+        }
+
+        return results;
+    }
+
+    private static async Task<double> TimeAsync(Func<Task> query)
+    {
+        var watch = Stopwatch.StartNew();
+        await query();
+        return watch.Elapsed.TotalMilliseconds;
+    }
+
+    private static (string Name, Func<Task> Query)[] Cases(PostgresUsageQueries q, DateOnly today)
+    {
+        var month = new DateOnly(today.Year, today.Month, 1);
+        var lastFullMonth = month.AddMonths(-1);
+        const string user = "user-0042";
+        (string Name, Func<Task> Query)[] cases =
+        [
+            ("GET /stats: GetStatsAsync", async () => await q.GetStatsAsync(today)),
+            ("GET /summary?sort=cost: GetUserSummariesAsync (cost desc, 50, offset 100)", async () => await q.GetUserSummariesAsync(new UserSummaryQuery(Offset: 100))),
+            ("GET /summary?sort=lastCall: GetUserSummariesAsync (lastCall asc, 50, offset 900)", async () => await q.GetUserSummariesAsync(new UserSummaryQuery(UserSummarySort.LastCall, SortOrder.Ascending, 50, 900))),
+            ("GET /user/{id}: GetUserUsageAsync", async () => await q.GetUserUsageAsync(user, today)),
+            ("GET /me, budget check: GetUserTotalsAsync (month to date)", async () => await q.GetUserTotalsAsync(user, month, today)),
+            ("GET /endpoint: GetEndpointUsageAsync", async () => await q.GetEndpointUsageAsync()),
+            ("GET /daily?days=90: GetDailyUsageAsync", async () => await q.GetDailyUsageAsync(today.AddDays(-89), today)),
+            ("GET /daily?days=366: GetDailyUsageAsync", async () => await q.GetDailyUsageAsync(today.AddDays(-365), today)),
+            ("GET /monthly?months=12: GetMonthlyUsageAsync", async () => await q.GetMonthlyUsageAsync(month.AddMonths(-11), month)),
+            ("GET /forecast, /forecast/users: GetUserDailyUsageAsync (all users, month to date)", async () => await q.GetUserDailyUsageAsync(month, today)),
+            ("GET /me daily: GetUserDailyUsageAsync (one user, 30 days)", async () => await q.GetUserDailyUsageAsync(today.AddDays(-29), today, user)),
+            ("GET /statements?month: GetUserEndpointUsageAsync (all users, last full month)", async () => await q.GetUserEndpointUsageAsync(lastFullMonth, month.AddDays(-1))),
+            ("GET /me byEndpoint: GetUserEndpointUsageAsync (one user, this month)", async () => await q.GetUserEndpointUsageAsync(month, today, user)),
+            ("GET /export?userId (first 1,000 rows)", async () =>
+            {
+                var n = 0;
+                await foreach (var _ in q.ExportAsync(new UsageExportQuery(UserId: user)))
+                {
+                    if (++n == 1000)
+                    {
+                        break;
+                    }
+                }
+            }),
+        ];
+
+        return cases;
+    }
+
+    private static IEnumerable<DateOnly> Months(DateOnly from, DateOnly to)
+    {
+        for (var m = new DateOnly(from.Year, from.Month, 1); m <= to; m = m.AddMonths(1))
+        {
+            yield return m;
+        }
+    }
+
+    private static async Task ExecuteAsync(NpgsqlDataSource dataSource, string sql)
+    {
+        await using var command = dataSource.CreateCommand(sql);
+        command.CommandTimeout = 0;
+        await command.ExecuteNonQueryAsync();
+    }
+
+    private static string LoadAverage() => string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3));
+
+    private static void Print(string line) => Console.WriteLine(line);
+}

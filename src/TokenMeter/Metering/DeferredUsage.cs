@@ -1,0 +1,83 @@
+namespace TokenMeter.Metering;
+
+/// <summary>
+/// A finished call whose record is built, priced, counted and logged off the caller's thread: by
+/// the writer when it takes the call from its queue, or by whoever reads the totals of the call's
+/// scope first. Metering defers this way when no <see cref="IUsageObserver"/> needs the record the
+/// moment the call ends. Resolves exactly once; every reader gets the same record.
+/// </summary>
+internal sealed class DeferredUsage
+{
+    /// <summary>Buffered replies up to this size are kept and read on resolve; larger ones are read at once.</summary>
+    public const int MaxDeferredReply = 16 * 1024;
+
+    private readonly MeteredCall _call;
+    private readonly int? _httpStatus;
+    private readonly double _durationMs;
+    private readonly Lock _gate = new();
+    private ParsedUsage _usage;
+    private UsageStatus _status;
+    private BinaryData? _reply;
+    private bool _replyIsError;
+    private UsageRecord? _record;
+    private volatile bool _resolved;
+
+    /// <summary>A call whose usage is already known (a stream read to its end, a failure).</summary>
+    public DeferredUsage(MeteredCall call, in ParsedUsage usage, UsageStatus status, int? httpStatus, double durationMs)
+    {
+        _call = call;
+        _usage = usage;
+        _status = status;
+        _httpStatus = httpStatus;
+        _durationMs = durationMs;
+    }
+
+    /// <summary>A call with a buffered reply, read when the record is resolved.</summary>
+    public DeferredUsage(MeteredCall call, BinaryData reply, bool isError, int httpStatus, double durationMs)
+    {
+        _call = call;
+        _reply = reply;
+        _replyIsError = isError;
+        _httpStatus = httpStatus;
+        _durationMs = durationMs;
+    }
+
+    /// <summary>Whether the record has been built (cheap; no building).</summary>
+    public bool IsResolved => _resolved;
+
+    /// <summary>The record, built on first use; null when building it failed (logged).</summary>
+    public UsageRecord? Resolve()
+    {
+        if (_resolved)
+        {
+            return _record;
+        }
+
+        lock (_gate)
+        {
+            if (!_resolved)
+            {
+                try
+                {
+                    if (_reply is { } reply)
+                    {
+                        _status = OpenAIMeteringPolicy.ReadBufferedReply(_call, reply.ToMemory().Span, _replyIsError, ref _usage);
+                        _reply = null;
+                    }
+
+                    _record = _call.Build(_usage, _status, _httpStatus, _durationMs) is { } built ? _call.Meter.Finish(built) : null;
+                }
+                catch (Exception ex)
+                {
+                    // Resolving runs on the writer or a scope reader: a metering bug must reach neither.
+                    _call.Meter.Failed(ex);
+                    _record = null;
+                }
+
+                _resolved = true;
+            }
+
+            return _record;
+        }
+    }
+}

@@ -1,0 +1,197 @@
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using OpenAI.Chat;
+using TokenMeter.Attribution;
+using TokenMeter.Metering;
+using TokenMeter.Querying;
+using TokenMeter.Testing.FakeOpenAI;
+using TokenMeter.Writing;
+
+namespace TokenMeter.Tests.Metering;
+
+/// <summary>
+/// With no <see cref="IUsageObserver"/> registered, a call's record is built, priced, counted and
+/// logged off the caller's thread (by the writer, or by the first reader of its scope's totals):
+/// the same record is stored, scope totals are exact the moment the call returns, nothing is lost.
+/// </summary>
+public sealed class DeferredRecordingTests
+{
+    [Fact]
+    public async Task Plain_NoObserver_ScopeTotalsExactAtOnce_StoredRecordAsWithAnObserver()
+    {
+        await using var h = await MeteringHarness.StartAsync(observe: false);
+        Assert.True(h.Services.GetRequiredService<UsageMeter>().CanDefer);
+        h.Server.Enqueue(new FakeReply { Model = "gpt-4o-mini-2024-07-18", Usage = new FakeUsage { PromptTokens = 300, CompletionTokens = 50, CachedTokens = 100 } });
+        var writer = h.Services.GetRequiredService<UsageWriter>();
+        await writer.StartAsync(default);
+
+        using (var scope = UsageScope.Begin(new UsageContext { UserId = "u1", Endpoint = "/api/hint", Tags = new Dictionary<string, string> { ["k"] = "v" } }))
+        {
+            await h.Metered().GetChatClient("gpt-4o-mini").CompleteChatAsync([new UserChatMessage("hi")]);
+
+            // Read before the writer has taken the call (its flush interval is a second away).
+            var totals = scope.Totals;
+            Assert.Equal(1, totals.Figures.Calls);
+            Assert.Equal(300, totals.Figures.InputTokens);
+            Assert.Equal(100, totals.Figures.CachedInputTokens);
+            Assert.Equal(50, totals.Figures.OutputTokens);
+            Assert.Equal((300m + 100m) / 1000m, totals.Figures.CostUsd);
+            Assert.Equal("gpt-4o-mini-2024-07-18", totals.Model);
+        }
+
+        await writer.StopAsync(default);
+        var record = Assert.Single(await StoredAsync(h));
+        Assert.Equal("u1", record.UserId);
+        Assert.Equal("/api/hint", record.Endpoint);
+        Assert.Equal("v", record.Tags!["k"]);
+        Assert.Equal(UsageOperation.Chat, record.Operation);
+        Assert.Equal("gpt-4o-mini", record.RequestModel);
+        Assert.Equal("gpt-4o-mini-2024-07-18", record.Model);
+        Assert.Equal((300, 100, 50, 350), (record.InputTokens, record.CachedInputTokens, record.OutputTokens, record.TotalTokens));
+        Assert.Equal((300m + 100m) / 1000m, record.CostUsd);
+        Assert.Equal("test/flat", record.PriceId);
+        Assert.Equal(UsageStatus.Ok, record.Status);
+        Assert.Equal(200, record.HttpStatus);
+        Assert.False(record.Streaming);
+        Assert.True(record.DurationMs > 0);
+    }
+
+    [Fact]
+    public async Task Stream_NoObserver_StoredWithItsUsage_ScopeTotalsExact()
+    {
+        await using var h = await MeteringHarness.StartAsync(observe: false);
+        var writer = h.Services.GetRequiredService<UsageWriter>();
+        await writer.StartAsync(default);
+        using (var scope = UsageScope.Begin(new UsageContext { UserId = "u2" }))
+        {
+            await foreach (var _ in h.Metered().GetChatClient("gpt-4o").CompleteChatStreamingAsync([new UserChatMessage("hi")]))
+            {
+            }
+
+            Assert.Equal(1, scope.Totals.Figures.Calls);
+            Assert.Equal(FakeUsage.Default.PromptTokens + FakeUsage.Default.CompletionTokens, scope.Totals.Figures.TotalTokens);
+        }
+
+        await writer.StopAsync(default);
+        var record = Assert.Single(await StoredAsync(h));
+        Assert.True(record.Streaming);
+        Assert.Equal(UsageStatus.Ok, record.Status);
+        Assert.Equal(FakeUsage.Default.PromptTokens, record.InputTokens);
+        Assert.Equal(FakeUsage.Default.CompletionTokens, record.OutputTokens);
+    }
+
+    [Fact]
+    public async Task NoUsageAndErrors_NoObserver_StoredAsWithAnObserver()
+    {
+        // The same three replies through a meter with an observer (records built on the caller's
+        // thread) and through one without (built by the writer): the same records come out.
+        FakeReply[] replies = [new FakeReply { Kind = FakeReplyKind.MissingUsage }, FakeReply.Error(503), new FakeReply { Kind = FakeReplyKind.MissingUsage }];
+        await using var observed = await MeteringHarness.StartAsync();
+        observed.Server.Enqueue(replies);
+        await CallsAsync(observed);
+        var expected = observed.Observer.Records;
+
+        await using var h = await MeteringHarness.StartAsync(observe: false);
+        h.Server.Enqueue(replies);
+        var writer = h.Services.GetRequiredService<UsageWriter>();
+        await writer.StartAsync(default);
+        await CallsAsync(h);
+        await writer.StopAsync(default);
+        var records = (await StoredAsync(h)).OrderBy(r => r.CreatedAt).ToList();
+
+        Assert.Equal(3, records.Count);
+        Assert.Equal(UsageStatus.Estimated, records[2].Status);
+        Assert.Equal("input", records[2].Tags!["tokenmeter.estimated"]);
+        Assert.Equal(UsageStatus.HttpError, records[1].Status);
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.Equal(
+                (expected[i].Status, expected[i].HttpStatus, expected[i].InputTokens, expected[i].OutputTokens, expected[i].TotalTokens, expected[i].CostUsd, expected[i].Streaming),
+                (records[i].Status, records[i].HttpStatus, records[i].InputTokens, records[i].OutputTokens, records[i].TotalTokens, records[i].CostUsd, records[i].Streaming));
+        }
+
+        static async Task CallsAsync(MeteringHarness harness)
+        {
+            var chat = harness.Metered().GetChatClient("gpt-4o");
+            await chat.CompleteChatAsync([new UserChatMessage("A buffered reply without usage.")]);
+            await Assert.ThrowsAnyAsync<Exception>(() => chat.CompleteChatAsync([new UserChatMessage("hi")]));
+            await foreach (var _ in chat.CompleteChatStreamingAsync([new UserChatMessage("Estimate the tokens of this question, please.")]))
+            {
+            }
+        }
+    }
+
+    [Fact]
+    public async Task ManyCalls_NoObserver_NoneLost_LongLivedScopeStaysExact()
+    {
+        await using var h = await MeteringHarness.StartAsync(observe: false);
+        var meterFactory = h.Services.GetRequiredService<IMeterFactory>();
+        using var calls = new MetricCollector<long>(meterFactory, "TokenMeter", "tokenmeter.calls");
+        var writer = h.Services.GetRequiredService<UsageWriter>();
+        await writer.StartAsync(default);
+        var chat = h.Metered().GetChatClient("gpt-4o");
+        const int Calls = 300;
+        using (var scope = UsageScope.Begin(new UsageContext { UserId = "u3" }))
+        {
+            // More calls than a scope keeps unbuilt, from parallel callers; the totals are read once, at the end.
+            await Parallel.ForAsync(0, Calls, new ParallelOptions { MaxDegreeOfParallelism = 4 }, async (_, ct) => await chat.CompleteChatAsync([new UserChatMessage("hi")], cancellationToken: ct));
+            Assert.Equal(Calls, scope.Totals.Figures.Calls);
+            Assert.Equal(Calls * (long)(FakeUsage.Default.PromptTokens + FakeUsage.Default.CompletionTokens), scope.Totals.Figures.TotalTokens);
+        }
+
+        await writer.StopAsync(default);
+        var stored = await StoredAsync(h);
+        Assert.Equal(Calls, stored.Count);
+        Assert.Equal(Calls, stored.Select(r => r.Id).Distinct().Count());
+
+        // Metrics are counted when the writer builds the records.
+        Assert.Equal(Calls, calls.GetMeasurementSnapshot().Sum(m => m.Value));
+    }
+
+    [Fact]
+    public async Task WithAnObserver_RecordsAreBuiltOnTheCallersThread()
+    {
+        await using var h = await MeteringHarness.StartAsync();
+        Assert.False(h.Services.GetRequiredService<UsageMeter>().CanDefer);
+        await h.Metered().GetChatClient("gpt-4o").CompleteChatAsync([new UserChatMessage("hi")]);
+        Assert.Single(h.Observer.Records);
+    }
+
+    [Fact]
+    public async Task WriterBehind_CallsAreBuiltOnTheCallersThreadAgain_NoneLost()
+    {
+        // A writer that is not running: its queue only grows, as it would behind a starved writer.
+        await using var h = await MeteringHarness.StartAsync(observe: false, configure: s => s.Configure<UsageWriterOptions>(o => o.BatchSize = 2));
+        var meter = h.Services.GetRequiredService<UsageMeter>();
+        var writer = h.Services.GetRequiredService<UsageWriter>();
+        var chat = h.Metered().GetChatClient("gpt-4o");
+        for (var i = 0; i < 5; i++)
+        {
+            await chat.CompleteChatAsync([new UserChatMessage("hi")]);
+        }
+
+        Assert.True(writer.IsBacklogged);
+        Assert.False(meter.DefersRecording);
+        Assert.True(meter.CanDefer);
+
+        await writer.StartAsync(default);
+        await writer.StopAsync(default);
+        var stored = await StoredAsync(h);
+        Assert.Equal(5, stored.Count);
+        Assert.All(stored, r => Assert.Equal(UsageStatus.Ok, r.Status));
+        Assert.False(writer.IsBacklogged);
+        Assert.True(meter.DefersRecording);
+    }
+
+    private static async Task<List<UsageRecord>> StoredAsync(MeteringHarness h)
+    {
+        var records = new List<UsageRecord>();
+        await foreach (var record in h.Services.GetRequiredService<IUsageQueries>().ExportAsync(new UsageExportQuery()))
+        {
+            records.Add(record);
+        }
+
+        return records;
+    }
+}
