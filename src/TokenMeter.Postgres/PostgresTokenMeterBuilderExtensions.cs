@@ -7,6 +7,7 @@ using Microsoft.Extensions.Options;
 using Npgsql;
 using TokenMeter;
 using TokenMeter.Budgets;
+using TokenMeter.Configuration;
 using TokenMeter.Postgres;
 using TokenMeter.Postgres.Budgets;
 using TokenMeter.Postgres.Querying;
@@ -128,13 +129,12 @@ public static class PostgresTokenMeterBuilderExtensions
     private static ITokenMeterBuilder AddPostgresStore(ITokenMeterBuilder builder, Func<IServiceProvider, (NpgsqlDataSource DataSource, bool Owned)> dataSource, Action<PostgresStoreOptions>? configure)
     {
         var services = builder.Services;
-        var options = services.AddOptions<PostgresStoreOptions>().BindConfiguration(PostgresStoreOptions.SectionName).ValidateOnStart();
+        var options = services.AddValidatedOptions<PostgresStoreOptions, PostgresStoreOptionsValidator>(PostgresStoreOptions.SectionName);
         if (configure is not null)
         {
             options.Configure(configure);
         }
 
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<PostgresStoreOptions>, PostgresStoreOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
 
         // Calling this twice replaces the earlier data source rather than adding a second store.

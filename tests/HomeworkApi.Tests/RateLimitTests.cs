@@ -275,7 +275,7 @@ public sealed class RateLimitTests : IClassFixture<RateLimitFixture>
     private static Task<HttpResponseMessage> HintAsync(HttpClient client) => client.PostAsync("/api/hint", HomeworkApp.RawJson(HintBody));
 
     private MetricCollector<long> Rejections() =>
-        new(App.Services.GetRequiredService<IMeterFactory>(), "TokenMeter", "homework.rate_limit.rejections");
+        new(App.Services.GetRequiredService<IMeterFactory>(), TokenMeterDiagnostics.MeterName, "homework.rate_limit.rejections");
 
     private static long Count(MetricCollector<long> collector, string limit) =>
         collector.GetMeasurementSnapshot().Where(m => m.Tags["limit"] as string == limit).Sum(m => m.Value);

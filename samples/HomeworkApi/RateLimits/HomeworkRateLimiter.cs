@@ -38,7 +38,7 @@ internal sealed class HomeworkRateLimiter : IDisposable
         }
 
         _tokens = _tokensPerMinute > 0 ? tokens : null;
-        var meter = meterFactory.Create("TokenMeter");
+        var meter = meterFactory.Create(TokenMeter.TokenMeterDiagnostics.MeterName);
         _rejections = meter.CreateCounter<long>(
             "homework.rate_limit.rejections",
             unit: "{request}",

@@ -57,9 +57,9 @@ public sealed class BudgetGuard
         _logger = logger;
         if (meterFactory is not null)
         {
-            var meter = meterFactory.Create("TokenMeter");
-            _refusals = meter.CreateCounter<long>("tokenmeter.budget.refusals", "{request}", "Calls refused because a budget was reached.");
-            _checkFailures = meter.CreateCounter<long>("tokenmeter.budget.check_failures", "{error}", "Budget checks that could not read budgets or usage.");
+            var instruments = TokenMeterInstruments.For(meterFactory);
+            _refusals = instruments.BudgetRefusals;
+            _checkFailures = instruments.BudgetCheckFailures;
         }
     }
 

@@ -2,6 +2,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
+using TokenMeter.Configuration;
 using TokenMeter.Diagnostics;
 using TokenMeter.Pricing;
 using TokenMeter.Storage;
@@ -19,8 +20,7 @@ internal static class RecordingServiceCollectionExtensions
         services.TryAddSingleton(TimeProvider.System);
 
         // Pricing: built-in prices extended by TokenMeter:Pricing.
-        services.AddOptions<PricingOptions>().BindConfiguration(PricingOptions.SectionName).ValidateOnStart();
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<PricingOptions>, PricingOptionsValidator>());
+        services.AddValidatedOptions<PricingOptions, PricingOptionsValidator>(PricingOptions.SectionName);
         services.TryAddSingleton(sp => UsagePricer.CreateTable(sp.GetRequiredService<IOptions<PricingOptions>>().Value));
         services.TryAddSingleton<IUsagePricer, UsagePricer>();
 
@@ -28,10 +28,9 @@ internal static class RecordingServiceCollectionExtensions
         services.AddStoreSlot();
 
         // The writer: the sink metering enqueues into, run as a hosted service.
-        services.AddOptions<UsageWriterOptions>().BindConfiguration(UsageWriterOptions.SectionName).ValidateOnStart();
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<UsageWriterOptions>, UsageWriterOptionsValidator>());
+        services.AddValidatedOptions<UsageWriterOptions, UsageWriterOptionsValidator>(UsageWriterOptions.SectionName);
         services.AddMetrics();
-        services.TryAddSingleton<UsageWriterMetrics>();
+        services.TryAddSingleton(sp => TokenMeterInstruments.For(sp.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>()));
         services.TryAddSingleton<UsageWriter>();
         services.TryAddSingleton<IUsageSink>(sp => sp.GetRequiredService<UsageWriter>());
         services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<UsageWriter>());
