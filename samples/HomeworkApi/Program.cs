@@ -78,8 +78,13 @@ if (dataSource is not null)
     tokenMeter.AddPostgresStore(dataSource);
 }
 
-tokenMeter.AddTokenMeterAspNetCore();
-tokenMeter.AddSmtpEmail();
+// Each feature is one call; the admin API maps the routes of the features added here.
+tokenMeter.AddTokenMeterAspNetCore()
+    .AddBudgets()                 // TokenMeter:Budgets; budget routes and enforcement
+    .AddAlerts()                  // TokenMeter:Alerts; budget.threshold and platform.daily_cost webhooks
+    .AddUsageReports()            // TokenMeter:Reports; scheduled and on-demand email reports
+    .AddStatements()              // TokenMeter:Billing; statements and statement.closed webhooks
+    .AddSmtpEmail();              // TokenMeter:Reports:Smtp (TokenMeter.Email)
 tokenMeter.AddOpenAIClient(o =>
 {
     o.ApiKey = settings.OpenAIApiKey ?? (settings.SimulatedModel ? "simulated" : "none");

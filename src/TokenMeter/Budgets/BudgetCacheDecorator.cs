@@ -1,6 +1,5 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
-using TokenMeter.Storage;
 
 namespace TokenMeter.Budgets;
 

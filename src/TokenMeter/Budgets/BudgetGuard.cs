@@ -3,7 +3,6 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using TokenMeter.Diagnostics;
 using TokenMeter.Querying;
-using TokenMeter.Storage;
 
 namespace TokenMeter.Budgets;
 
@@ -37,7 +36,7 @@ public sealed class BudgetGuard
     /// <param name="options">Reservation defaults and failure behaviour.</param>
     /// <param name="logger">The logger.</param>
     /// <param name="meterFactory">Creates the <c>TokenMeter</c> meter, when metrics are set up.</param>
-    public BudgetGuard(
+    internal BudgetGuard(
         IBudgetStore budgets,
         IUsageQueries queries,
         TimeProvider time,
@@ -115,7 +114,7 @@ public sealed class BudgetGuard
             if (reason != BudgetRefusalReason.None)
             {
                 _refusals?.Add(1);
-                Log.BudgetRefused(_logger, userId, reason);
+                Log.BudgetRefused(_logger, userId, reason.ToString());
                 return new BudgetReservation(reason, status, UntilNextMonth(), null);
             }
 
@@ -157,7 +156,7 @@ public sealed class BudgetGuard
     /// path calls this for every call; call it yourself for usage recorded by other means.
     /// </summary>
     /// <param name="record">The record.</param>
-    public void Observe(UsageRecord record)
+    internal void Observe(UsageRecord record)
     {
         ArgumentNullException.ThrowIfNull(record);
         Ledger.Observe(record, _time.GetUtcNow());

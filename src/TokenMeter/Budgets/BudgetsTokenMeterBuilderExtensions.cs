@@ -1,8 +1,11 @@
+using System.Diagnostics.Metrics;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using TokenMeter;
 using TokenMeter.Budgets;
 using TokenMeter.Metering;
+using TokenMeter.Querying;
 using TokenMeter.Storage;
 
 namespace Microsoft.Extensions.DependencyInjection;
@@ -34,7 +37,13 @@ public static class BudgetsTokenMeterBuilderExtensions
         }
 
         builder.Services.TryAddSingleton(TimeProvider.System);
-        builder.Services.TryAddSingleton<BudgetGuard>();
+        builder.Services.TryAddSingleton(sp => new BudgetGuard(
+            sp.GetRequiredService<IBudgetStore>(),
+            sp.GetRequiredService<IUsageQueries>(),
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<IOptions<BudgetGuardOptions>>(),
+            sp.GetRequiredService<ILogger<BudgetGuard>>(),
+            sp.GetService<IMeterFactory>()));
 
         // The limit cache wraps whichever budget store fills the store slot, before or after this call.
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IStoreDecorator<IBudgetStore>, BudgetCacheDecorator>());

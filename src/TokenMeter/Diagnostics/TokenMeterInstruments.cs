@@ -7,7 +7,7 @@ namespace TokenMeter.Diagnostics;
 /// Every instrument this assembly records on the <see cref="TokenMeterDiagnostics.MeterName"/>
 /// meter, created once per <see cref="IMeterFactory"/> (so once per container, whoever asks first):
 /// metered calls (named after the OpenTelemetry GenAI conventions where one exists), the writer and
-/// budgets. Units are UCUM braces.
+/// budgets, alerts and webhooks. Units are UCUM braces.
 /// </summary>
 internal sealed class TokenMeterInstruments
 {
@@ -42,6 +42,12 @@ internal sealed class TokenMeterInstruments
 
         BudgetRefusals = meter.CreateCounter<long>("tokenmeter.budget.refusals", "{request}", "Calls refused because a budget was reached.");
         BudgetCheckFailures = meter.CreateCounter<long>("tokenmeter.budget.check_failures", "{error}", "Budget checks that could not read budgets or usage.");
+
+        Alerts = meter.CreateCounter<long>("tokenmeter.alerts", "{alert}", "Alert crossings fired.");
+        AlertsMailed = meter.CreateCounter<long>("tokenmeter.alerts.mailed", "{alert}", "Alert emails the SMTP server accepted.");
+        AlertMailFailed = meter.CreateCounter<long>("tokenmeter.alerts.mail_failed", "{alert}", "Alert emails given up after every attempt, or dropped.");
+        WebhooksSent = meter.CreateCounter<long>("tokenmeter.webhooks.sent", "{event}", "Webhook events the receiver accepted.");
+        WebhooksFailed = meter.CreateCounter<long>("tokenmeter.webhooks.failed", "{event}", "Webhook events given up after every attempt, or dropped.");
     }
 
     /// <summary><c>gen_ai.client.token.usage</c>: tokens per call, by <c>gen_ai.token.type</c>.</summary>
@@ -79,6 +85,21 @@ internal sealed class TokenMeterInstruments
 
     /// <summary><c>tokenmeter.budget.check_failures</c>.</summary>
     public Counter<long> BudgetCheckFailures { get; }
+
+    /// <summary><c>tokenmeter.alerts</c>: alert crossings fired.</summary>
+    public Counter<long> Alerts { get; }
+
+    /// <summary><c>tokenmeter.alerts.mailed</c>.</summary>
+    public Counter<long> AlertsMailed { get; }
+
+    /// <summary><c>tokenmeter.alerts.mail_failed</c>.</summary>
+    public Counter<long> AlertMailFailed { get; }
+
+    /// <summary><c>tokenmeter.webhooks.sent</c>.</summary>
+    public Counter<long> WebhooksSent { get; }
+
+    /// <summary><c>tokenmeter.webhooks.failed</c>.</summary>
+    public Counter<long> WebhooksFailed { get; }
 
     /// <summary>The instruments of <paramref name="meterFactory"/>'s meter, created on first use.</summary>
     public static TokenMeterInstruments For(IMeterFactory meterFactory)

@@ -1,14 +1,14 @@
 using System.ClientModel;
 using System.ClientModel.Primitives;
 using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using OpenAI;
+using TokenMeter;
 using TokenMeter.Configuration;
 using TokenMeter.Metering;
 
-namespace TokenMeter;
+namespace Microsoft.Extensions.DependencyInjection;
 
 /// <summary>Registers a metered <see cref="OpenAIClient"/>.</summary>
 public static class TokenMeterOpenAIBuilderExtensions
