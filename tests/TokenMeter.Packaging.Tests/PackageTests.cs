@@ -153,6 +153,63 @@ public sealed class PackageTests(PackedLibraries packed) : IClassFixture<PackedL
     }
 
     [Fact]
+    public async Task A_fresh_app_builds_the_readme_quick_start_from_the_packed_packages()
+    {
+        // What a new user does: a new web project, the three packages from a feed, the README's Program.cs.
+        var app = Directory.CreateTempSubdirectory("tokenmeter-consumer-");
+        try
+        {
+            var version = VersionOf(packed.PackageOf(Path.Combine(PackedLibraries.RepoRoot, "src", "TokenMeter", "TokenMeter.csproj")), "Meterworks.TokenMeter");
+            var globalPackages = Environment.GetEnvironmentVariable("NUGET_PACKAGES")
+                ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
+            File.WriteAllText(Path.Combine(app.FullName, "HintApp.csproj"), $"""
+                <Project Sdk="Microsoft.NET.Sdk.Web">
+                  <PropertyGroup>
+                    <TargetFramework>net10.0</TargetFramework>
+                    <Nullable>enable</Nullable>
+                    <ImplicitUsings>enable</ImplicitUsings>
+                  </PropertyGroup>
+                  <ItemGroup>
+                    <PackageReference Include="Meterworks.TokenMeter" Version="{version}" />
+                    <PackageReference Include="Meterworks.TokenMeter.Postgres" Version="{version}" />
+                    <PackageReference Include="Meterworks.TokenMeter.AspNetCore" Version="{version}" />
+                    <PackageReference Include="Microsoft.AspNetCore.Authentication.JwtBearer" Version="10.0.15" />
+                  </ItemGroup>
+                </Project>
+                """);
+
+            // The packed packages restore into a throwaway folder (the same version is packed on every run, so
+            // it must never be cached in the user's global folder); everything else comes from that folder.
+            File.WriteAllText(Path.Combine(app.FullName, "nuget.config"), $"""
+                <?xml version="1.0" encoding="utf-8"?>
+                <configuration>
+                  <packageSources>
+                    <add key="packed" value="{packed.Folder}" />
+                  </packageSources>
+                  <fallbackPackageFolders>
+                    <add key="user" value="{globalPackages}" />
+                  </fallbackPackageFolders>
+                  <config>
+                    <add key="globalPackagesFolder" value="{Path.Combine(app.FullName, "packages")}" />
+                  </config>
+                </configuration>
+                """);
+            File.Copy(Path.Combine(PackedLibraries.RepoRoot, "samples", "QuickStart", "Program.cs"), Path.Combine(app.FullName, "Program.cs"));
+
+            var output = await Dotnet.RunAsync(app.FullName, TimeSpan.FromMinutes(5), "build", "-c", "Release", "-warnaserror", "--nologo");
+            Assert.True(File.Exists(Path.Combine(app.FullName, "bin", "Release", "net10.0", "HintApp.dll")), output);
+            Assert.True(Directory.Exists(Path.Combine(app.FullName, "packages", "meterworks.tokenmeter", version)), "the core package was not restored from the packed folder");
+        }
+        finally
+        {
+            app.Delete(recursive: true);
+        }
+    }
+
+    private static string VersionOf(string nupkg, string id) =>
+        Path.GetFileNameWithoutExtension(nupkg)[(id.Length + 1)..];
+
+    [Fact]
     public void AspNetCore_package_graph_has_no_mail_client()
     {
         // The whole restore graph of TokenMeter.AspNetCore (`dotnet list package --include-transitive`):

@@ -53,28 +53,29 @@ public sealed partial class SampleProcess : IAsyncDisposable
         get
         {
             var set = Environment.GetEnvironmentVariable("TOKENMETER_SAMPLE_DLL");
-            if (!string.IsNullOrWhiteSpace(set))
-            {
-                return set;
-            }
-
-            var root = RepoRoot;
-#if DEBUG
-            string[] order = ["Debug", "Release"];
-#else
-            string[] order = ["Release", "Debug"];
-#endif
-            foreach (var config in order)
-            {
-                var path = Path.Combine(root, "samples", "HomeworkApi", "bin", config, "net10.0", "HomeworkApi.dll");
-                if (File.Exists(path))
-                {
-                    return path;
-                }
-            }
-
-            throw new InvalidOperationException("samples/HomeworkApi is not built: run `dotnet build samples/HomeworkApi -c Release`, or set TOKENMETER_SAMPLE_DLL.");
+            return string.IsNullOrWhiteSpace(set) ? BuiltSampleDll("HomeworkApi") : set;
         }
+    }
+
+    /// <summary>The built dll of the project samples/<paramref name="project"/> (this build's configuration first).</summary>
+    public static string BuiltSampleDll(string project)
+    {
+        var root = RepoRoot;
+#if DEBUG
+        string[] order = ["Debug", "Release"];
+#else
+        string[] order = ["Release", "Debug"];
+#endif
+        foreach (var config in order)
+        {
+            var path = Path.Combine(root, "samples", project, "bin", config, "net10.0", project + ".dll");
+            if (File.Exists(path))
+            {
+                return path;
+            }
+        }
+
+        throw new InvalidOperationException($"samples/{project} is not built: run `dotnet build samples/{project} -c Release`.");
     }
 
     /// <summary>The folder holding TokenMeter.sln.</summary>
@@ -124,8 +125,22 @@ public sealed partial class SampleProcess : IAsyncDisposable
     }
 
     /// <summary>Starts the sample and waits until it listens (its "Now listening on" line) and answers /health.</summary>
-    public static async Task<SampleProcess> StartAsync(IDictionary<string, string?> environment, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+    public static Task<SampleProcess> StartAsync(IDictionary<string, string?> environment, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+        => StartAsync(SampleDll, environment, "/health", static r => r.IsSuccessStatusCode, timeout, cancellationToken);
+
+    /// <summary>
+    /// Starts any built web app (<paramref name="dll"/>) the same way and waits until it listens and
+    /// <paramref name="readyPath"/> answers as <paramref name="ready"/> wants.
+    /// </summary>
+    public static async Task<SampleProcess> StartAsync(
+        string dll,
+        IDictionary<string, string?> environment,
+        string readyPath,
+        Func<HttpResponseMessage, bool> ready,
+        TimeSpan? timeout = null,
+        CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(ready);
         var start = new ProcessStartInfo("dotnet")
         {
             UseShellExecute = false,
@@ -133,7 +148,7 @@ public sealed partial class SampleProcess : IAsyncDisposable
             RedirectStandardError = true,
             RedirectStandardInput = true,
         };
-        start.ArgumentList.Add(SampleDll);
+        start.ArgumentList.Add(dll);
         start.ArgumentList.Add("--urls");
         start.ArgumentList.Add("http://127.0.0.1:0");
         foreach (var (key, value) in environment)
@@ -189,8 +204,8 @@ public sealed partial class SampleProcess : IAsyncDisposable
                 async ct =>
                 {
                     using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, cancellationToken);
-                    using var health = await http.GetAsync("/health", linked.Token).ConfigureAwait(false);
-                    return health.IsSuccessStatusCode;
+                    using var health = await http.GetAsync(readyPath, linked.Token).ConfigureAwait(false);
+                    return ready(health);
                 },
                 static ok => ok,
                 TimeSpan.FromSeconds(30),
@@ -198,7 +213,7 @@ public sealed partial class SampleProcess : IAsyncDisposable
                 // Refused, or slower than one request's time-out on a loaded machine: not yet, until the deadline.
                 transient: ex => ex is HttpRequestException || (ex is TaskCanceledException && !cancellationToken.IsCancellationRequested)).ConfigureAwait(false);
             cancellationToken.ThrowIfCancellationRequested();
-            return healthy.Met ? sample : throw new InvalidOperationException("The sample did not become healthy:\n" + sample.Output);
+            return healthy.Met ? sample : throw new InvalidOperationException($"{Path.GetFileName(dll)} did not become ready ({readyPath}):\n" + sample.Output);
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
