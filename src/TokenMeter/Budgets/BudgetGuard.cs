@@ -114,7 +114,7 @@ public sealed class BudgetGuard
             if (reason != BudgetRefusalReason.None)
             {
                 _refusals?.Add(1);
-                Log.BudgetRefused(_logger, userId, reason.ToString());
+                Log.BudgetRefused(_logger, userId, reason == BudgetRefusalReason.TokenLimit ? nameof(BudgetRefusalReason.TokenLimit) : nameof(BudgetRefusalReason.CostLimit));
                 return new BudgetReservation(reason, status, UntilNextMonth(), null);
             }
 

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using TokenMeter.Configuration;
 using TokenMeter.Diagnostics;
+using TokenMeter.Metering;
 using TokenMeter.Pricing;
 using TokenMeter.Storage;
 

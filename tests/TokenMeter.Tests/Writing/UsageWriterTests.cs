@@ -5,6 +5,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
 using System.Diagnostics.Metrics;
+using TokenMeter.Metering;
 using TokenMeter.Diagnostics;
 using TokenMeter.Querying;
 using TokenMeter.Storage;
