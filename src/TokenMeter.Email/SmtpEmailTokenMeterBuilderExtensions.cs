@@ -21,13 +21,12 @@ public static class SmtpEmailTokenMeterBuilderExtensions
     {
         ArgumentNullException.ThrowIfNull(builder);
         var services = builder.Services;
-        var options = services.AddOptions<SmtpOptions>().BindConfiguration(SmtpOptions.SectionName).ValidateOnStart();
+        var options = services.AddValidatedOptions<SmtpOptions, SmtpOptionsValidator>(SmtpOptions.SectionName);
         if (configure is not null)
         {
             options.Configure(configure);
         }
 
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<SmtpOptions>, SmtpOptionsValidator>());
         services.Replace(ServiceDescriptor.Singleton<IEmailSender, SmtpEmailSender>());
         return builder;
     }
