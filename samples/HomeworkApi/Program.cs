@@ -1,4 +1,3 @@
-using System.Threading.RateLimiting;
 using HomeworkApi.Accounts;
 using HomeworkApi.Diagnostics;
 using HomeworkApi.Homework;
@@ -26,6 +25,10 @@ builder.Services.AddExceptionHandler<StoreUnavailableExceptionHandler>();
 // instead of becoming a 500.
 builder.Services.Configure<ExceptionHandlerOptions>(o => o.StatusCodeSelector = ex => ex is BadHttpRequestException bad ? bad.StatusCode : StatusCodes.Status500InternalServerError);
 
+// A request Kestrel refuses before any middleware runs (a malformed request line, %00 in the path, headers
+// over the limit) gets problem details too, instead of Kestrel's empty 400.
+builder.WebHost.ConfigureKestrel(k => k.ConfigureEndpointDefaults(listen => listen.UseRejectionProblems()));
+
 // Accounts and JWT bearer sign-in (CONTRACT §2).
 builder.Services.AddAuthentication(JwtBearerDefaults.AuthenticationScheme).AddJwtBearer(o =>
 {
@@ -38,22 +41,29 @@ builder.Services.AddAuthentication(JwtBearerDefaults.AuthenticationScheme).AddJw
         NameClaimType = "unique_name",
         RoleClaimType = "role",
         ClockSkew = TimeSpan.FromSeconds(30),
+
+        // HS256 only: a token signed with any other algorithm (HS512, none, RS256 with a confused key) is refused.
+        ValidAlgorithms = [SecurityAlgorithms.HmacSha256],
+    };
+
+    // The token proves who signed in; what they may do comes from the account store (a deleted or demoted account loses it).
+    o.Events = new JwtBearerEvents
+    {
+        OnTokenValidated = context => context.HttpContext.RequestServices.GetRequiredService<AccountRoleResolver>().ApplyAsync(context),
     };
 });
 builder.Services.AddAuthorization();
-builder.Services.AddRateLimiter(o =>
-{
-    o.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
-    o.AddPolicy(AuthEndpoints.LoginRateLimitPolicy, http => RateLimitPartition.GetFixedWindowLimiter(
-        http.Connection.RemoteIpAddress?.ToString() ?? "unknown",
-        _ => new FixedWindowRateLimiterOptions { PermitLimit = Math.Max(1, settings.LoginAttemptsPerMinute), Window = TimeSpan.FromMinutes(1), QueueLimit = 0 }));
-    o.OnRejected = async (context, cancellationToken) =>
-    {
-        var retryAfter = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) ? wait : TimeSpan.FromMinutes(1);
-        context.HttpContext.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
-        await Problems.TooManyRequests("Too many sign-in attempts from this address; wait a minute and try again.").ExecuteAsync(context.HttpContext);
-    };
-});
+builder.Services.AddAccountThrottles(settings);
+
+// The app's own frontend may call the homework and account routes from its origins (Homework:Cors:AllowedOrigins,
+// default none). Bearer tokens travel in the Authorization header, so credentials (cookies) are never allowed;
+// the admin API and portal carry no CORS policy and stay same-origin.
+builder.Services.AddCors(o => o.AddPolicy(HomeworkCors.PolicyName, policy => policy
+    .WithOrigins([.. settings.CorsAllowedOrigins])
+    .WithMethods(HttpMethods.Get, HttpMethods.Post)
+    .WithHeaders("Authorization", "Content-Type")
+    .WithExposedHeaders("Retry-After")
+    .SetPreflightMaxAge(TimeSpan.FromMinutes(10))));
 
 NpgsqlDataSource? dataSource = null;
 if (settings.UsesPostgres)
@@ -68,6 +78,7 @@ else
 }
 
 builder.Services.AddSingleton<AccountService>();
+builder.Services.AddSingleton<AccountRoleResolver>();
 builder.Services.AddSingleton<IUserDirectory, AccountUserDirectory>();
 builder.Services.AddHostedService<AdminSeeder>();
 
@@ -153,6 +164,7 @@ if (!app.Environment.IsDevelopment())
 app.UseExceptionHandler();
 app.UseStatusCodePages();
 app.UseStaticFiles();
+app.UseCors();
 app.UseAuthentication();
 app.UseAuthorization();
 app.UseRateLimiter();

@@ -39,19 +39,19 @@ public sealed class AccountsTests(FakeModelFixture fixture) : IClassFixture<Fake
     }
 
     [Theory]
-    [InlineData("""{"username":"taken1","email":"other1@example.com","password":"Passw0rd!"}""", HttpStatusCode.Conflict, "username")]
-    [InlineData("""{"username":"fresh1","email":"taken1@example.com","password":"Passw0rd!"}""", HttpStatusCode.Conflict, "email")]
-    [InlineData("""{"username":"TAKEN1","email":"other2@example.com","password":"Passw0rd!"}""", HttpStatusCode.Conflict, "username")]
+    [InlineData("""{"username":"taken1","email":"other1@example.com","password":"Maple-river-stone-31"}""", HttpStatusCode.Conflict, "username")]
+    [InlineData("""{"username":"fresh1","email":"taken1@example.com","password":"Maple-river-stone-31"}""", HttpStatusCode.Conflict, "email")]
+    [InlineData("""{"username":"TAKEN1","email":"other2@example.com","password":"Maple-river-stone-31"}""", HttpStatusCode.Conflict, "username")]
     [InlineData("""{"username":"fresh2","email":"fresh2@example.com","password":"short1"}""", HttpStatusCode.BadRequest, "password")]
     [InlineData("""{"username":"fresh3","email":"fresh3@example.com","password":"onlyletters"}""", HttpStatusCode.BadRequest, "password")]
-    [InlineData("""{"username":"fresh4","email":"not-an-email","password":"Passw0rd!"}""", HttpStatusCode.BadRequest, "email")]
-    [InlineData("""{"username":"fresh5","password":"Passw0rd!"}""", HttpStatusCode.BadRequest, "email")]
-    [InlineData("""{"username":5,"email":"fresh6@example.com","password":"Passw0rd!"}""", HttpStatusCode.BadRequest, "username")]
+    [InlineData("""{"username":"fresh4","email":"not-an-email","password":"Maple-river-stone-31"}""", HttpStatusCode.BadRequest, "email")]
+    [InlineData("""{"username":"fresh5","password":"Maple-river-stone-31"}""", HttpStatusCode.BadRequest, "email")]
+    [InlineData("""{"username":5,"email":"fresh6@example.com","password":"Maple-river-stone-31"}""", HttpStatusCode.BadRequest, "username")]
     [InlineData("""[1,2]""", HttpStatusCode.BadRequest, "object")]
     public async Task Register_InvalidOrTaken_ReturnsProblemNamingTheField(string body, HttpStatusCode expected, string mentioned)
     {
         using var client = App.CreateClient();
-        await client.PostAsync("/api/auth/register", HomeworkApp.RawJson("""{"username":"taken1","email":"taken1@example.com","password":"Passw0rd!"}"""));
+        await client.PostAsync("/api/auth/register", HomeworkApp.RawJson("""{"username":"taken1","email":"taken1@example.com","password":"Maple-river-stone-31"}"""));
 
         var response = await client.PostAsync("/api/auth/register", HomeworkApp.RawJson(body));
 
@@ -117,5 +117,38 @@ public sealed class AccountsTests(FakeModelFixture fixture) : IClassFixture<Fake
         Assert.Equal([HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized, HttpStatusCode.TooManyRequests], statuses);
         Assert.True(last!.Headers.RetryAfter?.Delta > TimeSpan.Zero);
         Assert.Equal("application/problem+json", last.Content.Headers.ContentType?.MediaType);
+    }
+
+    [Theory]
+    [InlineData("walt", "walt@example.com", "Password1", "10 characters")]
+    [InlineData("lovelace", "ada@example.com", "Lovelace-1815!", "username")]
+    [InlineData("countess", "ada.byron@example.com", "ada.byron-1815", "email")]
+    [InlineData("hopper", "grace@example.com", "password123", "common")]
+    [InlineData("turing", "alan@example.com", "QwertyUiop1", "common")]
+    public async Task Register_WeakPassword_Is400_NamingTheRule(string username, string email, string password, string mentioned)
+    {
+        using var client = App.CreateClient();
+
+        var response = await client.PostAsJsonAsync("/api/auth/register", new { username, email, password });
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var detail = (await HomeworkApp.JsonAsync(response))["detail"]!.GetValue<string>();
+        Assert.Contains("password", detail, StringComparison.Ordinal);
+        Assert.Contains(mentioned, detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Register_201_HasNoLocationToARouteThatDoesNotExist()
+    {
+        using var client = App.CreateClient();
+
+        var response = await client.PostAsJsonAsync("/api/auth/register", new { username = "margaret", email = "margaret@example.com", password = "Apollo-guidance-1969" });
+
+        Assert.Equal(HttpStatusCode.Created, response.StatusCode);
+        if (response.Headers.Location is { } location)
+        {
+            using var admin = App.ClientWithToken(await App.AdminTokenAsync());
+            Assert.NotEqual(HttpStatusCode.NotFound, (await admin.GetAsync(location)).StatusCode);
+        }
     }
 }

@@ -63,4 +63,19 @@ public sealed class AdminUsageTests : IClassFixture<FakeModelFixture>
         Assert.Equal(0, _fixture.Model.RequestCount);
         Assert.Single(await App.RecordsAsync(r => r.SessionId == session));
     }
+
+    [Theory]
+    [InlineData("99999")]
+    [InlineData("'OR1=1")]
+    public async Task BudgetForAUserWithNoAccount_Is404_AndNotListed(string userId)
+    {
+        using var admin = App.ClientWithToken(await App.AdminTokenAsync());
+
+        var put = await admin.PutAsJsonAsync("/api/usage/budgets/" + Uri.EscapeDataString(userId), new { monthlyCostUsd = 1m });
+
+        Assert.Equal(HttpStatusCode.NotFound, put.StatusCode);
+        Assert.Equal("application/problem+json", put.Content.Headers.ContentType?.MediaType);
+        var budgets = await HomeworkApp.JsonAsync(await admin.GetAsync("/api/usage/budgets"));
+        Assert.DoesNotContain(budgets["users"]!.AsArray(), u => u!["userId"]!.GetValue<string>() == userId);
+    }
 }

@@ -70,7 +70,7 @@ public sealed partial class BadInputSweepTests : IClassFixture<BadInputSweepTest
             ("a JWT signed with another key", new("Bearer", Jwt("another-signing-key-that-is-long-enough-0123456789", DateTimeOffset.UtcNow.AddHours(1)))),
             ("an expired JWT", new("Bearer", Jwt(HomeworkApp.SigningKey, DateTimeOffset.UtcNow.AddHours(-2)))),
             ("a JWT with alg none", new("Bearer", UnsignedJwt())),
-            ("Basic credentials", new("Basic", Convert.ToBase64String("admin:Admin-pass-1"u8))),
+            ("Basic credentials", new("Basic", Convert.ToBase64String("admin:Quiet-harbour-lamp-9"u8))),
         };
 
         foreach (var route in _fixture.Routes)

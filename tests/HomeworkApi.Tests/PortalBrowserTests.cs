@@ -30,7 +30,7 @@ public sealed class PortalBrowserTests(ChromiumFixture chromium, ITestOutputHelp
         for (var i = 0; i < Students; i++)
         {
             var name = $"student{i:00}";
-            var created = await http.PostAsJsonAsync("/api/auth/register", new { username = name, email = name + "@example.com", password = "Passw0rd!" });
+            var created = await http.PostAsJsonAsync("/api/auth/register", new { username = name, email = name + "@example.com", password = "Maple-river-stone-31" });
             var id = (await created.Content.ReadFromJsonAsync<JsonObject>())!["id"]!.GetValue<string>();
             var route = (i % 3) switch { 0 => "/api/hint", 1 => "/api/verify", _ => "/api/analyze" };
             var reply = await asAdmin.PostAsJsonAsync(route, new { problemText = $"What is {i} + {i}?", answer = $"{2 * i}", userId = id });
@@ -142,7 +142,7 @@ public sealed class PortalBrowserTests(ChromiumFixture chromium, ITestOutputHelp
         var ids = new Dictionary<string, string>();
         foreach (var (name, calls) in new[] { ("ada", 2), ("ben", 1), ("cleo", 1) })
         {
-            var created = await http.PostAsJsonAsync("/api/auth/register", new { username = name, email = name + "@example.com", password = "Passw0rd!" });
+            var created = await http.PostAsJsonAsync("/api/auth/register", new { username = name, email = name + "@example.com", password = "Maple-river-stone-31" });
             ids[name] = (await created.Content.ReadFromJsonAsync<JsonObject>())!["id"]!.GetValue<string>();
             for (var i = 0; i < calls; i++)
             {
@@ -263,6 +263,45 @@ public sealed class PortalBrowserTests(ChromiumFixture chromium, ITestOutputHelp
     }
 
     /// <summary>Lets a test make more homework calls than the per-user requests-per-minute limit allows.</summary>
+    [Fact]
+    public async Task Portal_UsersTab_ChangesARole_AndDeletesAnAccount_UnderTheCsp()
+    {
+        await using var app = new HomeworkApp(NoRequestRateLimit);
+        var address = ChromiumFixture.StartOnLoopback(app);
+        var (keptId, _) = await app.RegisterAsync("keeper");
+        var (goneId, goneToken) = await app.RegisterAsync("leaver");
+        using var http = new HttpClient { BaseAddress = address };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", await app.AdminTokenAsync());
+
+        await using var browserPage = await chromium.NewPageAsync();
+        var page = browserPage.Page;
+        var document = await page.GotoAsync(new Uri(address, "/admin").ToString());
+        await page.FillAsync("#username", HomeworkApp.AdminUsername);
+        await page.FillAsync("#password", HomeworkApp.AdminPassword);
+        await page.ClickAsync("#sign-in-button");
+        await page.ClickAsync("#tab-users");
+        await Assertions.Expect(page.Locator("#accounts-table tbody tr")).ToHaveCountAsync(3);
+
+        // Promote "keeper": the role select applies at once.
+        await page.SelectOptionAsync("#role-" + keptId, "admin");
+        await Assertions.Expect(page.Locator("#account-message")).ToContainTextAsync("keeper is now an admin");
+        var kept = (await http.GetFromJsonAsync<JsonObject>("/api/users?search=keeper"))!["items"]![0]!;
+        Assert.Equal("admin", kept["role"]!.GetValue<string>());
+
+        // Delete "leaver": the button asks once more, then the row goes and the token stops working.
+        await page.ClickAsync("#delete-" + goneId);
+        await Assertions.Expect(page.Locator("#delete-" + goneId)).ToHaveTextAsync("Really delete?");
+        await page.ClickAsync("#delete-" + goneId);
+        await Assertions.Expect(page.Locator("#accounts-table tbody tr")).ToHaveCountAsync(2);
+        await Assertions.Expect(page.Locator("#account-message")).ToContainTextAsync("Deleted leaver");
+        using var gone = new HttpClient { BaseAddress = address };
+        gone.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", goneToken);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await gone.GetAsync("/api/auth/me")).StatusCode);
+
+        Assert.Empty(browserPage.ConsoleErrors);
+        await ChromiumFixture.AssertCspInForceAsync(page, document);
+    }
+
     private static Dictionary<string, string?> NoRequestRateLimit => new() { ["Homework:RateLimits:RequestsPerMinute"] = "0" };
 
     private static async Task<JsonObject> Budgets(HttpClient admin) => (await admin.GetFromJsonAsync<JsonObject>("/api/usage/budgets"))!;

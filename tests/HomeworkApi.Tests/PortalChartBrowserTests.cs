@@ -32,7 +32,7 @@ public sealed class PortalChartBrowserTests(ChromiumFixture chromium) : IClassFi
         for (var i = 0; i < 3; i++)
         {
             var name = $"chart{width}s{i}";
-            var created = await http.PostAsJsonAsync("/api/auth/register", new { username = name, email = name + "@example.com", password = "Passw0rd!" });
+            var created = await http.PostAsJsonAsync("/api/auth/register", new { username = name, email = name + "@example.com", password = "Maple-river-stone-31" });
             studentId = (await created.Content.ReadFromJsonAsync<JsonObject>())!["id"]!.GetValue<string>();
             for (var c = 0; c <= i; c++)
             {

@@ -34,7 +34,7 @@ public sealed class PostgresEndToEndTests : IClassFixture<PostgresModelFixture>
     [Fact]
     public async Task Accounts_AreStoredInPostgres_AndSurviveARestart()
     {
-        var (userId, _) = await App.RegisterAsync("pgstudent", "Postgres-15");
+        var (userId, _) = await App.RegisterAsync("pgstudent", "Elephant-tusk-15");
 
         await using (var connection = new NpgsqlConnection(_fixture.ConnectionString))
         {
@@ -48,13 +48,13 @@ public sealed class PostgresEndToEndTests : IClassFixture<PostgresModelFixture>
         }
 
         // A second instance on the same database (installing the tables again is harmless), with a new admin password.
-        await using var second = _fixture.CreateApp(new Dictionary<string, string?> { ["Admin:Password"] = "Rotated-pass-2" });
-        Assert.False(string.IsNullOrEmpty(await second.LoginAsync("pgstudent", "Postgres-15")));
-        Assert.False(string.IsNullOrEmpty(await second.LoginAsync(HomeworkApp.AdminUsername, "Rotated-pass-2")));
+        await using var second = _fixture.CreateApp(new Dictionary<string, string?> { ["Admin:Password"] = "Rotated-harbour-key-2" });
+        Assert.False(string.IsNullOrEmpty(await second.LoginAsync("pgstudent", "Elephant-tusk-15")));
+        Assert.False(string.IsNullOrEmpty(await second.LoginAsync(HomeworkApp.AdminUsername, "Rotated-harbour-key-2")));
         using var client = second.CreateClient();
         var old = await client.PostAsJsonAsync("/api/auth/login", new { username = HomeworkApp.AdminUsername, password = HomeworkApp.AdminPassword });
         Assert.Equal(HttpStatusCode.Unauthorized, old.StatusCode);
-        var duplicate = await client.PostAsJsonAsync("/api/auth/register", new { username = "PGSTUDENT", email = "x@example.com", password = "Postgres-15" });
+        var duplicate = await client.PostAsJsonAsync("/api/auth/register", new { username = "PGSTUDENT", email = "x@example.com", password = "Elephant-tusk-15" });
         Assert.Equal(HttpStatusCode.Conflict, duplicate.StatusCode);
     }
 

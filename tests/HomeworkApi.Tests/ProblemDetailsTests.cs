@@ -51,6 +51,33 @@ public sealed class ProblemDetailsTests : IClassFixture<FakeModelFixture>
         Assert.True(refused.Headers.RetryAfter?.Delta > TimeSpan.Zero);
     }
 
+    [Theory]
+    [InlineData("/api/usage/user/%00", HttpStatusCode.BadRequest)]
+    [InlineData("/api/hint%00", HttpStatusCode.BadRequest)]
+    [InlineData("/api/usage/stats", HttpStatusCode.RequestHeaderFieldsTooLarge)]
+    public async Task RequestsKestrelRefusesBeforeTheApp_AreCompleteProblemDetails_WithTheSecurityHeaders(string path, HttpStatusCode status)
+    {
+        // Only a real Kestrel refuses these (TestServer hands them to the app): the sample on a loopback port.
+        await using var app = new HomeworkApp();
+        var address = ChromiumFixture.StartOnLoopback(app);
+        using var client = new HttpClient { BaseAddress = address };
+        using var request = new HttpRequestMessage(HttpMethod.Get, path);
+        if (status == HttpStatusCode.RequestHeaderFieldsTooLarge)
+        {
+            request.Headers.Add("X-Padding", new string('x', 40 * 1024));
+        }
+
+        using var response = await client.SendAsync(request);
+
+        await AssertCompleteProblemAsync(response, status);
+        Assert.Equal("nosniff", string.Join(',', response.Headers.GetValues("X-Content-Type-Options")));
+        Assert.Contains("frame-ancestors 'none'", string.Join(',', response.Headers.GetValues("Content-Security-Policy")), StringComparison.Ordinal);
+
+        // The same port still answers ordinary requests untouched.
+        using var fine = await client.GetAsync("/api/info");
+        Assert.Equal(HttpStatusCode.OK, fine.StatusCode);
+    }
+
     /// <summary>Asserts <paramref name="response"/> is complete problem details with <paramref name="status"/>; returns its body.</summary>
     internal static async Task<JsonObject> AssertCompleteProblemAsync(HttpResponseMessage response, HttpStatusCode status)
     {

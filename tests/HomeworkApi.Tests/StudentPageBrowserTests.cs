@@ -20,7 +20,7 @@ namespace HomeworkApi.Tests;
 /// </summary>
 public sealed class StudentPageBrowserTests(ChromiumFixture chromium, ITestOutputHelper output) : IClassFixture<ChromiumFixture>
 {
-    private const string Password = "Passw0rd!";
+    private const string Password = "Maple-river-stone-31";
 
     [Fact]
     public async Task UsagePage_StudentSeesOwnMonthBudgetTrendAndFeatures_NeverAnotherStudents()

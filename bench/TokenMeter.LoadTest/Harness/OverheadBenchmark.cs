@@ -21,7 +21,7 @@ namespace TokenMeter.LoadTest.Harness;
 /// </summary>
 public static class OverheadBenchmark
 {
-    public const string StudentPassword = "Student-pass-1";
+    public const string StudentPassword = "Load-harness-pupil-2026";
 
     public sealed record Side(long Calls, long Failed, double Seconds, double P50, double P99, double Throughput, IReadOnlyList<string> Errors);
 

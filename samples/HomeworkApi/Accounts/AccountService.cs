@@ -10,7 +10,7 @@ namespace HomeworkApi.Accounts;
 /// <summary>Registration, sign-in and JWT issuance over an <see cref="IAccountStore"/>.</summary>
 internal sealed class AccountService(IAccountStore store, HomeworkSettings settings, TimeProvider timeProvider)
 {
-    public const int MinPasswordLength = 8;
+    public const int MinPasswordLength = 10;
     public const int MaxPasswordLength = 128;
 
     private static readonly PasswordHasher<Account> Hasher = new();
@@ -44,8 +44,12 @@ internal sealed class AccountService(IAccountStore store, HomeworkSettings setti
         return null;
     }
 
-    /// <summary>Checks a password's strength; returns a sentence for the caller or null when it is fine.</summary>
-    public static string? CheckPassword(string password)
+    /// <summary>
+    /// Checks a password's strength: at least 10 characters, letters mixed with digits or symbols, not
+    /// containing the username or the email's local part, and not one of the common passwords shipped
+    /// with the sample (<c>Accounts/common-passwords.txt</c>). Returns a sentence for the caller, or null.
+    /// </summary>
+    public static string? CheckPassword(string password, string username, string email)
     {
         if (password.Length < MinPasswordLength)
         {
@@ -62,8 +66,37 @@ internal sealed class AccountService(IAccountStore store, HomeworkSettings setti
             return "password is too weak: mix letters with digits or symbols.";
         }
 
+        var localPart = email.Split('@')[0];
+        if (password.Contains(username, StringComparison.OrdinalIgnoreCase)
+            || (localPart.Length >= 3 && password.Contains(localPart, StringComparison.OrdinalIgnoreCase)))
+        {
+            return "password is too weak: it must not contain your username or email address.";
+        }
+
+        if (CommonPasswords.Value.Contains(password))
+        {
+            return "password is too weak: it is one of the most common passwords; choose another.";
+        }
+
         return null;
     }
+
+    private static readonly Lazy<HashSet<string>> CommonPasswords = new(() =>
+    {
+        using var stream = typeof(AccountService).Assembly.GetManifestResourceStream("HomeworkApi.Accounts.common-passwords.txt")
+            ?? throw new InvalidOperationException("The embedded list of common passwords is missing.");
+        using var reader = new StreamReader(stream);
+        var set = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        while (reader.ReadLine() is { } line)
+        {
+            if (line.Length > 0 && !line.StartsWith('#'))
+            {
+                set.Add(line.Trim());
+            }
+        }
+
+        return set;
+    });
 
     public async ValueTask<(Account? Account, CreateAccountError Error)> RegisterAsync(string username, string email, string password, string role, CancellationToken cancellationToken)
     {

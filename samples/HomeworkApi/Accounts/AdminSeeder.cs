@@ -41,7 +41,7 @@ internal sealed class AdminSeeder(AccountService accounts, IConfiguration config
             return;
         }
 
-        if (AccountService.CheckPassword(password) is { } badPassword)
+        if (AccountService.CheckPassword(password, username, email) is { } badPassword)
         {
             throw new InvalidOperationException("Admin:Password is not usable: " + badPassword);
         }

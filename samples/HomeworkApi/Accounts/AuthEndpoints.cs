@@ -5,19 +5,19 @@ namespace HomeworkApi.Accounts;
 /// <summary>CONTRACT §2: register and log in.</summary>
 internal static class AuthEndpoints
 {
-    public const string LoginRateLimitPolicy = "login";
-
     public static void MapAuthEndpoints(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/api/auth").WithTags("Accounts");
+        var group = app.MapGroup("/api/auth").WithTags("Accounts").RequireCors(HomeworkCors.PolicyName);
         group.MapPost("/register", RegisterAsync)
             .WithSummary("Creates a student account.")
+            .RequireRateLimiting(AccountThrottles.RegisterPolicy)
             .Produces<UserDto>(StatusCodes.Status201Created)
             .ProducesProblem(StatusCodes.Status400BadRequest)
-            .ProducesProblem(StatusCodes.Status409Conflict);
+            .ProducesProblem(StatusCodes.Status409Conflict)
+            .ProducesProblem(StatusCodes.Status429TooManyRequests);
         group.MapPost("/login", LoginAsync)
             .WithSummary("Signs in and returns a bearer token.")
-            .RequireRateLimiting(LoginRateLimitPolicy)
+            .RequireRateLimiting(AccountThrottles.LoginPolicy)
             .Produces<LoginResponse>()
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status401Unauthorized)
@@ -36,7 +36,7 @@ internal static class AuthEndpoints
         var email = Problems.RequiredString(body, "email", out var emailError)?.Trim();
         var password = Problems.RequiredString(body, "password", out var passwordError);
         var problem = usernameError ?? emailError ?? passwordError
-            ?? AccountService.CheckUsername(username!) ?? AccountService.CheckEmail(email!) ?? AccountService.CheckPassword(password!);
+            ?? AccountService.CheckUsername(username!) ?? AccountService.CheckEmail(email!) ?? AccountService.CheckPassword(password!, username!, email!);
         if (problem is not null)
         {
             return Problems.BadRequest(problem);
@@ -47,11 +47,11 @@ internal static class AuthEndpoints
         {
             CreateAccountError.UsernameTaken => Problems.Conflict($"The username '{username}' is already taken."),
             CreateAccountError.EmailTaken => Problems.Conflict($"The email '{email}' already belongs to an account."),
-            _ => TypedResults.Created($"/api/users/{account!.IdText}", UserDto.From(account)),
+            _ => TypedResults.Json(UserDto.From(account!), statusCode: StatusCodes.Status201Created),
         };
     }
 
-    private static async Task<IResult> LoginAsync(HttpRequest request, AccountService accounts, CancellationToken cancellationToken)
+    private static async Task<IResult> LoginAsync(HttpRequest request, AccountService accounts, SignInAccountLimiter accountLimiter, CancellationToken cancellationToken)
     {
         var (body, error) = await Problems.ReadJsonObjectAsync(request, cancellationToken);
         if (error is not null)
@@ -64,6 +64,11 @@ internal static class AuthEndpoints
         if ((usernameError ?? passwordError) is { } problem)
         {
             return Problems.BadRequest(problem);
+        }
+
+        if (accountLimiter.TryAttempt(username!) is { } wait)
+        {
+            return AccountThrottles.Refuse(wait, "Too many sign-in attempts for this account; wait a minute and try again.");
         }
 
         var account = await accounts.VerifyAsync(username!, password!, cancellationToken);

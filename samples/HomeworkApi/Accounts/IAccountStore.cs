@@ -21,6 +21,9 @@ internal interface IAccountStore
     /// <summary>Replaces an account's password hash, role and email.</summary>
     ValueTask UpdateAsync(Account account, CancellationToken cancellationToken);
 
+    /// <summary>Deletes an account; false when there was none. Usage records keep its id.</summary>
+    ValueTask<bool> DeleteAsync(long id, CancellationToken cancellationToken);
+
     /// <summary>Accounts ordered by id, with an optional case-insensitive search on username and email.</summary>
     ValueTask<AccountPage> ListAsync(int limit, int offset, string? search, CancellationToken cancellationToken);
 }

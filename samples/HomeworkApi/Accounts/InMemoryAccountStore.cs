@@ -68,6 +68,14 @@ internal sealed class InMemoryAccountStore(TimeProvider timeProvider) : IAccount
         return ValueTask.CompletedTask;
     }
 
+    public ValueTask<bool> DeleteAsync(long id, CancellationToken cancellationToken)
+    {
+        lock (_gate)
+        {
+            return ValueTask.FromResult(_accounts.RemoveAll(a => a.Id == id) > 0);
+        }
+    }
+
     public ValueTask<AccountPage> ListAsync(int limit, int offset, string? search, CancellationToken cancellationToken)
     {
         lock (_gate)

@@ -103,6 +103,13 @@ internal sealed class PostgresAccountStore(NpgsqlDataSource dataSource) : IAccou
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
+    public async ValueTask<bool> DeleteAsync(long id, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand("DELETE FROM homework_users WHERE id = @id");
+        command.Parameters.AddWithValue("id", id);
+        return await command.ExecuteNonQueryAsync(cancellationToken) > 0;
+    }
+
     public async ValueTask<AccountPage> ListAsync(int limit, int offset, string? search, CancellationToken cancellationToken)
     {
         const string filter = "(@search::text IS NULL OR strpos(lower(username), lower(@search)) > 0 OR strpos(lower(email), lower(@search)) > 0)";

@@ -11,7 +11,7 @@ internal static class HomeworkEndpoints
 {
     public static void MapHomeworkEndpoints(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/api").WithTags("Homework");
+        var group = app.MapGroup("/api").WithTags("Homework").RequireCors(HomeworkCors.PolicyName);
         Map(group, "/validate-image", HomeworkFeature.ValidateImage, ValidateImageAsync, "Checks that a photo shows a readable homework problem.");
         Map(group, "/analyze", HomeworkFeature.Analyze, AnalyzeAsync, "Explains how to solve a problem, step by step.");
         Map(group, "/hint", HomeworkFeature.Hint, HintAsync, "Gives the next hint without giving the answer away.");

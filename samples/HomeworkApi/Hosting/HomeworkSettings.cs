@@ -37,6 +37,18 @@ internal sealed class HomeworkSettings
 
     public int LoginAttemptsPerMinute { get; init; } = 10;
 
+    /// <summary>Sign-in attempts per account name per minute, from all addresses together.</summary>
+    public int LoginAttemptsPerAccountPerMinute { get; init; } = 10;
+
+    /// <summary>How long an account's role is trusted before the account store is read again (at most 60 s).</summary>
+    public TimeSpan RoleCacheDuration { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Origins of the app's own frontend allowed to call the homework and account routes.</summary>
+    public IReadOnlyList<string> CorsAllowedOrigins { get; init; } = [];
+
+    /// <summary>Accounts created per client address per hour.</summary>
+    public int RegistrationsPerHour { get; init; } = 10;
+
     public TimeSpan SimulatedChunkDelay { get; init; } = TimeSpan.FromMilliseconds(15);
 
     /// <summary>Homework requests per minute per charged user, per client address when anonymous; 0 turns the limit off.</summary>
@@ -98,6 +110,10 @@ internal sealed class HomeworkSettings
                 Chat = FirstNonEmpty(models["Chat"]) ?? "gpt-4o-mini",
             },
             LoginAttemptsPerMinute = configuration.GetValue("Homework:LoginAttemptsPerMinute", 10),
+            LoginAttemptsPerAccountPerMinute = configuration.GetValue("Homework:LoginAttemptsPerAccountPerMinute", 10),
+            RegistrationsPerHour = configuration.GetValue("Homework:RegistrationsPerHour", 10),
+            RoleCacheDuration = TimeSpan.FromSeconds(Math.Clamp(configuration.GetValue("Homework:Auth:RoleCacheSeconds", 30), 0, 60)),
+            CorsAllowedOrigins = CorsOrigins(configuration),
             SimulatedChunkDelay = TimeSpan.FromMilliseconds(Math.Max(0, configuration.GetValue("Homework:Simulation:ChunkDelayMs", 15))),
             RequestsPerMinute = (int)PerMinuteLimit(configuration, "Homework:RateLimits:RequestsPerMinute", "requests", 30, int.MaxValue),
             TokensPerMinute = PerMinuteLimit(configuration, "Homework:RateLimits:TokensPerMinute", "tokens", 0, long.MaxValue),
@@ -119,6 +135,33 @@ internal sealed class HomeworkSettings
         }
 
         return value;
+    }
+
+    /// <summary>
+    /// <c>Homework:Cors:AllowedOrigins</c>: absolute http(s) origins (scheme, host, optional port; no
+    /// path, no wildcard). Anything else stops start-up with a message naming the key.
+    /// </summary>
+    private static string[] CorsOrigins(IConfiguration configuration)
+    {
+        var origins = new List<string>();
+        foreach (var child in configuration.GetSection("Homework:Cors:AllowedOrigins").GetChildren())
+        {
+            var text = child.Value?.Trim();
+            if (string.IsNullOrEmpty(text))
+            {
+                continue;
+            }
+
+            if (!Uri.TryCreate(text, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps)
+                || uri.PathAndQuery != "/" || text.Contains('*', StringComparison.Ordinal) || text.EndsWith('/'))
+            {
+                throw new InvalidOperationException($"{child.Path} (environment variable {child.Path.Replace(":", "__", StringComparison.Ordinal)}) must be an origin such as https://app.example.com (scheme, host and optional port; no path, no wildcard); got '{text}'.");
+            }
+
+            origins.Add(uri.GetLeftPart(UriPartial.Authority));
+        }
+
+        return [.. origins.Distinct(StringComparer.OrdinalIgnoreCase)];
     }
 
     private static string? FirstNonEmpty(params string?[] values) => values.FirstOrDefault(v => !string.IsNullOrWhiteSpace(v))?.Trim();

@@ -2,6 +2,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
 using TokenMeter.Budgets;
 
 namespace TokenMeter.AspNetCore.Endpoints;
@@ -28,7 +29,8 @@ internal static class BudgetEndpoints
             .WithSummary("Sets a user's monthly limits, overriding the default; a null limit lifts it for that user.")
             .Accepts<BudgetRequest>("application/json")
             .Produces<UserBudgetItem>(StatusCodes.Status200OK)
-            .ProducesProblem(StatusCodes.Status400BadRequest);
+            .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status404NotFound);
 
         admin.MapDelete("/budgets/{userId}", DeleteUserAsync)
             .WithName("TokenMeterDeleteUserBudget")
@@ -68,6 +70,13 @@ internal static class BudgetEndpoints
         if (error is not null)
         {
             return error;
+        }
+
+        // With a user directory, a limit for an id that names no account is refused (a typo, or an injection attempt).
+        if (context.RequestServices.GetService<IUserDirectory>() is { } directory
+            && !await directory.ExistsAsync(userId, cancellationToken).ConfigureAwait(false))
+        {
+            return AdminHttp.NotFound($"No account has the user id '{(userId.Length > 40 ? userId[..40] + "…" : userId)}'.");
         }
 
         await store.SetUserBudgetAsync(new UserBudget(userId, limit!.MonthlyCostUsd, limit.MonthlyTokens), cancellationToken).ConfigureAwait(false);

@@ -20,7 +20,7 @@ namespace HomeworkApi.Tests.Infrastructure;
 public sealed class HomeworkApp : WebApplicationFactory<Program>
 {
     public const string AdminUsername = "admin";
-    public const string AdminPassword = "Admin-pass-1";
+    public const string AdminPassword = "Quiet-harbour-lamp-9";
     public const string SigningKey = "test-signing-key-that-is-long-enough-0123456789";
 
     private readonly Dictionary<string, string?> _settings;
@@ -35,6 +35,8 @@ public sealed class HomeworkApp : WebApplicationFactory<Program>
             ["Admin:Email"] = "admin@example.com",
             ["Jwt:SigningKey"] = SigningKey,
             ["Homework:LoginAttemptsPerMinute"] = "10000",
+            ["Homework:LoginAttemptsPerAccountPerMinute"] = "10000",
+            ["Homework:RegistrationsPerHour"] = "10000",
             // Most tests make many calls per user from one (null) client address; RateLimitTests turn it on.
             ["Homework:RateLimits:RequestsPerMinute"] = "0",
             ["Homework:Simulation:ChunkDelayMs"] = "0",
@@ -109,7 +111,7 @@ public sealed class HomeworkApp : WebApplicationFactory<Program>
         return records;
     }
 
-    public async Task<(string Id, string Token)> RegisterAsync(string? username = null, string password = "Passw0rd!")
+    public async Task<(string Id, string Token)> RegisterAsync(string? username = null, string password = "Maple-river-stone-31")
     {
         username ??= "u" + Guid.NewGuid().ToString("N")[..10];
         using var client = CreateClient();

@@ -115,13 +115,13 @@ public static class BudgetBurstScenario
             using var anonymous = SampleClient.Create(sample.BaseAddress, 16);
             var username = "burst" + Guid.NewGuid().ToString("N")[..8];
             string userId;
-            using (var created = await anonymous.PostAsJsonAsync("/api/auth/register", new { username, email = username + "@example.com", password = "Passw0rd!" }).ConfigureAwait(false))
+            using (var created = await anonymous.PostAsJsonAsync("/api/auth/register", new { username, email = username + "@example.com", password = "Load-harness-pupil-2026" }).ConfigureAwait(false))
             {
                 created.EnsureSuccessStatusCode();
                 userId = (await created.Content.ReadFromJsonAsync<JsonObject>().ConfigureAwait(false))!["id"]!.GetValue<string>();
             }
 
-            var studentToken = await SampleClient.LoginAsync(anonymous, username, "Passw0rd!").ConfigureAwait(false);
+            var studentToken = await SampleClient.LoginAsync(anonymous, username, "Load-harness-pupil-2026").ConfigureAwait(false);
             var adminToken = await SampleClient.LoginAsync(anonymous, SampleProcess.AdminUsername, SampleProcess.AdminPassword).ConfigureAwait(false);
             using var admin = SampleClient.WithToken(sample.BaseAddress, adminToken);
             using var student = SampleClient.Create(sample.BaseAddress, parallel);

@@ -14,7 +14,7 @@ public sealed partial class SampleProcess : IAsyncDisposable
 {
     public const string SigningKey = "load-test-signing-key-that-is-long-enough-0123456789";
     public const string AdminUsername = "admin";
-    public const string AdminPassword = "Admin-pass-1";
+    public const string AdminPassword = "Load-harness-key-2026";
     public const int SigTerm = 15;
     public const int SigKill = 9;
 
@@ -111,6 +111,8 @@ public sealed partial class SampleProcess : IAsyncDisposable
             ["Admin__Password"] = AdminPassword,
             ["Admin__Email"] = "admin@example.com",
             ["Homework__LoginAttemptsPerMinute"] = "100000",
+            ["Homework__LoginAttemptsPerAccountPerMinute"] = "100000",
+            ["Homework__RegistrationsPerHour"] = "100000",
             ["Homework__RateLimits__RequestsPerMinute"] = "0",
             ["Homework__RateLimits__TokensPerMinute"] = "0",
             ["TokenMeter__Writer__SpoolDirectory"] = spoolDirectory,

@@ -472,15 +472,77 @@
         cell(a.id),
         cell(a.username),
         cell(a.email),
-        cell(a.role),
+        roleCell(a),
         cell(fmtDate(a.createdAt)),
-      ]), 5, 'No accounts match.');
+        deleteCell(a),
+      ]), 6, 'No accounts match.');
       pager('accounts', state.accountOffset, ACCOUNT_PAGE_SIZE, data.total);
     } catch (e) {
       if (!(e instanceof ApiError && e.status === 401)) {
-        fillTable('accounts-table', [], 5, 'Could not load accounts: ' + e.message);
+        fillTable('accounts-table', [], 6, 'Could not load accounts: ' + e.message);
       }
     }
+  }
+
+  /** The account's role as a choice; changing it applies at once (PUT /api/users/{id}/role). */
+  function roleCell(account) {
+    const select = document.createElement('select');
+    select.id = 'role-' + account.id;
+    select.setAttribute('aria-label', `Role of ${account.username}`);
+    for (const role of ['student', 'admin']) {
+      const option = document.createElement('option');
+      option.value = role;
+      option.textContent = role;
+      option.selected = role === account.role;
+      select.append(option);
+    }
+    select.addEventListener('change', () => changeRole(account, select));
+    const td = document.createElement('td');
+    td.append(select);
+    return td;
+  }
+
+  async function changeRole(account, select) {
+    select.disabled = true;
+    try {
+      const updated = await api.send('PUT', `/api/users/${encodeURIComponent(account.id)}/role`, JSON.stringify({ role: select.value }));
+      account.role = updated.role;
+      showMessage('account-message', `${updated.username} is now ${updated.role === 'admin' ? 'an admin' : 'a student'}.`);
+    } catch (e) {
+      select.value = account.role;
+      if (!(e instanceof ApiError && e.status === 401)) showMessage('account-message', 'Role not changed: ' + e.message, true);
+    } finally {
+      select.disabled = false;
+    }
+  }
+
+  /** Delete asks once more on the same button (no dialog), then removes the account; its usage stays. */
+  function deleteCell(account) {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.id = 'delete-' + account.id;
+    button.className = 'danger';
+    button.textContent = 'Delete';
+    button.setAttribute('aria-label', `Delete ${account.username}`);
+    button.addEventListener('click', async () => {
+      if (button.dataset.armed !== 'true') {
+        button.dataset.armed = 'true';
+        button.textContent = 'Really delete?';
+        return;
+      }
+      button.disabled = true;
+      try {
+        await api.send('DELETE', '/api/users/' + encodeURIComponent(account.id));
+        showMessage('account-message', `Deleted ${account.username}; their usage records keep the id ${account.id}.`);
+        await loadAccounts();
+      } catch (e) {
+        button.disabled = false;
+        if (!(e instanceof ApiError && e.status === 401)) showMessage('account-message', 'Not deleted: ' + e.message, true);
+      }
+    });
+    const td = document.createElement('td');
+    td.append(button);
+    return td;
   }
 
   // --- start -----------------------------------------------------------------------------------

@@ -1,0 +1,82 @@
+using System.Collections.Concurrent;
+using System.Security.Claims;
+using HomeworkApi.Hosting;
+using Microsoft.AspNetCore.Authentication.JwtBearer;
+
+namespace HomeworkApi.Accounts;
+
+/// <summary>
+/// A bearer token proves who signed in, not what they may do now: on each request the account's role
+/// is read from the account store (cached per account for <c>Homework:Auth:RoleCacheSeconds</c>,
+/// default 30, at most 60), and a token whose account is gone is refused. Deleting or demoting an
+/// account through this instance applies at once; through another instance, within the cache time.
+/// While the store cannot be reached, a role read before keeps serving; with none, the request fails
+/// with 503.
+/// </summary>
+internal sealed class AccountRoleResolver(IAccountStore store, TimeProvider timeProvider, HomeworkSettings settings)
+{
+    /// <summary>Accounts whose role is kept; past it the cache starts over, so memory stays bounded.</summary>
+    private const int MaxCachedAccounts = 100_000;
+
+    private readonly ConcurrentDictionary<long, Entry> _cache = new();
+
+    /// <summary>The <see cref="JwtBearerEvents.OnTokenValidated"/> step: the role claim becomes the store's, or the token is refused.</summary>
+    public async Task ApplyAsync(TokenValidatedContext context)
+    {
+        var identity = context.Principal?.Identity as ClaimsIdentity;
+        var sub = identity?.FindFirst("sub")?.Value;
+        if (identity is null || !AccountUserDirectory.TryParseId(sub, out var id))
+        {
+            context.Fail("The token names no account.");
+            return;
+        }
+
+        var role = await GetRoleAsync(id, context.HttpContext.RequestAborted);
+        if (role is null)
+        {
+            context.Fail("The account of this token no longer exists.");
+            return;
+        }
+
+        foreach (var claim in identity.FindAll("role").ToList())
+        {
+            identity.RemoveClaim(claim);
+        }
+
+        identity.AddClaim(new Claim("role", role));
+    }
+
+    /// <summary>The account's role now, or null when it has no account.</summary>
+    public async ValueTask<string?> GetRoleAsync(long id, CancellationToken cancellationToken)
+    {
+        var now = timeProvider.GetTimestamp();
+        _cache.TryGetValue(id, out var cached);
+        if (cached is not null && timeProvider.GetElapsedTime(cached.ReadAt, now) < settings.RoleCacheDuration)
+        {
+            return cached.Role;
+        }
+
+        Account? account;
+        try
+        {
+            account = await store.FindByIdAsync(id, cancellationToken);
+        }
+        catch (Exception ex) when (cached is not null && TokenMeter.AspNetCore.StoreUnavailableProblem.IsStoreUnavailable(ex))
+        {
+            return cached.Role;
+        }
+
+        if (_cache.Count >= MaxCachedAccounts)
+        {
+            _cache.Clear();
+        }
+
+        _cache[id] = new Entry(account?.Role, now);
+        return account?.Role;
+    }
+
+    /// <summary>Forgets the cached role of <paramref name="id"/> (after this instance changed or deleted the account).</summary>
+    public void Forget(long id) => _cache.TryRemove(id, out _);
+
+    private sealed record Entry(string? Role, long ReadAt);
+}
