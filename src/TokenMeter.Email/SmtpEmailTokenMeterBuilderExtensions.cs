@@ -1,6 +1,7 @@
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using TokenMeter;
+using TokenMeter.Configuration;
 using TokenMeter.Delivery;
 using TokenMeter.Email;
 
