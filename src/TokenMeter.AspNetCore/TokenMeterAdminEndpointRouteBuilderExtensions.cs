@@ -70,6 +70,7 @@ public static class TokenMeterAdminEndpointRouteBuilderExtensions
             ReportEndpoints.Map(admin);
         }
 
+        RepricingEndpoints.Map(admin);
         SelfServiceEndpoints.Map(group);
         return group;
     }

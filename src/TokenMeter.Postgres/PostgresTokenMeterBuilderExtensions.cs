@@ -14,6 +14,7 @@ using TokenMeter.Postgres.Querying;
 using TokenMeter.Postgres.Schema;
 using TokenMeter.Postgres.Storage;
 using TokenMeter.Querying;
+using TokenMeter.Repricing;
 using TokenMeter.Storage;
 
 namespace Microsoft.Extensions.DependencyInjection;
@@ -154,6 +155,7 @@ public static class PostgresTokenMeterBuilderExtensions
         services.TryAddSingleton<PostgresUsageQueries>();
         services.TryAddSingleton<PostgresBudgetStore>();
         services.TryAddSingleton<PostgresDeliveryLog>();
+        services.TryAddSingleton<PostgresRepricingStore>();
         var firstCall = !services.Any(d => d.ServiceType == typeof(PostgresSchemaInstaller));
         services.TryAddSingleton<PostgresSchemaInstaller>();
         services.TryAddKeyedSingleton<IHealthCheck>(TokenMeterHealthChecks.StoreCheckName, (sp, _) => new PostgresStoreHealthCheck(sp.GetRequiredService<PostgresStoreContext>()));
@@ -163,6 +165,7 @@ public static class PostgresTokenMeterBuilderExtensions
         builder.UseStore<IUsageQueries>(sp => sp.GetRequiredService<PostgresUsageQueries>());
         builder.UseStore<IBudgetStore>(sp => sp.GetRequiredService<PostgresBudgetStore>());
         builder.UseStore<IDeliveryLog>(sp => sp.GetRequiredService<PostgresDeliveryLog>());
+        builder.UseStore<IUsageRepricingStore>(sp => sp.GetRequiredService<PostgresRepricingStore>());
 
         if (firstCall)
         {

@@ -20,6 +20,9 @@ public readonly record struct UsageFigures(
     long TotalTokens,
     decimal CostUsd)
 {
+    /// <summary>Input tokens written to the prompt cache (a part of <see cref="InputTokens"/>).</summary>
+    public long CacheWriteTokens { get; init; }
+
     /// <summary>No calls.</summary>
     public static UsageFigures Zero => default;
 
@@ -36,7 +39,10 @@ public readonly record struct UsageFigures(
             record.OutputTokens,
             record.ReasoningTokens,
             record.TotalTokens,
-            record.CostUsd ?? 0m);
+            record.CostUsd ?? 0m)
+        {
+            CacheWriteTokens = record.CacheWriteTokens,
+        };
     }
 
     /// <summary>The sum of the figures of several calls.</summary>
@@ -79,7 +85,10 @@ public readonly record struct UsageFigures(
         OutputTokens + other.OutputTokens,
         ReasoningTokens + other.ReasoningTokens,
         TotalTokens + other.TotalTokens,
-        CostUsd + other.CostUsd);
+        CostUsd + other.CostUsd)
+    {
+        CacheWriteTokens = CacheWriteTokens + other.CacheWriteTokens,
+    };
 
     /// <summary>Adds two sets of figures, measure by measure.</summary>
     /// <param name="left">The first figures.</param>

@@ -21,6 +21,12 @@ public static class UsageOperation
     /// <summary>Speech generation (<c>/audio/speech</c>).</summary>
     public const string AudioSpeech = "audio_speech";
 
+    /// <summary>Moderation (<c>/moderations</c>); free, recorded with a cost of zero.</summary>
+    public const string Moderation = "moderation";
+
+    /// <summary>One request of a Batch API output file, recorded when the app downloads the file.</summary>
+    public const string Batch = "batch";
+
     /// <summary>Legacy text completions (<c>/completions</c>).</summary>
     public const string TextCompletion = "text_completion";
 

@@ -36,6 +36,9 @@ public sealed record UsageRecord
     /// <summary>Input tokens served from the prompt cache; a part of <see cref="InputTokens"/>.</summary>
     public long CachedInputTokens { get; init; }
 
+    /// <summary>Input tokens written to the prompt cache (billed at the cache-write price); a part of <see cref="InputTokens"/>.</summary>
+    public long CacheWriteTokens { get; init; }
+
     /// <summary>Output (completion) tokens, including reasoning and audio output tokens.</summary>
     public long OutputTokens { get; init; }
 
@@ -56,6 +59,9 @@ public sealed record UsageRecord
 
     /// <summary>Identity of the price used, e.g. <c>gpt-4o/standard/2024-08-06</c>; null when unpriced.</summary>
     public string? PriceId { get; init; }
+
+    /// <summary>Where <see cref="CostUsd"/> comes from: reported usage, estimated tokens, or no price.</summary>
+    public CostSource CostSource { get; init; }
 
     /// <summary>Wall-clock duration of the call in milliseconds, to the last byte the caller read for a stream.</summary>
     public double DurationMs { get; init; }

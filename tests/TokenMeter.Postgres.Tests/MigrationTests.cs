@@ -82,6 +82,40 @@ public sealed class MigrationTests(PostgresDatabaseFixture database) : IClassFix
         Assert.Contains("user_api_usage", await NamesAsync(dataSource, schema));
     }
 
+    [Fact]
+    public async Task Migration3_ExistingDatabase_AddsPricingColumnsWithoutRewritingOldRows()
+    {
+        await using var dataSource = NpgsqlDataSource.Create(database.ConnectionString);
+        var schema = "m_" + Guid.NewGuid().ToString("N")[..10];
+        Assert.Equal(2, await PostgresMigrator.MigrateToAsync(dataSource, schema, 2));
+        await using (var seed = dataSource.CreateCommand($"""
+            SELECT "{schema}".tokenmeter_create_partition(date '2026-03-01');
+            INSERT INTO "{schema}".user_api_usage (id, created_at, user_id, operation, model, input_tokens, cached_input_tokens, output_tokens, total_tokens, cost_usd, price_id, status)
+            VALUES ('0195a1b2-0000-7000-8000-000000000001', '2026-03-15 08:00:00+00', 'alice', 'chat', 'gpt-4o', 1000, 200, 500, 1500, 0.0075, 'gpt-4o/standard/2024-08-06', 'ok'),
+                   ('0195a1b2-0000-7000-8000-000000000002', '2026-03-15 09:00:00+00', 'bob', 'chat', 'house-model', 10, 0, 5, 15, NULL, NULL, 'ok');
+            INSERT INTO "{schema}".usage_user_total (user_id, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, first_call_at, last_call_at)
+            VALUES ('alice', 1, 1000, 200, 500, 0, 1500, 0.0075, '2026-03-15 08:00:00+00', '2026-03-15 08:00:00+00');
+            """))
+        {
+            await seed.ExecuteNonQueryAsync();
+        }
+
+        var before = await RowVersionsAsync(dataSource, schema);
+
+        Assert.Equal(PostgresMigration.All.Count - 2, await PostgresMigrator.MigrateAsync(dataSource, schema));
+
+        // Same physical rows (ctid) written by the same transactions (xmin): nothing was rewritten.
+        Assert.Equal(before, await RowVersionsAsync(dataSource, schema));
+        await using var read = dataSource.CreateCommand($"SELECT user_id, cache_write_tokens, cost_source FROM \"{schema}\".user_api_usage ORDER BY created_at");
+        await using var reader = await read.ExecuteReaderAsync();
+        Assert.True(await reader.ReadAsync());
+        Assert.Equal(("alice", 0L, true), (reader.GetString(0), reader.GetInt64(1), reader.IsDBNull(2)));
+        Assert.True(await reader.ReadAsync());
+        Assert.Equal(("bob", 0L, true), (reader.GetString(0), reader.GetInt64(1), reader.IsDBNull(2)));
+        await using var view = dataSource.CreateCommand($"SELECT cache_write_tokens FROM \"{schema}\".user_usage_summary WHERE user_id = 'alice'");
+        Assert.Equal(0L, await view.ExecuteScalarAsync());
+    }
+
     [Theory]
     [InlineData("public; DROP TABLE x")]
     [InlineData("a\"b")]
@@ -89,6 +123,20 @@ public sealed class MigrationTests(PostgresDatabaseFixture database) : IClassFix
     [InlineData("")]
     public void GetCreationScript_BadSchemaName_Throws(string schema) =>
         Assert.ThrowsAny<ArgumentException>(() => PostgresSchema.GetCreationScript(schema));
+
+    private static async Task<List<string>> RowVersionsAsync(NpgsqlDataSource dataSource, string schema)
+    {
+        await using var command = dataSource.CreateCommand(
+            $"SELECT ctid::text || '/' || xmin::text FROM \"{schema}\".user_api_usage UNION ALL SELECT ctid::text || '/' || xmin::text FROM \"{schema}\".usage_user_total ORDER BY 1");
+        await using var reader = await command.ExecuteReaderAsync();
+        var versions = new List<string>();
+        while (await reader.ReadAsync())
+        {
+            versions.Add(reader.GetString(0));
+        }
+
+        return versions;
+    }
 
     private static async Task<HashSet<string>> NamesAsync(NpgsqlDataSource dataSource, string schema)
     {

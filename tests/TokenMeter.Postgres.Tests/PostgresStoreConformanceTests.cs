@@ -18,7 +18,10 @@ public sealed class PostgresStoreConformanceTests(PostgresStoreConformanceTests.
         await fixture.TruncateAsync();
         var context = new PostgresStoreContext(fixture.DataSource, ownsDataSource: false, new PostgresStoreOptions { Schema = Fixture.Schema }, timeProvider);
         context.MarkReady();
-        return new ConformanceStore(new PostgresUsageStore(context), new PostgresUsageQueries(context), new PostgresBudgetStore(context), new PostgresDeliveryLog(context), context.DisposeAsync);
+        return new ConformanceStore(new PostgresUsageStore(context), new PostgresUsageQueries(context), new PostgresBudgetStore(context), new PostgresDeliveryLog(context), context.DisposeAsync)
+        {
+            Repricing = new PostgresRepricingStore(context),
+        };
     }
 
     /// <summary>A database with the schema migrated once.</summary>

@@ -105,7 +105,7 @@ internal static class PostgresBench
         var records = Generate(count, Start.AddDays(400), TimeSpan.FromDays(1)).ToList();
         await using var context = NewContext(dataSource, schema);
         await context.EnsurePartitionsAsync(records.Select(r => PostgresStoreContext.MonthOf(r.CreatedAt)), default);
-        var placeholders = string.Join(", ", Enumerable.Range(1, 24).Select(i => "$" + i));
+        var placeholders = string.Join(", ", Enumerable.Range(1, 26).Select(i => "$" + i));
         var cpu = CpuNow();
         var watch = Stopwatch.StartNew();
         foreach (var r in records)
@@ -116,12 +116,14 @@ internal static class PostgresBench
                 r.Id, r.CreatedAt.UtcDateTime, r.UserId, r.Endpoint, r.Operation, r.RequestModel, r.Model, r.ServiceTier,
                 r.InputTokens, r.CachedInputTokens, r.OutputTokens, r.ReasoningTokens, r.AudioInputTokens, r.AudioOutputTokens, r.TotalTokens,
                 r.CostUsd, r.PriceId, r.DurationMs, "ok", r.HttpStatus, r.Streaming, r.SessionId, r.ProblemId, null,
+                r.CacheWriteTokens, "reported",
             ];
             NpgsqlDbType[] types =
             [
                 NpgsqlDbType.Uuid, NpgsqlDbType.TimestampTz, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Text,
                 NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint,
                 NpgsqlDbType.Numeric, NpgsqlDbType.Text, NpgsqlDbType.Double, NpgsqlDbType.Text, NpgsqlDbType.Integer, NpgsqlDbType.Boolean, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Jsonb,
+                NpgsqlDbType.Bigint, NpgsqlDbType.Text,
             ];
             for (var i = 0; i < values.Length; i++)
             {

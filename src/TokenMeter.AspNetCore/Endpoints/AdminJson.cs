@@ -29,9 +29,9 @@ internal static class AdminJson
         }
     }
 
-    /// <summary>Every measure of <see cref="UsageFigures"/>, by its JSON name, in declaration order.</summary>
-    private static readonly Dictionary<string, JsonPropertyInfo> Measures =
-        AdminJsonContext.Default.UsageFigures.Properties.ToDictionary(p => p.Name, StringComparer.Ordinal);
+    /// <summary>Every measure of <see cref="UsageFigures"/>, by its JSON name, in declaration order, except that cache writes stand beside cached input.</summary>
+    private static readonly Dictionary<string, JsonPropertyInfo> Measures = BesideCachedInput(
+        AdminJsonContext.Default.UsageFigures.Properties.ToDictionary(p => p.Name, StringComparer.Ordinal));
 
     // Named by the answers that use them; "name:measure" writes a measure under another name.
     private static readonly Field[] Short = Only("calls", "tokens:totalTokens", "costUsd");
@@ -105,6 +105,26 @@ internal static class AdminJson
         }
     }
 
+    private static Dictionary<string, JsonPropertyInfo> BesideCachedInput(Dictionary<string, JsonPropertyInfo> measures)
+    {
+        var ordered = new Dictionary<string, JsonPropertyInfo>(StringComparer.Ordinal);
+        foreach (var (name, property) in measures)
+        {
+            if (name == "cacheWriteTokens")
+            {
+                continue;
+            }
+
+            ordered[name] = property;
+            if (name == "cachedInputTokens" && measures.TryGetValue("cacheWriteTokens", out var cacheWrite))
+            {
+                ordered["cacheWriteTokens"] = cacheWrite;
+            }
+        }
+
+        return ordered;
+    }
+
     private static Field[] Only(params string[] names) => [.. names.Select(name =>
     {
         var parts = name.Split(':');
@@ -148,4 +168,6 @@ internal static class AdminJson
 [JsonSerializable(typeof(ForecastResponse))]
 [JsonSerializable(typeof(UserForecastsResponse))]
 [JsonSerializable(typeof(SendReportResponse))]
+[JsonSerializable(typeof(RepriceResponse))]
+[JsonSerializable(typeof(RepricingsResponse))]
 internal sealed partial class AdminJsonContext : JsonSerializerContext;

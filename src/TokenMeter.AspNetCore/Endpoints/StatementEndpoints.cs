@@ -16,7 +16,7 @@ internal static class StatementEndpoints
 {
     public static readonly string[] CsvHeader =
     [
-        "month", "userId", "username", "email", "endpoint", "model", "calls", "inputTokens", "cachedInputTokens",
+        "month", "userId", "username", "email", "endpoint", "model", "calls", "inputTokens", "cachedInputTokens", "cacheWriteTokens",
         "outputTokens", "totalTokens", "costUsd", "userCostUsd", "userAmountUsd", "markupPercent", "currency",
     ];
 
@@ -118,6 +118,7 @@ internal static class StatementEndpoints
                     csv.WriteField(line.Figures.Calls, default);
                     csv.WriteField(line.Figures.InputTokens, default);
                     csv.WriteField(line.Figures.CachedInputTokens, default);
+                    csv.WriteField(line.Figures.CacheWriteTokens, default);
                     csv.WriteField(line.Figures.OutputTokens, default);
                     csv.WriteField(line.Figures.TotalTokens, default);
                     csv.WriteField(line.Figures.CostUsd, default);

@@ -3,6 +3,7 @@ using CsvHelper;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
+using TokenMeter.Pricing;
 using TokenMeter.Querying;
 
 namespace TokenMeter.AspNetCore.Export;
@@ -22,15 +23,15 @@ internal static class UsageCsv
 
     public static readonly string[] DetailedHeader =
     [
-        "id", "createdAt", "userId", "username", "email", "endpoint", "model", "inputTokens", "cachedInputTokens",
+        "id", "createdAt", "userId", "username", "email", "endpoint", "model", "inputTokens", "cachedInputTokens", "cacheWriteTokens",
         "outputTokens", "reasoningTokens", "totalTokens", "costUsd", "status", "sessionId", "problemId", "metadata",
-        "operation", "requestModel", "durationMs", "httpStatus", "streaming",
+        "operation", "requestModel", "durationMs", "httpStatus", "streaming", "costSource", "priceId",
     ];
 
     public static readonly string[] SummaryHeader =
     [
         "userId", "username", "email", "totalCalls", "inputTokens", "outputTokens", "totalTokens", "totalCostUsd",
-        "lastCallAt", "cachedInputTokens", "reasoningTokens",
+        "lastCallAt", "cachedInputTokens", "cacheWriteTokens", "reasoningTokens",
     ];
 
     public static async Task WriteDetailedAsync(CsvWriter csv, HttpContext context, UsageExportQuery query, CancellationToken cancellationToken)
@@ -116,6 +117,7 @@ internal static class UsageCsv
                 csv.WriteField(f.CostUsd, default);
                 WriteTimestamp(csv, s.LastCallAt);
                 csv.WriteField(f.CachedInputTokens, default);
+                csv.WriteField(f.CacheWriteTokens, default);
                 csv.WriteField(f.ReasoningTokens, default);
                 await csv.EndRecordAsync(cancellationToken).ConfigureAwait(false);
             }
@@ -185,6 +187,7 @@ internal static class UsageCsv
             csv.WriteField(r.Model ?? r.RequestModel);
             csv.WriteField(r.InputTokens, default);
             csv.WriteField(r.CachedInputTokens, default);
+            csv.WriteField(r.CacheWriteTokens, default);
             csv.WriteField(r.OutputTokens, default);
             csv.WriteField(r.ReasoningTokens, default);
             csv.WriteField(r.TotalTokens, default);
@@ -206,6 +209,8 @@ internal static class UsageCsv
 
             csv.WriteField(r.HttpStatus, default);
             csv.WriteField(r.Streaming);
+            csv.WriteField(CostSourceNames.Of(CostSourceNames.Effective(r)));
+            csv.WriteField(r.PriceId);
             await csv.EndRecordAsync(cancellationToken).ConfigureAwait(false);
         }
 

@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Text.Json;
 using Npgsql;
 using TokenMeter.Postgres.Storage;
+using TokenMeter.Pricing;
 using TokenMeter.Querying;
 
 namespace TokenMeter.Postgres.Querying;
@@ -12,8 +13,8 @@ namespace TokenMeter.Postgres.Querying;
 /// </summary>
 internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsageQueries
 {
-    // The rollup columns of UsageFigures, in its order; ReadFigures reads them back from any ordinal.
-    private static readonly string[] Figures = ["calls", "input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens", "total_tokens", "cost_usd"];
+    // The rollup columns of UsageFigures, in its order (then cache_write_tokens); ReadFigures reads them back from any ordinal.
+    private static readonly string[] Figures = ["calls", "input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens", "total_tokens", "cost_usd", "cache_write_tokens"];
     private static readonly string FigureColumns = string.Join(", ", Figures);
     private static readonly string SumColumns = string.Join(", ", Figures.Select(c => c == "cost_usd" ? "coalesce(sum(cost_usd), 0)" : $"coalesce(sum({c}), 0)::bigint"));
     private static readonly int FigureCount = Figures.Length;
@@ -320,7 +321,9 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
         var session = NullableString(reader, 21);
         var problem = NullableString(reader, 22);
         var metadata = NullableString(reader, 23);
-        return new UsageRecord
+        var cacheWrite = reader.GetInt64(24);
+        var source = NullableString(reader, 25);
+        var record = new UsageRecord
         {
             Id = id,
             CreatedAt = createdAt,
@@ -346,7 +349,11 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
             SessionId = session,
             ProblemId = problem,
             Tags = metadata is null ? null : tags is null ? ParseTags(metadata) : tags.Get(metadata),
+            CacheWriteTokens = cacheWrite,
         };
+
+        // Rows stored before cost sources existed have none: derived from the cost and status.
+        return record with { CostSource = CostSourceNames.Parse(source) ?? CostSourceNames.Effective(record) };
     }
 
     private static Dictionary<string, string>? ParseTags(string metadata) => JsonSerializer.Deserialize(metadata, PostgresJsonContext.Default.DictionaryStringString);
@@ -388,7 +395,10 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
         reader.GetInt64(first + 3),
         reader.GetInt64(first + 4),
         reader.GetInt64(first + 5),
-        reader.GetDecimal(first + 6));
+        reader.GetDecimal(first + 6))
+    {
+        CacheWriteTokens = reader.GetInt64(first + 7),
+    };
 
     private static UserUsageSummary ReadSummary(NpgsqlDataReader reader) => new(
         reader.GetString(0),

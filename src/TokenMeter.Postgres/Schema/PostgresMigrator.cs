@@ -19,7 +19,19 @@ internal static class PostgresMigrator
     /// <param name="logger">Where applied migrations are logged.</param>
     /// <param name="cancellationToken">Cancels the migration.</param>
     /// <returns>How many migrations were applied now.</returns>
-    public static async Task<int> MigrateAsync(NpgsqlDataSource dataSource, string schema, ILogger? logger = null, CancellationToken cancellationToken = default)
+    public static Task<int> MigrateAsync(NpgsqlDataSource dataSource, string schema, ILogger? logger = null, CancellationToken cancellationToken = default) =>
+        MigrateAsync(dataSource, schema, null, logger, cancellationToken);
+
+    /// <summary>Applies the migrations up to and including <paramref name="upToVersion"/> only (tests that upgrade an older schema).</summary>
+    /// <param name="dataSource">The database.</param>
+    /// <param name="schema">A validated schema name.</param>
+    /// <param name="upToVersion">The last migration to apply.</param>
+    /// <param name="cancellationToken">Cancels the migration.</param>
+    /// <returns>How many migrations were applied now.</returns>
+    public static Task<int> MigrateToAsync(NpgsqlDataSource dataSource, string schema, int upToVersion, CancellationToken cancellationToken = default) =>
+        MigrateAsync(dataSource, schema, upToVersion, null, cancellationToken);
+
+    private static async Task<int> MigrateAsync(NpgsqlDataSource dataSource, string schema, int? upToVersion, ILogger? logger, CancellationToken cancellationToken)
     {
         logger ??= NullLogger.Instance;
         var quoted = PostgresIdentifiers.Quote(schema);
@@ -50,7 +62,7 @@ internal static class PostgresMigrator
         }
 
         var count = 0;
-        foreach (var migration in PostgresMigration.All)
+        foreach (var migration in PostgresMigration.All.Where(m => upToVersion is null || m.Version <= upToVersion))
         {
             if (applied.TryGetValue(migration.Version, out var checksum))
             {

@@ -5,13 +5,13 @@ internal sealed class PostgresSql
 {
     /// <summary>The columns of <c>user_api_usage</c> in COPY order.</summary>
     public const string Columns =
-        "id, created_at, user_id, endpoint, operation, request_model, model, service_tier, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, audio_input_tokens, audio_output_tokens, total_tokens, cost_usd, price_id, duration_ms, status, http_status, streaming, session_id, problem_id, metadata";
+        "id, created_at, user_id, endpoint, operation, request_model, model, service_tier, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, audio_input_tokens, audio_output_tokens, total_tokens, cost_usd, price_id, duration_ms, status, http_status, streaming, session_id, problem_id, metadata, cache_write_tokens, cost_source";
 
-    private const string Sums = "calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd";
+    private const string Sums = "calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens";
     private const string AddSums =
-        "calls = t.calls + excluded.calls, input_tokens = t.input_tokens + excluded.input_tokens, cached_input_tokens = t.cached_input_tokens + excluded.cached_input_tokens, output_tokens = t.output_tokens + excluded.output_tokens, reasoning_tokens = t.reasoning_tokens + excluded.reasoning_tokens, total_tokens = t.total_tokens + excluded.total_tokens, cost_usd = t.cost_usd + excluded.cost_usd";
+        "calls = t.calls + excluded.calls, input_tokens = t.input_tokens + excluded.input_tokens, cached_input_tokens = t.cached_input_tokens + excluded.cached_input_tokens, output_tokens = t.output_tokens + excluded.output_tokens, reasoning_tokens = t.reasoning_tokens + excluded.reasoning_tokens, total_tokens = t.total_tokens + excluded.total_tokens, cost_usd = t.cost_usd + excluded.cost_usd, cache_write_tokens = t.cache_write_tokens + excluded.cache_write_tokens";
     private const string SumOfSums =
-        "sum(calls)::bigint, sum(input_tokens)::bigint, sum(cached_input_tokens)::bigint, sum(output_tokens)::bigint, sum(reasoning_tokens)::bigint, sum(total_tokens)::bigint, sum(cost_usd)";
+        "sum(calls)::bigint, sum(input_tokens)::bigint, sum(cached_input_tokens)::bigint, sum(output_tokens)::bigint, sum(reasoning_tokens)::bigint, sum(total_tokens)::bigint, sum(cost_usd), sum(cache_write_tokens)::bigint";
 
     public PostgresSql(string quoted)
     {
@@ -50,13 +50,13 @@ internal sealed class PostgresSql
                 SELECT {Columns} FROM {source} AS s ({Columns})
                 ORDER BY created_at, id
                 ON CONFLICT DO NOTHING
-                RETURNING created_at, user_id, endpoint, model, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, coalesce(cost_usd, 0) AS cost_usd
+                RETURNING created_at, user_id, endpoint, model, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, coalesce(cost_usd, 0) AS cost_usd, cache_write_tokens
             ),
             g AS (
                 SELECT user_id, (created_at AT TIME ZONE 'UTC')::date AS day, endpoint, model,
                        count(*)::bigint AS calls, sum(input_tokens)::bigint AS input_tokens, sum(cached_input_tokens)::bigint AS cached_input_tokens,
                        sum(output_tokens)::bigint AS output_tokens, sum(reasoning_tokens)::bigint AS reasoning_tokens, sum(total_tokens)::bigint AS total_tokens,
-                       sum(cost_usd) AS cost_usd, min(created_at) AS first_at, max(created_at) AS last_at
+                       sum(cost_usd) AS cost_usd, sum(cache_write_tokens)::bigint AS cache_write_tokens, min(created_at) AS first_at, max(created_at) AS last_at
                 FROM ins
                 GROUP BY 1, 2, 3, 4
             ),

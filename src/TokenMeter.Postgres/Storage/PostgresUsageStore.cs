@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Npgsql;
 using NpgsqlTypes;
+using TokenMeter.Pricing;
 using TokenMeter.Storage;
 
 namespace TokenMeter.Postgres.Storage;
@@ -124,6 +125,9 @@ internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageS
         {
             await writer.WriteNullAsync(cancellationToken).ConfigureAwait(false);
         }
+
+        await writer.WriteAsync(r.CacheWriteTokens, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
+        await writer.WriteAsync(CostSourceNames.Of(CostSourceNames.Effective(r)), NpgsqlDbType.Text, cancellationToken).ConfigureAwait(false);
     }
 
     private static ValueTask WriteTextAsync(NpgsqlBinaryImporter writer, string? value, CancellationToken cancellationToken) =>

@@ -19,6 +19,6 @@ internal static partial class Log
     [LoggerMessage(EventId = 1004, Level = LogLevel.Debug, Message = "Metered {Operation} call of {Model}: {Status}, {InputTokens} input and {OutputTokens} output tokens")]
     public static partial void CallRecorded(ILogger logger, string operation, string? model, UsageStatus status, long inputTokens, long outputTokens);
 
-    [LoggerMessage(EventId = 1005, Level = LogLevel.Debug, Message = "A {Operation} reply of {Model} carried no usage ({Status}); {EstimatedTokens} input tokens estimated")]
-    public static partial void UsageMissing(ILogger logger, string operation, string? model, UsageStatus status, long estimatedTokens);
+    [LoggerMessage(EventId = 1005, Level = LogLevel.Debug, Message = "A {Operation} reply of {Model} carried no usage ({Status}); {InputTokens} input and {OutputTokens} output tokens estimated")]
+    public static partial void UsageMissing(ILogger logger, string operation, string? model, UsageStatus status, long inputTokens, long outputTokens);
 }

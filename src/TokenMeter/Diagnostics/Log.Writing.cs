@@ -4,8 +4,8 @@ namespace TokenMeter.Diagnostics;
 
 internal static partial class Log
 {
-    [LoggerMessage(EventId = 2000, Level = LogLevel.Warning, Message = "No price for model '{Model}'; its calls are recorded unpriced and can be re-priced later")]
-    public static partial void ModelUnpriced(ILogger logger, string model);
+    [LoggerMessage(EventId = 2000, Level = LogLevel.Warning, Message = "No price for model '{Model}' on service tier '{ServiceTier}'; its calls are recorded unpriced (never at another tier's price) and can be re-priced later")]
+    public static partial void ModelUnpriced(ILogger logger, string model, string serviceTier);
 
     [LoggerMessage(EventId = 2001, Level = LogLevel.Warning, Message = "Storing {Count} usage records failed (attempt {Attempt}); retrying in {Delay}")]
     public static partial void StoreWriteFailed(ILogger logger, Exception exception, int count, int attempt, TimeSpan delay);

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Options;
+using TokenMeter.Pricing;
 
 namespace TokenMeter.Diagnostics;
 
@@ -60,9 +61,12 @@ internal sealed class TokenMeterMetrics
             _duration.Record(record.DurationMs / 1000.0, common);
         }
 
+        var source = CostSourceNames.Of(CostSourceNames.Effective(record));
         if (record.CostUsd is { } cost)
         {
-            _cost.Add((double)cost, common);
+            var withSource = common;
+            withSource.Add("tokenmeter.cost_source", source);
+            _cost.Add((double)cost, withSource);
         }
         else if (record.InputTokens + record.OutputTokens > 0)
         {
@@ -71,6 +75,7 @@ internal sealed class TokenMeterMetrics
 
         var withStatus = common;
         withStatus.Add("tokenmeter.status", UsageStatusNames.GetName(record.Status));
+        withStatus.Add("tokenmeter.cost_source", source);
         _calls.Add(1, withStatus);
     }
 }

@@ -17,6 +17,9 @@ public sealed record ManualUsage
     /// <summary>Cached input tokens (part of <see cref="InputTokens"/>).</summary>
     public long CachedInputTokens { get; init; }
 
+    /// <summary>Input tokens written to the prompt cache (part of <see cref="InputTokens"/>).</summary>
+    public long CacheWriteTokens { get; init; }
+
     /// <summary>Output tokens, reasoning ones included.</summary>
     public long OutputTokens { get; init; }
 

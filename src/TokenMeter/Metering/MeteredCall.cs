@@ -1,6 +1,8 @@
+using System.Globalization;
 using Microsoft.Extensions.Logging;
 using TokenMeter.Attribution;
 using TokenMeter.Diagnostics;
+using TokenMeter.Pricing;
 
 namespace TokenMeter.Metering;
 
@@ -10,6 +12,7 @@ internal sealed class MeteredCall
     private readonly UsageMeter _meter;
     private readonly ILogger _logger;
     private readonly long _startTimestamp;
+    private readonly RequestInfo _request;
     private PooledBufferStream? _requestBody;
     private int _completed;
 
@@ -19,6 +22,7 @@ internal sealed class MeteredCall
         _logger = logger;
         Operation = operation;
         Scope = scope;
+        _request = request;
         RequestModel = request.Model;
         RequestUser = request.User;
         Streaming = request.Stream;
@@ -39,7 +43,10 @@ internal sealed class MeteredCall
 
     public DateTimeOffset CreatedAt { get; }
 
-    public bool EstimateMissingUsage { get; init; } = true;
+    public bool EstimateMissingUsage { get; set; } = true;
+
+    /// <summary>The text the caller received from a reply without usage (a cut stream, a buffered reply), counted as estimated output.</summary>
+    public string? DeliveredText { get; set; }
 
     /// <summary>The meter this call reports to.</summary>
     public UsageMeter Meter => _meter;
@@ -122,26 +129,13 @@ internal sealed class MeteredCall
                 httpStatus,
                 Streaming);
 
-            if (usage.DurationSeconds is { } seconds)
-            {
-                record = record with { Tags = WithTag(record.Tags, "audio_seconds", seconds.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture)) };
-            }
+            record = WithBillingUnits(record, usage);
 
-            if (!usage.HasUsage && _requestBody is { } body && EstimateMissingUsage && status is UsageStatus.UsageMissing or UsageStatus.Cancelled or UsageStatus.TransportError)
+            // Estimated: a reply without usage, or a stream that broke off (what it delivered was
+            // used). A buffered call that got no reply at all records no tokens, as before.
+            if (!usage.HasUsage && EstimateMissingUsage && (status == UsageStatus.UsageMissing || (Streaming && status is UsageStatus.Cancelled or UsageStatus.TransportError)))
             {
-                var estimated = TokenEstimator.EstimateInputTokens(body.WrittenSpan);
-                if (estimated > 0)
-                {
-                    record = record with
-                    {
-                        InputTokens = estimated,
-                        TotalTokens = estimated,
-                        Status = status == UsageStatus.UsageMissing ? UsageStatus.Estimated : status,
-                        Tags = WithTag(record.Tags, "tokenmeter.estimated", "input"),
-                    };
-                }
-
-                Log.UsageMissing(_logger, Operation, record.Model, record.Status, estimated);
+                record = Estimate(record, status);
             }
 
             ReleaseRequestBody();
@@ -158,6 +152,81 @@ internal sealed class MeteredCall
         }
     }
 
+    /// <summary>Completes the call without recording it (a download whose lines are recorded one by one).</summary>
+    public void Discard()
+    {
+        Interlocked.Exchange(ref _completed, 1);
+        ReleaseRequestBody();
+    }
+
+    // What the call kinds billed by something other than tokens are priced by, kept in the tags so a record can be priced again.
+    private UsageRecord WithBillingUnits(UsageRecord record, in ParsedUsage usage)
+    {
+        Dictionary<string, string>? tags = null;
+        if (usage.DurationSeconds is { } seconds)
+        {
+            Tag(ref tags, record, BillingTags.AudioSeconds, seconds.ToString("0.###", CultureInfo.InvariantCulture));
+        }
+
+        if (Operation == UsageOperation.Images)
+        {
+            if (usage.Images > 0)
+            {
+                Tag(ref tags, record, BillingTags.Images, usage.Images.ToString(CultureInfo.InvariantCulture));
+            }
+
+            if (_request.ImageSize is { Length: > 0 and < 64 } size)
+            {
+                Tag(ref tags, record, BillingTags.ImageSize, size);
+            }
+
+            if (_request.ImageQuality is { Length: > 0 and < 64 } quality)
+            {
+                Tag(ref tags, record, BillingTags.ImageQuality, quality);
+            }
+
+            if (usage.ImageInputTokens > 0)
+            {
+                Tag(ref tags, record, BillingTags.ImageInputTokens, usage.ImageInputTokens.ToString(CultureInfo.InvariantCulture));
+            }
+        }
+
+        if (Operation == UsageOperation.AudioSpeech && _request.SpeechInput is { } input && !usage.HasUsage && record.Status == UsageStatus.UsageMissing)
+        {
+            // Speech succeeded and returned only audio: characters for the models billed by them,
+            // and the input tokens (estimated) for the models billed by tokens.
+            Tag(ref tags, record, BillingTags.InputCharacters, input.EnumerateRunes().Count().ToString(CultureInfo.InvariantCulture));
+            var tokens = TokenEstimator.CountTokens(input, record.Model) + TokenEstimator.CountTokens(_request.SpeechInstructions, record.Model);
+            Tag(ref tags, record, BillingTags.Estimated, "input");
+            record = record with { InputTokens = tokens, TotalTokens = tokens, Status = UsageStatus.Ok };
+        }
+
+        return tags is null ? record : record with { Tags = tags };
+    }
+
+    private UsageRecord Estimate(UsageRecord record, UsageStatus status)
+    {
+        var input = _requestBody is { } body ? TokenEstimator.EstimateInputTokens(body.WrittenSpan, record.Model) : 0;
+        var output = TokenEstimator.CountTokens(DeliveredText, record.Model);
+        if (input > 0 || output > 0)
+        {
+            var what = input > 0 && output > 0 ? "input,output" : input > 0 ? "input" : "output";
+            Dictionary<string, string>? tags = null;
+            Tag(ref tags, record, BillingTags.Estimated, what);
+            record = record with
+            {
+                InputTokens = input,
+                OutputTokens = output,
+                TotalTokens = input + output,
+                Status = status == UsageStatus.UsageMissing ? UsageStatus.Estimated : status,
+                Tags = tags,
+            };
+        }
+
+        Log.UsageMissing(_logger, Operation, record.Model, record.Status, input, output);
+        return record;
+    }
+
     // A reply that carries a usage object needs no estimate, so the request body can go back to the pool now.
     private static bool HasUsageObject(ReadOnlySpan<byte> reply) =>
         reply.IndexOf("\"usage\":{"u8) >= 0 || reply.IndexOf("\"usage\": {"u8) >= 0;
@@ -165,10 +234,9 @@ internal sealed class MeteredCall
     // The body is a pooled buffer: back to the pool once, as soon as it is no longer needed.
     private void ReleaseRequestBody() => Interlocked.Exchange(ref _requestBody, null)?.Dispose();
 
-    private static Dictionary<string, string> WithTag(IReadOnlyDictionary<string, string>? tags, string key, string value)
+    private static void Tag(ref Dictionary<string, string>? tags, UsageRecord record, string key, string value)
     {
-        var merged = tags is null ? new Dictionary<string, string>(StringComparer.Ordinal) : new Dictionary<string, string>(tags, StringComparer.Ordinal);
-        merged[key] = value;
-        return merged;
+        tags ??= record.Tags is null ? new Dictionary<string, string>(StringComparer.Ordinal) : new Dictionary<string, string>(record.Tags, StringComparer.Ordinal);
+        tags[key] = value;
     }
 }

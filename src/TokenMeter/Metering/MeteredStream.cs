@@ -1,18 +1,23 @@
 using System.Buffers;
 using System.Runtime.CompilerServices;
+using System.Text;
+using System.Text.Json;
 
 namespace TokenMeter.Metering;
 
 /// <summary>
 /// Pass-through over a streamed (server-sent events) reply. Every byte goes to the caller
 /// unchanged and at once; on the way, <c>data:</c> lines that carry a non-null <c>"usage":</c>
-/// are parsed (chat's last chunk, responses' <c>response.completed</c>). Only a line split across
-/// two reads is copied, into a pooled buffer. The call is recorded when the stream ends, fails,
-/// or is disposed early.
+/// are parsed (chat's last chunk, responses' <c>response.completed</c>), and the text delivered so
+/// far is kept (deltas of content, refusals and tool-call arguments) so that a stream cut before
+/// its usage is recorded with its output counted by the tokenizer. Only a line split across two
+/// reads is copied, into a pooled buffer. The call is recorded when the stream ends, fails, or is
+/// disposed early.
 /// </summary>
 internal sealed class MeteredStream : Stream
 {
     private const int MaxLineLength = 4 * 1024 * 1024;
+    private const int MaxDeliveredChars = 4 * 1024 * 1024;
 
     private readonly Stream _inner;
     private readonly MeteredCall _call;
@@ -22,6 +27,7 @@ internal sealed class MeteredStream : Stream
     private bool _lineOverflow;
     private bool _sawDone;
     private ParsedUsage _usage;
+    private StringBuilder? _delivered;
 
     public MeteredStream(Stream inner, MeteredCall call, int httpStatus)
     {
@@ -244,14 +250,15 @@ internal sealed class MeteredStream : Stream
         }
 
         var at = payload.IndexOf("\"usage\":"u8);
-        if (at < 0)
-        {
-            return;
-        }
-
-        var value = payload[(at + 8)..].TrimStart((byte)' ');
+        var value = at < 0 ? default : payload[(at + 8)..].TrimStart((byte)' ');
         if (value.IsEmpty || value[0] != (byte)'{')
         {
+            // No usage here ("usage":null on every chat chunk but the last): text on its way to the caller.
+            if (_call.EstimateMissingUsage && !_usage.HasUsage)
+            {
+                CollectDelivered(payload);
+            }
+
             return;
         }
 
@@ -259,6 +266,51 @@ internal sealed class MeteredStream : Stream
         if (UsageParser.TryParse(payload, ref parsed) && parsed.HasUsage)
         {
             _usage = parsed;
+        }
+    }
+
+    // Chat chunks carry delta.content / refusal / tool_calls[].function.arguments; responses events carry "delta".
+    private void CollectDelivered(ReadOnlySpan<byte> payload)
+    {
+        if (payload.IndexOf("\"content\":\""u8) < 0 && payload.IndexOf("\"delta\":\""u8) < 0
+            && payload.IndexOf("\"arguments\":\""u8) < 0 && payload.IndexOf("\"refusal\":\""u8) < 0)
+        {
+            return;
+        }
+
+        try
+        {
+            Collect(payload);
+        }
+        catch (JsonException)
+        {
+            // Not a JSON event: nothing delivered to count.
+        }
+    }
+
+    private void Collect(ReadOnlySpan<byte> payload)
+    {
+        var reader = new Utf8JsonReader(payload);
+        var take = false;
+        while (reader.Read())
+        {
+            if (reader.TokenType == JsonTokenType.PropertyName)
+            {
+                take = reader.ValueTextEquals("content"u8) || reader.ValueTextEquals("delta"u8)
+                    || reader.ValueTextEquals("refusal"u8) || reader.ValueTextEquals("arguments"u8);
+                continue;
+            }
+
+            if (take && reader.TokenType == JsonTokenType.String)
+            {
+                _delivered ??= new StringBuilder();
+                if (_delivered.Length < MaxDeliveredChars)
+                {
+                    _delivered.Append(reader.GetString());
+                }
+            }
+
+            take = false;
         }
     }
 
@@ -291,6 +343,11 @@ internal sealed class MeteredStream : Stream
 
     private void Complete(UsageStatus status)
     {
+        if (!_usage.HasUsage && _delivered is not null)
+        {
+            _call.DeliveredText = _delivered.ToString();
+        }
+
         _call.Complete(_usage, status, _httpStatus);
         var line = Interlocked.Exchange(ref _line, null);
         if (line is not null)

@@ -20,12 +20,14 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
     private readonly UsageMeter _meter;
     private readonly IOptionsMonitor<TokenMeterOptions> _options;
     private readonly ILogger _logger;
+    private readonly IBatchAttribution? _batchAttribution;
 
-    public OpenAIMeteringPolicy(UsageMeter meter, IOptionsMonitor<TokenMeterOptions> options, ILogger<OpenAIMeteringPolicy> logger)
+    public OpenAIMeteringPolicy(UsageMeter meter, IOptionsMonitor<TokenMeterOptions> options, ILogger<OpenAIMeteringPolicy> logger, IBatchAttribution? batchAttribution = null)
     {
         _meter = meter;
         _options = options;
         _logger = logger;
+        _batchAttribution = batchAttribution;
     }
 
     public override void Process(PipelineMessage message, IReadOnlyList<PipelinePolicy> pipeline, int currentIndex)
@@ -116,7 +118,13 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
 
     internal static string? OperationOf(PipelineRequest request)
     {
-        if (!string.Equals(request.Method, "POST", StringComparison.OrdinalIgnoreCase) || request.Uri is null)
+        if (request.Uri is null)
+        {
+            return null;
+        }
+
+        var post = string.Equals(request.Method, "POST", StringComparison.OrdinalIgnoreCase);
+        if (!post && !string.Equals(request.Method, "GET", StringComparison.OrdinalIgnoreCase))
         {
             return null;
         }
@@ -130,6 +138,12 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
         }
 
         path = path.TrimEnd('/');
+        if (!post)
+        {
+            // The one GET that is metered: downloading a file's content (a Batch API output file).
+            return BatchOutputMeter.IsFileContent(path) ? UsageOperation.Batch : null;
+        }
+
         if (path.EndsWith("/chat/completions", StringComparison.Ordinal))
         {
             return UsageOperation.Chat;
@@ -158,6 +172,11 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
         if (path.EndsWith("/audio/speech", StringComparison.Ordinal))
         {
             return UsageOperation.AudioSpeech;
+        }
+
+        if (path.EndsWith("/moderations", StringComparison.Ordinal))
+        {
+            return UsageOperation.Moderation;
         }
 
         if (path.EndsWith("/completions", StringComparison.Ordinal))
@@ -227,19 +246,24 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
                 else
                 {
                     info = RequestInfo.FromJson(copy.WrittenSpan);
-                    if (info.Stream)
+                    info.ReadBillingFields(copy.WrittenSpan, operation);
+                    if (operation == UsageOperation.Images && info.Model is null)
                     {
-                        if (operation == UsageOperation.Chat && !info.HasStreamOptions && options.IncludeStreamUsage && RequestInfo.WithIncludeUsage(copy.WrittenSpan) is { } withUsage)
-                        {
-                            message.Request.Content = BinaryContent.Create(new BinaryData(withUsage));
-                        }
+                        // The API's default image model.
+                        info.Model = "dall-e-2";
+                    }
 
-                        // Kept (the pooled copy itself, until the call completes) to estimate input
-                        // tokens should the stream never report its usage.
-                        if (options.EstimateMissingUsage)
-                        {
-                            keptBody = copy;
-                        }
+                    if (info.Stream && operation == UsageOperation.Chat && !info.HasStreamOptions && options.IncludeStreamUsage && RequestInfo.WithIncludeUsage(copy.WrittenSpan) is { } withUsage)
+                    {
+                        message.Request.Content = BinaryContent.Create(new BinaryData(withUsage));
+                    }
+
+                    // Kept (the pooled copy itself, until the call completes) to estimate input
+                    // tokens should the reply never report its usage (a stream cut, a buffered
+                    // reply without usage).
+                    if (options.EstimateMissingUsage && operation is UsageOperation.Chat or UsageOperation.Responses or UsageOperation.TextCompletion)
+                    {
+                        keptBody = copy;
                     }
 
                     if (keptBody is null)
@@ -270,6 +294,18 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
             if (response is null)
             {
                 call.Complete(default, UsageStatus.TransportError, null);
+                return;
+            }
+
+            if (call.Operation == UsageOperation.Batch)
+            {
+                // Each request of a batch output file is its own record; the download itself costs nothing.
+                call.Discard();
+                if (message.BufferResponse && !response.IsError)
+                {
+                    BatchOutputMeter.Record(_meter, response.Content.ToMemory().Span, call.Scope, _batchAttribution, call.CreatedAt);
+                }
+
                 return;
             }
 
@@ -305,9 +341,27 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
     /// <returns>The call's status, before estimation.</returns>
     internal static UsageStatus ReadBufferedReply(MeteredCall call, ReadOnlySpan<byte> body, bool isError, ref ParsedUsage usage)
     {
+        var parsed = false;
         if (call.Operation != UsageOperation.AudioSpeech)
         {
-            _ = UsageParser.TryParse(body, ref usage);
+            usage.CountData = call.Operation == UsageOperation.Images;
+            parsed = UsageParser.TryParse(body, ref usage);
+        }
+
+        if (!parsed)
+        {
+            // Not a reply at all (malformed), or audio: nothing to estimate from the reply.
+            call.EstimateMissingUsage = call.EstimateMissingUsage && call.Operation == UsageOperation.AudioSpeech;
+        }
+        else if (!isError && !usage.HasUsage)
+        {
+            // Kinds without token usage are still fully reported: a moderation (free) and
+            // images billed per image (the count is in the reply, size and quality in the request).
+            usage.HasUsage = call.Operation == UsageOperation.Moderation || (call.Operation == UsageOperation.Images && usage.Images > 0);
+            if (!usage.HasUsage && call.EstimateMissingUsage && call.Operation is UsageOperation.Chat or UsageOperation.Responses or UsageOperation.TextCompletion)
+            {
+                call.DeliveredText = TokenEstimator.ReplyText(body);
+            }
         }
 
         return isError ? UsageStatus.HttpError : usage.HasUsage ? UsageStatus.Ok : UsageStatus.UsageMissing;
@@ -315,6 +369,12 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
 
     private static void Failed(MeteredCall call, PipelineMessage message, Exception exception)
     {
+        if (call.Operation == UsageOperation.Batch)
+        {
+            call.Discard();
+            return;
+        }
+
         // A timeout also surfaces as OperationCanceledException; only the caller's token means "cancelled".
         var status = message.CancellationToken.IsCancellationRequested ? UsageStatus.Cancelled : UsageStatus.TransportError;
         _ = exception;

@@ -11,6 +11,55 @@ internal struct RequestInfo
     public bool Stream;
     public bool HasStreamOptions;
 
+    /// <summary>Speech: the text to speak (<c>input</c>, and <c>instructions</c> for models billed by tokens).</summary>
+    public string? SpeechInput;
+    public string? SpeechInstructions;
+
+    /// <summary>Images: the requested size and quality (DALL·E bills per image by these).</summary>
+    public string? ImageSize;
+    public string? ImageQuality;
+
+    /// <summary>
+    /// Reads what the call kinds billed by something other than tokens need: a speech request's
+    /// text, an image request's size and quality. A second scan, only for those call kinds.
+    /// </summary>
+    public void ReadBillingFields(ReadOnlySpan<byte> json, string operation)
+    {
+        if (operation is not (UsageOperation.AudioSpeech or UsageOperation.Images))
+        {
+            return;
+        }
+
+        try
+        {
+            var members = JsonMembers.Of(json);
+            while (members.MoveNext())
+            {
+                var name = members.Name;
+                if (operation == UsageOperation.AudioSpeech && name.SequenceEqual("input"u8))
+                {
+                    SpeechInput = members.ValueAsString();
+                }
+                else if (operation == UsageOperation.AudioSpeech && name.SequenceEqual("instructions"u8))
+                {
+                    SpeechInstructions = members.ValueAsString();
+                }
+                else if (name.SequenceEqual("size"u8))
+                {
+                    ImageSize = members.ValueAsString();
+                }
+                else if (name.SequenceEqual("quality"u8))
+                {
+                    ImageQuality = members.ValueAsString();
+                }
+            }
+        }
+        catch (JsonException)
+        {
+            // Not JSON: priced without these fields.
+        }
+    }
+
     /// <summary>Scans the top level of a JSON request body for <c>model</c>, <c>user</c>, <c>stream</c> and <c>stream_options</c>.</summary>
     public static RequestInfo FromJson(ReadOnlySpan<byte> json)
     {
@@ -96,39 +145,62 @@ internal struct RequestInfo
         return info;
     }
 
-    /// <summary>Finds the <c>model</c> field of a multipart/form-data body.</summary>
+    /// <summary>Finds the <c>model</c> (and for images <c>size</c> and <c>quality</c>) fields of a multipart/form-data body.</summary>
     public static RequestInfo FromMultipart(ReadOnlySpan<byte> body)
     {
         var info = default(RequestInfo);
-        ReadOnlySpan<byte> quoted = "name=\"model\""u8;
-        var at = body.IndexOf(quoted);
-        var skip = quoted.Length;
-        if (at < 0)
+        info.Model = FormField(body, "\"model\""u8, "model"u8);
+        info.ImageSize = FormField(body, "\"size\""u8, "size"u8);
+        info.ImageQuality = FormField(body, "\"quality\""u8, "quality"u8);
+        return info;
+    }
+
+    private static string? FormField(ReadOnlySpan<byte> body, ReadOnlySpan<byte> quotedName, ReadOnlySpan<byte> name)
+    {
+        ReadOnlySpan<byte> prefix = "name="u8;
+        var skip = 0;
+        var at = -1;
+        for (var from = 0; from < body.Length;)
         {
-            at = body.IndexOf("name=model"u8);
-            skip = "name=model".Length;
+            var hit = body[from..].IndexOf(prefix);
+            if (hit < 0)
+            {
+                break;
+            }
+
+            var after = body[(from + hit + prefix.Length)..];
+            if (after.StartsWith(quotedName))
+            {
+                at = from + hit;
+                skip = prefix.Length + quotedName.Length;
+                break;
+            }
+
+            if (after.StartsWith(name) && after.Length > name.Length && after[name.Length] is (byte)'\r' or (byte)';')
+            {
+                at = from + hit;
+                skip = prefix.Length + name.Length;
+                break;
+            }
+
+            from += hit + prefix.Length;
         }
 
         if (at < 0)
         {
-            return info;
+            return null;
         }
 
         var rest = body[(at + skip)..];
         var start = rest.IndexOf("\r\n\r\n"u8);
         if (start < 0)
         {
-            return info;
+            return null;
         }
 
         rest = rest[(start + 4)..];
         var end = rest.IndexOf("\r\n"u8);
-        if (end > 0 && end < 256)
-        {
-            info.Model = Encoding.UTF8.GetString(rest[..end]);
-        }
-
-        return info;
+        return end > 0 && end < 256 ? Encoding.UTF8.GetString(rest[..end]) : null;
     }
 
     /// <summary>

@@ -20,6 +20,26 @@ internal static class UsageIds
 
         Span<byte> random = stackalloc byte[10];
         Random.Shared.NextBytes(random);
+        return Build(milliseconds, random);
+    }
+
+    /// <summary>
+    /// The same version 7 UUID every time for the same instant and key (e.g. a Batch API request
+    /// id): its 74 "random" bits come from a SHA-256 of the key, so recording it twice stores it once.
+    /// </summary>
+    /// <param name="createdAt">When the call started; not before 1970.</param>
+    /// <param name="key">What identifies the call.</param>
+    /// <returns>The id.</returns>
+    public static Guid FromKey(DateTimeOffset createdAt, string key)
+    {
+        var milliseconds = createdAt.ToUnixTimeMilliseconds();
+        ArgumentOutOfRangeException.ThrowIfNegative(milliseconds, nameof(createdAt));
+        var hash = System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(key));
+        return Build(milliseconds, hash.AsSpan(0, 10));
+    }
+
+    private static Guid Build(long milliseconds, ReadOnlySpan<byte> random)
+    {
         return new Guid(
             (int)(milliseconds >> 16),
             (short)milliseconds,

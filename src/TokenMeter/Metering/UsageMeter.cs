@@ -184,6 +184,7 @@ internal sealed class UsageMeter
             ServiceTier = usage.ServiceTier,
             InputTokens = usage.InputTokens,
             CachedInputTokens = usage.CachedInputTokens,
+            CacheWriteTokens = usage.CacheWriteTokens,
             OutputTokens = usage.OutputTokens,
             ReasoningTokens = usage.ReasoningTokens,
             AudioInputTokens = usage.AudioInputTokens,

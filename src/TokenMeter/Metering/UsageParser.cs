@@ -80,6 +80,12 @@ internal static class UsageParser
             {
                 usage.EventType = members.ValueAsString() ?? usage.EventType;
             }
+            else if (!nested && usage.CountData && name.SequenceEqual("data"u8) && value[0] == (byte)'[')
+            {
+                var reader = new Utf8JsonReader(value);
+                reader.Read();
+                usage.Images = CountItems(ref reader);
+            }
             else if (!nested && name.SequenceEqual("response"u8) && value[0] == (byte)'{')
             {
                 var inner = JsonMembers.Of(value);
@@ -151,6 +157,18 @@ internal static class UsageParser
                     reader.Skip();
                 }
             }
+            else if (!nested && usage.CountData && reader.ValueTextEquals("data"u8))
+            {
+                reader.Read();
+                if (reader.TokenType == JsonTokenType.StartArray)
+                {
+                    usage.Images = CountItems(ref reader);
+                }
+                else
+                {
+                    reader.Skip();
+                }
+            }
             else if (!nested && reader.ValueTextEquals("response"u8))
             {
                 reader.Read();
@@ -194,12 +212,13 @@ internal static class UsageParser
             else if (reader.ValueTextEquals("prompt_tokens_details"u8) || reader.ValueTextEquals("input_tokens_details"u8) || reader.ValueTextEquals("input_token_details"u8))
             {
                 reader.Read();
-                ParseDetails(ref reader, ref usage.CachedInputTokens, ref usage.AudioInputTokens);
+                ParseDetails(ref reader, ref usage.CachedInputTokens, ref usage.AudioInputTokens, ref usage.CacheWriteTokens, ref usage.ImageInputTokens);
             }
             else if (reader.ValueTextEquals("completion_tokens_details"u8) || reader.ValueTextEquals("output_tokens_details"u8))
             {
                 reader.Read();
-                ParseDetails(ref reader, ref usage.ReasoningTokens, ref usage.AudioOutputTokens);
+                long unused = 0, unusedImage = 0;
+                ParseDetails(ref reader, ref usage.ReasoningTokens, ref usage.AudioOutputTokens, ref unused, ref unusedImage);
             }
             else if (reader.ValueTextEquals("type"u8))
             {
@@ -232,8 +251,9 @@ internal static class UsageParser
         }
     }
 
-    // Input details carry cached_tokens and audio_tokens; output details carry reasoning_tokens and audio_tokens.
-    private static void ParseDetails(ref Utf8JsonReader reader, ref long first, ref long audio)
+    // Input details carry cached_tokens, cache_write_tokens, audio_tokens and (images) image_tokens;
+    // output details carry reasoning_tokens and audio_tokens.
+    private static void ParseDetails(ref Utf8JsonReader reader, ref long first, ref long audio, ref long cacheWrite, ref long image)
     {
         if (reader.TokenType != JsonTokenType.StartObject)
         {
@@ -251,12 +271,33 @@ internal static class UsageParser
             {
                 audio = ReadLong(ref reader);
             }
+            else if (reader.ValueTextEquals("cache_write_tokens"u8))
+            {
+                cacheWrite = ReadLong(ref reader);
+            }
+            else if (reader.ValueTextEquals("image_tokens"u8))
+            {
+                image = ReadLong(ref reader);
+            }
             else
             {
                 reader.Read();
                 reader.Skip();
             }
         }
+    }
+
+    // The reader is on a StartArray; counts its items and leaves the reader on its EndArray.
+    private static int CountItems(ref Utf8JsonReader reader)
+    {
+        var count = 0;
+        while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+        {
+            reader.Skip();
+            count++;
+        }
+
+        return count;
     }
 
     private static long ReadLong(ref Utf8JsonReader reader)

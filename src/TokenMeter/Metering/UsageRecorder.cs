@@ -34,6 +34,7 @@ internal sealed class UsageRecorder(UsageMeter meter) : IUsageRecorder
             ServiceTier = usage.ServiceTier,
             InputTokens = usage.InputTokens,
             CachedInputTokens = usage.CachedInputTokens,
+            CacheWriteTokens = usage.CacheWriteTokens,
             OutputTokens = usage.OutputTokens,
             ReasoningTokens = usage.ReasoningTokens,
             TotalTokens = usage.TotalTokens ?? usage.InputTokens + usage.OutputTokens,

@@ -1,6 +1,6 @@
 namespace TokenMeter.Pricing;
 
-/// <summary>Built-in OpenAI list prices, US dollars per million tokens.</summary>
+/// <summary>Built-in OpenAI list prices: US dollars per million tokens, or per image, minute or million characters where the API bills so.</summary>
 internal static class DefaultPrices
 {
     public static IReadOnlyList<ModelPrice> All { get; } = Build();
@@ -58,8 +58,49 @@ internal static class DefaultPrices
             Tiered("gpt-5-mini", PriceTier.Priority, 2025, 8, 7, 0.45m, 0.045m, 3.60m),
         ]);
 
+        prices.AddRange(
+        [
+            // Images: gpt-image-1 bills text input, image input and image output tokens; DALL·E bills each image by quality and size.
+            Text("gpt-image-1", 2025, 4, 23, 5.00m, 1.25m, 40.00m) with { ImageInputPerMillion = 10.00m },
+            Text("gpt-image-1-mini", 2025, 10, 6, 2.00m, 0.20m, 8.00m) with { ImageInputPerMillion = 2.50m },
+            PerImage("dall-e-2", ("256x256", 0.016m), ("512x512", 0.018m), ("1024x1024", 0.020m)),
+            PerImage(
+                "dall-e-3",
+                ("standard/1024x1024", 0.040m),
+                ("standard/1024x1792", 0.080m),
+                ("standard/1792x1024", 0.080m),
+                ("hd/1024x1024", 0.080m),
+                ("hd/1024x1792", 0.120m),
+                ("hd/1792x1024", 0.120m)),
+
+            // Audio billed by the minute (transcription reports its duration) or by the character (speech returns only audio).
+            Text("whisper-1", 2023, 3, 1, 0m, null, 0m) with { PerMinute = 0.006m },
+            Text("tts-1", 2023, 11, 6, 0m, null, 0m) with { PerMillionCharacters = 15.00m },
+            Text("tts-1-hd", 2023, 11, 6, 0m, null, 0m) with { PerMillionCharacters = 30.00m },
+            Text("gpt-4o-mini-tts", 2025, 3, 20, 0.60m, null, 12.00m),
+
+            // Moderation is free: priced at zero (a known price), not unpriced.
+            .. Free("omni-moderation"),
+            .. Free("omni-moderation-latest"),
+            .. Free("text-moderation"),
+            .. Free("text-moderation-latest"),
+            .. Free("text-moderation-stable"),
+        ]);
+
         return prices;
     }
+
+    private static ModelPrice PerImage(string model, params (string Key, decimal Price)[] prices) =>
+        new(model, PriceTier.Standard, new DateOnly(2023, 11, 6), 0m, null, 0m)
+        {
+            PerImage = prices.ToDictionary(p => p.Key, p => p.Price, StringComparer.Ordinal),
+        };
+
+    private static IEnumerable<ModelPrice> Free(string model) =>
+    [
+        new(model, PriceTier.Standard, new DateOnly(2022, 8, 10), 0m, null, 0m),
+        new(model, PriceTier.Batch, new DateOnly(2022, 8, 10), 0m, null, 0m),
+    ];
 
     private static ModelPrice Text(string model, int year, int month, int day, decimal input, decimal? cached, decimal output) =>
         new(model, PriceTier.Standard, new DateOnly(year, month, day), input, cached, output);

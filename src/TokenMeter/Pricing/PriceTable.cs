@@ -7,17 +7,18 @@ namespace TokenMeter.Pricing;
 /// <summary>
 /// Dated per-model prices and the rules that pick one for a call: the exact model name first,
 /// else its family (a dated snapshot such as <c>gpt-4o-2024-08-06</c> resolves to <c>gpt-4o</c>);
-/// the call's service tier (falling back to standard when the model has no price on that tier);
-/// and the price in effect on the UTC day the call started. Immutable and thread-safe.
+/// the call's service tier (a model with no price on that tier has no price: the call is flagged
+/// unpriced rather than priced at standard); and the price in effect on the UTC day the call
+/// started. Immutable and thread-safe.
 /// </summary>
-public sealed partial class PriceTable
+public sealed partial class PriceTable : IPriceSource
 {
     // Resolved lookups are kept per model string as the caller spelled it; a table sees few models,
     // and past this many (a reply can name anything) lookups are simply not cached.
     private const int MaxCachedModels = 4096;
 
     private readonly FrozenDictionary<string, Dated[]> _byModelAndTier;
-    private readonly ConcurrentDictionary<(string Model, PriceTier Tier), Candidate[]> _resolved = new();
+    private readonly ConcurrentDictionary<(string Model, PriceTier Tier), Dated[][]> _resolved = new();
 
     /// <summary>Creates a table over the given prices; a later price with the same model, tier and date replaces an earlier one.</summary>
     /// <param name="prices">The prices.</param>
@@ -45,7 +46,7 @@ public sealed partial class PriceTable
     /// <summary>Every price in the table, ordered by model, tier and date.</summary>
     public IReadOnlyList<ModelPrice> Prices { get; }
 
-    /// <summary>Maps a reply's <c>service_tier</c> to a tier: <c>flex</c>, <c>priority</c> and <c>batch</c> map to theirs, anything else to standard.</summary>
+    /// <summary>Maps a reply's <c>service_tier</c> to a tier: <c>flex</c>, <c>priority</c> and <c>batch</c> map to theirs, anything else to standard (pricing uses <see cref="RecordPricing.TryParseTier"/>, which flags unknown tiers instead).</summary>
     /// <param name="serviceTier">The reported tier, e.g. <c>default</c>; may be null.</param>
     /// <returns>The tier.</returns>
     public static PriceTier ParseTier(string? serviceTier) => serviceTier?.Trim().ToLowerInvariant() switch
@@ -63,17 +64,13 @@ public sealed partial class PriceTable
     /// <returns>The price, or null.</returns>
     public ModelPrice? Find(string? model, PriceTier tier, DateTimeOffset at) => Resolve(model, tier, at)?.Price;
 
-    /// <summary>Prices a record: sets <see cref="UsageRecord.CostUsd"/> and <see cref="UsageRecord.PriceId"/>, or clears both when the model has no price.</summary>
+    /// <inheritdoc />
+    public ModelPrice? FindPrice(string model, PriceTier tier, DateTimeOffset at) => Resolve(model, tier, at)?.Price;
+
+    /// <summary>Prices a record (see <see cref="RecordPricing.Price"/>): sets <see cref="UsageRecord.CostUsd"/>, <see cref="UsageRecord.PriceId"/> and <see cref="UsageRecord.CostSource"/>, or marks it unpriced when the model has no price on the tier the reply reported.</summary>
     /// <param name="record">The record; <see cref="UsageRecord.Model"/> (else <see cref="UsageRecord.RequestModel"/>), <see cref="UsageRecord.ServiceTier"/> and <see cref="UsageRecord.CreatedAt"/> pick the price.</param>
     /// <returns>The priced record.</returns>
-    public UsageRecord Price(UsageRecord record)
-    {
-        ArgumentNullException.ThrowIfNull(record);
-        var price = Resolve(record.Model ?? record.RequestModel, ParseTier(record.ServiceTier), record.CreatedAt);
-        return price is null
-            ? record with { CostUsd = null, PriceId = null }
-            : record with { CostUsd = price.Price.CalculateCost(record), PriceId = price.Id };
-    }
+    public UsageRecord Price(UsageRecord record) => RecordPricing.Price(this, record);
 
     /// <summary>Returns a table with these prices added; a price with the same model, tier and date replaces the existing one.</summary>
     /// <param name="prices">The prices to add.</param>
@@ -94,30 +91,22 @@ public sealed partial class PriceTable
         if (!_resolved.TryGetValue((model, tier), out var candidates))
         {
             candidates = [.. Candidates(model.Trim().ToLowerInvariant())
-                .Select(name => new Candidate(Lookup(name, tier), Lookup(name, PriceTier.Standard)))
-                .Where(c => c.InTier is not null || c.Standard is not null)];
+                .Select(name => Lookup(name, tier))
+                .OfType<Dated[]>()];
             if (_resolved.Count < MaxCachedModels)
             {
                 _resolved.TryAdd((model, tier), candidates);
             }
         }
 
-        var day = DateOnly.FromDateTime(at.UtcDateTime);
-        foreach (var candidate in candidates)
+        if (candidates.Length == 0)
         {
-            // A tier the model has no price on falls back to standard; a call older than every
-            // known price gets the oldest one rather than none.
-            var price = InEffect(candidate.InTier, day)
-                ?? InEffect(candidate.Standard, day)
-                ?? candidate.Standard?[0]
-                ?? candidate.InTier?[0];
-            if (price is not null)
-            {
-                return price;
-            }
+            return null;
         }
 
-        return null;
+        // The exact name wins over the family; a call older than every known price gets the oldest one rather than none.
+        var dated = candidates[0];
+        return InEffect(dated, DateOnly.FromDateTime(at.UtcDateTime)) ?? dated[0];
     }
 
     private Dated[]? Lookup(string model, PriceTier tier) => _byModelAndTier.TryGetValue(Key(model, tier), out var dated) ? dated : null;
@@ -157,9 +146,6 @@ public sealed partial class PriceTable
 
     /// <summary>A price with its <see cref="ModelPrice.Id"/> formatted once.</summary>
     private sealed record Dated(ModelPrice Price, string Id);
-
-    /// <summary>One name a model may be priced under (itself, or its family), on the call's tier and on standard.</summary>
-    private readonly record struct Candidate(Dated[]? InTier, Dated[]? Standard);
 
     [GeneratedRegex(@"-(\d{4}-\d{2}-\d{2}|\d{4})$", RegexOptions.CultureInvariant)]
     private static partial Regex SnapshotSuffix();

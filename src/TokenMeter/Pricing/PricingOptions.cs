@@ -10,7 +10,8 @@ namespace TokenMeter.Pricing;
 /// <code>
 /// "TokenMeter": { "Pricing": { "Models": [
 ///   { "Model": "gpt-4o", "Tier": "Standard", "EffectiveFrom": "2026-01-01",
-///     "InputPerMillion": 2.0, "CachedInputPerMillion": 1.0, "OutputPerMillion": 8.0 } ] } }
+///     "InputPerMillion": 2.0, "CachedInputPerMillion": 1.0, "CacheWritePerMillion": 2.5,
+///     "OutputPerMillion": 8.0 } ] } }
 /// </code>
 /// </summary>
 public sealed class PricingOptions
@@ -60,11 +61,54 @@ public sealed class ModelPriceOptions
     [Range(typeof(decimal), "0", "1000000")]
     public decimal? AudioOutputPerMillion { get; set; }
 
+    /// <summary>Price of a million input tokens written to the prompt cache; unset means 1.25 × the input price.</summary>
+    [Range(typeof(decimal), "0", "1000000")]
+    public decimal? CacheWritePerMillion { get; set; }
+
+    /// <summary>Price of a million image input tokens (image models); unset means image input is priced as text.</summary>
+    [Range(typeof(decimal), "0", "1000000")]
+    public decimal? ImageInputPerMillion { get; set; }
+
+    /// <summary>Price of a minute of audio, for transcription models that report a duration.</summary>
+    [Range(typeof(decimal), "0", "1000000")]
+    public decimal? PerMinute { get; set; }
+
+    /// <summary>Price of a million characters of input text, for speech models billed by the character.</summary>
+    [Range(typeof(decimal), "0", "1000000")]
+    public decimal? PerMillionCharacters { get; set; }
+
+    /// <summary>Price of one image by <c>quality/size</c> (e.g. <c>hd/1024x1792</c>) or by size alone, for image models billed per image.</summary>
+    public IDictionary<string, decimal> PerImage { get; } = new Dictionary<string, decimal>(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>When set, calls with more input tokens than this are priced at the <c>LongContext*</c> prices.</summary>
+    [Range(0L, long.MaxValue)]
+    public long? LongContextAboveInputTokens { get; set; }
+
+    /// <summary>Input price above <see cref="LongContextAboveInputTokens"/>; unset means <see cref="InputPerMillion"/>.</summary>
+    [Range(typeof(decimal), "0", "1000000")]
+    public decimal? LongContextInputPerMillion { get; set; }
+
+    /// <summary>Cached input price above <see cref="LongContextAboveInputTokens"/>; unset means the long-context input price.</summary>
+    [Range(typeof(decimal), "0", "1000000")]
+    public decimal? LongContextCachedInputPerMillion { get; set; }
+
+    /// <summary>Output price above <see cref="LongContextAboveInputTokens"/>; unset means <see cref="OutputPerMillion"/>.</summary>
+    [Range(typeof(decimal), "0", "1000000")]
+    public decimal? LongContextOutputPerMillion { get; set; }
+
     internal ModelPrice ToModelPrice() =>
         new(Model.Trim(), Tier, EffectiveFrom, InputPerMillion, CachedInputPerMillion, OutputPerMillion)
         {
             AudioInputPerMillion = AudioInputPerMillion,
             AudioOutputPerMillion = AudioOutputPerMillion,
+            CacheWritePerMillion = CacheWritePerMillion,
+            ImageInputPerMillion = ImageInputPerMillion,
+            PerMinute = PerMinute,
+            PerMillionCharacters = PerMillionCharacters,
+            PerImage = PerImage.Count == 0 ? null : PerImage.ToDictionary(p => p.Key.ToLowerInvariant(), p => p.Value, StringComparer.Ordinal),
+            LongContext = LongContextAboveInputTokens is { } above
+                ? new LongContextPrice(above, LongContextInputPerMillion ?? InputPerMillion, LongContextCachedInputPerMillion, LongContextOutputPerMillion ?? OutputPerMillion)
+                : null,
         };
 }
 

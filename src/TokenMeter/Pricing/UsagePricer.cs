@@ -5,28 +5,29 @@ using TokenMeter.Diagnostics;
 
 namespace TokenMeter.Pricing;
 
-/// <summary>Prices records over the <see cref="PriceTable"/>, warning once per model that has no price.</summary>
+/// <summary>Prices records from the registered <see cref="IPriceSource"/>, warning once per model and tier that has no price.</summary>
 internal sealed class UsagePricer : IUsagePricer
 {
-    private readonly PriceTable _table;
+    private readonly IPriceSource _source;
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<string, bool> _warned = new(StringComparer.OrdinalIgnoreCase);
 
-    public UsagePricer(PriceTable table, ILogger<UsagePricer>? logger = null)
+    public UsagePricer(IPriceSource source, ILogger<UsagePricer>? logger = null)
     {
-        _table = table;
+        _source = source;
         _logger = logger ?? (ILogger)NullLogger.Instance;
     }
 
     public UsageRecord Price(UsageRecord record)
     {
-        var priced = _table.Price(record);
+        var priced = RecordPricing.Price(_source, record);
         if (priced.PriceId is null)
         {
             var model = record.Model ?? record.RequestModel ?? string.Empty;
-            if (_warned.TryAdd(model, true))
+            var tier = record.ServiceTier ?? "default";
+            if (_warned.Count < 1024 && _warned.TryAdd(model + "|" + tier, true))
             {
-                Log.ModelUnpriced(_logger, model);
+                Log.ModelUnpriced(_logger, model, tier);
             }
         }
 

@@ -1,5 +1,7 @@
 using System.Runtime.CompilerServices;
 using TokenMeter.Budgets;
+using TokenMeter.Pricing;
+using TokenMeter.Repricing;
 using TokenMeter.Querying;
 
 namespace TokenMeter.Storage;
@@ -8,13 +10,14 @@ namespace TokenMeter.Storage;
 /// Keeps usage, budgets and deliveries in process memory: the default store, for development,
 /// tests and single-instance apps that can afford to lose history on restart. Thread-safe.
 /// </summary>
-public sealed class InMemoryUsageStore : IUsageStore, IUsageQueries, IBudgetStore, IDeliveryLog
+public sealed class InMemoryUsageStore : IUsageStore, IUsageQueries, IBudgetStore, IDeliveryLog, IUsageRepricingStore
 {
     private readonly object _gate = new();
     private readonly List<UsageRecord> _records = [];
     private readonly HashSet<Guid> _ids = [];
     private readonly SortedDictionary<string, UserBudget> _userBudgets = new(StringComparer.Ordinal);
     private readonly Dictionary<(string Kind, string Key), Delivery> _deliveries = [];
+    private readonly List<RepricingEntry> _repricings = [];
     private readonly TimeProvider _timeProvider;
     private BudgetLimit? _defaultBudget;
 
@@ -61,7 +64,9 @@ public sealed class InMemoryUsageStore : IUsageStore, IUsageQueries, IBudgetStor
             {
                 if (_ids.Add(record.Id))
                 {
-                    _records.Add(record);
+                    // Stored as a durable store keeps it: an unpriced record says so.
+                    var source = CostSourceNames.Effective(record);
+                    _records.Add(source == record.CostSource ? record : record with { CostSource = source });
                     added++;
                 }
             }
@@ -383,6 +388,53 @@ public sealed class InMemoryUsageStore : IUsageStore, IUsageQueries, IBudgetStor
     {
         var totals = Totals(records);
         return new PeriodUsage(period, totals.Figures, totals.ActiveUsers);
+    }
+
+    /// <inheritdoc />
+    public ValueTask<RepricingResult> RepriceAsync(RepricingPlan plan, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        cancellationToken.ThrowIfCancellationRequested();
+        var from = new DateTimeOffset(plan.Request.From.ToDateTime(TimeOnly.MinValue), TimeSpan.Zero);
+        var to = new DateTimeOffset(plan.Request.To.AddDays(1).ToDateTime(TimeOnly.MinValue), TimeSpan.Zero);
+        var tally = new RepricingTally(plan);
+
+        // Under the one lock every reader takes: a query sees the records before or after, never between.
+        lock (_gate)
+        {
+            var changes = new List<(int Index, UsageRecord Record)>();
+            for (var i = 0; i < _records.Count; i++)
+            {
+                var record = _records[i];
+                if (record.CreatedAt >= from && record.CreatedAt < to && tally.Add(record) is { } repriced)
+                {
+                    changes.Add((i, repriced));
+                }
+            }
+
+            if (!plan.Request.DryRun)
+            {
+                foreach (var (index, record) in changes)
+                {
+                    _records[index] = record;
+                }
+
+                _repricings.Add(tally.ToEntry());
+            }
+        }
+
+        return ValueTask.FromResult(tally.ToResult());
+    }
+
+    /// <inheritdoc />
+    public ValueTask<IReadOnlyList<RepricingEntry>> GetRepricingsAsync(int limit = 100, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        lock (_gate)
+        {
+            IReadOnlyList<RepricingEntry> newest = [.. _repricings.OrderByDescending(r => r.At).ThenByDescending(r => r.Id).Take(limit)];
+            return ValueTask.FromResult(newest);
+        }
     }
 
     private readonly record struct Delivery(bool Completed, DateTimeOffset LeaseUntil);

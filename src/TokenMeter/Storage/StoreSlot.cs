@@ -2,6 +2,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using TokenMeter.Budgets;
 using TokenMeter.Querying;
+using TokenMeter.Repricing;
 
 namespace TokenMeter.Storage;
 
@@ -15,7 +16,7 @@ internal static class StoreSlot
 {
     public const string Key = "TokenMeter.Store";
 
-    public static readonly Type[] Parts = [typeof(IUsageStore), typeof(IUsageQueries), typeof(IBudgetStore), typeof(IDeliveryLog)];
+    public static readonly Type[] Parts = [typeof(IUsageStore), typeof(IUsageQueries), typeof(IBudgetStore), typeof(IDeliveryLog), typeof(IUsageRepricingStore)];
 
     /// <summary>The in-memory store in the slot (unless a store is there already) and the composed public interfaces.</summary>
     public static IServiceCollection AddStoreSlot(this IServiceCollection services)
@@ -25,6 +26,7 @@ internal static class StoreSlot
         AddPart<IUsageQueries>(services);
         AddPart<IBudgetStore>(services);
         AddPart<IDeliveryLog>(services);
+        AddPart<IUsageRepricingStore>(services);
         return services;
     }
 

@@ -12,7 +12,7 @@ public static class StoreTokenMeterBuilderExtensions
     /// of <c>AddBudgets()</c>) wrap this one, whatever the order of the calls.
     /// </summary>
     /// <typeparam name="TService">
-    /// <see cref="TokenMeter.Storage.IUsageStore"/>, <see cref="TokenMeter.Querying.IUsageQueries"/>, <see cref="TokenMeter.Budgets.IBudgetStore"/> or <see cref="TokenMeter.Storage.IDeliveryLog"/>.
+    /// <see cref="TokenMeter.Storage.IUsageStore"/>, <see cref="TokenMeter.Querying.IUsageQueries"/>, <see cref="TokenMeter.Budgets.IBudgetStore"/>, <see cref="TokenMeter.Storage.IDeliveryLog"/> or <see cref="TokenMeter.Repricing.IUsageRepricingStore"/>.
     /// </typeparam>
     /// <param name="builder">The TokenMeter builder.</param>
     /// <param name="factory">Creates the part (called once; the container owns the result only if it created it).</param>
@@ -24,7 +24,7 @@ public static class StoreTokenMeterBuilderExtensions
         ArgumentNullException.ThrowIfNull(factory);
         if (!StoreSlot.Parts.Contains(typeof(TService)))
         {
-            throw new ArgumentException($"{typeof(TService).Name} is not a store part; use IUsageStore, IUsageQueries, IBudgetStore or IDeliveryLog.", nameof(TService));
+            throw new ArgumentException($"{typeof(TService).Name} is not a store part; use IUsageStore, IUsageQueries, IBudgetStore, IDeliveryLog or IUsageRepricingStore.", nameof(TService));
         }
 
         StoreSlot.Fill(builder.Services, factory);

@@ -6,6 +6,7 @@ using TokenMeter.Configuration;
 using TokenMeter.Diagnostics;
 using TokenMeter.Metering;
 using TokenMeter.Pricing;
+using TokenMeter.Repricing;
 using TokenMeter.Storage;
 
 namespace TokenMeter.Writing;
@@ -23,10 +24,12 @@ internal static class RecordingServiceCollectionExtensions
         // Pricing: built-in prices extended by TokenMeter:Pricing.
         services.AddValidatedOptions<PricingOptions, PricingOptionsValidator>(PricingOptions.SectionName);
         services.TryAddSingleton(sp => UsagePricer.CreateTable(sp.GetRequiredService<IOptions<PricingOptions>>().Value));
+        services.TryAddSingleton<IPriceSource>(sp => sp.GetRequiredService<PriceTable>());
         services.TryAddSingleton<IUsagePricer, UsagePricer>();
 
         // The store slot, holding the in-memory store until a store package fills it (Storage/StoreSlot).
         services.AddStoreSlot();
+        services.TryAddSingleton<UsageRepricer>();
 
         // The writer: the sink metering enqueues into, run as a hosted service.
         services.AddValidatedOptions<UsageWriterOptions, UsageWriterOptionsValidator>(UsageWriterOptions.SectionName);

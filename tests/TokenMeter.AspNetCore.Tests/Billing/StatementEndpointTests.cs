@@ -111,7 +111,7 @@ public sealed class StatementEndpointTests
 
         string[] columns =
         [
-            "month", "userId", "username", "email", "endpoint", "model", "calls", "inputTokens", "cachedInputTokens",
+            "month", "userId", "username", "email", "endpoint", "model", "calls", "inputTokens", "cachedInputTokens", "cacheWriteTokens",
             "outputTokens", "totalTokens", "costUsd", "userCostUsd", "userAmountUsd", "markupPercent", "currency",
         ];
         var rows = TokenMeter.AspNetCore.Tests.Endpoints.ExportTestsBase.ReadCsv(text, columns);

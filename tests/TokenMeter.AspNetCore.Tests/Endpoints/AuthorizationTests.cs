@@ -22,6 +22,8 @@ public abstract class AuthorizationTestsBase : StoreTestBase
         { "PUT", "/api/usage/budgets/default" },
         { "PUT", "/api/usage/budgets/u1" },
         { "DELETE", "/api/usage/budgets/u1" },
+        { "POST", "/api/usage/reprice" },
+        { "GET", "/api/usage/repricings" },
     };
 
     [Fact]
@@ -81,6 +83,10 @@ public abstract class AuthorizationTestsBase : StoreTestBase
         if (method == "PUT")
         {
             request.Content = JsonContent.Create(new { monthlyCostUsd = 10m, monthlyTokens = (long?)null });
+        }
+        else if (method == "POST")
+        {
+            request.Content = JsonContent.Create(new { from = "2026-11-01", to = "2026-11-30", dryRun = true });
         }
 
         return client.SendAsync(request);

@@ -84,12 +84,12 @@ public abstract class ExportBytesTestsBase : StoreTestBase
     ];
 
     internal const string Expected =
-        "id,createdAt,userId,username,email,endpoint,model,inputTokens,cachedInputTokens,outputTokens,reasoningTokens,totalTokens,costUsd,status,sessionId,problemId,metadata,operation,requestModel,durationMs,httpStatus,streaming\r\n"
-        + "0193a000-0000-7000-8000-000000000001,2026-11-20T10:15:30.1234560+00:00,7,ann,ann@example.com,/api/hint,gpt-4o-mini-2024-07-18,120,20,40,0,160,0.0000423,ok,s-1,p-1,\"{\"\"k\"\":\"\"v\"\",\"\"subject\"\":\"\"math\"\"}\",chat,gpt-4o-mini,1234.568,200,False\r\n"
-        + "0193a000-0000-7000-8000-000000000002,2026-11-21T00:00:00.0000000+00:00,,,,,gpt-4o,0,0,0,0,0,,http_error,,,,responses,gpt-4o,0,500,True\r\n"
-        + "0193a000-0000-7000-8000-000000000003,2026-11-22T23:59:59.9999990+00:00,8,\"O'Brien, \"\"Bo\"\"\",\"'=bo@example.com\",\"/api/chat, \"\"quoted\"\"\",\"'=gpt\",1000000000000,0,7,7,1000000000007,-0.5,estimated,\"'@session\",\"'\tproblem\r\n"
-        + "line\",\"{\"\"a\"\":\"\"\\u00FC\\u003Cb\\u003E\\u0026\\u0027\\u0022\"\",\"\"note\"\":\"\"line1\\nline2 =x\"\"}\",chat,\"'-gpt\",0,,False\r\n"
-        + "0193a000-0000-7000-8000-000000000004,2026-11-23T12:00:00.0000000+00:00,9,,,\"'+cmd\",text-embedding-3-small,5,0,0,0,5,123.4567890123,usage_missing,,,,embeddings,,12.5,,False\r\n";
+        "id,createdAt,userId,username,email,endpoint,model,inputTokens,cachedInputTokens,cacheWriteTokens,outputTokens,reasoningTokens,totalTokens,costUsd,status,sessionId,problemId,metadata,operation,requestModel,durationMs,httpStatus,streaming,costSource,priceId\r\n"
+        + "0193a000-0000-7000-8000-000000000001,2026-11-20T10:15:30.1234560+00:00,7,ann,ann@example.com,/api/hint,gpt-4o-mini-2024-07-18,120,20,0,40,0,160,0.0000423,ok,s-1,p-1,\"{\"\"k\"\":\"\"v\"\",\"\"subject\"\":\"\"math\"\"}\",chat,gpt-4o-mini,1234.568,200,False,reported,\r\n"
+        + "0193a000-0000-7000-8000-000000000002,2026-11-21T00:00:00.0000000+00:00,,,,,gpt-4o,0,0,0,0,0,0,,http_error,,,,responses,gpt-4o,0,500,True,unpriced,\r\n"
+        + "0193a000-0000-7000-8000-000000000003,2026-11-22T23:59:59.9999990+00:00,8,\"O'Brien, \"\"Bo\"\"\",\"'=bo@example.com\",\"/api/chat, \"\"quoted\"\"\",\"'=gpt\",1000000000000,0,0,7,7,1000000000007,-0.5,estimated,\"'@session\",\"'\tproblem\r\n"
+        + "line\",\"{\"\"a\"\":\"\"\\u00FC\\u003Cb\\u003E\\u0026\\u0027\\u0022\"\",\"\"note\"\":\"\"line1\\nline2 =x\"\"}\",chat,\"'-gpt\",0,,False,reported,\r\n"
+        + "0193a000-0000-7000-8000-000000000004,2026-11-23T12:00:00.0000000+00:00,9,,,\"'+cmd\",text-embedding-3-small,5,0,0,0,0,5,123.4567890123,usage_missing,,,,embeddings,,12.5,,False,reported,\r\n";
 
     [Fact]
     public async Task Detailed_IsByteForByteTheContractFormat()

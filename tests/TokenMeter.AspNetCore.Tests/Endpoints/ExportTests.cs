@@ -10,7 +10,7 @@ namespace TokenMeter.AspNetCore.Tests.Endpoints;
 public abstract class ExportTestsBase : StoreTestBase
 {
     private static readonly string[] DetailedColumns =
-        ["id", "createdAt", "userId", "username", "email", "endpoint", "model", "inputTokens", "cachedInputTokens", "outputTokens", "reasoningTokens", "totalTokens", "costUsd", "status", "sessionId", "problemId", "metadata"];
+        ["id", "createdAt", "userId", "username", "email", "endpoint", "model", "inputTokens", "cachedInputTokens", "cacheWriteTokens", "outputTokens", "reasoningTokens", "totalTokens", "costUsd", "status", "sessionId", "problemId", "metadata"];
 
     private static readonly string[] SummaryColumns =
         ["userId", "username", "email", "totalCalls", "inputTokens", "outputTokens", "totalTokens", "totalCostUsd", "lastCallAt"];

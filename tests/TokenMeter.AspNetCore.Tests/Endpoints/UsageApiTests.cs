@@ -84,7 +84,7 @@ public abstract class UsageApiTestsBase : StoreTestBase
         Assert.Equal(JsonValueKind.Null, item.GetProperty("username").ValueKind);
         Assert.Equal(JsonValueKind.Null, item.GetProperty("email").ValueKind);
         Assert.Equal(0.123456789m, item.GetProperty("totalCostUsd").GetDecimal());
-        foreach (var name in new[] { "totalCalls", "inputTokens", "cachedInputTokens", "outputTokens", "reasoningTokens", "totalTokens" })
+        foreach (var name in new[] { "totalCalls", "inputTokens", "cachedInputTokens", "cacheWriteTokens", "outputTokens", "reasoningTokens", "totalTokens" })
         {
             Assert.Equal(JsonValueKind.Number, item.GetProperty(name).ValueKind);
         }

@@ -1,5 +1,6 @@
 using TokenMeter.Budgets;
 using TokenMeter.Querying;
+using TokenMeter.Repricing;
 using TokenMeter.Storage;
 
 namespace TokenMeter.Testing.Conformance;
@@ -11,8 +12,8 @@ public sealed class ConformanceStore : IAsyncDisposable
 
     /// <summary>Wraps one object that implements all four interfaces.</summary>
     public static ConformanceStore Of<TStore>(TStore store, Func<ValueTask>? dispose = null)
-        where TStore : IUsageStore, IUsageQueries, IBudgetStore, IDeliveryLog =>
-        new(store, store, store, store, dispose);
+        where TStore : IUsageStore, IUsageQueries, IBudgetStore, IDeliveryLog, IUsageRepricingStore =>
+        new(store, store, store, store, dispose) { Repricing = store };
 
     /// <summary>Wraps separate implementations.</summary>
     public ConformanceStore(IUsageStore usage, IUsageQueries queries, IBudgetStore budgets, IDeliveryLog deliveries, Func<ValueTask>? dispose = null)
@@ -31,6 +32,8 @@ public sealed class ConformanceStore : IAsyncDisposable
     public IBudgetStore Budgets { get; }
 
     public IDeliveryLog Deliveries { get; }
+
+    public IUsageRepricingStore? Repricing { get; init; }
 
     public ValueTask DisposeAsync() => _dispose?.Invoke() ?? ValueTask.CompletedTask;
 }

@@ -1,6 +1,8 @@
 using Microsoft.Extensions.Time.Testing;
 using TokenMeter.Budgets;
+using TokenMeter.Pricing;
 using TokenMeter.Querying;
+using TokenMeter.Repricing;
 using Xunit;
 
 namespace TokenMeter.Testing.Conformance;
@@ -510,6 +512,7 @@ public abstract class UsageStoreConformanceTests : IAsyncLifetime
             ServiceTier = "priority",
             InputTokens = 12345,
             CachedInputTokens = 2345,
+            CacheWriteTokens = 1234,
             OutputTokens = 678,
             ReasoningTokens = 90,
             AudioInputTokens = 11,
@@ -517,6 +520,7 @@ public abstract class UsageStoreConformanceTests : IAsyncLifetime
             TotalTokens = 13023,
             CostUsd = 0.000012345678m,
             PriceId = "gpt-4o/priority/2024-08-06",
+            CostSource = CostSource.Estimated,
             DurationMs = 1234.5,
             Status = UsageStatus.Estimated,
             HttpStatus = 200,
@@ -539,6 +543,7 @@ public abstract class UsageStoreConformanceTests : IAsyncLifetime
         Assert.Equal(original.ServiceTier, back.ServiceTier);
         Assert.Equal(original.InputTokens, back.InputTokens);
         Assert.Equal(original.CachedInputTokens, back.CachedInputTokens);
+        Assert.Equal(original.CacheWriteTokens, back.CacheWriteTokens);
         Assert.Equal(original.OutputTokens, back.OutputTokens);
         Assert.Equal(original.ReasoningTokens, back.ReasoningTokens);
         Assert.Equal(original.AudioInputTokens, back.AudioInputTokens);
@@ -546,6 +551,7 @@ public abstract class UsageStoreConformanceTests : IAsyncLifetime
         Assert.Equal(original.TotalTokens, back.TotalTokens);
         Assert.Equal(original.CostUsd, back.CostUsd);
         Assert.Equal(original.PriceId, back.PriceId);
+        Assert.Equal(original.CostSource, back.CostSource);
         Assert.Equal(original.DurationMs, back.DurationMs, 3);
         Assert.Equal(original.Status, back.Status);
         Assert.Equal(original.HttpStatus, back.HttpStatus);
@@ -571,6 +577,8 @@ public abstract class UsageStoreConformanceTests : IAsyncLifetime
         Assert.Null(back.ServiceTier);
         Assert.Null(back.CostUsd);
         Assert.Null(back.PriceId);
+        Assert.Equal(CostSource.Unpriced, back.CostSource);
+        Assert.Equal(0, back.CacheWriteTokens);
         Assert.Null(back.HttpStatus);
         Assert.Null(back.SessionId);
         Assert.Null(back.ProblemId);
@@ -729,5 +737,161 @@ public abstract class UsageStoreConformanceTests : IAsyncLifetime
         Assert.True(await Store.Deliveries.TryClaimAsync("report.daily", "2026-03-14", TimeSpan.FromMinutes(10)));
         Assert.True(await Store.Deliveries.TryClaimAsync("report.daily", "2026-03-15", TimeSpan.FromMinutes(10)));
         Assert.True(await Store.Deliveries.TryClaimAsync("alert.budget", "2026-03-14", TimeSpan.FromMinutes(10)));
+    }
+
+    [Fact]
+    public async Task CacheWriteTokens_AddUpInEveryFigure()
+    {
+        await Store.Usage.AppendAsync(
+        [
+            Call("alice", Utc(2026, 3, 15, 8), "/api/chat", "gpt-5", 1000, 10, 0.01m) with { CacheWriteTokens = 300 },
+            Call("alice", Utc(2026, 3, 15, 9), "/api/chat", "gpt-5", 2000, 10, 0.02m) with { CacheWriteTokens = 700 },
+            Call(null, Utc(2026, 3, 14, 9), "/api/chat", "gpt-5", 500, 10, 0.01m) with { CacheWriteTokens = 50 },
+        ]);
+
+        Assert.Equal(1050, (await Store.Queries.GetStatsAsync(Today)).Figures.CacheWriteTokens);
+        Assert.Equal(1000, Assert.Single((await Store.Queries.GetUserSummariesAsync(new UserSummaryQuery())).Items).Figures.CacheWriteTokens);
+        var detail = await Store.Queries.GetUserUsageAsync("alice", Today);
+        Assert.Equal((1000L, 1000L), (detail!.Summary.Figures.CacheWriteTokens, detail.ThisMonth.CacheWriteTokens));
+        Assert.Equal(1050, Assert.Single(await Store.Queries.GetEndpointUsageAsync()).Figures.CacheWriteTokens);
+        Assert.Equal(1000, Assert.Single(await Store.Queries.GetUserEndpointUsageAsync(Today, Today)).Figures.CacheWriteTokens);
+        Assert.Equal([1000L, 50L], (await Store.Queries.GetDailyUsageAsync(Today.AddDays(-1), Today)).Select(d => d.Figures.CacheWriteTokens));
+        Assert.Equal(1050, Assert.Single(await Store.Queries.GetMonthlyUsageAsync(Today, Today)).Figures.CacheWriteTokens);
+        Assert.Equal(1000, Assert.Single(await Store.Queries.GetUserDailyUsageAsync(Today, Today)).Figures.CacheWriteTokens);
+        Assert.Equal(1000, (await Store.Queries.GetUserTotalsAsync("alice", Today, Today)).CacheWriteTokens);
+    }
+
+    // ---------------------------------------------------------------- re-pricing
+
+    /// <summary>The prices a re-pricing applies: the defaults, gpt-4o dearer from 2026-03-01, and a price for house-model.</summary>
+    private static readonly PriceTable NewPrices = PriceTable.Default.With(
+    [
+        new ModelPrice("gpt-4o", PriceTier.Standard, new DateOnly(2026, 3, 1), 3.00m, 1.50m, 12.00m),
+        new ModelPrice("house-model", PriceTier.Standard, new DateOnly(2026, 1, 1), 1.00m, null, 2.00m),
+    ]);
+
+    private RepricingPlan Plan(DateOnly from, DateOnly to, bool onlyUnpriced, bool dryRun) => new(
+        new RepricingRequest(from, to, onlyUnpriced, dryRun) { By = "admin" },
+        Guid.CreateVersion7(Time.GetUtcNow()),
+        Time.GetUtcNow(),
+        new DateOnly(2026, 3, 1),
+        record => RecordPricing.Price(NewPrices, record));
+
+    [Fact]
+    public async Task Reprice_DryRunThenApply_SameTotals_ClosedMonthUntouched_QueriesAgreeWithRecords()
+    {
+        var repricing = Store.Repricing ?? throw new InvalidOperationException("The store under test has no re-pricing.");
+        await SeedPlatformAsync();
+        var februaryBefore = (await Store.Queries.GetMonthlyUsageAsync(new DateOnly(2026, 2, 1), new DateOnly(2026, 2, 1))).Single();
+        var from = new DateOnly(2026, 2, 1);
+        var to = new DateOnly(2026, 3, 31);
+
+        var dry = await repricing.RepriceAsync(Plan(from, to, onlyUnpriced: false, dryRun: true));
+        var unchanged = await ExportAsync(new UsageExportQuery());
+        var applied = await repricing.RepriceAsync(Plan(from, to, onlyUnpriced: false, dryRun: false));
+
+        // March: six records, written out from the list prices (gpt-4o now 3.00 / 1.50 / 12.00).
+        Assert.True(dry.DryRun);
+        Assert.Null(dry.Id);
+        Assert.Equal(6, dry.Records);
+        Assert.Equal(0.0645m, dry.OldCostUsd);
+        Assert.Equal(0.0087m + 0.000045m + 0.018m + 0.000105m + 0.017m + 0.000042m, dry.NewCostUsd);
+        Assert.Equal(PlatformRecords().Select(r => r.CostUsd).Order(), unchanged.Select(r => r.CostUsd).Order());
+        Assert.False(applied.DryRun);
+        Assert.NotNull(applied.Id);
+        Assert.Equal((dry.Records, dry.OldCostUsd, dry.NewCostUsd), (applied.Records, applied.OldCostUsd, applied.NewCostUsd));
+        Assert.Equal(dry.ByModel, applied.ByModel);
+        Assert.Equal(3, applied.ByModel.Count);
+        Assert.Equal(new RepricingModelTotals("o3", 1, 0.030m, 0.017m), applied.ByModel.Single(m => m.Model == "o3"));
+
+        // February's statement is closed: reported (one unpriced record priced, one cheaper), not changed.
+        var february = Assert.Single(applied.ClosedMonths);
+        Assert.Equal((new DateOnly(2026, 2, 1), 2L, 0.0000375m - 0.0009375m), (february.Month, february.Records, february.DifferenceUsd));
+        Assert.Equal(februaryBefore, (await Store.Queries.GetMonthlyUsageAsync(new DateOnly(2026, 2, 1), new DateOnly(2026, 2, 1))).Single());
+        var records = await ExportAsync(new UsageExportQuery());
+        Assert.Null(records.Single(r => r.UserId == "bob" && r.CreatedAt.Month == 2).CostUsd);
+        var march = records.Single(r => r.UserId == "alice" && r.Endpoint == "/api/analyze" && r.CreatedAt.Month == 3);
+        Assert.Equal(0.0087m, march.CostUsd);
+        Assert.Equal("gpt-4o/standard/2026-03-01", march.PriceId);
+        Assert.Equal(CostSource.Reported, march.CostSource);
+        await AssertQueriesAgreeWithRecordsAsync();
+
+        // Applying again changes nothing; both applied re-pricings are listed, newest first.
+        Time.Advance(TimeSpan.FromMinutes(1));
+        var again = await repricing.RepriceAsync(Plan(from, to, onlyUnpriced: false, dryRun: false));
+        Assert.Equal((0L, 0m, 0m), (again.Records, again.OldCostUsd, again.NewCostUsd));
+        Assert.Equal(records.Select(r => (r.Id, r.CostUsd, r.PriceId)), (await ExportAsync(new UsageExportQuery())).Select(r => (r.Id, r.CostUsd, r.PriceId)));
+        var listed = await repricing.GetRepricingsAsync();
+        Assert.Equal([again.Id!.Value, applied.Id!.Value], listed.Select(e => e.Id));
+        Assert.Equal(("admin", from, to, false, 6L, 0.0645m, dry.NewCostUsd), (listed[1].By, listed[1].From, listed[1].To, listed[1].OnlyUnpriced, listed[1].Records, listed[1].OldCostUsd, listed[1].NewCostUsd));
+    }
+
+    [Fact]
+    public async Task Reprice_OnlyUnpriced_PricesJustTheRecordsWithoutCost()
+    {
+        var repricing = Store.Repricing ?? throw new InvalidOperationException("The store under test has no re-pricing.");
+        await SeedPlatformAsync();
+        await Store.Usage.AppendAsync([Call("erin", Utc(2026, 3, 10), "/api/chat", "house-model", 1000, 1000, null)]);
+
+        var result = await repricing.RepriceAsync(Plan(new DateOnly(2026, 3, 1), new DateOnly(2026, 3, 31), onlyUnpriced: true, dryRun: false));
+
+        Assert.Equal((1L, 0m, 0.003m), (result.Records, result.OldCostUsd, result.NewCostUsd));
+        var erin = (await ExportAsync(new UsageExportQuery(UserId: "erin"))).Single();
+        Assert.Equal((0.003m, "house-model/standard/2026-01-01", CostSource.Reported), (erin.CostUsd, erin.PriceId, erin.CostSource));
+        Assert.Equal(0.010m, (await ExportAsync(new UsageExportQuery(UserId: "alice"))).Single(r => r.CreatedAt.Day == 15 && r.Model == "gpt-4o").CostUsd);
+        await AssertQueriesAgreeWithRecordsAsync();
+    }
+
+    /// <summary>Every query's cost equals a fresh sum over the stored records.</summary>
+    protected async Task AssertQueriesAgreeWithRecordsAsync()
+    {
+        var records = await ExportAsync(new UsageExportQuery());
+        static decimal Sum(IEnumerable<UsageRecord> rs) => rs.Sum(r => r.CostUsd ?? 0m);
+        static DateOnly DayOf(UsageRecord r) => DateOnly.FromDateTime(r.CreatedAt.UtcDateTime);
+        var first = new DateOnly(2025, 1, 1);
+        var last = new DateOnly(2026, 12, 31);
+
+        var stats = await Store.Queries.GetStatsAsync(Today);
+        Assert.Equal(Sum(records), stats.Figures.CostUsd);
+        Assert.Equal(Sum(records.Where(r => DayOf(r) == Today)), stats.Today.Figures.CostUsd);
+        Assert.Equal(Sum(records.Where(r => DayOf(r).Year == Today.Year && DayOf(r).Month == Today.Month)), stats.ThisMonth.Figures.CostUsd);
+
+        var users = records.Where(r => r.UserId is not null).GroupBy(r => r.UserId!, StringComparer.Ordinal).ToList();
+        var page = await Store.Queries.GetUserSummariesAsync(new UserSummaryQuery(Limit: 500));
+        Assert.Equal(users.Count, page.Items.Count);
+        foreach (var user in users)
+        {
+            Assert.Equal(Sum(user), page.Items.Single(i => i.UserId == user.Key).Figures.CostUsd);
+            var detail = await Store.Queries.GetUserUsageAsync(user.Key, Today);
+            Assert.Equal(Sum(user), detail!.Summary.Figures.CostUsd);
+            Assert.Equal(Sum(user.Where(r => DayOf(r).Month == Today.Month && DayOf(r).Year == Today.Year)), detail.ThisMonth.CostUsd);
+            Assert.Equal(Sum(user), detail.ByEndpoint.Sum(e => e.Figures.CostUsd));
+            Assert.Equal(Sum(user), (await Store.Queries.GetUserTotalsAsync(user.Key, first, last)).CostUsd);
+        }
+
+        foreach (var endpoint in await Store.Queries.GetEndpointUsageAsync())
+        {
+            Assert.Equal(Sum(records.Where(r => r.Endpoint == endpoint.Endpoint && r.Model == endpoint.Model)), endpoint.Figures.CostUsd);
+        }
+
+        foreach (var row in await Store.Queries.GetUserEndpointUsageAsync(first, last))
+        {
+            Assert.Equal(Sum(records.Where(r => r.UserId == row.UserId && r.Endpoint == row.Endpoint && r.Model == row.Model)), row.Figures.CostUsd);
+        }
+
+        foreach (var day in await Store.Queries.GetDailyUsageAsync(first, last))
+        {
+            Assert.Equal(Sum(records.Where(r => DayOf(r) == day.Period)), day.Figures.CostUsd);
+        }
+
+        foreach (var month in await Store.Queries.GetMonthlyUsageAsync(first, last))
+        {
+            Assert.Equal(Sum(records.Where(r => DayOf(r).Year == month.Period.Year && DayOf(r).Month == month.Period.Month)), month.Figures.CostUsd);
+        }
+
+        foreach (var row in await Store.Queries.GetUserDailyUsageAsync(first, last))
+        {
+            Assert.Equal(Sum(records.Where(r => r.UserId == row.UserId && DayOf(r) == row.Date)), row.Figures.CostUsd);
+        }
     }
 }

@@ -15,7 +15,8 @@ namespace TokenMeter.Testing.FakeOpenAI;
 /// <summary>
 /// An OpenAI-compatible HTTP server on 127.0.0.1 (Kestrel, a port the OS chooses) that speaks the
 /// exact wire format of chat completions (plain and streaming), responses (plain and streaming),
-/// embeddings, images and audio transcriptions, with scripted usage, failures and delays.
+/// embeddings, images (token usage for gpt-image-1, per-image for DALL·E), audio transcriptions,
+/// speech, moderations and Batch API output files, with scripted usage, failures and delays.
 /// </summary>
 /// <example>
 /// <code>
@@ -29,6 +30,7 @@ public sealed class FakeOpenAIServer : IAsyncDisposable
     private readonly WebApplication _app;
     private readonly ConcurrentQueue<FakeReply> _script = new();
     private readonly ConcurrentQueue<FakeRequest> _requests = new();
+    private readonly ConcurrentDictionary<string, byte[]> _files = new(StringComparer.Ordinal);
     private int _sequence;
 
     private FakeOpenAIServer(WebApplication app, Uri endpoint)
@@ -82,6 +84,35 @@ public sealed class FakeOpenAIServer : IAsyncDisposable
         {
             _script.Enqueue(reply);
         }
+    }
+
+    /// <summary>Serves <paramref name="content"/> at <c>GET /files/{id}/content</c> (e.g. a batch output file).</summary>
+    /// <param name="id">The file id, e.g. <c>file-batch-1</c>.</param>
+    /// <param name="content">The file's bytes as text.</param>
+    public void AddFile(string id, string content)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        ArgumentNullException.ThrowIfNull(content);
+        _files[id] = Encoding.UTF8.GetBytes(content);
+    }
+
+    /// <summary>
+    /// A Batch API output file in the real wire format (JSON Lines): one line per request, each
+    /// with its <c>custom_id</c> and a chat completion body carrying the given usage.
+    /// </summary>
+    /// <param name="requests">The requests: custom id, model, usage.</param>
+    /// <returns>The file's text.</returns>
+    public static string BatchOutputFile(params (string CustomId, string Model, FakeUsage Usage)[] requests)
+    {
+        ArgumentNullException.ThrowIfNull(requests);
+        var text = new StringBuilder();
+        for (var i = 0; i < requests.Length; i++)
+        {
+            var (customId, model, usage) = requests[i];
+            text.Append(FakeWire.BatchOutputLine(customId, "batch_req_fake" + (i + 1).ToString(System.Globalization.CultureInfo.InvariantCulture), new FakeReply { Usage = usage }, model)).Append('\n');
+        }
+
+        return text.ToString();
     }
 
     /// <summary>Forgets the request log and any enqueued replies.</summary>
@@ -139,6 +170,27 @@ public sealed class FakeOpenAIServer : IAsyncDisposable
         }
 
         var path = request.Path;
+        if (request.Method == "GET")
+        {
+            var fileId = path.EndsWith("/content", StringComparison.Ordinal) && path.Contains("/files/", StringComparison.Ordinal)
+                ? path[(path.IndexOf("/files/", StringComparison.Ordinal) + 7)..^8]
+                : null;
+            if (fileId is not null && _files.TryGetValue(fileId, out var file))
+            {
+                ctx.Response.StatusCode = 200;
+                ctx.Response.ContentType = "application/octet-stream";
+                await ctx.Response.Body.WriteAsync(file, ct).ConfigureAwait(false);
+            }
+            else
+            {
+                ctx.Response.StatusCode = 404;
+                ctx.Response.ContentType = "application/json";
+                await ctx.Response.Body.WriteAsync(FakeWire.Error(reply with { StatusCode = 404 }, request), ct).ConfigureAwait(false);
+            }
+
+            return;
+        }
+
         var json = request.Json;
         var stream = json?["stream"]?.GetValueKind() == JsonValueKind.True;
         var model = reply.Model ?? request.Model ?? "gpt-4o-mini";
@@ -172,7 +224,22 @@ public sealed class FakeOpenAIServer : IAsyncDisposable
         }
         else if (path.Contains("/images/", StringComparison.Ordinal))
         {
-            await WriteJsonAsync(ctx, FakeWire.Images(reply), ct).ConfigureAwait(false);
+            var imageModel = reply.Model ?? request.Model ?? "dall-e-2";
+            var count = int.TryParse(request.Form.TryGetValue("n", out var n) ? n : json?["n"]?.ToString(), out var asked) ? Math.Max(1, asked) : 1;
+            await WriteJsonAsync(ctx, FakeWire.Images(reply, imageModel, count), ct).ConfigureAwait(false);
+        }
+        else if (path.EndsWith("/audio/speech", StringComparison.Ordinal))
+        {
+            // Speech answers with the audio itself and no usage.
+            ctx.Response.StatusCode = 200;
+            ctx.Response.ContentType = "audio/mpeg";
+            var audio = new byte[2048];
+            "ID3"u8.CopyTo(audio);
+            await ctx.Response.Body.WriteAsync(audio, ct).ConfigureAwait(false);
+        }
+        else if (path.EndsWith("/moderations", StringComparison.Ordinal))
+        {
+            await WriteJsonAsync(ctx, FakeWire.Moderation(reply.Model ?? request.Model ?? "omni-moderation-latest"), ct).ConfigureAwait(false);
         }
         else if (path.EndsWith("/audio/transcriptions", StringComparison.Ordinal) || path.EndsWith("/audio/translations", StringComparison.Ordinal))
         {

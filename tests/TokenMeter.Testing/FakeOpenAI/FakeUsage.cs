@@ -16,6 +16,12 @@ public sealed record FakeUsage
     /// <summary>Cached prompt tokens.</summary>
     public int CachedTokens { get; init; }
 
+    /// <summary>Prompt tokens written to the prompt cache (<c>cache_write_tokens</c>); sent only when not zero.</summary>
+    public int CacheWriteTokens { get; init; }
+
+    /// <summary>Images: image input tokens (<c>input_tokens_details.image_tokens</c>), a part of <see cref="PromptTokens"/>.</summary>
+    public int ImageInputTokens { get; init; }
+
     /// <summary>Reasoning tokens.</summary>
     public int ReasoningTokens { get; init; }
 

@@ -184,26 +184,81 @@ internal static class FakeWire
         });
     }
 
-    public static byte[] Images(FakeReply reply) => Json(w =>
+    // gpt-image-1 replies carry token usage; DALL·E replies carry none (billed per image).
+    public static byte[] Images(FakeReply reply, string model, int count) => Json(w =>
     {
         w.WriteNumber("created", Created);
         w.WriteStartArray("data");
-        w.WriteStartObject();
-        w.WriteString("b64_json", Convert.ToBase64String("fake-png"u8));
-        w.WriteEndObject();
+        for (var i = 0; i < count; i++)
+        {
+            w.WriteStartObject();
+            w.WriteString("b64_json", Convert.ToBase64String("fake-png"u8));
+            if (model.StartsWith("dall-e-3", StringComparison.Ordinal))
+            {
+                w.WriteString("revised_prompt", "A fake picture.");
+            }
+
+            w.WriteEndObject();
+        }
+
         w.WriteEndArray();
-        if (reply.Kind != FakeReplyKind.MissingUsage)
+        if (reply.Kind != FakeReplyKind.MissingUsage && !model.StartsWith("dall-e", StringComparison.Ordinal))
         {
             w.WriteStartObject("usage");
             w.WriteNumber("input_tokens", reply.Usage.PromptTokens);
             w.WriteNumber("output_tokens", reply.Usage.CompletionTokens);
             w.WriteNumber("total_tokens", reply.Usage.TotalTokens);
             w.WriteStartObject("input_tokens_details");
-            w.WriteNumber("text_tokens", reply.Usage.PromptTokens);
-            w.WriteNumber("image_tokens", 0);
+            w.WriteNumber("text_tokens", reply.Usage.PromptTokens - reply.Usage.ImageInputTokens);
+            w.WriteNumber("image_tokens", reply.Usage.ImageInputTokens);
             w.WriteEndObject();
             w.WriteEndObject();
         }
+    });
+
+    // One line of a Batch API output file: {"id","custom_id","response":{"status_code","request_id","body"},"error"}.
+    public static string BatchOutputLine(string customId, string requestId, FakeReply reply, string model)
+    {
+        var body = ChatCompletion(reply with { ServiceTier = "default" }, model, requestId);
+        return Encoding.UTF8.GetString(Json(w =>
+        {
+            w.WriteString("id", requestId);
+            w.WriteString("custom_id", customId);
+            w.WriteStartObject("response");
+            w.WriteNumber("status_code", 200);
+            w.WriteString("request_id", "req_" + requestId);
+            w.WritePropertyName("body");
+            w.WriteRawValue(body);
+            w.WriteEndObject();
+            w.WriteNull("error");
+        }));
+    }
+
+    public static byte[] Moderation(string model) => Json(w =>
+    {
+        w.WriteString("id", "modr-fake");
+        w.WriteString("model", model);
+        w.WriteStartArray("results");
+        w.WriteStartObject();
+        w.WriteBoolean("flagged", false);
+        w.WriteStartObject("categories");
+        w.WriteBoolean("harassment", false);
+        w.WriteBoolean("violence", false);
+        w.WriteEndObject();
+        w.WriteStartObject("category_scores");
+        w.WriteNumber("harassment", 0.0001);
+        w.WriteNumber("violence", 0.0002);
+        w.WriteEndObject();
+        w.WriteStartObject("category_applied_input_types");
+        w.WriteStartArray("harassment");
+        w.WriteStringValue("text");
+        w.WriteEndArray();
+        w.WriteStartArray("violence");
+        w.WriteStringValue("text");
+        w.WriteEndArray();
+        w.WriteEndObject();
+        w.WriteEndObject();
+        w.WriteEndArray();
     });
 
     public static byte[] Transcription(FakeReply reply) => Json(w =>
@@ -290,6 +345,11 @@ internal static class FakeWire
             w.WriteNumber("input_tokens", u.PromptTokens);
             w.WriteStartObject("input_tokens_details");
             w.WriteNumber("cached_tokens", u.CachedTokens);
+            if (u.CacheWriteTokens != 0)
+            {
+                w.WriteNumber("cache_write_tokens", u.CacheWriteTokens);
+            }
+
             w.WriteEndObject();
             w.WriteNumber("output_tokens", u.CompletionTokens);
             w.WriteStartObject("output_tokens_details");
@@ -344,6 +404,11 @@ internal static class FakeWire
         w.WriteNumber("total_tokens", u.TotalTokens);
         w.WriteStartObject("prompt_tokens_details");
         w.WriteNumber("cached_tokens", u.CachedTokens);
+        if (u.CacheWriteTokens != 0)
+        {
+            w.WriteNumber("cache_write_tokens", u.CacheWriteTokens);
+        }
+
         w.WriteNumber("audio_tokens", u.AudioPromptTokens);
         w.WriteEndObject();
         w.WriteStartObject("completion_tokens_details");

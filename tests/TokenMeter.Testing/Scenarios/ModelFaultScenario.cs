@@ -43,8 +43,8 @@ public sealed record ModelFaultCase(int Index, ModelFault Fault, bool Stream)
         ModelFault.ServerError or ModelFault.RateLimited => UsageStatus.HttpError,
         ModelFault.MalformedJson => UsageStatus.UsageMissing,
 
-        // A stream keeps its request body, so the missing usage is estimated with the tokenizer.
-        ModelFault.NoUsage => Stream ? UsageStatus.Estimated : UsageStatus.UsageMissing,
+        // A reply without usage (streamed or buffered) is estimated with the tokenizer: the prompt and the text delivered.
+        ModelFault.NoUsage => UsageStatus.Estimated,
         ModelFault.CutStream => UsageStatus.TransportError,
         _ => throw new InvalidOperationException(Fault.ToString()),
     };

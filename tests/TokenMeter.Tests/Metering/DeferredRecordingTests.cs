@@ -102,13 +102,16 @@ public sealed class DeferredRecordingTests
 
         Assert.Equal(3, records.Count);
         Assert.Equal(UsageStatus.Estimated, records[2].Status);
-        Assert.Equal("input", records[2].Tags!["tokenmeter.estimated"]);
+        // The stream delivered text before it ended without usage: both sides are estimated.
+        Assert.Equal("input,output", records[2].Tags!["tokenmeter.estimated"]);
+        Assert.True(records[2].OutputTokens > 0);
         Assert.Equal(UsageStatus.HttpError, records[1].Status);
         for (var i = 0; i < 3; i++)
         {
             Assert.Equal(
-                (expected[i].Status, expected[i].HttpStatus, expected[i].InputTokens, expected[i].OutputTokens, expected[i].TotalTokens, expected[i].CostUsd, expected[i].Streaming),
-                (records[i].Status, records[i].HttpStatus, records[i].InputTokens, records[i].OutputTokens, records[i].TotalTokens, records[i].CostUsd, records[i].Streaming));
+                (expected[i].Status, expected[i].HttpStatus, expected[i].InputTokens, expected[i].OutputTokens, expected[i].TotalTokens, expected[i].CostUsd, expected[i].CostSource, expected[i].Streaming),
+                (records[i].Status, records[i].HttpStatus, records[i].InputTokens, records[i].OutputTokens, records[i].TotalTokens, records[i].CostUsd, records[i].CostSource, records[i].Streaming));
+            Assert.Equal(expected[i].Tags?.GetValueOrDefault("tokenmeter.estimated"), records[i].Tags?.GetValueOrDefault("tokenmeter.estimated"));
         }
 
         static async Task CallsAsync(MeteringHarness harness)

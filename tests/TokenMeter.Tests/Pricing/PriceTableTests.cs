@@ -75,9 +75,6 @@ public sealed class PriceTableTests
         { "o4-mini", "priority", 0, 0, 1_000_000, "8.00", "o4-mini/priority/2025-04-16" },
         { "gpt-5", "priority", 1_000_000, 1_000_000, 1_000_000, "20.25", "gpt-5/priority/2025-08-07" },
         { "gpt-5-mini", "priority", 1_000_000, 0, 1_000_000, "4.05", "gpt-5-mini/priority/2025-08-07" },
-
-        // No flex price for gpt-4.1: standard applies.
-        { "gpt-4.1", "flex", 1_000_000, 0, 0, "2.00", "gpt-4.1/standard/2025-04-14" },
         { "gpt-4o", "auto", 1_000_000, 0, 0, "2.50", "gpt-4o/standard/2024-08-06" },
     };
 
@@ -89,6 +86,19 @@ public sealed class PriceTableTests
 
         Assert.Equal(decimal.Parse(expected, System.Globalization.CultureInfo.InvariantCulture), priced.CostUsd);
         Assert.Equal(priceId, priced.PriceId);
+    }
+
+    [Theory]
+    [InlineData("gpt-4.1", "flex")]
+    [InlineData("gpt-4o", "scale")]
+    [InlineData("text-embedding-3-small", "priority")]
+    public void Price_TierTheModelHasNoPriceOn_IsFlaggedUnpricedNotPricedAtStandard(string model, string tier)
+    {
+        var priced = PriceTable.Default.Price(Record(model, 1_000_000, 0, 1_000_000, tier: tier));
+
+        Assert.Null(priced.CostUsd);
+        Assert.Null(priced.PriceId);
+        Assert.Equal(CostSource.Unpriced, priced.CostSource);
     }
 
     [Fact]
@@ -151,7 +161,6 @@ public sealed class PriceTableTests
     }
 
     [Theory]
-    [InlineData("gpt-4o-mini-tts")]
     [InlineData("my-fine-tune")]
     [InlineData("gpt-4o-super")]
     [InlineData("")]
@@ -186,7 +195,10 @@ public sealed class PriceTableTests
     [Fact]
     public void Default_HasBatchPriceForEveryStandardPrice()
     {
-        var standard = PriceTable.Default.Prices.Where(p => p.Tier == PriceTier.Standard).ToList();
+        // Text, embedding and transcription models: the Batch API does not take images or speech.
+        var standard = PriceTable.Default.Prices
+            .Where(p => p.Tier == PriceTier.Standard && p.PerImage is null && p.PerMinute is null && p.PerMillionCharacters is null && p.ImageInputPerMillion is null && p.Model != "gpt-4o-mini-tts")
+            .ToList();
         foreach (var p in standard)
         {
             var batch = PriceTable.Default.Prices.Single(b => b.Tier == PriceTier.Batch && b.Model == p.Model && b.EffectiveFrom == p.EffectiveFrom);
