@@ -11,6 +11,7 @@ using TokenMeter.Configuration;
 using TokenMeter.Postgres;
 using TokenMeter.Postgres.Budgets;
 using TokenMeter.Postgres.Querying;
+using TokenMeter.Postgres.Repricing;
 using TokenMeter.Postgres.Schema;
 using TokenMeter.Postgres.Storage;
 using TokenMeter.Querying;

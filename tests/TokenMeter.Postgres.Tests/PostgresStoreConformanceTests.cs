@@ -1,6 +1,7 @@
 using Npgsql;
 using TokenMeter.Postgres.Budgets;
 using TokenMeter.Postgres.Querying;
+using TokenMeter.Postgres.Repricing;
 using TokenMeter.Postgres.Schema;
 using TokenMeter.Postgres.Storage;
 using TokenMeter.Testing.Conformance;

@@ -1,9 +1,10 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Options;
+using TokenMeter.Diagnostics;
 using TokenMeter.Pricing;
 
-namespace TokenMeter.Diagnostics;
+namespace TokenMeter.Metering;
 
 /// <summary>
 /// Records each metered call on the shared instruments (<see cref="TokenMeterInstruments"/>):
