@@ -1,3 +1,4 @@
+using System.Globalization;
 using Npgsql;
 using TokenMeter.Postgres.Budgets;
 using TokenMeter.Postgres.Querying;
@@ -23,6 +24,42 @@ public sealed class PostgresStoreConformanceTests(PostgresStoreConformanceTests.
         {
             Repricing = new PostgresRepricingStore(context),
         };
+    }
+
+    /// <summary>user_usage_summary, endpoint_usage_summary, daily_usage_summary and monthly_usage_summary against the records.</summary>
+    protected override async Task AssertViewsAgreeWithRecordsAsync(IReadOnlyList<UsageRecord> records)
+    {
+        const string S = Fixture.Schema;
+        Assert.Equal(
+            Sums(records.Where(r => r.UserId is not null), r => r.UserId!),
+            await ViewAsync($"SELECT user_id, total_calls, cache_write_tokens, coalesce(total_cost_usd, 0) FROM {S}.user_usage_summary"));
+        Assert.Equal(
+            Sums(records, r => $"{r.Endpoint}|{r.Model}"),
+            await ViewAsync($"SELECT coalesce(endpoint, '') || '|' || coalesce(model, ''), calls, cache_write_tokens, coalesce(total_cost_usd, 0) FROM {S}.endpoint_usage_summary"));
+        Assert.Equal(
+            Sums(records, r => r.CreatedAt.UtcDateTime.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture)),
+            await ViewAsync($"SELECT to_char(date, 'YYYY-MM-DD'), calls, cache_write_tokens, coalesce(cost_usd, 0) FROM {S}.daily_usage_summary"));
+        Assert.Equal(
+            Sums(records, r => r.CreatedAt.UtcDateTime.ToString("yyyy-MM", CultureInfo.InvariantCulture)),
+            await ViewAsync($"SELECT month, calls, cache_write_tokens, coalesce(cost_usd, 0) FROM {S}.monthly_usage_summary"));
+
+        static List<(string Key, long Calls, long CacheWriteTokens, decimal CostUsd)> Sums(IEnumerable<UsageRecord> rs, Func<UsageRecord, string> key) =>
+            [.. rs.GroupBy(key, StringComparer.Ordinal)
+                .Select(g => (g.Key, g.LongCount(), g.Sum(r => r.CacheWriteTokens), g.Sum(r => r.CostUsd ?? 0m)))
+                .OrderBy(row => row.Key, StringComparer.Ordinal)];
+    }
+
+    private async Task<List<(string Key, long Calls, long CacheWriteTokens, decimal CostUsd)>> ViewAsync(string sql)
+    {
+        await using var command = fixture.DataSource.CreateCommand(sql);
+        await using var reader = await command.ExecuteReaderAsync();
+        var rows = new List<(string, long, long, decimal)>();
+        while (await reader.ReadAsync())
+        {
+            rows.Add((reader.GetString(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetDecimal(3)));
+        }
+
+        return [.. rows.OrderBy(row => row.Item1, StringComparer.Ordinal)];
     }
 
     /// <summary>A database with the schema migrated once.</summary>

@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using Microsoft.Extensions.AI;
 using TokenMeter.Attribution;
 using TokenMeter.Metering;
+using TokenMeter.Pricing;
 
 namespace TokenMeter.AI;
 
@@ -143,15 +144,18 @@ internal sealed class TokenMeterChatClient : DelegatingChatClient
         }
         else if (_estimate && status is null or UsageStatus.Cancelled or UsageStatus.TransportError)
         {
+            // The prompt and the text the caller already received (all of a reply without usage,
+            // what a cut or abandoned stream delivered), counted with the model family's tokenizer.
+            var model = record.Model;
             long input = ReplyPriming;
             foreach (var message in messages)
             {
-                input += TokensPerMessage + TokenEstimator.CountTokens(message.Text);
+                input += TokensPerMessage + TokenEstimator.CountTokens(message.Text, model);
             }
 
-            var output = status is null ? TokenEstimator.CountTokens(responseText ?? string.Empty) : 0;
+            var output = TokenEstimator.CountTokens(responseText, model);
             var tags = record.Tags is null ? new Dictionary<string, string>(StringComparer.Ordinal) : new Dictionary<string, string>(record.Tags, StringComparer.Ordinal);
-            tags["tokenmeter.estimated"] = status is null ? "input,output" : "input";
+            tags[BillingTags.Estimated] = output > 0 ? "input,output" : "input";
             record = record with
             {
                 InputTokens = input,

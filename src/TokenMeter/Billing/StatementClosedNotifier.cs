@@ -70,7 +70,7 @@ internal sealed class StatementClosedNotifier(
                 monthText,
                 statement.Currency,
                 statement.MarkupPercent,
-                item.Lines.Select(l => new StatementClosedLine(l.Endpoint, l.Model, l.Figures.Calls, l.Figures.InputTokens, l.Figures.CachedInputTokens, l.Figures.OutputTokens, l.Figures.TotalTokens, l.Figures.CostUsd)).ToList(),
+                item.Lines.Select(l => new StatementClosedLine(l.Endpoint, l.Model, l.Figures.Calls, l.Figures.InputTokens, l.Figures.CachedInputTokens, l.Figures.CacheWriteTokens, l.Figures.OutputTokens, l.Figures.TotalTokens, l.Figures.CostUsd)).ToList(),
                 item.Lines.Sum(l => l.Figures.Calls),
                 item.Lines.Sum(l => l.Figures.TotalTokens),
                 item.CostUsd,
@@ -128,4 +128,4 @@ internal sealed record StatementClosedEvent(
     decimal CostUsd,
     decimal AmountUsd);
 
-internal sealed record StatementClosedLine(string? Endpoint, string? Model, long Calls, long InputTokens, long CachedInputTokens, long OutputTokens, long TotalTokens, decimal CostUsd);
+internal sealed record StatementClosedLine(string? Endpoint, string? Model, long Calls, long InputTokens, long CachedInputTokens, long CacheWriteTokens, long OutputTokens, long TotalTokens, decimal CostUsd);

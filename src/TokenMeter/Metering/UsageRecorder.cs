@@ -12,6 +12,7 @@ internal sealed class UsageRecorder(UsageMeter meter) : IUsageRecorder
         ArgumentOutOfRangeException.ThrowIfNegative(usage.InputTokens);
         ArgumentOutOfRangeException.ThrowIfNegative(usage.OutputTokens);
         ArgumentOutOfRangeException.ThrowIfNegative(usage.CachedInputTokens);
+        ArgumentOutOfRangeException.ThrowIfNegative(usage.CacheWriteTokens);
         ArgumentOutOfRangeException.ThrowIfNegative(usage.ReasoningTokens);
         cancellationToken.ThrowIfCancellationRequested();
 

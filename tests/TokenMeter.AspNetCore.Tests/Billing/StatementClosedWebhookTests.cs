@@ -86,6 +86,9 @@ public sealed class StatementClosedWebhookTests
         Assert.Equal(0.01625m, u1.GetProperty("costUsd").GetDecimal());
         Assert.Equal(0.02m, u1.GetProperty("amountUsd").GetDecimal());
         Assert.Equal(2, u1.GetProperty("lines").GetArrayLength());
+        Assert.Equal(
+            ["endpoint", "model", "calls", "inputTokens", "cachedInputTokens", "cacheWriteTokens", "outputTokens", "totalTokens", "costUsd"],
+            u1.GetProperty("lines")[0].EnumerateObject().Select(p => p.Name));
         Assert.Equal(1.36m, bodies[1].GetProperty("data").GetProperty("amountUsd").GetDecimal()); // 1.3580237
     }
 }

@@ -759,6 +759,7 @@ public abstract class UsageStoreConformanceTests : IAsyncLifetime
         Assert.Equal(1050, Assert.Single(await Store.Queries.GetMonthlyUsageAsync(Today, Today)).Figures.CacheWriteTokens);
         Assert.Equal(1000, Assert.Single(await Store.Queries.GetUserDailyUsageAsync(Today, Today)).Figures.CacheWriteTokens);
         Assert.Equal(1000, (await Store.Queries.GetUserTotalsAsync("alice", Today, Today)).CacheWriteTokens);
+        await AssertViewsAgreeWithRecordsAsync(await ExportAsync(new UsageExportQuery()));
     }
 
     // ---------------------------------------------------------------- re-pricing
@@ -842,10 +843,20 @@ public abstract class UsageStoreConformanceTests : IAsyncLifetime
         await AssertQueriesAgreeWithRecordsAsync();
     }
 
-    /// <summary>Every query's cost equals a fresh sum over the stored records.</summary>
+    /// <summary>
+    /// Checks the store's own reporting objects (PostgreSQL: the four summary views) against the
+    /// stored records: calls, cache-write tokens and cost per user, endpoint and model, day and
+    /// month. Nothing to check by default.
+    /// </summary>
+    /// <param name="records">Every stored record.</param>
+    /// <returns>A task.</returns>
+    protected virtual Task AssertViewsAgreeWithRecordsAsync(IReadOnlyList<UsageRecord> records) => Task.CompletedTask;
+
+    /// <summary>Every query's cost (and the store's views) equals a fresh sum over the stored records.</summary>
     protected async Task AssertQueriesAgreeWithRecordsAsync()
     {
         var records = await ExportAsync(new UsageExportQuery());
+        await AssertViewsAgreeWithRecordsAsync(records);
         static decimal Sum(IEnumerable<UsageRecord> rs) => rs.Sum(r => r.CostUsd ?? 0m);
         static DateOnly DayOf(UsageRecord r) => DateOnly.FromDateTime(r.CreatedAt.UtcDateTime);
         var first = new DateOnly(2025, 1, 1);

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using Microsoft.Extensions.AI;
 using TokenMeter.Attribution;
+using TokenMeter.Metering;
 using TokenMeter.Testing.FakeOpenAI;
 using TokenMeter.Tests.Metering;
 
@@ -71,14 +72,40 @@ public sealed class TokenMeterChatClientTests
         await using var h = await MeteringHarness.StartAsync();
         using var client = new ChatClientBuilder(new ScriptedChatClient { Usage = new UsageDetails { InputTokenCount = 30, OutputTokenCount = 3 } }).UseTokenMeter().Build(h.Services);
 
-        await foreach (var _ in client.GetStreamingResponseAsync(Question))
+        await foreach (var _ in client.GetStreamingResponseAsync(Question, new ChatOptions { ModelId = "gpt-4o" }))
         {
             break;
         }
 
+        // The caller received "Eig" before it stopped: that is the output, in gpt-4o's tokenizer (o200k).
         var record = Assert.Single(h.Observer.Records);
         Assert.Equal(UsageStatus.Cancelled, record.Status);
         Assert.True(record.InputTokens > 0);
+        Assert.Equal(TokenEstimator.For("gpt-4o").CountTokens("Eig"), record.OutputTokens);
+        Assert.Equal(record.InputTokens + record.OutputTokens, record.TotalTokens);
+        Assert.Equal("input,output", record.Tags!["tokenmeter.estimated"]);
+    }
+
+    [Fact]
+    public async Task NonSdkStreamCut_OutputIsTheDeliveredTextInTheModelsTokenizer()
+    {
+        await using var h = await MeteringHarness.StartAsync();
+        using var client = new ChatClientBuilder(new ScriptedChatClient { StreamFailure = new HttpRequestException("cut") }).UseTokenMeter().Build(h.Services);
+
+        var delivered = "";
+        await Assert.ThrowsAsync<HttpRequestException>(async () =>
+        {
+            await foreach (var update in client.GetStreamingResponseAsync(Question, new ChatOptions { ModelId = "gpt-4" }))
+            {
+                delivered += update.Text;
+            }
+        });
+
+        var record = Assert.Single(h.Observer.Records);
+        Assert.Equal("Eight.", delivered);
+        Assert.Equal(UsageStatus.TransportError, record.Status);
+        Assert.Equal(TokenEstimator.For("gpt-4").CountTokens(delivered), record.OutputTokens);
+        Assert.Equal(TokenEstimator.For("gpt-4").CountTokens(Question[0].Text) + 6, record.InputTokens);
     }
 
     [Fact]
@@ -132,6 +159,9 @@ public sealed class TokenMeterChatClientTests
 
         public Exception? Failure { get; init; }
 
+        /// <summary>Thrown after the text is streamed, in place of the usage (a stream cut before its end).</summary>
+        public Exception? StreamFailure { get; init; }
+
         public Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
         {
             if (Failure is not null)
@@ -147,6 +177,11 @@ public sealed class TokenMeterChatClientTests
             await Task.Yield();
             yield return new ChatResponseUpdate(ChatRole.Assistant, "Eig");
             yield return new ChatResponseUpdate(ChatRole.Assistant, "ht.");
+            if (StreamFailure is not null)
+            {
+                throw StreamFailure;
+            }
+
             if (Usage is not null)
             {
                 yield return new ChatResponseUpdate { Contents = [new UsageContent(Usage)] };
