@@ -1,5 +1,7 @@
 using System.Diagnostics;
+using TokenMeter.Postgres.Storage;
 using TokenMeter.Querying;
+using TokenMeter.Repricing;
 using TokenMeter.Testing.Postgres;
 
 namespace TokenMeter.Postgres.Tests;
@@ -52,6 +54,8 @@ public sealed class ConcurrencyTests(PostgresDatabaseFixture database) : IClassF
         [
             "SELECT user_id, (created_at AT TIME ZONE 'UTC')::date, endpoint, model, count(*), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), sum(reasoning_tokens), sum(total_tokens), coalesce(sum(cost_usd), 0) FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1, 2, 3, 4 EXCEPT SELECT user_id, day, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd FROM {s}.usage_user_endpoint_day",
             "SELECT user_id, date_trunc('month', created_at AT TIME ZONE 'UTC')::date, endpoint, model, count(*), sum(total_tokens), coalesce(sum(cost_usd), 0) FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1, 2, 3, 4 EXCEPT SELECT user_id, month, endpoint, model, calls, total_tokens, cost_usd FROM {s}.usage_user_endpoint_month",
+            UserEndpointTotalMinusRaw,
+            RawMinusUserEndpointTotal,
             "SELECT user_id, (created_at AT TIME ZONE 'UTC')::date, count(*), sum(total_tokens), coalesce(sum(cost_usd), 0) FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1, 2 EXCEPT SELECT user_id, day, calls, total_tokens, cost_usd FROM {s}.usage_user_day",
             "SELECT user_id, date_trunc('month', created_at AT TIME ZONE 'UTC')::date, count(*), sum(total_tokens), coalesce(sum(cost_usd), 0) FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1, 2 EXCEPT SELECT user_id, month, calls, total_tokens, cost_usd FROM {s}.usage_user_month",
             "SELECT user_id, count(*), sum(total_tokens), coalesce(sum(cost_usd), 0), min(created_at), max(created_at) FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1 EXCEPT SELECT user_id, calls, total_tokens, cost_usd, first_call_at, last_call_at FROM {s}.usage_user_total",
@@ -68,6 +72,68 @@ public sealed class ConcurrencyTests(PostgresDatabaseFixture database) : IClassF
         // And the row counts match too (EXCEPT alone would miss extra rollup rows).
         Assert.Equal(await h.ScalarAsync<long>("SELECT count(*) FROM (SELECT DISTINCT user_id, (created_at AT TIME ZONE 'UTC')::date, endpoint, model FROM {s}.user_api_usage WHERE user_id IS NOT NULL) x"), await h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_user_endpoint_day"));
         Assert.Equal(raw, (await h.Queries.GetStatsAsync(new DateOnly(2026, 11, 1))).Figures.Calls);
+    }
+
+    [Fact]
+    public async Task UserEndpointTotal_AfterIngestSpoolReplayAndReprice_EqualsAFreshSumOverRecords()
+    {
+        await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString);
+        var random = new Random(3);
+        var start = new DateTimeOffset(2026, 7, 20, 0, 0, 0, TimeSpan.Zero);
+        var records = Enumerable.Range(0, 1500).Select(_ => Records.Make(
+            start.AddMinutes(random.Next(0, 60 * 24 * 120)),
+            userId: random.Next(10) == 0 ? null : "u" + random.Next(12),
+            endpoint: random.Next(6) == 0 ? null : "/api/e" + random.Next(3),
+            model: random.Next(7) == 0 ? null : "m" + random.Next(2),
+            input: random.Next(1, 1000),
+            output: random.Next(1, 500),
+            cost: random.Next(8) == 0 ? null : random.Next(1, 100_000) / 10_000_000m,
+            cached: random.Next(0, 50))).ToArray();
+
+        // Ingest in batches, then the spool replays: a batch resent whole, and overlapping ones mixed with new records.
+        Assert.Equal(1000, await h.Store.AppendAsync(records[..1000]));
+        await AssertUserEndpointTotalEqualsRawAsync(h);
+        Assert.Equal(0, await h.Store.AppendAsync(records[..1000]));
+        Assert.Equal(500, await h.Store.AppendAsync([.. records[800..1200], .. records[1000..], .. records[..100]]));
+        await AssertUserEndpointTotalEqualsRawAsync(h);
+        Assert.Equal(1500L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.user_api_usage"));
+
+        // A re-pricing that changes every record of the open months (and prices the unpriced ones).
+        var repricing = new PostgresRepricingStore(h.Context);
+        var plan = new RepricingPlan(
+            new RepricingRequest(new DateOnly(2026, 7, 1), new DateOnly(2026, 12, 31), OnlyUnpriced: false, DryRun: false),
+            Guid.CreateVersion7(),
+            h.Time.GetUtcNow(),
+            new DateOnly(2026, 9, 1),
+            r => r with { CostUsd = ((r.CostUsd ?? 0m) * 3) + (r.InputTokens / 1_000_000m), PriceId = "test/reprice" });
+        var result = await repricing.RepriceAsync(plan);
+        Assert.True(result.Records > 500, $"only {result.Records} records re-priced");
+        Assert.NotEmpty(result.ClosedMonths);
+        await AssertUserEndpointTotalEqualsRawAsync(h);
+
+        // And the user detail reads exactly those rows.
+        foreach (var user in records.Where(r => r.UserId is not null).Select(r => r.UserId!).Distinct())
+        {
+            var detail = await h.Queries.GetUserUsageAsync(user, new DateOnly(2026, 11, 24));
+            Assert.Equal(detail!.Summary.Figures, UsageFigures.Sum(detail.ByEndpoint.Select(e => e.Figures)));
+        }
+    }
+
+    private const string UserEndpointTotalSums = "calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens";
+
+    private const string RawUserEndpointSums =
+        "SELECT user_id, endpoint, model, count(*), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), sum(reasoning_tokens), sum(total_tokens), coalesce(sum(cost_usd), 0), sum(cache_write_tokens) FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1, 2, 3";
+
+    private const string UserEndpointTotalMinusRaw = $"SELECT user_id, endpoint, model, {UserEndpointTotalSums} FROM {{s}}.usage_user_endpoint_total EXCEPT {RawUserEndpointSums}";
+
+    private const string RawMinusUserEndpointTotal = $"{RawUserEndpointSums} EXCEPT SELECT user_id, endpoint, model, {UserEndpointTotalSums} FROM {{s}}.usage_user_endpoint_total";
+
+    /// <summary>usage_user_endpoint_total holds exactly one row per user, endpoint and model of the raw rows, with their sums.</summary>
+    private static async Task AssertUserEndpointTotalEqualsRawAsync(PostgresStoreHarness h)
+    {
+        Assert.Equal(0L, await h.ScalarAsync<long>($"SELECT count(*) FROM ({UserEndpointTotalMinusRaw}) x"));
+        Assert.Equal(0L, await h.ScalarAsync<long>($"SELECT count(*) FROM ({RawMinusUserEndpointTotal}) x"));
+        Assert.Equal(await h.ScalarAsync<long>($"SELECT count(*) FROM ({RawUserEndpointSums}) x"), await h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_user_endpoint_total"));
     }
 
     [Fact]

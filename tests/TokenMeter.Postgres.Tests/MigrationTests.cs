@@ -116,6 +116,40 @@ public sealed class MigrationTests(PostgresDatabaseFixture database) : IClassFix
         Assert.Equal(0L, await view.ExecuteScalarAsync());
     }
 
+    [Fact]
+    public async Task Migration4_ExistingDatabase_BackfillsAllTimeUserEndpointTotalsFromTheMonths()
+    {
+        await using var dataSource = NpgsqlDataSource.Create(database.ConnectionString);
+        var schema = "m_" + Guid.NewGuid().ToString("N")[..10];
+        Assert.Equal(3, await PostgresMigrator.MigrateToAsync(dataSource, schema, 3));
+
+        // What ingest wrote before migration 4: two months of one pair, a null endpoint and model, another user.
+        await using (var seed = dataSource.CreateCommand($$"""
+            INSERT INTO "{{schema}}".usage_user_endpoint_month (user_id, month, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens)
+            VALUES ('alice', '2026-01-01', '/api/chat', 'gpt-4o', 2, 100, 10, 50, 0, 150, 0.0010, 5),
+                   ('alice', '2026-02-01', '/api/chat', 'gpt-4o', 3, 200, 20, 60, 7, 260, 0.0025, 0),
+                   ('alice', '2026-02-01', NULL, NULL, 1, 5, 0, 5, 0, 10, 0, 0),
+                   ('alice', '2026-03-01', NULL, NULL, 1, 6, 0, 4, 0, 10, 0.0001, 0),
+                   ('bob', '2026-03-01', '/api/chat', 'gpt-4o', 4, 40, 0, 40, 0, 80, 0.004, 1);
+            """))
+        {
+            await seed.ExecuteNonQueryAsync();
+        }
+
+        Assert.Equal(PostgresMigration.All.Count - 3, await PostgresMigrator.MigrateAsync(dataSource, schema));
+
+        await using var read = dataSource.CreateCommand(
+            $"SELECT r FROM (SELECT user_id || '|' || coalesce(endpoint, '-') || '|' || coalesce(model, '-') || '|' || concat_ws(',', calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens) AS r FROM \"{schema}\".usage_user_endpoint_total) x ORDER BY r COLLATE \"C\"");
+        await using var reader = await read.ExecuteReaderAsync();
+        var rows = new List<string>();
+        while (await reader.ReadAsync())
+        {
+            rows.Add(reader.GetString(0));
+        }
+
+        Assert.Equal(["alice|-|-|2,11,0,9,0,20,0.0001,0", "alice|/api/chat|gpt-4o|5,300,30,110,7,410,0.0035,5", "bob|/api/chat|gpt-4o|4,40,0,40,0,80,0.004,1"], rows);
+    }
+
     [Theory]
     [InlineData("public; DROP TABLE x")]
     [InlineData("a\"b")]

@@ -57,7 +57,7 @@ internal static class PostgresBench
             var staging = await StagingIngestAsync(dataSource, ingestCount, batchSize);
             var store = await StoreIngestAsync(dataSource, ingestCount, batchSize);
             rows.Add(("raw binary COPY into user_api_usage, no rollups", batchSize, copy, copy.PerSecond));
-            rows.Add(("store AppendAsync (COPY → session staging table → INSERT … ON CONFLICT + 9 rollups, one transaction)", batchSize, store, copy.PerSecond));
+            rows.Add(("store AppendAsync (COPY → session staging table → INSERT … ON CONFLICT + 10 rollups, one transaction)", batchSize, store, copy.PerSecond));
             rows.Add(("previous store path (staging table created and dropped per batch), for comparison", batchSize, staging, copy.PerSecond));
         }
 

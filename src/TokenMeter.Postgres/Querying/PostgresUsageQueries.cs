@@ -99,7 +99,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
         batch.BatchCommands.Add(BatchCommand($"SELECT user_id, {FigureColumns}, last_call_at FROM {S}.usage_user_total WHERE user_id = $1", userId));
         batch.BatchCommands.Add(BatchCommand($"SELECT {FigureColumns} FROM {S}.usage_user_month WHERE user_id = $1 AND month = $2", userId, month));
         batch.BatchCommands.Add(BatchCommand(
-            $"SELECT endpoint, model, {SumColumns} FROM {S}.usage_user_endpoint_month WHERE user_id = $1 GROUP BY endpoint, model ORDER BY sum(cost_usd) DESC, endpoint COLLATE \"C\" NULLS FIRST, model COLLATE \"C\" NULLS FIRST",
+            $"SELECT endpoint, model, {FigureColumns} FROM {S}.usage_user_endpoint_total WHERE user_id = $1 ORDER BY cost_usd DESC, endpoint COLLATE \"C\" NULLS FIRST, model COLLATE \"C\" NULLS FIRST",
             userId));
         batch.BatchCommands.Add(BatchCommand($"SELECT day, {FigureColumns} FROM {S}.usage_user_day WHERE user_id = $1 AND day BETWEEN $2 AND $3 ORDER BY day DESC", userId, today.AddDays(-29), today));
         var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);

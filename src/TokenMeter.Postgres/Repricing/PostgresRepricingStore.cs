@@ -171,6 +171,11 @@ internal sealed class PostgresRepricingStore(PostgresStoreContext context) : IUs
                 WHERE t.user_id = m.user_id AND t.month = m.month
                   AND t.endpoint IS NOT DISTINCT FROM m.endpoint AND t.model IS NOT DISTINCT FROM m.model
             ),
+            uet AS (
+                UPDATE {S}.usage_user_endpoint_total t SET cost_usd = t.cost_usd + m.delta
+                FROM (SELECT user_id, endpoint, model, sum(delta) AS delta FROM d WHERE user_id IS NOT NULL GROUP BY 1, 2, 3) m
+                WHERE t.user_id = m.user_id AND t.endpoint IS NOT DISTINCT FROM m.endpoint AND t.model IS NOT DISTINCT FROM m.model
+            ),
             ud AS (
                 UPDATE {S}.usage_user_day t SET cost_usd = t.cost_usd + m.delta
                 FROM (SELECT user_id, day, sum(delta) AS delta FROM d WHERE user_id IS NOT NULL GROUP BY 1, 2) m

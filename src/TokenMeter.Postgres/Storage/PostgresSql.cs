@@ -70,6 +70,11 @@ internal sealed class PostgresSql
                 SELECT user_id, date_trunc('month', day)::date, endpoint, model, {SumOfSums} FROM g WHERE user_id IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
                 ON CONFLICT (user_id, month, endpoint, model) DO UPDATE SET {AddSums}
             ),
+            uet AS (
+                INSERT INTO {quoted}.usage_user_endpoint_total AS t (user_id, endpoint, model, {Sums})
+                SELECT user_id, endpoint, model, {SumOfSums} FROM g WHERE user_id IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+                ON CONFLICT (user_id, endpoint, model) DO UPDATE SET {AddSums}
+            ),
             ud AS (
                 INSERT INTO {quoted}.usage_user_day AS t (user_id, day, {Sums})
                 SELECT user_id, day, {SumOfSums} FROM g WHERE user_id IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2

@@ -843,6 +843,53 @@ public abstract class UsageStoreConformanceTests : IAsyncLifetime
         await AssertQueriesAgreeWithRecordsAsync();
     }
 
+    [Fact]
+    public async Task UserUsage_ByEndpoint_EqualsAFreshSumOverRecords_AfterIngestSpoolReplayAndReprice()
+    {
+        var repricing = Store.Repricing ?? throw new InvalidOperationException("The store under test has no re-pricing.");
+        var records = PlatformRecords();
+
+        // More history for the same users and pairs (other months), a null endpoint and model, and an unpriced call.
+        UsageRecord[] history =
+        [
+            Call("alice", Utc(2025, 11, 3, 9), "/api/analyze", "gpt-4o", 40, 20, 0.0003m, cached: 10),
+            Call("alice", Utc(2026, 2, 3, 9), null, null, 7, 3, null),
+            Call("alice", Utc(2026, 3, 3, 9), null, null, 7, 3, 0.0001m),
+            Call("bob", Utc(2026, 3, 10, 9), "/api/analyze", "house-model", 100, 100, null),
+            Call("bob", Utc(2026, 3, 11, 9), "/api/analyze", "gpt-4o", 300, 100, 0.002m, reasoning: 50),
+        ];
+        Assert.Equal(records.Length, await Store.Usage.AppendAsync(records));
+        await AssertByEndpointAgreesWithRecordsAsync();
+
+        // A spool replay: a batch resent after a lost acknowledgement, overlapping new records; then all of it again.
+        Assert.Equal(history.Length, await Store.Usage.AppendAsync([.. records[..5], .. history]));
+        Assert.Equal(0, await Store.Usage.AppendAsync([.. history, .. records]));
+        await AssertByEndpointAgreesWithRecordsAsync();
+
+        var result = await repricing.RepriceAsync(Plan(new DateOnly(2025, 11, 1), new DateOnly(2026, 3, 31), onlyUnpriced: false, dryRun: false));
+        Assert.True(result.Records > 0);
+        await AssertByEndpointAgreesWithRecordsAsync();
+        await AssertQueriesAgreeWithRecordsAsync();
+    }
+
+    /// <summary>Each user's by-endpoint list equals a fresh group-by over the stored records: same pairs, same figures, costliest first.</summary>
+    protected async Task AssertByEndpointAgreesWithRecordsAsync()
+    {
+        var records = await ExportAsync(new UsageExportQuery());
+        foreach (var user in records.Where(r => r.UserId is not null).GroupBy(r => r.UserId!, StringComparer.Ordinal))
+        {
+            var expected = user
+                .GroupBy(r => (r.Endpoint, r.Model))
+                .Select(g => new UserEndpointUsage(user.Key, g.Key.Endpoint, g.Key.Model, UsageFigures.Of(g)))
+                .OrderByDescending(e => e.Figures.CostUsd)
+                .ThenBy(e => e.Endpoint, StringComparer.Ordinal)
+                .ThenBy(e => e.Model, StringComparer.Ordinal)
+                .ToList();
+            var detail = await Store.Queries.GetUserUsageAsync(user.Key, Today);
+            Assert.Equal(expected, detail!.ByEndpoint);
+        }
+    }
+
     /// <summary>
     /// Checks the store's own reporting objects (PostgreSQL: the four summary views) against the
     /// stored records: calls, cache-write tokens and cost per user, endpoint and model, day and
