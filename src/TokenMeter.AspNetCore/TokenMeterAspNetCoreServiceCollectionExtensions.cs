@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using TokenMeter;
 using TokenMeter.AspNetCore;
 using TokenMeter.AspNetCore.Endpoints;
@@ -29,6 +30,9 @@ public static class TokenMeterAspNetCoreServiceCollectionExtensions
 
         // The app's JSON (OpenAPI documents it) writes the read model as the admin API does.
         services.ConfigureHttpJsonOptions(json => AdminJson.AddTo(json.SerializerOptions));
+
+        // API documents list the query parameters the admin routes read by hand (any generator on the API Explorer).
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<Microsoft.AspNetCore.Mvc.ApiExplorer.IApiDescriptionProvider, AdminQueryApiDescriptionProvider>());
         return builder;
     }
 }

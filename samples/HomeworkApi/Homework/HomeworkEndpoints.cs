@@ -12,20 +12,23 @@ internal static class HomeworkEndpoints
     public static void MapHomeworkEndpoints(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/api").WithTags("Homework").RequireCors(HomeworkCors.PolicyName);
-        Map(group, "/validate-image", HomeworkFeature.ValidateImage, ValidateImageAsync, "Checks that a photo shows a readable homework problem.");
-        Map(group, "/analyze", HomeworkFeature.Analyze, AnalyzeAsync, "Explains how to solve a problem, step by step.");
-        Map(group, "/hint", HomeworkFeature.Hint, HintAsync, "Gives the next hint without giving the answer away.");
-        Map(group, "/verify", HomeworkFeature.Verify, VerifyAsync, "Checks a student's answer and explains why.");
-        Map(group, "/chat", HomeworkFeature.Chat, ChatAsync, "Tutoring chat about one problem; stream:true answers as server-sent events.");
+        Map(group, "/validate-image", HomeworkFeature.ValidateImage, typeof(ValidateImageBody), ValidateImageAsync, "Checks that a photo shows a readable homework problem.");
+        Map(group, "/analyze", HomeworkFeature.Analyze, typeof(AnalyzeBody), AnalyzeAsync, "Explains how to solve a problem, step by step.");
+        Map(group, "/hint", HomeworkFeature.Hint, typeof(HintBody), HintAsync, "Gives the next hint without giving the answer away.");
+        Map(group, "/verify", HomeworkFeature.Verify, typeof(VerifyBody), VerifyAsync, "Checks a student's answer and explains why.");
+        Map(group, "/chat", HomeworkFeature.Chat, typeof(ChatBody), ChatAsync, "Tutoring chat about one problem; stream:true answers as server-sent events.")
+            .Produces<JsonObject>(StatusCodes.Status200OK, "application/json", "text/event-stream");
     }
 
-    private static void Map(RouteGroupBuilder group, string pattern, HomeworkFeature feature, Delegate handler, string summary)
+    private static RouteHandlerBuilder Map(RouteGroupBuilder group, string pattern, HomeworkFeature feature, Type body, Delegate handler, string summary)
     {
         // Filters run in the order added: check the body and the charged user, refuse users over a
         // per-minute rate limit, open the usage scope for that user, then refuse users over budget —
         // all before the model is called.
-        group.MapPost(pattern, handler)
+        // The body is read once, by the filter; its record gives the API document the schema.
+        return group.MapPost(pattern, handler)
             .WithSummary(summary)
+            .WithJsonBody(body)
             .AddEndpointFilter(new HomeworkRequestFilter(feature))
             .AddEndpointFilter(new RateLimitFilter())
             .WithUsageAttribution(Enrich)

@@ -1,3 +1,5 @@
+using System.ComponentModel;
+using System.ComponentModel.DataAnnotations;
 using System.Globalization;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -27,6 +29,7 @@ internal static class ForecastEndpoints
         admin.MapGet("/forecast/users", GetUserForecastsAsync)
             .WithName("TokenMeterGetUserForecasts")
             .WithSummary("Users whose projected month reaches their monthly cost budget, soonest first ('limit' 1..500, default 50).")
+            .WithQuery(static ([Description("Rows per page.")][Range(1, 500)] int limit = 50) => { })
             .Produces<UserForecastsResponse>(StatusCodes.Status200OK)
             .ProducesProblem(StatusCodes.Status400BadRequest);
     }

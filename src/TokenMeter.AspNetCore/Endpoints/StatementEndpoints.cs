@@ -1,3 +1,5 @@
+using System.ComponentModel;
+using System.ComponentModel.DataAnnotations;
 using System.Globalization;
 using CsvHelper;
 using Microsoft.AspNetCore.Builder;
@@ -25,13 +27,15 @@ internal static class StatementEndpoints
         admin.MapGet("/statements", GetStatementsAsync)
             .WithName("TokenMeterGetStatements")
             .WithSummary("Every user's statement for 'month' (YYYY-MM, default this month): line items by endpoint and model, cost and amount with markup.")
+            .WithQuery(static ([Description("The month (UTC, YYYY-MM), 2000-01..2199-12; default this month.")][RegularExpression("^[0-9]{4}-(0[1-9]|1[0-2])$")] string? month = null) => { })
             .Produces<StatementsResponse>(StatusCodes.Status200OK)
             .ProducesProblem(StatusCodes.Status400BadRequest);
 
         admin.MapGet("/statements/export", ExportStatements)
             .WithName("TokenMeterExportStatements")
             .WithSummary("CSV of the statements' line items for 'month' (YYYY-MM, default this month); streamed.")
-            .Produces(StatusCodes.Status200OK, contentType: "text/csv")
+            .WithQuery(static ([Description("The month (UTC, YYYY-MM), 2000-01..2199-12; default this month.")][RegularExpression("^[0-9]{4}-(0[1-9]|1[0-2])$")] string? month = null) => { })
+            .Produces<string>(StatusCodes.Status200OK, "text/csv")
             .ProducesProblem(StatusCodes.Status400BadRequest);
     }
 
