@@ -2,13 +2,13 @@ using HomeworkApi.Accounts;
 using HomeworkApi.Diagnostics;
 using HomeworkApi.Homework;
 using HomeworkApi.Hosting;
-using HomeworkApi.RateLimits;
 using HomeworkApi.Simulation;
 using Microsoft.AspNetCore.Authentication.JwtBearer;
 using Microsoft.IdentityModel.Tokens;
 using Npgsql;
 using TokenMeter;
 using TokenMeter.AspNetCore;
+using TokenMeter.RateLimits;
 
 var builder = WebApplication.CreateBuilder(args);
 var settings = HomeworkSettings.Load(builder.Configuration, builder.Environment);
@@ -96,6 +96,14 @@ tokenMeter.AddTokenMeterAspNetCore()
     .AddUsageReports()            // TokenMeter:Reports; scheduled and on-demand email reports
     .AddStatements()              // TokenMeter:Billing; statements and statement.closed webhooks
     .AddSmtpEmail();              // TokenMeter:Reports:Smtp (TokenMeter.Email)
+
+// Per-user requests and tokens per minute (Homework:RateLimits), kept in PostgreSQL when it is
+// configured, so they hold across every instance of the app.
+tokenMeter.AddRateLimits(o =>
+{
+    o.RequestsPerMinute = settings.RequestsPerMinute;
+    o.TokensPerMinute = settings.TokensPerMinute;
+});
 tokenMeter.AddOpenAIClient(o =>
 {
     o.ApiKey = settings.OpenAIApiKey ?? (settings.SimulatedModel ? "simulated" : "none");
@@ -112,7 +120,6 @@ if (settings.SimulatedModel)
 }
 
 builder.Services.AddSingleton<HomeworkModelClient>();
-builder.Services.AddHomeworkRateLimits(settings);
 builder.Services.AddHealthChecks().AddTokenMeter();   // tokenmeter-writer and tokenmeter-store (the database)
 // Numbers are numbers on the wire (the web default also reads them from strings, which the API document
 // would then type as integer-or-string); the homework and account bodies are checked by hand anyway.

@@ -11,10 +11,12 @@ using TokenMeter.Configuration;
 using TokenMeter.Postgres;
 using TokenMeter.Postgres.Budgets;
 using TokenMeter.Postgres.Querying;
+using TokenMeter.Postgres.RateLimits;
 using TokenMeter.Postgres.Repricing;
 using TokenMeter.Postgres.Schema;
 using TokenMeter.Postgres.Storage;
 using TokenMeter.Querying;
+using TokenMeter.RateLimits;
 using TokenMeter.Repricing;
 using TokenMeter.Storage;
 
@@ -24,7 +26,8 @@ namespace Microsoft.Extensions.DependencyInjection;
 public static class PostgresTokenMeterBuilderExtensions
 {
     /// <summary>
-    /// Stores usage, budgets and deliveries in PostgreSQL instead of memory. The schema installs
+    /// Stores usage, budgets, budget reservations, rate-limit windows and deliveries in PostgreSQL
+    /// instead of memory, so budgets and rate limits hold across every app instance. The schema installs
     /// itself at start-up (see <see cref="PostgresStoreOptions.InstallSchema"/>); when the database
     /// is unreachable the app still starts, logs one error, and retries in the background.
     /// Options bind from <c>TokenMeter:Postgres</c>.
@@ -35,7 +38,8 @@ public static class PostgresTokenMeterBuilderExtensions
     public static ITokenMeterBuilder AddPostgresStore(this ITokenMeterBuilder builder, string connectionString) => AddPostgresStore(builder, connectionString, configure: null);
 
     /// <summary>
-    /// Stores usage, budgets and deliveries in PostgreSQL instead of memory. The schema installs
+    /// Stores usage, budgets, budget reservations, rate-limit windows and deliveries in PostgreSQL
+    /// instead of memory, so budgets and rate limits hold across every app instance. The schema installs
     /// itself at start-up (see <see cref="PostgresStoreOptions.InstallSchema"/>); when the database
     /// is unreachable the app still starts, logs one error, and retries in the background.
     /// Options bind from <c>TokenMeter:Postgres</c>, then <paramref name="configure"/> runs.
@@ -156,6 +160,8 @@ public static class PostgresTokenMeterBuilderExtensions
         services.TryAddSingleton<PostgresUsageQueries>();
         services.TryAddSingleton<PostgresBudgetStore>();
         services.TryAddSingleton<PostgresDeliveryLog>();
+        services.TryAddSingleton<PostgresBudgetReservations>();
+        services.TryAddSingleton<PostgresRateLimitStore>();
         services.TryAddSingleton<PostgresRepricingStore>();
         var firstCall = !services.Any(d => d.ServiceType == typeof(PostgresSchemaInstaller));
         services.TryAddSingleton<PostgresSchemaInstaller>();
@@ -167,6 +173,14 @@ public static class PostgresTokenMeterBuilderExtensions
         builder.UseStore<IBudgetStore>(sp => sp.GetRequiredService<PostgresBudgetStore>());
         builder.UseStore<IDeliveryLog>(sp => sp.GetRequiredService<PostgresDeliveryLog>());
         builder.UseStore<IUsageRepricingStore>(sp => sp.GetRequiredService<PostgresRepricingStore>());
+
+        // Shared reservations and windows replace the in-memory ones whatever the order of the calls.
+        services.RemoveAll<IBudgetReservationStore>();
+        services.RemoveAll<IRateLimitStore>();
+
+        // Budgets and rate limits hold across every instance sharing this database.
+        services.AddSingleton<IBudgetReservationStore>(sp => sp.GetRequiredService<PostgresBudgetReservations>());
+        services.AddSingleton<IRateLimitStore>(sp => sp.GetRequiredService<PostgresRateLimitStore>());
 
         if (firstCall)
         {

@@ -14,7 +14,7 @@ namespace Microsoft.Extensions.DependencyInjection;
 public static class BudgetsTokenMeterBuilderExtensions
 {
     /// <summary>
-    /// Adds monthly budgets: <see cref="BudgetGuard"/> (a singleton) with options bound from
+    /// Adds monthly budgets: <see cref="BudgetGuard"/> and <see cref="UsageEstimator"/> (singletons) with options bound from
     /// <c>TokenMeter:Budgets</c>, the in-process limit cache, and, in the admin API, the budget routes.
     /// Budgets themselves live in the store (<see cref="IBudgetStore"/>). Idempotent.
     /// </summary>
@@ -43,7 +43,9 @@ public static class BudgetsTokenMeterBuilderExtensions
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<IOptions<BudgetGuardOptions>>(),
             sp.GetRequiredService<ILogger<BudgetGuard>>(),
-            sp.GetService<IMeterFactory>()));
+            sp.GetService<IMeterFactory>(),
+            sp.GetService<IBudgetReservationStore>()));
+        builder.Services.TryAddSingleton<UsageEstimator>();
 
         // The limit cache wraps whichever budget store fills the store slot, before or after this call.
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IStoreDecorator<IBudgetStore>, BudgetCacheDecorator>());

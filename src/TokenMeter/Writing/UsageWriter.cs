@@ -34,6 +34,7 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
     private readonly TokenMeterInstruments? _metrics;
     private readonly UsageSpool _spool;
     private readonly RetryBackoff _backoff;
+    private readonly IUsageStoredObserver[] _storedObservers;
 
     // Stopping: no more waiting for batches to fill or between retries. Abort: the host's shutdown
     // timeout ran out, so in-flight store calls are cancelled and the rest goes to the spool.
@@ -64,7 +65,8 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
         IOptions<UsageWriterOptions> options,
         TimeProvider timeProvider,
         TokenMeterInstruments? metrics = null,
-        ILogger<UsageWriter>? logger = null)
+        ILogger<UsageWriter>? logger = null,
+        IEnumerable<IUsageStoredObserver>? storedObservers = null)
     {
         ArgumentNullException.ThrowIfNull(store);
         ArgumentNullException.ThrowIfNull(options);
@@ -74,6 +76,7 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
         _timeProvider = timeProvider;
         _metrics = metrics;
         _logger = logger ?? (ILogger)NullLogger.Instance;
+        _storedObservers = storedObservers?.ToArray() ?? [];
         _spool = new UsageSpool(_options.ResolveSpoolDirectory(), timeProvider, _logger);
         // At least 1 ms, so probes of a down store back off even when retries are set to be immediate.
         var initialDelay = TimeSpan.FromTicks(Math.Max(_options.InitialRetryDelay.Ticks, TimeSpan.TicksPerMillisecond));
@@ -455,6 +458,7 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
                     _metrics?.WriterWritten.Add(records.Length);
                     MarkWritten();
                     _downProbes = 0;
+                    NotifyStored(records);
                     return;
                 }
                 catch (OperationCanceledException) when (_abort.IsCancellationRequested)
@@ -563,6 +567,7 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
             {
                 var chunk = records.GetRange(i, Math.Min(_options.BatchSize, records.Count - i));
                 await _store.AppendAsync(chunk, _abort.Token).ConfigureAwait(false);
+                NotifyStored(chunk);
             }
 
             // Only now that every record of the file is stored may the file go.
@@ -606,6 +611,23 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
 
         // The store is ready now: a later outage is reported in full again.
         Volatile.Write(ref _notReadyLogged, 0);
+    }
+
+    private void NotifyStored(IReadOnlyList<UsageRecord> records)
+    {
+        foreach (var observer in _storedObservers)
+        {
+            try
+            {
+                observer.OnStored(records);
+            }
+#pragma warning disable CA1031 // An observer's failure must not stop the writer.
+            catch (Exception ex)
+#pragma warning restore CA1031
+            {
+                Log.WriterLoopFailed(_logger, ex);
+            }
+        }
     }
 
     private void MarkStoreDown()
