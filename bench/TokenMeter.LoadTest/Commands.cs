@@ -24,13 +24,15 @@ internal static class Commands
                 return await BenchCommands.SustainedAsync(rest).ConfigureAwait(false);
             case "export":
                 return await BenchCommands.ExportAsync(rest).ConfigureAwait(false);
+            case "shared-limits":
+                return await SharedLimitsCommands.RunAsync(rest).ConfigureAwait(false);
             default:
                 if (await FaultCommands.RunAsync(command, rest).ConfigureAwait(false) is { } faultExit)
                 {
                     return faultExit;
                 }
 
-                Print("commands:\n" + FaultCommands.Help + "\n" + BenchCommands.Help);
+                Print("commands:\n" + FaultCommands.Help + "\n" + BenchCommands.Help + "\n" + SharedLimitsCommands.Help);
                 return command == "help" ? 0 : 2;
         }
     }

@@ -2,13 +2,13 @@ using HomeworkApi.Accounts;
 using HomeworkApi.Diagnostics;
 using HomeworkApi.Homework;
 using HomeworkApi.Hosting;
-using HomeworkApi.RateLimits;
 using HomeworkApi.Simulation;
 using Microsoft.AspNetCore.Authentication.JwtBearer;
 using Microsoft.IdentityModel.Tokens;
 using Npgsql;
 using TokenMeter;
 using TokenMeter.AspNetCore;
+using TokenMeter.RateLimits;
 
 var builder = WebApplication.CreateBuilder(args);
 var settings = HomeworkSettings.Load(builder.Configuration, builder.Environment);
@@ -89,8 +89,21 @@ if (dataSource is not null)
     tokenMeter.AddPostgresStore(dataSource);
 }
 
-tokenMeter.AddTokenMeterAspNetCore();
-tokenMeter.AddSmtpEmail();
+// Each feature is one call; the admin API maps the routes of the features added here.
+tokenMeter.AddTokenMeterAspNetCore()
+    .AddBudgets()                 // TokenMeter:Budgets; budget routes and enforcement
+    .AddAlerts()                  // TokenMeter:Alerts; budget.threshold and platform.daily_cost webhooks
+    .AddUsageReports()            // TokenMeter:Reports; scheduled and on-demand email reports
+    .AddStatements()              // TokenMeter:Billing; statements and statement.closed webhooks
+    .AddSmtpEmail();              // TokenMeter:Reports:Smtp (TokenMeter.Email)
+
+// Per-user requests and tokens per minute (Homework:RateLimits), kept in PostgreSQL when it is
+// configured, so they hold across every instance of the app.
+tokenMeter.AddRateLimits(o =>
+{
+    o.RequestsPerMinute = settings.RequestsPerMinute;
+    o.TokensPerMinute = settings.TokensPerMinute;
+});
 tokenMeter.AddOpenAIClient(o =>
 {
     o.ApiKey = settings.OpenAIApiKey ?? (settings.SimulatedModel ? "simulated" : "none");
@@ -107,9 +120,11 @@ if (settings.SimulatedModel)
 }
 
 builder.Services.AddSingleton<HomeworkModelClient>();
-builder.Services.AddHomeworkRateLimits(settings);
 builder.Services.AddHealthChecks().AddTokenMeter();   // tokenmeter-writer and tokenmeter-store (the database)
-builder.Services.AddOpenApi();
+// Numbers are numbers on the wire (the web default also reads them from strings, which the API document
+// would then type as integer-or-string); the homework and account bodies are checked by hand anyway.
+builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict);
+builder.Services.AddApiDocument();   // /openapi/v1.json (admins) and its UI /admin/api-reference, in every environment
 
 var app = builder.Build();
 
@@ -161,29 +176,28 @@ app.UseStatusCodePages();
 app.UseStaticFiles();
 app.UseCors();
 app.UseAuthentication();
+AccountRoleResolver.UseStoreFailureOfSignIn(app);   // a token that could not be checked for want of the store: 503
 app.UseAuthorization();
 app.UseRateLimiter();
 
-if (app.Environment.IsDevelopment())
-{
-    app.MapOpenApi();
-}
+app.MapApiDocument();
 
 app.MapAuthEndpoints();
 app.MapUserAdminEndpoints();
 app.MapHomeworkEndpoints();
 app.MapTokenMeterAdmin("/api/usage");
 app.MapHealthChecks("/health", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions { ResponseWriter = HealthResponse.WriteAsync });
-app.MapGet("/api/info", (HomeworkSettings s) => TypedResults.Ok(new
-{
-    simulatedModel = s.SimulatedModel,
-    storage = s.UsesPostgres ? "postgresql" : "memory",
-    models = new { analyze = s.Models.Analyze, verify = s.Models.Verify, validateImage = s.Models.ValidateImage, hint = s.Models.Hint, chat = s.Models.Chat },
-})).WithTags("Info").WithSummary("How the app runs: simulated model or not, where data is kept, the model of each feature.");
+app.MapGet("/api/info", (HomeworkSettings s) => TypedResults.Ok(new AppInfo(
+    s.SimulatedModel,
+    s.UsesPostgres ? "postgresql" : "memory",
+    new FeatureModels(s.Models.Analyze, s.Models.Verify, s.Models.ValidateImage, s.Models.Hint, s.Models.Chat)))).WithTags("Info").WithSummary("How the app runs: simulated model or not, where data is kept, the model of each feature.");
 app.MapGet("/admin", (IWebHostEnvironment env) => Results.File(env.WebRootFileProvider.GetFileInfo("admin/index.html").CreateReadStream(), "text/html; charset=utf-8"))
     .ExcludeFromDescription();
 app.MapGet("/usage", (IWebHostEnvironment env) => Results.File(env.WebRootFileProvider.GetFileInfo("usage/index.html").CreateReadStream(), "text/html; charset=utf-8")).ExcludeFromDescription();
 app.MapGet("/", () => Results.Redirect("/admin")).ExcludeFromDescription();
+
+// Browsers ask for /favicon.ico on pages without an icon link (the API reference): the portal's icon.
+app.MapGet("/favicon.ico", () => Results.Redirect("/shared/icon.svg")).ExcludeFromDescription();
 
 app.Run();
 

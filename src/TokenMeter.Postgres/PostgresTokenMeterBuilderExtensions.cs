@@ -1,28 +1,33 @@
 using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using TokenMeter;
 using TokenMeter.Budgets;
+using TokenMeter.Configuration;
 using TokenMeter.Postgres;
 using TokenMeter.Postgres.Budgets;
 using TokenMeter.Postgres.Querying;
+using TokenMeter.Postgres.RateLimits;
+using TokenMeter.Postgres.Repricing;
 using TokenMeter.Postgres.Schema;
 using TokenMeter.Postgres.Storage;
 using TokenMeter.Querying;
+using TokenMeter.RateLimits;
 using TokenMeter.Repricing;
 using TokenMeter.Storage;
 
-namespace TokenMeter;
+namespace Microsoft.Extensions.DependencyInjection;
 
 /// <summary>Registers the PostgreSQL store on a TokenMeter builder.</summary>
 public static class PostgresTokenMeterBuilderExtensions
 {
     /// <summary>
-    /// Stores usage, budgets and deliveries in PostgreSQL instead of memory. The schema installs
+    /// Stores usage, budgets, budget reservations, rate-limit windows and deliveries in PostgreSQL
+    /// instead of memory, so budgets and rate limits hold across every app instance. The schema installs
     /// itself at start-up (see <see cref="PostgresStoreOptions.InstallSchema"/>); when the database
     /// is unreachable the app still starts, logs one error, and retries in the background.
     /// Options bind from <c>TokenMeter:Postgres</c>.
@@ -33,7 +38,8 @@ public static class PostgresTokenMeterBuilderExtensions
     public static ITokenMeterBuilder AddPostgresStore(this ITokenMeterBuilder builder, string connectionString) => AddPostgresStore(builder, connectionString, configure: null);
 
     /// <summary>
-    /// Stores usage, budgets and deliveries in PostgreSQL instead of memory. The schema installs
+    /// Stores usage, budgets, budget reservations, rate-limit windows and deliveries in PostgreSQL
+    /// instead of memory, so budgets and rate limits hold across every app instance. The schema installs
     /// itself at start-up (see <see cref="PostgresStoreOptions.InstallSchema"/>); when the database
     /// is unreachable the app still starts, logs one error, and retries in the background.
     /// Options bind from <c>TokenMeter:Postgres</c>, then <paramref name="configure"/> runs.
@@ -129,13 +135,12 @@ public static class PostgresTokenMeterBuilderExtensions
     private static ITokenMeterBuilder AddPostgresStore(ITokenMeterBuilder builder, Func<IServiceProvider, (NpgsqlDataSource DataSource, bool Owned)> dataSource, Action<PostgresStoreOptions>? configure)
     {
         var services = builder.Services;
-        var options = services.AddOptions<PostgresStoreOptions>().BindConfiguration(PostgresStoreOptions.SectionName).ValidateOnStart();
+        var options = services.AddValidatedOptions<PostgresStoreOptions, PostgresStoreOptionsValidator>(PostgresStoreOptions.SectionName);
         if (configure is not null)
         {
             options.Configure(configure);
         }
 
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<PostgresStoreOptions>, PostgresStoreOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
 
         // Calling this twice replaces the earlier data source rather than adding a second store.
@@ -155,22 +160,27 @@ public static class PostgresTokenMeterBuilderExtensions
         services.TryAddSingleton<PostgresUsageQueries>();
         services.TryAddSingleton<PostgresBudgetStore>();
         services.TryAddSingleton<PostgresDeliveryLog>();
+        services.TryAddSingleton<PostgresBudgetReservations>();
+        services.TryAddSingleton<PostgresRateLimitStore>();
         services.TryAddSingleton<PostgresRepricingStore>();
         var firstCall = !services.Any(d => d.ServiceType == typeof(PostgresSchemaInstaller));
         services.TryAddSingleton<PostgresSchemaInstaller>();
         services.TryAddKeyedSingleton<IHealthCheck>(TokenMeterHealthChecks.StoreCheckName, (sp, _) => new PostgresStoreHealthCheck(sp.GetRequiredService<PostgresStoreContext>()));
 
-        // The core registers the in-memory store with TryAdd; replace it whatever the order.
-        services.RemoveAll<IUsageStore>();
-        services.RemoveAll<IUsageQueries>();
-        services.RemoveAll<IBudgetStore>();
-        services.RemoveAll<IDeliveryLog>();
-        services.RemoveAll<IUsageRepricingStore>();
-        services.AddSingleton<IUsageStore>(sp => sp.GetRequiredService<PostgresUsageStore>());
-        services.AddSingleton<IUsageQueries>(sp => sp.GetRequiredService<PostgresUsageQueries>());
-        services.AddSingleton<IBudgetStore>(sp => sp.GetRequiredService<PostgresBudgetStore>());
-        services.AddSingleton<IDeliveryLog>(sp => sp.GetRequiredService<PostgresDeliveryLog>());
-        services.AddSingleton<IUsageRepricingStore>(sp => sp.GetRequiredService<PostgresRepricingStore>());
+        // The store slot: features' decorators (the budget limit cache) wrap these whatever the order.
+        builder.UseStore<IUsageStore>(sp => sp.GetRequiredService<PostgresUsageStore>());
+        builder.UseStore<IUsageQueries>(sp => sp.GetRequiredService<PostgresUsageQueries>());
+        builder.UseStore<IBudgetStore>(sp => sp.GetRequiredService<PostgresBudgetStore>());
+        builder.UseStore<IDeliveryLog>(sp => sp.GetRequiredService<PostgresDeliveryLog>());
+        builder.UseStore<IUsageRepricingStore>(sp => sp.GetRequiredService<PostgresRepricingStore>());
+
+        // Shared reservations and windows replace the in-memory ones whatever the order of the calls.
+        services.RemoveAll<IBudgetReservationStore>();
+        services.RemoveAll<IRateLimitStore>();
+
+        // Budgets and rate limits hold across every instance sharing this database.
+        services.AddSingleton<IBudgetReservationStore>(sp => sp.GetRequiredService<PostgresBudgetReservations>());
+        services.AddSingleton<IRateLimitStore>(sp => sp.GetRequiredService<PostgresRateLimitStore>());
 
         if (firstCall)
         {

@@ -42,12 +42,13 @@ public sealed class AdminUsageTests : IClassFixture<FakeModelFixture>
     [Fact]
     public async Task UserOverBudget_Gets429WithRetryAfter_AndNoModelCall()
     {
+        // 0.001 USD: a hint's worst case (gpt-4o-mini, 400 output tokens) fits; an analysis's (gpt-4o, 2,000) does not.
         var (userId, token) = await App.RegisterAsync();
         using var admin = App.ClientWithToken(await App.AdminTokenAsync());
         using var student = App.ClientWithToken(token);
         var session = Guid.NewGuid().ToString("N");
 
-        var set = await admin.PutAsJsonAsync("/api/usage/budgets/" + userId, new { monthlyCostUsd = 0.000001m });
+        var set = await admin.PutAsJsonAsync("/api/usage/budgets/" + userId, new { monthlyCostUsd = 0.001m });
         Assert.True(set.IsSuccessStatusCode, "setting the budget: " + set.StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await student.PostAsync("/api/hint", HomeworkApp.Json(new { problemText = "1+1", sessionId = session }))).StatusCode);
         await App.WaitForRecordsAsync(r => r.SessionId == session);

@@ -302,6 +302,32 @@ public sealed class PortalBrowserTests(ChromiumFixture chromium, ITestOutputHelp
         await ChromiumFixture.AssertCspInForceAsync(page, document);
     }
 
+    [Fact]
+    public async Task Portal_LinksTheApiReference_WhichShowsTheRoutes_UnderItsCsp()
+    {
+        await using var app = new HomeworkApp(NoRequestRateLimit, environment: "Production");
+        var address = ChromiumFixture.StartOnLoopback(app);
+        await using var browserPage = await chromium.NewPageAsync();
+        var page = browserPage.Page;
+        await page.GotoAsync(new Uri(address, "/admin").ToString());
+        await page.FillAsync("#username", HomeworkApp.AdminUsername);
+        await page.FillAsync("#password", HomeworkApp.AdminPassword);
+        await page.ClickAsync("#sign-in-button");
+
+        // The portal's link opens the reference in the same tab, which keeps the admin's token for the document.
+        var failed = new List<string>();
+        page.Response += (_, r) => { if (r.Status >= 400) failed.Add(r.Status + " " + r.Url); };
+        var navigation = page.WaitForResponseAsync(r => r.Url.EndsWith("/admin/api-reference/", StringComparison.Ordinal));
+        await page.ClickAsync("#api-reference-link");
+        var reference = await navigation;
+
+        Assert.Contains("'nonce-", await reference.HeaderValueAsync("content-security-policy") ?? string.Empty, StringComparison.Ordinal);
+        // The document came with the admin's token: its operations and TokenMeter's group are listed.
+        await Assertions.Expect(page.GetByText("Sets an account's role").First).ToBeVisibleAsync(new() { Timeout = 60_000 });
+        await Assertions.Expect(page.GetByRole(AriaRole.Link, new() { Name = "TokenMeter usage" })).ToBeVisibleAsync();
+        Assert.True(browserPage.ConsoleErrors.Count == 0, string.Join("\n", browserPage.ConsoleErrors.Concat(failed)));
+    }
+
     private static Dictionary<string, string?> NoRequestRateLimit => new() { ["Homework:RateLimits:RequestsPerMinute"] = "0" };
 
     private static async Task<JsonObject> Budgets(HttpClient admin) => (await admin.GetFromJsonAsync<JsonObject>("/api/usage/budgets"))!;

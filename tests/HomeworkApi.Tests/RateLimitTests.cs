@@ -2,9 +2,7 @@ using System.Diagnostics.Metrics;
 using System.Globalization;
 using System.Net;
 using System.Text;
-using System.Threading.RateLimiting;
 using HomeworkApi.Hosting;
-using HomeworkApi.RateLimits;
 using HomeworkApi.Tests.Infrastructure;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Configuration;
@@ -14,15 +12,23 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Hosting.Internal;
 using Microsoft.Extensions.Time.Testing;
 using TokenMeter;
+using TokenMeter.AspNetCore.RateLimits;
+using TokenMeter.RateLimits;
 using TokenMeter.Testing.FakeOpenAI;
 
 namespace HomeworkApi.Tests;
 
-/// <summary>The app with both per-minute limits on, its limits reading a fake clock; the fake model answers.</summary>
-public sealed class RateLimitFixture : FakeModelFixture
+/// <summary>The app with the requests-per-minute limit on, its limits reading a fake clock; the fake model answers.</summary>
+public class RateLimitFixture : FakeModelFixture
 {
     public const int RequestsPerMinute = 10;
     public const int TokensPerMinute = 2500;
+
+    /// <summary>
+    /// Tokens per minute in this app: off here, so a burst meets only the requests limit (with it on,
+    /// the estimates of calls in flight fill the tokens window first: see <see cref="TokenRateLimitTests"/>).
+    /// </summary>
+    protected virtual int TokensLimit => 0;
 
     /// <summary>The clock of the rate limits only; the rest of the app (the usage writer included) keeps real time.</summary>
     public FakeTimeProvider Clock { get; } = new();
@@ -30,18 +36,24 @@ public sealed class RateLimitFixture : FakeModelFixture
     protected override IDictionary<string, string?> Settings => new Dictionary<string, string?>
     {
         ["Homework:RateLimits:RequestsPerMinute"] = RequestsPerMinute.ToString(CultureInfo.InvariantCulture),
-        ["Homework:RateLimits:TokensPerMinute"] = TokensPerMinute.ToString(CultureInfo.InvariantCulture),
+        ["Homework:RateLimits:TokensPerMinute"] = TokensLimit.ToString(CultureInfo.InvariantCulture),
     };
 
     protected override void ConfigureServices(IServiceCollection services) =>
-        services.AddKeyedSingleton<TimeProvider>(HomeworkRateLimiter.ClockKey, Clock);
+        services.AddKeyedSingleton<TimeProvider>(UserRateLimiter.ClockKey, Clock);
+}
+
+/// <summary>The app with both per-minute limits on.</summary>
+public sealed class TokenRateLimitFixture : RateLimitFixture
+{
+    protected override int TokensLimit => TokensPerMinute;
 }
 
 /// <summary>CONTRACT §9: <c>Homework:RateLimits:RequestsPerMinute</c> and <c>TokensPerMinute</c> on the homework routes.</summary>
 public sealed class RateLimitTests : IClassFixture<RateLimitFixture>
 {
-    private const string RateLimitedType = "https://tokenmeter.dev/problems/rate-limited";
-    private const string HintBody = """{"problemText":"Solve 2x + 3 = 7"}""";
+    internal const string RateLimitedType = "https://tokenmeter.dev/problems/rate-limited";
+    internal const string HintBody = """{"problemText":"Solve 2x + 3 = 7"}""";
     private readonly RateLimitFixture _fixture;
 
     public RateLimitTests(RateLimitFixture fixture)
@@ -179,6 +191,89 @@ public sealed class RateLimitTests : IClassFixture<RateLimitFixture>
     }
 
     [Fact]
+    public async Task Requests_InvalidBodies_AreRefusedAs400_WithoutSpendingAPermit()
+    {
+        var (_, token) = await App.RegisterAsync();
+        using var client = App.ClientWithToken(token);
+        for (var i = 0; i < 20; i++)
+        {
+            Assert.Equal(HttpStatusCode.BadRequest, (await client.PostAsync("/api/hint", HomeworkApp.RawJson("{}"))).StatusCode);
+        }
+
+        Assert.Equal(HttpStatusCode.OK, (await HintAsync(client)).StatusCode);
+    }
+
+    [Theory]
+    [InlineData("Homework:RateLimits:RequestsPerMinute", "-1")]
+    [InlineData("Homework:RateLimits:TokensPerMinute", "-5")]
+    [InlineData("Homework:RateLimits:RequestsPerMinute", "ten")]
+    public void Settings_NegativeOrNotANumber_FailStartWithMessageNamingTheKey(string key, string value)
+    {
+        using var app = new HomeworkApp(new Dictionary<string, string?> { [key] = value });
+
+        var error = Assert.ThrowsAny<Exception>(() => app.Server);
+
+        var message = error is AggregateException a ? a.Flatten().InnerExceptions[0].Message : error.Message;
+        Assert.Contains(key, message, StringComparison.Ordinal);
+        Assert.Contains($"'{value}'", message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Settings_Unset_ThirtyRequestsPerMinute_TokensOff()
+    {
+        var settings = HomeworkSettings.Load(new ConfigurationBuilder().Build(), new HostingEnvironment { EnvironmentName = Environments.Development });
+
+        Assert.Equal(30, settings.RequestsPerMinute);
+        Assert.Equal(0, settings.TokensPerMinute);
+    }
+
+    internal static Task<HttpResponseMessage> HintAsync(HttpClient client) => client.PostAsync("/api/hint", HomeworkApp.RawJson(HintBody));
+
+    private MetricCollector<long> Rejections() => Rejections(App);
+
+    internal static MetricCollector<long> Rejections(HomeworkApp app) =>
+        new(app.Services.GetRequiredService<IMeterFactory>(), TokenMeterDiagnostics.MeterName, "tokenmeter.rate_limit.rejections");
+
+    internal static long Count(MetricCollector<long> collector, string limit) =>
+        collector.GetMeasurementSnapshot().Where(m => m.Tags["limit"] as string == limit).Sum(m => m.Value);
+
+    private static IPAddress RandomAddress() => new([10, (byte)Random.Shared.Next(256), (byte)Random.Shared.Next(256), (byte)Random.Shared.Next(1, 255)]);
+
+    /// <summary>An anonymous POST to /api/hint from <paramref name="address"/>: TestServer lets a test set the connection's remote address.</summary>
+    private Task<HttpContext> PostFromAsync(IPAddress address, string json)
+    {
+        var bytes = Encoding.UTF8.GetBytes(json);
+        return App.Server.SendAsync(c =>
+        {
+            c.Connection.RemoteIpAddress = address;
+            c.Request.Method = HttpMethods.Post;
+            c.Request.Path = "/api/hint";
+            c.Request.ContentType = "application/json";
+            c.Request.ContentLength = bytes.Length;
+            c.Request.Body = new MemoryStream(bytes);
+        });
+    }
+}
+
+/// <summary>
+/// CONTRACT §9 <c>TokensPerMinute</c>: each call reserves its worst case (prompt + max output tokens)
+/// before it and settles to the tokens it used after it; a call is let in while the window is below the limit.
+/// </summary>
+public sealed class TokenRateLimitTests : IClassFixture<TokenRateLimitFixture>
+{
+    private const string HintBody = RateLimitTests.HintBody;
+    private const string RateLimitedType = RateLimitTests.RateLimitedType;
+    private readonly TokenRateLimitFixture _fixture;
+
+    public TokenRateLimitTests(TokenRateLimitFixture fixture)
+    {
+        _fixture = fixture;
+        fixture.Reset();
+    }
+
+    private HomeworkApp App => _fixture.App;
+
+    [Fact]
     public async Task Tokens_OverTheLimit_NextCallRefusedWithoutModelCall_AndAllowedAgainAfterTheWindow()
     {
         var (userId, token) = await App.RegisterAsync();
@@ -236,162 +331,87 @@ public sealed class RateLimitTests : IClassFixture<RateLimitFixture>
     }
 
     [Fact]
-    public async Task Requests_InvalidBodies_AreRefusedAs400_WithoutSpendingAPermit()
+    public async Task Tokens_ABurstIsAdmittedOnlyWhileTheReservedEstimatesFit_AndRefusedCallsNeverReachTheModel()
     {
         var (_, token) = await App.RegisterAsync();
         using var client = App.ClientWithToken(token);
-        for (var i = 0; i < 20; i++)
-        {
-            Assert.Equal(HttpStatusCode.BadRequest, (await client.PostAsync("/api/hint", HomeworkApp.RawJson("{}"))).StatusCode);
-        }
+        _fixture.Model.Responder = r => FakeModelReplies.For(r, new FakeUsage { PromptTokens = 100, CompletionTokens = 50 });
 
-        Assert.Equal(HttpStatusCode.OK, (await HintAsync(client)).StatusCode);
+        var responses = await Task.WhenAll(Enumerable.Range(0, 20).Select(_ => HintAsync(client)));
+
+        var ok = responses.Count(r => r.StatusCode == HttpStatusCode.OK);
+        Assert.InRange(ok, 1, RateLimitFixture.RequestsPerMinute);
+        Assert.Equal(20 - ok, responses.Count(r => r.StatusCode == HttpStatusCode.TooManyRequests));
+        Assert.Equal(ok, _fixture.Model.RequestCount);
     }
 
-    [Theory]
-    [InlineData("Homework:RateLimits:RequestsPerMinute", "-1")]
-    [InlineData("Homework:RateLimits:TokensPerMinute", "-5")]
-    [InlineData("Homework:RateLimits:RequestsPerMinute", "ten")]
-    public void Settings_NegativeOrNotANumber_FailStartWithMessageNamingTheKey(string key, string value)
-    {
-        using var app = new HomeworkApp(new Dictionary<string, string?> { [key] = value });
+    private static Task<HttpResponseMessage> HintAsync(HttpClient client) => RateLimitTests.HintAsync(client);
 
-        var error = Assert.ThrowsAny<Exception>(() => app.Server);
+    private MetricCollector<long> Rejections() => RateLimitTests.Rejections(App);
 
-        var message = error is AggregateException a ? a.Flatten().InnerExceptions[0].Message : error.Message;
-        Assert.Contains(key, message, StringComparison.Ordinal);
-        Assert.Contains($"'{value}'", message, StringComparison.Ordinal);
-    }
-
-    [Fact]
-    public void Settings_Unset_ThirtyRequestsPerMinute_TokensOff()
-    {
-        var settings = HomeworkSettings.Load(new ConfigurationBuilder().Build(), new HostingEnvironment { EnvironmentName = Environments.Development });
-
-        Assert.Equal(30, settings.RequestsPerMinute);
-        Assert.Equal(0, settings.TokensPerMinute);
-    }
-
-    private static Task<HttpResponseMessage> HintAsync(HttpClient client) => client.PostAsync("/api/hint", HomeworkApp.RawJson(HintBody));
-
-    private MetricCollector<long> Rejections() =>
-        new(App.Services.GetRequiredService<IMeterFactory>(), "TokenMeter", "homework.rate_limit.rejections");
-
-    private static long Count(MetricCollector<long> collector, string limit) =>
-        collector.GetMeasurementSnapshot().Where(m => m.Tags["limit"] as string == limit).Sum(m => m.Value);
-
-    private static IPAddress RandomAddress() => new([10, (byte)Random.Shared.Next(256), (byte)Random.Shared.Next(256), (byte)Random.Shared.Next(1, 255)]);
-
-    /// <summary>An anonymous POST to /api/hint from <paramref name="address"/>: TestServer lets a test set the connection's remote address.</summary>
-    private Task<HttpContext> PostFromAsync(IPAddress address, string json)
-    {
-        var bytes = Encoding.UTF8.GetBytes(json);
-        return App.Server.SendAsync(c =>
-        {
-            c.Connection.RemoteIpAddress = address;
-            c.Request.Method = HttpMethods.Post;
-            c.Request.Path = "/api/hint";
-            c.Request.ContentType = "application/json";
-            c.Request.ContentLength = bytes.Length;
-            c.Request.Body = new MemoryStream(bytes);
-        });
-    }
+    private static long Count(MetricCollector<long> collector, string limit) => RateLimitTests.Count(collector, limit);
 }
 
-/// <summary>The two windows on their own, on a fake clock.</summary>
+/// <summary>The in-process window on its own, on a fake clock.</summary>
 public sealed class RateLimitWindowTests
 {
+    private static readonly TimeSpan Minute = TimeSpan.FromMinutes(1);
     private readonly FakeTimeProvider _clock = new();
+    private readonly InMemoryRateLimitStore _store = new();
 
     [Fact]
-    public void SlidingLog_FreesEachPermitAMinuteAfterItWasGranted_AndIsIdleOnlyWhenAllAreFree()
+    public async Task Requests_FreeEachPermitAMinuteAfterItWasGranted()
     {
-        using var limiter = new SlidingLogRateLimiter(3, TimeSpan.FromMinutes(1), _clock);
-
         for (var i = 0; i < 3; i++)
         {
-            Assert.True(limiter.AttemptAcquire().IsAcquired);
+            Assert.True((await RequestAsync("a", 3)).Allowed);
             _clock.Advance(TimeSpan.FromSeconds(10));
         }
 
-        using var refused = limiter.AttemptAcquire();
-        Assert.False(refused.IsAcquired);
-        Assert.True(refused.TryGetMetadata(MetadataName.RetryAfter, out var wait));
-        Assert.Equal(TimeSpan.FromSeconds(30), wait);
-        Assert.Null(limiter.IdleDuration);
+        var refused = await RequestAsync("a", 3);
+        Assert.False(refused.Allowed);
+        Assert.Equal(TimeSpan.FromSeconds(30), refused.RetryAfter);
 
         _clock.Advance(TimeSpan.FromSeconds(30));
-        Assert.True(limiter.AttemptAcquire().IsAcquired);
-        Assert.False(limiter.AttemptAcquire().IsAcquired);
-
-        _clock.Advance(TimeSpan.FromSeconds(75));
-        Assert.Equal(TimeSpan.FromSeconds(15), limiter.IdleDuration);
-        Assert.Equal(3, limiter.GetStatistics()!.CurrentAvailablePermits);
+        Assert.True((await RequestAsync("a", 3)).Allowed);
+        Assert.False((await RequestAsync("a", 3)).Allowed);
+        Assert.True((await RequestAsync("b", 3)).Allowed);
     }
 
     [Fact]
-    public void SlidingLog_LargeLimit_GrowsItsLogAsPermitsAreTaken()
+    public async Task Requests_LargeLimit_RetryAfterIsWhenTheOldestLeaves()
     {
-        using var limiter = new SlidingLogRateLimiter(1000, TimeSpan.FromMinutes(1), _clock);
-
         for (var i = 0; i < 1000; i++)
         {
-            Assert.True(limiter.AttemptAcquire().IsAcquired);
+            Assert.True((await RequestAsync("a", 1000)).Allowed);
             _clock.Advance(TimeSpan.FromMilliseconds(10));
         }
 
-        using var refused = limiter.AttemptAcquire();
-        Assert.False(refused.IsAcquired);
-        Assert.True(refused.TryGetMetadata(MetadataName.RetryAfter, out var wait));
-        Assert.Equal(TimeSpan.FromSeconds(50), wait);
+        var refused = await RequestAsync("a", 1000);
+        Assert.False(refused.Allowed);
+        Assert.Equal(TimeSpan.FromSeconds(50), refused.RetryAfter);
     }
 
     [Fact]
-    public void TokenWindow_SumsTheLastMinutePerUser_AndDropsIdleUsers()
+    public async Task Tokens_AdmitWhileBelowTheLimit_SettleReplacesTheEstimate_AndIdlePartitionsAreSwept()
     {
-        var window = new UserTokenWindow(_clock);
-        for (var i = 0; i < 100; i++)
-        {
-            window.OnUsage(Record("u" + i.ToString(CultureInfo.InvariantCulture), 10));
-        }
+        var first = Guid.NewGuid();
+        Assert.True((await TokensAsync("u", first, 800, 1000)).Allowed);
+        Assert.True((await TokensAsync("u", Guid.NewGuid(), 800, 1000)).Allowed);
+        var refused = await TokensAsync("u", Guid.NewGuid(), 10, 1000);
+        Assert.False(refused.Allowed);
+        Assert.Equal(1600, refused.Used);
 
-        window.OnUsage(Record(null, 1000));
-        window.OnUsage(Record("u0", 990));
-        Assert.Equal((1000L, TimeSpan.FromSeconds(60)), window.Check("u0", 1000));
-        Assert.Equal((10L, TimeSpan.Zero), window.Check("u1", 1000));
-        Assert.Equal(100, window.TrackedUsers);
+        await _store.SettleAsync("u", first, 100);
+        Assert.True((await TokensAsync("u", Guid.NewGuid(), 10, 1000)).Allowed);
+        for (var i = 0; i < 50; i++)
+        {
+            await TokensAsync("idle" + i.ToString(CultureInfo.InvariantCulture), Guid.NewGuid(), 1, 1000);
+        }
 
         _clock.Advance(TimeSpan.FromSeconds(61));
-        window.OnUsage(Record("late", 5));
-
-        Assert.Equal((0L, TimeSpan.Zero), window.Check("u0", 1000));
-        Assert.Equal(1, window.TrackedUsers);
-    }
-
-    [Fact]
-    public async Task TokenWindow_ConcurrentRecordsAndSweeps_LoseNoTokens()
-    {
-        var window = new UserTokenWindow(_clock);
-        var users = Enumerable.Range(0, 8).SelectMany(t => Enumerable.Range(0, 50).Select(u => $"t{t}-{u}")).Append("shared").ToList();
-        foreach (var user in users)
-        {
-            window.OnUsage(Record(user, 1000));
-        }
-
-        // A minute on, those tokens have left the window and the sweep is due: it races to drop each
-        // user while eight threads record new tokens for a shared user and for users of their own.
-        _clock.Advance(TimeSpan.FromSeconds(60));
-        await Task.WhenAll(Enumerable.Range(0, 8).Select(t => Task.Run(() =>
-        {
-            for (var i = 0; i < 2000; i++)
-            {
-                window.OnUsage(Record("shared", 1));
-                window.OnUsage(Record($"t{t}-{i % 50}", 1));
-            }
-        })));
-
-        Assert.Equal(16_000, window.Check("shared", long.MaxValue).Used);
-        Assert.Equal(8 * 2000, Enumerable.Range(0, 8).SelectMany(t => Enumerable.Range(0, 50).Select(u => window.Check($"t{t}-{u}", long.MaxValue).Used)).Sum());
+        Assert.True((await TokensAsync("late", Guid.NewGuid(), 5, 1000)).Allowed);
+        Assert.Equal(1, _store.PartitionCount);
     }
 
     [Theory]
@@ -400,8 +420,11 @@ public sealed class RateLimitWindowTests
     [InlineData("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64")]
     [InlineData("2001:db8:1:2::1", "2001:db8:1:2::/64")]
     public void AnonymousPartition_IsTheIPv4Address_OrTheIPv6Slash64(string address, string key) =>
-        Assert.Equal(key, HomeworkRateLimiter.AddressKey(IPAddress.Parse(address)));
+        Assert.Equal(key, RateLimitPartitions.AddressKey(IPAddress.Parse(address)));
 
-    private static UsageRecord Record(string? user, long tokens) =>
-        new() { Id = Guid.NewGuid(), CreatedAt = DateTimeOffset.UnixEpoch, UserId = user, InputTokens = tokens, TotalTokens = tokens };
+    private ValueTask<RateLimitResult> RequestAsync(string key, int limit) =>
+        _store.AcquireAsync(new RateLimitRequest(key, Guid.NewGuid(), _clock.GetUtcNow(), Minute, limit, 1, MustFit: true));
+
+    private ValueTask<RateLimitResult> TokensAsync(string key, Guid id, long amount, long limit) =>
+        _store.AcquireAsync(new RateLimitRequest(key, id, _clock.GetUtcNow(), Minute, limit, amount, MustFit: false));
 }

@@ -126,7 +126,9 @@ public sealed class SimulatedModeTests : IAsyncLifetime
         var portal = await client.GetAsync("/admin");
         Assert.Equal(HttpStatusCode.OK, portal.StatusCode);
         Assert.Contains("<title>", await portal.Content.ReadAsStringAsync(), StringComparison.Ordinal);
-        var openApi = await client.GetStringAsync("/openapi/v1.json");
+        Assert.Equal(HttpStatusCode.Unauthorized, (await client.GetAsync("/openapi/v1.json")).StatusCode);
+        using var admin = _app.ClientWithToken(await _app.AdminTokenAsync());
+        var openApi = await admin.GetStringAsync("/openapi/v1.json");
         Assert.Contains("/api/analyze", openApi, StringComparison.Ordinal);
     }
 }

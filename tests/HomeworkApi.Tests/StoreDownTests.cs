@@ -25,7 +25,8 @@ public sealed class StoreDownTests(ITestOutputHelper output) : IAsyncLifetime
     /// </summary>
     private static readonly HashSet<string> NeedNoStore =
     [
-        "GET /", "GET /admin", "GET /usage", "GET /api/info", "GET /openapi/{documentName}.json", "POST /api/usage/reports/send",
+        "GET /", "GET /admin", "GET /usage", "GET /api/info", "GET /openapi/v1.json", "POST /api/usage/reports/send", "GET /favicon.ico",
+        "GET /admin/api-reference/{documentName?}", "GET /admin/api-reference/scalar.js", "GET /admin/api-reference/scalar.aspnetcore.js", "GET /admin/api-reference/favicon.svg",
         "POST /api/validate-image", "POST /api/analyze", "POST /api/hint", "POST /api/verify", "POST /api/chat",
     ];
 
@@ -132,6 +133,39 @@ public sealed class StoreDownTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.True(answered503 >= 20, $"only {answered503} routes answered 503");
         Assert.Equal(HttpStatusCode.OK, (await admin.GetAsync("/api/usage/stats")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await admin.GetAsync("/api/users")).StatusCode);
+    }
+
+    [Fact]
+    public async Task PostgresStopped_ATokenWhoseRoleWasNeverRead_Is503_NotA401()
+    {
+        // Signing in reads no role: the first request with this token needs the account store.
+        var (_, token) = await _app.RegisterAsync();
+        using var student = _app.ClientWithToken(token);
+
+        await _server.StopAsync();
+        try
+        {
+            foreach (var (method, path) in new[] { ("GET", "/api/usage/me"), ("POST", "/api/hint"), ("GET", "/api/auth/me") })
+            {
+                using var request = new HttpRequestMessage(new HttpMethod(method), path);
+                if (method == "POST")
+                {
+                    request.Content = new StringContent("""{"problemText":"1 + 1"}""", Encoding.UTF8, "application/json");
+                }
+
+                using var response = await student.SendAsync(request);
+                var body = await response.Content.ReadAsStringAsync();
+                Assert.True(response.StatusCode == HttpStatusCode.ServiceUnavailable, $"{method} {path}: {(int)response.StatusCode} {body}");
+                Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+                Assert.True(response.Headers.RetryAfter?.Delta > TimeSpan.Zero, $"{method} {path}: no Retry-After");
+            }
+        }
+        finally
+        {
+            await _server.StartAgainAsync();
+        }
+
+        Assert.Equal(HttpStatusCode.OK, (await student.GetAsync("/api/usage/me")).StatusCode);
     }
 
     private static string Body() => JsonSerializer.Serialize(new Dictionary<string, object>

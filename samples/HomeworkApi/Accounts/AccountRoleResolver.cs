@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.ExceptionServices;
 using System.Security.Claims;
 using HomeworkApi.Hosting;
 using Microsoft.AspNetCore.Authentication.JwtBearer;
@@ -11,7 +12,7 @@ namespace HomeworkApi.Accounts;
 /// default 30, at most 60), and a token whose account is gone is refused. Deleting or demoting an
 /// account through this instance applies at once; through another instance, within the cache time.
 /// While the store cannot be reached, a role read before keeps serving; with none, the request fails
-/// with 503.
+/// with 503 (through <see cref="UseStoreFailureOfSignIn"/> and the app's exception handler).
 /// </summary>
 internal sealed class AccountRoleResolver(IAccountStore store, TimeProvider timeProvider, HomeworkSettings settings)
 {
@@ -19,6 +20,23 @@ internal sealed class AccountRoleResolver(IAccountStore store, TimeProvider time
     private const int MaxCachedAccounts = 100_000;
 
     private readonly ConcurrentDictionary<long, Entry> _cache = new();
+
+    /// <summary>Where <see cref="ApplyAsync"/> leaves the store's failure for <see cref="UseStoreFailureOfSignIn"/>.</summary>
+    private static readonly object StoreFailureKey = new();
+
+    /// <summary>
+    /// After authentication: a request whose token could not be checked against an unreachable account
+    /// store fails with the store's exception, which the exception handler answers with 503 and Retry-After.
+    /// </summary>
+    public static IApplicationBuilder UseStoreFailureOfSignIn(IApplicationBuilder app) => app.Use((context, next) =>
+    {
+        if (context.Items[StoreFailureKey] is Exception failure)
+        {
+            ExceptionDispatchInfo.Throw(failure);
+        }
+
+        return next(context);
+    });
 
     /// <summary>The <see cref="JwtBearerEvents.OnTokenValidated"/> step: the role claim becomes the store's, or the token is refused.</summary>
     public async Task ApplyAsync(TokenValidatedContext context)
@@ -31,7 +49,20 @@ internal sealed class AccountRoleResolver(IAccountStore store, TimeProvider time
             return;
         }
 
-        var role = await GetRoleAsync(id, context.HttpContext.RequestAborted);
+        string? role;
+        try
+        {
+            role = await GetRoleAsync(id, context.HttpContext.RequestAborted);
+        }
+        catch (Exception ex) when (TokenMeter.AspNetCore.StoreUnavailableProblem.IsStoreUnavailable(ex))
+        {
+            // No role read before and the store cannot be reached: the request answers 503 (see
+            // UseStoreFailureOfSignIn), not a 401 that would send a valid user to sign in again.
+            context.HttpContext.Items[StoreFailureKey] = ex;
+            context.Fail(ex);
+            return;
+        }
+
         if (role is null)
         {
             context.Fail("The account of this token no longer exists.");

@@ -1,3 +1,4 @@
+using System.ComponentModel;
 using HomeworkApi.Hosting;
 
 namespace HomeworkApi.Accounts;
@@ -11,6 +12,7 @@ internal static class AuthEndpoints
         group.MapPost("/register", RegisterAsync)
             .WithSummary("Creates a student account.")
             .RequireRateLimiting(AccountThrottles.RegisterPolicy)
+            .WithJsonBody<RegisterBody>()
             .Produces<UserDto>(StatusCodes.Status201Created)
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status409Conflict)
@@ -18,6 +20,7 @@ internal static class AuthEndpoints
         group.MapPost("/login", LoginAsync)
             .WithSummary("Signs in and returns a bearer token.")
             .RequireRateLimiting(AccountThrottles.LoginPolicy)
+            .WithJsonBody<LoginBody>()
             .Produces<LoginResponse>()
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status401Unauthorized)
@@ -90,3 +93,12 @@ internal sealed record UserDto(string Id, string Username, string Email, string 
 
 /// <summary>The answer to a successful login.</summary>
 internal sealed record LoginResponse(string Token, DateTimeOffset ExpiresAt, UserDto User);
+
+/// <summary>The body of <c>POST /api/auth/register</c> (read by hand so each 400 names the field).</summary>
+internal sealed record RegisterBody(
+    [property: Description("3 to 32 letters, digits, '.', '_' or '-'.")] string Username,
+    [property: Description("The account's email address.")] string Email,
+    [property: Description("At least 10 characters mixing letters with digits or symbols; not containing the username or the email's name; not a common password.")] string Password);
+
+/// <summary>The body of <c>POST /api/auth/login</c>.</summary>
+internal sealed record LoginBody(string Username, string Password);

@@ -1,8 +1,8 @@
 using System.Text.Json.Nodes;
 using HomeworkApi.Hosting;
-using HomeworkApi.RateLimits;
 using TokenMeter.AspNetCore.Attribution;
 using TokenMeter.AspNetCore.Budgets;
+using TokenMeter.AspNetCore.RateLimits;
 
 namespace HomeworkApi.Homework;
 
@@ -12,24 +12,28 @@ internal static class HomeworkEndpoints
     public static void MapHomeworkEndpoints(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/api").WithTags("Homework").RequireCors(HomeworkCors.PolicyName);
-        Map(group, "/validate-image", HomeworkFeature.ValidateImage, ValidateImageAsync, "Checks that a photo shows a readable homework problem.");
-        Map(group, "/analyze", HomeworkFeature.Analyze, AnalyzeAsync, "Explains how to solve a problem, step by step.");
-        Map(group, "/hint", HomeworkFeature.Hint, HintAsync, "Gives the next hint without giving the answer away.");
-        Map(group, "/verify", HomeworkFeature.Verify, VerifyAsync, "Checks a student's answer and explains why.");
-        Map(group, "/chat", HomeworkFeature.Chat, ChatAsync, "Tutoring chat about one problem; stream:true answers as server-sent events.");
+        Map(group, "/validate-image", HomeworkFeature.ValidateImage, typeof(ValidateImageBody), ValidateImageAsync, "Checks that a photo shows a readable homework problem.");
+        Map(group, "/analyze", HomeworkFeature.Analyze, typeof(AnalyzeBody), AnalyzeAsync, "Explains how to solve a problem, step by step.");
+        Map(group, "/hint", HomeworkFeature.Hint, typeof(HintBody), HintAsync, "Gives the next hint without giving the answer away.");
+        Map(group, "/verify", HomeworkFeature.Verify, typeof(VerifyBody), VerifyAsync, "Checks a student's answer and explains why.");
+        Map(group, "/chat", HomeworkFeature.Chat, typeof(ChatBody), ChatAsync, "Tutoring chat about one problem; stream:true answers as server-sent events.")
+            .Produces<JsonObject>(StatusCodes.Status200OK, "application/json", "text/event-stream");
     }
 
-    private static void Map(RouteGroupBuilder group, string pattern, HomeworkFeature feature, Delegate handler, string summary)
+    private static RouteHandlerBuilder Map(RouteGroupBuilder group, string pattern, HomeworkFeature feature, Type body, Delegate handler, string summary)
     {
         // Filters run in the order added: check the body and the charged user, refuse users over a
-        // per-minute rate limit, open the usage scope for that user, then refuse users over budget —
-        // all before the model is called.
-        group.MapPost(pattern, handler)
+        // per-minute rate limit (TokenMeter's, partitioned by the charged user from the body, else
+        // the client address), open the usage scope for that user, then refuse users over budget —
+        // all before the model is called. Both reserve this request's own worst case.
+        // The body is read once, by the filter; its record gives the API document the schema.
+        return group.MapPost(pattern, handler)
             .WithSummary(summary)
+            .WithJsonBody(body)
             .AddEndpointFilter(new HomeworkRequestFilter(feature))
-            .AddEndpointFilter(new RateLimitFilter())
+            .WithRateLimits(http => HomeworkRequestFilter.Get(http).ChargedUserId, HomeworkCall.Estimate)
             .WithUsageAttribution(Enrich)
-            .WithBudgetEnforcement()
+            .WithBudgetEnforcement(HomeworkCall.Estimate)
             .Produces<JsonObject>()
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status401Unauthorized)
@@ -67,35 +71,36 @@ internal static class HomeworkEndpoints
 
     private static Task<IResult> ValidateImageAsync(HttpContext http, HomeworkModelClient model, HomeworkSettings settings, CancellationToken cancellationToken)
     {
-        var request = HomeworkRequestFilter.Get(http);
-        return model.CompleteStructuredAsync(settings.Models.ValidateImage, HomeworkPrompts.ValidateImage(request), HomeworkPrompts.ImageCheckSchema, 600, null, cancellationToken);
+        var call = HomeworkCall.Get(http);
+        return model.CompleteStructuredAsync(call.Model, call.Messages, call.Schema!, call.MaxOutputTokens, null, cancellationToken);
     }
 
     private static Task<IResult> AnalyzeAsync(HttpContext http, HomeworkModelClient model, HomeworkSettings settings, CancellationToken cancellationToken)
     {
-        var request = HomeworkRequestFilter.Get(http);
-        return model.CompleteStructuredAsync(settings.Models.Analyze, HomeworkPrompts.Analyze(request), HomeworkPrompts.AnalysisSchema, 2000, null, cancellationToken);
+        var call = HomeworkCall.Get(http);
+        return model.CompleteStructuredAsync(call.Model, call.Messages, call.Schema!, call.MaxOutputTokens, null, cancellationToken);
     }
 
     private static Task<IResult> HintAsync(HttpContext http, HomeworkModelClient model, HomeworkSettings settings, CancellationToken cancellationToken)
     {
         var request = HomeworkRequestFilter.Get(http);
         var number = request.PreviousHints.Count + 1;
-        return model.CompleteStructuredAsync(settings.Models.Hint, HomeworkPrompts.Hint(request), HomeworkPrompts.HintSchema, 400, reply => reply["hintNumber"] = number, cancellationToken);
+        var call = HomeworkCall.Get(http);
+        return model.CompleteStructuredAsync(call.Model, call.Messages, call.Schema!, call.MaxOutputTokens, reply => reply["hintNumber"] = number, cancellationToken);
     }
 
     private static Task<IResult> VerifyAsync(HttpContext http, HomeworkModelClient model, HomeworkSettings settings, CancellationToken cancellationToken)
     {
-        var request = HomeworkRequestFilter.Get(http);
-        return model.CompleteStructuredAsync(settings.Models.Verify, HomeworkPrompts.Verify(request), HomeworkPrompts.AnswerCheckSchema, 1000, null, cancellationToken);
+        var call = HomeworkCall.Get(http);
+        return model.CompleteStructuredAsync(call.Model, call.Messages, call.Schema!, call.MaxOutputTokens, null, cancellationToken);
     }
 
     private static Task<IResult> ChatAsync(HttpContext http, HomeworkModelClient model, HomeworkSettings settings, CancellationToken cancellationToken)
     {
         var request = HomeworkRequestFilter.Get(http);
-        var messages = HomeworkPrompts.Chat(request);
+        var call = HomeworkCall.Get(http);
         return request.Stream
-            ? model.StreamTextAsync(settings.Models.Chat, messages, 800, cancellationToken)
-            : model.CompleteTextAsync(settings.Models.Chat, messages, 800, cancellationToken);
+            ? model.StreamTextAsync(call.Model, call.Messages, call.MaxOutputTokens, cancellationToken)
+            : model.CompleteTextAsync(call.Model, call.Messages, call.MaxOutputTokens, cancellationToken);
     }
 }

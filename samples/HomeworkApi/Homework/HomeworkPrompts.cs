@@ -177,7 +177,10 @@ internal static class HomeworkPrompts
 
     private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, ChatResponseFormat> SchemaFormats = new(StringComparer.Ordinal);
 
-    private static ChatResponseFormat CreateSchema(string name) => ChatResponseFormat.CreateJsonSchemaFormat(name, BinaryData.FromString(name switch
+    private static ChatResponseFormat CreateSchema(string name) => ChatResponseFormat.CreateJsonSchemaFormat(name, BinaryData.FromString(SchemaText(name)), jsonSchemaIsStrict: true);
+
+    /// <summary>The JSON schema of a structured feature (it counts as input tokens of the call).</summary>
+    public static string SchemaText(string name) => name switch
     {
         ImageCheckSchema => """
             {"type":"object","additionalProperties":false,
@@ -209,7 +212,7 @@ internal static class HomeworkPrompts
                "isCorrect":{"type":"boolean"},"explanation":{"type":"string"},"mistake":{"type":"string"},"suggestion":{"type":"string"}}}
             """,
         _ => throw new ArgumentOutOfRangeException(nameof(name), name, "Unknown schema."),
-    }), jsonSchemaIsStrict: true);
+    };
 
     /// <summary>The properties a reply of each schema must have (checked before it is returned).</summary>
     public static IReadOnlyList<string> RequiredProperties(string name) => name switch

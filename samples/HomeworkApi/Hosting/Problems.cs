@@ -1,13 +1,11 @@
 using System.Text.Json;
+using TokenMeter.AspNetCore.RateLimits;
 
 namespace HomeworkApi.Hosting;
 
 /// <summary>RFC 9457 problem details with a human sentence in <c>detail</c>.</summary>
 internal static class Problems
 {
-    /// <summary>The problem type of a per-minute rate limit refusal; distinct from the budget's <c>budget-exceeded</c>.</summary>
-    public const string RateLimitedType = "https://tokenmeter.dev/problems/rate-limited";
-
     public static IResult BadRequest(string detail) =>
         TypedResults.Problem(detail: detail, statusCode: StatusCodes.Status400BadRequest, title: "The request is not valid.");
 
@@ -21,14 +19,10 @@ internal static class Problems
         TypedResults.Problem(detail: detail, statusCode: StatusCodes.Status409Conflict, title: "Already taken.");
 
     public static IResult TooManyRequests(string detail) =>
-        TypedResults.Problem(detail: detail, statusCode: StatusCodes.Status429TooManyRequests, title: "Too many requests.", type: RateLimitedType);
+        TypedResults.Problem(detail: detail, statusCode: StatusCodes.Status429TooManyRequests, title: "Too many requests.", type: RateLimitProblemTypes.RateLimited);
 
     public static IResult NotFound(string detail) =>
         TypedResults.Problem(detail: detail, statusCode: StatusCodes.Status404NotFound, title: "Not found.");
-
-    /// <summary>429 for a per-minute rate limit; <paramref name="extensions"/> say which limit and when to retry.</summary>
-    public static IResult RateLimited(string detail, IDictionary<string, object?> extensions) =>
-        TypedResults.Problem(detail: detail, statusCode: StatusCodes.Status429TooManyRequests, title: "Rate limit reached.", type: RateLimitedType, extensions: extensions);
 
     public static IResult BadGateway(string detail) =>
         TypedResults.Problem(detail: detail, statusCode: StatusCodes.Status502BadGateway, title: "The model endpoint failed.");
@@ -45,7 +39,7 @@ internal static class Problems
         problem.Type ??= status switch
         {
             StatusCodes.Status413PayloadTooLarge => "https://tools.ietf.org/html/rfc9110#section-15.5.14",
-            StatusCodes.Status429TooManyRequests => RateLimitedType,
+            StatusCodes.Status429TooManyRequests => RateLimitProblemTypes.RateLimited,
             _ => "about:blank",
         };
         problem.Title ??= Microsoft.AspNetCore.WebUtilities.ReasonPhrases.GetReasonPhrase(status);

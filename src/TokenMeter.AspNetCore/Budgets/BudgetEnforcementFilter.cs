@@ -19,7 +19,7 @@ internal sealed class BudgetEnforcementFilter(Func<EndpointFilterInvocationConte
     {
         var http = context.HttpContext;
         var guard = http.RequestServices.GetService<BudgetGuard>()
-            ?? throw new InvalidOperationException("Budget enforcement needs services.AddTokenMeter().AddTokenMeterAspNetCore() (or .AddBudgetGuard()).");
+            ?? throw new InvalidOperationException("Budget enforcement needs budgets: services.AddTokenMeter().AddBudgets().");
         var userId = UsageScope.Current?.Context.UserId
             ?? (http.RequestServices.GetService<IOptions<TokenMeterAspNetCoreOptions>>()?.Value ?? DefaultOptions).GetUserId(http.User);
         if (userId is null)
@@ -40,7 +40,7 @@ internal sealed class BudgetEnforcementFilter(Func<EndpointFilterInvocationConte
             if (result is IResult inner)
             {
                 handedOver = true;
-                return new AfterResult(inner, () => reservation);
+                return new ReservedResult(inner, reservation);
             }
 
             return result;
@@ -49,8 +49,29 @@ internal sealed class BudgetEnforcementFilter(Func<EndpointFilterInvocationConte
         {
             if (!handedOver)
             {
-                reservation.Dispose();
+                await reservation.DisposeAsync().ConfigureAwait(false);
             }
+        }
+    }
+}
+
+/// <summary>
+/// Runs a result (a streamed reply, for instance), then ends the reservation made for it — before
+/// the response completes, so the caller's next request sees the real cost in place of the estimate.
+/// </summary>
+internal sealed class ReservedResult(IResult inner, IAsyncDisposable reservation) : IResult, INestedHttpResult
+{
+    public IResult Result => inner;
+
+    public async Task ExecuteAsync(HttpContext httpContext)
+    {
+        try
+        {
+            await inner.ExecuteAsync(httpContext).ConfigureAwait(false);
+        }
+        finally
+        {
+            await reservation.DisposeAsync().ConfigureAwait(false);
         }
     }
 }

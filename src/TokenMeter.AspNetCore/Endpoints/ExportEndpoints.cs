@@ -1,3 +1,5 @@
+using System.ComponentModel;
+using System.ComponentModel.DataAnnotations;
 using System.Globalization;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -15,13 +17,17 @@ internal static class ExportEndpoints
         admin.MapGet("/export", GetDetailed)
             .WithName("TokenMeterExportUsage")
             .WithSummary("CSV of every call between 'from' and 'to' (YYYY-MM-DD, inclusive), optionally for one 'userId'; streamed.")
-            .Produces(StatusCodes.Status200OK, contentType: "text/csv")
+            .WithQuery(static (
+                [Description("First day (UTC, YYYY-MM-DD, inclusive), 2000-01-01..2199-12-31; default: the first call.")] DateOnly? from = null,
+                [Description("Last day (UTC, YYYY-MM-DD, inclusive), 2000-01-01..2199-12-31; default: the last call.")] DateOnly? to = null,
+                [Description("Only this user's calls.")][MaxLength(256)] string? userId = null) => { })
+            .Produces<string>(StatusCodes.Status200OK, "text/csv")
             .ProducesProblem(StatusCodes.Status400BadRequest);
 
         admin.MapGet("/export/summary", GetSummary)
             .WithName("TokenMeterExportUserSummaries")
             .WithSummary("CSV of every user's all-time totals; streamed.")
-            .Produces(StatusCodes.Status200OK, contentType: "text/csv");
+            .Produces<string>(StatusCodes.Status200OK, "text/csv");
     }
 
     private static IResult GetDetailed(HttpContext context)

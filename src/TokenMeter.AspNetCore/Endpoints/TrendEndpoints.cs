@@ -1,3 +1,5 @@
+using System.ComponentModel;
+using System.ComponentModel.DataAnnotations;
 using System.Globalization;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -19,12 +21,14 @@ internal static class TrendEndpoints
         admin.MapGet("/daily", GetDailyAsync)
             .WithName("TokenMeterGetDailyUsage")
             .WithSummary("Usage per UTC day over the last 'days' days (1..366, default 90), newest first.")
+            .WithQuery(static ([Description("Days back from today (UTC), today included.")][Range(1, 366)] int days = 90) => { })
             .Produces<ItemsResponse<DailyItem>>(StatusCodes.Status200OK)
             .ProducesProblem(StatusCodes.Status400BadRequest);
 
         admin.MapGet("/monthly", GetMonthlyAsync)
             .WithName("TokenMeterGetMonthlyUsage")
             .WithSummary("Usage per UTC month over the last 'months' months (1..120, default 12), newest first.")
+            .WithQuery(static ([Description("Months back from this month (UTC), this month included.")][Range(1, 120)] int months = 12) => { })
             .Produces<ItemsResponse<MonthlyItem>>(StatusCodes.Status200OK)
             .ProducesProblem(StatusCodes.Status400BadRequest);
     }

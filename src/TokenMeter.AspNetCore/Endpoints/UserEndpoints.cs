@@ -1,3 +1,5 @@
+using System.ComponentModel;
+using System.ComponentModel.DataAnnotations;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -24,6 +26,11 @@ internal static class UserEndpoints
         admin.MapGet("/summary", GetSummaryAsync)
             .WithName("TokenMeterGetUserSummaries")
             .WithSummary("Per-user totals, one page at a time (limit 1..500, offset >= 0, sort cost|tokens|calls|lastCall|userId, order asc|desc).")
+            .WithQuery(static (
+                [Description("Rows per page.")][Range(1, 500)] int limit = 50,
+                [Description("Rows to skip.")][Range(0, int.MaxValue)] int offset = 0,
+                [Description("Sort key: cost, tokens, calls, lastCall or userId (default cost).")] string? sort = null,
+                [Description("asc or desc (default desc).")] string? order = null) => { })
             .Produces<SummaryPageResponse>(StatusCodes.Status200OK)
             .ProducesProblem(StatusCodes.Status400BadRequest);
 

@@ -333,7 +333,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
         decimal? cost = reader.IsDBNull(15) ? null : reader.GetDecimal(15);
         var priceId = NullableString(reader, 16);
         var duration = reader.GetDouble(17);
-        var status = UsageStatusNames.FromText(reader.GetString(18));
+        var status = UsageStatusNames.Parse(reader.GetString(18));
         int? http = reader.IsDBNull(19) ? null : reader.GetInt32(19);
         var streaming = reader.GetBoolean(20);
         var session = NullableString(reader, 21);

@@ -59,6 +59,13 @@ internal sealed class AlertMonitor : BackgroundService
     private readonly ILogger _logger;
     private readonly Counter<long> _alerts;
 
+    // Calls the writer has stored since the last evaluation after a flush, one per user (the
+    // platform's day is evaluated with any of them), and the signal that there are some.
+    private readonly Lock _storedGate = new();
+    private readonly Dictionary<string, UsageRecord> _stored = new(StringComparer.Ordinal);
+    private readonly Channel<bool> _storedSignal = Channel.CreateBounded<bool>(
+        new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true });
+
     public AlertMonitor(
         IServiceProvider services,
         IUsageQueries queries,
@@ -80,11 +87,38 @@ internal sealed class AlertMonitor : BackgroundService
         _delivery = delivery;
         _time = time;
         _logger = logger;
-        _alerts = meterFactory.Create("TokenMeter").CreateCounter<long>("tokenmeter.alerts", "{alert}", "Alert crossings fired.");
+        _alerts = TokenMeterInstruments.For(meterFactory).Alerts;
     }
 
     /// <summary>Notes a finished call; evaluated in the background, never blocking the caller.</summary>
     public void Observe(UsageRecord record) => _records.Writer.TryWrite(record);
+
+    /// <summary>
+    /// Notes a batch the writer has just stored: its users and the platform's day are evaluated
+    /// again in the background. The evaluation made when a call was metered may have read the store
+    /// before that call (or another instance's) was in it; this one reads it after, so a crossing
+    /// made by the last calls before a silence is seen by whichever instance stores last.
+    /// </summary>
+    public void Stored(IReadOnlyList<UsageRecord> records)
+    {
+        var any = false;
+        lock (_storedGate)
+        {
+            foreach (var record in records)
+            {
+                if (record.CostUsd > 0)
+                {
+                    _stored[record.UserId ?? string.Empty] = record;
+                    any = true;
+                }
+            }
+        }
+
+        if (any)
+        {
+            _storedSignal.Writer.TryWrite(true);
+        }
+    }
 
     /// <summary>Evaluates one batch of calls (the background loop's body; tests call it directly).</summary>
     internal async Task EvaluateAsync(IReadOnlyCollection<UsageRecord> batch, CancellationToken cancellationToken)
@@ -125,11 +159,11 @@ internal sealed class AlertMonitor : BackgroundService
             }
         }
 
-        if (options.PlatformDailyCostUsd is { } threshold && batch.Any(r => r.CostUsd > 0))
+        var today = DateOnly.FromDateTime(now.UtcDateTime);
+        var date = today.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+        if (options.PlatformDailyCostUsd is { } threshold && batch.Any(r => r.CostUsd > 0) && !IsSettled(PlatformDailyCostEvent, date, options))
         {
-            var today = DateOnly.FromDateTime(now.UtcDateTime);
             var stats = await _queries.GetStatsAsync(today, cancellationToken).ConfigureAwait(false);
-            var date = today.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
             var cost = stats.Today.Figures.CostUsd;
             if (cost >= threshold)
             {
@@ -141,7 +175,7 @@ internal sealed class AlertMonitor : BackgroundService
     }
 
     protected override Task ExecuteAsync(CancellationToken stoppingToken)
-        => Task.WhenAll(EvaluateLoopAsync(stoppingToken), RecheckLoopAsync(stoppingToken));
+        => Task.WhenAll(EvaluateLoopAsync(stoppingToken), EvaluateStoredLoopAsync(stoppingToken), RecheckLoopAsync(stoppingToken));
 
     private async Task EvaluateLoopAsync(CancellationToken stoppingToken)
     {
@@ -159,6 +193,36 @@ internal sealed class AlertMonitor : BackgroundService
                 try
                 {
                     await EvaluateAsync(batch, stoppingToken).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    Log.AlertEvaluationFailed(_logger, ex);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>Evaluates the calls the writer has stored (see <see cref="Stored"/>), everything stored meanwhile in one go.</summary>
+    private async Task EvaluateStoredLoopAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            while (await _storedSignal.Reader.WaitToReadAsync(stoppingToken).ConfigureAwait(false))
+            {
+                _storedSignal.Reader.TryRead(out _);
+                List<UsageRecord> stored;
+                lock (_storedGate)
+                {
+                    stored = [.. _stored.Values];
+                    _stored.Clear();
+                }
+
+                try
+                {
+                    await EvaluateAsync(stored, stoppingToken).ConfigureAwait(false);
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException)
                 {
@@ -251,6 +315,10 @@ internal sealed class AlertMonitor : BackgroundService
             }
         }
     }
+
+    /// <summary>Whether every channel of this crossing was already claimed or seen claimed here (nothing left to read the store for).</summary>
+    private bool IsSettled(string kind, string key, TokenMeterAlertOptions options) =>
+        _settled.ContainsKey(WebhookKindPrefix + kind + "|" + key) && (!options.Email || _settled.ContainsKey(EmailKindPrefix + kind + "|" + key));
 
     private async Task FireOnceAsync(
         string kind, string key, TokenMeterAlertOptions options, DateTimeOffset periodEnd, object data, Action logCrossing, CancellationToken cancellationToken)

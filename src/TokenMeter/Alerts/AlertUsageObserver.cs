@@ -1,4 +1,5 @@
 using TokenMeter.Metering;
+using TokenMeter.Writing;
 
 namespace TokenMeter.Alerts;
 
@@ -6,4 +7,10 @@ namespace TokenMeter.Alerts;
 internal sealed class AlertUsageObserver(AlertMonitor monitor) : IUsageObserver
 {
     public void OnUsage(UsageRecord record) => monitor.Observe(record);
+}
+
+/// <summary>Hands every batch the writer stored to the alert monitor, to evaluate again after the flush.</summary>
+internal sealed class AlertStoredObserver(AlertMonitor monitor) : IUsageStoredObserver
+{
+    public void OnStored(IReadOnlyList<UsageRecord> records) => monitor.Stored(records);
 }

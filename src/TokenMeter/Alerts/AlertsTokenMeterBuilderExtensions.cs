@@ -5,6 +5,7 @@ using TokenMeter;
 using TokenMeter.Alerts;
 using TokenMeter.Delivery;
 using TokenMeter.Metering;
+using TokenMeter.Writing;
 
 namespace Microsoft.Extensions.DependencyInjection;
 
@@ -50,6 +51,7 @@ public static class AlertsTokenMeterBuilderExtensions
         services.AddSingleton<AlertMonitor>();
         services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<AlertMonitor>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IUsageObserver, AlertUsageObserver>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IUsageStoredObserver, AlertStoredObserver>());
         return builder;
     }
 }

@@ -3,15 +3,16 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using TokenMeter.Diagnostics;
 using TokenMeter.Querying;
-using TokenMeter.Storage;
 
 namespace TokenMeter.Budgets;
 
 /// <summary>
-/// Enforces monthly budgets before a model is called, without ASP.NET Core. A call is refused when
-/// the user's spend this calendar month (UTC) — stored calls, calls seen in this process and not yet
-/// stored, and the estimates reserved by calls still in flight — has reached a limit. Checks of one
-/// user are serialised in-process, so a burst of parallel calls cannot all pass on the same reading.
+/// Enforces monthly budgets before a model is called, without ASP.NET Core. A call is allowed when
+/// the user's spend this calendar month (UTC) — stored calls, calls not yet stored, and the
+/// estimates reserved by calls still in flight — plus the call's own estimate fits within every
+/// limit; otherwise it is refused. With a shared store (<see cref="IBudgetReservationStore"/>,
+/// registered by PostgreSQL) check-and-reserve is one atomic step across every app instance;
+/// without one, checks of one user are serialised in-process.
 /// </summary>
 /// <example>
 /// <code>
@@ -23,6 +24,7 @@ namespace TokenMeter.Budgets;
 public sealed class BudgetGuard
 {
     private readonly IBudgetStore _budgets;
+    private readonly IBudgetReservationStore? _shared;
     private readonly IUsageQueries _queries;
     private readonly TimeProvider _time;
     private readonly BudgetGuardOptions _options;
@@ -37,13 +39,15 @@ public sealed class BudgetGuard
     /// <param name="options">Reservation defaults and failure behaviour.</param>
     /// <param name="logger">The logger.</param>
     /// <param name="meterFactory">Creates the <c>TokenMeter</c> meter, when metrics are set up.</param>
-    public BudgetGuard(
+    /// <param name="shared">The reservation store shared by every app instance, when there is one.</param>
+    internal BudgetGuard(
         IBudgetStore budgets,
         IUsageQueries queries,
         TimeProvider time,
         IOptions<BudgetGuardOptions> options,
         ILogger<BudgetGuard> logger,
-        IMeterFactory? meterFactory = null)
+        IMeterFactory? meterFactory = null,
+        IBudgetReservationStore? shared = null)
     {
         ArgumentNullException.ThrowIfNull(budgets);
         ArgumentNullException.ThrowIfNull(queries);
@@ -51,15 +55,16 @@ public sealed class BudgetGuard
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(logger);
         _budgets = budgets;
+        _shared = shared;
         _queries = queries;
         _time = time;
         _options = options.Value;
         _logger = logger;
         if (meterFactory is not null)
         {
-            var meter = meterFactory.Create("TokenMeter");
-            _refusals = meter.CreateCounter<long>("tokenmeter.budget.refusals", "{request}", "Calls refused because a budget was reached.");
-            _checkFailures = meter.CreateCounter<long>("tokenmeter.budget.check_failures", "{error}", "Budget checks that could not read budgets or usage.");
+            var instruments = TokenMeterInstruments.For(meterFactory);
+            _refusals = instruments.BudgetRefusals;
+            _checkFailures = instruments.BudgetCheckFailures;
         }
     }
 
@@ -80,6 +85,11 @@ public sealed class BudgetGuard
     {
         ArgumentException.ThrowIfNullOrEmpty(userId);
         estimate ??= DefaultEstimate;
+        if (_shared is not null)
+        {
+            return await ReserveSharedAsync(_shared, userId, estimate, cancellationToken).ConfigureAwait(false);
+        }
+
         var user = Ledger.For(userId);
         await user.CheckGate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
@@ -91,19 +101,7 @@ public sealed class BudgetGuard
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
-                _checkFailures?.Add(1);
-                if (ex is UsageStoreNotReadyException)
-                {
-                    Log.BudgetCheckStoreNotReady(_logger, ex.Message, _options.FailClosed);
-                }
-                else
-                {
-                    Log.BudgetCheckFailed(_logger, ex, _options.FailClosed);
-                }
-
-                return _options.FailClosed
-                    ? new BudgetReservation(BudgetRefusalReason.Unavailable, null, TimeSpan.FromSeconds(30), null)
-                    : new BudgetReservation(BudgetRefusalReason.None, null, TimeSpan.Zero, null);
+                return CheckFailed(ex);
             }
 
             if (status is null)
@@ -111,16 +109,18 @@ public sealed class BudgetGuard
                 return new BudgetReservation(BudgetRefusalReason.None, null, TimeSpan.Zero, null);
             }
 
-            var reason = Exceeded(status);
+            var reason = Exceeded(status, estimate);
             if (reason != BudgetRefusalReason.None)
             {
-                _refusals?.Add(1);
-                Log.BudgetRefused(_logger, userId, reason);
-                return new BudgetReservation(reason, status, UntilNextMonth(), null);
+                return Refuse(userId, reason, status);
             }
 
             user.Reserve(estimate);
-            return new BudgetReservation(BudgetRefusalReason.None, status, TimeSpan.Zero, () => user.Release(estimate));
+            return new BudgetReservation(BudgetRefusalReason.None, status, TimeSpan.Zero, () =>
+            {
+                user.Release(estimate);
+                return ValueTask.CompletedTask;
+            });
         }
         finally
         {
@@ -157,7 +157,7 @@ public sealed class BudgetGuard
     /// path calls this for every call; call it yourself for usage recorded by other means.
     /// </summary>
     /// <param name="record">The record.</param>
-    public void Observe(UsageRecord record)
+    internal void Observe(UsageRecord record)
     {
         ArgumentNullException.ThrowIfNull(record);
         Ledger.Observe(record, _time.GetUtcNow());
@@ -172,20 +172,100 @@ public sealed class BudgetGuard
         return TimeSpan.FromSeconds(Math.Ceiling((next - now).TotalSeconds));
     }
 
-    private static BudgetRefusalReason Exceeded(BudgetStatus status)
+    /// <summary>Which limit the call's estimate does not fit in, on top of what is spent and reserved.</summary>
+    private static BudgetRefusalReason Exceeded(BudgetStatus status, BudgetEstimate estimate)
     {
         var limit = status.Limit!;
-        if (limit.MonthlyCostUsd is { } maxCost && status.CostUsd + status.ReservedCostUsd >= maxCost)
+        if (limit.MonthlyCostUsd is { } maxCost && status.CostUsd + status.ReservedCostUsd + estimate.CostUsd > maxCost)
         {
             return BudgetRefusalReason.CostLimit;
         }
 
-        if (limit.MonthlyTokens is { } maxTokens && status.Tokens + status.ReservedTokens >= maxTokens)
+        if (limit.MonthlyTokens is { } maxTokens && status.Tokens + status.ReservedTokens + estimate.Tokens > maxTokens)
         {
             return BudgetRefusalReason.TokenLimit;
         }
 
         return BudgetRefusalReason.None;
+    }
+
+    private BudgetReservation CheckFailed(Exception ex)
+    {
+        _checkFailures?.Add(1);
+        if (ex is UsageStoreNotReadyException)
+        {
+            Log.BudgetCheckStoreNotReady(_logger, ex.Message, _options.FailClosed);
+        }
+        else
+        {
+            Log.BudgetCheckFailed(_logger, ex, _options.FailClosed);
+        }
+
+        return _options.FailClosed
+            ? new BudgetReservation(BudgetRefusalReason.Unavailable, null, TimeSpan.FromSeconds(30), null)
+            : new BudgetReservation(BudgetRefusalReason.None, null, TimeSpan.Zero, null);
+    }
+
+    private BudgetReservation Refuse(string userId, BudgetRefusalReason reason, BudgetStatus status)
+    {
+        _refusals?.Add(1);
+        Log.BudgetRefused(_logger, userId, reason == BudgetRefusalReason.TokenLimit ? nameof(BudgetRefusalReason.TokenLimit) : nameof(BudgetRefusalReason.CostLimit));
+        return new BudgetReservation(reason, status, UntilNextMonth(), null);
+    }
+
+    /// <summary>One atomic check-and-reserve in the shared store; the hold is settled or released when the call ends.</summary>
+    private async ValueTask<BudgetReservation> ReserveSharedAsync(IBudgetReservationStore shared, string userId, BudgetEstimate estimate, CancellationToken cancellationToken)
+    {
+        var now = _time.GetUtcNow();
+        var request = new BudgetHoldRequest(Guid.CreateVersion7(now), userId, new DateOnly(now.Year, now.Month, 1), estimate, now, now + _options.ReservationLease);
+        BudgetHoldResult result;
+        try
+        {
+            result = await shared.TryReserveAsync(request, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            return CheckFailed(ex);
+        }
+
+        if (result.Limit is null)
+        {
+            return new BudgetReservation(BudgetRefusalReason.None, null, TimeSpan.Zero, null);
+        }
+
+        var status = new BudgetStatus(result.Limit, result.SpentCostUsd, result.SpentTokens, result.ReservedCostUsd, result.ReservedTokens);
+        if (!result.Allowed)
+        {
+            var reason = Exceeded(status, estimate);
+            return Refuse(userId, reason == BudgetRefusalReason.None ? BudgetRefusalReason.CostLimit : reason, status);
+        }
+
+        var user = Ledger.For(userId);
+        var hold = new BudgetLedger.SharedHold(request.Id);
+        user.Open(hold);
+        return new BudgetReservation(BudgetRefusalReason.None, status, TimeSpan.Zero, () => CompleteAsync(shared, user, hold));
+    }
+
+    /// <summary>Settles the hold with the records the call produced, or releases it when there were none. Never throws: a hold not written lapses with its lease.</summary>
+    private async ValueTask CompleteAsync(IBudgetReservationStore shared, BudgetLedger.UserLedger user, BudgetLedger.SharedHold hold)
+    {
+        var (cost, tokens, records) = user.Close(hold);
+        try
+        {
+            if (records.Count == 0)
+            {
+                await shared.ReleaseAsync(hold.Id).ConfigureAwait(false);
+            }
+            else
+            {
+                await shared.SettleAsync(hold.Id, cost, tokens, records, _time.GetUtcNow() + _options.PendingRetention).ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex)
+        {
+            _checkFailures?.Add(1);
+            Log.BudgetSettleFailed(_logger, ex);
+        }
     }
 
     private async ValueTask<BudgetStatus?> ReadStatusAsync(string userId, BudgetLedger.UserLedger user, CancellationToken cancellationToken)

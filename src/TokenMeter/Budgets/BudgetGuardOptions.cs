@@ -6,7 +6,10 @@ public sealed class BudgetGuardOptions
     /// <summary>The configuration section these options bind from.</summary>
     public const string SectionName = "TokenMeter:Budgets";
 
-    /// <summary>Cost reserved for a call when the caller gives no estimate. Default 0.01 USD.</summary>
+    /// <summary>
+    /// Cost reserved for a call when the caller gives no estimate, and for a model without a price
+    /// (see <see cref="UsageEstimator"/>). Default 0.01 USD.
+    /// </summary>
     public decimal DefaultReservationCostUsd { get; set; } = 0.01m;
 
     /// <summary>Tokens reserved for a call when the caller gives no estimate. Default 2,000.</summary>
@@ -31,4 +34,10 @@ public sealed class BudgetGuardOptions
     /// <see cref="TimeSpan.Zero"/> reads the store on every check.
     /// </summary>
     public TimeSpan BudgetCacheDuration { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// How long a reservation in a shared store holds when its call never ends (the instance died
+    /// mid-call): set it to the longest call a deployment allows. Default 5 minutes.
+    /// </summary>
+    public TimeSpan ReservationLease { get; set; } = TimeSpan.FromMinutes(5);
 }

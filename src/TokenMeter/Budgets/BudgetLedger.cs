@@ -20,7 +20,21 @@ internal sealed class BudgetLedger
             return;
         }
 
-        For(record.UserId).AddPending(new PendingRecord(record.Id, record.CreatedAt, record.CostUsd ?? 0m, record.TotalTokens, observedAt));
+        var user = For(record.UserId);
+        user.AddPending(new PendingRecord(record.Id, record.CreatedAt, record.CostUsd ?? 0m, record.TotalTokens, observedAt));
+        user.Attach(record);
+    }
+
+    /// <summary>A reservation in a shared store held by a call of this process, and the records the call produced so far.</summary>
+    internal sealed class SharedHold(Guid id)
+    {
+        public Guid Id => id;
+
+        public decimal CostUsd { get; set; }
+
+        public long Tokens { get; set; }
+
+        public List<(Guid Id, DateTimeOffset CreatedAt)> Records { get; } = [];
     }
 
     internal readonly record struct PendingRecord(Guid Id, DateTimeOffset CreatedAt, decimal CostUsd, long Tokens, DateTimeOffset ObservedAt);
@@ -29,6 +43,7 @@ internal sealed class BudgetLedger
     {
         private readonly Lock _gate = new();
         private readonly List<PendingRecord> _pending = [];
+        private readonly List<SharedHold> _open = [];
         private decimal _reservedCost;
         private long _reservedTokens;
 
@@ -40,6 +55,43 @@ internal sealed class BudgetLedger
             lock (_gate)
             {
                 _pending.Add(record);
+            }
+        }
+
+        public void Open(SharedHold hold)
+        {
+            lock (_gate)
+            {
+                _open.Add(hold);
+            }
+        }
+
+        /// <summary>
+        /// Settles a record against a hold of this user: the oldest that has none yet, else the newest.
+        /// Which call's hold takes it does not change the user's total, only that it is counted once.
+        /// </summary>
+        public void Attach(UsageRecord record)
+        {
+            lock (_gate)
+            {
+                if (_open.Count == 0)
+                {
+                    return;
+                }
+
+                var hold = _open.Find(h => h.Records.Count == 0) ?? _open[^1];
+                hold.CostUsd += record.CostUsd ?? 0m;
+                hold.Tokens += record.TotalTokens;
+                hold.Records.Add((record.Id, record.CreatedAt));
+            }
+        }
+
+        public (decimal CostUsd, long Tokens, List<(Guid Id, DateTimeOffset CreatedAt)> Records) Close(SharedHold hold)
+        {
+            lock (_gate)
+            {
+                _open.Remove(hold);
+                return (hold.CostUsd, hold.Tokens, [.. hold.Records]);
             }
         }
 

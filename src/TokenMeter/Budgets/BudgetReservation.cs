@@ -3,13 +3,14 @@ namespace TokenMeter.Budgets;
 /// <summary>
 /// The outcome of <see cref="BudgetGuard.ReserveAsync"/>. When <see cref="IsAllowed"/>, the estimate
 /// counts against the user's budget until this is disposed; dispose it when the call has ended
-/// (its real cost then counts through the metering path). Disposing twice is harmless.
+/// (its real cost then counts through the metering path). Prefer <see cref="DisposeAsync"/>: with a
+/// shared store it completes once the real cost has replaced the estimate there. Disposing twice is harmless.
 /// </summary>
-public sealed class BudgetReservation : IDisposable
+public sealed class BudgetReservation : IDisposable, IAsyncDisposable
 {
-    private Action? _release;
+    private Func<ValueTask>? _release;
 
-    internal BudgetReservation(BudgetRefusalReason reason, BudgetStatus? status, TimeSpan retryAfter, Action? release)
+    internal BudgetReservation(BudgetRefusalReason reason, BudgetStatus? status, TimeSpan retryAfter, Func<ValueTask>? release)
     {
         Reason = reason;
         Status = status;
@@ -29,6 +30,17 @@ public sealed class BudgetReservation : IDisposable
     /// <summary>When refused, how long until the budget resets (the next UTC month); otherwise zero.</summary>
     public TimeSpan RetryAfter { get; }
 
-    /// <summary>Releases the reservation.</summary>
-    public void Dispose() => Interlocked.Exchange(ref _release, null)?.Invoke();
+    /// <summary>Ends the reservation without waiting for a shared store to be written.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _release, null) is { } release)
+        {
+            // The release never throws; a shared store's write finishes in the background.
+            _ = release().AsTask();
+        }
+    }
+
+    /// <summary>Ends the reservation: the real cost of the call replaces the estimate (or the estimate is dropped when the call used nothing).</summary>
+    /// <returns>A task that completes when that is written.</returns>
+    public ValueTask DisposeAsync() => Interlocked.Exchange(ref _release, null)?.Invoke() ?? ValueTask.CompletedTask;
 }

@@ -1,5 +1,4 @@
 using Microsoft.Extensions.Logging;
-using TokenMeter.Budgets;
 
 namespace TokenMeter.Diagnostics;
 
@@ -18,5 +17,14 @@ internal static partial class Log
         => BudgetCheckStoreNotReadyCore(logger, reason, failClosed ? "closed (call refused)" : "open (call allowed)");
 
     [LoggerMessage(EventId = 3001, Level = LogLevel.Information, Message = "Call for user {UserId} refused: {Reason} reached this month.")]
-    public static partial void BudgetRefused(ILogger logger, string userId, BudgetRefusalReason reason);
+    public static partial void BudgetRefused(ILogger logger, string userId, string reason);
+
+    [LoggerMessage(EventId = 3003, Level = LogLevel.Warning, Message = "A budget reservation could not be settled in the shared store; it lapses with its lease.")]
+    public static partial void BudgetSettleFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 3010, Level = LogLevel.Warning, Message = "Rate-limit check could not reach the store; failing {Mode}.")]
+    private static partial void RateLimitCheckFailedCore(ILogger logger, Exception exception, string mode);
+
+    public static void RateLimitCheckFailed(ILogger logger, Exception exception, bool failClosed)
+        => RateLimitCheckFailedCore(logger, exception, failClosed ? "closed (call refused)" : "open (call allowed)");
 }

@@ -123,7 +123,7 @@ public abstract class BudgetEnforcementTestsBase : StoreTestBase
         Assert.Equal(ok, server.RequestCount);
         Assert.True((await guard.GetStatusAsync("s1")).CostUsd <= 0.05m + costPerCall);
 
-        // Then one at a time until refused: the limit is reached and overshot by less than one call.
+        // Then one at a time until refused: refused once the reservation (the default 0.01 USD) no longer fits.
         for (var i = 0; i < 20; i++)
         {
             using var response = await client.PostAsync("/chat", null);
@@ -136,7 +136,7 @@ public abstract class BudgetEnforcementTestsBase : StoreTestBase
         }
 
         var spent = (await guard.GetStatusAsync("s1")).CostUsd;
-        Assert.InRange(spent, 0.05m, 0.05m + costPerCall);
+        Assert.InRange(spent, 0.05m - 0.01m, 0.05m + costPerCall);
         Assert.Equal(spent, server.RequestCount * costPerCall);
         foreach (var r in burst)
         {
@@ -194,7 +194,11 @@ public abstract class BudgetEnforcementTestsBase : StoreTestBase
     [Fact]
     public async Task StoreUnreadable_FailsOpenByDefault_ClosedByOption()
     {
-        await using (var open = await StartAppAsync(b => b.Services.AddSingleton<IBudgetStore>(new BrokenBudgetStore())))
+        await using (var open = await StartAppAsync(b =>
+        {
+            b.Services.AddSingleton<IBudgetStore>(new BrokenBudgetStore());
+            b.Services.AddSingleton<IBudgetReservationStore>(new BrokenBudgetStore());
+        }))
         {
             using var response = await open.As("s1", "student").PostAsync("/work", null);
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
@@ -203,6 +207,7 @@ public abstract class BudgetEnforcementTestsBase : StoreTestBase
         await using var closed = await StartAppAsync(b =>
         {
             b.Services.AddSingleton<IBudgetStore>(new BrokenBudgetStore());
+            b.Services.AddSingleton<IBudgetReservationStore>(new BrokenBudgetStore());
             b.Services.Configure<BudgetGuardOptions>(o => o.FailClosed = true);
         });
         using var refused = await closed.As("s1", "student").PostAsync("/work", null);
@@ -229,8 +234,15 @@ public abstract class BudgetEnforcementTestsBase : StoreTestBase
         a.MapPost("/work-anonymous", () => Results.Ok()).WithUsageAttribution().WithBudgetEnforcement();
     });
 
-    private sealed class BrokenBudgetStore : IBudgetStore
+    /// <summary>A store that cannot be reached: budgets and (shared) reservations alike.</summary>
+    private sealed class BrokenBudgetStore : IBudgetStore, IBudgetReservationStore
     {
+        public ValueTask<BudgetHoldResult> TryReserveAsync(BudgetHoldRequest request, CancellationToken cancellationToken = default) => throw new IOException("store down");
+
+        public ValueTask SettleAsync(Guid id, decimal costUsd, long tokens, IReadOnlyList<(Guid Id, DateTimeOffset CreatedAt)> records, DateTimeOffset keepUntil, CancellationToken cancellationToken = default) => throw new IOException("store down");
+
+        public ValueTask ReleaseAsync(Guid id, CancellationToken cancellationToken = default) => throw new IOException("store down");
+
         public ValueTask<BudgetSettings> GetBudgetsAsync(CancellationToken cancellationToken = default) => throw new IOException("store down");
 
         public ValueTask<BudgetLimit?> GetEffectiveBudgetAsync(string userId, CancellationToken cancellationToken = default) => throw new IOException("store down");

@@ -1,0 +1,158 @@
+using System.Diagnostics;
+using System.Net;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using OpenAI;
+using OpenAI.Chat;
+using TokenMeter.Budgets;
+using TokenMeter.RateLimits;
+using TokenMeter.Testing.FakeOpenAI;
+using TokenMeter.Testing.Postgres;
+using TokenMeter.Testing.Scenarios;
+using static TokenMeter.LoadTest.Commands;
+
+namespace TokenMeter.LoadTest;
+
+/// <summary>
+/// <c>shared-limits [seconds-per-run=5] [burst=60]</c>: (1) the latency a budget check and a
+/// requests+tokens rate-limit check on PostgreSQL add to a metered call, against the same call with
+/// neither, at 1 / 16 / 64 callers (p50 and p99, side by side in one run); (2) a burst of parallel
+/// calls for one student at a budget, spread round-robin over three instances of the sample.
+/// </summary>
+internal static class SharedLimitsCommands
+{
+    public const string Help = """
+          shared-limits [seconds=5] [burst=60]           added latency of budget + rate-limit checks on PostgreSQL at 1/16/64 callers; three-instance budget burst
+        """;
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var seconds = Seconds(args, 0, 5);
+        var burst = Int(args, 1, 60);
+        await using var server = await PostgresServer.StartAsync().ConfigureAwait(false);
+        await using var model = await FakeOpenAIServer.StartAsync().ConfigureAwait(false);
+        model.DefaultReply = FakeReply.WithUsage(100, 40);
+        var connectionString = await server.CreateDatabaseAsync("limits").ConfigureAwait(false);
+        using var host = await StartHostAsync(model.Endpoint, connectionString).ConfigureAwait(false);
+        var chat = host.Services.GetRequiredService<OpenAIClient>().GetChatClient("gpt-4o-mini");
+        var guard = host.Services.GetRequiredService<BudgetGuard>();
+        var limiter = host.Services.GetRequiredService<UserRateLimiter>();
+        var estimator = host.Services.GetRequiredService<UsageEstimator>();
+        await SetDefaultBudgetWhenReadyAsync(host.Services.GetRequiredService<IBudgetStore>()).ConfigureAwait(false);
+        ChatMessage[] messages = [new UserChatMessage("Give me a hint for 2x + 3 = 7")];
+        var options = new ChatCompletionOptions { MaxOutputTokenCount = 400 };
+        var estimate = estimator.EstimateChat("gpt-4o-mini", messages, 400);
+
+        async Task Plain(int caller) => await chat.CompleteChatAsync(messages, options).ConfigureAwait(false);
+        async Task Limited(int caller)
+        {
+            var user = "bench-" + caller.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            await using var rate = await limiter.CheckAsync("user:" + user, user, estimate.Tokens).ConfigureAwait(false);
+            await using var budget = await guard.ReserveAsync(user, estimate).ConfigureAwait(false);
+            if (!rate.IsAllowed || !budget.IsAllowed)
+            {
+                throw new InvalidOperationException("refused in the latency run");
+            }
+
+            using (Attribution.UsageScope.Begin(new Attribution.UsageContext { UserId = user }))
+            {
+                await chat.CompleteChatAsync(messages, options).ConfigureAwait(false);
+            }
+        }
+
+        Print("added latency of a budget check + requests and tokens rate-limit checks (PostgreSQL store) per metered call, fake model on loopback:");
+        Print("| callers | neither p50 | neither p99 | budget + rate limits p50 | p99 | added p50 | added p99 |");
+        Print("|---:|---:|---:|---:|---:|---:|---:|");
+        await MeasureAsync(Plain, 4, TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+        await MeasureAsync(Limited, 4, TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+        foreach (var callers in new[] { 1, 16, 64 })
+        {
+            var plain = await MeasureAsync(Plain, callers, seconds).ConfigureAwait(false);
+            var limited = await MeasureAsync(Limited, callers, seconds).ConfigureAwait(false);
+            Print($"| {callers} | {plain.P50:F2} ms | {plain.P99:F2} ms | {limited.P50:F2} ms | {limited.P99:F2} ms | {limited.P50 - plain.P50:F2} ms | {limited.P99 - plain.P99:F2} ms |");
+        }
+
+        Print(string.Empty);
+        Print($"three-instance budget burst: {burst} parallel /api/hint calls for one student, round-robin over three sample instances on one PostgreSQL:");
+        await using var cluster = await SampleCluster.StartAsync(server, 3, ClusterSettings.With(), Print).ConfigureAwait(false);
+        using var student = await cluster.RegisterAsync().ConfigureAwait(false);
+        var limit = SampleCluster.CostPerCallUsd * 7.5m;
+        await cluster.SetBudgetAsync(0, student.UserId, limit).ConfigureAwait(false);
+        var answers = await Task.WhenAll(Enumerable.Range(0, burst).Select(student.HintAsync)).ConfigureAwait(false);
+        var ok = answers.Count(a => a.Status == HttpStatusCode.OK);
+        var refused = answers.Count(a => a.Status == HttpStatusCode.TooManyRequests);
+        var stored = await cluster.WaitForStoredAsync(student.UserId, ok).ConfigureAwait(false);
+        var overshoot = stored.SpendUsd - limit;
+        Print($"| limit | allowed | refused | other | model calls | stored records | stored spend | overshoot USD | overshoot calls |");
+        Print($"|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        Print($"| {limit} USD | {ok} | {refused} | {burst - ok - refused} | {cluster.Model.RequestCount} | {stored.Rows} | {stored.SpendUsd} USD | {overshoot} | {overshoot / SampleCluster.CostPerCallUsd:F2} |");
+        var pass = stored.SpendUsd <= limit + SampleCluster.CostPerCallUsd && ok == stored.Rows && ok == cluster.Model.RequestCount && ok + refused == burst;
+        Print(pass ? "PASS" : "FAIL");
+        return pass ? 0 : 1;
+    }
+
+    /// <summary>The store installs its schema in the background after start: the first write waits for it (at most a minute).</summary>
+    private static async Task SetDefaultBudgetWhenReadyAsync(IBudgetStore budgets)
+    {
+        var waited = Stopwatch.StartNew();
+        while (true)
+        {
+            try
+            {
+                await budgets.SetDefaultBudgetAsync(new BudgetLimit(1_000_000m, null)).ConfigureAwait(false);
+                return;
+            }
+            catch (Exception ex) when (ex is Npgsql.PostgresException { SqlState: "42P01" } or TokenMeter.UsageStoreNotReadyException && waited.Elapsed < TimeSpan.FromMinutes(1))
+            {
+                await Task.Delay(200).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private static async Task<(double P50, double P99)> MeasureAsync(Func<int, Task> call, int callers, TimeSpan duration)
+    {
+        var samples = new List<double>[callers];
+        var stop = Stopwatch.StartNew();
+        await Task.WhenAll(Enumerable.Range(0, callers).Select(async c =>
+        {
+            var mine = samples[c] = [];
+            while (stop.Elapsed < duration)
+            {
+                var started = Stopwatch.GetTimestamp();
+                await call(c).ConfigureAwait(false);
+                mine.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            }
+        })).ConfigureAwait(false);
+        var all = samples.SelectMany(s => s).Order().ToArray();
+        return (all[all.Length / 2], all[Math.Min(all.Length - 1, (int)(all.Length * 0.99))]);
+    }
+
+    private static async Task<IHost> StartHostAsync(Uri modelEndpoint, string connectionString)
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Logging.ClearProviders();
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["TokenMeter:Writer:SpoolDirectory"] = Directory.CreateTempSubdirectory("tokenmeter-limits-").FullName,
+        });
+        builder.Services.AddTokenMeter()
+            .AddPostgresStore(connectionString)
+            .AddBudgets()
+            .AddRateLimits(o =>
+            {
+                o.RequestsPerMinute = 1_000_000;
+                o.TokensPerMinute = 1_000_000_000;
+            })
+            .AddOpenAIClient(o =>
+            {
+                o.Endpoint = modelEndpoint;
+                o.ApiKey = "load-test-key";
+                o.MaxRetries = 0;
+            });
+        var host = builder.Build();
+        await host.StartAsync().ConfigureAwait(false);
+        return host;
+    }
+}

@@ -1,0 +1,222 @@
+using Npgsql;
+using NpgsqlTypes;
+using TokenMeter.Postgres.Querying;
+using TokenMeter.Postgres.Storage;
+using TokenMeter.Pricing;
+using TokenMeter.Repricing;
+
+namespace TokenMeter.Postgres.Repricing;
+
+/// <summary>
+/// Re-pricing on PostgreSQL, in one transaction serialized by an advisory lock: read the range,
+/// price each record, copy the changes into a temporary table, update the records from it, add
+/// each change's cost difference to every rollup row it counted in, and store the re-pricing.
+/// Ingest only inserts, and adds to rollups with relative updates, so it runs alongside.
+/// </summary>
+internal sealed class PostgresRepricingStore(PostgresStoreContext context) : IUsageRepricingStore
+{
+    private string S => context.Quoted;
+
+    public async ValueTask<RepricingResult> RepriceAsync(RepricingPlan plan, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        context.ThrowIfNotReady();
+        var tally = new RepricingTally(plan);
+        var connection = await context.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var connectionScope = connection.ConfigureAwait(false);
+        var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transactionScope = transaction.ConfigureAwait(false);
+
+        await ExecuteAsync(connection, transaction, "SELECT pg_advisory_xact_lock(hashtext('tokenmeter.reprice.' || $1))", cancellationToken, context.Schema).ConfigureAwait(false);
+
+        var changes = new List<(UsageRecord Old, UsageRecord New)>();
+        var onlyUnpriced = plan.Request.OnlyUnpriced ? " AND cost_usd IS NULL" : string.Empty;
+        using (var select = new NpgsqlCommand($"SELECT {PostgresSql.Columns} FROM {S}.user_api_usage WHERE created_at >= $1 AND created_at < $2{onlyUnpriced} ORDER BY created_at, id", connection, transaction) { CommandTimeout = 0 })
+        {
+            select.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.TimestampTz, Value = plan.Request.From.ToDateTime(TimeOnly.MinValue, DateTimeKind.Utc) });
+            select.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.TimestampTz, Value = plan.Request.To.AddDays(1).ToDateTime(TimeOnly.MinValue, DateTimeKind.Utc) });
+            var reader = await select.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using var readerScope = reader.ConfigureAwait(false);
+            var tags = new PostgresUsageQueries.TagCache();
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                var record = PostgresUsageQueries.ReadRecord(reader, tags);
+                if (tally.Add(record) is { } repriced)
+                {
+                    changes.Add((record, repriced));
+                }
+            }
+        }
+
+        if (plan.Request.DryRun)
+        {
+            await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
+            return tally.ToResult();
+        }
+
+        if (changes.Count > 0)
+        {
+            await ApplyAsync(connection, transaction, changes, cancellationToken).ConfigureAwait(false);
+        }
+
+        var entry = tally.ToEntry();
+        await ExecuteAsync(
+            connection,
+            transaction,
+            $"INSERT INTO {S}.tokenmeter_repricings (id, at, by_user, from_day, to_day, only_unpriced, records, old_cost_usd, new_cost_usd) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            cancellationToken,
+            entry.Id,
+            entry.At.UtcDateTime,
+            entry.By,
+            entry.From,
+            entry.To,
+            entry.OnlyUnpriced,
+            entry.Records,
+            entry.OldCostUsd,
+            entry.NewCostUsd).ConfigureAwait(false);
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return tally.ToResult();
+    }
+
+    public async ValueTask<IReadOnlyList<RepricingEntry>> GetRepricingsAsync(int limit = 100, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        context.ThrowIfNotReady();
+        var command = context.DataSource.CreateCommand(
+            $"SELECT id, at, by_user, from_day, to_day, only_unpriced, records, old_cost_usd, new_cost_usd FROM {S}.tokenmeter_repricings ORDER BY at DESC, id DESC LIMIT $1");
+        await using var commandScope = command.ConfigureAwait(false);
+        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = limit });
+        command.CommandTimeout = context.CommandTimeout;
+        var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        await using var readerScope = reader.ConfigureAwait(false);
+        var entries = new List<RepricingEntry>();
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            entries.Add(new RepricingEntry(
+                reader.GetGuid(0),
+                new DateTimeOffset(DateTime.SpecifyKind(reader.GetDateTime(1), DateTimeKind.Utc)),
+                reader.IsDBNull(2) ? null : reader.GetString(2),
+                reader.GetFieldValue<DateOnly>(3),
+                reader.GetFieldValue<DateOnly>(4),
+                reader.GetBoolean(5),
+                reader.GetInt64(6),
+                reader.GetDecimal(7),
+                reader.GetDecimal(8)));
+        }
+
+        return entries;
+    }
+
+    private async Task ApplyAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, List<(UsageRecord Old, UsageRecord New)> changes, CancellationToken cancellationToken)
+    {
+        await ExecuteAsync(
+            connection,
+            transaction,
+            """
+            CREATE TEMP TABLE tokenmeter_reprice (
+                id uuid NOT NULL, created_at timestamptz NOT NULL, user_id text COLLATE "C" NULL, day date NOT NULL,
+                endpoint text COLLATE "C" NULL, model text COLLATE "C" NULL, delta numeric NOT NULL,
+                cost_usd numeric NULL, price_id text NULL, cost_source text NOT NULL) ON COMMIT DROP
+            """,
+            cancellationToken).ConfigureAwait(false);
+
+        {
+            var writer = await connection.BeginBinaryImportAsync(
+                "COPY pg_temp.tokenmeter_reprice (id, created_at, user_id, day, endpoint, model, delta, cost_usd, price_id, cost_source) FROM STDIN (FORMAT BINARY)",
+                cancellationToken).ConfigureAwait(false);
+            await using var writerScope = writer.ConfigureAwait(false);
+            foreach (var (old, repriced) in changes)
+            {
+                await writer.StartRowAsync(cancellationToken).ConfigureAwait(false);
+                await writer.WriteAsync(old.Id, NpgsqlDbType.Uuid, cancellationToken).ConfigureAwait(false);
+                await writer.WriteAsync(old.CreatedAt.UtcDateTime, NpgsqlDbType.TimestampTz, cancellationToken).ConfigureAwait(false);
+                await WriteAsync(writer, old.UserId, NpgsqlDbType.Text, cancellationToken).ConfigureAwait(false);
+                await writer.WriteAsync(DateOnly.FromDateTime(old.CreatedAt.UtcDateTime), NpgsqlDbType.Date, cancellationToken).ConfigureAwait(false);
+                await WriteAsync(writer, old.Endpoint, NpgsqlDbType.Text, cancellationToken).ConfigureAwait(false);
+                await WriteAsync(writer, old.Model, NpgsqlDbType.Text, cancellationToken).ConfigureAwait(false);
+                await writer.WriteAsync((repriced.CostUsd ?? 0m) - (old.CostUsd ?? 0m), NpgsqlDbType.Numeric, cancellationToken).ConfigureAwait(false);
+                await WriteAsync(writer, repriced.CostUsd, NpgsqlDbType.Numeric, cancellationToken).ConfigureAwait(false);
+                await WriteAsync(writer, repriced.PriceId, NpgsqlDbType.Text, cancellationToken).ConfigureAwait(false);
+                await writer.WriteAsync(CostSourceNames.Of(repriced.CostSource), NpgsqlDbType.Text, cancellationToken).ConfigureAwait(false);
+            }
+
+            await writer.CompleteAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await ExecuteAsync(
+            connection,
+            transaction,
+            $"""
+            UPDATE {S}.user_api_usage u SET cost_usd = c.cost_usd, price_id = c.price_id, cost_source = c.cost_source
+            FROM pg_temp.tokenmeter_reprice c WHERE u.created_at = c.created_at AND u.id = c.id
+            """,
+            cancellationToken).ConfigureAwait(false);
+
+        // Each rollup row gets the sum of the differences of the records it counts: tokens and calls do not change.
+        await ExecuteAsync(
+            connection,
+            transaction,
+            $"""
+            WITH d AS (
+                SELECT user_id, day, endpoint, model, sum(delta) AS delta FROM pg_temp.tokenmeter_reprice GROUP BY 1, 2, 3, 4
+            ),
+            ued AS (
+                UPDATE {S}.usage_user_endpoint_day t SET cost_usd = t.cost_usd + d.delta FROM d
+                WHERE d.user_id IS NOT NULL AND t.user_id = d.user_id AND t.day = d.day
+                  AND t.endpoint IS NOT DISTINCT FROM d.endpoint AND t.model IS NOT DISTINCT FROM d.model
+            ),
+            uem AS (
+                UPDATE {S}.usage_user_endpoint_month t SET cost_usd = t.cost_usd + m.delta
+                FROM (SELECT user_id, date_trunc('month', day)::date AS month, endpoint, model, sum(delta) AS delta FROM d WHERE user_id IS NOT NULL GROUP BY 1, 2, 3, 4) m
+                WHERE t.user_id = m.user_id AND t.month = m.month
+                  AND t.endpoint IS NOT DISTINCT FROM m.endpoint AND t.model IS NOT DISTINCT FROM m.model
+            ),
+            uet AS (
+                UPDATE {S}.usage_user_endpoint_total t SET cost_usd = t.cost_usd + m.delta
+                FROM (SELECT user_id, endpoint, model, sum(delta) AS delta FROM d WHERE user_id IS NOT NULL GROUP BY 1, 2, 3) m
+                WHERE t.user_id = m.user_id AND t.endpoint IS NOT DISTINCT FROM m.endpoint AND t.model IS NOT DISTINCT FROM m.model
+            ),
+            ud AS (
+                UPDATE {S}.usage_user_day t SET cost_usd = t.cost_usd + m.delta
+                FROM (SELECT user_id, day, sum(delta) AS delta FROM d WHERE user_id IS NOT NULL GROUP BY 1, 2) m
+                WHERE t.user_id = m.user_id AND t.day = m.day
+            ),
+            um AS (
+                UPDATE {S}.usage_user_month t SET cost_usd = t.cost_usd + m.delta
+                FROM (SELECT user_id, date_trunc('month', day)::date AS month, sum(delta) AS delta FROM d WHERE user_id IS NOT NULL GROUP BY 1, 2) m
+                WHERE t.user_id = m.user_id AND t.month = m.month
+            ),
+            ut AS (
+                UPDATE {S}.usage_user_total t SET cost_usd = t.cost_usd + m.delta
+                FROM (SELECT user_id, sum(delta) AS delta FROM d WHERE user_id IS NOT NULL GROUP BY 1) m
+                WHERE t.user_id = m.user_id
+            ),
+            ed AS (
+                UPDATE {S}.usage_endpoint_day t SET cost_usd = t.cost_usd + m.delta
+                FROM (SELECT day, endpoint, model, sum(delta) AS delta FROM d GROUP BY 1, 2, 3) m
+                WHERE t.day = m.day AND t.endpoint IS NOT DISTINCT FROM m.endpoint AND t.model IS NOT DISTINCT FROM m.model
+            ),
+            em AS (
+                UPDATE {S}.usage_endpoint_month t SET cost_usd = t.cost_usd + m.delta
+                FROM (SELECT date_trunc('month', day)::date AS month, endpoint, model, sum(delta) AS delta FROM d GROUP BY 1, 2, 3) m
+                WHERE t.month = m.month AND t.endpoint IS NOT DISTINCT FROM m.endpoint AND t.model IS NOT DISTINCT FROM m.model
+            )
+            SELECT 1
+            """,
+            cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string sql, CancellationToken cancellationToken, params object?[] values)
+    {
+        using var command = new NpgsqlCommand(sql, connection, transaction) { CommandTimeout = context.CommandTimeout };
+        foreach (var value in values)
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = value ?? DBNull.Value });
+        }
+
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private static Task WriteAsync<T>(NpgsqlBinaryImporter writer, T? value, NpgsqlDbType type, CancellationToken cancellationToken) =>
+        value is null ? writer.WriteNullAsync(cancellationToken) : writer.WriteAsync(value, type, cancellationToken);
+}

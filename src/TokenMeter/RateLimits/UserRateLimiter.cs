@@ -1,0 +1,309 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using System.Threading.RateLimiting;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using TokenMeter.Diagnostics;
+
+namespace TokenMeter.RateLimits;
+
+/// <summary>
+/// Per-user requests-per-minute and tokens-per-minute limits, kept in an <see cref="IRateLimitStore"/>:
+/// in-process for one app instance, or PostgreSQL to hold across every instance. Requests are a
+/// <see cref="PartitionedRateLimiter{TResource}"/> (<see cref="Requests"/>) that plugs into ASP.NET
+/// Core's rate limiting; tokens reserve a call's estimate before it and settle to what it used
+/// after it (<see cref="CheckAsync"/>). Refusals are counted on <c>tokenmeter.rate_limit.rejections</c>.
+/// </summary>
+public sealed class UserRateLimiter : IDisposable
+{
+    /// <summary>The key of a keyed <see cref="TimeProvider"/> the limits read instead of the app's, so tests can move their time alone.</summary>
+    public const string ClockKey = "TokenMeter.RateLimits";
+
+    /// <summary>The window of both limits.</summary>
+    public static readonly TimeSpan Window = TimeSpan.FromMinutes(1);
+
+    private readonly IRateLimitStore _store;
+    private readonly TimeProvider _clock;
+    private readonly RateLimitOptions _options;
+    private readonly ILogger _logger;
+    private readonly Counter<long>? _rejections;
+    private readonly Counter<long>? _checkFailures;
+    private readonly ConcurrentDictionary<string, OpenCalls> _open = new(StringComparer.Ordinal);
+
+    /// <summary>Creates the limiter.</summary>
+    /// <param name="store">Where the windows are kept.</param>
+    /// <param name="services">Resolves the keyed clock <see cref="ClockKey"/>, else the app's <see cref="TimeProvider"/>.</param>
+    /// <param name="options">The limits.</param>
+    /// <param name="logger">The logger.</param>
+    /// <param name="meterFactory">Creates the <c>TokenMeter</c> meter, when metrics are set up.</param>
+    public UserRateLimiter(IRateLimitStore store, IServiceProvider services, IOptions<RateLimitOptions> options, ILogger<UserRateLimiter> logger, IMeterFactory? meterFactory = null)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(logger);
+        _store = store;
+        _clock = services.GetKeyedService<TimeProvider>(ClockKey) ?? services.GetService<TimeProvider>() ?? TimeProvider.System;
+        _options = options.Value;
+        _logger = logger;
+        Requests = new RequestLimiter(this);
+        if (meterFactory is not null)
+        {
+            var meter = meterFactory.Create("TokenMeter");
+            _rejections = meter.CreateCounter<long>("tokenmeter.rate_limit.rejections", "{request}", "Calls refused by a per-user rate limit, by limit (requests or tokens).");
+            _checkFailures = meter.CreateCounter<long>("tokenmeter.rate_limit.check_failures", "{error}", "Rate-limit checks that could not reach the store.");
+        }
+    }
+
+    /// <summary>Whether any limit is on.</summary>
+    public bool Enabled => _options.RequestsPerMinute > 0 || _options.TokensPerMinute > 0;
+
+    /// <summary>The limits in force.</summary>
+    public RateLimitOptions Options => _options;
+
+    /// <summary>
+    /// Requests per minute per partition key (the charged user, or <c>ip:</c> and the client address):
+    /// one permit a request, an exact sliding window of a minute. A refused lease carries
+    /// <see cref="MetadataName.RetryAfter"/>. With a shared store <c>AttemptAcquire</c> answers
+    /// "not acquired" without a permit and <c>AcquireAsync</c> asks the store (as ASP.NET Core's
+    /// middleware does); with the limit off every lease is acquired.
+    /// </summary>
+    public PartitionedRateLimiter<string> Requests { get; }
+
+    /// <summary>
+    /// Checks both limits of a call and, when allowed, reserves <paramref name="estimatedTokens"/> in
+    /// the user's tokens window (tokens first, so a call refused for tokens spends no request permit).
+    /// </summary>
+    /// <param name="partitionKey">The requests partition: the charged user id, or <c>ip:</c> and the client address when anonymous.</param>
+    /// <param name="userId">The charged user (tokens are per user); null for an anonymous call.</param>
+    /// <param name="estimatedTokens">The call's worst case in tokens (prompt + max output tokens).</param>
+    /// <param name="cancellationToken">Cancels the check.</param>
+    /// <returns>The decision; dispose it when the call has ended.</returns>
+    public async ValueTask<RateLimitDecision> CheckAsync(string partitionKey, string? userId, long estimatedTokens, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(partitionKey);
+        try
+        {
+            OpenCall? tokens = null;
+            if (_options.TokensPerMinute > 0 && userId is not null)
+            {
+                var id = Guid.CreateVersion7(_clock.GetUtcNow());
+                var key = TokensKey(userId);
+                var result = await _store.AcquireAsync(new RateLimitRequest(key, id, _clock.GetUtcNow(), Window, _options.TokensPerMinute, Math.Max(1, estimatedTokens), MustFit: false), cancellationToken).ConfigureAwait(false);
+                if (!result.Allowed)
+                {
+                    return Refuse(RateLimitKind.Tokens, _options.TokensPerMinute, result.RetryAfter, result.Used);
+                }
+
+                tokens = new OpenCall(key, id);
+                _open.GetOrAdd(userId, static _ => new OpenCalls()).Add(tokens);
+            }
+
+            if (_options.RequestsPerMinute > 0)
+            {
+                var result = await AcquireRequestAsync(partitionKey, cancellationToken).ConfigureAwait(false);
+                if (!result.Allowed)
+                {
+                    if (tokens is not null)
+                    {
+                        await CloseAsync(userId!, tokens).ConfigureAwait(false);
+                    }
+
+                    return Refuse(RateLimitKind.Requests, _options.RequestsPerMinute, result.RetryAfter, null);
+                }
+            }
+
+            return tokens is null ? RateLimitDecision.Allowed : new RateLimitDecision(null, 0, TimeSpan.Zero, null, () => CloseAsync(userId!, tokens));
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            _checkFailures?.Add(1);
+            Log.RateLimitCheckFailed(_logger, ex, _options.FailClosed);
+            return _options.FailClosed ? new RateLimitDecision(RateLimitKind.Unavailable, 0, TimeSpan.FromSeconds(30), null, null) : RateLimitDecision.Allowed;
+        }
+    }
+
+    /// <summary>Notes a finished call's tokens against the user's open reservation (fed by the metering path).</summary>
+    /// <param name="record">The record.</param>
+    public void Observe(UsageRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        if (record.UserId is { } user && _open.TryGetValue(user, out var calls))
+        {
+            calls.Attach(record.TotalTokens);
+        }
+    }
+
+    /// <summary>The tokens partition of a user.</summary>
+    /// <param name="userId">The user.</param>
+    /// <returns>The key.</returns>
+    public static string TokensKey(string userId) => "tokens/" + userId;
+
+    /// <inheritdoc />
+    public void Dispose() => Requests.Dispose();
+
+    internal ValueTask<RateLimitResult> AcquireRequestAsync(string partitionKey, CancellationToken cancellationToken) =>
+        _store.AcquireAsync(new RateLimitRequest("requests/" + partitionKey, Guid.CreateVersion7(_clock.GetUtcNow()), _clock.GetUtcNow(), Window, _options.RequestsPerMinute, 1, MustFit: true), cancellationToken);
+
+    internal bool IsSynchronous => _store.IsSynchronous;
+
+    internal int RequestsPerMinute => _options.RequestsPerMinute;
+
+    internal void CountRejection(RateLimitKind kind) =>
+        _rejections?.Add(1, new TagList { { "limit", kind == RateLimitKind.Tokens ? "tokens" : "requests" } });
+
+    private RateLimitDecision Refuse(RateLimitKind kind, long limit, TimeSpan retryAfter, long? used)
+    {
+        CountRejection(kind);
+
+        // Whole seconds, rounded up, at least one: a client that waits that long is let in.
+        var seconds = Math.Max(1, Math.Ceiling(retryAfter.TotalSeconds));
+        return new RateLimitDecision(kind, limit, TimeSpan.FromSeconds(seconds), used, null);
+    }
+
+    private async ValueTask CloseAsync(string userId, OpenCall call)
+    {
+        long tokens;
+        if (_open.TryGetValue(userId, out var calls))
+        {
+            tokens = calls.Remove(call, _open, userId);
+        }
+        else
+        {
+            tokens = call.Tokens;
+        }
+
+        try
+        {
+            await _store.SettleAsync(call.Key, call.Id, tokens).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            _checkFailures?.Add(1);
+            Log.RateLimitCheckFailed(_logger, ex, failClosed: false);
+        }
+    }
+
+    /// <summary>A call's tokens reservation and the tokens its records used so far.</summary>
+    private sealed class OpenCall(string key, Guid id)
+    {
+        public string Key => key;
+
+        public Guid Id => id;
+
+        public long Tokens { get; set; }
+
+        public bool HasRecords { get; set; }
+    }
+
+    /// <summary>A user's calls in flight; a record settles the oldest one without records yet, else the newest (the user's total is the same either way).</summary>
+    private sealed class OpenCalls
+    {
+        private readonly List<OpenCall> _calls = [];
+
+        public void Add(OpenCall call)
+        {
+            lock (_calls)
+            {
+                _calls.Add(call);
+            }
+        }
+
+        public void Attach(long tokens)
+        {
+            lock (_calls)
+            {
+                if (_calls.Count == 0)
+                {
+                    return;
+                }
+
+                var call = _calls.Find(c => !c.HasRecords) ?? _calls[^1];
+                call.HasRecords = true;
+                call.Tokens += tokens;
+            }
+        }
+
+        public long Remove(OpenCall call, ConcurrentDictionary<string, OpenCalls> owner, string userId)
+        {
+            lock (_calls)
+            {
+                _calls.Remove(call);
+                if (_calls.Count == 0)
+                {
+                    owner.TryRemove(new KeyValuePair<string, OpenCalls>(userId, this));
+                }
+
+                return call.Tokens;
+            }
+        }
+    }
+
+    /// <summary>The requests limit as a partitioned limiter over the store.</summary>
+    private sealed class RequestLimiter(UserRateLimiter owner) : PartitionedRateLimiter<string>
+    {
+        public override RateLimiterStatistics? GetStatistics(string resource) => null;
+
+        protected override RateLimitLease AttemptAcquireCore(string resource, int permitCount)
+        {
+            if (owner.RequestsPerMinute <= 0 || permitCount == 0)
+            {
+                return Lease.Acquired;
+            }
+
+            if (!owner.IsSynchronous)
+            {
+                return Lease.NotChecked;
+            }
+
+            var check = owner.AcquireRequestAsync(resource, CancellationToken.None);
+            return ToLease(check.IsCompleted ? check.Result : check.AsTask().GetAwaiter().GetResult());
+        }
+
+        protected override async ValueTask<RateLimitLease> AcquireAsyncCore(string resource, int permitCount, CancellationToken cancellationToken)
+        {
+            if (owner.RequestsPerMinute <= 0 || permitCount == 0)
+            {
+                return Lease.Acquired;
+            }
+
+            return ToLease(await owner.AcquireRequestAsync(resource, cancellationToken).ConfigureAwait(false));
+        }
+
+        private Lease ToLease(RateLimitResult result)
+        {
+            if (result.Allowed)
+            {
+                return Lease.Acquired;
+            }
+
+            owner.CountRejection(RateLimitKind.Requests);
+            return new Lease(false, TimeSpan.FromSeconds(Math.Max(1, Math.Ceiling(result.RetryAfter.TotalSeconds))));
+        }
+    }
+
+    private sealed class Lease(bool acquired, TimeSpan? retryAfter) : RateLimitLease
+    {
+        public static readonly Lease Acquired = new(true, null);
+
+        public static readonly Lease NotChecked = new(false, null);
+
+        public override bool IsAcquired => acquired;
+
+        public override IEnumerable<string> MetadataNames => retryAfter is null ? [] : [MetadataName.RetryAfter.Name];
+
+        public override bool TryGetMetadata(string metadataName, out object? metadata)
+        {
+            if (retryAfter is { } wait && metadataName == MetadataName.RetryAfter.Name)
+            {
+                metadata = wait;
+                return true;
+            }
+
+            metadata = null;
+            return false;
+        }
+    }
+}
