@@ -1,14 +1,8 @@
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Mvc;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Options;
-using TokenMeter.AspNetCore.Budgets;
-using TokenMeter.AspNetCore.Diagnostics;
-using TokenMeter.Attribution;
+using TokenMeter.AspNetCore.RateLimits;
 using TokenMeter.Budgets;
 using TokenMeter.RateLimits;
-using TokenMeter.AspNetCore.RateLimits;
 
 namespace Microsoft.AspNetCore.Builder;
 
