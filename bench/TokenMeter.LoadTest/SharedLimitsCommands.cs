@@ -104,7 +104,7 @@ internal static class SharedLimitsCommands
                 await budgets.SetDefaultBudgetAsync(new BudgetLimit(1_000_000m, null)).ConfigureAwait(false);
                 return;
             }
-            catch (Exception ex) when (ex is Npgsql.PostgresException { SqlState: "42P01" } or TokenMeter.Storage.UsageStoreNotReadyException && waited.Elapsed < TimeSpan.FromMinutes(1))
+            catch (Exception ex) when (ex is Npgsql.PostgresException { SqlState: "42P01" } or TokenMeter.UsageStoreNotReadyException && waited.Elapsed < TimeSpan.FromMinutes(1))
             {
                 await Task.Delay(200).ConfigureAwait(false);
             }
@@ -139,7 +139,7 @@ internal static class SharedLimitsCommands
         });
         builder.Services.AddTokenMeter()
             .AddPostgresStore(connectionString)
-            .AddBudgetGuard()
+            .AddBudgets()
             .AddRateLimits(o =>
             {
                 o.RequestsPerMinute = 1_000_000;

@@ -89,7 +89,13 @@ if (dataSource is not null)
     tokenMeter.AddPostgresStore(dataSource);
 }
 
-tokenMeter.AddTokenMeterAspNetCore();
+// Each feature is one call; the admin API maps the routes of the features added here.
+tokenMeter.AddTokenMeterAspNetCore()
+    .AddBudgets()                 // TokenMeter:Budgets; budget routes and enforcement
+    .AddAlerts()                  // TokenMeter:Alerts; budget.threshold and platform.daily_cost webhooks
+    .AddUsageReports()            // TokenMeter:Reports; scheduled and on-demand email reports
+    .AddStatements()              // TokenMeter:Billing; statements and statement.closed webhooks
+    .AddSmtpEmail();              // TokenMeter:Reports:Smtp (TokenMeter.Email)
 
 // Per-user requests and tokens per minute (Homework:RateLimits), kept in PostgreSQL when it is
 // configured, so they hold across every instance of the app.
@@ -98,7 +104,6 @@ tokenMeter.AddRateLimits(o =>
     o.RequestsPerMinute = settings.RequestsPerMinute;
     o.TokensPerMinute = settings.TokensPerMinute;
 });
-tokenMeter.AddSmtpEmail();
 tokenMeter.AddOpenAIClient(o =>
 {
     o.ApiKey = settings.OpenAIApiKey ?? (settings.SimulatedModel ? "simulated" : "none");

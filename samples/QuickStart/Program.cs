@@ -1,7 +1,4 @@
 using OpenAI;
-using TokenMeter;
-using TokenMeter.AspNetCore;
-using TokenMeter.AspNetCore.Attribution;
 
 var builder = WebApplication.CreateBuilder(args);
 
@@ -12,8 +9,8 @@ builder.Services.AddAuthorization();
 
 builder.Services.AddTokenMeter()        // metering, pricing, the batched writer
     .AddOpenAIClient()                  // a metered OpenAIClient: OPENAI_API_KEY, or TokenMeter:OpenAI:Endpoint/ApiKey
-    .AddPostgresStore()                 // ConnectionStrings:TokenMeter; leave out to keep usage in memory
-    .AddTokenMeterAspNetCore();         // the admin API
+    .AddPostgresStore();                // ConnectionStrings:TokenMeter; leave out to keep usage in memory
+// Each further feature is one call here: .AddBudgets(), .AddAlerts(), .AddUsageReports(), .AddStatements()
 
 var app = builder.Build();
 app.UseAuthentication();

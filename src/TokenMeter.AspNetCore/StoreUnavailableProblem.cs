@@ -2,6 +2,9 @@ using System.Data.Common;
 using System.Globalization;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Logging;
 using Microsoft.Net.Http.Headers;
 
 namespace TokenMeter.AspNetCore;
@@ -41,6 +44,10 @@ public static class StoreUnavailableProblem
     /// <summary>The 503 problem details result, with <c>Retry-After</c>.</summary>
     /// <returns>The result to return from an endpoint or write from an exception handler.</returns>
     public static IResult ToResult() => new Result();
+
+    /// <summary>The admin API's logger, for the store-unavailable and export failure lines.</summary>
+    internal static ILogger Logger(HttpContext context) =>
+        context.RequestServices.GetService<ILoggerFactory>()?.CreateLogger("TokenMeter.AspNetCore.Endpoints") ?? NullLogger.Instance;
 
     private sealed class Result : IResult
     {

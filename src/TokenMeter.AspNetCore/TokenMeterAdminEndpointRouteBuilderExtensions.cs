@@ -1,20 +1,22 @@
 using Microsoft.AspNetCore.Authorization;
-using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
+using TokenMeter.AspNetCore;
 using TokenMeter.AspNetCore.Endpoints;
 
-namespace TokenMeter.AspNetCore;
+namespace Microsoft.AspNetCore.Builder;
 
 /// <summary>Maps TokenMeter's admin usage API.</summary>
 public static class TokenMeterAdminEndpointRouteBuilderExtensions
 {
     /// <summary>
     /// Maps the usage API under <paramref name="prefix"/>: stats, summaries, per-user detail,
-    /// endpoints, daily and monthly trends, CSV exports and budgets (admin only, see
-    /// <see cref="TokenMeterAspNetCoreOptions.AdminPolicy"/>) and <c>/me</c> (any signed-in user).
+    /// endpoints, daily and monthly trends, the month's forecast and CSV exports (admin only, see
+    /// <see cref="TokenMeterAspNetCoreOptions.AdminPolicy"/>) and <c>/me</c> (any signed-in user); and
+    /// the routes of each feature added on the TokenMeter builder: budgets and the users' forecast
+    /// (<c>.AddBudgets()</c>), statements (<c>.AddStatements()</c>), sending reports (<c>.AddUsageReports()</c>).
     /// </summary>
     /// <param name="endpoints">The app's route builder.</param>
     /// <param name="prefix">The route prefix, e.g. <c>/api/usage</c>.</param>
@@ -46,15 +48,28 @@ public static class TokenMeterAdminEndpointRouteBuilderExtensions
             admin.RequireAuthorization(new AuthorizationPolicyBuilder().RequireRole(options.AdminRole).Build());
         }
 
-        // One small file per area; add new areas here.
+        // One small file per area; a feature's routes only when the feature was added.
+        var features = new AdminFeatures(endpoints.ServiceProvider);
         StatsEndpoints.Map(admin);
         UserEndpoints.Map(admin);
         TrendEndpoints.Map(admin);
         ExportEndpoints.Map(admin);
-        BudgetEndpoints.Map(admin);
-        Forecasting.ForecastEndpoints.Map(admin);
-        Billing.StatementEndpoints.Map(admin);
-        Reports.ReportEndpoints.Map(admin);
+        ForecastEndpoints.Map(admin, withUsers: features.Budgets);
+        if (features.Budgets)
+        {
+            BudgetEndpoints.Map(admin);
+        }
+
+        if (features.Statements)
+        {
+            StatementEndpoints.Map(admin);
+        }
+
+        if (features.Reports)
+        {
+            ReportEndpoints.Map(admin);
+        }
+
         RepricingEndpoints.Map(admin);
         SelfServiceEndpoints.Map(group);
         return group;

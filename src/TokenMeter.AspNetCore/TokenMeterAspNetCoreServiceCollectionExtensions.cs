@@ -1,18 +1,19 @@
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using TokenMeter;
+using TokenMeter.AspNetCore;
 using TokenMeter.AspNetCore.Endpoints;
-using TokenMeter.Budgets;
 
-namespace TokenMeter.AspNetCore;
+namespace Microsoft.Extensions.DependencyInjection;
 
 /// <summary>Registers TokenMeter's ASP.NET Core services.</summary>
 public static class TokenMeterAspNetCoreServiceCollectionExtensions
 {
     /// <summary>
-    /// Adds what the admin endpoints and filters use: options (<c>TokenMeter:AspNetCore</c>), the
-    /// budget guard (<c>TokenMeter:Budgets</c>), alerts (<c>TokenMeter:Alerts</c>), usage reports and statements.
-    /// Mail needs an email sender, e.g. <c>.AddSmtpEmail()</c> from TokenMeter.Email.
-    /// Idempotent.
+    /// Binds the admin API's options (<c>TokenMeter:AspNetCore</c>: admin role or policy, user-id claim)
+    /// and makes the app's HTTP JSON (and so its OpenAPI document) write the read model as the admin API
+    /// does. Switches no feature on: add each with its own call (<c>.AddBudgets()</c>, <c>.AddAlerts()</c>,
+    /// <c>.AddUsageReports()</c>, <c>.AddStatements()</c>). Optional: without it the admin API uses the
+    /// default options. Idempotent.
     /// </summary>
     /// <param name="builder">The TokenMeter builder from <c>AddTokenMeter()</c>.</param>
     /// <param name="configure">Optional changes to the options after configuration is bound.</param>
@@ -29,12 +30,9 @@ public static class TokenMeterAspNetCoreServiceCollectionExtensions
 
         // The app's JSON (OpenAPI documents it) writes the read model as the admin API does.
         services.ConfigureHttpJsonOptions(json => AdminJson.AddTo(json.SerializerOptions));
+
         // API documents list the query parameters the admin routes read by hand (any generator on the API Explorer).
         services.TryAddEnumerable(ServiceDescriptor.Singleton<Microsoft.AspNetCore.Mvc.ApiExplorer.IApiDescriptionProvider, AdminQueryApiDescriptionProvider>());
-        builder.AddBudgetGuard();
-        builder.AddAlerts();
-        builder.AddUsageReports();
-        builder.AddStatements();
         return builder;
     }
 }

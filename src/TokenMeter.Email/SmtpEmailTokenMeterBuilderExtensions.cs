@@ -1,6 +1,7 @@
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using TokenMeter;
+using TokenMeter.Configuration;
 using TokenMeter.Delivery;
 using TokenMeter.Email;
 
@@ -21,13 +22,12 @@ public static class SmtpEmailTokenMeterBuilderExtensions
     {
         ArgumentNullException.ThrowIfNull(builder);
         var services = builder.Services;
-        var options = services.AddOptions<SmtpOptions>().BindConfiguration(SmtpOptions.SectionName).ValidateOnStart();
+        var options = services.AddValidatedOptions<SmtpOptions, SmtpOptionsValidator>(SmtpOptions.SectionName);
         if (configure is not null)
         {
             options.Configure(configure);
         }
 
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<SmtpOptions>, SmtpOptionsValidator>());
         services.Replace(ServiceDescriptor.Singleton<IEmailSender, SmtpEmailSender>());
         return builder;
     }

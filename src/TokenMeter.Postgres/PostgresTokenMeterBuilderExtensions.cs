@@ -1,16 +1,18 @@
 using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using TokenMeter;
 using TokenMeter.Budgets;
+using TokenMeter.Configuration;
 using TokenMeter.Postgres;
 using TokenMeter.Postgres.Budgets;
 using TokenMeter.Postgres.Querying;
 using TokenMeter.Postgres.RateLimits;
+using TokenMeter.Postgres.Repricing;
 using TokenMeter.Postgres.Schema;
 using TokenMeter.Postgres.Storage;
 using TokenMeter.Querying;
@@ -18,7 +20,7 @@ using TokenMeter.RateLimits;
 using TokenMeter.Repricing;
 using TokenMeter.Storage;
 
-namespace TokenMeter;
+namespace Microsoft.Extensions.DependencyInjection;
 
 /// <summary>Registers the PostgreSQL store on a TokenMeter builder.</summary>
 public static class PostgresTokenMeterBuilderExtensions
@@ -133,13 +135,12 @@ public static class PostgresTokenMeterBuilderExtensions
     private static ITokenMeterBuilder AddPostgresStore(ITokenMeterBuilder builder, Func<IServiceProvider, (NpgsqlDataSource DataSource, bool Owned)> dataSource, Action<PostgresStoreOptions>? configure)
     {
         var services = builder.Services;
-        var options = services.AddOptions<PostgresStoreOptions>().BindConfiguration(PostgresStoreOptions.SectionName).ValidateOnStart();
+        var options = services.AddValidatedOptions<PostgresStoreOptions, PostgresStoreOptionsValidator>(PostgresStoreOptions.SectionName);
         if (configure is not null)
         {
             options.Configure(configure);
         }
 
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<PostgresStoreOptions>, PostgresStoreOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
 
         // Calling this twice replaces the earlier data source rather than adding a second store.
@@ -166,19 +167,16 @@ public static class PostgresTokenMeterBuilderExtensions
         services.TryAddSingleton<PostgresSchemaInstaller>();
         services.TryAddKeyedSingleton<IHealthCheck>(TokenMeterHealthChecks.StoreCheckName, (sp, _) => new PostgresStoreHealthCheck(sp.GetRequiredService<PostgresStoreContext>()));
 
-        // The core registers the in-memory store with TryAdd; replace it whatever the order.
-        services.RemoveAll<IUsageStore>();
-        services.RemoveAll<IUsageQueries>();
-        services.RemoveAll<IBudgetStore>();
-        services.RemoveAll<IDeliveryLog>();
+        // The store slot: features' decorators (the budget limit cache) wrap these whatever the order.
+        builder.UseStore<IUsageStore>(sp => sp.GetRequiredService<PostgresUsageStore>());
+        builder.UseStore<IUsageQueries>(sp => sp.GetRequiredService<PostgresUsageQueries>());
+        builder.UseStore<IBudgetStore>(sp => sp.GetRequiredService<PostgresBudgetStore>());
+        builder.UseStore<IDeliveryLog>(sp => sp.GetRequiredService<PostgresDeliveryLog>());
+        builder.UseStore<IUsageRepricingStore>(sp => sp.GetRequiredService<PostgresRepricingStore>());
+
+        // Shared reservations and windows replace the in-memory ones whatever the order of the calls.
         services.RemoveAll<IBudgetReservationStore>();
         services.RemoveAll<IRateLimitStore>();
-        services.RemoveAll<IUsageRepricingStore>();
-        services.AddSingleton<IUsageStore>(sp => sp.GetRequiredService<PostgresUsageStore>());
-        services.AddSingleton<IUsageQueries>(sp => sp.GetRequiredService<PostgresUsageQueries>());
-        services.AddSingleton<IBudgetStore>(sp => sp.GetRequiredService<PostgresBudgetStore>());
-        services.AddSingleton<IDeliveryLog>(sp => sp.GetRequiredService<PostgresDeliveryLog>());
-        services.AddSingleton<IUsageRepricingStore>(sp => sp.GetRequiredService<PostgresRepricingStore>());
 
         // Budgets and rate limits hold across every instance sharing this database.
         services.AddSingleton<IBudgetReservationStore>(sp => sp.GetRequiredService<PostgresBudgetReservations>());

@@ -1,6 +1,5 @@
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using TokenMeter;
-using TokenMeter.Diagnostics;
 using TokenMeter.Writing;
 
 namespace Microsoft.Extensions.DependencyInjection;

@@ -5,7 +5,7 @@ namespace TokenMeter;
 
 /// <summary>
 /// How the metered <see cref="OpenAIClient"/> registered by
-/// <see cref="TokenMeterOpenAIBuilderExtensions.AddOpenAIClient"/> reaches the model. Bound from
+/// <see cref="Microsoft.Extensions.DependencyInjection.TokenMeterOpenAIBuilderExtensions.AddOpenAIClient"/> reaches the model. Bound from
 /// the <c>TokenMeter:OpenAI</c> configuration section; the registration's delegate runs after.
 /// </summary>
 public sealed class TokenMeterOpenAIOptions

@@ -1,9 +1,9 @@
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using TokenMeter;
 using TokenMeter.Metering;
 using TokenMeter.Writing;
 
-namespace TokenMeter;
+namespace Microsoft.Extensions.DependencyInjection;
 
 /// <summary>Registers TokenMeter in a service collection.</summary>
 public static class TokenMeterServiceCollectionExtensions

@@ -11,6 +11,7 @@ using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Hosting.Internal;
 using Microsoft.Extensions.Time.Testing;
+using TokenMeter;
 using TokenMeter.AspNetCore.RateLimits;
 using TokenMeter.RateLimits;
 using TokenMeter.Testing.FakeOpenAI;
@@ -231,7 +232,7 @@ public sealed class RateLimitTests : IClassFixture<RateLimitFixture>
     private MetricCollector<long> Rejections() => Rejections(App);
 
     internal static MetricCollector<long> Rejections(HomeworkApp app) =>
-        new(app.Services.GetRequiredService<IMeterFactory>(), "TokenMeter", "tokenmeter.rate_limit.rejections");
+        new(app.Services.GetRequiredService<IMeterFactory>(), TokenMeterDiagnostics.MeterName, "tokenmeter.rate_limit.rejections");
 
     internal static long Count(MetricCollector<long> collector, string limit) =>
         collector.GetMeasurementSnapshot().Where(m => m.Tags["limit"] as string == limit).Sum(m => m.Value);

@@ -209,6 +209,19 @@ public sealed class PackageTests(PackedLibraries packed) : IClassFixture<PackedL
     private static string VersionOf(string nupkg, string id) =>
         Path.GetFileNameWithoutExtension(nupkg)[(id.Length + 1)..];
 
+    [Fact]
+    public void AspNetCore_package_graph_has_no_mail_client()
+    {
+        // The whole restore graph of TokenMeter.AspNetCore (`dotnet list package --include-transitive`):
+        // mail (MailKit, MimeKit, BouncyCastle) comes only with TokenMeter.Email.
+        using var assets = JsonDocument.Parse(File.ReadAllText(Path.Combine(PackedLibraries.RepoRoot, "src/TokenMeter.AspNetCore/obj/project.assets.json")));
+        var graph = assets.RootElement.GetProperty("libraries").EnumerateObject().Select(p => p.Name.Split('/')[0]).ToArray();
+        Assert.Contains("OpenAI", graph); // the core's packages are in it: the graph is transitive
+        Assert.DoesNotContain(graph, id => id.StartsWith("MailKit", StringComparison.OrdinalIgnoreCase)
+            || id.StartsWith("MimeKit", StringComparison.OrdinalIgnoreCase)
+            || id.StartsWith("BouncyCastle", StringComparison.OrdinalIgnoreCase));
+    }
+
     private static bool IsForbiddenInCore(string id) =>
         id.StartsWith("Npgsql", StringComparison.OrdinalIgnoreCase)
         || id.StartsWith("Microsoft.AspNetCore", StringComparison.OrdinalIgnoreCase)

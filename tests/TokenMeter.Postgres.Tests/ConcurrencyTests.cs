@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using TokenMeter.Postgres.Repricing;
 using TokenMeter.Postgres.Storage;
 using TokenMeter.Querying;
 using TokenMeter.Repricing;

@@ -6,6 +6,7 @@ using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Npgsql;
+using TokenMeter.Postgres.Storage;
 using TokenMeter.Postgres.Schema;
 using TokenMeter.Storage;
 using TokenMeter.Testing.Postgres;

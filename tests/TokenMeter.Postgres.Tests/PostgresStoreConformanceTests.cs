@@ -2,6 +2,7 @@ using System.Globalization;
 using Npgsql;
 using TokenMeter.Postgres.Budgets;
 using TokenMeter.Postgres.Querying;
+using TokenMeter.Postgres.Repricing;
 using TokenMeter.Postgres.Schema;
 using TokenMeter.Postgres.Storage;
 using TokenMeter.Testing.Conformance;

@@ -7,6 +7,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using TokenMeter.Postgres.Storage;
 using TokenMeter.Budgets;
 using TokenMeter.Postgres.Schema;
 using TokenMeter.Querying;

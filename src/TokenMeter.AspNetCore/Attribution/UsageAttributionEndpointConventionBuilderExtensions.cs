@@ -1,8 +1,8 @@
-using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using TokenMeter.AspNetCore.Attribution;
 using TokenMeter.Attribution;
 
-namespace TokenMeter.AspNetCore.Attribution;
+namespace Microsoft.AspNetCore.Builder;
 
 /// <summary>Attributes the OpenAI calls of endpoints to their user and route.</summary>
 public static class UsageAttributionEndpointConventionBuilderExtensions

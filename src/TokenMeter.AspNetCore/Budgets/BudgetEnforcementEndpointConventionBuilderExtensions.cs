@@ -1,8 +1,8 @@
-using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using TokenMeter.AspNetCore.Budgets;
 using TokenMeter.Budgets;
 
-namespace TokenMeter.AspNetCore.Budgets;
+namespace Microsoft.AspNetCore.Builder;
 
 /// <summary>Refuses calls of users over budget before the model is called.</summary>
 public static class BudgetEnforcementEndpointConventionBuilderExtensions

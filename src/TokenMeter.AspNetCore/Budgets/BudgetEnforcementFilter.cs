@@ -19,7 +19,7 @@ internal sealed class BudgetEnforcementFilter(Func<EndpointFilterInvocationConte
     {
         var http = context.HttpContext;
         var guard = http.RequestServices.GetService<BudgetGuard>()
-            ?? throw new InvalidOperationException("Budget enforcement needs services.AddTokenMeter().AddTokenMeterAspNetCore() (or .AddBudgetGuard()).");
+            ?? throw new InvalidOperationException("Budget enforcement needs budgets: services.AddTokenMeter().AddBudgets().");
         var userId = UsageScope.Current?.Context.UserId
             ?? (http.RequestServices.GetService<IOptions<TokenMeterAspNetCoreOptions>>()?.Value ?? DefaultOptions).GetUserId(http.User);
         if (userId is null)

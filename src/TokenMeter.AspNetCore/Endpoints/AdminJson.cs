@@ -1,9 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using System.Text.Json.Serialization.Metadata;
-using TokenMeter.AspNetCore.Billing;
-using TokenMeter.AspNetCore.Forecasting;
-using TokenMeter.AspNetCore.Reports;
 using TokenMeter.Billing;
 using TokenMeter.Querying;
 

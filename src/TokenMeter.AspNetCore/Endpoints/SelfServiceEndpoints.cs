@@ -54,7 +54,7 @@ internal static class SelfServiceEndpoints
             return status.Limit is null ? null : new MyBudget(status.Limit.MonthlyCostUsd, status.RemainingCostUsd, status.Limit.MonthlyTokens);
         }
 
-        var store = context.RequestServices.GetService<IBudgetStore>();
+        var store = AdminFeatures.BudgetStore(context.RequestServices);
         var limit = store is null ? null : await store.GetEffectiveBudgetAsync(userId, cancellationToken).ConfigureAwait(false);
         if (limit is not { HasLimit: true })
         {

@@ -1,7 +1,4 @@
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Logging.Abstractions;
 using TokenMeter.AspNetCore.Diagnostics;
 
 namespace TokenMeter.AspNetCore.Endpoints;
@@ -17,11 +14,8 @@ internal sealed class StoreUnavailableFilter : IEndpointFilter
         }
         catch (Exception ex) when (!context.HttpContext.RequestAborted.IsCancellationRequested && StoreUnavailableProblem.IsStoreUnavailable(ex))
         {
-            Log.StoreUnavailable(Logger(context.HttpContext), ex, context.HttpContext.Request.Path);
+            Log.StoreUnavailable(StoreUnavailableProblem.Logger(context.HttpContext), ex, context.HttpContext.Request.Path);
             return StoreUnavailableProblem.ToResult();
         }
     }
-
-    internal static ILogger Logger(HttpContext context) =>
-        context.RequestServices.GetService<ILoggerFactory>()?.CreateLogger("TokenMeter.AspNetCore.Endpoints") ?? NullLogger.Instance;
 }

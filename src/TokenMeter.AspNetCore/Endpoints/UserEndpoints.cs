@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
+using TokenMeter.Pricing;
 using TokenMeter.Querying;
 
 namespace TokenMeter.AspNetCore.Endpoints;
@@ -114,7 +115,8 @@ internal static class UserEndpoints
             detail?.Summary.LastCallAt,
             detail?.ThisMonth ?? UsageFigures.Zero,
             detail?.ByEndpoint ?? [],
-            detail?.Daily ?? []));
+            detail?.Daily ?? [],
+            [.. (detail?.ThisMonthByCostSource ?? []).Select(u => new CostSourceItem(CostSourceNames.Of(u.CostSource), u.Calls, u.CostUsd))]));
     }
 }
 
@@ -132,4 +134,8 @@ internal sealed record UserDetailResponse(
     DateTimeOffset? LastCallAt,
     UsageFigures ThisMonth,
     IReadOnlyList<UserEndpointUsage> ByEndpoint,
-    IReadOnlyList<UserDailyUsage> Daily);
+    IReadOnlyList<UserDailyUsage> Daily,
+    IReadOnlyList<CostSourceItem> ThisMonthByCostSource);
+
+/// <summary>This month's calls and cost of one cost source: <c>reported</c>, <c>estimated</c> or <c>unpriced</c>.</summary>
+internal sealed record CostSourceItem(string CostSource, long Calls, decimal CostUsd);

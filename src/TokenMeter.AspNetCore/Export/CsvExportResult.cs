@@ -4,7 +4,6 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Net.Http.Headers;
 using TokenMeter.AspNetCore.Diagnostics;
-using TokenMeter.AspNetCore.Endpoints;
 
 namespace TokenMeter.AspNetCore.Export;
 
@@ -45,7 +44,7 @@ internal sealed class CsvExportResult(string fileName, Func<CsvWriter, HttpConte
                 response.Headers.Remove(HeaderNames.ContentDisposition);
                 if (StoreUnavailableProblem.IsStoreUnavailable(ex))
                 {
-                    Log.StoreUnavailable(StoreUnavailableFilter.Logger(httpContext), ex, httpContext.Request.Path);
+                    Log.StoreUnavailable(StoreUnavailableProblem.Logger(httpContext), ex, httpContext.Request.Path);
                     await StoreUnavailableProblem.ToResult().ExecuteAsync(httpContext).ConfigureAwait(false);
                     return;
                 }
@@ -55,7 +54,7 @@ internal sealed class CsvExportResult(string fileName, Func<CsvWriter, HttpConte
 
             // The status line and some rows are out: end the connection without the closing chunk, so
             // the client sees a failed download, never a complete-looking truncated file.
-            Log.ExportFailedMidStream(StoreUnavailableFilter.Logger(httpContext), ex, fileName);
+            Log.ExportFailedMidStream(StoreUnavailableProblem.Logger(httpContext), ex, fileName);
             httpContext.Abort();
             return;
         }

@@ -130,17 +130,6 @@ internal static class UsageCsv
         }
     }
 
-    public static string StatusText(UsageStatus status) => status switch
-    {
-        UsageStatus.Ok => "ok",
-        UsageStatus.HttpError => "http_error",
-        UsageStatus.TransportError => "transport_error",
-        UsageStatus.Cancelled => "cancelled",
-        UsageStatus.UsageMissing => "usage_missing",
-        UsageStatus.Estimated => "estimated",
-        _ => status.ToString(),
-    };
-
     private static async Task WriteChunkAsync(
         CsvWriter csv,
         List<UsageRecord> chunk,
@@ -203,7 +192,7 @@ internal static class UsageCsv
             csv.WriteField(r.ReasoningTokens, default);
             csv.WriteField(r.TotalTokens, default);
             csv.WriteField(r.CostUsd, default);
-            csv.WriteField(StatusText(r.Status));
+            csv.WriteField(UsageStatusNames.GetName(r.Status));
             csv.WriteField(r.SessionId);
             csv.WriteField(r.ProblemId);
             csv.WriteField(r.Tags is { Count: > 0 } tags ? MetadataJson(tags, metadata) : null);

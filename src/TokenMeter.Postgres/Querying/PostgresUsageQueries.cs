@@ -102,6 +102,17 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
             $"SELECT endpoint, model, {FigureColumns} FROM {S}.usage_user_endpoint_total WHERE user_id = $1 ORDER BY cost_usd DESC, endpoint COLLATE \"C\" NULLS FIRST, model COLLATE \"C\" NULLS FIRST",
             userId));
         batch.BatchCommands.Add(BatchCommand($"SELECT day, {FigureColumns} FROM {S}.usage_user_day WHERE user_id = $1 AND day BETWEEN $2 AND $3 ORDER BY day DESC", userId, today.AddDays(-29), today));
+
+        // This month's raw rows of the user (index on user_id, created_at); rows stored before cost sources existed derive theirs.
+        batch.BatchCommands.Add(BatchCommand(
+            $"""
+            SELECT coalesce(cost_source, CASE WHEN cost_usd IS NULL THEN 'unpriced' WHEN status = 'estimated' OR metadata ->> '{BillingTags.Estimated}' IS NOT NULL THEN 'estimated' ELSE 'reported' END),
+                   count(*)::bigint, coalesce(sum(cost_usd), 0)
+            FROM {S}.user_api_usage WHERE user_id = $1 AND created_at >= $2 AND created_at < $3 GROUP BY 1
+            """,
+            userId,
+            month.ToDateTime(TimeOnly.MinValue, DateTimeKind.Utc),
+            month.AddMonths(1).ToDateTime(TimeOnly.MinValue, DateTimeKind.Utc)));
         var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         await using var readerScope = reader.ConfigureAwait(false);
         if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
@@ -127,7 +138,14 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
             daily.Add(new UserDailyUsage(userId, reader.GetFieldValue<DateOnly>(0), ReadFigures(reader, 1)));
         }
 
-        return new UserUsageDetail(summary, thisMonth, byEndpoint, daily);
+        await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+        var bySource = new List<CostSourceUsage>();
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            bySource.Add(new CostSourceUsage(CostSourceNames.Parse(reader.GetString(0)) ?? CostSource.Reported, reader.GetInt64(1), reader.GetDecimal(2)));
+        }
+
+        return new UserUsageDetail(summary, thisMonth, byEndpoint, daily) { ThisMonthByCostSource = [.. bySource.OrderBy(u => u.CostSource)] };
     }
 
     public async ValueTask<UsageFigures> GetUserTotalsAsync(string userId, DateOnly firstDay, DateOnly lastDay, CancellationToken cancellationToken = default)
@@ -315,7 +333,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
         decimal? cost = reader.IsDBNull(15) ? null : reader.GetDecimal(15);
         var priceId = NullableString(reader, 16);
         var duration = reader.GetDouble(17);
-        var status = UsageStatusNames.FromText(reader.GetString(18));
+        var status = UsageStatusNames.Parse(reader.GetString(18));
         int? http = reader.IsDBNull(19) ? null : reader.GetInt32(19);
         var streaming = reader.GetBoolean(20);
         var session = NullableString(reader, 21);

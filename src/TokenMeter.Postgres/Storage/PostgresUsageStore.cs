@@ -104,7 +104,7 @@ internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageS
 
         await WriteTextAsync(writer, r.PriceId, cancellationToken).ConfigureAwait(false);
         await writer.WriteAsync(r.DurationMs, NpgsqlDbType.Double, cancellationToken).ConfigureAwait(false);
-        await writer.WriteAsync(UsageStatusNames.ToText(r.Status), NpgsqlDbType.Text, cancellationToken).ConfigureAwait(false);
+        await writer.WriteAsync(UsageStatusNames.GetName(r.Status), NpgsqlDbType.Text, cancellationToken).ConfigureAwait(false);
         if (r.HttpStatus is int http)
         {
             await writer.WriteAsync(http, NpgsqlDbType.Integer, cancellationToken).ConfigureAwait(false);

@@ -1,10 +1,10 @@
-using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
+using TokenMeter;
 using TokenMeter.AI;
 using TokenMeter.Metering;
 
-namespace TokenMeter;
+namespace Microsoft.Extensions.AI;
 
 /// <summary>Adds TokenMeter to a Microsoft.Extensions.AI chat client pipeline.</summary>
 public static class TokenMeterChatClientBuilderExtensions

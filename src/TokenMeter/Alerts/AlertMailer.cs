@@ -9,7 +9,7 @@ namespace TokenMeter.Alerts;
 /// <summary>
 /// Mails alerts to the report recipients (<c>TokenMeter:Alerts:Email</c>) through the app's
 /// email sender, in the background, retried with the webhook's back-off (<c>MaxAttempts</c>,
-/// <c>InitialRetryDelay</c> doubling). Never blocks the caller.
+/// <c>InitialRetryDelay</c> doubling, jittered, capped). Never blocks the caller.
 /// </summary>
 internal sealed class AlertMailer : DeliveryQueue<AlertMailer.AlertMail>
 {
@@ -22,8 +22,8 @@ internal sealed class AlertMailer : DeliveryQueue<AlertMailer.AlertMail>
             maxConcurrent: 2,
             options,
             time,
-            meterFactory.Create("TokenMeter").CreateCounter<long>("tokenmeter.alerts.mailed", "{alert}", "Alert emails the SMTP server accepted."),
-            meterFactory.Create("TokenMeter").CreateCounter<long>("tokenmeter.alerts.mail_failed", "{alert}", "Alert emails given up after every attempt, or dropped."))
+            TokenMeterInstruments.For(meterFactory).AlertsMailed,
+            TokenMeterInstruments.For(meterFactory).AlertMailFailed)
     {
         _mailer = mailer;
         _logger = logger;
@@ -55,7 +55,7 @@ internal sealed class AlertMailer : DeliveryQueue<AlertMailer.AlertMail>
             onDelivered));
     }
 
-    protected override async Task<bool> TryDeliverAsync(AlertMail item, WebhookOptions options, int attempt, CancellationToken cancellationToken)
+    protected override async Task<DeliveryAttempt> TryDeliverAsync(AlertMail item, WebhookOptions options, int attempt, CancellationToken cancellationToken)
     {
         var headers = new Dictionary<string, string>
         {
@@ -65,12 +65,12 @@ internal sealed class AlertMailer : DeliveryQueue<AlertMailer.AlertMail>
         try
         {
             await _mailer.SendAsync(item.Subject, item.Html, item.Text, headers, cancellationToken).ConfigureAwait(false);
-            return true;
+            return DeliveryAttempt.Delivered;
         }
         catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
         {
             Log.AlertMailFailed(_logger, ex, item.EventType, item.Id, attempt);
-            return false;
+            return DeliveryAttempt.Failed();
         }
     }
 

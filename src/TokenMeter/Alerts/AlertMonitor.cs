@@ -87,7 +87,7 @@ internal sealed class AlertMonitor : BackgroundService
         _delivery = delivery;
         _time = time;
         _logger = logger;
-        _alerts = meterFactory.Create("TokenMeter").CreateCounter<long>("tokenmeter.alerts", "{alert}", "Alert crossings fired.");
+        _alerts = TokenMeterInstruments.For(meterFactory).Alerts;
     }
 
     /// <summary>Notes a finished call; evaluated in the background, never blocking the caller.</summary>

@@ -1,4 +1,3 @@
-using TokenMeter.Metering;
 
 namespace TokenMeter.Attribution;
 
@@ -24,9 +23,9 @@ public sealed class UsageScope : IDisposable
     private readonly Lock _gate = new();
     private UsageTotals _totals = UsageTotals.Empty;
 
-    // Calls whose records are built off the caller's thread (see DeferredUsage): added to the
+    // Calls whose records are built off the caller's thread (see IPendingUsage): added to the
     // totals when these are read, or once the writer has built them.
-    private List<DeferredUsage>? _pending;
+    private List<IPendingUsage>? _pending;
     private bool _disposed;
 
     private UsageScope(UsageScope? parent, UsageContext context)
@@ -80,7 +79,7 @@ public sealed class UsageScope : IDisposable
 
     /// <summary>Adds a finished call to this scope and every enclosing one.</summary>
     /// <param name="record">The priced record.</param>
-    public void Add(UsageRecord record)
+    internal void Add(UsageRecord record)
     {
         ArgumentNullException.ThrowIfNull(record);
         for (var scope = this; scope is not null; scope = scope._parent)
@@ -94,7 +93,7 @@ public sealed class UsageScope : IDisposable
 
     /// <summary>Adds a finished call whose record is not built yet to this scope and every enclosing one.</summary>
     /// <param name="usage">The call.</param>
-    internal void AddPending(DeferredUsage usage)
+    internal void AddPending(IPendingUsage usage)
     {
         for (var scope = this; scope is not null; scope = scope._parent)
         {
@@ -129,7 +128,7 @@ public sealed class UsageScope : IDisposable
         }
     }
 
-    private void FoldResolved(List<DeferredUsage> pending)
+    private void FoldResolved(List<IPendingUsage> pending)
     {
         var kept = 0;
         for (var i = 0; i < pending.Count; i++)

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using TokenMeter;
 using TokenMeter.Billing;
+using TokenMeter.Configuration;
 using TokenMeter.Delivery;
 
 namespace Microsoft.Extensions.DependencyInjection;
@@ -23,11 +24,9 @@ public static class StatementsTokenMeterBuilderExtensions
         ArgumentNullException.ThrowIfNull(builder);
         var services = builder.Services;
         var first = !services.Any(d => d.ServiceType == typeof(StatementClosedNotifier));
-        var options = services.AddOptions<BillingOptions>();
-        if (first)
-        {
-            options.BindConfiguration(BillingOptions.SectionName).ValidateOnStart();
-        }
+        var options = first
+            ? services.AddValidatedOptions<BillingOptions, BillingOptionsValidator>(BillingOptions.SectionName)
+            : services.AddOptions<BillingOptions>();
 
         if (configure is not null)
         {
@@ -39,7 +38,6 @@ public static class StatementsTokenMeterBuilderExtensions
             return builder;
         }
 
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<BillingOptions>, BillingOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
         services.AddWebhookDelivery();
         services.AddSingleton<StatementClosedNotifier>();

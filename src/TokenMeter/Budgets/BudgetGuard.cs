@@ -3,7 +3,6 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using TokenMeter.Diagnostics;
 using TokenMeter.Querying;
-using TokenMeter.Storage;
 
 namespace TokenMeter.Budgets;
 
@@ -41,7 +40,7 @@ public sealed class BudgetGuard
     /// <param name="logger">The logger.</param>
     /// <param name="meterFactory">Creates the <c>TokenMeter</c> meter, when metrics are set up.</param>
     /// <param name="shared">The reservation store shared by every app instance, when there is one.</param>
-    public BudgetGuard(
+    internal BudgetGuard(
         IBudgetStore budgets,
         IUsageQueries queries,
         TimeProvider time,
@@ -63,9 +62,9 @@ public sealed class BudgetGuard
         _logger = logger;
         if (meterFactory is not null)
         {
-            var meter = meterFactory.Create("TokenMeter");
-            _refusals = meter.CreateCounter<long>("tokenmeter.budget.refusals", "{request}", "Calls refused because a budget was reached.");
-            _checkFailures = meter.CreateCounter<long>("tokenmeter.budget.check_failures", "{error}", "Budget checks that could not read budgets or usage.");
+            var instruments = TokenMeterInstruments.For(meterFactory);
+            _refusals = instruments.BudgetRefusals;
+            _checkFailures = instruments.BudgetCheckFailures;
         }
     }
 
@@ -158,7 +157,7 @@ public sealed class BudgetGuard
     /// path calls this for every call; call it yourself for usage recorded by other means.
     /// </summary>
     /// <param name="record">The record.</param>
-    public void Observe(UsageRecord record)
+    internal void Observe(UsageRecord record)
     {
         ArgumentNullException.ThrowIfNull(record);
         Ledger.Observe(record, _time.GetUtcNow());
@@ -210,7 +209,7 @@ public sealed class BudgetGuard
     private BudgetReservation Refuse(string userId, BudgetRefusalReason reason, BudgetStatus status)
     {
         _refusals?.Add(1);
-        Log.BudgetRefused(_logger, userId, reason);
+        Log.BudgetRefused(_logger, userId, reason == BudgetRefusalReason.TokenLimit ? nameof(BudgetRefusalReason.TokenLimit) : nameof(BudgetRefusalReason.CostLimit));
         return new BudgetReservation(reason, status, UntilNextMonth(), null);
     }
 

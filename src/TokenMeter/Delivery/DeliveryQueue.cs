@@ -2,21 +2,34 @@ using System.Diagnostics.Metrics;
 using System.Threading.Channels;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
+using TokenMeter.Resilience;
 
 namespace TokenMeter.Delivery;
+
+/// <summary>How one attempt went; a failed one may carry the wait the receiver asked for (<c>Retry-After</c>).</summary>
+internal readonly record struct DeliveryAttempt(bool IsDelivered, TimeSpan? RetryAfter)
+{
+    public static DeliveryAttempt Delivered => new(true, null);
+
+    public static DeliveryAttempt Failed(TimeSpan? retryAfter = null) => new(false, retryAfter);
+}
 
 /// <summary>One queued delivery: the event it carries, its id, and what to do once it was delivered.</summary>
 internal abstract record DeliveryItem(string EventType, string Id, Func<CancellationToken, ValueTask>? OnDelivered);
 
 /// <summary>
 /// The background half shared by the webhook sender and the alert mailer: a bounded queue (a full
-/// queue drops, it never blocks the caller), a few deliveries at once, each retried with the
-/// alerts' back-off (<c>MaxAttempts</c> tries, <c>InitialRetryDelay</c> doubling), and a tracker
+/// queue drops, it never blocks the caller), a few deliveries at once, each retried with the shared
+/// <see cref="RetryBackoff"/> (<c>MaxAttempts</c> tries, <c>InitialRetryDelay</c> doubling, jittered,
+/// capped at <see cref="MaxRetryDelay"/>, a receiver's <c>Retry-After</c> waited out), and a tracker
 /// tests await until nothing is left. Subclasses say how one attempt is made and what is logged.
 /// </summary>
 internal abstract class DeliveryQueue<TItem> : BackgroundService
     where TItem : DeliveryItem
 {
+    /// <summary>The longest wait between two attempts, a receiver's <c>Retry-After</c> included.</summary>
+    internal static readonly TimeSpan MaxRetryDelay = TimeSpan.FromMinutes(5);
+
     private readonly Channel<TItem> _queue;
     private readonly int _maxConcurrent;
     private readonly WorkTracker _work = new();
@@ -57,7 +70,7 @@ internal abstract class DeliveryQueue<TItem> : BackgroundService
     }
 
     /// <summary>One attempt; true when the receiver accepted it. Failures are logged here, not thrown.</summary>
-    protected abstract Task<bool> TryDeliverAsync(TItem item, WebhookOptions options, int attempt, CancellationToken cancellationToken);
+    protected abstract Task<DeliveryAttempt> TryDeliverAsync(TItem item, WebhookOptions options, int attempt, CancellationToken cancellationToken);
 
     protected abstract void LogDelivered(TItem item, int attempt);
 
@@ -93,10 +106,12 @@ internal abstract class DeliveryQueue<TItem> : BackgroundService
         {
             var options = Options.CurrentValue;
             var attempts = Math.Max(1, options.MaxAttempts);
-            var delay = options.InitialRetryDelay;
+            var initial = options.InitialRetryDelay < MaxRetryDelay ? options.InitialRetryDelay : MaxRetryDelay;
+            var backoff = new RetryBackoff(initial, MaxRetryDelay);
             for (var attempt = 1; attempt <= attempts; attempt++)
             {
-                if (await TryDeliverAsync(item, options, attempt, stoppingToken).ConfigureAwait(false))
+                var result = await TryDeliverAsync(item, options, attempt, stoppingToken).ConfigureAwait(false);
+                if (result.IsDelivered)
                 {
                     _delivered.Add(1, new KeyValuePair<string, object?>("tokenmeter.event", item.EventType));
                     LogDelivered(item, attempt);
@@ -110,8 +125,7 @@ internal abstract class DeliveryQueue<TItem> : BackgroundService
 
                 if (attempt < attempts)
                 {
-                    await Task.Delay(delay, Time, stoppingToken).ConfigureAwait(false);
-                    delay *= 2;
+                    await Task.Delay(backoff.DelayAfter(attempt, result.RetryAfter), Time, stoppingToken).ConfigureAwait(false);
                 }
             }
 

@@ -2,6 +2,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
+using TokenMeter.Configuration;
 
 namespace TokenMeter.Delivery;
 
@@ -16,8 +17,7 @@ internal static class DeliveryServiceCollectionExtensions
             return services;
         }
 
-        services.AddOptions<WebhookOptions>().BindConfiguration(WebhookOptions.SectionName).ValidateOnStart();
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<WebhookOptions>, WebhookOptionsValidator>());
+        services.AddValidatedOptions<WebhookOptions, WebhookOptionsValidator>(WebhookOptions.SectionName);
 
         services.AddMetrics();
         services.TryAddSingleton(TimeProvider.System);
@@ -37,8 +37,7 @@ internal static class DeliveryServiceCollectionExtensions
             return services;
         }
 
-        services.AddOptions<MailOptions>().BindConfiguration(MailOptions.SectionName).ValidateOnStart();
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<MailOptions>, MailOptionsValidator>());
+        services.AddValidatedOptions<MailOptions, MailOptionsValidator>(MailOptions.SectionName);
         services.AddSingleton<RecipientMailer>();
         return services;
     }

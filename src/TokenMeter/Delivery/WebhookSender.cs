@@ -6,10 +6,11 @@ using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using TokenMeter.Diagnostics;
+using TokenMeter.Resilience;
 
 namespace TokenMeter.Delivery;
 
-/// <summary>Background webhook delivery with signed bodies and exponential back-off.</summary>
+/// <summary>Background webhook delivery with signed bodies and the shared back-off (honouring <c>Retry-After</c>).</summary>
 internal sealed class WebhookSender : DeliveryQueue<WebhookSender.Delivery>, IWebhookSender
 {
     public const string HttpClientName = "TokenMeter.Webhooks";
@@ -26,8 +27,8 @@ internal sealed class WebhookSender : DeliveryQueue<WebhookSender.Delivery>, IWe
             maxConcurrent: 4,
             options,
             time,
-            meterFactory.Create("TokenMeter").CreateCounter<long>("tokenmeter.webhooks.sent", "{event}", "Webhook events the receiver accepted."),
-            meterFactory.Create("TokenMeter").CreateCounter<long>("tokenmeter.webhooks.failed", "{event}", "Webhook events given up after every attempt, or dropped."))
+            TokenMeterInstruments.For(meterFactory).WebhooksSent,
+            TokenMeterInstruments.For(meterFactory).WebhooksFailed)
     {
         _httpClients = httpClients;
         _logger = logger;
@@ -53,11 +54,11 @@ internal sealed class WebhookSender : DeliveryQueue<WebhookSender.Delivery>, IWe
     public static string Sign(ReadOnlySpan<byte> body, string secret)
         => "sha256=" + Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(secret), body));
 
-    protected override async Task<bool> TryDeliverAsync(Delivery delivery, WebhookOptions options, int attempt, CancellationToken cancellationToken)
+    protected override async Task<DeliveryAttempt> TryDeliverAsync(Delivery delivery, WebhookOptions options, int attempt, CancellationToken cancellationToken)
     {
         if (options.WebhookUrl is not { } url)
         {
-            return false;
+            return DeliveryAttempt.Failed();
         }
 
         try
@@ -75,16 +76,18 @@ internal sealed class WebhookSender : DeliveryQueue<WebhookSender.Delivery>, IWe
             using var response = await _httpClients.CreateClient(HttpClientName).SendAsync(request, cancellationToken).ConfigureAwait(false);
             if (response.IsSuccessStatusCode)
             {
-                return true;
+                return DeliveryAttempt.Delivered;
             }
 
             Log.WebhookRejected(_logger, delivery.EventType, delivery.Id, attempt, (int)response.StatusCode);
-            return false;
+
+            // A receiver that says when to come back (429, 503) is waited out, up to the back-off's cap.
+            return DeliveryAttempt.Failed(RetryBackoff.RetryAfter(response.Headers, Time));
         }
         catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
         {
             Log.WebhookFailed(_logger, ex, delivery.EventType, delivery.Id, attempt);
-            return false;
+            return DeliveryAttempt.Failed();
         }
     }
 

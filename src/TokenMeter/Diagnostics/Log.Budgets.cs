@@ -1,5 +1,4 @@
 using Microsoft.Extensions.Logging;
-using TokenMeter.Budgets;
 
 namespace TokenMeter.Diagnostics;
 
@@ -18,7 +17,7 @@ internal static partial class Log
         => BudgetCheckStoreNotReadyCore(logger, reason, failClosed ? "closed (call refused)" : "open (call allowed)");
 
     [LoggerMessage(EventId = 3001, Level = LogLevel.Information, Message = "Call for user {UserId} refused: {Reason} reached this month.")]
-    public static partial void BudgetRefused(ILogger logger, string userId, BudgetRefusalReason reason);
+    public static partial void BudgetRefused(ILogger logger, string userId, string reason);
 
     [LoggerMessage(EventId = 3003, Level = LogLevel.Warning, Message = "A budget reservation could not be settled in the shared store; it lapses with its lease.")]
     public static partial void BudgetSettleFailed(ILogger logger, Exception exception);

@@ -1,3 +1,5 @@
+using TokenMeter.Attribution;
+
 namespace TokenMeter.Metering;
 
 /// <summary>
@@ -6,7 +8,7 @@ namespace TokenMeter.Metering;
 /// scope first. Metering defers this way when no <see cref="IUsageObserver"/> needs the record the
 /// moment the call ends. Resolves exactly once; every reader gets the same record.
 /// </summary>
-internal sealed class DeferredUsage
+internal sealed class DeferredUsage : IPendingUsage
 {
     /// <summary>Buffered replies up to this size are kept and read on resolve; larger ones are read at once.</summary>
     public const int MaxDeferredReply = 16 * 1024;

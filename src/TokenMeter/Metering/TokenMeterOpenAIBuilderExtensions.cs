@@ -1,13 +1,14 @@
 using System.ClientModel;
 using System.ClientModel.Primitives;
 using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using OpenAI;
+using TokenMeter;
+using TokenMeter.Configuration;
 using TokenMeter.Metering;
 
-namespace TokenMeter;
+namespace Microsoft.Extensions.DependencyInjection;
 
 /// <summary>Registers a metered <see cref="OpenAIClient"/>.</summary>
 public static class TokenMeterOpenAIBuilderExtensions
@@ -26,7 +27,7 @@ public static class TokenMeterOpenAIBuilderExtensions
     {
         ArgumentNullException.ThrowIfNull(builder);
         var services = builder.Services;
-        var options = services.AddOptions<TokenMeterOpenAIOptions>().BindConfiguration(TokenMeterOpenAIOptions.SectionName).ValidateOnStart();
+        var options = services.AddValidatedOptions<TokenMeterOpenAIOptions, TokenMeterOpenAIOptionsValidator>(TokenMeterOpenAIOptions.SectionName);
         if (configure is not null)
         {
             options.Configure(configure);
@@ -35,7 +36,6 @@ public static class TokenMeterOpenAIBuilderExtensions
         // Like the SDK: an unset key or endpoint falls back to OPENAI_API_KEY / OPENAI_BASE_URL
         // (read from configuration, which includes the environment, else from the environment).
         options.PostConfigure<IServiceProvider>((o, sp) => ApplyEnvironmentFallback(o, sp.GetService<IConfiguration>()));
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<TokenMeterOpenAIOptions>, TokenMeterOpenAIOptionsKeyedValidator>());
 
         // The SDK applies its own per-try network timeout; the HttpClient must not cut streams short.
         services.AddHttpClient(TokenMeterOpenAIOptions.HttpClientName, c => c.Timeout = Timeout.InfiniteTimeSpan)

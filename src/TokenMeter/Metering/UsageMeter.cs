@@ -2,7 +2,6 @@ using Microsoft.Extensions.Logging;
 using TokenMeter.Attribution;
 using TokenMeter.Diagnostics;
 using TokenMeter.Pricing;
-using TokenMeter.Writing;
 
 namespace TokenMeter.Metering;
 

@@ -105,7 +105,17 @@ public sealed record UserUsageDetail(
     UserUsageSummary Summary,
     UsageFigures ThisMonth,
     IReadOnlyList<UserEndpointUsage> ByEndpoint,
-    IReadOnlyList<UserDailyUsage> Daily);
+    IReadOnlyList<UserDailyUsage> Daily)
+{
+    /// <summary>This calendar month's (UTC) calls and cost by where the cost comes from, in <see cref="CostSource"/> order; sources without calls are left out.</summary>
+    public IReadOnlyList<CostSourceUsage> ThisMonthByCostSource { get; init; } = [];
+}
+
+/// <summary>Calls and cost of one cost source.</summary>
+/// <param name="CostSource">Where the cost comes from.</param>
+/// <param name="Calls">Calls.</param>
+/// <param name="CostUsd">Their cost (unpriced calls count as zero).</param>
+public sealed record CostSourceUsage(CostSource CostSource, long Calls, decimal CostUsd);
 
 /// <summary>Which raw records to export.</summary>
 /// <param name="From">First UTC day included; null for no lower bound.</param>

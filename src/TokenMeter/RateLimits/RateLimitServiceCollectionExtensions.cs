@@ -1,8 +1,9 @@
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using TokenMeter;
 using TokenMeter.Metering;
+using TokenMeter.RateLimits;
 
-namespace TokenMeter.RateLimits;
+namespace Microsoft.Extensions.DependencyInjection;
 
 /// <summary>Registers per-user rate limits.</summary>
 public static class RateLimitServiceCollectionExtensions

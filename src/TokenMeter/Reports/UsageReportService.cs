@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using TokenMeter.Delivery;
 using TokenMeter.Diagnostics;
+using TokenMeter.Resilience;
 using TokenMeter.Storage;
 
 namespace TokenMeter.Reports;
@@ -22,6 +23,9 @@ internal sealed class UsageReportService(
     ILogger<UsageReportService> logger) : BackgroundService
 {
     private const int ManualAttempts = 4;
+
+    // Reports asked for now: 2 s, 4 s, 8 s between the attempts (jittered).
+    private static readonly RetryBackoff ManualBackoff = new(TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(8));
 
     private readonly Channel<ReportPeriod> _manual = Channel.CreateBounded<ReportPeriod>(
         new BoundedChannelOptions(16) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true });
@@ -164,7 +168,7 @@ internal sealed class UsageReportService(
                             break;
                         }
 
-                        var delay = TimeSpan.FromSeconds(2 << (attempt - 1));
+                        var delay = ManualBackoff.DelayAfter(attempt);
                         Log.ReportFailed(logger, ex, periodName, key, attempt, delay);
                         await Task.Delay(delay, timeProvider, stoppingToken).ConfigureAwait(false);
                     }
@@ -192,10 +196,12 @@ internal sealed class UsageReportService(
             cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>The shared back-off from the claim lease up to <c>MaxRetryDelay</c>, never shorter than the lease (the claim holds until then).</summary>
     private static TimeSpan Backoff(UsageReportOptions settings, int attempts)
     {
-        var delay = settings.ClaimLease * Math.Pow(2, Math.Min(attempts - 1, 16));
-        return delay < settings.MaxRetryDelay ? delay : settings.MaxRetryDelay;
+        var lease = settings.ClaimLease < settings.MaxRetryDelay ? settings.ClaimLease : settings.MaxRetryDelay;
+        var delay = new RetryBackoff(lease, settings.MaxRetryDelay).DelayAfter(attempts);
+        return delay > lease ? delay : lease;
     }
 
     public override void Dispose()

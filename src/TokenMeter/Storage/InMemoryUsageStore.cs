@@ -144,7 +144,16 @@ public sealed class InMemoryUsageStore : IUsageStore, IUsageQueries, IBudgetStor
             Summarize(userId, mine),
             UsageFigures.Of(mine.Where(r => SameMonth(Day(r), today))),
             ByEndpoint(mine, userId),
-            [.. DailyOf(userId, mine.Where(r => Day(r) >= firstDay && Day(r) <= today)).OrderByDescending(d => d.Date)]);
+            [.. DailyOf(userId, mine.Where(r => Day(r) >= firstDay && Day(r) <= today)).OrderByDescending(d => d.Date)])
+        {
+            ThisMonthByCostSource =
+            [
+                .. mine.Where(r => SameMonth(Day(r), today))
+                    .GroupBy(CostSourceNames.Effective)
+                    .OrderBy(g => g.Key)
+                    .Select(g => new CostSourceUsage(g.Key, g.LongCount(), g.Sum(r => r.CostUsd ?? 0m))),
+            ],
+        };
         return ValueTask.FromResult<UserUsageDetail?>(detail);
     }
 

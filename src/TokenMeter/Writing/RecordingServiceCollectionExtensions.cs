@@ -2,10 +2,10 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
-using TokenMeter.Budgets;
+using TokenMeter.Configuration;
 using TokenMeter.Diagnostics;
+using TokenMeter.Metering;
 using TokenMeter.Pricing;
-using TokenMeter.Querying;
 using TokenMeter.Repricing;
 using TokenMeter.Storage;
 
@@ -14,35 +14,27 @@ namespace TokenMeter.Writing;
 internal static class RecordingServiceCollectionExtensions
 {
     /// <summary>
-    /// Registers the price table, the background writer and the in-memory store. Every
-    /// registration is a TryAdd, so a durable store registered earlier wins, and one registered
-    /// later replaces these with <c>Replace</c>/<c>RemoveAll</c>.
+    /// Registers the price table, the background writer and the store slot (the in-memory store
+    /// until a store package puts its own there with <c>UseStore</c>, before or after).
     /// </summary>
     public static IServiceCollection AddTokenMeterRecording(this IServiceCollection services)
     {
         services.TryAddSingleton(TimeProvider.System);
 
         // Pricing: built-in prices extended by TokenMeter:Pricing.
-        services.AddOptions<PricingOptions>().BindConfiguration(PricingOptions.SectionName).ValidateOnStart();
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<PricingOptions>, PricingOptionsValidator>());
+        services.AddValidatedOptions<PricingOptions, PricingOptionsValidator>(PricingOptions.SectionName);
         services.TryAddSingleton(sp => UsagePricer.CreateTable(sp.GetRequiredService<IOptions<PricingOptions>>().Value));
         services.TryAddSingleton<IPriceSource>(sp => sp.GetRequiredService<PriceTable>());
         services.TryAddSingleton<IUsagePricer, UsagePricer>();
 
-        // The default store: one in-memory instance behind every store interface.
-        services.TryAddSingleton(sp => new InMemoryUsageStore(sp.GetRequiredService<TimeProvider>()));
-        services.TryAddSingleton<IUsageStore>(sp => sp.GetRequiredService<InMemoryUsageStore>());
-        services.TryAddSingleton<IUsageQueries>(sp => sp.GetRequiredService<InMemoryUsageStore>());
-        services.TryAddSingleton<IBudgetStore>(sp => sp.GetRequiredService<InMemoryUsageStore>());
-        services.TryAddSingleton<IDeliveryLog>(sp => sp.GetRequiredService<InMemoryUsageStore>());
-        services.TryAddSingleton<IUsageRepricingStore>(sp => sp.GetRequiredService<InMemoryUsageStore>());
+        // The store slot, holding the in-memory store until a store package fills it (Storage/StoreSlot).
+        services.AddStoreSlot();
         services.TryAddSingleton<UsageRepricer>();
 
         // The writer: the sink metering enqueues into, run as a hosted service.
-        services.AddOptions<UsageWriterOptions>().BindConfiguration(UsageWriterOptions.SectionName).ValidateOnStart();
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<UsageWriterOptions>, UsageWriterOptionsValidator>());
+        services.AddValidatedOptions<UsageWriterOptions, UsageWriterOptionsValidator>(UsageWriterOptions.SectionName);
         services.AddMetrics();
-        services.TryAddSingleton<UsageWriterMetrics>();
+        services.TryAddSingleton(sp => TokenMeterInstruments.For(sp.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>()));
         services.TryAddSingleton<UsageWriter>();
         services.TryAddSingleton<IUsageSink>(sp => sp.GetRequiredService<UsageWriter>());
         services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<UsageWriter>());

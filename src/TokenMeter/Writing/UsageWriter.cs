@@ -6,6 +6,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using TokenMeter.Diagnostics;
 using TokenMeter.Metering;
+using TokenMeter.Resilience;
 using TokenMeter.Storage;
 
 namespace TokenMeter.Writing;
@@ -15,7 +16,7 @@ namespace TokenMeter.Writing;
 /// <see cref="Enqueue(DeferredUsage)"/>, a finished call whose record it builds when it takes it) in a bounded channel and returns at
 /// once (a full channel spills to an overflow queue that the writer moves to the spool, so nothing
 /// is dropped and the caller never waits or does I/O). One loop stores batches by size or time,
-/// retries a failing store with exponential back-off, spills batches to the durable spool once
+/// retries a failing store with the shared back-off (<see cref="RetryBackoff"/>), spills batches to the durable spool once
 /// the store keeps failing, keeps spooling while it is down, and replays the spool in order when it
 /// recovers (and at start, for whatever a crash left). Stopping drains the queue to the store, or
 /// to the spool when the store is down or the host's shutdown timeout runs out.
@@ -30,8 +31,9 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
     private readonly UsageWriterOptions _options;
     private readonly TimeProvider _timeProvider;
     private readonly ILogger _logger;
-    private readonly UsageWriterMetrics? _metrics;
+    private readonly TokenMeterInstruments? _metrics;
     private readonly UsageSpool _spool;
+    private readonly RetryBackoff _backoff;
     private readonly IUsageStoredObserver[] _storedObservers;
 
     // Stopping: no more waiting for batches to fill or between retries. Abort: the host's shutdown
@@ -51,16 +53,18 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
     private bool _storeUp = true;
     private bool _spoolPending;
     private DateTimeOffset _nextProbe;
-    private TimeSpan _downDelay;
     private long _lastWriteTicks;
     private long _startedTicks;
     private int _notReadyLogged;
+
+    // Failed probes of a down store in a row: the next probe waits the back-off after that many.
+    private int _downProbes;
 
     public UsageWriter(
         IUsageStore store,
         IOptions<UsageWriterOptions> options,
         TimeProvider timeProvider,
-        UsageWriterMetrics? metrics = null,
+        TokenMeterInstruments? metrics = null,
         ILogger<UsageWriter>? logger = null,
         IEnumerable<IUsageStoredObserver>? storedObservers = null)
     {
@@ -74,14 +78,16 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
         _logger = logger ?? (ILogger)NullLogger.Instance;
         _storedObservers = storedObservers?.ToArray() ?? [];
         _spool = new UsageSpool(_options.ResolveSpoolDirectory(), timeProvider, _logger);
-        _downDelay = _options.InitialRetryDelay;
+        // At least 1 ms, so probes of a down store back off even when retries are set to be immediate.
+        var initialDelay = TimeSpan.FromTicks(Math.Max(_options.InitialRetryDelay.Ticks, TimeSpan.TicksPerMillisecond));
+        _backoff = new RetryBackoff(initialDelay, initialDelay > _options.MaxRetryDelay ? initialDelay : _options.MaxRetryDelay);
         _channel = Channel.CreateBounded<object>(new BoundedChannelOptions(_options.QueueCapacity)
         {
             SingleReader = true,
             SingleWriter = false,
             FullMode = BoundedChannelFullMode.Wait,
         });
-        _metrics?.ObserveQueueLength(() => _channel.Reader.Count + _overflow.Count);
+        _metrics?.ObserveWriterQueue(() => _channel.Reader.Count + _overflow.Count);
     }
 
     /// <summary>The spool folder in use.</summary>
@@ -156,7 +162,7 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
                 filled.TrySetResult();
             }
 
-            _metrics?.Queued();
+            _metrics?.WriterQueued.Add(1);
         }
 #pragma warning disable CA1031 // Enqueue must never throw into a metered call.
         catch (Exception)
@@ -449,10 +455,10 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
                 try
                 {
                     await _store.AppendAsync(records, _abort.Token).ConfigureAwait(false);
-                    _metrics?.Written(records.Length);
+                    _metrics?.WriterWritten.Add(records.Length);
                     MarkWritten();
+                    _downProbes = 0;
                     NotifyStored(records);
-                    _downDelay = _options.InitialRetryDelay;
                     return;
                 }
                 catch (OperationCanceledException) when (_abort.IsCancellationRequested)
@@ -463,7 +469,7 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
                 {
                     // Expected while the store installs itself at start-up: one quiet line, no
                     // retries and no stack trace; the batch waits in the spool until it is ready.
-                    _metrics?.Failed();
+                    _metrics?.WriterFailed.Add(1);
                     if (Interlocked.Exchange(ref _notReadyLogged, 1) == 0)
                     {
                         Log.StoreNotReady(_logger, ex.Message, _spool.Directory);
@@ -475,14 +481,14 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
                 catch (Exception ex)
 #pragma warning restore CA1031
                 {
-                    _metrics?.Failed();
+                    _metrics?.WriterFailed.Add(1);
                     if (attempt == attempts)
                     {
                         Log.StoreWriteFailed(_logger, ex, records.Length, attempt, TimeSpan.Zero);
                         break;
                     }
 
-                    var delay = Backoff(attempt);
+                    var delay = _backoff.DelayAfter(attempt);
                     Log.StoreWriteFailed(_logger, ex, records.Length, attempt, delay);
                     if (!await DelayAsync(delay, _stopping.Token).ConfigureAwait(false))
                     {
@@ -503,7 +509,7 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
         {
             var path = await _spool.WriteAsync(records, CancellationToken.None).ConfigureAwait(false);
             _spoolPending = true;
-            _metrics?.Spooled(records.Count);
+            _metrics?.WriterSpooled.Add(records.Count);
             if (Volatile.Read(ref _notReadyLogged) == 0)
             {
                 Log.BatchSpooled(_logger, records.Count, path);
@@ -514,7 +520,7 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
             // Keep them in memory and try again later; a full disk must not lose records either.
             Log.SpoolWriteFailed(_logger, ex, records.Count, _spool.Directory);
             _held.AddRange(records);
-            await DelayAsync(Backoff(1), _abort.Token).ConfigureAwait(false);
+            await DelayAsync(_backoff.DelayAfter(1), _abort.Token).ConfigureAwait(false);
         }
     }
 
@@ -566,7 +572,7 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
 
             // Only now that every record of the file is stored may the file go.
             UsageSpool.Delete(path);
-            _metrics?.Replayed(records.Count);
+            _metrics?.WriterReplayed.Add(records.Count);
             var wasInstalling = Volatile.Read(ref _notReadyLogged) != 0;
             MarkWritten();
             Log.SpoolFileReplayed(_logger, records.Count, path);
@@ -576,7 +582,7 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
             }
 
             _storeUp = true;
-            _downDelay = _options.InitialRetryDelay;
+            _downProbes = 0;
             _spoolPending = files.Count > 1;
         }
         catch (OperationCanceledException) when (_abort.IsCancellationRequested)
@@ -586,14 +592,14 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
         catch (UsageStoreNotReadyException)
         {
             // Still installing: the file stays; try again after the back-off, quietly.
-            _metrics?.Failed();
+            _metrics?.WriterFailed.Add(1);
             MarkStoreDown();
         }
 #pragma warning disable CA1031 // A failed replay leaves the file in place and retries later.
         catch (Exception ex)
 #pragma warning restore CA1031
         {
-            _metrics?.Failed();
+            _metrics?.WriterFailed.Add(1);
             Log.SpoolReplayFailed(_logger, ex, path);
             MarkStoreDown();
         }
@@ -627,14 +633,8 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
     private void MarkStoreDown()
     {
         _storeUp = false;
-        _nextProbe = _timeProvider.GetUtcNow() + _downDelay;
-        _downDelay = TimeSpan.FromTicks(Math.Min(Math.Max(_downDelay.Ticks * 2, TimeSpan.TicksPerMillisecond), _options.MaxRetryDelay.Ticks));
-    }
-
-    private TimeSpan Backoff(int attempt)
-    {
-        var ticks = _options.InitialRetryDelay.Ticks * Math.Pow(2, attempt - 1);
-        return TimeSpan.FromTicks((long)Math.Min(ticks, _options.MaxRetryDelay.Ticks));
+        _downProbes++;
+        _nextProbe = _timeProvider.GetUtcNow() + _backoff.DelayAfter(_downProbes);
     }
 
     private async Task<bool> DelayAsync(TimeSpan delay, CancellationToken cancellationToken)

@@ -100,6 +100,23 @@ public abstract class AlertTestsBase : StoreTestBase
         Assert.Equal("statement.closed/7/2026-10", body.RootElement.GetProperty("id").GetString());
     }
 
+    [Fact]
+    public async Task Webhook_ReceiverAsksToRetryAfter_WaitedOutBeforeTheNextAttempt()
+    {
+        // The back-off alone would retry after 10 ms; the receiver asks for two minutes.
+        await using var receiver = await WebhookReceiver.StartAsync(failFirst: 1, retryAfterSeconds: 120);
+        await using var app = await StartAlertAppAsync(receiver.Url);
+        receiver.Clock = app.Time.GetUtcNow;
+        var sender = app.Services.GetRequiredService<IWebhookSender>();
+        Assert.True(sender.Enqueue("statement.closed", "statement.closed/8/2026-10", new { userId = "8", month = "2026-10" }));
+
+        await Eventually.CompletesAsync(app.Services.GetRequiredService<WebhookSender>().WhenIdleAsync(), advance: app.Time, step: TimeSpan.FromSeconds(5));
+        Assert.Single(receiver.Deliveries);
+        var times = receiver.AttemptTimes.ToArray();
+        Assert.Equal(2, times.Length);
+        Assert.True(times[1] - times[0] >= TimeSpan.FromSeconds(120), $"retried after {times[1] - times[0]}, before the receiver's Retry-After of 120 s");
+    }
+
     private static async Task<WebhookReceiver.Received> WaitForDeliveryAsync(WebhookReceiver receiver) =>
         (await Eventually.ValueAsync(_ => ValueTask.FromResult(receiver.Deliveries.TryPeek(out var first) ? first : null), first => first is not null, what: "a webhook delivery"))!;
 

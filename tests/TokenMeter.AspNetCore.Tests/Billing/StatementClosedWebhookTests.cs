@@ -27,10 +27,7 @@ public sealed class StatementClosedWebhookTests
         store: tm =>
         {
             tm.Services.Replace(ServiceDescriptor.Singleton(shared));
-            tm.Services.Replace(ServiceDescriptor.Singleton<IUsageStore>(shared));
-            tm.Services.Replace(ServiceDescriptor.Singleton<IUsageQueries>(shared));
-            tm.Services.Replace(ServiceDescriptor.Singleton<IBudgetStore>(shared));
-            tm.Services.Replace(ServiceDescriptor.Singleton<IDeliveryLog>(shared));
+            tm.UseStore<IUsageStore>(_ => shared).UseStore<IUsageQueries>(_ => shared).UseStore<IBudgetStore>(_ => shared).UseStore<IDeliveryLog>(_ => shared);
         });
 
     /// <summary>The senders' own idle signal: every webhook queued so far was delivered or given up.</summary>

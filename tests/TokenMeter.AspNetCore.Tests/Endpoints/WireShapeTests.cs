@@ -35,9 +35,9 @@ public sealed class WireShapeTests
     [InlineData("/api/usage/summary?sort=userId&order=asc",
         """{"items":[{"userId":"7","username":"user7","email":"user7@example.com","totalCalls":3,"inputTokens":112,"cachedInputTokens":15,"cacheWriteTokens":0,"outputTokens":38,"reasoningTokens":7,"totalTokens":150,"totalCostUsd":1.875,"lastCallAt":"2026-11-25T06:25:00+00:00"},{"userId":"s1","username":null,"email":null,"totalCalls":1,"inputTokens":150,"cachedInputTokens":20,"cacheWriteTokens":0,"outputTokens":50,"reasoningTokens":10,"totalTokens":200,"totalCostUsd":0.0625,"lastCallAt":"2026-11-24T06:30:00+00:00"}],"total":2,"limit":50,"offset":0}""")]
     [InlineData("/api/usage/user/7",
-        """{"userId":"7","username":"user7","email":"user7@example.com","totalCalls":3,"inputTokens":112,"cachedInputTokens":15,"cacheWriteTokens":0,"outputTokens":38,"reasoningTokens":7,"totalTokens":150,"totalCostUsd":1.875,"lastCallAt":"2026-11-25T06:25:00+00:00","thisMonth":{"calls":2,"tokens":140,"costUsd":0.75},"byEndpoint":[{"endpoint":"/api/chat","model":"gpt-4o","calls":2,"totalTokens":50,"totalCostUsd":1.375},{"endpoint":"/api/hint","model":"gpt-4o-mini","calls":1,"totalTokens":100,"totalCostUsd":0.5}],"daily":[{"date":"2026-11-25","calls":1,"tokens":100,"costUsd":0.5},{"date":"2026-11-23","calls":1,"tokens":40,"costUsd":0.25}]}""")]
+        """{"userId":"7","username":"user7","email":"user7@example.com","totalCalls":3,"inputTokens":112,"cachedInputTokens":15,"cacheWriteTokens":0,"outputTokens":38,"reasoningTokens":7,"totalTokens":150,"totalCostUsd":1.875,"lastCallAt":"2026-11-25T06:25:00+00:00","thisMonth":{"calls":2,"tokens":140,"costUsd":0.75},"byEndpoint":[{"endpoint":"/api/chat","model":"gpt-4o","calls":2,"totalTokens":50,"totalCostUsd":1.375},{"endpoint":"/api/hint","model":"gpt-4o-mini","calls":1,"totalTokens":100,"totalCostUsd":0.5}],"daily":[{"date":"2026-11-25","calls":1,"tokens":100,"costUsd":0.5},{"date":"2026-11-23","calls":1,"tokens":40,"costUsd":0.25}],"thisMonthByCostSource":[{"costSource":"reported","calls":2,"costUsd":0.75}]}""")]
     [InlineData("/api/usage/user/5",
-        """{"userId":"5","username":"user5","email":"user5@example.com","totalCalls":0,"inputTokens":0,"cachedInputTokens":0,"cacheWriteTokens":0,"outputTokens":0,"reasoningTokens":0,"totalTokens":0,"totalCostUsd":0,"lastCallAt":null,"thisMonth":{"calls":0,"tokens":0,"costUsd":0},"byEndpoint":[],"daily":[]}""")]
+        """{"userId":"5","username":"user5","email":"user5@example.com","totalCalls":0,"inputTokens":0,"cachedInputTokens":0,"cacheWriteTokens":0,"outputTokens":0,"reasoningTokens":0,"totalTokens":0,"totalCostUsd":0,"lastCallAt":null,"thisMonth":{"calls":0,"tokens":0,"costUsd":0},"byEndpoint":[],"daily":[],"thisMonthByCostSource":[]}""")]
     [InlineData("/api/usage/endpoint",
         """{"items":[{"endpoint":"/api/chat","model":"gpt-4o","calls":2,"totalTokens":50,"avgTokensPerCall":25,"totalCostUsd":1.375,"avgCostPerCall":0.6875},{"endpoint":"/api/hint","model":"gpt-4o-mini","calls":2,"totalTokens":300,"avgTokensPerCall":150,"totalCostUsd":0.5625,"avgCostPerCall":0.28125},{"endpoint":null,"model":"gpt-4o-mini","calls":1,"totalTokens":20,"avgTokensPerCall":20,"totalCostUsd":0.03125,"avgCostPerCall":0.03125}]}""")]
     [InlineData("/api/usage/daily?days=3",
@@ -88,7 +88,7 @@ public sealed class WireShapeTests
 
     [Theory]
     [InlineData("/api/usage/stats", "totalCalls,totalTokens,totalCostUsd,activeUsers,today,thisMonth")]
-    [InlineData("/api/usage/user/{userId}", "userId,username,email,totalCalls,inputTokens,cachedInputTokens,cacheWriteTokens,outputTokens,reasoningTokens,totalTokens,totalCostUsd,lastCallAt,thisMonth,byEndpoint,daily")]
+    [InlineData("/api/usage/user/{userId}", "userId,username,email,totalCalls,inputTokens,cachedInputTokens,cacheWriteTokens,outputTokens,reasoningTokens,totalTokens,totalCostUsd,lastCallAt,thisMonth,byEndpoint,daily,thisMonthByCostSource")]
     [InlineData("/api/usage/me", "totalCalls,totalTokens,totalCostUsd,thisMonth,budget,daily,byEndpoint")]
     public async Task OpenApi_DescribesTheWireNames(string path, string properties)
     {

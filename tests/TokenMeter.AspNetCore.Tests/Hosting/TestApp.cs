@@ -54,8 +54,12 @@ internal sealed class TestApp : IAsyncDisposable
         builder.Services.AddOpenApi();
         var tokenMeter = builder.Services.AddTokenMeter();
         store?.Invoke(tokenMeter);
-        tokenMeter.AddTokenMeterAspNetCore();
-        tokenMeter.AddSmtpEmail();
+        tokenMeter.AddTokenMeterAspNetCore()
+            .AddBudgets()
+            .AddAlerts()
+            .AddUsageReports()
+            .AddStatements()
+            .AddSmtpEmail();
         configure?.Invoke(builder);
 
         var app = builder.Build();

@@ -23,7 +23,15 @@ internal sealed class WebhookReceiver : IAsyncDisposable
 
     public Uri Url { get; private set; } = null!;
 
-    public static async Task<WebhookReceiver> StartAsync(int failFirst = 0)
+    /// <summary>The clock each attempt is stamped with (the app's fake clock in tests that set it).</summary>
+    public Func<DateTimeOffset> Clock { get; set; } = () => DateTimeOffset.UtcNow;
+
+    /// <summary>When each attempt arrived, by <see cref="Clock"/>.</summary>
+    public ConcurrentQueue<DateTimeOffset> AttemptTimes { get; } = new();
+
+    /// <param name="failFirst">How many attempts are answered 503.</param>
+    /// <param name="retryAfterSeconds">A <c>Retry-After</c> sent with each 503, if any.</param>
+    public static async Task<WebhookReceiver> StartAsync(int failFirst = 0, int? retryAfterSeconds = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -33,10 +41,16 @@ internal sealed class WebhookReceiver : IAsyncDisposable
         app.MapPost("/hook", async (HttpContext http) =>
         {
             Interlocked.Increment(ref receiver.Attempts);
+            receiver.AttemptTimes.Enqueue(receiver.Clock());
             using var buffer = new MemoryStream();
             await http.Request.Body.CopyToAsync(buffer);
             if (Interlocked.Decrement(ref receiver._failuresLeft) >= 0)
             {
+                if (retryAfterSeconds is { } seconds)
+                {
+                    http.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                }
+
                 return Results.StatusCode(503);
             }
 

@@ -5,6 +5,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Configuration;
 using TokenMeter.AspNetCore.Tests.Hosting;
+using TokenMeter.Pricing;
 using TokenMeter.Querying;
 using TokenMeter.Testing.Postgres;
 
@@ -119,7 +120,14 @@ public abstract class RepricingEndpointTestsBase : StoreTestBase
         foreach (var user in records.Where(r => r.UserId is not null).GroupBy(r => r.UserId!))
         {
             Assert.Equal(Sum(user), summary.Single(i => i.GetProperty("userId").GetString() == user.Key).GetProperty("totalCostUsd").GetDecimal());
-            Assert.Equal(Sum(user), (await admin.GetFromJsonAsync<JsonElement>("/api/usage/user/" + user.Key)).GetProperty("totalCostUsd").GetDecimal());
+            var detail = await admin.GetFromJsonAsync<JsonElement>("/api/usage/user/" + user.Key);
+            Assert.Equal(Sum(user), detail.GetProperty("totalCostUsd").GetDecimal());
+
+            // This month by cost source: each record under its source, after re-pricing too.
+            var thisMonth = user.Where(r => r.CreatedAt.Year == TestApp.Now.Year && r.CreatedAt.Month == TestApp.Now.Month).ToList();
+            Assert.Equal(
+                thisMonth.GroupBy(r => r.CostSource).OrderBy(g => g.Key).Select(g => (CostSourceNames.Of(g.Key), g.LongCount(), Sum(g))),
+                detail.GetProperty("thisMonthByCostSource").EnumerateArray().Select(i => (i.GetProperty("costSource").GetString()!, i.GetProperty("calls").GetInt64(), i.GetProperty("costUsd").GetDecimal())));
         }
 
         Assert.Equal(total, (await admin.GetFromJsonAsync<JsonElement>("/api/usage/endpoint")).GetProperty("items").EnumerateArray().Sum(i => i.GetProperty("totalCostUsd").GetDecimal()));

@@ -762,6 +762,30 @@ public abstract class UsageStoreConformanceTests : IAsyncLifetime
         await AssertViewsAgreeWithRecordsAsync(await ExportAsync(new UsageExportQuery()));
     }
 
+    [Fact]
+    public async Task UserUsage_ThisMonthByCostSource_CountsAndCostsOfTheMonthsRecords()
+    {
+        await Store.Usage.AppendAsync(
+        [
+            Call("erin", Utc(2026, 3, 2), "/api/chat", "gpt-4o", 100, 10, 0.01m),
+            Call("erin", Utc(2026, 3, 3), "/api/chat", "gpt-4o", 100, 10, 0.02m) with { CostSource = CostSource.Estimated, Status = UsageStatus.Estimated },
+            Call("erin", Utc(2026, 3, 4), "/api/chat", "gpt-4o", 100, 10, 0.04m) with { CostSource = CostSource.Reported },
+            Call("erin", Utc(2026, 3, 5), "/api/chat", "house-model", 100, 10, null),
+
+            // Before cost sources existed a record said nothing (Unpriced): derived from its cost and status.
+            Call("erin", Utc(2026, 3, 6), "/api/chat", "gpt-4o", 100, 10, 0.08m) with { CostSource = CostSource.Unpriced, Status = UsageStatus.Estimated },
+            Call("erin", Utc(2026, 2, 28, 23, 59, 59), "/api/chat", "gpt-4o", 100, 10, 0.16m),
+        ]);
+
+        var detail = await Store.Queries.GetUserUsageAsync("erin", Today);
+
+        Assert.Equal(
+            [new CostSourceUsage(CostSource.Reported, 2, 0.05m), new CostSourceUsage(CostSource.Estimated, 2, 0.10m), new CostSourceUsage(CostSource.Unpriced, 1, 0m)],
+            detail!.ThisMonthByCostSource);
+        Assert.Equal(detail.ThisMonth.Calls, detail.ThisMonthByCostSource.Sum(u => u.Calls));
+        Assert.Equal(detail.ThisMonth.CostUsd, detail.ThisMonthByCostSource.Sum(u => u.CostUsd));
+    }
+
     // ---------------------------------------------------------------- re-pricing
 
     /// <summary>The prices a re-pricing applies: the defaults, gpt-4o dearer from 2026-03-01, and a price for house-model.</summary>

@@ -340,8 +340,9 @@ public static class FaultScenarios
             if (databaseDown)
             {
                 // The first batch reaches the spool only after its store attempts failed (seconds on
-                // a loaded machine): crash in the steady state, once the spool is being written.
-                var spooling = await Eventually.PollAsync(_ => ValueTask.FromResult(SampleClient.SpoolFileCount(spool)), static files => files > 0, TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(50)).ConfigureAwait(false);
+                // a loaded machine): crash in the steady state, once a complete spool file holds
+                // records (a file still being written is not one yet, and a restart deletes it).
+                var spooling = await Eventually.PollAsync(_ => ValueTask.FromResult(CountSpoolLines(spool)), static lines => lines > 0, TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(50), transient: static ex => ex is IOException).ConfigureAwait(false);
 
                 // Then one more flush window (the loss bound's steady state), not a wait for an event.
                 await Task.Delay(flushInterval + ShutdownOutcome.StoreWriteAllowance).ConfigureAwait(false);

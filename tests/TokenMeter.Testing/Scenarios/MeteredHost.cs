@@ -34,7 +34,7 @@ public sealed class MeteredHost : IAsyncDisposable
         Chat = Client.GetChatClient("gpt-4o-mini");
         _listener.InstrumentPublished = (instrument, listener) =>
         {
-            if (instrument.Meter.Name == "TokenMeter" && instrument.Name.StartsWith("tokenmeter.writer.", StringComparison.Ordinal))
+            if (instrument.Meter.Name == TokenMeterDiagnostics.MeterName && instrument.Name.StartsWith("tokenmeter.writer.", StringComparison.Ordinal))
             {
                 listener.EnableMeasurementEvents(instrument);
             }

@@ -144,7 +144,7 @@ public sealed class BudgetCacheTests
         services.AddSingleton<IConfiguration>(new ConfigurationBuilder().Build());
         services.AddSingleton<TimeProvider>(_time);
         before?.Invoke(services);
-        services.AddTokenMeter().AddBudgetGuard(options);
+        services.AddTokenMeter().AddBudgets(options);
         return services.BuildServiceProvider();
     }
 

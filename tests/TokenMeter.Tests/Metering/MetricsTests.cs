@@ -14,10 +14,10 @@ public sealed class MetricsTests
     {
         await using var h = await MeteringHarness.StartAsync();
         var meterFactory = h.Services.GetRequiredService<IMeterFactory>();
-        using var tokens = new MetricCollector<int>(meterFactory, "TokenMeter", "gen_ai.client.token.usage");
-        using var cost = new MetricCollector<double>(meterFactory, "TokenMeter", "tokenmeter.cost");
-        using var calls = new MetricCollector<long>(meterFactory, "TokenMeter", "tokenmeter.calls");
-        using var unpriced = new MetricCollector<long>(meterFactory, "TokenMeter", "tokenmeter.calls.unpriced");
+        using var tokens = new MetricCollector<int>(meterFactory, TokenMeterDiagnostics.MeterName, "gen_ai.client.token.usage");
+        using var cost = new MetricCollector<double>(meterFactory, TokenMeterDiagnostics.MeterName, "tokenmeter.cost");
+        using var calls = new MetricCollector<long>(meterFactory, TokenMeterDiagnostics.MeterName, "tokenmeter.calls");
+        using var unpriced = new MetricCollector<long>(meterFactory, TokenMeterDiagnostics.MeterName, "tokenmeter.calls.unpriced");
         h.Server.Enqueue(new FakeReply { Model = "gpt-4o-2024-08-06", Usage = new FakeUsage { PromptTokens = 300, CompletionTokens = 50 } }, FakeReply.Error(503), new FakeReply { Model = "unpriced-model" });
         var chat = h.Metered().GetChatClient("gpt-4o");
 
@@ -53,8 +53,8 @@ public sealed class MetricsTests
     {
         await using var h = await MeteringHarness.StartAsync(options: o => o.EmitTokenUsageHistogram = false);
         var meterFactory = h.Services.GetRequiredService<IMeterFactory>();
-        using var tokens = new MetricCollector<int>(meterFactory, "TokenMeter", "gen_ai.client.token.usage");
-        using var calls = new MetricCollector<long>(meterFactory, "TokenMeter", "tokenmeter.calls");
+        using var tokens = new MetricCollector<int>(meterFactory, TokenMeterDiagnostics.MeterName, "gen_ai.client.token.usage");
+        using var calls = new MetricCollector<long>(meterFactory, TokenMeterDiagnostics.MeterName, "tokenmeter.calls");
 
         await h.Metered().GetChatClient("gpt-4o").CompleteChatAsync([new UserChatMessage("hi")]);
 

@@ -266,8 +266,7 @@ public sealed class PriceTableTests
 
         var ex = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync());
 
-        Assert.Contains(expectedInMessage, ex.Message, StringComparison.Ordinal);
-        Assert.Contains("Models[0]", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("TokenMeter:Pricing:Models:0:" + expectedInMessage, ex.Message, StringComparison.Ordinal);
     }
 
     [Fact]

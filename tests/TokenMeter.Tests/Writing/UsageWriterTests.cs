@@ -5,6 +5,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
 using System.Diagnostics.Metrics;
+using TokenMeter.Metering;
 using TokenMeter.Diagnostics;
 using TokenMeter.Querying;
 using TokenMeter.Storage;
@@ -42,7 +43,7 @@ public sealed class UsageWriterTests : IDisposable
         Tags = new Dictionary<string, string> { ["n"] = i.ToString(System.Globalization.CultureInfo.InvariantCulture) },
     };
 
-    private UsageWriter NewWriter(IUsageStore store, Action<UsageWriterOptions>? configure = null, UsageWriterMetrics? metrics = null)
+    private UsageWriter NewWriter(IUsageStore store, Action<UsageWriterOptions>? configure = null, TokenMeterInstruments? metrics = null)
     {
         var options = new UsageWriterOptions
         {
@@ -177,9 +178,9 @@ public sealed class UsageWriterTests : IDisposable
     public async Task StoreDown_BatchesSpooled_ThenReplayedInOrderWhenItRecovers()
     {
         var store = new FlakyUsageStore { Down = true };
-        var collector = new MetricCollector<long>(MeterFactory, "TokenMeter", "tokenmeter.writer.spooled");
-        var replayedCollector = new MetricCollector<long>(MeterFactory, "TokenMeter", "tokenmeter.writer.replayed");
-        await using var writer = NewWriter(store, metrics: new UsageWriterMetrics(MeterFactory));
+        var collector = new MetricCollector<long>(MeterFactory, TokenMeterDiagnostics.MeterName, "tokenmeter.writer.spooled");
+        var replayedCollector = new MetricCollector<long>(MeterFactory, TokenMeterDiagnostics.MeterName, "tokenmeter.writer.replayed");
+        await using var writer = NewWriter(store, metrics: TokenMeterInstruments.For(MeterFactory));
         await writer.StartAsync(default);
 
         var first = Enumerable.Range(0, 10).Select(NewRecord).ToList();
@@ -296,9 +297,9 @@ public sealed class UsageWriterTests : IDisposable
     public async Task FullQueue_SpillsToSpoolInsteadOfDroppingOrBlocking()
     {
         var store = new FlakyUsageStore();
-        var metrics = new UsageWriterMetrics(MeterFactory);
-        var queued = new MetricCollector<long>(MeterFactory, "TokenMeter", "tokenmeter.writer.queued");
-        var length = new MetricCollector<long>(MeterFactory, "TokenMeter", "tokenmeter.writer.queue.length");
+        var metrics = TokenMeterInstruments.For(MeterFactory);
+        var queued = new MetricCollector<long>(MeterFactory, TokenMeterDiagnostics.MeterName, "tokenmeter.writer.queued");
+        var length = new MetricCollector<long>(MeterFactory, TokenMeterDiagnostics.MeterName, "tokenmeter.writer.queue.length");
         await using var writer = NewWriter(store, o => o.QueueCapacity = 10, metrics);
 
         // Not started yet: the channel fills at 10 and the rest overflows, with no waiting.
@@ -335,8 +336,8 @@ public sealed class UsageWriterTests : IDisposable
     public async Task StopAsync_DrainsTheQueueToTheStore()
     {
         var store = new FlakyUsageStore();
-        var written = new MetricCollector<long>(MeterFactory, "TokenMeter", "tokenmeter.writer.written");
-        var writer = NewWriter(store, o => o.FlushInterval = TimeSpan.FromHours(1), new UsageWriterMetrics(MeterFactory));
+        var written = new MetricCollector<long>(MeterFactory, TokenMeterDiagnostics.MeterName, "tokenmeter.writer.written");
+        var writer = NewWriter(store, o => o.FlushInterval = TimeSpan.FromHours(1), TokenMeterInstruments.For(MeterFactory));
         await writer.StartAsync(default);
         var records = Enumerable.Range(0, 1234).Select(NewRecord).ToList();
         records.ForEach(writer.Enqueue);
@@ -353,8 +354,8 @@ public sealed class UsageWriterTests : IDisposable
     public async Task StopAsync_StoreDown_DrainsTheQueueToTheSpool()
     {
         var store = new FlakyUsageStore { Down = true };
-        var failed = new MetricCollector<long>(MeterFactory, "TokenMeter", "tokenmeter.writer.failed");
-        var writer = NewWriter(store, o => o.FlushInterval = TimeSpan.FromHours(1), new UsageWriterMetrics(MeterFactory));
+        var failed = new MetricCollector<long>(MeterFactory, TokenMeterDiagnostics.MeterName, "tokenmeter.writer.failed");
+        var writer = NewWriter(store, o => o.FlushInterval = TimeSpan.FromHours(1), TokenMeterInstruments.For(MeterFactory));
         await writer.StartAsync(default);
         var records = Enumerable.Range(0, 95).Select(NewRecord).ToList();
         records.ForEach(writer.Enqueue);
@@ -433,7 +434,7 @@ public sealed class UsageWriterTests : IDisposable
 
         var ex = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync());
 
-        Assert.Contains(key, ex.Message, StringComparison.Ordinal);
+        Assert.Contains("TokenMeter:Writer:" + key, ex.Message, StringComparison.Ordinal);
     }
 
     private sealed class HangingUsageStore : IUsageStore

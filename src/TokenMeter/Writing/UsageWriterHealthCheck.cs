@@ -1,7 +1,6 @@
 using Microsoft.Extensions.Diagnostics.HealthChecks;
-using TokenMeter.Writing;
 
-namespace TokenMeter.Diagnostics;
+namespace TokenMeter.Writing;
 
 /// <summary>
 /// Health of the background writer: Unhealthy when the store has refused writes for longer than

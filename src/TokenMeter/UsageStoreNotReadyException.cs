@@ -1,4 +1,4 @@
-namespace TokenMeter.Storage;
+namespace TokenMeter;
 
 /// <summary>
 /// Thrown by a store that cannot accept records yet because it is still being set up (a schema

@@ -1,10 +1,11 @@
 using Npgsql;
 using NpgsqlTypes;
 using TokenMeter.Postgres.Querying;
+using TokenMeter.Postgres.Storage;
 using TokenMeter.Pricing;
 using TokenMeter.Repricing;
 
-namespace TokenMeter.Postgres.Storage;
+namespace TokenMeter.Postgres.Repricing;
 
 /// <summary>
 /// Re-pricing on PostgreSQL, in one transaction serialized by an advisory lock: read the range,

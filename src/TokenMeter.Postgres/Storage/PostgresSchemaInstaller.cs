@@ -1,9 +1,9 @@
 using Microsoft.Extensions.Hosting;
 using Npgsql;
 using TokenMeter.Postgres.Diagnostics;
-using TokenMeter.Postgres.Storage;
+using TokenMeter.Postgres.Schema;
 
-namespace TokenMeter.Postgres.Schema;
+namespace TokenMeter.Postgres.Storage;
 
 /// <summary>
 /// Installs the schema at start-up without holding the host up: start-up returns at once, the

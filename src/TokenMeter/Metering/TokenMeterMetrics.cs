@@ -1,19 +1,17 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Options;
+using TokenMeter.Diagnostics;
 using TokenMeter.Pricing;
 
-namespace TokenMeter.Diagnostics;
+namespace TokenMeter.Metering;
 
 /// <summary>
-/// Instruments for metered calls on the shared <c>TokenMeter</c> meter, named after the
-/// OpenTelemetry GenAI conventions where one exists.
+/// Records each metered call on the shared instruments (<see cref="TokenMeterInstruments"/>):
+/// tokens and duration as the OpenTelemetry GenAI conventions name them, cost, calls by status.
 /// </summary>
 internal sealed class TokenMeterMetrics
 {
-    /// <summary>The name of TokenMeter's meter.</summary>
-    public const string MeterName = "TokenMeter";
-
     private readonly Histogram<int> _tokenUsage;
     private readonly Histogram<double> _duration;
     private readonly Counter<double> _cost;
@@ -24,20 +22,12 @@ internal sealed class TokenMeterMetrics
     public TokenMeterMetrics(IMeterFactory meterFactory, IOptionsMonitor<TokenMeterOptions> options)
     {
         _options = options;
-        var meter = meterFactory.Create(MeterName);
-        _tokenUsage = meter.CreateHistogram<int>(
-            "gen_ai.client.token.usage",
-            unit: "{token}",
-            description: "Number of input and output tokens used.",
-            advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864] });
-        _duration = meter.CreateHistogram<double>(
-            "gen_ai.client.operation.duration",
-            unit: "s",
-            description: "Duration of GenAI operations.",
-            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92] });
-        _cost = meter.CreateCounter<double>("tokenmeter.cost", unit: "{USD}", description: "Cost of metered calls in US dollars.");
-        _calls = meter.CreateCounter<long>("tokenmeter.calls", unit: "{call}", description: "Metered calls, by status.");
-        _unpriced = meter.CreateCounter<long>("tokenmeter.calls.unpriced", unit: "{call}", description: "Metered calls whose model had no price.");
+        var instruments = TokenMeterInstruments.For(meterFactory);
+        _tokenUsage = instruments.TokenUsage;
+        _duration = instruments.OperationDuration;
+        _cost = instruments.Cost;
+        _calls = instruments.Calls;
+        _unpriced = instruments.UnpricedCalls;
     }
 
     public void Record(UsageRecord record)
@@ -85,19 +75,8 @@ internal sealed class TokenMeterMetrics
         }
 
         var withStatus = common;
-        withStatus.Add("tokenmeter.status", StatusName(record.Status));
+        withStatus.Add("tokenmeter.status", UsageStatusNames.GetName(record.Status));
         withStatus.Add("tokenmeter.cost_source", source);
         _calls.Add(1, withStatus);
     }
-
-    private static string StatusName(UsageStatus status) => status switch
-    {
-        UsageStatus.Ok => "ok",
-        UsageStatus.HttpError => "http_error",
-        UsageStatus.TransportError => "transport_error",
-        UsageStatus.Cancelled => "cancelled",
-        UsageStatus.UsageMissing => "usage_missing",
-        UsageStatus.Estimated => "estimated",
-        _ => "unknown",
-    };
 }

@@ -5,22 +5,26 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
-using TokenMeter.AspNetCore.Endpoints;
 using TokenMeter.Budgets;
 using TokenMeter.Forecasting;
 using TokenMeter.Querying;
 
-namespace TokenMeter.AspNetCore.Forecasting;
+namespace TokenMeter.AspNetCore.Endpoints;
 
 /// <summary><c>GET /forecast</c> (the platform's month) and <c>GET /forecast/users</c> (users heading past their budget).</summary>
 internal static class ForecastEndpoints
 {
-    public static void Map(IEndpointRouteBuilder admin)
+    public static void Map(IEndpointRouteBuilder admin, bool withUsers)
     {
         admin.MapGet("/forecast", GetForecastAsync)
             .WithName("TokenMeterGetForecast")
             .WithSummary("The platform's cost this UTC month, projected to its end with an 80% interval.")
             .Produces<ForecastResponse>(StatusCodes.Status200OK);
+
+        if (!withUsers)
+        {
+            return;
+        }
 
         admin.MapGet("/forecast/users", GetUserForecastsAsync)
             .WithName("TokenMeterGetUserForecasts")
@@ -33,7 +37,7 @@ internal static class ForecastEndpoints
     internal static UsageForecaster Forecaster(HttpContext context)
         => new(
             context.RequestServices.GetRequiredService<IUsageQueries>(),
-            context.RequestServices.GetService<IBudgetStore>(),
+            AdminFeatures.BudgetStore(context.RequestServices),
             AdminHttp.Time(context));
 
     private static async Task<IResult> GetForecastAsync(HttpContext context, CancellationToken cancellationToken)

@@ -7,12 +7,11 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
-using TokenMeter.AspNetCore.Endpoints;
 using TokenMeter.AspNetCore.Export;
 using TokenMeter.Billing;
 using TokenMeter.Querying;
 
-namespace TokenMeter.AspNetCore.Billing;
+namespace TokenMeter.AspNetCore.Endpoints;
 
 /// <summary><c>GET /statements?month=</c> (JSON) and <c>GET /statements/export?month=</c> (CSV, one row per line item).</summary>
 internal static class StatementEndpoints

@@ -1,4 +1,4 @@
-namespace TokenMeter.Writing;
+namespace TokenMeter.Metering;
 
 /// <summary>Takes finished records (priced, or built when taken) for storage. Never blocks and never throws.</summary>
 internal interface IUsageSink
@@ -9,7 +9,7 @@ internal interface IUsageSink
 
     /// <summary>Queues a finished call whose record the writer builds when it takes it.</summary>
     /// <param name="usage">The call.</param>
-    void Enqueue(Metering.DeferredUsage usage);
+    void Enqueue(DeferredUsage usage);
 
     /// <summary>
     /// True while the queue holds more than a couple of batches: the writer is behind, so calls are

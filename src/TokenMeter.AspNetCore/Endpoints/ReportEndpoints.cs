@@ -4,11 +4,10 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
-using TokenMeter.AspNetCore.Endpoints;
 using TokenMeter.Delivery;
 using TokenMeter.Reports;
 
-namespace TokenMeter.AspNetCore.Reports;
+namespace TokenMeter.AspNetCore.Endpoints;
 
 /// <summary><c>POST /reports/send {period}</c>: sends that usage report now, in the background (202).</summary>
 internal static class ReportEndpoints
