@@ -1,128 +1,106 @@
--- TokenMeter 0006: budget reservations and rate-limit entries commit without waiting for the disk.
+-- TokenMeter 0006: one round trip per checked call, commits that do not wait for the disk, settles in batches.
 --
--- Every check and settle of 0005 writes a row, and each of those commits waited for its WAL flush.
--- These rows are short-lived working state, not the ledger: a reservation lapses with its lease
--- and a window entry after a minute, and the records themselves are still written with the
--- server's own synchronous_commit. So each statement here sets synchronous_commit = off for its own
--- transaction only: a PostgreSQL crash can forget the last few hundred milliseconds of
--- reservations (at worst a call or two more than the limit right after the crash), never corrupt.
+-- 0005 gave each check its own statement (a tokens window, a requests window, a budget hold) and
+-- each settle its own, and every one of those commits waited for its WAL flush. Here:
+--   * tokenmeter_check_limits runs every check a call needs in one statement (tokens window, then
+--     requests window, then the budget hold, each under its own 0005 lock, always in that order),
+--     all or nothing for the call: a call refused by one check leaves no tokens entry and no hold.
+--   * tokenmeter_settle_limits settles any number of holds and window entries in one statement
+--     (the app instance batches them after the responses).
+--   * both set synchronous_commit = off for their own transaction only. These rows are short-lived
+--     working state, not the ledger: a hold lapses with its lease, a window entry after a minute,
+--     and the records themselves are written with the server's own setting. A PostgreSQL crash can
+--     forget the checks and settles of its last few hundred milliseconds (wal_writer_delay, up to
+--     three times that under load): at worst those calls are not counted against the limits right
+--     after the crash; nothing is corrupted and no record is lost.
 
-CREATE OR REPLACE FUNCTION {schema}.tokenmeter_budget_reserve(
-    p_id uuid, p_user text, p_month date, p_cost numeric, p_tokens bigint, p_now timestamptz, p_expires timestamptz)
-RETURNS TABLE (allowed boolean, limit_cost numeric, limit_tokens bigint, spent_cost numeric, spent_tokens bigint, held_cost numeric, held_tokens bigint)
+-- p_tokens_key NULL: no tokens limit; p_requests_key NULL: no requests limit; p_user NULL: no budget.
+-- refused_by: NULL (allowed), 'tokens', 'requests' or 'budget'; rate_used: the last window's total
+-- before this call. The budget columns are those of tokenmeter_budget_reserve when budget_checked.
+CREATE FUNCTION {schema}.tokenmeter_check_limits(
+    p_now timestamptz, p_window interval,
+    p_tokens_key text, p_tokens_id uuid, p_tokens_limit bigint, p_tokens_amount bigint,
+    p_requests_key text, p_requests_id uuid, p_requests_limit bigint,
+    p_user text, p_hold_id uuid, p_month date, p_cost numeric, p_hold_tokens bigint, p_expires timestamptz)
+RETURNS TABLE (refused_by text, rate_used bigint, retry_after_ms bigint, budget_checked boolean,
+               limit_cost numeric, limit_tokens bigint, spent_cost numeric, spent_tokens bigint, held_cost numeric, held_tokens bigint)
 LANGUAGE plpgsql AS $fn$
 DECLARE
-    v_limit_cost numeric;
-    v_limit_tokens bigint;
-BEGIN
-    PERFORM set_config('synchronous_commit', 'off', true);
-    SELECT b.monthly_cost_usd, b.monthly_tokens INTO v_limit_cost, v_limit_tokens
-      FROM {schema}.tokenmeter_budgets b
-     WHERE (b.kind = 'user' AND b.user_id = p_user) OR (b.kind = 'default' AND b.user_id = '')
-     ORDER BY b.kind DESC LIMIT 1;
-    IF v_limit_cost IS NULL AND v_limit_tokens IS NULL THEN
-        RETURN QUERY SELECT true, NULL::numeric, NULL::bigint, 0::numeric, 0::bigint, 0::numeric, 0::bigint;
-        RETURN;
-    END IF;
-
-    PERFORM pg_advisory_xact_lock(hashtextextended('tokenmeter.budget/' || p_user, 0));
-
-    -- Lapsed holds and holds whose records have all landed count no more.
-    DELETE FROM {schema}.tokenmeter_budget_holds h
-     WHERE h.user_id = p_user
-       AND (h.expires_at <= p_now
-            OR (h.record_ids IS NOT NULL AND NOT EXISTS (
-                SELECT 1 FROM unnest(h.record_ids, h.record_times) AS r(id, at)
-                 WHERE NOT EXISTS (SELECT 1 FROM {schema}.user_api_usage u WHERE u.created_at = r.at AND u.id = r.id))));
-
-    -- One snapshot: a record is either in the rollup or in its hold, never both.
-    RETURN QUERY
-    WITH spent AS (
-        SELECT coalesce(sum(m.cost_usd), 0) AS cost, coalesce(sum(m.total_tokens), 0)::bigint AS tokens
-          FROM {schema}.usage_user_month m
-         WHERE m.user_id = p_user AND m.month = p_month),
-    held AS (
-        SELECT coalesce(sum(h.cost_usd), 0) AS cost, coalesce(sum(h.tokens), 0)::bigint AS tokens
-          FROM {schema}.tokenmeter_budget_holds h
-         WHERE h.user_id = p_user AND h.month = p_month AND h.expires_at > p_now
-           AND (h.record_ids IS NULL OR EXISTS (
-                SELECT 1 FROM unnest(h.record_ids, h.record_times) AS r(id, at)
-                 WHERE NOT EXISTS (SELECT 1 FROM {schema}.user_api_usage u WHERE u.created_at = r.at AND u.id = r.id)))),
-    decision AS (
-        SELECT (v_limit_cost IS NULL OR s.cost + h.cost + p_cost <= v_limit_cost)
-           AND (v_limit_tokens IS NULL OR s.tokens + h.tokens + p_tokens <= v_limit_tokens) AS ok,
-               s.cost AS s_cost, s.tokens AS s_tokens, h.cost AS h_cost, h.tokens AS h_tokens
-          FROM spent s CROSS JOIN held h),
-    reserved AS (
-        INSERT INTO {schema}.tokenmeter_budget_holds (id, user_id, month, cost_usd, tokens, expires_at)
-        SELECT p_id, p_user, p_month, p_cost, p_tokens, p_expires FROM decision WHERE decision.ok
-        RETURNING 1)
-    SELECT d.ok, v_limit_cost, v_limit_tokens, d.s_cost, d.s_tokens, d.h_cost, d.h_tokens FROM decision d;
-END
-$fn$;
-
-CREATE OR REPLACE FUNCTION {schema}.tokenmeter_rate_acquire(
-    p_key text, p_id uuid, p_now timestamptz, p_window interval, p_limit bigint, p_amount bigint, p_fit boolean)
-RETURNS TABLE (allowed boolean, used bigint, retry_after_ms bigint)
-LANGUAGE plpgsql AS $fn$
-DECLARE
+    v_allowed boolean;
     v_used bigint;
-    v_need bigint;
-    v_at timestamptz;
+    v_retry bigint;
+    v_budget record;
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
-    PERFORM pg_advisory_xact_lock(hashtextextended('tokenmeter.rate/' || p_key, 0));
-    DELETE FROM {schema}.tokenmeter_rate_entries e WHERE e.key = p_key AND e.at <= p_now - p_window;
-    IF random() < 0.001 THEN
-        -- Now and then, the entries of partitions idle for a while.
-        DELETE FROM {schema}.tokenmeter_rate_entries e WHERE e.at <= p_now - p_window - interval '10 minutes';
+
+    IF p_tokens_key IS NOT NULL THEN
+        SELECT a.allowed, a.used, a.retry_after_ms INTO v_allowed, v_used, v_retry
+          FROM {schema}.tokenmeter_rate_acquire(p_tokens_key, p_tokens_id, p_now, p_window, p_tokens_limit, p_tokens_amount, false) a;
+        IF NOT v_allowed THEN
+            RETURN QUERY SELECT 'tokens'::text, v_used, v_retry, false, NULL::numeric, NULL::bigint, NULL::numeric, NULL::bigint, NULL::numeric, NULL::bigint;
+            RETURN;
+        END IF;
     END IF;
 
-    SELECT coalesce(sum(e.amount), 0)::bigint INTO v_used FROM {schema}.tokenmeter_rate_entries e WHERE e.key = p_key;
-    IF (p_fit AND v_used + p_amount <= p_limit) OR (NOT p_fit AND v_used < p_limit) THEN
-        INSERT INTO {schema}.tokenmeter_rate_entries (key, id, at, amount) VALUES (p_key, p_id, p_now, p_amount);
-        RETURN QUERY SELECT true, v_used, 0::bigint;
+    IF p_requests_key IS NOT NULL THEN
+        SELECT a.allowed, a.used, a.retry_after_ms INTO v_allowed, v_used, v_retry
+          FROM {schema}.tokenmeter_rate_acquire(p_requests_key, p_requests_id, p_now, p_window, p_requests_limit, 1, true) a;
+        IF NOT v_allowed THEN
+            DELETE FROM {schema}.tokenmeter_rate_entries e WHERE e.key = p_tokens_key AND e.id = p_tokens_id;
+            RETURN QUERY SELECT 'requests'::text, v_used, v_retry, false, NULL::numeric, NULL::bigint, NULL::numeric, NULL::bigint, NULL::numeric, NULL::bigint;
+            RETURN;
+        END IF;
+    END IF;
+
+    IF p_user IS NULL THEN
+        RETURN QUERY SELECT NULL::text, coalesce(v_used, 0), 0::bigint, false, NULL::numeric, NULL::bigint, NULL::numeric, NULL::bigint, NULL::numeric, NULL::bigint;
         RETURN;
     END IF;
 
-    v_need := CASE WHEN p_fit THEN v_used + p_amount - p_limit ELSE v_used - p_limit + 1 END;
-    SELECT w.at INTO v_at
-      FROM (SELECT e.at, sum(e.amount) OVER (ORDER BY e.at, e.id) AS freed
-              FROM {schema}.tokenmeter_rate_entries e WHERE e.key = p_key) w
-     WHERE w.freed >= v_need
-     ORDER BY w.at LIMIT 1;
-    RETURN QUERY SELECT false, v_used,
-        greatest(0, ceil(extract(epoch FROM (coalesce(v_at, p_now) + p_window - p_now)) * 1000))::bigint;
+    SELECT * INTO v_budget FROM {schema}.tokenmeter_budget_reserve(p_hold_id, p_user, p_month, p_cost, p_hold_tokens, p_now, p_expires);
+    IF NOT v_budget.allowed THEN
+        -- The request permit stays taken (the request was made); the tokens were never used.
+        DELETE FROM {schema}.tokenmeter_rate_entries e WHERE e.key = p_tokens_key AND e.id = p_tokens_id;
+    END IF;
+
+    RETURN QUERY SELECT CASE WHEN v_budget.allowed THEN NULL ELSE 'budget' END, coalesce(v_used, 0), 0::bigint, true,
+        v_budget.limit_cost, v_budget.limit_tokens, v_budget.spent_cost, v_budget.spent_tokens, v_budget.held_cost, v_budget.held_tokens;
 END
 $fn$;
 
--- Settling a reservation with the call's real cost and records, releasing one, and settling a
--- window entry: one statement each, with the same commit setting.
-CREATE FUNCTION {schema}.tokenmeter_budget_settle(
-    p_id uuid, p_cost numeric, p_tokens bigint, p_record_ids uuid[], p_record_times timestamptz[], p_expires timestamptz)
+-- Settles in one statement. Holds: p_hold_ids with their real cost, tokens and keep-until; their
+-- records as (p_record_holds, p_record_ids, p_record_times) rows. A hold without records is dropped
+-- (its call used nothing); one with records keeps counting its real cost until they have all
+-- landed (tokenmeter_budget_reserve then counts the rollup instead). Entries: amount 0 drops the
+-- entry, any other amount replaces its estimate. Every write sets absolute values, so a batch
+-- written twice (a retry after a lost answer) counts nothing twice.
+CREATE FUNCTION {schema}.tokenmeter_settle_limits(
+    p_hold_ids uuid[], p_hold_costs numeric[], p_hold_tokens bigint[], p_hold_until timestamptz[],
+    p_record_holds uuid[], p_record_ids uuid[], p_record_times timestamptz[],
+    p_entry_keys text[], p_entry_ids uuid[], p_entry_amounts bigint[])
 RETURNS void
 LANGUAGE plpgsql AS $fn$
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
-    IF p_record_ids IS NULL OR cardinality(p_record_ids) = 0 THEN
-        DELETE FROM {schema}.tokenmeter_budget_holds WHERE id = p_id;
-    ELSE
-        UPDATE {schema}.tokenmeter_budget_holds
-           SET cost_usd = p_cost, tokens = p_tokens, record_ids = p_record_ids, record_times = p_record_times, expires_at = p_expires
-         WHERE id = p_id;
-    END IF;
-END
-$fn$;
 
-CREATE FUNCTION {schema}.tokenmeter_rate_settle(p_key text, p_id uuid, p_amount bigint)
-RETURNS void
-LANGUAGE plpgsql AS $fn$
-BEGIN
-    PERFORM set_config('synchronous_commit', 'off', true);
-    IF p_amount = 0 THEN
-        DELETE FROM {schema}.tokenmeter_rate_entries WHERE key = p_key AND id = p_id;
-    ELSE
-        UPDATE {schema}.tokenmeter_rate_entries SET amount = p_amount WHERE key = p_key AND id = p_id;
-    END IF;
+    WITH s AS (
+        SELECT h.id, h.cost, h.tokens, h.until,
+               (SELECT array_agg(r.id ORDER BY r.ord) FROM unnest(p_record_holds, p_record_ids, p_record_times) WITH ORDINALITY AS r(hold, id, at, ord) WHERE r.hold = h.id) AS ids,
+               (SELECT array_agg(r.at ORDER BY r.ord) FROM unnest(p_record_holds, p_record_ids, p_record_times) WITH ORDINALITY AS r(hold, id, at, ord) WHERE r.hold = h.id) AS times
+          FROM unnest(p_hold_ids, p_hold_costs, p_hold_tokens, p_hold_until) AS h(id, cost, tokens, until)),
+    dropped AS (
+        DELETE FROM {schema}.tokenmeter_budget_holds t USING s WHERE t.id = s.id AND s.ids IS NULL RETURNING 1)
+    UPDATE {schema}.tokenmeter_budget_holds t
+       SET cost_usd = s.cost, tokens = s.tokens, expires_at = s.until, record_ids = s.ids, record_times = s.times
+      FROM s
+     WHERE t.id = s.id AND s.ids IS NOT NULL;
+
+    DELETE FROM {schema}.tokenmeter_rate_entries t
+     USING unnest(p_entry_keys, p_entry_ids, p_entry_amounts) AS e(key, id, amount)
+     WHERE t.key = e.key AND t.id = e.id AND e.amount = 0;
+    UPDATE {schema}.tokenmeter_rate_entries t
+       SET amount = e.amount
+      FROM unnest(p_entry_keys, p_entry_ids, p_entry_amounts) AS e(key, id, amount)
+     WHERE t.key = e.key AND t.id = e.id AND e.amount <> 0;
 END
 $fn$;

@@ -1,5 +1,5 @@
-using Npgsql;
-using NpgsqlTypes;
+using TokenMeter.Budgets;
+using TokenMeter.Postgres.Budgets;
 using TokenMeter.Postgres.Storage;
 using TokenMeter.RateLimits;
 
@@ -8,44 +8,34 @@ namespace TokenMeter.Postgres.RateLimits;
 /// <summary>
 /// Rate-limit windows shared by every app instance, in <c>tokenmeter_rate_entries</c>: one row per
 /// permit or token reservation of the last window (an exact sliding window). A check is one call of
-/// <c>tokenmeter_rate_acquire</c> (migration 0005), which holds a per-key transaction lock for the
-/// length of that statement; a settle is one call of <c>tokenmeter_rate_settle</c>. Both commit
-/// without waiting for the disk (migration 0006: an entry lives a minute and is not part of the ledger).
+/// <c>tokenmeter_check_limits</c> (migration 0006, with the call's budget check when there is one),
+/// which holds a per-key transaction lock (0005) for the length of that statement; settles are
+/// batched into one call of <c>tokenmeter_settle_limits</c>. Both commit without waiting for the
+/// disk: an entry lives a minute and is not part of the ledger.
 /// </summary>
-internal sealed class PostgresRateLimitStore(PostgresStoreContext context) : IRateLimitStore
+internal sealed class PostgresRateLimitStore(PostgresStoreContext context) : IRateLimitStore, ISharedLimitStore
 {
-    private string S => context.Quoted;
-
     public bool IsSynchronous => false;
+
+    public object SharedTarget => context;
 
     public async ValueTask<RateLimitResult> AcquireAsync(RateLimitRequest request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        var command = context.DataSource.CreateCommand($"SELECT allowed, used, retry_after_ms FROM {S}.tokenmeter_rate_acquire($1, $2, $3, $4, $5, $6, $7)");
-        await using var commandScope = command.ConfigureAwait(false);
-        command.CommandTimeout = context.CommandTimeout;
-        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = request.Key });
-        command.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = request.Id });
-        command.Parameters.Add(new NpgsqlParameter<DateTime> { TypedValue = request.Now.UtcDateTime, NpgsqlDbType = NpgsqlDbType.TimestampTz });
-        command.Parameters.Add(new NpgsqlParameter<TimeSpan> { TypedValue = request.Window, NpgsqlDbType = NpgsqlDbType.Interval });
-        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = request.Limit });
-        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = request.Amount });
-        command.Parameters.Add(new NpgsqlParameter<bool> { TypedValue = request.MustFit });
-        var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        await using var readerScope = reader.ConfigureAwait(false);
-        await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-        return new RateLimitResult(reader.GetBoolean(0), reader.GetInt64(1), TimeSpan.FromMilliseconds(reader.GetInt64(2)));
+        var check = request.MustFit ? new LimitCheck(null, request, null) : new LimitCheck(request, null, null);
+        var result = await PostgresSharedLimits.CheckAsync(context, check, cancellationToken).ConfigureAwait(false);
+        return result.Rate ?? new RateLimitResult(true, 0, TimeSpan.Zero);
     }
 
-    public async ValueTask SettleAsync(string key, Guid id, long amount, CancellationToken cancellationToken = default)
+    public ValueTask SettleAsync(string key, Guid id, long amount, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(key);
-        var command = context.DataSource.CreateCommand($"SELECT {S}.tokenmeter_rate_settle($1, $2, $3)");
-        await using var commandScope = command.ConfigureAwait(false);
-        command.CommandTimeout = context.CommandTimeout;
-        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = key });
-        command.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = id });
-        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = amount });
-        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        return PostgresSharedLimits.SettleAsync(context, [], [new EntrySettle(key, id, amount, DateTimeOffset.MaxValue)], cancellationToken);
     }
+
+    public ValueTask<LimitCheckResult> CheckAsync(LimitCheck check, CancellationToken cancellationToken) =>
+        PostgresSharedLimits.CheckAsync(context, check, cancellationToken);
+
+    public ValueTask SettleAsync(IReadOnlyList<HoldSettle> holds, IReadOnlyList<EntrySettle> entries, CancellationToken cancellationToken) =>
+        PostgresSharedLimits.SettleAsync(context, holds, entries, cancellationToken);
 }

@@ -25,6 +25,7 @@ public sealed class BudgetGuard
 {
     private readonly IBudgetStore _budgets;
     private readonly IBudgetReservationStore? _shared;
+    private readonly SharedLimitSettler? _settler;
     private readonly IUsageQueries _queries;
     private readonly TimeProvider _time;
     private readonly BudgetGuardOptions _options;
@@ -40,6 +41,7 @@ public sealed class BudgetGuard
     /// <param name="logger">The logger.</param>
     /// <param name="meterFactory">Creates the <c>TokenMeter</c> meter, when metrics are set up.</param>
     /// <param name="shared">The reservation store shared by every app instance, when there is one.</param>
+    /// <param name="settler">Writes the shared store's settles after the responses (required with <paramref name="shared"/>).</param>
     internal BudgetGuard(
         IBudgetStore budgets,
         IUsageQueries queries,
@@ -47,7 +49,8 @@ public sealed class BudgetGuard
         IOptions<BudgetGuardOptions> options,
         ILogger<BudgetGuard> logger,
         IMeterFactory? meterFactory = null,
-        IBudgetReservationStore? shared = null)
+        IBudgetReservationStore? shared = null,
+        SharedLimitSettler? settler = null)
     {
         ArgumentNullException.ThrowIfNull(budgets);
         ArgumentNullException.ThrowIfNull(queries);
@@ -56,6 +59,7 @@ public sealed class BudgetGuard
         ArgumentNullException.ThrowIfNull(logger);
         _budgets = budgets;
         _shared = shared;
+        _settler = shared is null ? null : settler ?? throw new ArgumentNullException(nameof(settler));
         _queries = queries;
         _time = time;
         _options = options.Value;
@@ -245,34 +249,12 @@ public sealed class BudgetGuard
         user.Open(hold);
         return new BudgetReservation(BudgetRefusalReason.None, status, TimeSpan.Zero, () =>
         {
-            // The call's records are taken now; the write goes on in the background, off the
-            // response: until it lands the hold counts its estimate (a worst case), which can only
-            // refuse sooner, never let more through.
+            // The call's records are taken now; the settle is written after the response, with
+            // whatever else is queued (until it lands the hold counts its estimate, a worst case).
             var (cost, tokens, records) = user.Close(hold);
-            _ = CompleteAsync(shared, hold.Id, cost, tokens, records);
+            _settler!.Enqueue(new HoldSettle(hold.Id, cost, tokens, records, _time.GetUtcNow() + _options.PendingRetention, request.ExpiresAt));
             return ValueTask.CompletedTask;
         });
-    }
-
-    /// <summary>Settles the hold with the records the call produced, or releases it when there were none. Never throws: a hold not written lapses with its lease.</summary>
-    private async Task CompleteAsync(IBudgetReservationStore shared, Guid holdId, decimal cost, long tokens, List<(Guid Id, DateTimeOffset CreatedAt)> records)
-    {
-        try
-        {
-            if (records.Count == 0)
-            {
-                await shared.ReleaseAsync(holdId).ConfigureAwait(false);
-            }
-            else
-            {
-                await shared.SettleAsync(holdId, cost, tokens, records, _time.GetUtcNow() + _options.PendingRetention).ConfigureAwait(false);
-            }
-        }
-        catch (Exception ex)
-        {
-            _checkFailures?.Add(1);
-            Log.BudgetSettleFailed(_logger, ex);
-        }
     }
 
     private async ValueTask<BudgetStatus?> ReadStatusAsync(string userId, BudgetLedger.UserLedger user, CancellationToken cancellationToken)

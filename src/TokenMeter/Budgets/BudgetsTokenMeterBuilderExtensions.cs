@@ -44,7 +44,9 @@ public static class BudgetsTokenMeterBuilderExtensions
             sp.GetRequiredService<IOptions<BudgetGuardOptions>>(),
             sp.GetRequiredService<ILogger<BudgetGuard>>(),
             sp.GetService<IMeterFactory>(),
-            sp.GetService<IBudgetReservationStore>()));
+            sp.GetService<IBudgetReservationStore>(),
+            sp.GetService<IBudgetReservationStore>() is null ? null : sp.GetRequiredService<SharedLimitSettler>()));
+        builder.Services.TryAddSingleton(sp => new SharedLimitSettler(sp));
         builder.Services.TryAddSingleton<UsageEstimator>();
 
         // The limit cache wraps whichever budget store fills the store slot, before or after this call.

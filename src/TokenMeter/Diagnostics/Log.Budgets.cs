@@ -19,8 +19,11 @@ internal static partial class Log
     [LoggerMessage(EventId = 3001, Level = LogLevel.Information, Message = "Call for user {UserId} refused: {Reason} reached this month.")]
     public static partial void BudgetRefused(ILogger logger, string userId, string reason);
 
-    [LoggerMessage(EventId = 3003, Level = LogLevel.Warning, Message = "A budget reservation could not be settled in the shared store; it lapses with its lease.")]
-    public static partial void BudgetSettleFailed(ILogger logger, Exception exception);
+    [LoggerMessage(EventId = 3004, Level = LogLevel.Warning, Message = "{Holds} budget reservation(s) and {Entries} rate-limit entries could not be settled in the shared store; trying again in {DelayMs} ms.")]
+    public static partial void LimitSettleRetry(ILogger logger, Exception exception, int holds, int entries, long delayMs);
+
+    [LoggerMessage(EventId = 3005, Level = LogLevel.Warning, Message = "{Holds} budget reservation(s) and {Entries} rate-limit entries were not settled in the shared store ({Why}); they lapse with their lease or window.")]
+    public static partial void LimitSettleDropped(ILogger logger, int holds, int entries, string why);
 
     [LoggerMessage(EventId = 3010, Level = LogLevel.Warning, Message = "Rate-limit check could not reach the store; failing {Mode}.")]
     private static partial void RateLimitCheckFailedCore(ILogger logger, Exception exception, string mode);

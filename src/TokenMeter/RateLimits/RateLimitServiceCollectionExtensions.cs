@@ -31,6 +31,7 @@ public static class RateLimitServiceCollectionExtensions
         builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.TryAddSingleton<IRateLimitStore, InMemoryRateLimitStore>();
         builder.Services.TryAddSingleton<UserRateLimiter>();
+        builder.Services.TryAddSingleton(sp => new TokenMeter.Budgets.SharedLimitSettler(sp));
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IUsageObserver, RateLimitUsageObserver>());
         return builder;
     }

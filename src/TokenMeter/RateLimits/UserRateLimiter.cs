@@ -30,6 +30,7 @@ public sealed class UserRateLimiter : IDisposable
     private readonly ILogger _logger;
     private readonly Counter<long>? _rejections;
     private readonly Counter<long>? _checkFailures;
+    private readonly TokenMeter.Budgets.SharedLimitSettler? _settler;
     private readonly ConcurrentDictionary<string, OpenCalls> _open = new(StringComparer.Ordinal);
 
     /// <summary>Creates the limiter.</summary>
@@ -46,6 +47,9 @@ public sealed class UserRateLimiter : IDisposable
         ArgumentNullException.ThrowIfNull(logger);
         _store = store;
         _clock = services.GetKeyedService<TimeProvider>(ClockKey) ?? services.GetService<TimeProvider>() ?? TimeProvider.System;
+
+        // A shared store's settles are written after the responses, in batches; in-process ones at once.
+        _settler = store.IsSynchronous ? null : services.GetService<TokenMeter.Budgets.SharedLimitSettler>();
         _options = options.Value;
         _logger = logger;
         Requests = new RequestLimiter(this);
@@ -89,15 +93,16 @@ public sealed class UserRateLimiter : IDisposable
             OpenCall? tokens = null;
             if (_options.TokensPerMinute > 0 && userId is not null)
             {
-                var id = Guid.CreateVersion7(_clock.GetUtcNow());
+                var now = _clock.GetUtcNow();
+                var id = Guid.CreateVersion7(now);
                 var key = TokensKey(userId);
-                var result = await _store.AcquireAsync(new RateLimitRequest(key, id, _clock.GetUtcNow(), Window, _options.TokensPerMinute, Math.Max(1, estimatedTokens), MustFit: false), cancellationToken).ConfigureAwait(false);
+                var result = await _store.AcquireAsync(new RateLimitRequest(key, id, now, Window, _options.TokensPerMinute, Math.Max(1, estimatedTokens), MustFit: false), cancellationToken).ConfigureAwait(false);
                 if (!result.Allowed)
                 {
                     return Refuse(RateLimitKind.Tokens, _options.TokensPerMinute, result.RetryAfter, result.Used);
                 }
 
-                tokens = new OpenCall(key, id);
+                tokens = new OpenCall(key, id, now);
                 _open.GetOrAdd(userId, static _ => new OpenCalls()).Add(tokens);
             }
 
@@ -108,14 +113,14 @@ public sealed class UserRateLimiter : IDisposable
                 {
                     if (tokens is not null)
                     {
-                        await Close(userId!, tokens).ConfigureAwait(false);
+                        await CloseAsync(userId!, tokens).ConfigureAwait(false);
                     }
 
                     return Refuse(RateLimitKind.Requests, _options.RequestsPerMinute, result.RetryAfter, null);
                 }
             }
 
-            return tokens is null ? RateLimitDecision.Allowed : new RateLimitDecision(null, 0, TimeSpan.Zero, null, () => Close(userId!, tokens));
+            return tokens is null ? RateLimitDecision.Allowed : new RateLimitDecision(null, 0, TimeSpan.Zero, null, () => CloseAsync(userId!, tokens));
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
@@ -164,19 +169,19 @@ public sealed class UserRateLimiter : IDisposable
     }
 
     /// <summary>
-    /// Ends a call's tokens reservation: what it used is taken now, the write goes on in the
-    /// background, off the response (until it lands the window counts the estimate, which can only
+    /// Ends a call's tokens reservation: what it used replaces the estimate, at once in-process, after
+    /// the response with a shared store (until then the window counts the estimate, which can only
     /// refuse sooner).
     /// </summary>
-    private ValueTask Close(string userId, OpenCall call)
+    private async ValueTask CloseAsync(string userId, OpenCall call)
     {
         var tokens = _open.TryGetValue(userId, out var calls) ? calls.Remove(call, _open, userId) : call.Tokens;
-        _ = SettleAsync(call, tokens);
-        return ValueTask.CompletedTask;
-    }
+        if (_settler is not null)
+        {
+            _settler.Enqueue(new TokenMeter.Budgets.EntrySettle(call.Key, call.Id, tokens, call.At + Window));
+            return;
+        }
 
-    private async Task SettleAsync(OpenCall call, long tokens)
-    {
         try
         {
             await _store.SettleAsync(call.Key, call.Id, tokens).ConfigureAwait(false);
@@ -189,11 +194,13 @@ public sealed class UserRateLimiter : IDisposable
     }
 
     /// <summary>A call's tokens reservation and the tokens its records used so far.</summary>
-    private sealed class OpenCall(string key, Guid id)
+    private sealed class OpenCall(string key, Guid id, DateTimeOffset at)
     {
         public string Key => key;
 
         public Guid Id => id;
+
+        public DateTimeOffset At => at;
 
         public long Tokens { get; set; }
 
