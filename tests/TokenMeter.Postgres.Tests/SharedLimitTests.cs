@@ -1,0 +1,154 @@
+using Microsoft.Extensions.DependencyInjection;
+using TokenMeter.Budgets;
+using TokenMeter.Postgres.Budgets;
+using TokenMeter.Postgres.RateLimits;
+using TokenMeter.RateLimits;
+using TokenMeter.Testing.Postgres;
+
+namespace TokenMeter.Postgres.Tests;
+
+/// <summary>
+/// Migration 0006: every check of a call in one statement (all or nothing for the call), settles
+/// batched into one statement that counts nothing twice when written twice, and the settler that
+/// writes them after the responses.
+/// </summary>
+public sealed class SharedLimitTests(PostgresDatabaseFixture database) : IClassFixture<PostgresDatabaseFixture>
+{
+    private static readonly TimeSpan Window = UserRateLimiter.Window;
+
+    [Fact]
+    public async Task CheckLimits_TokensRequestsAndBudgetInOneStatement_ARefusedCallKeepsNoTokensEntryAndNoHold()
+    {
+        await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString);
+        var store = new PostgresRateLimitStore(h.Context);
+        await h.Budgets.SetUserBudgetAsync(new UserBudget("u1", 1.0m, null));
+        var now = h.Time.GetUtcNow();
+
+        // Allowed: a tokens entry, a request permit and a hold, all from one statement.
+        var first = await store.CheckAsync(Check("u1", "requests/a", now, tokens: 50, cost: 0.4m), default);
+        Assert.Null(first.RefusedBy);
+        Assert.True(first.Budget!.Allowed);
+        Assert.Equal(new BudgetLimit(1.0m, null), first.Budget.Limit);
+        Assert.Equal(2L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_rate_entries"));
+        Assert.Equal(1L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_budget_holds"));
+
+        // Refused by the requests window (one a minute): its tokens entry is gone too, no hold made.
+        var second = await store.CheckAsync(Check("u1", "requests/a", now, tokens: 50, cost: 0.4m), default);
+        Assert.Equal(RateLimitKind.Requests, second.RefusedBy);
+        Assert.False(second.Rate!.Allowed);
+        Assert.True(second.Rate.RetryAfter > TimeSpan.Zero);
+        Assert.Equal(50L, await h.ScalarAsync<long>("SELECT sum(amount)::bigint FROM {s}.tokenmeter_rate_entries WHERE key = 'tokens/u1'"));
+        Assert.Equal(1L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_budget_holds"));
+
+        // Refused by the budget (0.4 held + 0.7 > 1.0): the request permit stays taken, the tokens entry does not.
+        var third = await store.CheckAsync(Check("u1", "requests/b", now, tokens: 50, cost: 0.7m), default);
+        Assert.Null(third.RefusedBy);
+        Assert.False(third.Budget!.Allowed);
+        Assert.Equal(0.4m, third.Budget.ReservedCostUsd);
+        Assert.Equal(1L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_rate_entries WHERE key = 'requests/b'"));
+        Assert.Equal(50L, await h.ScalarAsync<long>("SELECT sum(amount)::bigint FROM {s}.tokenmeter_rate_entries WHERE key = 'tokens/u1'"));
+        Assert.Equal(1L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_budget_holds"));
+
+        // The single-limit paths of the public interfaces go through the same statement.
+        var reservations = new PostgresBudgetReservations(h.Context);
+        var hold = await reservations.TryReserveAsync(new BudgetHoldRequest(Guid.CreateVersion7(), "u1", Month(now), new BudgetEstimate(0.5m, 10), now, now.AddMinutes(5)));
+        Assert.True(hold.Allowed);
+        var permit = await store.AcquireAsync(new RateLimitRequest("requests/c", Guid.CreateVersion7(), now, Window, 1, 1, MustFit: true));
+        Assert.True(permit.Allowed);
+        Assert.False((await store.AcquireAsync(new RateLimitRequest("requests/c", Guid.CreateVersion7(), now, Window, 1, 1, MustFit: true))).Allowed);
+    }
+
+    [Fact]
+    public async Task SettleLimits_ManyHoldsAndEntriesInOneStatement_WrittenTwice_CountsNothingTwice()
+    {
+        await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString);
+        var reservations = new PostgresBudgetReservations(h.Context);
+        var store = new PostgresRateLimitStore(h.Context);
+        await h.Budgets.SetUserBudgetAsync(new UserBudget("u1", 1.0m, null));
+        var now = h.Time.GetUtcNow();
+        var used = Check("u1", "requests/u1", now, tokens: 500, cost: 0.3m);
+        var unused = Check("u1", "requests/u1-2", now, tokens: 500, cost: 0.3m);
+        Assert.True((await store.CheckAsync(used, default)).Budget!.Allowed);
+        Assert.True((await store.CheckAsync(unused, default)).Budget!.Allowed);
+
+        // The used call made two records costing 0.1 in all; the other used nothing.
+        var records = new[] { Records.Make(now, cost: 0.06m), Records.Make(now.AddMilliseconds(1), cost: 0.04m) };
+        HoldSettle[] holds =
+        [
+            new(used.Budget!.Id, 0.1m, 300, [.. records.Select(r => (r.Id, r.CreatedAt))], now.AddMinutes(10), used.Budget.ExpiresAt),
+            new(unused.Budget!.Id, 0m, 0, [], now.AddMinutes(10), unused.Budget.ExpiresAt),
+        ];
+        EntrySettle[] entries =
+        [
+            new(used.Tokens!.Key, used.Tokens.Id, 300, now + Window),
+            new(unused.Tokens!.Key, unused.Tokens.Id, 0, now + Window),
+        ];
+        await reservations.SettleAsync(holds, entries, default);
+        await reservations.SettleAsync(holds, entries, default);
+
+        Assert.Equal(1L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_budget_holds"));
+        Assert.Equal(0.1m, await h.ScalarAsync<decimal>("SELECT cost_usd FROM {s}.tokenmeter_budget_holds"));
+        Assert.Equal(2, await h.ScalarAsync<int>("SELECT cardinality(record_ids) FROM {s}.tokenmeter_budget_holds"));
+        Assert.Equal(300L, await h.ScalarAsync<long>("SELECT sum(amount)::bigint FROM {s}.tokenmeter_rate_entries WHERE key = 'tokens/u1'"));
+
+        // Before the records land the hold counts their cost; after, the rollup does instead: once either way.
+        var probe = new BudgetHoldRequest(Guid.CreateVersion7(), "u1", Month(now), new BudgetEstimate(0.9m, 0), now, now.AddMinutes(5));
+        var before = await reservations.TryReserveAsync(probe);
+        Assert.True(before.Allowed);
+        Assert.Equal((0m, 0.1m), (before.SpentCostUsd, before.ReservedCostUsd));
+        await reservations.ReleaseAsync(probe.Id);
+        await h.Store.AppendAsync(records);
+        await reservations.SettleAsync(holds, entries, default);
+        var after = await reservations.TryReserveAsync(new BudgetHoldRequest(Guid.CreateVersion7(), "u1", Month(now), new BudgetEstimate(0.9m, 0), now, now.AddMinutes(5)));
+        Assert.True(after.Allowed);
+        Assert.Equal((0.1m, 0m), (after.SpentCostUsd, after.ReservedCostUsd));
+    }
+
+    [Fact]
+    public async Task Settler_WritesWhatIsQueuedAfterTheResponses_InBatches_AndDrainsOnDispose()
+    {
+        await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString);
+        var reservations = new PostgresBudgetReservations(h.Context);
+        var store = new PostgresRateLimitStore(h.Context);
+        var services = new ServiceCollection()
+            .AddSingleton<IBudgetReservationStore>(reservations)
+            .AddSingleton<IRateLimitStore>(store)
+            .AddSingleton<TimeProvider>(h.Time)
+            .BuildServiceProvider();
+        await h.Budgets.SetUserBudgetAsync(new UserBudget("u1", 1_000m, null));
+        var now = h.Time.GetUtcNow();
+        var checks = Enumerable.Range(0, 200).Select(i => Check("u1", "requests/u1", now, tokens: 100, cost: 1m, requestsLimit: 1_000)).ToList();
+        foreach (var check in checks)
+        {
+            Assert.True((await store.CheckAsync(check, default)).Budget!.Allowed);
+        }
+
+        var settler = new SharedLimitSettler(services);
+        foreach (var (check, i) in checks.Select((c, i) => (c, i)))
+        {
+            settler.Enqueue(new HoldSettle(check.Budget!.Id, i % 2 == 0 ? 0m : 0.01m, 10, i % 2 == 0 ? [] : [(Guid.CreateVersion7(), now)], now.AddMinutes(10), check.Budget.ExpiresAt));
+            settler.Enqueue(new EntrySettle(check.Tokens!.Key, check.Tokens.Id, i % 2 == 0 ? 0 : 10, now + Window));
+        }
+
+        await settler.FlushAsync();
+        Assert.Equal(100L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_budget_holds"));
+        Assert.Equal(1.00m, await h.ScalarAsync<decimal>("SELECT sum(cost_usd) FROM {s}.tokenmeter_budget_holds"));
+        Assert.Equal(1_000L, await h.ScalarAsync<long>("SELECT sum(amount)::bigint FROM {s}.tokenmeter_rate_entries WHERE key = 'tokens/u1'"));
+
+        // Queued just before shutdown: written before the settler lets go of the store.
+        foreach (var check in checks.Where((_, i) => i % 2 == 1))
+        {
+            settler.Enqueue(new HoldSettle(check.Budget!.Id, 0m, 0, [], now.AddMinutes(10), check.Budget.ExpiresAt));
+        }
+
+        await settler.DisposeAsync();
+        Assert.Equal(0L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_budget_holds"));
+    }
+
+    private static LimitCheck Check(string user, string requestsKey, DateTimeOffset now, long tokens, decimal cost, long requestsLimit = 1) => new(
+        new RateLimitRequest(UserRateLimiter.TokensKey(user), Guid.CreateVersion7(), now, Window, 100_000, tokens, MustFit: false),
+        new RateLimitRequest(requestsKey, Guid.CreateVersion7(), now, Window, requestsLimit, 1, MustFit: true),
+        new BudgetHoldRequest(Guid.CreateVersion7(), user, Month(now), new BudgetEstimate(cost, tokens), now, now.AddMinutes(5)));
+
+    private static DateOnly Month(DateTimeOffset now) => new(now.Year, now.Month, 1);
+}
