@@ -49,9 +49,10 @@ internal static class SharedLimitsCommands
         async Task Limited(int caller)
         {
             var user = "bench-" + caller.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            await using var rate = await limiter.CheckAsync("user:" + user, user, estimate.Tokens).ConfigureAwait(false);
-            await using var budget = await guard.ReserveAsync(user, estimate).ConfigureAwait(false);
-            if (!rate.IsAllowed || !budget.IsAllowed)
+            // Both rate limits and the budget in one step (one statement), as the sample's filters do.
+            await using var rate = await limiter.CheckWithBudgetAsync("user:" + user, user, estimate, guard).ConfigureAwait(false);
+            await using var budget = rate.Budget;
+            if (!rate.IsAllowed || budget is not { IsAllowed: true })
             {
                 throw new InvalidOperationException("refused in the latency run");
             }

@@ -2,6 +2,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using TokenMeter.AspNetCore.Attribution;
+using TokenMeter.AspNetCore.RateLimits;
 using TokenMeter.Attribution;
 using TokenMeter.Budgets;
 
@@ -20,14 +21,40 @@ internal sealed class BudgetEnforcementFilter(Func<EndpointFilterInvocationConte
         var http = context.HttpContext;
         var guard = http.RequestServices.GetService<BudgetGuard>()
             ?? throw new InvalidOperationException("Budget enforcement needs budgets: services.AddTokenMeter().AddBudgets().");
+        var deferred = DeferredRateCheck.Take(http);
         var userId = UsageScope.Current?.Context.UserId
             ?? (http.RequestServices.GetService<IOptions<TokenMeterAspNetCoreOptions>>()?.Value ?? DefaultOptions).GetUserId(http.User);
         if (userId is null)
         {
+            if (deferred is not null)
+            {
+                var rate = deferred.Decision = await deferred.Limiter.CheckAsync(deferred.PartitionKey, deferred.UserId, deferred.Tokens, http.RequestAborted).ConfigureAwait(false);
+                if (!rate.IsAllowed)
+                {
+                    return RateLimitFilter.Refuse(http, rate, deferred.UserId);
+                }
+            }
+
             return await next(context).ConfigureAwait(false);
         }
 
-        var reservation = await guard.ReserveAsync(userId, estimate?.Invoke(context), http.RequestAborted).ConfigureAwait(false);
+        BudgetReservation reservation;
+        if (deferred is not null)
+        {
+            // The rate limits of the filter before this one and the budget, in one step.
+            var rate = deferred.Decision = await deferred.Limiter.CheckWithBudgetAsync(deferred.PartitionKey, deferred.UserId, deferred.Tokens, guard, userId, estimate?.Invoke(context), http.RequestAborted).ConfigureAwait(false);
+            if (!rate.IsAllowed)
+            {
+                return RateLimitFilter.Refuse(http, rate, deferred.UserId);
+            }
+
+            reservation = rate.Budget!;
+        }
+        else
+        {
+            reservation = await guard.ReserveAsync(userId, estimate?.Invoke(context), http.RequestAborted).ConfigureAwait(false);
+        }
+
         if (!reservation.IsAllowed)
         {
             return reservation.ToRefusalResult();

@@ -33,24 +33,33 @@ internal sealed class RateLimitFilter(Func<HttpContext, string?>? chargedUser, F
         var tokens = limiter.Options.TokensPerMinute > 0 && userId is not null
             ? estimate?.Invoke(context)?.Tokens ?? (http.RequestServices.GetService<IOptions<BudgetGuardOptions>>()?.Value.DefaultReservationTokens ?? 2_000)
             : 0;
-        var decision = await limiter.CheckAsync(RateLimitPartitions.For(userId, http.Connection.RemoteIpAddress), userId, tokens, http.RequestAborted).ConfigureAwait(false);
-        if (!decision.IsAllowed)
+        var partition = RateLimitPartitions.For(userId, http.Connection.RemoteIpAddress);
+        RateLimitDecision? decision = null;
+        DeferredRateCheck? deferred = null;
+        if (http.GetEndpoint()?.Metadata.GetMetadata<BudgetEnforcementMetadata>() is not null
+            && !DeferredRateCheck.BudgetChecked(http)
+            && http.RequestServices.GetService<BudgetGuard>() is { } guard
+            && limiter.SharesStoreWith(guard))
         {
-            var refusal = RateLimitRefusalResult.From(decision);
-            var logger = http.RequestServices.GetService<ILoggerFactory>()?.CreateLogger("TokenMeter.AspNetCore.RateLimits");
-            if (logger is not null)
+            // The budget filter further on checks both in one step.
+            deferred = new DeferredRateCheck(limiter, partition, userId, tokens);
+            deferred.HandTo(http);
+        }
+        else
+        {
+            decision = await limiter.CheckAsync(partition, userId, tokens, http.RequestAborted).ConfigureAwait(false);
+            if (!decision.IsAllowed)
             {
-                Log.RateLimited(logger, http.Request.Path.Value ?? string.Empty, userId ?? "(anonymous)", decision.RefusedBy == RateLimitKind.Tokens ? "tokens" : "requests", refusal.RetryAfterSeconds);
+                return Refuse(http, decision, userId);
             }
-
-            return refusal;
         }
 
         var handedOver = false;
         try
         {
             var result = await next(context).ConfigureAwait(false);
-            if (result is IResult inner)
+            decision ??= deferred!.Decision;
+            if (decision is not null && result is IResult inner)
             {
                 handedOver = true;
                 return new ReservedResult(inner, decision);
@@ -60,10 +69,23 @@ internal sealed class RateLimitFilter(Func<HttpContext, string?>? chargedUser, F
         }
         finally
         {
-            if (!handedOver)
+            if (!handedOver && (decision ?? deferred?.Decision) is { } made)
             {
-                await decision.DisposeAsync().ConfigureAwait(false);
+                await made.DisposeAsync().ConfigureAwait(false);
             }
         }
+    }
+
+    /// <summary>The 429 for a refused decision, logged.</summary>
+    internal static IResult Refuse(HttpContext http, RateLimitDecision decision, string? userId)
+    {
+        var refusal = RateLimitRefusalResult.From(decision);
+        var logger = http.RequestServices.GetService<ILoggerFactory>()?.CreateLogger("TokenMeter.AspNetCore.RateLimits");
+        if (logger is not null)
+        {
+            Log.RateLimited(logger, http.Request.Path.Value ?? string.Empty, userId ?? "(anonymous)", decision.RefusedBy == RateLimitKind.Tokens ? "tokens" : "requests", refusal.RetryAfterSeconds);
+        }
+
+        return refusal;
     }
 }

@@ -16,10 +16,10 @@ internal static class PostgresSharedLimits
     public static async ValueTask<LimitCheckResult> CheckAsync(PostgresStoreContext context, LimitCheck check, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(check);
-        var now = (check.Tokens?.Now ?? check.Requests?.Now ?? check.Budget?.Now) ?? throw new ArgumentException("Nothing to check.", nameof(check));
+        var now = check.Tokens?.Now ?? check.Requests?.Now ?? check.Budget?.Now ?? throw new ArgumentException("Nothing to check.", nameof(check));
         var window = check.Tokens?.Window ?? check.Requests?.Window ?? UserRateLimiter.Window;
         var command = context.DataSource.CreateCommand(
-            $"SELECT refused_by, rate_used, retry_after_ms, budget_checked, limit_cost, limit_tokens, spent_cost, spent_tokens, held_cost, held_tokens FROM {context.Quoted}.tokenmeter_check_limits($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)");
+            $"SELECT refused_by, rate_used, retry_after_ms, budget_checked, limit_cost, limit_tokens, spent_cost, spent_tokens, held_cost, held_tokens FROM {context.Quoted}.tokenmeter_check_limits($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)");
         await using var commandScope = command.ConfigureAwait(false);
         command.CommandTimeout = context.CommandTimeout;
         var p = command.Parameters;
@@ -38,6 +38,7 @@ internal static class PostgresSharedLimits
         p.Add(new NpgsqlParameter { Value = budget is null ? DBNull.Value : budget.Month, NpgsqlDbType = NpgsqlDbType.Date });
         p.Add(new NpgsqlParameter { Value = budget is null ? DBNull.Value : budget.Estimate.CostUsd, NpgsqlDbType = NpgsqlDbType.Numeric });
         p.Add(Bigint(budget?.Estimate.Tokens));
+        p.Add(new NpgsqlParameter { Value = budget is null ? DBNull.Value : budget.Now.UtcDateTime, NpgsqlDbType = NpgsqlDbType.TimestampTz });
         p.Add(new NpgsqlParameter { Value = budget is null ? DBNull.Value : budget.ExpiresAt.UtcDateTime, NpgsqlDbType = NpgsqlDbType.TimestampTz });
         var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         await using var readerScope = reader.ConfigureAwait(false);

@@ -15,13 +15,14 @@
 --     after the crash; nothing is corrupted and no record is lost.
 
 -- p_tokens_key NULL: no tokens limit; p_requests_key NULL: no requests limit; p_user NULL: no budget.
+-- p_now is the rate limits' clock, p_budget_now the budget's (an app may run them on different clocks).
 -- refused_by: NULL (allowed), 'tokens', 'requests' or 'budget'; rate_used: the last window's total
 -- before this call. The budget columns are those of tokenmeter_budget_reserve when budget_checked.
 CREATE FUNCTION {schema}.tokenmeter_check_limits(
     p_now timestamptz, p_window interval,
     p_tokens_key text, p_tokens_id uuid, p_tokens_limit bigint, p_tokens_amount bigint,
     p_requests_key text, p_requests_id uuid, p_requests_limit bigint,
-    p_user text, p_hold_id uuid, p_month date, p_cost numeric, p_hold_tokens bigint, p_expires timestamptz)
+    p_user text, p_hold_id uuid, p_month date, p_cost numeric, p_hold_tokens bigint, p_budget_now timestamptz, p_expires timestamptz)
 RETURNS TABLE (refused_by text, rate_used bigint, retry_after_ms bigint, budget_checked boolean,
                limit_cost numeric, limit_tokens bigint, spent_cost numeric, spent_tokens bigint, held_cost numeric, held_tokens bigint)
 LANGUAGE plpgsql AS $fn$
@@ -57,7 +58,7 @@ BEGIN
         RETURN;
     END IF;
 
-    SELECT * INTO v_budget FROM {schema}.tokenmeter_budget_reserve(p_hold_id, p_user, p_month, p_cost, p_hold_tokens, p_now, p_expires);
+    SELECT * INTO v_budget FROM {schema}.tokenmeter_budget_reserve(p_hold_id, p_user, p_month, p_cost, p_hold_tokens, p_budget_now, p_expires);
     IF NOT v_budget.allowed THEN
         -- The request permit stays taken (the request was made); the tokens were never used.
         DELETE FROM {schema}.tokenmeter_rate_entries e WHERE e.key = p_tokens_key AND e.id = p_tokens_id;

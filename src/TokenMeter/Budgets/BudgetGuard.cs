@@ -193,7 +193,8 @@ public sealed class BudgetGuard
         return BudgetRefusalReason.None;
     }
 
-    private BudgetReservation CheckFailed(Exception ex)
+    /// <summary>The answer when budgets or usage cannot be read: allowed (logged, counted), or refused with <see cref="BudgetGuardOptions.FailClosed"/>.</summary>
+    internal BudgetReservation CheckFailed(Exception ex)
     {
         _checkFailures?.Add(1);
         if (ex is UsageStoreNotReadyException)
@@ -217,11 +218,13 @@ public sealed class BudgetGuard
         return new BudgetReservation(reason, status, UntilNextMonth(), null);
     }
 
+    /// <summary>The store shared by every app instance, when there is one.</summary>
+    internal IBudgetReservationStore? SharedStore => _shared;
+
     /// <summary>One atomic check-and-reserve in the shared store; the hold is settled or released when the call ends.</summary>
     private async ValueTask<BudgetReservation> ReserveSharedAsync(IBudgetReservationStore shared, string userId, BudgetEstimate estimate, CancellationToken cancellationToken)
     {
-        var now = _time.GetUtcNow();
-        var request = new BudgetHoldRequest(Guid.CreateVersion7(now), userId, new DateOnly(now.Year, now.Month, 1), estimate, now, now + _options.ReservationLease);
+        var request = CreateHoldRequest(userId, estimate);
         BudgetHoldResult result;
         try
         {
@@ -232,6 +235,19 @@ public sealed class BudgetGuard
             return CheckFailed(ex);
         }
 
+        return Complete(request, result);
+    }
+
+    /// <summary>The hold a call of <paramref name="userId"/> asks the shared store for.</summary>
+    internal BudgetHoldRequest CreateHoldRequest(string userId, BudgetEstimate? estimate)
+    {
+        var now = _time.GetUtcNow();
+        return new BudgetHoldRequest(Guid.CreateVersion7(now), userId, new DateOnly(now.Year, now.Month, 1), estimate ?? DefaultEstimate, now, now + _options.ReservationLease);
+    }
+
+    /// <summary>The reservation for the shared store's answer: a refusal, or the hold, settled or released when the call ends.</summary>
+    internal BudgetReservation Complete(BudgetHoldRequest request, BudgetHoldResult result)
+    {
         if (result.Limit is null)
         {
             return new BudgetReservation(BudgetRefusalReason.None, null, TimeSpan.Zero, null);
@@ -240,11 +256,11 @@ public sealed class BudgetGuard
         var status = new BudgetStatus(result.Limit, result.SpentCostUsd, result.SpentTokens, result.ReservedCostUsd, result.ReservedTokens);
         if (!result.Allowed)
         {
-            var reason = Exceeded(status, estimate);
-            return Refuse(userId, reason == BudgetRefusalReason.None ? BudgetRefusalReason.CostLimit : reason, status);
+            var reason = Exceeded(status, request.Estimate);
+            return Refuse(request.UserId, reason == BudgetRefusalReason.None ? BudgetRefusalReason.CostLimit : reason, status);
         }
 
-        var user = Ledger.For(userId);
+        var user = Ledger.For(request.UserId);
         var hold = new BudgetLedger.SharedHold(request.Id);
         user.Open(hold);
         return new BudgetReservation(BudgetRefusalReason.None, status, TimeSpan.Zero, () =>

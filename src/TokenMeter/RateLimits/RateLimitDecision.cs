@@ -22,13 +22,14 @@ public sealed class RateLimitDecision : IAsyncDisposable
 {
     private Func<ValueTask>? _settle;
 
-    internal RateLimitDecision(RateLimitKind? refusedBy, long limit, TimeSpan retryAfter, long? tokensUsed, Func<ValueTask>? settle)
+    internal RateLimitDecision(RateLimitKind? refusedBy, long limit, TimeSpan retryAfter, long? tokensUsed, Func<ValueTask>? settle, Budgets.BudgetReservation? budget = null)
     {
         RefusedBy = refusedBy;
         Limit = limit;
         RetryAfter = retryAfter;
         TokensUsed = tokensUsed;
         _settle = settle;
+        Budget = budget;
     }
 
     internal static RateLimitDecision Allowed { get; } = new(null, 0, TimeSpan.Zero, null, null);
@@ -47,6 +48,18 @@ public sealed class RateLimitDecision : IAsyncDisposable
 
     /// <summary>When refused for tokens, the tokens in the user's window.</summary>
     public long? TokensUsed { get; }
+
+    /// <summary>
+    /// The budget reservation made in the same step, when the limits were checked together with a
+    /// budget (<see cref="UserRateLimiter.CheckWithBudgetAsync(string, string, Budgets.BudgetEstimate, Budgets.BudgetGuard, CancellationToken)"/>)
+    /// and the rate limits let the call through; null otherwise. The call may go ahead only when it
+    /// is allowed too; dispose it as well.
+    /// </summary>
+    public Budgets.BudgetReservation? Budget { get; }
+
+    /// <summary>This decision with the budget reservation made after it.</summary>
+    internal RateLimitDecision WithBudget(Budgets.BudgetReservation budget) =>
+        new(RefusedBy, Limit, RetryAfter, TokensUsed, Interlocked.Exchange(ref _settle, null), budget);
 
     /// <summary>Settles the call's token reservation to what it used.</summary>
     /// <returns>A task that completes when written.</returns>

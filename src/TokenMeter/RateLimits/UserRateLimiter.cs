@@ -5,6 +5,7 @@ using System.Threading.RateLimiting;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using TokenMeter.Budgets;
 using TokenMeter.Diagnostics;
 
 namespace TokenMeter.RateLimits;
@@ -30,7 +31,7 @@ public sealed class UserRateLimiter : IDisposable
     private readonly ILogger _logger;
     private readonly Counter<long>? _rejections;
     private readonly Counter<long>? _checkFailures;
-    private readonly TokenMeter.Budgets.SharedLimitSettler? _settler;
+    private readonly SharedLimitSettler? _settler;
     private readonly ConcurrentDictionary<string, OpenCalls> _open = new(StringComparer.Ordinal);
 
     /// <summary>Creates the limiter.</summary>
@@ -49,7 +50,7 @@ public sealed class UserRateLimiter : IDisposable
         _clock = services.GetKeyedService<TimeProvider>(ClockKey) ?? services.GetService<TimeProvider>() ?? TimeProvider.System;
 
         // A shared store's settles are written after the responses, in batches; in-process ones at once.
-        _settler = store.IsSynchronous ? null : services.GetService<TokenMeter.Budgets.SharedLimitSettler>();
+        _settler = store.IsSynchronous ? null : services.GetService<SharedLimitSettler>();
         _options = options.Value;
         _logger = logger;
         Requests = new RequestLimiter(this);
@@ -102,8 +103,7 @@ public sealed class UserRateLimiter : IDisposable
                     return Refuse(RateLimitKind.Tokens, _options.TokensPerMinute, result.RetryAfter, result.Used);
                 }
 
-                tokens = new OpenCall(key, id, now);
-                _open.GetOrAdd(userId, static _ => new OpenCalls()).Add(tokens);
+                tokens = Open(userId, key, id, now);
             }
 
             if (_options.RequestsPerMinute > 0)
@@ -128,6 +128,98 @@ public sealed class UserRateLimiter : IDisposable
             Log.RateLimitCheckFailed(_logger, ex, _options.FailClosed);
             return _options.FailClosed ? new RateLimitDecision(RateLimitKind.Unavailable, 0, TimeSpan.FromSeconds(30), null, null) : RateLimitDecision.Allowed;
         }
+    }
+
+    /// <summary>
+    /// Checks both limits and the user's budget in one step — one statement with PostgreSQL, the
+    /// same three checks one after the other otherwise. Refused by a rate limit: no budget is
+    /// reserved (<see cref="RateLimitDecision.Budget"/> is null). Let through by both rate limits:
+    /// <see cref="RateLimitDecision.Budget"/> holds the budget's decision; a call refused by the
+    /// budget reserves no tokens (its request permit stays taken).
+    /// </summary>
+    /// <param name="partitionKey">The requests partition: the charged user id, or <c>ip:</c> and the client address when anonymous.</param>
+    /// <param name="userId">The charged user (tokens and budget).</param>
+    /// <param name="estimate">The call's worst case (see <see cref="UsageEstimator"/>).</param>
+    /// <param name="budget">The budget guard.</param>
+    /// <param name="cancellationToken">Cancels the check.</param>
+    /// <returns>The decision; dispose it, and its <see cref="RateLimitDecision.Budget"/>, when the call has ended.</returns>
+    public ValueTask<RateLimitDecision> CheckWithBudgetAsync(string partitionKey, string userId, BudgetEstimate estimate, BudgetGuard budget, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(userId);
+        ArgumentNullException.ThrowIfNull(estimate);
+        return CheckWithBudgetAsync(partitionKey, userId, estimate.Tokens, budget, userId, estimate, cancellationToken);
+    }
+
+    /// <summary>Whether the limits and <paramref name="budget"/> are kept in the same shared store (then they are checked in one step).</summary>
+    internal bool SharesStoreWith(BudgetGuard budget) =>
+        budget.SharedStore is ISharedLimitStore theirs && _store is ISharedLimitStore mine && ReferenceEquals(theirs.SharedTarget, mine.SharedTarget);
+
+    /// <summary><see cref="CheckWithBudgetAsync(string, string, BudgetEstimate, BudgetGuard, CancellationToken)"/> where the budget may charge another user than the rate limits.</summary>
+    internal async ValueTask<RateLimitDecision> CheckWithBudgetAsync(string partitionKey, string? userId, long estimatedTokens, BudgetGuard budget, string budgetUserId, BudgetEstimate? budgetEstimate, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(partitionKey);
+        ArgumentNullException.ThrowIfNull(budget);
+        if (!SharesStoreWith(budget))
+        {
+            var rate = await CheckAsync(partitionKey, userId, estimatedTokens, cancellationToken).ConfigureAwait(false);
+            if (!rate.IsAllowed)
+            {
+                return rate;
+            }
+
+            var reservation = await budget.ReserveAsync(budgetUserId, budgetEstimate, cancellationToken).ConfigureAwait(false);
+            if (reservation.IsAllowed)
+            {
+                return rate.WithBudget(reservation);
+            }
+
+            await rate.DisposeAsync().ConfigureAwait(false);
+            return new RateLimitDecision(null, 0, TimeSpan.Zero, null, null, reservation);
+        }
+
+        var now = _clock.GetUtcNow();
+        RateLimitRequest? tokens = _options.TokensPerMinute > 0 && userId is not null
+            ? new RateLimitRequest(TokensKey(userId), Guid.CreateVersion7(now), now, Window, _options.TokensPerMinute, Math.Max(1, estimatedTokens), MustFit: false)
+            : null;
+        RateLimitRequest? requests = _options.RequestsPerMinute > 0
+            ? new RateLimitRequest("requests/" + partitionKey, Guid.CreateVersion7(now), now, Window, _options.RequestsPerMinute, 1, MustFit: true)
+            : null;
+        var hold = budget.CreateHoldRequest(budgetUserId, budgetEstimate);
+        LimitCheckResult result;
+        try
+        {
+            result = await ((ISharedLimitStore)_store).CheckAsync(new LimitCheck(tokens, requests, hold), cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            if (Enabled)
+            {
+                _checkFailures?.Add(1);
+                Log.RateLimitCheckFailed(_logger, ex, _options.FailClosed);
+                if (_options.FailClosed)
+                {
+                    return new RateLimitDecision(RateLimitKind.Unavailable, 0, TimeSpan.FromSeconds(30), null, null);
+                }
+            }
+
+            return new RateLimitDecision(null, 0, TimeSpan.Zero, null, null, budget.CheckFailed(ex));
+        }
+
+        if (result.RefusedBy is { } kind)
+        {
+            return kind == RateLimitKind.Tokens
+                ? Refuse(kind, _options.TokensPerMinute, result.Rate!.RetryAfter, result.Rate.Used)
+                : Refuse(kind, _options.RequestsPerMinute, result.Rate!.RetryAfter, null);
+        }
+
+        var decision = budget.Complete(hold, result.Budget!);
+        if (tokens is null || !decision.IsAllowed)
+        {
+            return new RateLimitDecision(null, 0, TimeSpan.Zero, null, null, decision);
+        }
+
+        var call = Open(userId!, tokens.Key, tokens.Id, now);
+        return new RateLimitDecision(null, 0, TimeSpan.Zero, null, () => CloseAsync(userId!, call), decision);
     }
 
     /// <summary>Notes a finished call's tokens against the user's open reservation (fed by the metering path).</summary>
@@ -159,6 +251,13 @@ public sealed class UserRateLimiter : IDisposable
     internal void CountRejection(RateLimitKind kind) =>
         _rejections?.Add(1, new TagList { { "limit", kind == RateLimitKind.Tokens ? "tokens" : "requests" } });
 
+    private OpenCall Open(string userId, string key, Guid id, DateTimeOffset at)
+    {
+        var call = new OpenCall(key, id, at);
+        _open.GetOrAdd(userId, static _ => new OpenCalls()).Add(call);
+        return call;
+    }
+
     private RateLimitDecision Refuse(RateLimitKind kind, long limit, TimeSpan retryAfter, long? used)
     {
         CountRejection(kind);
@@ -178,7 +277,7 @@ public sealed class UserRateLimiter : IDisposable
         var tokens = _open.TryGetValue(userId, out var calls) ? calls.Remove(call, _open, userId) : call.Tokens;
         if (_settler is not null)
         {
-            _settler.Enqueue(new TokenMeter.Budgets.EntrySettle(call.Key, call.Id, tokens, call.At + Window));
+            _settler.Enqueue(new EntrySettle(call.Key, call.Id, tokens, call.At + Window));
             return;
         }
 
