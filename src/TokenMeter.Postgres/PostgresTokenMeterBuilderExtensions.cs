@@ -182,6 +182,9 @@ public static class PostgresTokenMeterBuilderExtensions
         services.AddSingleton<IBudgetReservationStore>(sp => sp.GetRequiredService<PostgresBudgetReservations>());
         services.AddSingleton<IRateLimitStore>(sp => sp.GetRequiredService<PostgresRateLimitStore>());
 
+        // Their settles are written after the responses, batched into one statement.
+        RateLimitServiceCollectionExtensions.AddSharedLimitSettler(services);
+
         if (firstCall)
         {
             services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<PostgresSchemaInstaller>());

@@ -26,7 +26,7 @@ public static class BudgetEnforcementEndpointConventionBuilderExtensions
     {
         ArgumentNullException.ThrowIfNull(builder);
         builder.AddEndpointFilter(new BudgetEnforcementFilter(estimate));
-        builder.WithMetadata(TokenMeter.AspNetCore.RateLimits.BudgetEnforcementMetadata.Instance);
+        builder.WithMetadata(BudgetEnforcementMetadata.Instance);
         builder.WithMetadata(new ProducesResponseTypeMetadata(StatusCodes.Status429TooManyRequests, typeof(Microsoft.AspNetCore.Mvc.ProblemDetails), ["application/problem+json"]));
         return builder;
     }

@@ -2,7 +2,6 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using TokenMeter.AspNetCore.Attribution;
-using TokenMeter.AspNetCore.RateLimits;
 using TokenMeter.Attribution;
 using TokenMeter.Budgets;
 
@@ -31,7 +30,7 @@ internal sealed class BudgetEnforcementFilter(Func<EndpointFilterInvocationConte
                 var rate = deferred.Decision = await deferred.Limiter.CheckAsync(deferred.PartitionKey, deferred.UserId, deferred.Tokens, http.RequestAborted).ConfigureAwait(false);
                 if (!rate.IsAllowed)
                 {
-                    return RateLimitFilter.Refuse(http, rate, deferred.UserId);
+                    return deferred.Refuse(http, rate);
                 }
             }
 
@@ -45,7 +44,7 @@ internal sealed class BudgetEnforcementFilter(Func<EndpointFilterInvocationConte
             var rate = deferred.Decision = await deferred.Limiter.CheckWithBudgetAsync(deferred.PartitionKey, deferred.UserId, deferred.Tokens, guard, userId, estimate?.Invoke(context), http.RequestAborted).ConfigureAwait(false);
             if (!rate.IsAllowed)
             {
-                return RateLimitFilter.Refuse(http, rate, deferred.UserId);
+                return deferred.Refuse(http, rate);
             }
 
             reservation = rate.Budget!;

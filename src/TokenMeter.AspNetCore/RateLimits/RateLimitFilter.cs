@@ -42,7 +42,7 @@ internal sealed class RateLimitFilter(Func<HttpContext, string?>? chargedUser, F
             && limiter.SharesStoreWith(guard))
         {
             // The budget filter further on checks both in one step.
-            deferred = new DeferredRateCheck(limiter, partition, userId, tokens);
+            deferred = new DeferredRateCheck(limiter, partition, userId, tokens, (h, d) => Refuse(h, d, userId));
             deferred.HandTo(http);
         }
         else
@@ -77,7 +77,7 @@ internal sealed class RateLimitFilter(Func<HttpContext, string?>? chargedUser, F
     }
 
     /// <summary>The 429 for a refused decision, logged.</summary>
-    internal static IResult Refuse(HttpContext http, RateLimitDecision decision, string? userId)
+    private static RateLimitRefusalResult Refuse(HttpContext http, RateLimitDecision decision, string? userId)
     {
         var refusal = RateLimitRefusalResult.From(decision);
         var logger = http.RequestServices.GetService<ILoggerFactory>()?.CreateLogger("TokenMeter.AspNetCore.RateLimits");

@@ -1,5 +1,6 @@
 using TokenMeter.Budgets;
 using TokenMeter.Postgres.Storage;
+using TokenMeter.RateLimits;
 
 namespace TokenMeter.Postgres.Budgets;
 

@@ -25,7 +25,7 @@ public sealed class BudgetGuard
 {
     private readonly IBudgetStore _budgets;
     private readonly IBudgetReservationStore? _shared;
-    private readonly SharedLimitSettler? _settler;
+    private readonly IHoldSettleQueue? _settler;
     private readonly IUsageQueries _queries;
     private readonly TimeProvider _time;
     private readonly BudgetGuardOptions _options;
@@ -41,7 +41,7 @@ public sealed class BudgetGuard
     /// <param name="logger">The logger.</param>
     /// <param name="meterFactory">Creates the <c>TokenMeter</c> meter, when metrics are set up.</param>
     /// <param name="shared">The reservation store shared by every app instance, when there is one.</param>
-    /// <param name="settler">Writes the shared store's settles after the responses (required with <paramref name="shared"/>).</param>
+    /// <param name="settler">Writes the shared store's settles after the responses; without one they are written as each call ends.</param>
     internal BudgetGuard(
         IBudgetStore budgets,
         IUsageQueries queries,
@@ -50,7 +50,7 @@ public sealed class BudgetGuard
         ILogger<BudgetGuard> logger,
         IMeterFactory? meterFactory = null,
         IBudgetReservationStore? shared = null,
-        SharedLimitSettler? settler = null)
+        IHoldSettleQueue? settler = null)
     {
         ArgumentNullException.ThrowIfNull(budgets);
         ArgumentNullException.ThrowIfNull(queries);
@@ -59,7 +59,7 @@ public sealed class BudgetGuard
         ArgumentNullException.ThrowIfNull(logger);
         _budgets = budgets;
         _shared = shared;
-        _settler = shared is null ? null : settler ?? throw new ArgumentNullException(nameof(settler));
+        _settler = settler;
         _queries = queries;
         _time = time;
         _options = options.Value;
@@ -268,9 +268,36 @@ public sealed class BudgetGuard
             // The call's records are taken now; the settle is written after the response, with
             // whatever else is queued (until it lands the hold counts its estimate, a worst case).
             var (cost, tokens, records) = user.Close(hold);
-            _settler!.Enqueue(new HoldSettle(hold.Id, cost, tokens, records, _time.GetUtcNow() + _options.PendingRetention, request.ExpiresAt));
+            var settle = new HoldSettle(hold.Id, cost, tokens, records, _time.GetUtcNow() + _options.PendingRetention, request.ExpiresAt);
+            if (_settler is null)
+            {
+                return SettleNowAsync(settle);
+            }
+
+            _settler.Enqueue(settle);
             return ValueTask.CompletedTask;
         });
+    }
+
+    /// <summary>Settles a hold in the shared store at once (no settle queue registered). Never throws: a hold not written lapses with its lease.</summary>
+    private async ValueTask SettleNowAsync(HoldSettle settle)
+    {
+        try
+        {
+            if (settle.Records.Count == 0)
+            {
+                await _shared!.ReleaseAsync(settle.Id).ConfigureAwait(false);
+            }
+            else
+            {
+                await _shared!.SettleAsync(settle.Id, settle.CostUsd, settle.Tokens, settle.Records, settle.KeepUntil).ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex)
+        {
+            _checkFailures?.Add(1);
+            Log.LimitSettleDropped(_logger, 1, 0, ex.Message);
+        }
     }
 
     private async ValueTask<BudgetStatus?> ReadStatusAsync(string userId, BudgetLedger.UserLedger user, CancellationToken cancellationToken)

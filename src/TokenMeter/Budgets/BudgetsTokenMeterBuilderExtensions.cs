@@ -45,8 +45,7 @@ public static class BudgetsTokenMeterBuilderExtensions
             sp.GetRequiredService<ILogger<BudgetGuard>>(),
             sp.GetService<IMeterFactory>(),
             sp.GetService<IBudgetReservationStore>(),
-            sp.GetService<IBudgetReservationStore>() is null ? null : sp.GetRequiredService<SharedLimitSettler>()));
-        builder.Services.TryAddSingleton(sp => new SharedLimitSettler(sp));
+            sp.GetService<IHoldSettleQueue>()));
         builder.Services.TryAddSingleton<UsageEstimator>();
 
         // The limit cache wraps whichever budget store fills the store slot, before or after this call.

@@ -31,9 +31,16 @@ public static class RateLimitServiceCollectionExtensions
         builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.TryAddSingleton<IRateLimitStore, InMemoryRateLimitStore>();
         builder.Services.TryAddSingleton<UserRateLimiter>();
-        builder.Services.TryAddSingleton(sp => new TokenMeter.Budgets.SharedLimitSettler(sp));
+        AddSharedLimitSettler(builder.Services);
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IUsageObserver, RateLimitUsageObserver>());
         return builder;
+    }
+
+    /// <summary>Registers the queue that writes shared budget and rate-limit settles after the responses (a shared store calls this too).</summary>
+    internal static void AddSharedLimitSettler(IServiceCollection services)
+    {
+        services.TryAddSingleton(sp => new SharedLimitSettler(sp));
+        services.TryAddSingleton<TokenMeter.Budgets.IHoldSettleQueue>(sp => sp.GetRequiredService<SharedLimitSettler>());
     }
 }
 

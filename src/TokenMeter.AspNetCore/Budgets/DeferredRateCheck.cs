@@ -1,7 +1,7 @@
 using Microsoft.AspNetCore.Http;
 using TokenMeter.RateLimits;
 
-namespace TokenMeter.AspNetCore.RateLimits;
+namespace TokenMeter.AspNetCore.Budgets;
 
 /// <summary>
 /// A request's rate-limit check, handed by the rate-limit filter to the budget filter that runs
@@ -9,7 +9,7 @@ namespace TokenMeter.AspNetCore.RateLimits;
 /// makes every check of the call in one step (one statement with PostgreSQL) and hands the
 /// decision back. Nothing between the two filters calls the model.
 /// </summary>
-internal sealed class DeferredRateCheck(UserRateLimiter limiter, string partitionKey, string? userId, long tokens)
+internal sealed class DeferredRateCheck(UserRateLimiter limiter, string partitionKey, string? userId, long tokens, Func<HttpContext, RateLimitDecision, IResult> refuse)
 {
     private static readonly object Key = new();
     private static readonly object BudgetCheckedKey = new();
@@ -21,6 +21,9 @@ internal sealed class DeferredRateCheck(UserRateLimiter limiter, string partitio
     public string? UserId => userId;
 
     public long Tokens => tokens;
+
+    /// <summary>The 429 of a refused rate-limit decision (the rate-limit filter's, logged).</summary>
+    public IResult Refuse(HttpContext http, RateLimitDecision decision) => refuse(http, decision);
 
     /// <summary>The rate-limit decision, once the budget filter has made it.</summary>
     public RateLimitDecision? Decision { get; set; }

@@ -4,18 +4,9 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using TokenMeter.Diagnostics;
-using TokenMeter.RateLimits;
+using TokenMeter.Budgets;
 
-namespace TokenMeter.Budgets;
-
-/// <summary>A budget hold to settle: the call's real cost and records (none: drop the hold).</summary>
-/// <param name="Id">The hold.</param>
-/// <param name="CostUsd">The real cost.</param>
-/// <param name="Tokens">The real total tokens.</param>
-/// <param name="Records">The call's records: id and creation time.</param>
-/// <param name="KeepUntil">When the hold lapses if its records never arrive.</param>
-/// <param name="Deadline">When the hold lapses anyway (its lease): a settle not written by then is moot.</param>
-internal sealed record HoldSettle(Guid Id, decimal CostUsd, long Tokens, IReadOnlyList<(Guid Id, DateTimeOffset CreatedAt)> Records, DateTimeOffset KeepUntil, DateTimeOffset Deadline);
+namespace TokenMeter.RateLimits;
 
 /// <summary>A rate-limit window entry to settle to what its call used (0: drop it).</summary>
 /// <param name="Key">The partition key.</param>
@@ -71,7 +62,7 @@ internal interface ISharedLimitStore
 /// Until its settle lands a hold or entry counts its estimate, a worst case: a call may be refused
 /// a little sooner, never let through past a limit.
 /// </summary>
-internal sealed class SharedLimitSettler : IAsyncDisposable
+internal sealed class SharedLimitSettler : IHoldSettleQueue, IAsyncDisposable
 {
     private const int MaxBatch = 1_000;
     private static readonly TimeSpan ShutdownGrace = TimeSpan.FromSeconds(5);
