@@ -25,16 +25,10 @@ internal sealed class BudgetLedger
         user.Attach(record);
     }
 
-    /// <summary>A reservation in a shared store held by a call of this process, and the records the call produced so far.</summary>
+    /// <summary>A reservation in a shared store held by a call of this process.</summary>
     internal sealed class SharedHold(Guid id)
     {
         public Guid Id => id;
-
-        public decimal CostUsd { get; set; }
-
-        public long Tokens { get; set; }
-
-        public List<(Guid Id, DateTimeOffset CreatedAt)> Records { get; } = [];
     }
 
     internal readonly record struct PendingRecord(Guid Id, DateTimeOffset CreatedAt, decimal CostUsd, long Tokens, DateTimeOffset ObservedAt);
@@ -44,6 +38,9 @@ internal sealed class BudgetLedger
         private readonly Lock _gate = new();
         private readonly List<PendingRecord> _pending = [];
         private readonly List<SharedHold> _open = [];
+        private readonly List<(Guid Id, DateTimeOffset CreatedAt)> _unsettled = [];
+        private decimal _unsettledCost;
+        private long _unsettledTokens;
         private decimal _reservedCost;
         private long _reservedTokens;
 
@@ -67,8 +64,8 @@ internal sealed class BudgetLedger
         }
 
         /// <summary>
-        /// Settles a record against a hold of this user: the oldest that has none yet, else the newest.
-        /// Which call's hold takes it does not change the user's total, only that it is counted once.
+        /// Notes a record of this user while calls of this process hold shared reservations: the
+        /// next of them to end settles it (see <see cref="Close"/>).
         /// </summary>
         public void Attach(UsageRecord record)
         {
@@ -79,19 +76,30 @@ internal sealed class BudgetLedger
                     return;
                 }
 
-                var hold = _open.Find(h => h.Records.Count == 0) ?? _open[^1];
-                hold.CostUsd += record.CostUsd ?? 0m;
-                hold.Tokens += record.TotalTokens;
-                hold.Records.Add((record.Id, record.CreatedAt));
+                _unsettled.Add((record.Id, record.CreatedAt));
+                _unsettledCost += record.CostUsd ?? 0m;
+                _unsettledTokens += record.TotalTokens;
             }
         }
 
+        /// <summary>
+        /// Ends a call's hold and hands it every record noted so far, its own included: a call's
+        /// records are priced before it ends, so each record moves into a settled hold no later than
+        /// the end of its own call — never dropped with another call's estimate while it is still
+        /// on its way to the store. (Handing each record to "its" hold instead let a call that ended
+        /// first release its estimate while its record sat on a hold still in flight: the shared
+        /// store counted neither, and a burst over several instances passed the limit.)
+        /// </summary>
         public (decimal CostUsd, long Tokens, List<(Guid Id, DateTimeOffset CreatedAt)> Records) Close(SharedHold hold)
         {
             lock (_gate)
             {
                 _open.Remove(hold);
-                return (hold.CostUsd, hold.Tokens, [.. hold.Records]);
+                var taken = (_unsettledCost, _unsettledTokens, new List<(Guid Id, DateTimeOffset CreatedAt)>(_unsettled));
+                _unsettled.Clear();
+                _unsettledCost = 0m;
+                _unsettledTokens = 0;
+                return taken;
             }
         }
 

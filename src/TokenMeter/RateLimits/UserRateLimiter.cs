@@ -274,7 +274,7 @@ public sealed class UserRateLimiter : IDisposable
     /// </summary>
     private async ValueTask CloseAsync(string userId, OpenCall call)
     {
-        var tokens = _open.TryGetValue(userId, out var calls) ? calls.Remove(call, _open, userId) : call.Tokens;
+        var tokens = _open.TryGetValue(userId, out var calls) ? calls.Remove(call, _open, userId) : 0;
         if (_settler is not null)
         {
             _settler.Enqueue(new EntrySettle(call.Key, call.Id, tokens, call.At + Window));
@@ -292,7 +292,7 @@ public sealed class UserRateLimiter : IDisposable
         }
     }
 
-    /// <summary>A call's tokens reservation and the tokens its records used so far.</summary>
+    /// <summary>A call's tokens reservation.</summary>
     private sealed class OpenCall(string key, Guid id, DateTimeOffset at)
     {
         public string Key => key;
@@ -300,16 +300,17 @@ public sealed class UserRateLimiter : IDisposable
         public Guid Id => id;
 
         public DateTimeOffset At => at;
-
-        public long Tokens { get; set; }
-
-        public bool HasRecords { get; set; }
     }
 
-    /// <summary>A user's calls in flight; a record settles the oldest one without records yet, else the newest (the user's total is the same either way).</summary>
+    /// <summary>
+    /// A user's calls in flight and the tokens their records used so far. The next call to end
+    /// settles every token noted so far, its own included (a call's records come before its end), so
+    /// no call's tokens are dropped with another call's estimate while that call is still in flight.
+    /// </summary>
     private sealed class OpenCalls
     {
         private readonly List<OpenCall> _calls = [];
+        private long _tokens;
 
         public void Add(OpenCall call)
         {
@@ -323,14 +324,10 @@ public sealed class UserRateLimiter : IDisposable
         {
             lock (_calls)
             {
-                if (_calls.Count == 0)
+                if (_calls.Count > 0)
                 {
-                    return;
+                    _tokens += tokens;
                 }
-
-                var call = _calls.Find(c => !c.HasRecords) ?? _calls[^1];
-                call.HasRecords = true;
-                call.Tokens += tokens;
             }
         }
 
@@ -344,7 +341,9 @@ public sealed class UserRateLimiter : IDisposable
                     owner.TryRemove(new KeyValuePair<string, OpenCalls>(userId, this));
                 }
 
-                return call.Tokens;
+                var tokens = _tokens;
+                _tokens = 0;
+                return tokens;
             }
         }
     }
