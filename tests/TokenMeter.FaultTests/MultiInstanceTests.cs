@@ -32,6 +32,13 @@ public sealed class MultiInstanceTests(PostgresServerFixture postgres, ITestOutp
             var rate = answers.Count(a => IsRefusal(a, "rate-limited"));
             var stored = await cluster.WaitForStoredAsync(student.UserId, ok);
             output.WriteLine($"budget burst: {ok} allowed, {budget} refused for budget, {rate} for rate; stored {stored.Rows} records, {stored.SpendUsd} USD of {limit} USD");
+            if (stored.SpendUsd > limit + Cost)
+            {
+                foreach (var instance in cluster.Instances)
+                {
+                    output.WriteLine(instance.Output);
+                }
+            }
             Assert.Equal(60, ok + budget + rate);
             Assert.True(budget > 0);
             Assert.True(stored.SpendUsd <= limit + Cost, $"spent {stored.SpendUsd} past {limit} + one call {Cost}");

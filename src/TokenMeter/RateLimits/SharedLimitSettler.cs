@@ -112,7 +112,12 @@ internal sealed class SharedLimitSettler : IHoldSettleQueue, IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        _queue.Writer.TryComplete();
+        // Registered as itself and as IHoldSettleQueue: the container disposes it once per registration.
+        if (!_queue.Writer.TryComplete())
+        {
+            return;
+        }
+
         Task? loop;
         lock (_gate)
         {
