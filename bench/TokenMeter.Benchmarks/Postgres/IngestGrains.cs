@@ -6,19 +6,19 @@ using TokenMeter.Postgres.Storage;
 namespace TokenMeter.Benchmarks.Postgres;
 
 /// <summary>
-/// Where the store's ingest time goes: the same staging path with subsets of the rollups, so the
-/// marginal cost of each group of grains shows (raw COPY, staging + insert only, + platform grains,
-/// + per-user grains, + per-user-endpoint-model grains by day and month, + their all-time totals = every rollup).
+/// Where the store's ingest time goes: the store's COPY path with subsets of the rollup statement, so
+/// the marginal cost of each group of grains shows (raw COPY; COPY + the batch's groups only; + the
+/// pending append; + platform grains; + per-user grains; + the fold of the pending rows = the store).
 /// </summary>
 internal static partial class IngestGrains
 {
-    private static readonly (string Name, string[] Keep)[] Variants =
+    private static readonly (string Name, string[]? Keep)[] Variants =
     [
-        ("staging + insert, no rollups", []),
-        ("+ platform grains (endpoint×model by day, month)", ["ed", "em"]),
-        ("+ per-user grains (user by day, month, total; active users)", ["ed", "em", "ud", "um", "ut", "ad", "am"]),
-        ("+ user×endpoint×model by day and month", ["ed", "em", "ud", "um", "ut", "ad", "am", "ued", "uem"]),
-        ("+ user×endpoint×model all-time = every rollup", ["ed", "em", "ud", "um", "ut", "ad", "am", "ued", "uem", "uet"]),
+        ("COPY into user_api_usage + groups COPY, no rollups", []),
+        ("+ user×endpoint×model groups appended to the pending table", ["pend"]),
+        ("+ platform grains (endpoint×model by day, month)", ["pend", "ed", "em"]),
+        ("+ per-user grains (user by day, month, total; active users)", ["pend", "ed", "em", "ud", "um", "ut", "ad", "am"]),
+        ("+ pending folded (background folds, then the last one) = the store, every rollup", null),
     ];
 
     public static async Task RunAsync(NpgsqlDataSource dataSource, int count, int batchSize, Func<NpgsqlDataSource, int, int, Task<double>> rawCopy)
@@ -34,7 +34,7 @@ internal static partial class IngestGrains
 
         var copyAfter = await rawCopy(dataSource, count, batchSize);
         var copy = (copyBefore + copyAfter) / 2;
-        Console.WriteLine($"| ingest (staging path, {batchSize:N0}/batch) | records/s | vs raw COPY ({copy:N0}/s) | µs per record (wall) | marginal µs per record |");
+        Console.WriteLine($"| ingest (store's COPY path, {batchSize:N0}/batch) | records/s | vs raw COPY ({copy:N0}/s) | µs per record (wall) | marginal µs per record |");
         Console.WriteLine("|---|---:|---:|---:|---:|");
         var previous = 1e6 / copy;
         Console.WriteLine($"| raw binary COPY into user_api_usage | {copy:N0} | 100 % | {previous:N1} | |");
@@ -46,16 +46,27 @@ internal static partial class IngestGrains
         }
     }
 
-    private static async Task<double> VariantAsync(NpgsqlDataSource dataSource, int count, int batchSize, string[] keep, string name)
+    private static async Task<double> VariantAsync(NpgsqlDataSource dataSource, int count, int batchSize, string[]? keep, string name)
     {
-        var schema = await PostgresBench.FreshSchemaAsync(dataSource, "grains" + keep.Length + "_" + batchSize);
+        var schema = await PostgresBench.FreshSchemaAsync(dataSource, "grains" + (keep?.Length ?? 99) + "_" + batchSize);
         var records = PostgresBench.Generate(count, new DateTimeOffset(2026, 12, 30, 0, 0, 0, TimeSpan.Zero), TimeSpan.FromDays(5)).ToList();
         await using var context = new PostgresStoreContext(dataSource, ownsDataSource: false, new TokenMeter.Postgres.PostgresStoreOptions { Schema = schema, CommandTimeoutSeconds = 600 }, TimeProvider.System);
+        context.MarkReady();
         await context.EnsurePartitionsAsync(records.Select(r => PostgresStoreContext.MonthOf(r.CreatedAt)).Distinct(), default);
-        var ingest = Subset(PostgresSql.IngestFrom(context.Quoted, "pg_temp.tokenmeter_grains"), keep);
+        var store = new PostgresUsageStore(context);
+        var statement = keep is null ? null : Subset(context.Sql.IngestGroups, keep);
         var watch = Stopwatch.StartNew();
         var stored = 0;
-        stored += await PostgresBench.IngestThroughStagingAsync(dataSource, records, batchSize, $"CREATE TEMP TABLE IF NOT EXISTS tokenmeter_grains (LIKE {context.Quoted}.user_api_usage) ON COMMIT DELETE ROWS", "pg_temp.tokenmeter_grains", ingest);
+        foreach (var batch in records.Chunk(batchSize))
+        {
+            stored += statement is null ? await store.AppendAsync(batch) : await store.CopyAsync(batch, statement, default);
+        }
+
+        if (keep is null)
+        {
+            await context.Fold.WhenIdleAsync();
+            await context.Fold.FoldAsync();
+        }
 
         if (stored != count)
         {
@@ -95,6 +106,6 @@ internal static partial class IngestGrains
         return result.Append('\n').Append(tail ?? throw new InvalidOperationException("no final SELECT")).ToString();
     }
 
-    [GeneratedRegex(@",\s*\n\s*(ued|uem|uet|ud|um|ut|ed|em|ad|am) AS \(")]
+    [GeneratedRegex(@",\s*\n\s*(pend|ud|um|ut|ed|em|ad|am) AS \(")]
     private static partial Regex CteStart();
 }

@@ -49,7 +49,7 @@ internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageS
         int inserted;
         try
         {
-            inserted = await CopyAsync(records, cancellationToken).ConfigureAwait(false);
+            inserted = await CopyAsync(records, context.Sql.IngestGroups, cancellationToken).ConfigureAwait(false);
         }
         catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.UniqueViolation)
         {
@@ -67,7 +67,10 @@ internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageS
     /// day, endpoint and model, summed here) by binary COPY into the session's groups table, and one
     /// statement that appends them to the pending table and upserts the other rollups; one transaction.
     /// </summary>
-    private async Task<int> CopyAsync(IReadOnlyList<UsageRecord> records, CancellationToken cancellationToken)
+    /// <param name="records">The batch.</param>
+    /// <param name="statement">The statement over the groups table (<see cref="PostgresSql.IngestGroups"/>; the benchmark passes subsets of it).</param>
+    /// <param name="cancellationToken">Cancels the write.</param>
+    internal async Task<int> CopyAsync(IReadOnlyList<UsageRecord> records, string statement, CancellationToken cancellationToken)
     {
         var groups = Group(records);
         var connection = await context.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
@@ -104,7 +107,7 @@ internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageS
         }
 
         int inserted;
-        using (var ingest = new NpgsqlCommand(context.Sql.IngestGroups, connection, transaction) { CommandTimeout = context.CommandTimeout })
+        using (var ingest = new NpgsqlCommand(statement, connection, transaction) { CommandTimeout = context.CommandTimeout })
         {
             inserted = (int)(await ingest.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
         }
