@@ -49,10 +49,10 @@ public sealed class PostgresStoreOptions
     /// How many records an instance stores between two folds of the pending user×endpoint×model sums
     /// into their rollups (a fold runs in the background; queries count the pending sums, so figures
     /// are exact either way). Larger folds cost less per record but leave more pending rows for the
-    /// queries of those rollups to add. Default 20,000.
+    /// queries of those rollups to add. Default 50,000.
     /// </summary>
     [Range(1, 10_000_000)]
-    public int FoldEveryRecords { get; set; } = 20_000;
+    public int FoldEveryRecords { get; set; } = 50_000;
 
     /// <summary>How often the pending user×endpoint×model sums are folded however few records came in. Default 10 seconds.</summary>
     [Range(typeof(TimeSpan), "00:00:00.010", "01:00:00")]
