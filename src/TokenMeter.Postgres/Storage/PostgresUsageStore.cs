@@ -70,20 +70,28 @@ internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageS
     /// <param name="records">The batch.</param>
     /// <param name="statement">The statement over the groups table (<see cref="PostgresSql.IngestGroups"/>; the benchmark passes subsets of it).</param>
     /// <param name="cancellationToken">Cancels the write.</param>
-    internal async Task<int> CopyAsync(IReadOnlyList<UsageRecord> records, string statement, CancellationToken cancellationToken)
+    internal Task<int> CopyAsync(IReadOnlyList<UsageRecord> records, string statement, CancellationToken cancellationToken) =>
+        WriteAsync(records, context.Sql.CreateGroups, context.Sql.CopyRaw, Group(records), statement, cancellationToken);
+
+    /// <summary>Replays: binary COPY into the session's staging table, then one statement that inserts only the rows not yet stored and appends/upserts the rollups from those.</summary>
+    private Task<int> StageAsync(IReadOnlyList<UsageRecord> records, CancellationToken cancellationToken) =>
+        WriteAsync(records, context.Sql.CreateStaging, context.Sql.CopyStaging, null, context.Sql.Ingest, cancellationToken);
+
+    /// <summary>One transaction: create the session's temporary table, COPY the records, COPY the groups (when given), run the statement, commit.</summary>
+    private async Task<int> WriteAsync(
+        IReadOnlyList<UsageRecord> records, string createTemporary, string copyRecords, Dictionary<GroupKey, GroupSums>? groups, string statement, CancellationToken cancellationToken)
     {
-        var groups = Group(records);
         var connection = await context.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var connectionScope = connection.ConfigureAwait(false);
         var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         await using var transactionScope = transaction.ConfigureAwait(false);
-        using (var create = new NpgsqlCommand(context.Sql.CreateGroups, connection, transaction) { CommandTimeout = context.CommandTimeout })
+        using (var create = new NpgsqlCommand(createTemporary, connection, transaction) { CommandTimeout = context.CommandTimeout })
         {
             await create.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
 
         {
-            var writer = await connection.BeginBinaryImportAsync(context.Sql.CopyRaw, cancellationToken).ConfigureAwait(false);
+            var writer = await connection.BeginBinaryImportAsync(copyRecords, cancellationToken).ConfigureAwait(false);
             await using var writerScope = writer.ConfigureAwait(false);
             writer.Timeout = TimeSpan.FromSeconds(context.CommandTimeout);
             foreach (var record in records)
@@ -94,6 +102,7 @@ internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageS
             await writer.CompleteAsync(cancellationToken).ConfigureAwait(false);
         }
 
+        if (groups is not null)
         {
             var writer = await connection.BeginBinaryImportAsync(context.Sql.CopyGroups, cancellationToken).ConfigureAwait(false);
             await using var writerScope = writer.ConfigureAwait(false);
@@ -108,40 +117,6 @@ internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageS
 
         int inserted;
         using (var ingest = new NpgsqlCommand(statement, connection, transaction) { CommandTimeout = context.CommandTimeout })
-        {
-            inserted = (int)(await ingest.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
-        }
-
-        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-        return inserted;
-    }
-
-    /// <summary>Replays: binary COPY into the session's staging table, then one statement that inserts only the rows not yet stored and appends/upserts the rollups from those.</summary>
-    private async Task<int> StageAsync(IReadOnlyList<UsageRecord> records, CancellationToken cancellationToken)
-    {
-        var connection = await context.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using var connectionScope = connection.ConfigureAwait(false);
-        var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        await using var transactionScope = transaction.ConfigureAwait(false);
-        using (var create = new NpgsqlCommand(context.Sql.CreateStaging, connection, transaction) { CommandTimeout = context.CommandTimeout })
-        {
-            await create.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        }
-
-        {
-            var writer = await connection.BeginBinaryImportAsync(context.Sql.CopyStaging, cancellationToken).ConfigureAwait(false);
-            await using var writerScope = writer.ConfigureAwait(false);
-            writer.Timeout = TimeSpan.FromSeconds(context.CommandTimeout);
-            foreach (var record in records)
-            {
-                await WriteRowAsync(writer, record, cancellationToken).ConfigureAwait(false);
-            }
-
-            await writer.CompleteAsync(cancellationToken).ConfigureAwait(false);
-        }
-
-        int inserted;
-        using (var ingest = new NpgsqlCommand(context.Sql.Ingest, connection, transaction) { CommandTimeout = context.CommandTimeout })
         {
             inserted = (int)(await ingest.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
         }
