@@ -32,10 +32,13 @@ internal static class ScaleBench
     {
         // --existing <connection string>: the two schemas were loaded by an earlier run whose server
         // is still up; only the queries and the ingest comparison run (e.g. again on a quieter machine).
+        // --into <connection string>: load into a server started by hand (kept after the run, for a later --existing).
         string? existing = null;
-        if (args.Length > 1 && args[0] == "--existing")
+        var load = true;
+        if (args.Length > 1 && args[0] is "--existing" or "--into")
         {
             existing = args[1];
+            load = args[0] == "--into";
             args = args[2..];
         }
 
@@ -43,7 +46,7 @@ internal static class ScaleBench
         var large = args.Length > 1 ? long.Parse(args[1], CultureInfo.InvariantCulture) : 20_000_000;
         var ingestCount = args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 100_000;
         var batchSize = args.Length > 3 ? int.Parse(args[3], CultureInfo.InvariantCulture) : 5_000;
-        Print($"postgres-scale: {small:N0} then {large:N0} calls, ingest {ingestCount:N0} records at {batchSize:N0}/batch; {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load average {LoadAverage()}{(existing is null ? string.Empty : " (schemas loaded by an earlier run)")}");
+        Print($"postgres-scale: {small:N0} then {large:N0} calls, ingest {ingestCount:N0} records at {batchSize:N0}/batch; {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load average {LoadAverage()}{(load ? string.Empty : " (schemas loaded by an earlier run)")}");
 
         await using var server = existing is null
             ? await PostgresServer.StartAsync(["fsync=on", "synchronous_commit=on", "full_page_writes=on", "shared_buffers=1GB", "work_mem=64MB", "maintenance_work_mem=512MB", "max_wal_size=8GB", "checkpoint_timeout=30min"])
@@ -56,7 +59,7 @@ internal static class ScaleBench
         var today = new DateOnly(2026, 11, 20);
         var smallContext = await NewSchemaAsync(dataSource, "scale_small");
         var context = await NewSchemaAsync(dataSource, "scale_large");
-        if (existing is null)
+        if (load)
         {
             await LoadAsync(smallContext, 0, small, today);
             await LoadAsync(context, 0, large, today);

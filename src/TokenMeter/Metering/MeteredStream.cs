@@ -8,16 +8,19 @@ namespace TokenMeter.Metering;
 /// <summary>
 /// Pass-through over a streamed (server-sent events) reply. Every byte goes to the caller
 /// unchanged and at once; on the way, <c>data:</c> lines that carry a non-null <c>"usage":</c>
-/// are parsed (chat's last chunk, responses' <c>response.completed</c>), and the text delivered so
-/// far is kept (deltas of content, refusals and tool-call arguments) so that a stream cut before
-/// its usage is recorded with its output counted by the tokenizer. Only a line split across two
-/// reads is copied, into a pooled buffer. The call is recorded when the stream ends, fails, or is
-/// disposed early.
+/// are parsed (chat's last chunk, responses' <c>response.completed</c>), and the other data lines
+/// are copied as they are into one pooled buffer, so that a stream cut before its usage is recorded
+/// with its delivered text (deltas of content, refusals and tool-call arguments) counted by the
+/// tokenizer. Those lines are read only when the stream ends without usage: a stream that reports
+/// its usage (nearly all) pays one copy per line, never a JSON read or a string. A line split
+/// across two reads is copied into a pooled buffer. The call is recorded when the stream ends,
+/// fails, or is disposed early.
 /// </summary>
 internal sealed class MeteredStream : Stream
 {
     private const int MaxLineLength = 4 * 1024 * 1024;
     private const int MaxDeliveredChars = 4 * 1024 * 1024;
+    private const int MaxDeliveredBytes = 16 * 1024 * 1024;
 
     private readonly Stream _inner;
     private readonly MeteredCall _call;
@@ -27,7 +30,7 @@ internal sealed class MeteredStream : Stream
     private bool _lineOverflow;
     private bool _sawDone;
     private ParsedUsage _usage;
-    private StringBuilder? _delivered;
+    private PooledBufferStream? _delivered;
 
     public MeteredStream(Stream inner, MeteredCall call, int httpStatus)
     {
@@ -269,26 +272,43 @@ internal sealed class MeteredStream : Stream
         }
     }
 
-    // Chat chunks carry delta.content / refusal / tool_calls[].function.arguments; responses events carry "delta".
+    // Kept raw, one line each; read by DeliveredText only if the stream ends without usage.
     private void CollectDelivered(ReadOnlySpan<byte> payload)
     {
-        if (payload.IndexOf("\"content\":\""u8) < 0 && payload.IndexOf("\"delta\":\""u8) < 0
-            && payload.IndexOf("\"arguments\":\""u8) < 0 && payload.IndexOf("\"refusal\":\""u8) < 0)
-        {
-            return;
-        }
-
-        try
-        {
-            Collect(payload);
-        }
-        catch (JsonException)
-        {
-            // Not a JSON event: nothing delivered to count.
-        }
+        var kept = _delivered ??= new PooledBufferStream(4096, MaxDeliveredBytes);
+        kept.Write(payload);
+        kept.Write("\n"u8);
     }
 
-    private void Collect(ReadOnlySpan<byte> payload)
+    // Chat chunks carry delta.content / refusal / tool_calls[].function.arguments; responses events carry "delta".
+    private static string? DeliveredText(ReadOnlySpan<byte> lines)
+    {
+        StringBuilder? text = null;
+        while (!lines.IsEmpty)
+        {
+            var end = lines.IndexOf((byte)'\n');
+            var payload = end < 0 ? lines : lines[..end];
+            lines = end < 0 ? default : lines[(end + 1)..];
+            if (payload.IndexOf("\"content\":\""u8) < 0 && payload.IndexOf("\"delta\":\""u8) < 0
+                && payload.IndexOf("\"arguments\":\""u8) < 0 && payload.IndexOf("\"refusal\":\""u8) < 0)
+            {
+                continue;
+            }
+
+            try
+            {
+                Collect(payload, ref text);
+            }
+            catch (JsonException)
+            {
+                // Not a JSON event: nothing delivered to count.
+            }
+        }
+
+        return text?.ToString();
+    }
+
+    private static void Collect(ReadOnlySpan<byte> payload, ref StringBuilder? text)
     {
         var reader = new Utf8JsonReader(payload);
         var take = false;
@@ -303,10 +323,10 @@ internal sealed class MeteredStream : Stream
 
             if (take && reader.TokenType == JsonTokenType.String)
             {
-                _delivered ??= new StringBuilder();
-                if (_delivered.Length < MaxDeliveredChars)
+                text ??= new StringBuilder();
+                if (text.Length < MaxDeliveredChars)
                 {
-                    _delivered.Append(reader.GetString());
+                    text.Append(reader.GetString());
                 }
             }
 
@@ -343,9 +363,14 @@ internal sealed class MeteredStream : Stream
 
     private void Complete(UsageStatus status)
     {
-        if (!_usage.HasUsage && _delivered is not null)
+        if (Interlocked.Exchange(ref _delivered, null) is { } delivered)
         {
-            _call.DeliveredText = _delivered.ToString();
+            if (!_usage.HasUsage)
+            {
+                _call.DeliveredText = DeliveredText(delivered.WrittenSpan);
+            }
+
+            delivered.Dispose();
         }
 
         _call.Complete(_usage, status, _httpStatus);
