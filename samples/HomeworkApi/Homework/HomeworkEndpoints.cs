@@ -26,10 +26,13 @@ internal static class HomeworkEndpoints
         // per-minute rate limit (TokenMeter's, partitioned by the charged user from the body, else
         // the client address), open the usage scope for that user, then refuse users over budget —
         // all before the model is called. Both reserve this request's own worst case.
-        // The body is read once, by the filter; its record gives the API document the schema.
+        // The route binds its body record once (BindAsync, source-generated JSON); the filter checks it with
+        // the app's validation (so the framework's own validation filter is off here) and the record gives
+        // the API document the schema.
         return group.MapPost(pattern, handler)
             .WithSummary(summary)
             .WithJsonBody(body)
+            .DisableValidation()
             .AddEndpointFilter(new HomeworkRequestFilter(feature))
             .WithRateLimits(http => HomeworkRequestFilter.Get(http).ChargedUserId, HomeworkCall.Estimate)
             .WithUsageAttribution(Enrich)
@@ -69,19 +72,19 @@ internal static class HomeworkEndpoints
         return ValueTask.CompletedTask;
     }
 
-    private static Task<IResult> ValidateImageAsync(HttpContext http, HomeworkModelClient model, HomeworkSettings settings, CancellationToken cancellationToken)
+    private static Task<IResult> ValidateImageAsync(ValidateImageBody body, HttpContext http, HomeworkModelClient model, HomeworkSettings settings, CancellationToken cancellationToken)
     {
         var call = HomeworkCall.Get(http);
         return model.CompleteStructuredAsync(call.Model, call.Messages, call.Schema!, call.MaxOutputTokens, null, cancellationToken);
     }
 
-    private static Task<IResult> AnalyzeAsync(HttpContext http, HomeworkModelClient model, HomeworkSettings settings, CancellationToken cancellationToken)
+    private static Task<IResult> AnalyzeAsync(AnalyzeBody body, HttpContext http, HomeworkModelClient model, HomeworkSettings settings, CancellationToken cancellationToken)
     {
         var call = HomeworkCall.Get(http);
         return model.CompleteStructuredAsync(call.Model, call.Messages, call.Schema!, call.MaxOutputTokens, null, cancellationToken);
     }
 
-    private static Task<IResult> HintAsync(HttpContext http, HomeworkModelClient model, HomeworkSettings settings, CancellationToken cancellationToken)
+    private static Task<IResult> HintAsync(HintBody body, HttpContext http, HomeworkModelClient model, HomeworkSettings settings, CancellationToken cancellationToken)
     {
         var request = HomeworkRequestFilter.Get(http);
         var number = request.PreviousHints.Count + 1;
@@ -89,13 +92,13 @@ internal static class HomeworkEndpoints
         return model.CompleteStructuredAsync(call.Model, call.Messages, call.Schema!, call.MaxOutputTokens, reply => reply["hintNumber"] = number, cancellationToken);
     }
 
-    private static Task<IResult> VerifyAsync(HttpContext http, HomeworkModelClient model, HomeworkSettings settings, CancellationToken cancellationToken)
+    private static Task<IResult> VerifyAsync(VerifyBody body, HttpContext http, HomeworkModelClient model, HomeworkSettings settings, CancellationToken cancellationToken)
     {
         var call = HomeworkCall.Get(http);
         return model.CompleteStructuredAsync(call.Model, call.Messages, call.Schema!, call.MaxOutputTokens, null, cancellationToken);
     }
 
-    private static Task<IResult> ChatAsync(HttpContext http, HomeworkModelClient model, HomeworkSettings settings, CancellationToken cancellationToken)
+    private static Task<IResult> ChatAsync(ChatBody body, HttpContext http, HomeworkModelClient model, HomeworkSettings settings, CancellationToken cancellationToken)
     {
         var request = HomeworkRequestFilter.Get(http);
         var call = HomeworkCall.Get(http);

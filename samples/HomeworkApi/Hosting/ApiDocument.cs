@@ -47,7 +47,7 @@ internal static class ApiDocument
                 operation.Security.Add(new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference(BearerScheme, context.Document)] = [] });
             }
 
-            // A body read by hand (each 400 names the field) is described from its record.
+            // A body the route reads itself (a homework record's BindAsync, an account body read by hand) is described from its record.
             if (metadata.OfType<JsonBodyMetadata>().LastOrDefault() is { } body && operation.RequestBody is null)
             {
                 operation.RequestBody = new OpenApiRequestBody
@@ -63,7 +63,7 @@ internal static class ApiDocument
     });
 
     /// <summary>
-    /// Documents the JSON body <typeparamref name="T"/> that the route reads by hand. Unlike
+    /// Documents the JSON body <typeparamref name="T"/> that the route reads itself. Unlike
     /// <c>Accepts</c>, it adds no Content-Type check to routing, so a wrong Content-Type still gets the
     /// route's own 400 sentence rather than a bare 415.
     /// </summary>
@@ -95,5 +95,5 @@ internal static class ApiDocument
     }
 }
 
-/// <summary>The JSON body a route reads by hand, for the API document.</summary>
+/// <summary>The JSON body a route reads itself (not through framework body binding), for the API document.</summary>
 internal sealed record JsonBodyMetadata(Type Type);
