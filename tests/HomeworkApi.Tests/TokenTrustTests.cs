@@ -86,6 +86,16 @@ public sealed class TokenTrustTests
         var adminId = (await HomeworkApp.JsonAsync(await admin.GetAsync("/api/auth/me")))["id"]!.GetValue<string>();
 
         Assert.Equal(HttpStatusCode.BadRequest, (await admin.PutAsJsonAsync($"/api/users/{id}/role", new { role = "root" })).StatusCode);
+
+        // A body that is not JSON is a 400 problem naming the content type, like every other route (never a bare 415).
+        foreach (var notJson in new[] { new StringContent("role=admin", System.Text.Encoding.UTF8, "application/x-www-form-urlencoded"), new StringContent("admin", System.Text.Encoding.UTF8, "text/plain") })
+        {
+            using var response = await admin.PutAsync($"/api/users/{id}/role", notJson);
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+            Assert.Contains("Content-Type: application/json", (await HomeworkApp.JsonAsync(response))["detail"]!.GetValue<string>(), StringComparison.Ordinal);
+        }
+
         Assert.Equal(HttpStatusCode.Conflict, (await admin.PutAsJsonAsync($"/api/users/{adminId}/role", new { role = "student" })).StatusCode);
         Assert.Equal(HttpStatusCode.Conflict, (await admin.DeleteAsync($"/api/users/{adminId}")).StatusCode);
         Assert.Equal(HttpStatusCode.Forbidden, (await student.PutAsJsonAsync($"/api/users/{id}/role", new { role = "admin" })).StatusCode);
