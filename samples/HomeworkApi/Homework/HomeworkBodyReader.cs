@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using System.Text.Json.Serialization.Metadata;
+using HomeworkApi.Hosting;
 using Microsoft.Extensions.Options;
 
 namespace HomeworkApi.Homework;
@@ -23,17 +24,13 @@ internal sealed partial class HomeworkJsonContext : JsonSerializerContext;
 /// </summary>
 internal static class HomeworkBodyReader
 {
-    public const string NotJsonContentType = "The body must be JSON (Content-Type: application/json).";
-    public const string NotJson = "The body is not valid JSON.";
-    public const string NotAnObject = "The body must be a JSON object.";
-
     public static async ValueTask<T?> ReadAsync<T>(HttpContext context)
         where T : HomeworkBody, new()
     {
         var request = context.Request;
         if (request.ContentType is not { } type || !type.Contains("json", StringComparison.OrdinalIgnoreCase))
         {
-            return new T { ReadError = NotJsonContentType };
+            return new T { ReadError = Problems.NotJsonContentType };
         }
 
         var options = context.RequestServices.GetRequiredService<IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions>>().Value.SerializerOptions;
@@ -44,12 +41,12 @@ internal static class HomeworkBodyReader
             var json = buffer.AsSpan(0, length);
             try
             {
-                return JsonSerializer.Deserialize(json, typeInfo) ?? new T { ReadError = NotAnObject };
+                return JsonSerializer.Deserialize(json, typeInfo) ?? new T { ReadError = Problems.NotAnObject };
             }
             catch (JsonException ex)
             {
                 // A malformed document is "not valid JSON" wherever the first wrong value sits.
-                return new T { ReadError = IsWellFormed(json) ? Sentence(ex) : NotJson };
+                return new T { ReadError = IsWellFormed(json) ? Sentence(ex) : Problems.NotJson };
             }
         }
         finally
@@ -119,7 +116,7 @@ internal static class HomeworkBodyReader
         var path = exception.Path;
         if (path is null || !path.StartsWith("$.", StringComparison.Ordinal))
         {
-            return NotAnObject;
+            return Problems.NotAnObject;
         }
 
         var field = path[2..];
