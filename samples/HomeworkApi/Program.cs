@@ -122,8 +122,15 @@ if (settings.SimulatedModel)
 builder.Services.AddSingleton<HomeworkModelClient>();
 builder.Services.AddHealthChecks().AddTokenMeter();   // tokenmeter-writer and tokenmeter-store (the database)
 // Numbers are numbers on the wire (the web default also reads them from strings, which the API document
-// would then type as integer-or-string); the homework and account bodies are checked by hand anyway.
-builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict);
+// would then type as integer-or-string), and field names are matched exactly as the document spells them.
+// The homework bodies are source-generated (HomeworkJsonContext) and checked by minimal-API validation.
+builder.Services.ConfigureHttpJsonOptions(o =>
+{
+    o.SerializerOptions.NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict;
+    o.SerializerOptions.PropertyNameCaseInsensitive = false;
+    o.SerializerOptions.TypeInfoResolverChain.Insert(0, HomeworkJsonContext.Default);
+});
+builder.Services.AddValidation(o => o.Resolvers.Insert(0, new HomeworkBodyValidation()));
 builder.Services.AddApiDocument();   // /openapi/v1.json (admins) and its UI /admin/api-reference, in every environment
 
 var app = builder.Build();

@@ -86,6 +86,16 @@ public sealed class TokenTrustTests
         var adminId = (await HomeworkApp.JsonAsync(await admin.GetAsync("/api/auth/me")))["id"]!.GetValue<string>();
 
         Assert.Equal(HttpStatusCode.BadRequest, (await admin.PutAsJsonAsync($"/api/users/{id}/role", new { role = "root" })).StatusCode);
+
+        // A body that is not JSON is a 400 problem naming the content type, like every other route (never a bare 415).
+        foreach (var notJson in new[] { new StringContent("role=admin", System.Text.Encoding.UTF8, "application/x-www-form-urlencoded"), new StringContent("admin", System.Text.Encoding.UTF8, "text/plain") })
+        {
+            using var response = await admin.PutAsync($"/api/users/{id}/role", notJson);
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+            Assert.Contains("Content-Type: application/json", (await HomeworkApp.JsonAsync(response))["detail"]!.GetValue<string>(), StringComparison.Ordinal);
+        }
+
         Assert.Equal(HttpStatusCode.Conflict, (await admin.PutAsJsonAsync($"/api/users/{adminId}/role", new { role = "student" })).StatusCode);
         Assert.Equal(HttpStatusCode.Conflict, (await admin.DeleteAsync($"/api/users/{adminId}")).StatusCode);
         Assert.Equal(HttpStatusCode.Forbidden, (await student.PutAsJsonAsync($"/api/users/{id}/role", new { role = "admin" })).StatusCode);
@@ -110,6 +120,80 @@ public sealed class TokenTrustTests
         Assert.Equal(HttpStatusCode.OK, (await user.GetAsync("/api/usage/stats")).StatusCode);
         clock.Advance(TimeSpan.FromSeconds(31));
         Assert.Equal(HttpStatusCode.Forbidden, (await user.GetAsync("/api/usage/stats")).StatusCode);
+    }
+
+    [Fact]
+    public async Task Role_IsReadFromTheStoreOncePerCacheTime_AndAgainInTheBackgroundPastHalfOfIt()
+    {
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var store = new CountingStore(new InMemoryAccountStore(clock));
+        await using var app = new HomeworkApp
+        {
+            TestServices = s =>
+            {
+                s.AddSingleton<TimeProvider>(clock);
+                s.AddSingleton<IAccountStore>(store);
+            },
+        };
+        var (id, token) = await app.RegisterAsync();
+        using var user = app.ClientWithToken(token);
+        var accountId = long.Parse(id, System.Globalization.CultureInfo.InvariantCulture);
+
+        // Within half the cache time: one read of the role for any number of signed-in requests (/api/info reads no account itself).
+        Assert.Equal(HttpStatusCode.OK, (await user.GetAsync("/api/info")).StatusCode);
+        var reads = store.Reads(accountId);
+        Assert.True(reads >= 1);
+        for (var i = 0; i < 20; i++)
+        {
+            Assert.Equal(HttpStatusCode.OK, (await user.GetAsync("/api/info")).StatusCode);
+        }
+
+        Assert.Equal(reads, store.Reads(accountId));
+
+        // Promoted elsewhere; past half the cache time the cached role still answers while it is read again behind
+        // the request, and the next requests see the new role before the cache time is up (the clock stands still).
+        var account = await store.FindByIdAsync(accountId, CancellationToken.None);
+        await store.UpdateAsync(account! with { Role = Roles.Admin }, CancellationToken.None);
+        clock.Advance(TimeSpan.FromSeconds(16));
+        Assert.Equal(HttpStatusCode.Forbidden, (await user.GetAsync("/api/usage/stats")).StatusCode);
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        HttpStatusCode status;
+        while ((status = (await user.GetAsync("/api/usage/stats")).StatusCode) != HttpStatusCode.OK && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(20);
+        }
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(reads + 2, store.Reads(accountId));   // the one for the update above, and the background one
+    }
+
+    /// <summary>The in-memory store, counting reads by id (the role lookups).</summary>
+    private sealed class CountingStore(IAccountStore inner) : IAccountStore
+    {
+        private readonly System.Collections.Concurrent.ConcurrentDictionary<long, int> _reads = new();
+
+        public int Reads(long id) => _reads.GetValueOrDefault(id);
+
+        public ValueTask InitializeAsync(CancellationToken cancellationToken) => inner.InitializeAsync(cancellationToken);
+
+        public ValueTask<(Account? Account, CreateAccountError Error)> CreateAsync(string username, string email, string passwordHash, string role, CancellationToken cancellationToken) =>
+            inner.CreateAsync(username, email, passwordHash, role, cancellationToken);
+
+        public ValueTask<Account?> FindByUsernameAsync(string username, CancellationToken cancellationToken) => inner.FindByUsernameAsync(username, cancellationToken);
+
+        public ValueTask<Account?> FindByIdAsync(long id, CancellationToken cancellationToken)
+        {
+            _reads.AddOrUpdate(id, 1, (_, n) => n + 1);
+            return inner.FindByIdAsync(id, cancellationToken);
+        }
+
+        public ValueTask<IReadOnlyList<Account>> FindByIdsAsync(IReadOnlyCollection<long> ids, CancellationToken cancellationToken) => inner.FindByIdsAsync(ids, cancellationToken);
+
+        public ValueTask UpdateAsync(Account account, CancellationToken cancellationToken) => inner.UpdateAsync(account, cancellationToken);
+
+        public ValueTask<bool> DeleteAsync(long id, CancellationToken cancellationToken) => inner.DeleteAsync(id, cancellationToken);
+
+        public ValueTask<AccountPage> ListAsync(int limit, int offset, string? search, CancellationToken cancellationToken) => inner.ListAsync(limit, offset, search, cancellationToken);
     }
 
     /// <summary>A token with the app's issuer, audience and key, signed with <paramref name="algorithm"/>.</summary>

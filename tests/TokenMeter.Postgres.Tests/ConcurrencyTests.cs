@@ -12,7 +12,8 @@ public sealed class ConcurrencyTests(PostgresDatabaseFixture database) : IClassF
     [Fact]
     public async Task AppendAsync_FourWritersOnOverlappingKeys_NoDeadlockAndRollupsEqualRawSums()
     {
-        await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString);
+        // Background folds every 1,000 records run while the writers write.
+        await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString, o => o.FoldEveryRecords = 1000);
         var start = new DateTimeOffset(2026, 10, 30, 0, 0, 0, TimeSpan.Zero);
         var duration = TimeSpan.FromSeconds(5);
         var clock = Stopwatch.StartNew();
@@ -49,6 +50,8 @@ public sealed class ConcurrencyTests(PostgresDatabaseFixture database) : IClassF
         var raw = await h.ScalarAsync<long>("SELECT count(*) FROM {s}.user_api_usage");
         Assert.Equal(stored.Sum(), raw);
         Assert.True(raw > 1000, $"only {raw} records in {duration}");
+        await h.FoldAsync();
+        Assert.Equal(0L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_user_endpoint_pending"));
 
         // Each rollup equals the same GROUP BY over the raw table.
         string[] checks =
@@ -132,6 +135,7 @@ public sealed class ConcurrencyTests(PostgresDatabaseFixture database) : IClassF
     /// <summary>usage_user_endpoint_total holds exactly one row per user, endpoint and model of the raw rows, with their sums.</summary>
     private static async Task AssertUserEndpointTotalEqualsRawAsync(PostgresStoreHarness h)
     {
+        await h.FoldAsync();
         Assert.Equal(0L, await h.ScalarAsync<long>($"SELECT count(*) FROM ({UserEndpointTotalMinusRaw}) x"));
         Assert.Equal(0L, await h.ScalarAsync<long>($"SELECT count(*) FROM ({RawMinusUserEndpointTotal}) x"));
         Assert.Equal(await h.ScalarAsync<long>($"SELECT count(*) FROM ({RawUserEndpointSums}) x"), await h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_user_endpoint_total"));
@@ -199,6 +203,11 @@ public sealed class ConcurrencyTests(PostgresDatabaseFixture database) : IClassF
         Assert.Equal(raw, api.Select(e => FormattableString.Invariant($"{e.UserId}|{e.Endpoint}|{e.Model}|{e.Figures.Calls}|{e.Figures.InputTokens}|{e.Figures.TotalTokens}|{e.Figures.CostUsd}")));
         var oneUser = await h.Queries.GetUserEndpointUsageAsync(from, to, "u3");
         Assert.Equal(api.Where(e => e.UserId == "u3"), oneUser);
+
+        // The same answers once the pending sums are folded into the rollups.
+        Assert.True(await h.FoldAsync() > 0);
+        Assert.Equal(api, await h.Queries.GetUserEndpointUsageAsync(from, to));
+        Assert.Equal(oneUser, await h.Queries.GetUserEndpointUsageAsync(from, to, "u3"));
     }
 
     private static async Task<List<string>> RowsAsync(PostgresStoreHarness h, string sql)

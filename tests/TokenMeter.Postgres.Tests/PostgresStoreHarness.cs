@@ -49,6 +49,24 @@ internal sealed class PostgresStoreHarness : IAsyncDisposable
         return new PostgresStoreHarness(dataSource, context, time);
     }
 
+    /// <summary>Another app instance on the same schema: its own data source, context and store.</summary>
+    public PostgresStoreHarness OtherInstance(Action<PostgresStoreOptions>? configure = null)
+    {
+        var options = new PostgresStoreOptions { Schema = Context.Schema };
+        configure?.Invoke(options);
+        var dataSource = NpgsqlDataSource.Create(DataSource.ConnectionString);
+        var context = new PostgresStoreContext(dataSource, ownsDataSource: true, options, Time);
+        context.MarkReady();
+        return new PostgresStoreHarness(dataSource, context, Time);
+    }
+
+    /// <summary>Waits for a background fold in flight, then folds whatever is still pending.</summary>
+    public async Task<long> FoldAsync()
+    {
+        await Context.Fold.WhenIdleAsync();
+        return await Context.Fold.FoldAsync() ?? throw new InvalidOperationException("another fold held the lock");
+    }
+
     public async Task<T> ScalarAsync<T>(string sql)
     {
         await using var command = DataSource.CreateCommand(sql.Replace("{s}", S, StringComparison.Ordinal));

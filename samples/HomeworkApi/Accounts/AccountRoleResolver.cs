@@ -11,10 +11,13 @@ namespace HomeworkApi.Accounts;
 /// is read from the account store (cached per account for <c>Homework:Auth:RoleCacheSeconds</c>,
 /// default 30, at most 60), and a token whose account is gone is refused. Deleting or demoting an
 /// account through this instance applies at once; through another instance, within the cache time.
-/// While the store cannot be reached, a role read before keeps serving; with none, the request fails
-/// with 503 (through <see cref="UseStoreFailureOfSignIn"/> and the app's exception handler).
+/// A role past half its cache time is read again in the background while the cached one (still within
+/// its time) serves, so a busy user's requests never wait for the store; only a role past its whole
+/// cache time (or never read) is read on the request. While the store cannot be reached, a role read
+/// before keeps serving; with none, the request fails with 503 (through <see cref="UseStoreFailureOfSignIn"/>
+/// and the app's exception handler).
 /// </summary>
-internal sealed class AccountRoleResolver(IAccountStore store, TimeProvider timeProvider, HomeworkSettings settings)
+internal sealed class AccountRoleResolver(IAccountStore store, TimeProvider timeProvider, HomeworkSettings settings, ILogger<AccountRoleResolver> logger)
 {
     /// <summary>Accounts whose role is kept; past it the cache starts over, so memory stays bounded.</summary>
     private const int MaxCachedAccounts = 100_000;
@@ -69,6 +72,23 @@ internal sealed class AccountRoleResolver(IAccountStore store, TimeProvider time
             return;
         }
 
+        // The token's role claim already says it (the common case): nothing to change.
+        Claim? only = null;
+        var roleClaims = 0;
+        foreach (var claim in identity.Claims)
+        {
+            if (claim.Type == "role")
+            {
+                only = claim;
+                roleClaims++;
+            }
+        }
+
+        if (roleClaims == 1 && only!.Value == role)
+        {
+            return;
+        }
+
         foreach (var claim in identity.FindAll("role").ToList())
         {
             identity.RemoveClaim(claim);
@@ -82,11 +102,39 @@ internal sealed class AccountRoleResolver(IAccountStore store, TimeProvider time
     {
         var now = timeProvider.GetTimestamp();
         _cache.TryGetValue(id, out var cached);
-        if (cached is not null && timeProvider.GetElapsedTime(cached.ReadAt, now) < settings.RoleCacheDuration)
+        if (cached is not null)
         {
-            return cached.Role;
+            var age = timeProvider.GetElapsedTime(cached.ReadAt, now);
+            if (age < settings.RoleCacheDuration)
+            {
+                if (age >= settings.RoleCacheDuration / 2 && Interlocked.Exchange(ref cached.Refreshing, 1) == 0)
+                {
+                    _ = RefreshAsync(id, cached);
+                }
+
+                return cached.Role;
+            }
         }
 
+        return await ReadAsync(id, cached, now, cancellationToken);
+    }
+
+    /// <summary>Reads the role again for the next requests (one read per account at a time); a failure keeps the cached role until it expires.</summary>
+    private async Task RefreshAsync(long id, Entry cached)
+    {
+        try
+        {
+            await ReadAsync(id, cached, timeProvider.GetTimestamp(), CancellationToken.None);
+        }
+        catch (Exception ex)
+        {
+            Volatile.Write(ref cached.Refreshing, 0);
+            Diagnostics.Log.RoleRefreshFailed(logger, ex, id);
+        }
+    }
+
+    private async ValueTask<string?> ReadAsync(long id, Entry? cached, long now, CancellationToken cancellationToken)
+    {
         Account? account;
         try
         {
@@ -102,12 +150,25 @@ internal sealed class AccountRoleResolver(IAccountStore store, TimeProvider time
             _cache.Clear();
         }
 
-        _cache[id] = new Entry(account?.Role, now);
+        // A Forget (this instance changed the account) while the read was under way wins over it.
+        if (cached is null || _cache.TryGetValue(id, out var current) && ReferenceEquals(current, cached))
+        {
+            _cache[id] = new Entry(account?.Role, now);
+        }
+
         return account?.Role;
     }
 
     /// <summary>Forgets the cached role of <paramref name="id"/> (after this instance changed or deleted the account).</summary>
     public void Forget(long id) => _cache.TryRemove(id, out _);
 
-    private sealed record Entry(string? Role, long ReadAt);
+    private sealed class Entry(string? role, long readAt)
+    {
+        /// <summary>1 while a background read of this entry's account is under way.</summary>
+        public int Refreshing;
+
+        public string? Role { get; } = role;
+
+        public long ReadAt { get; } = readAt;
+    }
 }

@@ -18,7 +18,7 @@ internal static class UserAdminEndpoints
             .ProducesProblem(StatusCodes.Status400BadRequest);
         admin.MapPut("/api/users/{id}/role", SetRoleAsync)
             .WithSummary("Sets an account's role, student or admin (admin only); applies to its tokens within seconds.")
-            .Accepts<RoleRequest>("application/json")
+            .WithJsonBody<RoleRequest>()   // documents the body without a routing Content-Type check: a non-JSON body gets the 400 sentence, not a bare 415
             .Produces<UserDto>()
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status404NotFound)

@@ -8,4 +8,7 @@ internal static partial class Log
     // The one password ever logged: generated for a fresh install with no Admin:Password, shown once so the portal can be opened.
     [LoggerMessage(EventId = 201, Level = LogLevel.Warning, Message = "Created admin account '{Username}' with the generated password '{Password}' (shown once; set Admin:Password to choose it).")]
     public static partial void AdminPasswordGenerated(ILogger logger, string username, string password);
+
+    [LoggerMessage(EventId = 202, Level = LogLevel.Warning, Message = "Could not read the role of account {AccountId} again in the background; the cached role serves until it expires.")]
+    public static partial void RoleRefreshFailed(ILogger logger, Exception exception, long accountId);
 }

@@ -49,7 +49,7 @@ internal sealed record HomeworkCall(string Model, List<ChatMessage> Messages, st
         var call = Get(http);
         var schemaTokens = call.Schema is null ? 0 : SchemaTokens.GetOrAdd(call.Schema, static name => UsageEstimator.CountTokens(HomeworkPrompts.SchemaText(name)));
         estimate = http.RequestServices.GetRequiredService<UsageEstimator>()
-            .Estimate(call.Model, UsageEstimator.CountTokens(call.Messages) + schemaTokens, call.MaxOutputTokens);
+            .Estimate(call.Model, HomeworkPrompts.CountTokens(call.Messages) + schemaTokens, call.MaxOutputTokens);
         http.Items[EstimateKey] = estimate;
         return estimate;
     }

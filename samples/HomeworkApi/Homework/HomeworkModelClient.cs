@@ -86,7 +86,7 @@ internal sealed class HomeworkModelClient(OpenAIClient client, ILogger<HomeworkM
     /// Starts a streamed chat completion. The model is called (and its first update awaited) here,
     /// so a failing endpoint still gets a 502 problem; the rest streams as server-sent events.
     /// </summary>
-    public async Task<IResult> StreamTextAsync(string model, List<ChatMessage> messages, int maxOutputTokens, CancellationToken cancellationToken)
+    public async Task<IResult> StreamTextAsync(HttpContext http, string model, List<ChatMessage> messages, int maxOutputTokens, CancellationToken cancellationToken)
     {
         var scope = UsageScope.Begin(new UsageContext());
         try
@@ -105,7 +105,7 @@ internal sealed class HomeworkModelClient(OpenAIClient client, ILogger<HomeworkM
                 return Problems.BadGateway(detail);
             }
 
-            return new ChatStreamResult(updates, first, scope, this, model);
+            return ChatStream.Result(http, updates, first, scope, this, model);
         }
         finally
         {

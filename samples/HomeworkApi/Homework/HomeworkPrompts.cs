@@ -1,5 +1,7 @@
+using System.Collections.Frozen;
 using System.Text;
 using OpenAI.Chat;
+using TokenMeter.Budgets;
 
 namespace HomeworkApi.Homework;
 
@@ -93,6 +95,30 @@ internal static class HomeworkPrompts
         the answer, explain the method and let them do the last step. Praise real progress briefly. Keep replies under
         150 words.
         """;
+
+    /// <summary>
+    /// <see cref="UsageEstimator.CountTokens(IEnumerable{ChatMessage})"/> of a request's messages, with each
+    /// fixed system prompt counted once per process (they are most of a request's text, and the same on
+    /// every request): the hot path tokenizes only what the student sent.
+    /// </summary>
+    public static long CountTokens(List<ChatMessage> messages)
+    {
+        // CountTokens of a list is 3 (the reply's priming) plus, per message, its own count less that priming.
+        long tokens = 3;
+        foreach (var message in messages)
+        {
+            tokens += message is SystemChatMessage { Content: [{ Text: { } text }] } && FixedPromptTokens.TryGetValue(text, out var fixedTokens)
+                ? fixedTokens
+                : UsageEstimator.CountTokens([message]) - 3;
+        }
+
+        return tokens;
+    }
+
+    /// <summary>The tokens of each fixed system prompt as one message (less the reply's priming), by reference: per-request texts never match.</summary>
+    private static readonly FrozenDictionary<string, long> FixedPromptTokens =
+        new[] { ValidateImageSystem, AnalyzeSystem, HintSystem, VerifySystem, ChatSystem }
+            .ToFrozenDictionary<string, string, long>(p => p, p => UsageEstimator.CountTokens([new SystemChatMessage(p)]) - 3, ReferenceEqualityComparer.Instance);
 
     /// <summary>The request's context lines (grade level, subject) that every user message starts with.</summary>
     public static string Context(HomeworkRequest request)

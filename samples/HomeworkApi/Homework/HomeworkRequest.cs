@@ -10,9 +10,33 @@ internal enum HomeworkFeature
     Chat,
 }
 
-/// <summary>A homework request body, validated.</summary>
+/// <summary>A homework request, from its checked body: texts trimmed, empty hints dropped, the image decoded.</summary>
 internal sealed class HomeworkRequest
 {
+    public static HomeworkRequest From(HomeworkFeature feature, HomeworkBody body) => new()
+    {
+        Feature = feature,
+        BodyUserId = body.UserId?.Trim(),
+        GradeLevel = body.GradeLevel?.Trim(),
+        Subject = body.Subject?.Trim(),
+        SessionId = body.SessionId?.Trim(),
+        ProblemId = body.ProblemId?.Trim(),
+        Tags = body.Metadata,
+        ProblemText = (body switch
+        {
+            AnalyzeBody analyze => analyze.ProblemText,
+            HintBody hint => hint.ProblemText,
+            VerifyBody verify => verify.ProblemText,
+            _ => null,
+        })?.Trim(),
+        Image = (body as ImageBody)?.Image,
+        Answer = (body as VerifyBody)?.Answer?.Trim(),
+        PreviousHints = body is HintBody { PreviousHints: { } hints } ? [.. hints.Select(h => h.Trim()).Where(h => h.Length > 0)] : [],
+        Messages = body is ChatBody { Messages: { } turns } ? [.. turns.Select(t => new ChatTurn(t.Role, t.Content))] : [],
+        ProblemContext = (body as ChatBody)?.ProblemContext?.Trim(),
+        Stream = (body as ChatBody)?.Stream ?? false,
+    };
+
     public required HomeworkFeature Feature { get; init; }
 
     /// <summary>The <c>userId</c> the body names, as a string (<c>7</c> and <c>"7"</c> are the same).</summary>

@@ -47,7 +47,19 @@ internal static class ApiDocument
                 operation.Security.Add(new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference(BearerScheme, context.Document)] = [] });
             }
 
-            // A body read by hand (each 400 names the field) is described from its record.
+            // A route that answers server-sent events too (TypedResults.ServerSentEvents): its 200 lists text/event-stream
+            // beside the JSON answer (two Produces for one status would keep only one of them).
+            if (metadata.OfType<EventStreamMetadata>().LastOrDefault() is { } events
+                && operation.Responses?.TryGetValue("200", out var ok) == true && ok is OpenApiResponse response)
+            {
+                response.Content ??= new Dictionary<string, OpenApiMediaType>();
+                response.Content["text/event-stream"] = new OpenApiMediaType
+                {
+                    Schema = new OpenApiSchema { Type = JsonSchemaType.String, Description = events.Description },
+                };
+            }
+
+            // A body the route reads itself (a homework record's BindAsync, an account body read by hand) is described from its record.
             if (metadata.OfType<JsonBodyMetadata>().LastOrDefault() is { } body && operation.RequestBody is null)
             {
                 operation.RequestBody = new OpenApiRequestBody
@@ -63,7 +75,7 @@ internal static class ApiDocument
     });
 
     /// <summary>
-    /// Documents the JSON body <typeparamref name="T"/> that the route reads by hand. Unlike
+    /// Documents the JSON body <typeparamref name="T"/> that the route reads itself. Unlike
     /// <c>Accepts</c>, it adds no Content-Type check to routing, so a wrong Content-Type still gets the
     /// route's own 400 sentence rather than a bare 415.
     /// </summary>
@@ -95,5 +107,8 @@ internal static class ApiDocument
     }
 }
 
-/// <summary>The JSON body a route reads by hand, for the API document.</summary>
+/// <summary>The route also answers <c>text/event-stream</c> (server-sent events), described by <paramref name="Description"/>.</summary>
+internal sealed record EventStreamMetadata(string Description);
+
+/// <summary>The JSON body a route reads itself (not through framework body binding), for the API document.</summary>
 internal sealed record JsonBodyMetadata(Type Type);

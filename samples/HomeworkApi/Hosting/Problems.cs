@@ -6,6 +6,10 @@ namespace HomeworkApi.Hosting;
 /// <summary>RFC 9457 problem details with a human sentence in <c>detail</c>.</summary>
 internal static class Problems
 {
+    public const string NotJsonContentType = "The body must be JSON (Content-Type: application/json).";
+    public const string NotJson = "The body is not valid JSON.";
+    public const string NotAnObject = "The body must be a JSON object.";
+
     public static IResult BadRequest(string detail) =>
         TypedResults.Problem(detail: detail, statusCode: StatusCodes.Status400BadRequest, title: "The request is not valid.");
 
@@ -62,7 +66,7 @@ internal static class Problems
     {
         if (request.ContentType is not { } type || !type.Contains("json", StringComparison.OrdinalIgnoreCase))
         {
-            return (default, BadRequest("The body must be JSON (Content-Type: application/json)."));
+            return (default, BadRequest(NotJsonContentType));
         }
 
         try
@@ -70,14 +74,14 @@ internal static class Problems
             using var document = await JsonDocument.ParseAsync(request.Body, default, cancellationToken);
             if (document.RootElement.ValueKind != JsonValueKind.Object)
             {
-                return (default, BadRequest("The body must be a JSON object."));
+                return (default, BadRequest(NotAnObject));
             }
 
             return (document.RootElement.Clone(), null);
         }
         catch (JsonException)
         {
-            return (default, BadRequest("The body is not valid JSON."));
+            return (default, BadRequest(NotJson));
         }
     }
 

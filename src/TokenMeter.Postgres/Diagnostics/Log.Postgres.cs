@@ -25,4 +25,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 2506, Level = LogLevel.Warning, Message = "TokenMeter PostgreSQL maintenance (partitions ahead, retention) failed; it runs again later.")]
     public static partial void MaintenanceFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 2507, Level = LogLevel.Warning, Message = "TokenMeter could not fold the pending user/endpoint/model sums of schema \"{Schema}\" into their rollups; they stay pending (queries still count them) and the next fold takes them.")]
+    public static partial void FoldFailed(ILogger logger, string schema, Exception exception);
 }

@@ -98,8 +98,18 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
         await using var batchScope = batch.ConfigureAwait(false);
         batch.BatchCommands.Add(BatchCommand($"SELECT user_id, {FigureColumns}, last_call_at FROM {S}.usage_user_total WHERE user_id = $1", userId));
         batch.BatchCommands.Add(BatchCommand($"SELECT {FigureColumns} FROM {S}.usage_user_month WHERE user_id = $1 AND month = $2", userId, month));
+        // All-time by endpoint and model: the folded totals plus the sums still pending (one statement, one snapshot).
         batch.BatchCommands.Add(BatchCommand(
-            $"SELECT endpoint, model, {FigureColumns} FROM {S}.usage_user_endpoint_total WHERE user_id = $1 ORDER BY cost_usd DESC, endpoint COLLATE \"C\" NULLS FIRST, model COLLATE \"C\" NULLS FIRST",
+            $"""
+            SELECT endpoint, model, {SumColumns}
+            FROM (
+                SELECT endpoint, model, {FigureColumns} FROM {S}.usage_user_endpoint_total WHERE user_id = $1
+                UNION ALL
+                SELECT endpoint, model, {FigureColumns} FROM {S}.usage_user_endpoint_pending WHERE user_id = $1
+            ) x
+            GROUP BY endpoint, model
+            ORDER BY sum(cost_usd) DESC, endpoint COLLATE "C" NULLS FIRST, model COLLATE "C" NULLS FIRST
+            """,
             userId));
         batch.BatchCommands.Add(BatchCommand($"SELECT day, {FigureColumns} FROM {S}.usage_user_day WHERE user_id = $1 AND day BETWEEN $2 AND $3 ORDER BY day DESC", userId, today.AddDays(-29), today));
 
@@ -183,7 +193,6 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
         }
 
         // Whole months come from the monthly rollup; the days before and after them from the daily one.
-        // One whole month (statements) is already one row per user, endpoint and model.
         var fullFrom = firstDay.Day == 1 ? firstDay : PostgresStoreContext.MonthOf(firstDay).AddMonths(1);
         var fullTo = lastDay.AddDays(1).Day == 1 ? lastDay.AddDays(1) : PostgresStoreContext.MonthOf(lastDay);
         if (fullTo <= fullFrom)
@@ -191,15 +200,9 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
             fullFrom = fullTo = lastDay.AddDays(1);
         }
 
+        // The folded rollups plus the sums still pending (migration 0007), in one statement (one snapshot).
         var userFilter = userId is null ? string.Empty : " AND user_id = $6";
-        var wholeSingleMonth = fullFrom == firstDay && fullTo == lastDay.AddDays(1) && fullFrom.AddMonths(1) == fullTo;
-        var sql = wholeSingleMonth
-            ? $"""
-            SELECT user_id, endpoint, model, {FigureColumns}
-            FROM {S}.usage_user_endpoint_month WHERE month = $1{(userId is null ? string.Empty : " AND user_id = $2")}
-            ORDER BY user_id COLLATE "C", cost_usd DESC, endpoint COLLATE "C" NULLS FIRST, model COLLATE "C" NULLS FIRST
-            """
-            : $"""
+        var sql = $"""
             SELECT user_id, endpoint, model, {SumColumns}
             FROM (
                 SELECT user_id, endpoint, model, {FigureColumns}
@@ -207,17 +210,14 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
                 UNION ALL
                 SELECT user_id, endpoint, model, {FigureColumns}
                 FROM {S}.usage_user_endpoint_day WHERE ((day >= $3 AND day < $1) OR (day >= $4 AND day <= $5)){userFilter}
+                UNION ALL
+                SELECT user_id, endpoint, model, {FigureColumns}
+                FROM {S}.usage_user_endpoint_pending WHERE day >= $3 AND day <= $5{userFilter}
             ) x
             GROUP BY user_id, endpoint, model
             ORDER BY user_id COLLATE "C", sum(cost_usd) DESC, endpoint COLLATE "C" NULLS FIRST, model COLLATE "C" NULLS FIRST
             """;
-        object[] parameters = (wholeSingleMonth, userId) switch
-        {
-            (true, null) => [fullFrom],
-            (true, _) => [fullFrom, userId],
-            (false, null) => [fullFrom, fullTo, firstDay, fullTo, lastDay],
-            (false, _) => [fullFrom, fullTo, firstDay, fullTo, lastDay, userId],
-        };
+        object[] parameters = userId is null ? [fullFrom, fullTo, firstDay, fullTo, lastDay] : [fullFrom, fullTo, firstDay, fullTo, lastDay, userId];
         var command = Command(sql, parameters);
         await using var commandScope = command.ConfigureAwait(false);
         var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);

@@ -10,7 +10,8 @@ namespace TokenMeter.Postgres.Repricing;
 /// <summary>
 /// Re-pricing on PostgreSQL, in one transaction serialized by an advisory lock: read the range,
 /// price each record, copy the changes into a temporary table, update the records from it, add
-/// each change's cost difference to every rollup row it counted in, and store the re-pricing.
+/// each change's cost difference to every rollup row it counted in (for the user×endpoint×model
+/// rollups, as pending rows the fold adds), and store the re-pricing.
 /// Ingest only inserts, and adds to rollups with relative updates, so it runs alongside.
 /// </summary>
 internal sealed class PostgresRepricingStore(PostgresStoreContext context) : IUsageRepricingStore
@@ -153,6 +154,8 @@ internal sealed class PostgresRepricingStore(PostgresStoreContext context) : IUs
             cancellationToken).ConfigureAwait(false);
 
         // Each rollup row gets the sum of the differences of the records it counts: tokens and calls do not change.
+        // The user×endpoint×model rollups get theirs as pending rows (calls and tokens 0), folded like
+        // ingest's: a record whose sums are still pending has no rollup row to update yet.
         await ExecuteAsync(
             connection,
             transaction,
@@ -160,21 +163,9 @@ internal sealed class PostgresRepricingStore(PostgresStoreContext context) : IUs
             WITH d AS (
                 SELECT user_id, day, endpoint, model, sum(delta) AS delta FROM pg_temp.tokenmeter_reprice GROUP BY 1, 2, 3, 4
             ),
-            ued AS (
-                UPDATE {S}.usage_user_endpoint_day t SET cost_usd = t.cost_usd + d.delta FROM d
-                WHERE d.user_id IS NOT NULL AND t.user_id = d.user_id AND t.day = d.day
-                  AND t.endpoint IS NOT DISTINCT FROM d.endpoint AND t.model IS NOT DISTINCT FROM d.model
-            ),
-            uem AS (
-                UPDATE {S}.usage_user_endpoint_month t SET cost_usd = t.cost_usd + m.delta
-                FROM (SELECT user_id, date_trunc('month', day)::date AS month, endpoint, model, sum(delta) AS delta FROM d WHERE user_id IS NOT NULL GROUP BY 1, 2, 3, 4) m
-                WHERE t.user_id = m.user_id AND t.month = m.month
-                  AND t.endpoint IS NOT DISTINCT FROM m.endpoint AND t.model IS NOT DISTINCT FROM m.model
-            ),
-            uet AS (
-                UPDATE {S}.usage_user_endpoint_total t SET cost_usd = t.cost_usd + m.delta
-                FROM (SELECT user_id, endpoint, model, sum(delta) AS delta FROM d WHERE user_id IS NOT NULL GROUP BY 1, 2, 3) m
-                WHERE t.user_id = m.user_id AND t.endpoint IS NOT DISTINCT FROM m.endpoint AND t.model IS NOT DISTINCT FROM m.model
+            pend AS (
+                INSERT INTO {S}.usage_user_endpoint_pending (user_id, day, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens)
+                SELECT user_id, day, endpoint, model, 0, 0, 0, 0, 0, 0, delta, 0 FROM d WHERE user_id IS NOT NULL
             ),
             ud AS (
                 UPDATE {S}.usage_user_day t SET cost_usd = t.cost_usd + m.delta

@@ -20,6 +20,9 @@ internal sealed record PostgresMigration(int Version, string Name, string Templa
     /// <summary>Every migration in the assembly, in order.</summary>
     public static IReadOnlyList<PostgresMigration> All { get; } = Load();
 
+    /// <summary>The highest migration number in the assembly.</summary>
+    public static int Latest { get; } = All[^1].Version;
+
     private static List<PostgresMigration> Load()
     {
         var assembly = typeof(PostgresMigration).Assembly;
@@ -35,11 +38,13 @@ internal sealed record PostgresMigration(int Version, string Name, string Templa
         }
 
         list.Sort((a, b) => a.Version.CompareTo(b.Version));
+        // Numbers are unique and ascending; a gap is allowed (a migration numbered while another was
+        // still being written lands first): missing numbers are applied whenever they arrive.
         for (var i = 0; i < list.Count; i++)
         {
-            if (list[i].Version != i + 1)
+            if (list[i].Version < 1 || (i > 0 && list[i].Version == list[i - 1].Version))
             {
-                throw new InvalidOperationException($"TokenMeter.Postgres migrations must be numbered 1, 2, 3, ... without gaps; found {list[i].Name}.");
+                throw new InvalidOperationException($"TokenMeter.Postgres migrations must be numbered 1, 2, 3, ... each number once; found {list[i].Name}.");
             }
         }
 

@@ -103,7 +103,7 @@ internal static class PostgresMigrator
     {
         var quoted = PostgresIdentifiers.Quote(schema);
         var script = new System.Text.StringBuilder();
-        script.AppendLine(CultureInfo.InvariantCulture, $"-- TokenMeter PostgreSQL schema for \"{schema}\" (migrations 1..{PostgresMigration.All.Count}).");
+        script.AppendLine(CultureInfo.InvariantCulture, $"-- TokenMeter PostgreSQL schema for \"{schema}\" (migrations 1..{PostgresMigration.Latest}).");
         script.AppendLine("-- Run with: psql -v ON_ERROR_STOP=1 -f tokenmeter.sql (safe to run again: applied migrations are skipped).");
         script.AppendLine("BEGIN;");
         script.AppendLine(CultureInfo.InvariantCulture, $"SELECT pg_advisory_xact_lock({PostgresIdentifiers.MigrationLockKey(schema)});");

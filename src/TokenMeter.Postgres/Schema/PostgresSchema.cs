@@ -15,5 +15,5 @@ public static class PostgresSchema
     public static string GetCreationScript(string schema = "public") => PostgresMigrator.CreationScript(PostgresIdentifiers.ValidateSchema(schema));
 
     /// <summary>The number of the newest migration this build knows.</summary>
-    public static int LatestVersion => PostgresMigration.All.Count;
+    public static int LatestVersion => PostgresMigration.Latest;
 }

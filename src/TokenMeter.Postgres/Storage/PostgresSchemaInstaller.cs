@@ -8,12 +8,14 @@ namespace TokenMeter.Postgres.Storage;
 /// <summary>
 /// Installs the schema at start-up without holding the host up: start-up returns at once, the
 /// install runs in the background and is retried until the database answers (one error is logged
-/// for the outage, not one per attempt). Then it keeps partitions created ahead and applies retention.
+/// for the outage, not one per attempt). Then it keeps partitions created ahead and applies retention,
+/// and folds the pending user×endpoint×model sums into their rollups every <see cref="PostgresStoreOptions.FoldInterval"/>.
 /// </summary>
 internal sealed class PostgresSchemaInstaller(PostgresStoreContext context) : IHostedService, IAsyncDisposable
 {
     private readonly CancellationTokenSource stopping = new();
     private Task? loop;
+    private Task? folding;
     private int disposed;
 
     /// <summary>Completes when the schema is ready (for tests and diagnostics).</summary>
@@ -73,6 +75,7 @@ internal sealed class PostgresSchemaInstaller(PostgresStoreContext context) : IH
         try
         {
             await InstallAsync(cancellationToken).ConfigureAwait(false);
+            folding = Task.Run(() => FoldLoopAsync(cancellationToken), CancellationToken.None);
             while (!cancellationToken.IsCancellationRequested)
             {
                 try
@@ -94,6 +97,35 @@ internal sealed class PostgresSchemaInstaller(PostgresStoreContext context) : IH
         {
             // Stopped while an attempt was failing (a refused connection): the host is stopping
             // anyway, so the failure is no reason to fail the stop.
+        }
+
+        if (folding is not null)
+        {
+            await folding.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+    }
+
+    /// <summary>Folds the pending user×endpoint×model sums every <see cref="PostgresStoreOptions.FoldInterval"/>, however few records came in (the store also folds every <see cref="PostgresStoreOptions.FoldEveryRecords"/> records).</summary>
+    private async Task FoldLoopAsync(CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(context.Options.FoldInterval, context.TimeProvider, cancellationToken).ConfigureAwait(false);
+                await context.Fold.FoldAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex) when (ex is NpgsqlException or TimeoutException or InvalidOperationException)
+            {
+                if (!cancellationToken.IsCancellationRequested)
+                {
+                    Log.FoldFailed(context.Logger, context.Schema, ex);
+                }
+            }
         }
     }
 

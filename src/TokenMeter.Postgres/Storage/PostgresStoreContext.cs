@@ -27,6 +27,7 @@ internal sealed class PostgresStoreContext : IAsyncDisposable
         Logger = logger ?? NullLogger.Instance;
         ready = !options.InstallSchema;
         Sql = new PostgresSql(Quoted);
+        Fold = new PostgresPendingFold(this);
     }
 
     public NpgsqlDataSource DataSource { get; }
@@ -44,6 +45,9 @@ internal sealed class PostgresStoreContext : IAsyncDisposable
     public ILogger Logger { get; }
 
     public PostgresSql Sql { get; }
+
+    /// <summary>Folds the pending user×endpoint×model sums into their rollups.</summary>
+    public PostgresPendingFold Fold { get; }
 
     public int CommandTimeout => Options.CommandTimeoutSeconds;
 
@@ -145,6 +149,7 @@ internal sealed class PostgresStoreContext : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        await Fold.DisposeAsync().ConfigureAwait(false);
         if (ownsDataSource)
         {
             await DataSource.DisposeAsync().ConfigureAwait(false);

@@ -7,9 +7,12 @@ using TokenMeter.Storage;
 namespace TokenMeter.Postgres.Storage;
 
 /// <summary>
-/// Ingest: binary COPY of the batch into a temporary staging table, then one statement that inserts
-/// the rows not yet stored and upserts every rollup from the rows actually inserted (see
-/// <see cref="PostgresSql"/>), all in one transaction.
+/// Ingest, in one transaction: binary COPY of the batch straight into <c>user_api_usage</c> and of its
+/// groups into a temporary table, then one statement that appends the groups to the pending table of
+/// the user×endpoint×model rollups and upserts every other rollup (see <see cref="PostgresSql"/>).
+/// A batch holding a record already stored fails the COPY on the key and goes through the staging
+/// table instead, which inserts only the new rows. The pending rows are folded in the background
+/// (<see cref="PostgresPendingFold"/>).
 /// </summary>
 internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageStore
 {
@@ -43,17 +46,52 @@ internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageS
 
     private async Task<int> InsertAsync(IReadOnlyList<UsageRecord> records, CancellationToken cancellationToken)
     {
+        int inserted;
+        try
+        {
+            inserted = await CopyAsync(records, context.Sql.IngestGroups, cancellationToken).ConfigureAwait(false);
+        }
+        catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.UniqueViolation)
+        {
+            // The batch holds records already stored (a spool replay): the whole COPY rolled back;
+            // store it again through the staging table, which skips them.
+            inserted = await StageAsync(records, cancellationToken).ConfigureAwait(false);
+        }
+
+        context.Fold.Appended(inserted);
+        return inserted;
+    }
+
+    /// <summary>
+    /// The usual path: binary COPY straight into <c>user_api_usage</c>, the batch's groups (by user,
+    /// day, endpoint and model, summed here) by binary COPY into the session's groups table, and one
+    /// statement that appends them to the pending table and upserts the other rollups; one transaction.
+    /// </summary>
+    /// <param name="records">The batch.</param>
+    /// <param name="statement">The statement over the groups table (<see cref="PostgresSql.IngestGroups"/>; the benchmark passes subsets of it).</param>
+    /// <param name="cancellationToken">Cancels the write.</param>
+    internal Task<int> CopyAsync(IReadOnlyList<UsageRecord> records, string statement, CancellationToken cancellationToken) =>
+        WriteAsync(records, context.Sql.CreateGroups, context.Sql.CopyRaw, Group(records), statement, cancellationToken);
+
+    /// <summary>Replays: binary COPY into the session's staging table, then one statement that inserts only the rows not yet stored and appends/upserts the rollups from those.</summary>
+    private Task<int> StageAsync(IReadOnlyList<UsageRecord> records, CancellationToken cancellationToken) =>
+        WriteAsync(records, context.Sql.CreateStaging, context.Sql.CopyStaging, null, context.Sql.Ingest, cancellationToken);
+
+    /// <summary>One transaction: create the session's temporary table, COPY the records, COPY the groups (when given), run the statement, commit.</summary>
+    private async Task<int> WriteAsync(
+        IReadOnlyList<UsageRecord> records, string createTemporary, string copyRecords, Dictionary<GroupKey, GroupSums>? groups, string statement, CancellationToken cancellationToken)
+    {
         var connection = await context.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var connectionScope = connection.ConfigureAwait(false);
         var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         await using var transactionScope = transaction.ConfigureAwait(false);
-        using (var create = new NpgsqlCommand(context.Sql.CreateStaging, connection, transaction) { CommandTimeout = context.CommandTimeout })
+        using (var create = new NpgsqlCommand(createTemporary, connection, transaction) { CommandTimeout = context.CommandTimeout })
         {
             await create.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
 
         {
-            var writer = await connection.BeginBinaryImportAsync(context.Sql.CopyStaging, cancellationToken).ConfigureAwait(false);
+            var writer = await connection.BeginBinaryImportAsync(copyRecords, cancellationToken).ConfigureAwait(false);
             await using var writerScope = writer.ConfigureAwait(false);
             writer.Timeout = TimeSpan.FromSeconds(context.CommandTimeout);
             foreach (var record in records)
@@ -64,14 +102,113 @@ internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageS
             await writer.CompleteAsync(cancellationToken).ConfigureAwait(false);
         }
 
+        if (groups is not null)
+        {
+            var writer = await connection.BeginBinaryImportAsync(context.Sql.CopyGroups, cancellationToken).ConfigureAwait(false);
+            await using var writerScope = writer.ConfigureAwait(false);
+            writer.Timeout = TimeSpan.FromSeconds(context.CommandTimeout);
+            foreach (var (key, sums) in groups)
+            {
+                await WriteGroupAsync(writer, key, sums, cancellationToken).ConfigureAwait(false);
+            }
+
+            await writer.CompleteAsync(cancellationToken).ConfigureAwait(false);
+        }
+
         int inserted;
-        using (var ingest = new NpgsqlCommand(context.Sql.Ingest, connection, transaction) { CommandTimeout = context.CommandTimeout })
+        using (var ingest = new NpgsqlCommand(statement, connection, transaction) { CommandTimeout = context.CommandTimeout })
         {
             inserted = (int)(await ingest.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
         }
 
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         return inserted;
+    }
+
+    /// <summary>The batch summed by user, UTC day, endpoint and model, as the ingest statement would group it.</summary>
+    internal static Dictionary<GroupKey, GroupSums> Group(IReadOnlyList<UsageRecord> records)
+    {
+        var groups = new Dictionary<GroupKey, GroupSums>();
+        foreach (var r in records)
+        {
+            var key = new GroupKey(r.UserId, DateOnly.FromDateTime(r.CreatedAt.UtcDateTime), r.Endpoint, r.Model);
+            if (!groups.TryGetValue(key, out var sums))
+            {
+                sums = new GroupSums { FirstAt = r.CreatedAt, LastAt = r.CreatedAt };
+                groups.Add(key, sums);
+            }
+
+            sums.Add(r);
+        }
+
+        return groups;
+    }
+
+    private static async ValueTask WriteGroupAsync(NpgsqlBinaryImporter writer, GroupKey key, GroupSums sums, CancellationToken cancellationToken)
+    {
+        await writer.StartRowAsync(cancellationToken).ConfigureAwait(false);
+        await WriteTextAsync(writer, key.UserId, cancellationToken).ConfigureAwait(false);
+        await writer.WriteAsync(key.Day, NpgsqlDbType.Date, cancellationToken).ConfigureAwait(false);
+        await WriteTextAsync(writer, key.Endpoint, cancellationToken).ConfigureAwait(false);
+        await WriteTextAsync(writer, key.Model, cancellationToken).ConfigureAwait(false);
+        await writer.WriteAsync(sums.Calls, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
+        await writer.WriteAsync(sums.InputTokens, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
+        await writer.WriteAsync(sums.CachedInputTokens, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
+        await writer.WriteAsync(sums.OutputTokens, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
+        await writer.WriteAsync(sums.ReasoningTokens, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
+        await writer.WriteAsync(sums.TotalTokens, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
+        await writer.WriteAsync(sums.CostUsd, NpgsqlDbType.Numeric, cancellationToken).ConfigureAwait(false);
+        await writer.WriteAsync(sums.CacheWriteTokens, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
+        await writer.WriteAsync(sums.FirstAt.UtcDateTime, NpgsqlDbType.TimestampTz, cancellationToken).ConfigureAwait(false);
+        await writer.WriteAsync(sums.LastAt.UtcDateTime, NpgsqlDbType.TimestampTz, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>One group of a batch: the ingest statement's grain.</summary>
+    internal readonly record struct GroupKey(string? UserId, DateOnly Day, string? Endpoint, string? Model);
+
+    /// <summary>The sums of one group (cost of unpriced records counted as 0, as the rollups count it).</summary>
+    internal sealed class GroupSums
+    {
+        public long Calls { get; private set; }
+
+        public long InputTokens { get; private set; }
+
+        public long CachedInputTokens { get; private set; }
+
+        public long OutputTokens { get; private set; }
+
+        public long ReasoningTokens { get; private set; }
+
+        public long TotalTokens { get; private set; }
+
+        public decimal CostUsd { get; private set; }
+
+        public long CacheWriteTokens { get; private set; }
+
+        public required DateTimeOffset FirstAt { get; set; }
+
+        public required DateTimeOffset LastAt { get; set; }
+
+        public void Add(UsageRecord r)
+        {
+            Calls++;
+            InputTokens += r.InputTokens;
+            CachedInputTokens += r.CachedInputTokens;
+            OutputTokens += r.OutputTokens;
+            ReasoningTokens += r.ReasoningTokens;
+            TotalTokens += r.TotalTokens;
+            CostUsd += r.CostUsd ?? 0m;
+            CacheWriteTokens += r.CacheWriteTokens;
+            if (r.CreatedAt < FirstAt)
+            {
+                FirstAt = r.CreatedAt;
+            }
+
+            if (r.CreatedAt > LastAt)
+            {
+                LastAt = r.CreatedAt;
+            }
+        }
     }
 
     internal static async ValueTask WriteRowAsync(NpgsqlBinaryImporter writer, UsageRecord r, CancellationToken cancellationToken)

@@ -1,0 +1,220 @@
+using Npgsql;
+using TokenMeter.Postgres.Repricing;
+using TokenMeter.Querying;
+using TokenMeter.Repricing;
+using TokenMeter.Testing.Postgres;
+
+namespace TokenMeter.Postgres.Tests;
+
+/// <summary>
+/// The user×endpoint×model rollups are folded from a pending table (migration 0007): every read of
+/// them is exact before and after a fold, a fold counts each pending row once whoever runs it, and
+/// nothing appended is lost when a fold dies.
+/// </summary>
+public sealed class FoldTests(PostgresDatabaseFixture database) : IClassFixture<PostgresDatabaseFixture>
+{
+    private static readonly DateOnly Today = new(2026, 11, 24);
+
+    [Fact]
+    public async Task Queries_BeforeAndAfterAFold_EqualSumsOverTheRecords()
+    {
+        await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString);
+        var records = Make(new Random(21), 900, new DateTimeOffset(2026, 9, 20, 0, 0, 0, TimeSpan.Zero), days: 66);
+        Assert.Equal(600, await h.Store.AppendAsync(records[..600]));
+        Assert.True(await h.FoldAsync() > 0);
+        Assert.Equal(300, await h.Store.AppendAsync(records[600..]));
+
+        // Part folded, part pending: every read sees both.
+        Assert.True(await PendingAsync(h) > 0);
+        await AssertExactAsync(h, records);
+
+        // All folded: the same answers, nothing left pending, and the rollup tables equal the records.
+        Assert.True(await h.FoldAsync() > 0);
+        Assert.Equal(0L, await PendingAsync(h));
+        await AssertExactAsync(h, records);
+        await AssertRollupsEqualRawAsync(h);
+        Assert.Equal(0L, await h.FoldAsync());
+    }
+
+    [Fact]
+    public async Task FoldAsync_TwoInstancesFoldingWhileBothWrite_CountEachRecordOnce()
+    {
+        await using var a = await PostgresStoreHarness.CreateAsync(database.ConnectionString, o => o.FoldEveryRecords = 150);
+        await using var b = a.OtherInstance(o => o.FoldEveryRecords = 150);
+        var random = new Random(5);
+        var records = Make(random, 4000, new DateTimeOffset(2026, 10, 28, 0, 0, 0, TimeSpan.Zero), days: 6);
+
+        // Each instance writes its half in batches of 100 (so each starts a background fold every
+        // 150 records), and between batches both fold by hand at the same moment.
+        var folds = new List<long?[]>();
+        for (var i = 0; i < records.Length; i += 200)
+        {
+            var appended = await Task.WhenAll(
+                Task.Run(async () => await a.Store.AppendAsync(records[i..(i + 100)])),
+                Task.Run(async () => await b.Store.AppendAsync(records[(i + 100)..(i + 200)])));
+            Assert.Equal([100, 100], appended);
+            folds.Add(await Task.WhenAll(a.Context.Fold.FoldAsync(), b.Context.Fold.FoldAsync()));
+        }
+
+        await b.Context.Fold.WhenIdleAsync();
+        await a.FoldAsync();
+        Assert.Equal(0L, await PendingAsync(a));
+        await AssertRollupsEqualRawAsync(a);
+        await AssertExactAsync(b, records);
+
+        // While one instance holds the fold lock, the other's fold steps aside (null) and folds nothing.
+        await b.Store.AppendAsync(Make(random, 50, new DateTimeOffset(2026, 11, 2, 0, 0, 0, TimeSpan.Zero), days: 1));
+        await using (var holder = await a.DataSource.OpenConnectionAsync())
+        await using (var transaction = await holder.BeginTransactionAsync())
+        {
+            await using (var take = new NpgsqlCommand("SELECT pg_advisory_xact_lock(hashtext('tokenmeter.fold.' || $1))", holder, transaction))
+            {
+                take.Parameters.AddWithValue(a.Context.Schema);
+                await take.ExecuteNonQueryAsync();
+            }
+
+            Assert.Null(await b.Context.Fold.FoldAsync());
+            Assert.True(await PendingAsync(a) > 0);
+        }
+
+        Assert.True(await b.FoldAsync() > 0);
+        await AssertRollupsEqualRawAsync(a);
+
+        // Two folds started together after the same appends: one folds, the other finds the lock
+        // taken (null) or nothing left (0); never both.
+        Assert.All(folds, pair => Assert.True(pair.Count(f => f > 0) <= 1, $"both folded: {pair[0]}, {pair[1]}"));
+    }
+
+    [Fact]
+    public async Task Crash_BetweenAppendAndFold_AndDuringAFold_LosesNothing()
+    {
+        var records = Make(new Random(8), 700, new DateTimeOffset(2026, 11, 1, 0, 0, 0, TimeSpan.Zero), days: 20);
+        var first = await PostgresStoreHarness.CreateAsync(database.ConnectionString);
+        Assert.Equal(700, await first.Store.AppendAsync(records));
+
+        // The instance goes away before any fold: the pending rows are committed with the records.
+        await using var second = first.OtherInstance();
+        await first.DisposeAsync();
+        Assert.True(await PendingAsync(second) > 0);
+        await AssertExactAsync(second, records);
+
+        // A fold whose backend dies before its commit (the DELETE and the rollup upserts done) rolls back whole.
+        await using (var dying = await second.DataSource.OpenConnectionAsync())
+        {
+            var pid = dying.ProcessID;
+            await using var transaction = await dying.BeginTransactionAsync();
+            await using (var fold = new NpgsqlCommand(second.Context.Sql.Fold, dying, transaction))
+            {
+                Assert.True((long)(await fold.ExecuteScalarAsync())! > 0);
+            }
+
+            await second.ExecuteAsync($"SELECT pg_terminate_backend({pid})");
+            await Assert.ThrowsAnyAsync<Exception>(async () => await transaction.CommitAsync());
+        }
+
+        Assert.Equal(0L, await second.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_user_endpoint_total"));
+        await AssertExactAsync(second, records);
+        Assert.True(await second.FoldAsync() > 0);
+        await AssertExactAsync(second, records);
+        await AssertRollupsEqualRawAsync(second);
+    }
+
+    [Fact]
+    public async Task RepriceAsync_WithPendingRows_AdjustsWhatTheFoldAddsAndEveryReadAgrees()
+    {
+        await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString);
+        var records = Make(new Random(13), 800, new DateTimeOffset(2026, 10, 10, 0, 0, 0, TimeSpan.Zero), days: 40);
+        Assert.Equal(500, await h.Store.AppendAsync(records[..500]));
+        await h.FoldAsync();
+        Assert.Equal(300, await h.Store.AppendAsync(records[500..]));
+
+        // Re-price every record: some counted in the folded rollups, some still pending.
+        Func<UsageRecord, UsageRecord> reprice = r => r with { CostUsd = ((r.CostUsd ?? 0m) * 2) + (r.OutputTokens / 1_000_000m), PriceId = "test/reprice" };
+        var result = await new PostgresRepricingStore(h.Context).RepriceAsync(new RepricingPlan(
+            new RepricingRequest(new DateOnly(2026, 10, 1), new DateOnly(2026, 12, 31), OnlyUnpriced: false, DryRun: false),
+            Guid.CreateVersion7(),
+            h.Time.GetUtcNow(),
+            new DateOnly(2026, 10, 1),
+            reprice));
+        Assert.Equal(800, result.Records);
+
+        var repriced = records.Select(reprice).ToArray();
+        await AssertExactAsync(h, repriced);
+        await h.FoldAsync();
+        Assert.Equal(0L, await PendingAsync(h));
+        await AssertExactAsync(h, repriced);
+        await AssertRollupsEqualRawAsync(h);
+    }
+
+    private static UsageRecord[] Make(Random random, int count, DateTimeOffset start, int days) =>
+        [.. Enumerable.Range(0, count).Select(_ => Records.Make(
+            start.AddMinutes(random.Next(0, 60 * 24 * days)),
+            userId: random.Next(9) == 0 ? null : "u" + random.Next(7),
+            endpoint: random.Next(6) == 0 ? null : "/api/e" + random.Next(3),
+            model: random.Next(7) == 0 ? null : "m" + random.Next(2),
+            input: random.Next(1, 1000),
+            output: random.Next(1, 500),
+            cost: random.Next(8) == 0 ? null : random.Next(1, 100_000) / 10_000_000m,
+            cached: random.Next(0, 50)))];
+
+    private static Task<long> PendingAsync(PostgresStoreHarness h) => h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_user_endpoint_pending");
+
+    /// <summary>Each read of the user×endpoint×model rollups equals the same sums over <paramref name="records"/>.</summary>
+    private static async Task AssertExactAsync(PostgresStoreHarness h, UsageRecord[] records)
+    {
+        var withUser = records.Where(r => r.UserId is not null).ToArray();
+        foreach (var user in withUser.Select(r => r.UserId!).Distinct())
+        {
+            var detail = await h.Queries.GetUserUsageAsync(user, Today);
+            var expected = withUser.Where(r => r.UserId == user)
+                .GroupBy(r => (r.Endpoint, r.Model))
+                .ToDictionary(g => g.Key, g => UsageFigures.Sum(g.Select(UsageFigures.Of)));
+            Assert.Equal(expected, detail!.ByEndpoint.ToDictionary(e => (e.Endpoint, e.Model), e => e.Figures));
+            Assert.Equal(detail.Summary.Figures, UsageFigures.Sum(detail.ByEndpoint.Select(e => e.Figures)));
+        }
+
+        // Whole months, a range with edge days, one user, one day.
+        var first = DateOnly.FromDateTime(records.Min(r => r.CreatedAt).UtcDateTime);
+        var last = DateOnly.FromDateTime(records.Max(r => r.CreatedAt).UtcDateTime);
+        var month = new DateOnly(first.Year, first.Month, 1);
+        (DateOnly From, DateOnly To, string? User)[] ranges =
+        [
+            (month, month.AddMonths(1).AddDays(-1), null),
+            (first.AddDays(3), last.AddDays(-2), null),
+            (first, last, "u2"),
+            (first.AddDays(5), first.AddDays(5), null),
+        ];
+        foreach (var (from, to, user) in ranges)
+        {
+            var expected = withUser
+                .Where(r => DateOnly.FromDateTime(r.CreatedAt.UtcDateTime) is var day && day >= from && day <= to && (user is null || r.UserId == user))
+                .GroupBy(r => (r.UserId!, r.Endpoint, r.Model))
+                .ToDictionary(g => g.Key, g => UsageFigures.Sum(g.Select(UsageFigures.Of)));
+            var rows = await h.Queries.GetUserEndpointUsageAsync(from, to, user);
+            Assert.Equal(expected, rows.ToDictionary(e => (e.UserId, e.Endpoint, e.Model), e => e.Figures));
+        }
+    }
+
+    private const string Sums = "calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens";
+
+    private const string RawSums = "count(*), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), sum(reasoning_tokens), sum(total_tokens), coalesce(sum(cost_usd), 0), sum(cache_write_tokens)";
+
+    /// <summary>After a fold, the three rollup tables hold exactly one row per group of the raw records, with their sums.</summary>
+    private static async Task AssertRollupsEqualRawAsync(PostgresStoreHarness h)
+    {
+        (string Table, string Key, string RawKey)[] grains =
+        [
+            ("usage_user_endpoint_day", "user_id, day, endpoint, model", "user_id, (created_at AT TIME ZONE 'UTC')::date, endpoint, model"),
+            ("usage_user_endpoint_month", "user_id, month, endpoint, model", "user_id, date_trunc('month', created_at AT TIME ZONE 'UTC')::date, endpoint, model"),
+            ("usage_user_endpoint_total", "user_id, endpoint, model", "user_id, endpoint, model"),
+        ];
+        foreach (var (table, key, rawKey) in grains)
+        {
+            var raw = $"SELECT {rawKey}, {RawSums} FROM {{s}}.user_api_usage WHERE user_id IS NOT NULL GROUP BY {rawKey}";
+            var rollup = $"SELECT {key}, {Sums} FROM {{s}}.{table}";
+            Assert.Equal(0L, await h.ScalarAsync<long>($"SELECT count(*) FROM ({raw} EXCEPT {rollup}) x"));
+            Assert.Equal(0L, await h.ScalarAsync<long>($"SELECT count(*) FROM ({rollup} EXCEPT {raw}) x"));
+            Assert.Equal(await h.ScalarAsync<long>($"SELECT count(*) FROM ({raw}) x"), await h.ScalarAsync<long>($"SELECT count(*) FROM {{s}}.{table}"));
+        }
+    }
+}
