@@ -226,7 +226,7 @@ internal static class PostgresBench
 
     /// <summary>
     /// Loads the calls set-wise: one binary COPY into an unlogged staging table, then, month by month,
-    /// the store's own ingest statement (insert + every rollup) over that month's rows.
+    /// the store's own ingest statement (insert, pending append and the other rollups) over that month's rows, and a fold.
     /// </summary>
     private static async Task<(PostgresStoreContext Context, TimeSpan Elapsed)> LoadAsync(NpgsqlDataSource dataSource, int calls)
     {
@@ -266,10 +266,11 @@ internal static class PostgresBench
             }
 
             await transaction.CommitAsync();
+
+            // The month's user×endpoint×model sums, folded month by month (one fold of the whole year would be one huge transaction).
+            await context.Fold.FoldAsync();
         }
 
-        await context.Fold.FoldAsync();
-        Console.WriteLine($"  pending user×endpoint×model sums folded ({watch.Elapsed.TotalSeconds:N0} s)");
         await ExecuteAsync(dataSource, $"DROP TABLE \"{schema}\".load_staging");
         return (context, watch.Elapsed);
     }
