@@ -46,9 +46,16 @@ internal static class SharedLimitsCommands
         var estimate = estimator.EstimateChat("gpt-4o-mini", messages, 400);
 
         async Task Plain(int caller) => await chat.CompleteChatAsync(messages, options).ConfigureAwait(false);
+        // One student per caller calling back to back (each window holds every call of the last
+        // minute: thousands of rows), or each call for the next of 1,000 students (a window holds a
+        // student's few calls, as in a class using the product).
+        var spread = false;
+        var next = 0;
         async Task Limited(int caller)
         {
-            var user = "bench-" + caller.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            var user = spread
+                ? "student-" + ((uint)Interlocked.Increment(ref next) % 1000).ToString(System.Globalization.CultureInfo.InvariantCulture)
+                : "bench-" + caller.ToString(System.Globalization.CultureInfo.InvariantCulture);
             // Both rate limits and the budget in one step (one statement), as the sample's filters do.
             await using var rate = await limiter.CheckWithBudgetAsync("user:" + user, user, estimate, guard).ConfigureAwait(false);
             await using var budget = rate.Budget;
@@ -68,11 +75,16 @@ internal static class SharedLimitsCommands
         Print("|---:|---:|---:|---:|---:|---:|---:|");
         await MeasureAsync(Plain, 4, TimeSpan.FromSeconds(1)).ConfigureAwait(false);
         await MeasureAsync(Limited, 4, TimeSpan.FromSeconds(1)).ConfigureAwait(false);
-        foreach (var callers in new[] { 1, 16, 64 })
+        foreach (var spreadOverStudents in new[] { false, true })
         {
-            var plain = await MeasureAsync(Plain, callers, seconds).ConfigureAwait(false);
-            var limited = await MeasureAsync(Limited, callers, seconds).ConfigureAwait(false);
-            Print($"| {callers} | {plain.P50:F2} ms | {plain.P99:F2} ms | {limited.P50:F2} ms | {limited.P99:F2} ms | {limited.P50 - plain.P50:F2} ms | {limited.P99 - plain.P99:F2} ms |");
+            spread = spreadOverStudents;
+            Print(spread ? "each call for the next of 1,000 students:" : "one student per caller, back to back:");
+            foreach (var callers in new[] { 1, 16, 64 })
+            {
+                var plain = await MeasureAsync(Plain, callers, seconds).ConfigureAwait(false);
+                var limited = await MeasureAsync(Limited, callers, seconds).ConfigureAwait(false);
+                Print($"| {callers} | {plain.P50:F2} ms | {plain.P99:F2} ms | {limited.P50:F2} ms | {limited.P99:F2} ms | {limited.P50 - plain.P50:F2} ms | {limited.P99 - plain.P99:F2} ms |");
+            }
         }
 
         Print(string.Empty);
