@@ -38,13 +38,12 @@ internal sealed record PostgresMigration(int Version, string Name, string Templa
         }
 
         list.Sort((a, b) => a.Version.CompareTo(b.Version));
-        // Numbers are unique and ascending; a gap is allowed (a migration numbered while another was
-        // still being written lands first): missing numbers are applied whenever they arrive.
+        // 1, 2, 3, ... each number once and none missing, so a misnumbered migration fails every test run.
         for (var i = 0; i < list.Count; i++)
         {
-            if (list[i].Version < 1 || (i > 0 && list[i].Version == list[i - 1].Version))
+            if (list[i].Version != i + 1)
             {
-                throw new InvalidOperationException($"TokenMeter.Postgres migrations must be numbered 1, 2, 3, ... each number once; found {list[i].Name}.");
+                throw new InvalidOperationException($"TokenMeter.Postgres migrations must be numbered 1, 2, 3, ... without gaps, each number once; found {list[i].Name}.");
             }
         }
 
