@@ -200,6 +200,11 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
             fullFrom = fullTo = lastDay.AddDays(1);
         }
 
+        if (firstDay == fullFrom && fullTo == fullFrom.AddMonths(1) && lastDay.AddDays(1) == fullTo)
+        {
+            return await GetOneMonthUserEndpointUsageAsync(fullFrom, lastDay, userId, cancellationToken).ConfigureAwait(false);
+        }
+
         // The folded rollups plus the sums still pending (migration 0007), in one statement (one snapshot).
         var userFilter = userId is null ? string.Empty : " AND user_id = $6";
         var sql = $"""
@@ -218,7 +223,41 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
             ORDER BY user_id COLLATE "C", sum(cost_usd) DESC, endpoint COLLATE "C" NULLS FIRST, model COLLATE "C" NULLS FIRST
             """;
         object[] parameters = userId is null ? [fullFrom, fullTo, firstDay, fullTo, lastDay] : [fullFrom, fullTo, firstDay, fullTo, lastDay, userId];
-        var command = Command(sql, parameters);
+        return await ReadUserEndpointRowsAsync(Command(sql, parameters), cancellationToken).ConfigureAwait(false);
+    }
+
+    // One whole month (a month's statements): its rollup rows are already one per user, endpoint and
+    // model, so they are read as they are unless sums for the month are still pending; only then are
+    // they grouped with those (one statement, one snapshot, as above). Grouping ~15,000 rows of numeric
+    // sums was two thirds of the query's time at 5,000,000 calls.
+    private async ValueTask<IReadOnlyList<UserEndpointUsage>> GetOneMonthUserEndpointUsageAsync(DateOnly month, DateOnly lastDay, string? userId, CancellationToken cancellationToken)
+    {
+        var userFilter = userId is null ? string.Empty : " AND user_id = $3";
+        var sql = $"""
+            WITH pending AS (
+                SELECT user_id, endpoint, model, {FigureColumns}
+                FROM {S}.usage_user_endpoint_pending WHERE day >= $1 AND day <= $2{userFilter}),
+            any_pending AS (SELECT EXISTS (SELECT 1 FROM pending) AS yes)
+            SELECT user_id, endpoint, model, {FigureColumns}
+            FROM {S}.usage_user_endpoint_month WHERE month = $1{userFilter} AND NOT (SELECT yes FROM any_pending)
+            UNION ALL
+            SELECT user_id, endpoint, model, {SumColumns}
+            FROM (
+                SELECT user_id, endpoint, model, {FigureColumns}
+                FROM {S}.usage_user_endpoint_month WHERE month = $1{userFilter}
+                UNION ALL
+                SELECT * FROM pending
+            ) x
+            WHERE (SELECT yes FROM any_pending)
+            GROUP BY user_id, endpoint, model
+            ORDER BY user_id, cost_usd DESC, endpoint NULLS FIRST, model NULLS FIRST
+            """;
+        object[] parameters = userId is null ? [month, lastDay] : [month, lastDay, userId];
+        return await ReadUserEndpointRowsAsync(Command(sql, parameters), cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async ValueTask<IReadOnlyList<UserEndpointUsage>> ReadUserEndpointRowsAsync(NpgsqlCommand command, CancellationToken cancellationToken)
+    {
         await using var commandScope = command.ConfigureAwait(false);
         var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         await using var readerScope = reader.ConfigureAwait(false);
