@@ -29,7 +29,7 @@ public sealed class SharedLimitTests(PostgresDatabaseFixture database) : IClassF
         Assert.Null(first.RefusedBy);
         Assert.True(first.Budget!.Allowed);
         Assert.Equal(new BudgetLimit(1.0m, null), first.Budget.Limit);
-        Assert.Equal(2L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_rate_entries"));
+        Assert.Equal(2L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_rate_slots"));
         Assert.Equal(1L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_budget_holds"));
 
         // Refused by the requests window (one a minute): its tokens entry is gone too, no hold made.
@@ -37,7 +37,7 @@ public sealed class SharedLimitTests(PostgresDatabaseFixture database) : IClassF
         Assert.Equal(RateLimitKind.Requests, second.RefusedBy);
         Assert.False(second.Rate!.Allowed);
         Assert.True(second.Rate.RetryAfter > TimeSpan.Zero);
-        Assert.Equal(50L, await h.ScalarAsync<long>("SELECT sum(amount)::bigint FROM {s}.tokenmeter_rate_entries WHERE key = 'tokens/u1'"));
+        Assert.Equal(50L, await h.ScalarAsync<long>("SELECT sum(amount)::bigint FROM {s}.tokenmeter_rate_slots WHERE key = 'tokens/u1'"));
         Assert.Equal(1L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_budget_holds"));
 
         // Refused by the budget (0.4 held + 0.7 > 1.0): the request permit stays taken, the tokens entry does not.
@@ -45,8 +45,8 @@ public sealed class SharedLimitTests(PostgresDatabaseFixture database) : IClassF
         Assert.Null(third.RefusedBy);
         Assert.False(third.Budget!.Allowed);
         Assert.Equal(0.4m, third.Budget.ReservedCostUsd);
-        Assert.Equal(1L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_rate_entries WHERE key = 'requests/b'"));
-        Assert.Equal(50L, await h.ScalarAsync<long>("SELECT sum(amount)::bigint FROM {s}.tokenmeter_rate_entries WHERE key = 'tokens/u1'"));
+        Assert.Equal(1L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_rate_slots WHERE key = 'requests/b'"));
+        Assert.Equal(50L, await h.ScalarAsync<long>("SELECT sum(amount)::bigint FROM {s}.tokenmeter_rate_slots WHERE key = 'tokens/u1'"));
         Assert.Equal(1L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_budget_holds"));
 
         // The single-limit paths of the public interfaces go through the same statement.
@@ -89,7 +89,7 @@ public sealed class SharedLimitTests(PostgresDatabaseFixture database) : IClassF
         Assert.Equal(1L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_budget_holds"));
         Assert.Equal(0.1m, await h.ScalarAsync<decimal>("SELECT cost_usd FROM {s}.tokenmeter_budget_holds"));
         Assert.Equal(2, await h.ScalarAsync<int>("SELECT cardinality(record_ids) FROM {s}.tokenmeter_budget_holds"));
-        Assert.Equal(300L, await h.ScalarAsync<long>("SELECT sum(amount)::bigint FROM {s}.tokenmeter_rate_entries WHERE key = 'tokens/u1'"));
+        Assert.Equal(300L, await h.ScalarAsync<long>("SELECT sum(amount)::bigint FROM {s}.tokenmeter_rate_slots WHERE key = 'tokens/u1'"));
 
         // Before the records land the hold counts their cost; after, the rollup does instead: once either way.
         var probe = new BudgetHoldRequest(Guid.CreateVersion7(), "u1", Month(now), new BudgetEstimate(0.9m, 0), now, now.AddMinutes(5));
@@ -133,7 +133,7 @@ public sealed class SharedLimitTests(PostgresDatabaseFixture database) : IClassF
         await settler.FlushAsync();
         Assert.Equal(100L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_budget_holds"));
         Assert.Equal(1.00m, await h.ScalarAsync<decimal>("SELECT sum(cost_usd) FROM {s}.tokenmeter_budget_holds"));
-        Assert.Equal(1_000L, await h.ScalarAsync<long>("SELECT sum(amount)::bigint FROM {s}.tokenmeter_rate_entries WHERE key = 'tokens/u1'"));
+        Assert.Equal(1_000L, await h.ScalarAsync<long>("SELECT sum(amount)::bigint FROM {s}.tokenmeter_rate_slots WHERE key = 'tokens/u1'"));
 
         // Queued just before shutdown: written before the settler lets go of the store.
         foreach (var check in checks.Where((_, i) => i % 2 == 1))
