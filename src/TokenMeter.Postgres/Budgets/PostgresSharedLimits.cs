@@ -225,7 +225,10 @@ internal static class PostgresSharedLimits
                 SELECT $12, $11, $13, $14, $15, $17 FROM e WHERE e.bud_hold AND e.tok_ok AND e.req_ok AND e.bud_ok
                 RETURNING 1),
             old AS (
-                DELETE FROM {s}.tokenmeter_rate_slots c WHERE (c.key IN ($1, $5) AND c.slot < $8) OR ($18 AND c.slot < $8 - ($7 - $8))
+                DELETE FROM {s}.tokenmeter_rate_slots c WHERE c.key IN ($1, $5) AND c.slot < $8
+                RETURNING 1),
+            idle AS (
+                DELETE FROM {s}.tokenmeter_rate_slots c WHERE $18 AND c.slot < $8 - ($7 - $8)
                 RETURNING 1),
             swept AS (
                 DELETE FROM {s}.tokenmeter_rate_open o WHERE $18 AND o.at < $19
