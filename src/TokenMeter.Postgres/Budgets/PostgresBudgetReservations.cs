@@ -31,7 +31,7 @@ internal sealed class PostgresBudgetReservations(PostgresStoreContext context) :
         PostgresSharedLimits.SettleAsync(context, [new HoldSettle(id, 0m, 0, [], DateTimeOffset.MaxValue, DateTimeOffset.MaxValue)], [], cancellationToken);
 
     public ValueTask<LimitCheckResult> CheckAsync(LimitCheck check, CancellationToken cancellationToken) =>
-        PostgresSharedLimits.CheckAsync(context, check, cancellationToken);
+        new(PostgresSharedLimits.CheckAsync(context, check, cancellationToken));
 
     public ValueTask SettleAsync(IReadOnlyList<HoldSettle> holds, IReadOnlyList<EntrySettle> entries, CancellationToken cancellationToken) =>
         PostgresSharedLimits.SettleAsync(context, holds, entries, cancellationToken);

@@ -34,7 +34,7 @@ internal sealed class PostgresRateLimitStore(PostgresStoreContext context) : IRa
     }
 
     public ValueTask<LimitCheckResult> CheckAsync(LimitCheck check, CancellationToken cancellationToken) =>
-        PostgresSharedLimits.CheckAsync(context, check, cancellationToken);
+        new(PostgresSharedLimits.CheckAsync(context, check, cancellationToken));
 
     public ValueTask SettleAsync(IReadOnlyList<HoldSettle> holds, IReadOnlyList<EntrySettle> entries, CancellationToken cancellationToken) =>
         PostgresSharedLimits.SettleAsync(context, holds, entries, cancellationToken);
