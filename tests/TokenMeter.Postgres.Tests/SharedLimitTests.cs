@@ -145,8 +145,76 @@ public sealed class SharedLimitTests(PostgresDatabaseFixture database) : IClassF
         Assert.Equal(0L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_budget_holds"));
     }
 
-    private static LimitCheck Check(string user, string requestsKey, DateTimeOffset now, long tokens, decimal cost, long requestsLimit = 1) => new(
-        new RateLimitRequest(UserRateLimiter.TokensKey(user), Guid.CreateVersion7(), now, Window, 100_000, tokens, MustFit: false),
+    [Fact]
+    public async Task CheckBatch_ChecksOfOneUserInOneStatement_InArrivalOrder_NeverPastAnyLimit()
+    {
+        await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString);
+        await h.Budgets.SetUserBudgetAsync(new UserBudget("u1", 1.0m, null));
+        var now = h.Time.GetUtcNow();
+
+        // Tokens 1,000 a minute (100 each: the 10 first pass), requests 30, budget 1.0 (0.15 each: 6 fit).
+        var checks = Enumerable.Range(0, 40).Select(_ => Check("u1", "requests/u1", now, tokens: 100, cost: 0.15m, requestsLimit: 30, tokensLimit: 1_000)).ToList();
+        var results = await PostgresSharedLimits.CheckBatchAsync(h.Context, checks, default);
+
+        Assert.All(results.Take(6), r => Assert.True(r.RefusedBy is null && r.Budget!.Allowed));
+        Assert.All(results.Skip(6).Take(4), r => Assert.False(r.Budget!.Allowed));
+        Assert.All(results.Skip(10), r => Assert.Equal(RateLimitKind.Tokens, r.RefusedBy));
+        Assert.Equal(0.75m, results[5].Budget!.ReservedCostUsd);
+        Assert.Equal(6L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_budget_holds"));
+        Assert.Equal(0.90m, await h.ScalarAsync<decimal>("SELECT sum(cost_usd) FROM {s}.tokenmeter_budget_holds"));
+        Assert.Equal(600L, await h.ScalarAsync<long>("SELECT sum(amount)::bigint FROM {s}.tokenmeter_rate_slots WHERE key = 'tokens/u1'"));
+        Assert.Equal(10L, await h.ScalarAsync<long>("SELECT sum(amount)::bigint FROM {s}.tokenmeter_rate_slots WHERE key = 'requests/u1'"));
+
+        // Many checks at once through the store (coalesced while one is in flight): still within every limit.
+        await h.Budgets.SetUserBudgetAsync(new UserBudget("u2", 1.0m, null));
+        var store = new PostgresRateLimitStore(h.Context);
+        var burst = await Task.WhenAll(Enumerable.Range(0, 60).Select(i =>
+            store.CheckAsync(Check("u2", "requests/u2", now, tokens: 10, cost: 0.09m, requestsLimit: 8), default).AsTask()));
+        var allowed = burst.Count(r => r.RefusedBy is null && r.Budget!.Allowed);
+        Assert.InRange(allowed, 1, 8);
+        Assert.True(await h.ScalarAsync<decimal>("SELECT coalesce(sum(cost_usd), 0) FROM {s}.tokenmeter_budget_holds WHERE user_id = 'u2'") <= 1.0m);
+        Assert.Equal((long)allowed, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_budget_holds WHERE user_id = 'u2'"));
+        Assert.True(await h.ScalarAsync<long>("SELECT sum(amount)::bigint FROM {s}.tokenmeter_rate_slots WHERE key = 'requests/u2'") <= 8);
+    }
+
+    [Fact]
+    public async Task Counters_AfterSettlesAndLapsedLeases_TheHeadroomIsFullyBack()
+    {
+        await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString);
+        var store = new PostgresRateLimitStore(h.Context);
+        await h.Budgets.SetUserBudgetAsync(new UserBudget("u1", 1.0m, null));
+        var now = h.Time.GetUtcNow();
+        var checks = Enumerable.Range(0, 5).Select(_ => Check("u1", "requests/u1", now, tokens: 200, cost: 0.2m, requestsLimit: 100, tokensLimit: 1_000)).ToList();
+        foreach (var check in checks)
+        {
+            Assert.True((await store.CheckAsync(check, default)).Budget!.Allowed);
+        }
+
+        var full = await store.CheckAsync(Check("u1", "requests/u1", now, tokens: 1, cost: 0.2m, requestsLimit: 100, tokensLimit: 1_000), default);
+        Assert.Equal(RateLimitKind.Tokens, full.RefusedBy);
+
+        // Three calls used nothing: their holds and token estimates are gone; two are left in flight.
+        await store.SettleAsync(
+            [.. checks.Take(3).Select(c => new HoldSettle(c.Budget!.Id, 0m, 0, [], now.AddMinutes(10), c.Budget.ExpiresAt))],
+            [.. checks.Take(3).Select(c => new EntrySettle(c.Tokens!.Key, c.Tokens.Id, 0, now + Window))],
+            default);
+        var partly = await store.CheckAsync(Check("u1", "requests/u1", now, tokens: 1, cost: 0.5m, requestsLimit: 100, tokensLimit: 1_000), default);
+        Assert.True(partly.Budget!.Allowed);
+        Assert.Equal(0.4m, partly.Budget.ReservedCostUsd);
+
+        // The leases lapse and the window passes: nothing is left counted.
+        h.Time.Advance(TimeSpan.FromMinutes(6));
+        var later = h.Time.GetUtcNow();
+        var fresh = await store.CheckAsync(Check("u1", "requests/u1", later, tokens: 999, cost: 1.0m, requestsLimit: 1, tokensLimit: 1_000), default);
+        Assert.Null(fresh.RefusedBy);
+        Assert.True(fresh.Budget!.Allowed);
+        Assert.Equal((0m, 0m), (fresh.Budget.SpentCostUsd, fresh.Budget.ReservedCostUsd));
+        Assert.Equal(0L, fresh.Rate!.Used);
+        Assert.Equal(1L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_budget_holds"));
+    }
+
+    private static LimitCheck Check(string user, string requestsKey, DateTimeOffset now, long tokens, decimal cost, long requestsLimit = 1, long tokensLimit = 100_000) => new(
+        new RateLimitRequest(UserRateLimiter.TokensKey(user), Guid.CreateVersion7(), now, Window, tokensLimit, tokens, MustFit: false),
         new RateLimitRequest(requestsKey, Guid.CreateVersion7(), now, Window, requestsLimit, 1, MustFit: true),
         new BudgetHoldRequest(Guid.CreateVersion7(), user, Month(now), new BudgetEstimate(cost, tokens), now, now.AddMinutes(5)));
 

@@ -370,6 +370,7 @@ internal static class PostgresSharedLimits
             SELECT (SELECT count(*) FROM dropped) + (SELECT count(*) FROM kept) + (SELECT count(*) FROM moved)
             """;
     }
+}
 
 /// <summary>
 /// Coalesces the checks of one store: a check that arrives while none is in flight goes at once (a
