@@ -11,11 +11,18 @@ namespace TokenMeter.AspNetCore.Export;
 /// <summary>The two usage exports of the admin API: one row per call, and one row per user.</summary>
 internal static class UsageCsv
 {
-    /// <summary>Rows read before each directory lookup and flush.</summary>
+    /// <summary>Rows per page of the summary and statement exports.</summary>
     internal const int ChunkSize = 500;
 
+    /// <summary>
+    /// Rows of the detailed export read before each directory lookup and flush: large enough that the
+    /// reader, the writer and the response's socket hand over to each other rarely (each hand-over wakes
+    /// a thread), small enough that the read-ahead stays a few MiB.
+    /// </summary>
+    internal const int DetailedChunkSize = 2_000;
+
     /// <summary>Chunks the store's reader may run ahead of the writer (bounds the memory of an export).</summary>
-    internal const int ReadAheadChunks = 4;
+    internal const int ReadAheadChunks = 2;
 
     private const int MaxCachedUsers = 10_000;
 
@@ -64,14 +71,14 @@ internal static class UsageCsv
     {
         try
         {
-            var chunk = new List<UsageRecord>(ChunkSize);
+            var chunk = new List<UsageRecord>(DetailedChunkSize);
             await foreach (var record in queries.ExportAsync(query, cancellationToken).ConfigureAwait(false))
             {
                 chunk.Add(record);
-                if (chunk.Count == ChunkSize)
+                if (chunk.Count == DetailedChunkSize)
                 {
                     await chunks.WriteAsync(chunk, cancellationToken).ConfigureAwait(false);
-                    chunk = new List<UsageRecord>(ChunkSize);
+                    chunk = new List<UsageRecord>(DetailedChunkSize);
                 }
             }
 
