@@ -8,9 +8,10 @@ using TokenMeter.Testing.Postgres;
 namespace TokenMeter.Postgres.Tests;
 
 /// <summary>
-/// Migration 0006: every check of a call in one statement (all or nothing for the call), settles
-/// batched into one statement that counts nothing twice when written twice, and the settler that
-/// writes them after the responses.
+/// Migration 0008: every check of a call in one round trip (all or nothing for the call), concurrent
+/// checks in one statement (in arrival order, never past a limit), settles batched into one statement
+/// that counts nothing twice when written twice, counters that give the headroom fully back, and the
+/// settler that writes the settles after the responses.
 /// </summary>
 public sealed class SharedLimitTests(PostgresDatabaseFixture database) : IClassFixture<PostgresDatabaseFixture>
 {
