@@ -13,6 +13,9 @@ internal sealed class PostgresSql
     private const string SumOfSums =
         "sum(calls)::bigint, sum(input_tokens)::bigint, sum(cached_input_tokens)::bigint, sum(output_tokens)::bigint, sum(reasoning_tokens)::bigint, sum(total_tokens)::bigint, sum(cost_usd), sum(cache_write_tokens)::bigint";
 
+    private const string NamedSumOfSums =
+        "sum(calls)::bigint AS calls, sum(input_tokens)::bigint AS input_tokens, sum(cached_input_tokens)::bigint AS cached_input_tokens, sum(output_tokens)::bigint AS output_tokens, sum(reasoning_tokens)::bigint AS reasoning_tokens, sum(total_tokens)::bigint AS total_tokens, sum(cost_usd) AS cost_usd, sum(cache_write_tokens)::bigint AS cache_write_tokens";
+
     /// <summary>The columns of <c>usage_pending</c> in COPY order (see <see cref="CopyPending"/>).</summary>
     public const string PendingColumns = $"user_id, day, endpoint, model, {Sums}, first_at, last_at";
 
@@ -32,68 +35,75 @@ internal sealed class PostgresSql
         // A batch holding replays: through the staging table, inserting only the rows not yet stored.
         Ingest = IngestFrom(quoted, $"pg_temp.{staging}");
 
-        // Every rollup from the pending rows. Each upsert runs in key order, and the fold is the only
-        // writer of the rollups (one fold at a time, under its advisory lock). A re-pricing's pending
-        // rows carry no call times (null first_at/last_at): a user's total row exists by then, and
-        // least/greatest with ±infinity keep its times (NOT NULL is checked before the conflict).
+        // Every rollup from the pending rows. Each grain is summed from the finest one it derives from
+        // (user×endpoint×model by month, then all-time; user by day, then month, then all-time;
+        // endpoint×model by day, then month), which sums far fewer rows than grouping the pending rows
+        // once per rollup. The fold is the only writer of the rollups (one fold at a time, under its
+        // advisory lock), so the upserts need no particular order. A re-pricing's pending rows carry no
+        // call times (null first_at/last_at): a user's total row exists by then, and least/greatest
+        // with ±infinity keep its times (NOT NULL is checked before the conflict).
         Fold = $"""
             WITH moved AS (
                 DELETE FROM {quoted}.usage_pending RETURNING {PendingColumns}
             ),
-            g AS (
-                SELECT user_id, day, endpoint, model,
-                       sum(calls)::bigint AS calls, sum(input_tokens)::bigint AS input_tokens, sum(cached_input_tokens)::bigint AS cached_input_tokens,
-                       sum(output_tokens)::bigint AS output_tokens, sum(reasoning_tokens)::bigint AS reasoning_tokens, sum(total_tokens)::bigint AS total_tokens,
-                       sum(cost_usd) AS cost_usd, sum(cache_write_tokens)::bigint AS cache_write_tokens, min(first_at) AS first_at, max(last_at) AS last_at
-                FROM moved
-                GROUP BY 1, 2, 3, 4
+            uem_g AS (
+                SELECT user_id, date_trunc('month', day)::date AS month, endpoint, model, {NamedSumOfSums} FROM moved WHERE user_id IS NOT NULL GROUP BY 1, 2, 3, 4
             ),
             uem AS (
                 INSERT INTO {quoted}.usage_user_endpoint_month AS t (user_id, month, endpoint, model, {Sums})
-                SELECT user_id, date_trunc('month', day)::date, endpoint, model, {SumOfSums} FROM g WHERE user_id IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+                SELECT user_id, month, endpoint, model, {Sums} FROM uem_g
                 ON CONFLICT (user_id, month, endpoint, model) DO UPDATE SET {AddSums}
             ),
             uet AS (
                 INSERT INTO {quoted}.usage_user_endpoint_total AS t (user_id, endpoint, model, {Sums})
-                SELECT user_id, endpoint, model, {SumOfSums} FROM g WHERE user_id IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+                SELECT user_id, endpoint, model, {SumOfSums} FROM uem_g GROUP BY 1, 2, 3
                 ON CONFLICT (user_id, endpoint, model) DO UPDATE SET {AddSums}
+            ),
+            ud_g AS (
+                SELECT user_id, day, {NamedSumOfSums}, min(first_at) AS first_at, max(last_at) AS last_at FROM moved WHERE user_id IS NOT NULL GROUP BY 1, 2
             ),
             ud AS (
                 INSERT INTO {quoted}.usage_user_day AS t (user_id, day, {Sums})
-                SELECT user_id, day, {SumOfSums} FROM g WHERE user_id IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2
+                SELECT user_id, day, {Sums} FROM ud_g
                 ON CONFLICT (user_id, day) DO UPDATE SET {AddSums}
                 RETURNING t.day, (t.xmax = 0) AS inserted
             ),
+            um_g AS (
+                SELECT user_id, date_trunc('month', day)::date AS month, {NamedSumOfSums}, min(first_at) AS first_at, max(last_at) AS last_at FROM ud_g GROUP BY 1, 2
+            ),
             um AS (
                 INSERT INTO {quoted}.usage_user_month AS t (user_id, month, {Sums})
-                SELECT user_id, date_trunc('month', day)::date, {SumOfSums} FROM g WHERE user_id IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2
+                SELECT user_id, month, {Sums} FROM um_g
                 ON CONFLICT (user_id, month) DO UPDATE SET {AddSums}
                 RETURNING t.month, (t.xmax = 0) AS inserted
             ),
             ut AS (
                 INSERT INTO {quoted}.usage_user_total AS t (user_id, {Sums}, first_call_at, last_call_at)
-                SELECT user_id, {SumOfSums}, coalesce(min(first_at), 'infinity'), coalesce(max(last_at), '-infinity') FROM g WHERE user_id IS NOT NULL GROUP BY 1 ORDER BY 1
+                SELECT user_id, {SumOfSums}, coalesce(min(first_at), 'infinity'), coalesce(max(last_at), '-infinity') FROM um_g GROUP BY 1
                 ON CONFLICT (user_id) DO UPDATE SET {AddSums},
                     first_call_at = least(t.first_call_at, excluded.first_call_at), last_call_at = greatest(t.last_call_at, excluded.last_call_at)
             ),
+            ed_g AS (
+                SELECT day, endpoint, model, {NamedSumOfSums} FROM moved GROUP BY 1, 2, 3
+            ),
             ed AS (
                 INSERT INTO {quoted}.usage_endpoint_day AS t (day, endpoint, model, {Sums})
-                SELECT day, endpoint, model, {SumOfSums} FROM g GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+                SELECT day, endpoint, model, {Sums} FROM ed_g
                 ON CONFLICT (day, endpoint, model) DO UPDATE SET {AddSums}
             ),
             em AS (
                 INSERT INTO {quoted}.usage_endpoint_month AS t (month, endpoint, model, {Sums})
-                SELECT date_trunc('month', day)::date, endpoint, model, {SumOfSums} FROM g GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+                SELECT date_trunc('month', day)::date, endpoint, model, {SumOfSums} FROM ed_g GROUP BY 1, 2, 3
                 ON CONFLICT (month, endpoint, model) DO UPDATE SET {AddSums}
             ),
             ad AS (
                 INSERT INTO {quoted}.usage_active_day AS t (day, active_users)
-                SELECT day, count(*) FROM ud WHERE inserted GROUP BY 1 ORDER BY 1
+                SELECT day, count(*) FROM ud WHERE inserted GROUP BY 1
                 ON CONFLICT (day) DO UPDATE SET active_users = t.active_users + excluded.active_users
             ),
             am AS (
                 INSERT INTO {quoted}.usage_active_month AS t (month, active_users)
-                SELECT month, count(*) FROM um WHERE inserted GROUP BY 1 ORDER BY 1
+                SELECT month, count(*) FROM um WHERE inserted GROUP BY 1
                 ON CONFLICT (month) DO UPDATE SET active_users = t.active_users + excluded.active_users
             )
             SELECT count(*)::bigint FROM moved
