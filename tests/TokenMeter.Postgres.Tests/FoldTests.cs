@@ -2,6 +2,7 @@ using Npgsql;
 using TokenMeter.Postgres.Repricing;
 using TokenMeter.Querying;
 using TokenMeter.Repricing;
+using TokenMeter.Storage;
 using TokenMeter.Testing.Postgres;
 
 namespace TokenMeter.Postgres.Tests;
@@ -171,6 +172,28 @@ public sealed class FoldTests(PostgresDatabaseFixture database) : IClassFixture<
                 .ToDictionary(g => g.Key, g => UsageFigures.Sum(g.Select(UsageFigures.Of)));
             Assert.Equal(expected, detail!.ByEndpoint.ToDictionary(e => (e.Endpoint, e.Model), e => e.Figures));
             Assert.Equal(detail.Summary.Figures, UsageFigures.Sum(detail.ByEndpoint.Select(e => e.Figures)));
+        }
+
+        // Every other read equals the in-memory store's over the same records (folded and pending rows mixed).
+        var reference = new InMemoryUsageStore();
+        await reference.AppendAsync(records);
+        Assert.Equal(await reference.GetStatsAsync(Today), await h.Queries.GetStatsAsync(Today));
+        foreach (var sort in Enum.GetValues<UserSummarySort>())
+        {
+            var query = new UserSummaryQuery(sort, SortOrder.Descending, 500, 0);
+            var (want, got) = (await reference.GetUserSummariesAsync(query), await h.Queries.GetUserSummariesAsync(query));
+            Assert.Equal(want.Total, got.Total);
+            Assert.Equal(want.Items, got.Items);
+        }
+
+        Assert.Equal(await reference.GetEndpointUsageAsync(), await h.Queries.GetEndpointUsageAsync());
+        Assert.Equal(await reference.GetDailyUsageAsync(Today.AddDays(-120), Today), await h.Queries.GetDailyUsageAsync(Today.AddDays(-120), Today));
+        Assert.Equal(await reference.GetMonthlyUsageAsync(Today.AddMonths(-6), Today), await h.Queries.GetMonthlyUsageAsync(Today.AddMonths(-6), Today));
+        Assert.Equal(await reference.GetUserDailyUsageAsync(Today.AddDays(-120), Today), await h.Queries.GetUserDailyUsageAsync(Today.AddDays(-120), Today));
+        foreach (var user in withUser.Select(r => r.UserId!).Distinct())
+        {
+            Assert.Equal(await reference.GetUserTotalsAsync(user, Today.AddDays(-40), Today), await h.Queries.GetUserTotalsAsync(user, Today.AddDays(-40), Today));
+            Assert.Equal(await reference.GetUserDailyUsageAsync(Today.AddDays(-120), Today, user), await h.Queries.GetUserDailyUsageAsync(Today.AddDays(-120), Today, user));
         }
 
         // Whole months, a range with edge days, one user, one day.
