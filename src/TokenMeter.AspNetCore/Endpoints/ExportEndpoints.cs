@@ -57,7 +57,7 @@ internal static class ExportEndpoints
         var query = new UsageExportQuery(from, to, userId);
         return new CsvExportResult(
             $"usage_detailed_{Stamp(context)}.csv",
-            (csv, ctx, ct) => UsageCsv.WriteDetailedAsync(csv, ctx, query, ct));
+            (Utf8CsvWriter csv, HttpContext ctx, CancellationToken ct) => UsageCsv.WriteDetailedAsync(csv, ctx, query, ct));
     }
 
     private static CsvExportResult GetSummary(HttpContext context)

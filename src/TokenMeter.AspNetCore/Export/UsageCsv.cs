@@ -11,11 +11,18 @@ namespace TokenMeter.AspNetCore.Export;
 /// <summary>The two usage exports of the admin API: one row per call, and one row per user.</summary>
 internal static class UsageCsv
 {
-    /// <summary>Rows read before each directory lookup and flush.</summary>
+    /// <summary>Rows per page of the summary and statement exports.</summary>
     internal const int ChunkSize = 500;
 
+    /// <summary>
+    /// Rows of the detailed export read before each directory lookup and flush: large enough that the
+    /// reader, the writer and the response's socket hand over to each other rarely (each hand-over wakes
+    /// a thread), small enough that the read-ahead stays a few MiB.
+    /// </summary>
+    internal const int DetailedChunkSize = 2_000;
+
     /// <summary>Chunks the store's reader may run ahead of the writer (bounds the memory of an export).</summary>
-    internal const int ReadAheadChunks = 4;
+    internal const int ReadAheadChunks = 2;
 
     private const int MaxCachedUsers = 10_000;
 
@@ -34,12 +41,11 @@ internal static class UsageCsv
         "lastCallAt", "cachedInputTokens", "cacheWriteTokens", "reasoningTokens",
     ];
 
-    public static async Task WriteDetailedAsync(CsvWriter csv, HttpContext context, UsageExportQuery query, CancellationToken cancellationToken)
+    public static async Task WriteDetailedAsync(Utf8CsvWriter csv, HttpContext context, UsageExportQuery query, CancellationToken cancellationToken)
     {
         var queries = context.RequestServices.GetRequiredService<IUsageQueries>();
         var directory = context.RequestServices.GetService<IUserDirectory>();
-        var users = new Dictionary<string, UserDirectoryEntry?>(StringComparer.Ordinal);
-        var metadata = new Dictionary<IReadOnlyDictionary<string, string>, string>(ReferenceEqualityComparer.Instance);
+        var cells = new DetailedCells(csv, directory);
         csv.WriteHeader(DetailedHeader);
 
         // The store's reader runs on its own task, a few chunks ahead of the writer: reading rows and
@@ -51,7 +57,7 @@ internal static class UsageCsv
         {
             await foreach (var chunk in chunks.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
             {
-                await WriteChunkAsync(csv, chunk, directory, users, metadata, cancellationToken).ConfigureAwait(false);
+                await cells.WriteChunkAsync(chunk, cancellationToken).ConfigureAwait(false);
             }
         }
         finally
@@ -65,14 +71,14 @@ internal static class UsageCsv
     {
         try
         {
-            var chunk = new List<UsageRecord>(ChunkSize);
+            var chunk = new List<UsageRecord>(DetailedChunkSize);
             await foreach (var record in queries.ExportAsync(query, cancellationToken).ConfigureAwait(false))
             {
                 chunk.Add(record);
-                if (chunk.Count == ChunkSize)
+                if (chunk.Count == DetailedChunkSize)
                 {
                     await chunks.WriteAsync(chunk, cancellationToken).ConfigureAwait(false);
-                    chunk = new List<UsageRecord>(ChunkSize);
+                    chunk = new List<UsageRecord>(DetailedChunkSize);
                 }
             }
 
@@ -130,112 +136,131 @@ internal static class UsageCsv
         }
     }
 
-    private static async Task WriteChunkAsync(
-        CsvWriter csv,
-        List<UsageRecord> chunk,
-        IUserDirectory? directory,
-        Dictionary<string, UserDirectoryEntry?> users,
-        Dictionary<IReadOnlyDictionary<string, string>, string> metadata,
-        CancellationToken cancellationToken)
-    {
-        if (chunk.Count == 0)
-        {
-            return;
-        }
-
-        if (directory is not null)
-        {
-            var missing = chunk.Where(r => r.UserId is not null && !users.ContainsKey(r.UserId)).Select(r => r.UserId!).Distinct(StringComparer.Ordinal).ToArray();
-            if (missing.Length > 0)
-            {
-                if (users.Count + missing.Length > MaxCachedUsers)
-                {
-                    users.Clear();
-                }
-
-                var found = await directory.GetUsersAsync(missing, cancellationToken).ConfigureAwait(false);
-                foreach (var id in missing)
-                {
-                    users[id] = found.TryGetValue(id, out var entry) ? entry : null;
-                }
-            }
-        }
-
-        var cell = new byte[CsvCells.MaxLength];
-        foreach (var r in chunk)
-        {
-            UserDirectoryEntry? user = null;
-            if (r.UserId is not null)
-            {
-                users.TryGetValue(r.UserId, out user);
-            }
-
-            csv.WriteField(r.Id, default);
-            if (CsvCells.TryFormatUtcTimestamp(r.CreatedAt, cell, out var written))
-            {
-                csv.WriteField(cell.AsSpan(0, written));
-            }
-            else
-            {
-                csv.WriteField(r.CreatedAt, default);
-            }
-
-            csv.WriteField(r.UserId);
-            csv.WriteField(user?.Username);
-            csv.WriteField(user?.Email);
-            csv.WriteField(r.Endpoint);
-            csv.WriteField(r.Model ?? r.RequestModel);
-            csv.WriteField(r.InputTokens, default);
-            csv.WriteField(r.CachedInputTokens, default);
-            csv.WriteField(r.CacheWriteTokens, default);
-            csv.WriteField(r.OutputTokens, default);
-            csv.WriteField(r.ReasoningTokens, default);
-            csv.WriteField(r.TotalTokens, default);
-            csv.WriteField(r.CostUsd, default);
-            csv.WriteField(UsageStatusNames.GetName(r.Status));
-            csv.WriteField(r.SessionId);
-            csv.WriteField(r.ProblemId);
-            csv.WriteField(r.Tags is { Count: > 0 } tags ? MetadataJson(tags, metadata) : null);
-            csv.WriteField(r.Operation);
-            csv.WriteField(r.RequestModel);
-            if (CsvCells.TryFormatThousandths(r.DurationMs, cell, out written))
-            {
-                csv.WriteField(cell.AsSpan(0, written));
-            }
-            else
-            {
-                csv.WriteField(Math.Round(r.DurationMs, 3), default);
-            }
-
-            csv.WriteField(r.HttpStatus, default);
-            csv.WriteField(r.Streaming);
-            csv.WriteField(CostSourceNames.Of(CostSourceNames.Effective(r)));
-            csv.WriteField(r.PriceId);
-            await csv.EndRecordAsync(cancellationToken).ConfigureAwait(false);
-        }
-
-        await csv.FlushAsync(cancellationToken).ConfigureAwait(false);
-    }
-
     /// <summary>
-    /// The metadata cell: the tags as JSON, serialized once per dictionary instance (a store may hand
-    /// out one shared, read-only dictionary for every row with the same tags).
+    /// The detailed export's rows. The cells repeated on many rows are encoded once per export: the
+    /// user's name and email per user (looked up in the directory once per chunk for the users not seen
+    /// yet), the metadata JSON per tags dictionary (a store may hand out one shared, read-only
+    /// dictionary for every row with the same tags).
     /// </summary>
-    private static string MetadataJson(IReadOnlyDictionary<string, string> tags, Dictionary<IReadOnlyDictionary<string, string>, string> cache)
+    private sealed class DetailedCells(Utf8CsvWriter csv, IUserDirectory? directory)
     {
-        if (cache.TryGetValue(tags, out var json))
+        private readonly Dictionary<string, (byte[] Username, byte[] Email)> _users = new(StringComparer.Ordinal);
+        private readonly Dictionary<IReadOnlyDictionary<string, string>, byte[]> _metadata = new(ReferenceEqualityComparer.Instance);
+
+        public async ValueTask WriteChunkAsync(List<UsageRecord> chunk, CancellationToken cancellationToken)
         {
-            return json;
+            if (chunk.Count == 0)
+            {
+                return;
+            }
+
+            if (directory is not null)
+            {
+                await LookUpUsersAsync(chunk, directory, cancellationToken).ConfigureAwait(false);
+            }
+
+            foreach (var r in chunk)
+            {
+                WriteRow(r);
+            }
+
+            await csv.FlushAsync(cancellationToken).ConfigureAwait(false);
         }
 
-        if (cache.Count >= MaxCachedMetadata)
+        private void WriteRow(UsageRecord r)
         {
-            cache.Clear();
+            csv.WriteGuid(r.Id);
+            csv.WriteTimestamp(r.CreatedAt);
+            csv.WriteText(r.UserId);
+            if (r.UserId is not null && _users.TryGetValue(r.UserId, out var user))
+            {
+                csv.WriteEncoded(user.Username);
+                csv.WriteEncoded(user.Email);
+            }
+            else
+            {
+                csv.WriteText(null);
+                csv.WriteText(null);
+            }
+
+            csv.WriteText(r.Endpoint);
+            csv.WriteText(r.Model ?? r.RequestModel);
+            csv.WriteInt64(r.InputTokens);
+            csv.WriteInt64(r.CachedInputTokens);
+            csv.WriteInt64(r.CacheWriteTokens);
+            csv.WriteInt64(r.OutputTokens);
+            csv.WriteInt64(r.ReasoningTokens);
+            csv.WriteInt64(r.TotalTokens);
+            csv.WriteDecimal(r.CostUsd);
+            csv.WriteText(UsageStatusNames.GetName(r.Status));
+            csv.WriteText(r.SessionId);
+            csv.WriteText(r.ProblemId);
+            if (r.Tags is { Count: > 0 } tags)
+            {
+                csv.WriteEncoded(Metadata(tags));
+            }
+            else
+            {
+                csv.WriteText(null);
+            }
+
+            csv.WriteText(r.Operation);
+            csv.WriteText(r.RequestModel);
+            csv.WriteThousandths(r.DurationMs);
+            csv.WriteInt32(r.HttpStatus);
+            csv.WriteBoolean(r.Streaming);
+            csv.WriteText(CostSourceNames.Of(CostSourceNames.Effective(r)));
+            csv.WriteText(r.PriceId);
+            csv.EndRow();
         }
 
-        json = JsonSerializer.Serialize(tags);
-        cache[tags] = json;
-        return json;
+        private async ValueTask LookUpUsersAsync(List<UsageRecord> chunk, IUserDirectory directory, CancellationToken cancellationToken)
+        {
+            HashSet<string>? missing = null;
+            foreach (var r in chunk)
+            {
+                if (r.UserId is { } id && !_users.ContainsKey(id))
+                {
+                    (missing ??= new HashSet<string>(StringComparer.Ordinal)).Add(id);
+                }
+            }
+
+            if (missing is null)
+            {
+                return;
+            }
+
+            if (_users.Count + missing.Count > MaxCachedUsers)
+            {
+                _users.Clear();
+            }
+
+            var found = await directory.GetUsersAsync(missing, cancellationToken).ConfigureAwait(false);
+            foreach (var id in missing)
+            {
+                _users[id] = found.TryGetValue(id, out var entry) && entry is not null
+                    ? (csv.Encode(entry.Username), csv.Encode(entry.Email))
+                    : ([], []);
+            }
+        }
+
+        /// <summary>The metadata cell: the tags as JSON, serialized and encoded once per dictionary instance.</summary>
+        private byte[] Metadata(IReadOnlyDictionary<string, string> tags)
+        {
+            if (_metadata.TryGetValue(tags, out var cell))
+            {
+                return cell;
+            }
+
+            if (_metadata.Count >= MaxCachedMetadata)
+            {
+                _metadata.Clear();
+            }
+
+            cell = csv.Encode(JsonSerializer.Serialize(tags));
+            _metadata[tags] = cell;
+            return cell;
+        }
     }
 
     private static void WriteTimestamp(CsvWriter csv, DateTimeOffset? value)

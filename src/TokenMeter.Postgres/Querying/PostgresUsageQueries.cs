@@ -514,7 +514,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
         var metadata = NullableString(reader, 23);
         var cacheWrite = reader.GetInt64(24);
         var source = NullableString(reader, 25);
-        var record = new UsageRecord
+        return new UsageRecord
         {
             Id = id,
             CreatedAt = createdAt,
@@ -541,10 +541,11 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
             ProblemId = problem,
             Tags = metadata is null ? null : tags is null ? ParseTags(metadata) : tags.Get(metadata),
             CacheWriteTokens = cacheWrite,
-        };
 
-        // Rows stored before cost sources existed have none: derived from the cost and status.
-        return record with { CostSource = CostSourceNames.Parse(source) ?? CostSourceNames.Effective(record) };
+            // Rows stored before cost sources existed have none: what CostSourceNames.Effective makes of a
+            // record without one (unpriced without a cost, else reported).
+            CostSource = CostSourceNames.Parse(source) ?? (cost is null ? CostSource.Unpriced : CostSource.Reported),
+        };
     }
 
     private static Dictionary<string, string>? ParseTags(string metadata) => JsonSerializer.Deserialize(metadata, PostgresJsonContext.Default.DictionaryStringString);

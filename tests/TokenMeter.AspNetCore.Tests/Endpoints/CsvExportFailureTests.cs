@@ -3,6 +3,7 @@ using System.Net;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Testing;
+using TokenMeter.AspNetCore.Export;
 using TokenMeter.AspNetCore.Tests.Hosting;
 
 namespace TokenMeter.AspNetCore.Tests.Endpoints;
@@ -23,7 +24,8 @@ public sealed class CsvExportFailureTests
             b.Services.AddSingleton<IUserDirectory>(new FailingDirectory(failOnLookup: 3, new InvalidOperationException("directory broke")));
             b.Logging.AddProvider(new FakeLoggerProvider(logs));
         });
-        await app.SeedAsync(Enumerable.Range(0, 1600).Select(i => TestApp.Record(i.ToString(CultureInfo.InvariantCulture), 0.001m, at: TestApp.Now.AddSeconds(-i))).ToArray());
+        // Three chunks of rows, each with users not seen yet: the directory fails on the third chunk's lookup.
+        await app.SeedAsync(Enumerable.Range(0, (2 * UsageCsv.DetailedChunkSize) + 600).Select(i => TestApp.Record(i.ToString(CultureInfo.InvariantCulture), 0.001m, at: TestApp.Now.AddSeconds(-i))).ToArray());
 
         using var response = await app.Admin().GetAsync("/api/usage/export", HttpCompletionOption.ResponseHeadersRead);
 

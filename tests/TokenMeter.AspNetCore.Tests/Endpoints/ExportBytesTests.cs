@@ -1,5 +1,6 @@
 using System.Text;
 using Microsoft.Extensions.DependencyInjection;
+using TokenMeter.AspNetCore.Export;
 using TokenMeter.AspNetCore.Tests.Hosting;
 using TokenMeter.Querying;
 using TokenMeter.Testing.Postgres;
@@ -106,7 +107,8 @@ public abstract class ExportBytesTestsBase : StoreTestBase
     [Fact]
     public async Task Detailed_AStoreFailureMidwayFailsTheResponse_NotATruncatedFile()
     {
-        await using var app = await StartAsync(configure: b => b.Services.AddSingleton<IUsageQueries>(new FailingExport(1_234)));
+        // Two chunks of rows are written and flushed, then the store fails in the third.
+        await using var app = await StartAsync(configure: b => b.Services.AddSingleton<IUsageQueries>(new FailingExport((2 * UsageCsv.DetailedChunkSize) + 234)));
 
         // The headers are sent before the failure; the body must then break, not end as if complete.
         using var response = await app.Admin().GetAsync("/api/usage/export", HttpCompletionOption.ResponseHeadersRead);
