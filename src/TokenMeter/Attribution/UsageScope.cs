@@ -26,6 +26,11 @@ public sealed class UsageScope : IDisposable
     // Calls whose records are built off the caller's thread (see IPendingUsage): added to the
     // totals when these are read, or once the writer has built them.
     private List<IPendingUsage>? _pending;
+
+    // The pending count at which the next add folds in the resolved calls: doubled past what a fold
+    // had to keep (calls the writer has not taken yet), so adding stays O(1) amortized however far
+    // behind the writer's batches are, instead of rescanning the unresolved calls on every add.
+    private int _foldAt = PendingFoldThreshold;
     private bool _disposed;
 
     private UsageScope(UsageScope? parent, UsageContext context)
@@ -58,6 +63,7 @@ public sealed class UsageScope : IDisposable
                     }
 
                     pending.Clear();
+                    _foldAt = PendingFoldThreshold;
                 }
 
                 return _totals;
@@ -103,9 +109,10 @@ public sealed class UsageScope : IDisposable
 
                 // A scope that lives long and is never read must not hold every call: fold in the
                 // ones the writer has already built (no building here, only adding).
-                if (pending.Count >= PendingFoldThreshold)
+                if (pending.Count >= scope._foldAt)
                 {
                     scope.FoldResolved(pending);
+                    scope._foldAt = Math.Max(PendingFoldThreshold, pending.Count * 2);
                 }
 
                 pending.Add(usage);
