@@ -46,15 +46,15 @@ public sealed class PostgresStoreOptions
     public TimeSpan MaintenanceInterval { get; set; } = TimeSpan.FromHours(1);
 
     /// <summary>
-    /// How many records an instance stores between two folds of the pending user×endpoint×model sums
-    /// into their rollups (a fold runs in the background; queries count the pending sums, so figures
+    /// How many records an instance stores between two folds of the pending sums
+    /// into the rollups (a fold runs in the background; queries count the pending sums, so figures
     /// are exact either way). Larger folds cost less per record but leave more pending rows for the
-    /// queries of those rollups to add. Default 50,000.
+    /// queries to add. Default 50,000.
     /// </summary>
     [Range(1, 10_000_000)]
     public int FoldEveryRecords { get; set; } = 50_000;
 
-    /// <summary>How often the pending user×endpoint×model sums are folded however few records came in. Default 10 seconds.</summary>
+    /// <summary>How often the pending sums are folded however few records came in. Default 10 seconds.</summary>
     [Range(typeof(TimeSpan), "00:00:00.010", "01:00:00")]
     public TimeSpan FoldInterval { get; set; } = TimeSpan.FromSeconds(10);
 }

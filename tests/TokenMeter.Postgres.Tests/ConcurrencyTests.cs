@@ -51,12 +51,11 @@ public sealed class ConcurrencyTests(PostgresDatabaseFixture database) : IClassF
         Assert.Equal(stored.Sum(), raw);
         Assert.True(raw > 1000, $"only {raw} records in {duration}");
         await h.FoldAsync();
-        Assert.Equal(0L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_user_endpoint_pending"));
+        Assert.Equal(0L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_pending"));
 
         // Each rollup equals the same GROUP BY over the raw table.
         string[] checks =
         [
-            "SELECT user_id, (created_at AT TIME ZONE 'UTC')::date, endpoint, model, count(*), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), sum(reasoning_tokens), sum(total_tokens), coalesce(sum(cost_usd), 0) FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1, 2, 3, 4 EXCEPT SELECT user_id, day, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd FROM {s}.usage_user_endpoint_day",
             "SELECT user_id, date_trunc('month', created_at AT TIME ZONE 'UTC')::date, endpoint, model, count(*), sum(total_tokens), coalesce(sum(cost_usd), 0) FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1, 2, 3, 4 EXCEPT SELECT user_id, month, endpoint, model, calls, total_tokens, cost_usd FROM {s}.usage_user_endpoint_month",
             UserEndpointTotalMinusRaw,
             RawMinusUserEndpointTotal,
@@ -74,7 +73,7 @@ public sealed class ConcurrencyTests(PostgresDatabaseFixture database) : IClassF
         }
 
         // And the row counts match too (EXCEPT alone would miss extra rollup rows).
-        Assert.Equal(await h.ScalarAsync<long>("SELECT count(*) FROM (SELECT DISTINCT user_id, (created_at AT TIME ZONE 'UTC')::date, endpoint, model FROM {s}.user_api_usage WHERE user_id IS NOT NULL) x"), await h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_user_endpoint_day"));
+        Assert.Equal(await h.ScalarAsync<long>("SELECT count(*) FROM (SELECT DISTINCT user_id, date_trunc('month', created_at AT TIME ZONE 'UTC')::date, endpoint, model FROM {s}.user_api_usage WHERE user_id IS NOT NULL) x"), await h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_user_endpoint_month"));
         Assert.Equal(raw, (await h.Queries.GetStatsAsync(new DateOnly(2026, 11, 1))).Figures.Calls);
     }
 

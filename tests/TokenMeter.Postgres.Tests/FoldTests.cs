@@ -2,14 +2,15 @@ using Npgsql;
 using TokenMeter.Postgres.Repricing;
 using TokenMeter.Querying;
 using TokenMeter.Repricing;
+using TokenMeter.Storage;
 using TokenMeter.Testing.Postgres;
 
 namespace TokenMeter.Postgres.Tests;
 
 /// <summary>
-/// The user×endpoint×model rollups are folded from a pending table (migration 0007): every read of
-/// them is exact before and after a fold, a fold counts each pending row once whoever runs it, and
-/// nothing appended is lost when a fold dies.
+/// Every rollup is folded from a pending table (migrations 0007 and 0008): every read is exact before
+/// and after a fold, a fold counts each pending row once whoever runs it, and nothing appended is
+/// lost when a fold dies.
 /// </summary>
 public sealed class FoldTests(PostgresDatabaseFixture database) : IClassFixture<PostgresDatabaseFixture>
 {
@@ -157,7 +158,7 @@ public sealed class FoldTests(PostgresDatabaseFixture database) : IClassFixture<
             cost: random.Next(8) == 0 ? null : random.Next(1, 100_000) / 10_000_000m,
             cached: random.Next(0, 50)))];
 
-    private static Task<long> PendingAsync(PostgresStoreHarness h) => h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_user_endpoint_pending");
+    private static Task<long> PendingAsync(PostgresStoreHarness h) => h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_pending");
 
     /// <summary>Each read of the user×endpoint×model rollups equals the same sums over <paramref name="records"/>.</summary>
     private static async Task AssertExactAsync(PostgresStoreHarness h, UsageRecord[] records)
@@ -171,6 +172,28 @@ public sealed class FoldTests(PostgresDatabaseFixture database) : IClassFixture<
                 .ToDictionary(g => g.Key, g => UsageFigures.Sum(g.Select(UsageFigures.Of)));
             Assert.Equal(expected, detail!.ByEndpoint.ToDictionary(e => (e.Endpoint, e.Model), e => e.Figures));
             Assert.Equal(detail.Summary.Figures, UsageFigures.Sum(detail.ByEndpoint.Select(e => e.Figures)));
+        }
+
+        // Every other read equals the in-memory store's over the same records (folded and pending rows mixed).
+        var reference = new InMemoryUsageStore();
+        await reference.AppendAsync(records);
+        Assert.Equal(await reference.GetStatsAsync(Today), await h.Queries.GetStatsAsync(Today));
+        foreach (var sort in Enum.GetValues<UserSummarySort>())
+        {
+            var query = new UserSummaryQuery(sort, SortOrder.Descending, 500, 0);
+            var (want, got) = (await reference.GetUserSummariesAsync(query), await h.Queries.GetUserSummariesAsync(query));
+            Assert.Equal(want.Total, got.Total);
+            Assert.Equal(want.Items, got.Items);
+        }
+
+        Assert.Equal(await reference.GetEndpointUsageAsync(), await h.Queries.GetEndpointUsageAsync());
+        Assert.Equal(await reference.GetDailyUsageAsync(Today.AddDays(-120), Today), await h.Queries.GetDailyUsageAsync(Today.AddDays(-120), Today));
+        Assert.Equal(await reference.GetMonthlyUsageAsync(Today.AddMonths(-6), Today), await h.Queries.GetMonthlyUsageAsync(Today.AddMonths(-6), Today));
+        Assert.Equal(await reference.GetUserDailyUsageAsync(Today.AddDays(-120), Today), await h.Queries.GetUserDailyUsageAsync(Today.AddDays(-120), Today));
+        foreach (var user in withUser.Select(r => r.UserId!).Distinct())
+        {
+            Assert.Equal(await reference.GetUserTotalsAsync(user, Today.AddDays(-40), Today), await h.Queries.GetUserTotalsAsync(user, Today.AddDays(-40), Today));
+            Assert.Equal(await reference.GetUserDailyUsageAsync(Today.AddDays(-120), Today, user), await h.Queries.GetUserDailyUsageAsync(Today.AddDays(-120), Today, user));
         }
 
         // Whole months, a range with edge days, one user, one day.
@@ -199,22 +222,43 @@ public sealed class FoldTests(PostgresDatabaseFixture database) : IClassFixture<
 
     private const string RawSums = "count(*), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), sum(reasoning_tokens), sum(total_tokens), coalesce(sum(cost_usd), 0), sum(cache_write_tokens)";
 
-    /// <summary>After a fold, the three rollup tables hold exactly one row per group of the raw records, with their sums.</summary>
+    /// <summary>After a fold, every rollup table holds exactly one row per group of the raw records, with their sums.</summary>
     private static async Task AssertRollupsEqualRawAsync(PostgresStoreHarness h)
     {
-        (string Table, string Key, string RawKey)[] grains =
+        const string Day = "(created_at AT TIME ZONE 'UTC')::date";
+        const string Month = "date_trunc('month', created_at AT TIME ZONE 'UTC')::date";
+        (string Table, string Key, string RawKey, string Where)[] grains =
         [
-            ("usage_user_endpoint_day", "user_id, day, endpoint, model", "user_id, (created_at AT TIME ZONE 'UTC')::date, endpoint, model"),
-            ("usage_user_endpoint_month", "user_id, month, endpoint, model", "user_id, date_trunc('month', created_at AT TIME ZONE 'UTC')::date, endpoint, model"),
-            ("usage_user_endpoint_total", "user_id, endpoint, model", "user_id, endpoint, model"),
+            ("usage_user_endpoint_month", "user_id, month, endpoint, model", $"user_id, {Month}, endpoint, model", "WHERE user_id IS NOT NULL"),
+            ("usage_user_endpoint_total", "user_id, endpoint, model", "user_id, endpoint, model", "WHERE user_id IS NOT NULL"),
+            ("usage_user_day", "user_id, day", $"user_id, {Day}", "WHERE user_id IS NOT NULL"),
+            ("usage_user_month", "user_id, month", $"user_id, {Month}", "WHERE user_id IS NOT NULL"),
+            ("usage_user_total", "user_id", "user_id", "WHERE user_id IS NOT NULL"),
+            ("usage_endpoint_day", "day, endpoint, model", $"{Day}, endpoint, model", string.Empty),
+            ("usage_endpoint_month", "month, endpoint, model", $"{Month}, endpoint, model", string.Empty),
         ];
-        foreach (var (table, key, rawKey) in grains)
+        foreach (var (table, key, rawKey, where) in grains)
         {
-            var raw = $"SELECT {rawKey}, {RawSums} FROM {{s}}.user_api_usage WHERE user_id IS NOT NULL GROUP BY {rawKey}";
+            var raw = $"SELECT {rawKey}, {RawSums} FROM {{s}}.user_api_usage {where} GROUP BY {rawKey}";
             var rollup = $"SELECT {key}, {Sums} FROM {{s}}.{table}";
             Assert.Equal(0L, await h.ScalarAsync<long>($"SELECT count(*) FROM ({raw} EXCEPT {rollup}) x"));
             Assert.Equal(0L, await h.ScalarAsync<long>($"SELECT count(*) FROM ({rollup} EXCEPT {raw}) x"));
             Assert.Equal(await h.ScalarAsync<long>($"SELECT count(*) FROM ({raw}) x"), await h.ScalarAsync<long>($"SELECT count(*) FROM {{s}}.{table}"));
         }
+
+        (string Table, string Key, string RawKey)[] active =
+        [
+            ("usage_active_day", "day", Day),
+            ("usage_active_month", "month", Month),
+        ];
+        foreach (var (table, key, rawKey) in active)
+        {
+            var raw = $"SELECT {rawKey}, count(DISTINCT user_id) FROM {{s}}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1";
+            var rollup = $"SELECT {key}, active_users FROM {{s}}.{table}";
+            Assert.Equal(0L, await h.ScalarAsync<long>($"SELECT count(*) FROM (({raw} EXCEPT {rollup}) UNION ALL ({rollup} EXCEPT {raw})) x"));
+        }
+
+        Assert.Equal(0L, await h.ScalarAsync<long>(
+            "SELECT count(*) FROM (SELECT user_id, min(created_at), max(created_at) FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1 EXCEPT SELECT user_id, first_call_at, last_call_at FROM {s}.usage_user_total) x"));
     }
 }

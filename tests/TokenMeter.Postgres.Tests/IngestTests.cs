@@ -24,7 +24,10 @@ public sealed class IngestTests(PostgresDatabaseFixture database) : IClassFixtur
         Assert.Equal(0.060m, stats.Figures.CostUsd);
         Assert.Equal(5, stats.ActiveUsers);
         Assert.Equal(60L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.user_api_usage"));
+        Assert.Equal(60L, await h.ScalarAsync<long>("SELECT sum(calls)::bigint FROM {s}.usage_pending"));
+        await h.FoldAsync();
         Assert.Equal(60L, await h.ScalarAsync<long>("SELECT sum(calls)::bigint FROM {s}.usage_user_total"));
+        Assert.Equal(60L, await h.ScalarAsync<long>("SELECT sum(calls)::bigint FROM {s}.usage_endpoint_month"));
     }
 
     [Fact]

@@ -150,6 +150,62 @@ public sealed class MigrationTests(PostgresDatabaseFixture database) : IClassFix
         Assert.Equal(["alice|-|-|2,11,0,9,0,20,0.0001,0", "alice|/api/chat|gpt-4o|5,300,30,110,7,410,0.0035,5", "bob|/api/chat|gpt-4o|4,40,0,40,0,80,0.004,1"], rows);
     }
 
+    [Fact]
+    public async Task Migration8_RowsPendingUnder7_AreFoldedIntoTheUserEndpointRollupsOnlyAndTheDayGrainGoes()
+    {
+        await using var dataSource = NpgsqlDataSource.Create(database.ConnectionString);
+        var schema = "m_" + Guid.NewGuid().ToString("N")[..10];
+        Assert.Equal(7, await PostgresMigrator.MigrateToAsync(dataSource, schema, 7));
+
+        // Under 0007 a batch upserted the per-user rollups and left its user×endpoint×model sums pending:
+        // alice's March is folded already (month and all-time rows), two more groups wait (one of them
+        // on alice's folded pair), and usage_user_total counts all three.
+        await using (var seed = dataSource.CreateCommand($$"""
+            INSERT INTO "{{schema}}".usage_user_endpoint_month (user_id, month, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens)
+            VALUES ('alice', '2026-03-01', '/api/chat', 'gpt-4o', 2, 100, 0, 50, 0, 150, 0.0010, 0);
+            INSERT INTO "{{schema}}".usage_user_endpoint_total (user_id, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens)
+            VALUES ('alice', '/api/chat', 'gpt-4o', 2, 100, 0, 50, 0, 150, 0.0010, 0);
+            INSERT INTO "{{schema}}".usage_user_endpoint_pending (user_id, day, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens)
+            VALUES ('alice', '2026-03-20', '/api/chat', 'gpt-4o', 1, 10, 0, 5, 0, 15, 0.0001, 0),
+                   ('bob', '2026-04-02', NULL, NULL, 3, 30, 0, 30, 0, 60, 0.0030, 0);
+            INSERT INTO "{{schema}}".usage_user_total (user_id, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, first_call_at, last_call_at)
+            VALUES ('alice', 3, 110, 0, 55, 0, 165, 0.0011, '2026-03-10 08:00:00+00', '2026-03-20 08:00:00+00'),
+                   ('bob', 3, 30, 0, 30, 0, 60, 0.0030, '2026-04-02 08:00:00+00', '2026-04-02 09:00:00+00');
+            """))
+        {
+            await seed.ExecuteNonQueryAsync();
+        }
+
+        Assert.Equal(PostgresMigration.All.Count - 7, await PostgresMigrator.MigrateAsync(dataSource, schema));
+
+        Assert.Equal(
+            ["alice|2026-03-01|/api/chat|gpt-4o|3,0.0011", "bob|2026-04-01|-|-|3,0.0030"],
+            await RowsAsync(dataSource, $"SELECT user_id || '|' || month || '|' || coalesce(endpoint, '-') || '|' || coalesce(model, '-') || '|' || calls || ',' || cost_usd FROM \"{schema}\".usage_user_endpoint_month"));
+        Assert.Equal(
+            ["alice|/api/chat|gpt-4o|3,0.0011", "bob|-|-|3,0.0030"],
+            await RowsAsync(dataSource, $"SELECT user_id || '|' || coalesce(endpoint, '-') || '|' || coalesce(model, '-') || '|' || calls || ',' || cost_usd FROM \"{schema}\".usage_user_endpoint_total"));
+
+        // Nothing left pending (so the per-user rollups are not counted twice by the new fold), and the day grain is gone.
+        Assert.Empty(await RowsAsync(dataSource, $"SELECT user_id FROM \"{schema}\".usage_pending"));
+        var names = await NamesAsync(dataSource, schema);
+        Assert.DoesNotContain("usage_user_endpoint_day", names);
+        Assert.DoesNotContain("usage_user_endpoint_pending", names);
+        Assert.Equal(["alice|3", "bob|3"], await RowsAsync(dataSource, $"SELECT user_id || '|' || total_calls FROM \"{schema}\".user_usage_summary"));
+    }
+
+    private static async Task<List<string>> RowsAsync(NpgsqlDataSource dataSource, string sql)
+    {
+        await using var command = dataSource.CreateCommand($"SELECT r FROM ({sql}) AS x (r) ORDER BY r COLLATE \"C\"");
+        await using var reader = await command.ExecuteReaderAsync();
+        var rows = new List<string>();
+        while (await reader.ReadAsync())
+        {
+            rows.Add(reader.GetString(0));
+        }
+
+        return rows;
+    }
+
     [Theory]
     [InlineData("public; DROP TABLE x")]
     [InlineData("a\"b")]

@@ -57,7 +57,7 @@ internal static class PostgresBench
             var staging = await StagingIngestAsync(dataSource, ingestCount, batchSize);
             var store = await StoreIngestAsync(dataSource, ingestCount, batchSize);
             rows.Add(("raw binary COPY into user_api_usage, no rollups", batchSize, copy, copy.PerSecond));
-            rows.Add(("store AppendAsync (COPY into user_api_usage + groups COPY → pending append + 7 rollups, one transaction; user×endpoint×model grains folded in the background; last fold included)", batchSize, store, copy.PerSecond));
+            rows.Add(("store AppendAsync (COPY into user_api_usage + the batch's sums COPYed into usage_pending, one transaction; every rollup folded in the background; last fold included)", batchSize, store, copy.PerSecond));
             rows.Add(("staging path (temp table created and dropped per batch, INSERT … ON CONFLICT; the replay path, pending left unfolded), for comparison", batchSize, staging, copy.PerSecond));
         }
 
@@ -176,7 +176,7 @@ internal static class PostgresBench
             throw new InvalidOperationException($"stored {stored} of {count}");
         }
 
-        // The writers are done; every rollup is maintained once the pending user×endpoint×model sums
+        // The writers are done; every rollup is maintained once the pending sums
         // are folded (background folds ran every FoldEveryRecords records meanwhile): the time of the
         // last fold counts.
         var written = watch.Elapsed;
@@ -226,7 +226,7 @@ internal static class PostgresBench
 
     /// <summary>
     /// Loads the calls set-wise: one binary COPY into an unlogged staging table, then, month by month,
-    /// the store's own ingest statement (insert, pending append and the other rollups) over that month's rows, and a fold.
+    /// the store's staging-path statement (insert, pending append) over that month's rows, and a fold.
     /// </summary>
     private static async Task<(PostgresStoreContext Context, TimeSpan Elapsed)> LoadAsync(NpgsqlDataSource dataSource, int calls)
     {

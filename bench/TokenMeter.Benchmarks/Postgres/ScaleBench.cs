@@ -107,7 +107,7 @@ internal static class ScaleBench
                 await store.AppendAsync(batch);
             }
 
-            // Every rollup maintained: the pending user×endpoint×model sums folded too.
+            // Every rollup maintained: the pending sums folded too.
             await target.Fold.WhenIdleAsync();
             await target.Fold.FoldAsync();
             var rate = ingestCount / watch.Elapsed.TotalSeconds;
@@ -179,10 +179,9 @@ internal static class ScaleBench
         const string Cols = "calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd";
         const string Day = "(created_at AT TIME ZONE 'UTC')::date";
         const string Month = "date_trunc('month', created_at AT TIME ZONE 'UTC')::date";
-        yield return $"TRUNCATE {s}.usage_endpoint_day, {s}.usage_endpoint_month, {s}.usage_user_endpoint_day, {s}.usage_user_endpoint_month, {s}.usage_user_endpoint_total, {s}.usage_user_endpoint_pending, {s}.usage_user_day, {s}.usage_user_month, {s}.usage_user_total, {s}.usage_active_day, {s}.usage_active_month";
+        yield return $"TRUNCATE {s}.usage_endpoint_day, {s}.usage_endpoint_month, {s}.usage_user_endpoint_month, {s}.usage_user_endpoint_total, {s}.usage_pending, {s}.usage_user_day, {s}.usage_user_month, {s}.usage_user_total, {s}.usage_active_day, {s}.usage_active_month";
         yield return $"INSERT INTO {s}.usage_endpoint_day (day, endpoint, model, {Cols}) SELECT {Day}, endpoint, model, {Sums} FROM {s}.user_api_usage GROUP BY 1, 2, 3";
         yield return $"INSERT INTO {s}.usage_endpoint_month (month, endpoint, model, {Cols}) SELECT month, endpoint, model, sum(calls), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), sum(reasoning_tokens), sum(total_tokens), sum(cost_usd) FROM (SELECT date_trunc('month', day)::date AS month, * FROM {s}.usage_endpoint_day) d GROUP BY 1, 2, 3";
-        yield return $"INSERT INTO {s}.usage_user_endpoint_day (user_id, day, endpoint, model, {Cols}) SELECT user_id, {Day}, endpoint, model, {Sums} FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1, 2, 3, 4";
         yield return $"INSERT INTO {s}.usage_user_endpoint_month (user_id, month, endpoint, model, {Cols}) SELECT user_id, {Month}, endpoint, model, {Sums} FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1, 2, 3, 4";
         yield return $"INSERT INTO {s}.usage_user_endpoint_total (user_id, endpoint, model, {Cols}) SELECT user_id, endpoint, model, sum(calls), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), sum(reasoning_tokens), sum(total_tokens), sum(cost_usd) FROM {s}.usage_user_endpoint_month GROUP BY 1, 2, 3";
         yield return $"INSERT INTO {s}.usage_user_day (user_id, day, {Cols}) SELECT user_id, {Day}, {Sums} FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1, 2";

@@ -9,7 +9,9 @@ namespace TokenMeter.Postgres.Querying;
 
 /// <summary>
 /// <see cref="IUsageQueries"/> on the rollups: every query reads pre-aggregated rows (at most a few
-/// thousand), except <see cref="ExportAsync"/>, which streams the raw table.
+/// thousand) plus the sums still pending a fold (<c>usage_pending</c>, in the same statement, so one
+/// snapshot), except <see cref="ExportAsync"/>, which streams the raw table, and the edge days of a
+/// user×endpoint×model range, read from the raw table.
 /// </summary>
 internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsageQueries
 {
@@ -17,6 +19,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
     private static readonly string[] Figures = ["calls", "input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens", "total_tokens", "cost_usd", "cache_write_tokens"];
     private static readonly string FigureColumns = string.Join(", ", Figures);
     private static readonly string SumColumns = string.Join(", ", Figures.Select(c => c == "cost_usd" ? "coalesce(sum(cost_usd), 0)" : $"coalesce(sum({c}), 0)::bigint"));
+    private static readonly string NamedSumColumns = string.Join(", ", Figures.Select(c => c == "cost_usd" ? "coalesce(sum(cost_usd), 0) AS cost_usd" : $"coalesce(sum({c}), 0)::bigint AS {c}"));
     private static readonly int FigureCount = Figures.Length;
 
     private string S => context.Quoted;
@@ -24,15 +27,26 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
     public async ValueTask<UsageStats> GetStatsAsync(DateOnly today, CancellationToken cancellationToken = default)
     {
         var month = PostgresStoreContext.MonthOf(today);
+
+        // Users, and the active users of a day or month: the folded count plus the pending users without a folded row.
         var sql = $"""
-            SELECT e.*, (SELECT count(*) FROM {S}.usage_user_total),
-                   d.*, coalesce((SELECT active_users FROM {S}.usage_active_day WHERE day = $1), 0),
-                   m.*, coalesce((SELECT active_users FROM {S}.usage_active_month WHERE month = $2), 0)
-            FROM (SELECT {SumColumns} FROM {S}.usage_endpoint_month) e,
-                 (SELECT {SumColumns} FROM {S}.usage_endpoint_day WHERE day = $1) d,
-                 (SELECT {SumColumns} FROM {S}.usage_endpoint_month WHERE month = $2) m
+            SELECT e.*,
+                   (SELECT count(*) FROM {S}.usage_user_total)
+                   + (SELECT count(DISTINCT p.user_id) FROM {S}.usage_pending p
+                      WHERE p.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {S}.usage_user_total t WHERE t.user_id = p.user_id)),
+                   d.*,
+                   coalesce((SELECT active_users FROM {S}.usage_active_day WHERE day = $1), 0)
+                   + (SELECT count(DISTINCT p.user_id) FROM {S}.usage_pending p
+                      WHERE p.day = $1 AND p.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {S}.usage_user_day u WHERE u.user_id = p.user_id AND u.day = $1)),
+                   m.*,
+                   coalesce((SELECT active_users FROM {S}.usage_active_month WHERE month = $2), 0)
+                   + (SELECT count(DISTINCT p.user_id) FROM {S}.usage_pending p
+                      WHERE p.day >= $2 AND p.day < $3 AND p.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {S}.usage_user_month u WHERE u.user_id = p.user_id AND u.month = $2))
+            FROM (SELECT {SumColumns} FROM (SELECT {FigureColumns} FROM {S}.usage_endpoint_month UNION ALL SELECT {FigureColumns} FROM {S}.usage_pending) x) e,
+                 (SELECT {SumColumns} FROM (SELECT {FigureColumns} FROM {S}.usage_endpoint_day WHERE day = $1 UNION ALL SELECT {FigureColumns} FROM {S}.usage_pending WHERE day = $1) x) d,
+                 (SELECT {SumColumns} FROM (SELECT {FigureColumns} FROM {S}.usage_endpoint_month WHERE month = $2 UNION ALL SELECT {FigureColumns} FROM {S}.usage_pending WHERE day >= $2 AND day < $3) x) m
             """;
-        var command = Command(sql, today, month);
+        var command = Command(sql, today, month, month.AddMonths(1));
         await using var commandScope = command.ConfigureAwait(false);
         var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         await using var readerScope = reader.ConfigureAwait(false);
@@ -70,11 +84,26 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
         await using var connectionScope = connection.ConfigureAwait(false);
         var batch = new NpgsqlBatch(connection) { Timeout = context.CommandTimeout };
         await using var batchScope = batch.ConfigureAwait(false);
-        var page = new NpgsqlBatchCommand($"SELECT user_id, {FigureColumns}, last_call_at FROM {S}.usage_user_total ORDER BY {orderBy} LIMIT $1 OFFSET $2");
+        var page = new NpgsqlBatchCommand(
+            $"""
+            WITH p AS (
+                SELECT user_id, {NamedSumColumns}, max(last_at) AS last_at FROM {S}.usage_pending WHERE user_id IS NOT NULL GROUP BY user_id)
+            SELECT user_id, {FigureColumns}, last_call_at
+            FROM (
+                SELECT coalesce(t.user_id, p.user_id) AS user_id, {Combined("t", "p")}, greatest(t.last_call_at, p.last_at) AS last_call_at
+                FROM {S}.usage_user_total t FULL JOIN p ON p.user_id = t.user_id
+            ) x
+            ORDER BY {orderBy} LIMIT $1 OFFSET $2
+            """);
         page.Parameters.Add(new NpgsqlParameter<int> { TypedValue = query.Limit });
         page.Parameters.Add(new NpgsqlParameter<int> { TypedValue = query.Offset });
         batch.BatchCommands.Add(page);
-        batch.BatchCommands.Add(new NpgsqlBatchCommand($"SELECT count(*) FROM {S}.usage_user_total"));
+        batch.BatchCommands.Add(new NpgsqlBatchCommand(
+            $"""
+            SELECT (SELECT count(*) FROM {S}.usage_user_total)
+                   + (SELECT count(DISTINCT p.user_id) FROM {S}.usage_pending p
+                      WHERE p.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {S}.usage_user_total t WHERE t.user_id = p.user_id))
+            """));
         var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         await using var readerScope = reader.ConfigureAwait(false);
         var items = new List<UserUsageSummary>();
@@ -96,22 +125,57 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
         await using var connectionScope = connection.ConfigureAwait(false);
         var batch = new NpgsqlBatch(connection) { Timeout = context.CommandTimeout };
         await using var batchScope = batch.ConfigureAwait(false);
-        batch.BatchCommands.Add(BatchCommand($"SELECT user_id, {FigureColumns}, last_call_at FROM {S}.usage_user_total WHERE user_id = $1", userId));
-        batch.BatchCommands.Add(BatchCommand($"SELECT {FigureColumns} FROM {S}.usage_user_month WHERE user_id = $1 AND month = $2", userId, month));
-        // All-time by endpoint and model: the folded totals plus the sums still pending (one statement, one snapshot).
+        // Every part: the folded rollup plus the user's sums still pending (one statement each, so one snapshot each);
+        // no row at all when the user has neither.
+        batch.BatchCommands.Add(BatchCommand(
+            $"""
+            SELECT $1::text, {SumColumns}, max(last_at)
+            FROM (
+                SELECT {FigureColumns}, last_call_at AS last_at FROM {S}.usage_user_total WHERE user_id = $1
+                UNION ALL
+                SELECT {FigureColumns}, last_at FROM {S}.usage_pending WHERE user_id = $1
+            ) x
+            HAVING count(*) > 0
+            """,
+            userId));
+        batch.BatchCommands.Add(BatchCommand(
+            $"""
+            SELECT {SumColumns}
+            FROM (
+                SELECT {FigureColumns} FROM {S}.usage_user_month WHERE user_id = $1 AND month = $2
+                UNION ALL
+                SELECT {FigureColumns} FROM {S}.usage_pending WHERE user_id = $1 AND day >= $2 AND day < $3
+            ) x
+            """,
+            userId,
+            month,
+            month.AddMonths(1)));
         batch.BatchCommands.Add(BatchCommand(
             $"""
             SELECT endpoint, model, {SumColumns}
             FROM (
                 SELECT endpoint, model, {FigureColumns} FROM {S}.usage_user_endpoint_total WHERE user_id = $1
                 UNION ALL
-                SELECT endpoint, model, {FigureColumns} FROM {S}.usage_user_endpoint_pending WHERE user_id = $1
+                SELECT endpoint, model, {FigureColumns} FROM {S}.usage_pending WHERE user_id = $1
             ) x
             GROUP BY endpoint, model
             ORDER BY sum(cost_usd) DESC, endpoint COLLATE "C" NULLS FIRST, model COLLATE "C" NULLS FIRST
             """,
             userId));
-        batch.BatchCommands.Add(BatchCommand($"SELECT day, {FigureColumns} FROM {S}.usage_user_day WHERE user_id = $1 AND day BETWEEN $2 AND $3 ORDER BY day DESC", userId, today.AddDays(-29), today));
+        batch.BatchCommands.Add(BatchCommand(
+            $"""
+            SELECT day, {SumColumns}
+            FROM (
+                SELECT day, {FigureColumns} FROM {S}.usage_user_day WHERE user_id = $1 AND day BETWEEN $2 AND $3
+                UNION ALL
+                SELECT day, {FigureColumns} FROM {S}.usage_pending WHERE user_id = $1 AND day BETWEEN $2 AND $3
+            ) x
+            GROUP BY day
+            ORDER BY day DESC
+            """,
+            userId,
+            today.AddDays(-29),
+            today));
 
         // This month's raw rows of the user (index on user_id, created_at); rows stored before cost sources existed derive theirs.
         batch.BatchCommands.Add(BatchCommand(
@@ -162,7 +226,18 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
     {
         ArgumentNullException.ThrowIfNull(userId);
         context.ThrowIfNotReady();
-        var command = Command($"SELECT {SumColumns} FROM {S}.usage_user_day WHERE user_id = $1 AND day BETWEEN $2 AND $3", userId, firstDay, lastDay);
+        var command = Command(
+            $"""
+            SELECT {SumColumns}
+            FROM (
+                SELECT {FigureColumns} FROM {S}.usage_user_day WHERE user_id = $1 AND day BETWEEN $2 AND $3
+                UNION ALL
+                SELECT {FigureColumns} FROM {S}.usage_pending WHERE user_id = $1 AND day BETWEEN $2 AND $3
+            ) x
+            """,
+            userId,
+            firstDay,
+            lastDay);
         await using var commandScope = command.ConfigureAwait(false);
         var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         await using var readerScope = reader.ConfigureAwait(false);
@@ -172,7 +247,17 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
 
     public async ValueTask<IReadOnlyList<EndpointUsage>> GetEndpointUsageAsync(CancellationToken cancellationToken = default)
     {
-        var command = Command($"SELECT endpoint, model, {SumColumns} FROM {S}.usage_endpoint_month GROUP BY endpoint, model ORDER BY sum(cost_usd) DESC, endpoint COLLATE \"C\" NULLS FIRST, model COLLATE \"C\" NULLS FIRST");
+        var command = Command(
+            $"""
+            SELECT endpoint, model, {SumColumns}
+            FROM (
+                SELECT endpoint, model, {FigureColumns} FROM {S}.usage_endpoint_month
+                UNION ALL
+                SELECT endpoint, model, {FigureColumns} FROM {S}.usage_pending
+            ) x
+            GROUP BY endpoint, model
+            ORDER BY sum(cost_usd) DESC, endpoint COLLATE "C" NULLS FIRST, model COLLATE "C" NULLS FIRST
+            """);
         await using var commandScope = command.ConfigureAwait(false);
         var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         await using var readerScope = reader.ConfigureAwait(false);
@@ -192,7 +277,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
             return [];
         }
 
-        // Whole months come from the monthly rollup; the days before and after them from the daily one.
+        // Whole months come from the monthly rollup (plus their pending sums); the days before and after them from the raw rows.
         var fullFrom = firstDay.Day == 1 ? firstDay : PostgresStoreContext.MonthOf(firstDay).AddMonths(1);
         var fullTo = lastDay.AddDays(1).Day == 1 ? lastDay.AddDays(1) : PostgresStoreContext.MonthOf(lastDay);
         if (fullTo <= fullFrom)
@@ -205,8 +290,10 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
             return await GetOneMonthUserEndpointUsageAsync(fullFrom, lastDay, userId, cancellationToken).ConfigureAwait(false);
         }
 
-        // The folded rollups plus the sums still pending (migration 0007), in one statement (one snapshot).
-        var userFilter = userId is null ? string.Empty : " AND user_id = $6";
+        // The folded month rollup plus its sums still pending, and the raw rows of the edge days (which
+        // count every stored record, folded or not), in one statement (one snapshot). One user's edge
+        // days read the (user_id, created_at) index; all users' read the days' partitions.
+        var userFilter = userId is null ? string.Empty : " AND user_id = $7";
         var sql = $"""
             SELECT user_id, endpoint, model, {SumColumns}
             FROM (
@@ -214,15 +301,25 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
                 FROM {S}.usage_user_endpoint_month WHERE month >= $1 AND month < $2{userFilter}
                 UNION ALL
                 SELECT user_id, endpoint, model, {FigureColumns}
-                FROM {S}.usage_user_endpoint_day WHERE ((day >= $3 AND day < $1) OR (day >= $4 AND day <= $5)){userFilter}
+                FROM {S}.usage_pending WHERE day >= $1 AND day < $2 AND user_id IS NOT NULL{userFilter}
                 UNION ALL
-                SELECT user_id, endpoint, model, {FigureColumns}
-                FROM {S}.usage_user_endpoint_pending WHERE day >= $3 AND day <= $5{userFilter}
+                SELECT user_id, endpoint COLLATE "C", model COLLATE "C", count(*), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens),
+                       sum(reasoning_tokens), sum(total_tokens), coalesce(sum(cost_usd), 0), sum(cache_write_tokens)
+                FROM {S}.user_api_usage
+                WHERE ((created_at >= $3 AND created_at < $4) OR (created_at >= $5 AND created_at < $6)) AND user_id IS NOT NULL{userFilter}
+                GROUP BY 1, 2, 3
             ) x
             GROUP BY user_id, endpoint, model
             ORDER BY user_id COLLATE "C", sum(cost_usd) DESC, endpoint COLLATE "C" NULLS FIRST, model COLLATE "C" NULLS FIRST
             """;
-        object[] parameters = userId is null ? [fullFrom, fullTo, firstDay, fullTo, lastDay] : [fullFrom, fullTo, firstDay, fullTo, lastDay, userId];
+
+        // Whole months [$1, $2); edge days [$3, $4) and [$5, $6) as timestamps.
+        object[] parameters = [fullFrom, fullTo, Utc(firstDay), Utc(fullFrom), Utc(fullTo), Utc(lastDay.AddDays(1))];
+        if (userId is not null)
+        {
+            parameters = [.. parameters, userId];
+        }
+
         return await ReadUserEndpointRowsAsync(Command(sql, parameters), cancellationToken).ConfigureAwait(false);
     }
 
@@ -236,7 +333,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
         var sql = $"""
             WITH pending AS (
                 SELECT user_id, endpoint, model, {FigureColumns}
-                FROM {S}.usage_user_endpoint_pending WHERE day >= $1 AND day <= $2{userFilter}),
+                FROM {S}.usage_pending WHERE day >= $1 AND day <= $2 AND user_id IS NOT NULL{userFilter}),
             any_pending AS (SELECT EXISTS (SELECT 1 FROM pending) AS yes)
             SELECT user_id, endpoint, model, {FigureColumns}
             FROM {S}.usage_user_endpoint_month WHERE month = $1{userFilter} AND NOT (SELECT yes FROM any_pending)
@@ -273,9 +370,23 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
     public async ValueTask<IReadOnlyList<PeriodUsage>> GetDailyUsageAsync(DateOnly firstDay, DateOnly lastDay, CancellationToken cancellationToken = default)
     {
         var sql = $"""
-            SELECT d.*, coalesce(a.active_users, 0)
-            FROM (SELECT day, {SumColumns} FROM {S}.usage_endpoint_day WHERE day BETWEEN $1 AND $2 GROUP BY day) AS d (day, {FigureColumns})
+            WITH n AS (
+                SELECT day, count(DISTINCT user_id) AS users FROM {S}.usage_pending p
+                WHERE day BETWEEN $1 AND $2 AND user_id IS NOT NULL
+                  AND NOT EXISTS (SELECT 1 FROM {S}.usage_user_day u WHERE u.user_id = p.user_id AND u.day = p.day)
+                GROUP BY day)
+            SELECT d.*, coalesce(a.active_users, 0) + coalesce(n.users, 0)
+            FROM (
+                SELECT day, {SumColumns}
+                FROM (
+                    SELECT day, {FigureColumns} FROM {S}.usage_endpoint_day WHERE day BETWEEN $1 AND $2
+                    UNION ALL
+                    SELECT day, {FigureColumns} FROM {S}.usage_pending WHERE day BETWEEN $1 AND $2
+                ) x
+                GROUP BY day
+            ) AS d (day, {FigureColumns})
             LEFT JOIN {S}.usage_active_day a ON a.day = d.day
+            LEFT JOIN n ON n.day = d.day
             ORDER BY d.day DESC
             """;
         var command = Command(sql, firstDay, lastDay);
@@ -286,21 +397,44 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
     public async ValueTask<IReadOnlyList<PeriodUsage>> GetMonthlyUsageAsync(DateOnly fromMonth, DateOnly toMonth, CancellationToken cancellationToken = default)
     {
         var sql = $"""
-            SELECT m.*, coalesce(a.active_users, 0)
-            FROM (SELECT month, {SumColumns} FROM {S}.usage_endpoint_month WHERE month BETWEEN $1 AND $2 GROUP BY month) AS m (month, {FigureColumns})
+            WITH n AS (
+                SELECT month, count(DISTINCT user_id) AS users
+                FROM (SELECT date_trunc('month', day)::date AS month, user_id FROM {S}.usage_pending WHERE day >= $1 AND day < $3 AND user_id IS NOT NULL) p
+                WHERE NOT EXISTS (SELECT 1 FROM {S}.usage_user_month u WHERE u.user_id = p.user_id AND u.month = p.month)
+                GROUP BY month)
+            SELECT m.*, coalesce(a.active_users, 0) + coalesce(n.users, 0)
+            FROM (
+                SELECT month, {SumColumns}
+                FROM (
+                    SELECT month, {FigureColumns} FROM {S}.usage_endpoint_month WHERE month BETWEEN $1 AND $2
+                    UNION ALL
+                    SELECT date_trunc('month', day)::date, {FigureColumns} FROM {S}.usage_pending WHERE day >= $1 AND day < $3
+                ) x
+                GROUP BY month
+            ) AS m (month, {FigureColumns})
             LEFT JOIN {S}.usage_active_month a ON a.month = m.month
+            LEFT JOIN n ON n.month = m.month
             ORDER BY m.month DESC
             """;
-        var command = Command(sql, PostgresStoreContext.MonthOf(fromMonth), PostgresStoreContext.MonthOf(toMonth));
+        var command = Command(sql, PostgresStoreContext.MonthOf(fromMonth), PostgresStoreContext.MonthOf(toMonth), PostgresStoreContext.MonthOf(toMonth).AddMonths(1));
         await using var commandScope = command.ConfigureAwait(false);
         return await ReadPeriodsAsync(command, cancellationToken).ConfigureAwait(false);
     }
 
     public async ValueTask<IReadOnlyList<UserDailyUsage>> GetUserDailyUsageAsync(DateOnly firstDay, DateOnly lastDay, string? userId = null, CancellationToken cancellationToken = default)
     {
-        using var command = userId is null
-            ? Command($"SELECT user_id, day, {FigureColumns} FROM {S}.usage_user_day WHERE day BETWEEN $1 AND $2 ORDER BY user_id COLLATE \"C\", day", firstDay, lastDay)
-            : Command($"SELECT user_id, day, {FigureColumns} FROM {S}.usage_user_day WHERE user_id = $3 AND day BETWEEN $1 AND $2 ORDER BY day", firstDay, lastDay, userId);
+        var userFilter = userId is null ? " AND user_id IS NOT NULL" : " AND user_id = $3";
+        var sql = $"""
+            SELECT user_id, day, {SumColumns}
+            FROM (
+                SELECT user_id, day, {FigureColumns} FROM {S}.usage_user_day WHERE day BETWEEN $1 AND $2{userFilter}
+                UNION ALL
+                SELECT user_id, day, {FigureColumns} FROM {S}.usage_pending WHERE day BETWEEN $1 AND $2{userFilter}
+            ) x
+            GROUP BY user_id, day
+            ORDER BY user_id COLLATE "C", day
+            """;
+        using var command = userId is null ? Command(sql, firstDay, lastDay) : Command(sql, firstDay, lastDay, userId);
         var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         await using var readerScope = reader.ConfigureAwait(false);
         var rows = new List<UserDailyUsage>();
@@ -442,6 +576,12 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
             return tags;
         }
     }
+
+    /// <summary>Each figure column as the sum of two sides of an outer join (a missing side counts 0).</summary>
+    private static string Combined(string a, string b) =>
+        string.Join(", ", Figures.Select(c => $"coalesce({a}.{c}, 0) + coalesce({b}.{c}, 0) AS {c}"));
+
+    private static DateTime Utc(DateOnly day) => day.ToDateTime(TimeOnly.MinValue, DateTimeKind.Utc);
 
     private static string? NullableString(NpgsqlDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetString(ordinal);
 

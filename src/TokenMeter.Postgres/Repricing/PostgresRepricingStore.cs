@@ -10,9 +10,8 @@ namespace TokenMeter.Postgres.Repricing;
 /// <summary>
 /// Re-pricing on PostgreSQL, in one transaction serialized by an advisory lock: read the range,
 /// price each record, copy the changes into a temporary table, update the records from it, add
-/// each change's cost difference to every rollup row it counted in (for the user×endpoint×model
-/// rollups, as pending rows the fold adds), and store the re-pricing.
-/// Ingest only inserts, and adds to rollups with relative updates, so it runs alongside.
+/// each change's cost difference to the pending table (the fold adds it to every rollup row the
+/// record counts in), and store the re-pricing. Ingest only inserts, so it runs alongside.
 /// </summary>
 internal sealed class PostgresRepricingStore(PostgresStoreContext context) : IUsageRepricingStore
 {
@@ -153,46 +152,15 @@ internal sealed class PostgresRepricingStore(PostgresStoreContext context) : IUs
             """,
             cancellationToken).ConfigureAwait(false);
 
-        // Each rollup row gets the sum of the differences of the records it counts: tokens and calls do not change.
-        // The user×endpoint×model rollups get theirs as pending rows (calls and tokens 0), folded like
-        // ingest's: a record whose sums are still pending has no rollup row to update yet.
+        // Each rollup row gets the sum of the differences of the records it counts (tokens and calls do
+        // not change): appended to the pending table (calls and tokens 0), which the fold adds to every
+        // rollup like ingest's sums; a record whose own sums are still pending has no rollup row yet.
         await ExecuteAsync(
             connection,
             transaction,
             $"""
-            WITH d AS (
-                SELECT user_id, day, endpoint, model, sum(delta) AS delta FROM pg_temp.tokenmeter_reprice GROUP BY 1, 2, 3, 4
-            ),
-            pend AS (
-                INSERT INTO {S}.usage_user_endpoint_pending (user_id, day, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens)
-                SELECT user_id, day, endpoint, model, 0, 0, 0, 0, 0, 0, delta, 0 FROM d WHERE user_id IS NOT NULL
-            ),
-            ud AS (
-                UPDATE {S}.usage_user_day t SET cost_usd = t.cost_usd + m.delta
-                FROM (SELECT user_id, day, sum(delta) AS delta FROM d WHERE user_id IS NOT NULL GROUP BY 1, 2) m
-                WHERE t.user_id = m.user_id AND t.day = m.day
-            ),
-            um AS (
-                UPDATE {S}.usage_user_month t SET cost_usd = t.cost_usd + m.delta
-                FROM (SELECT user_id, date_trunc('month', day)::date AS month, sum(delta) AS delta FROM d WHERE user_id IS NOT NULL GROUP BY 1, 2) m
-                WHERE t.user_id = m.user_id AND t.month = m.month
-            ),
-            ut AS (
-                UPDATE {S}.usage_user_total t SET cost_usd = t.cost_usd + m.delta
-                FROM (SELECT user_id, sum(delta) AS delta FROM d WHERE user_id IS NOT NULL GROUP BY 1) m
-                WHERE t.user_id = m.user_id
-            ),
-            ed AS (
-                UPDATE {S}.usage_endpoint_day t SET cost_usd = t.cost_usd + m.delta
-                FROM (SELECT day, endpoint, model, sum(delta) AS delta FROM d GROUP BY 1, 2, 3) m
-                WHERE t.day = m.day AND t.endpoint IS NOT DISTINCT FROM m.endpoint AND t.model IS NOT DISTINCT FROM m.model
-            ),
-            em AS (
-                UPDATE {S}.usage_endpoint_month t SET cost_usd = t.cost_usd + m.delta
-                FROM (SELECT date_trunc('month', day)::date AS month, endpoint, model, sum(delta) AS delta FROM d GROUP BY 1, 2, 3) m
-                WHERE t.month = m.month AND t.endpoint IS NOT DISTINCT FROM m.endpoint AND t.model IS NOT DISTINCT FROM m.model
-            )
-            SELECT 1
+            INSERT INTO {S}.usage_pending (user_id, day, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens)
+            SELECT user_id, day, endpoint, model, 0, 0, 0, 0, 0, 0, sum(delta), 0 FROM pg_temp.tokenmeter_reprice GROUP BY 1, 2, 3, 4
             """,
             cancellationToken).ConfigureAwait(false);
     }

@@ -4,14 +4,14 @@ using TokenMeter.Postgres.Diagnostics;
 namespace TokenMeter.Postgres.Storage;
 
 /// <summary>
-/// Folds the pending rows of the user×endpoint×model rollups (migration 0007) into
-/// <c>usage_user_endpoint_day</c>, <c>_month</c> and <c>_total</c>: in one transaction, the rows are
-/// deleted from the pending table and their sums added to the three rollups, so a row is either
-/// still pending or folded, never both and never neither; a crash before the commit leaves them
-/// pending. One fold at a time per schema, across every instance (a transaction-level advisory lock
-/// taken with try: an instance that finds a fold running leaves the rows to it). Started in the
-/// background once this instance has stored <see cref="PostgresStoreOptions.FoldEveryRecords"/>
-/// records since its last fold, and by the schema installer every <see cref="PostgresStoreOptions.FoldInterval"/>.
+/// Folds the pending sums (<c>usage_pending</c>, migration 0008) into every rollup: in one
+/// transaction, the rows are deleted from the pending table and their sums added to the rollups, so
+/// a row is either still pending or folded, never both and never neither; a crash before the commit
+/// leaves them pending. One fold at a time per schema, across every instance (a transaction-level
+/// advisory lock taken with try: an instance that finds a fold running leaves the rows to it), so the
+/// fold is the only writer of the rollups. Started in the background once this instance has stored
+/// <see cref="PostgresStoreOptions.FoldEveryRecords"/> records since its last fold, and by the schema
+/// installer every <see cref="PostgresStoreOptions.FoldInterval"/>.
 /// </summary>
 internal sealed class PostgresPendingFold(PostgresStoreContext context) : IAsyncDisposable
 {

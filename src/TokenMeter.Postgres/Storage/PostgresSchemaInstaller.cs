@@ -9,7 +9,7 @@ namespace TokenMeter.Postgres.Storage;
 /// Installs the schema at start-up without holding the host up: start-up returns at once, the
 /// install runs in the background and is retried until the database answers (one error is logged
 /// for the outage, not one per attempt). Then it keeps partitions created ahead and applies retention,
-/// and folds the pending user×endpoint×model sums into their rollups every <see cref="PostgresStoreOptions.FoldInterval"/>.
+/// and folds the pending sums into the rollups every <see cref="PostgresStoreOptions.FoldInterval"/>.
 /// </summary>
 internal sealed class PostgresSchemaInstaller(PostgresStoreContext context) : IHostedService, IAsyncDisposable
 {
@@ -105,7 +105,7 @@ internal sealed class PostgresSchemaInstaller(PostgresStoreContext context) : IH
         }
     }
 
-    /// <summary>Folds the pending user×endpoint×model sums every <see cref="PostgresStoreOptions.FoldInterval"/>, however few records came in (the store also folds every <see cref="PostgresStoreOptions.FoldEveryRecords"/> records).</summary>
+    /// <summary>Folds the pending sums every <see cref="PostgresStoreOptions.FoldInterval"/>, however few records came in (the store also folds every <see cref="PostgresStoreOptions.FoldEveryRecords"/> records).</summary>
     private async Task FoldLoopAsync(CancellationToken cancellationToken)
     {
         while (!cancellationToken.IsCancellationRequested)

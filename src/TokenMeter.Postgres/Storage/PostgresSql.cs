@@ -13,69 +13,98 @@ internal sealed class PostgresSql
     private const string SumOfSums =
         "sum(calls)::bigint, sum(input_tokens)::bigint, sum(cached_input_tokens)::bigint, sum(output_tokens)::bigint, sum(reasoning_tokens)::bigint, sum(total_tokens)::bigint, sum(cost_usd), sum(cache_write_tokens)::bigint";
 
-    /// <summary>The columns of the per-batch groups table (see <see cref="CopyGroups"/>) in COPY order.</summary>
-    public const string GroupColumns = $"user_id, day, endpoint, model, {Sums}, first_at, last_at";
+    private const string NamedSumOfSums =
+        "sum(calls)::bigint AS calls, sum(input_tokens)::bigint AS input_tokens, sum(cached_input_tokens)::bigint AS cached_input_tokens, sum(output_tokens)::bigint AS output_tokens, sum(reasoning_tokens)::bigint AS reasoning_tokens, sum(total_tokens)::bigint AS total_tokens, sum(cost_usd) AS cost_usd, sum(cache_write_tokens)::bigint AS cache_write_tokens";
+
+    /// <summary>The columns of <c>usage_pending</c> in COPY order (see <see cref="CopyPending"/>).</summary>
+    public const string PendingColumns = $"user_id, day, endpoint, model, {Sums}, first_at, last_at";
 
     public PostgresSql(string quoted)
     {
-        // The staging tables live as long as the session: created once per physical connection
-        // (IF NOT EXISTS), emptied by every commit. Creating and dropping them per batch churned the
-        // system catalogs. Their names carry the schema version, so a session that outlives an
+        // The staging table lives as long as the session: created once per physical connection
+        // (IF NOT EXISTS), emptied by every commit. Creating and dropping it per batch churned the
+        // system catalogs. Its name carries the schema version, so a session that outlives an
         // upgrade never copies into a stale shape.
         var version = Schema.PostgresMigration.Latest;
         var staging = $"tokenmeter_staging_v{version}";
-        var groups = $"tokenmeter_groups_v{version}";
         CreateStaging = $"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {quoted}.user_api_usage) ON COMMIT DELETE ROWS";
         CopyStaging = $"COPY pg_temp.{staging} ({Columns}) FROM STDIN (FORMAT BINARY)";
-        CreateGroups = $"""
-            CREATE TEMP TABLE IF NOT EXISTS {groups} (
-                user_id text COLLATE "C" NULL, day date NOT NULL, endpoint text COLLATE "C" NULL, model text COLLATE "C" NULL,
-                calls bigint NOT NULL, input_tokens bigint NOT NULL, cached_input_tokens bigint NOT NULL, output_tokens bigint NOT NULL,
-                reasoning_tokens bigint NOT NULL, total_tokens bigint NOT NULL, cost_usd numeric NOT NULL, cache_write_tokens bigint NOT NULL,
-                first_at timestamptz NOT NULL, last_at timestamptz NOT NULL) ON COMMIT DELETE ROWS
-            """;
-        CopyGroups = $"COPY pg_temp.{groups} ({GroupColumns}) FROM STDIN (FORMAT BINARY)";
         CopyRaw = $"COPY {quoted}.user_api_usage ({Columns}) FROM STDIN (FORMAT BINARY)";
-
-        // The usual path: the batch was copied straight into user_api_usage (no replays in it, or the
-        // COPY would have failed on the key), and the writer grouped it by user, day, endpoint and
-        // model; one statement appends the groups to the pending table and upserts the other rollups.
-        IngestGroups = $"""
-            WITH g AS (
-                SELECT {GroupColumns} FROM pg_temp.{groups}
-            ){RollupsFromGroups(quoted)}
-            SELECT coalesce(sum(calls), 0)::integer FROM g
-            """;
+        CopyPending = $"COPY {quoted}.usage_pending ({PendingColumns}) FROM STDIN (FORMAT BINARY)";
 
         // A batch holding replays: through the staging table, inserting only the rows not yet stored.
         Ingest = IngestFrom(quoted, $"pg_temp.{staging}");
 
+        // Every rollup from the pending rows. Each grain is summed from the finest one it derives from
+        // (user×endpoint×model by month, then all-time; user by day, then month, then all-time;
+        // endpoint×model by day, then month), which sums far fewer rows than grouping the pending rows
+        // once per rollup. The fold is the only writer of the rollups (one fold at a time, under its
+        // advisory lock), so the upserts need no particular order. A re-pricing's pending rows carry no
+        // call times (null first_at/last_at): a user's total row exists by then, and least/greatest
+        // with ±infinity keep its times (NOT NULL is checked before the conflict).
         Fold = $"""
             WITH moved AS (
-                DELETE FROM {quoted}.usage_user_endpoint_pending RETURNING user_id, day, endpoint, model, {Sums}
+                DELETE FROM {quoted}.usage_pending RETURNING {PendingColumns}
             ),
-            g AS (
-                SELECT user_id, day, endpoint, model,
-                       sum(calls)::bigint AS calls, sum(input_tokens)::bigint AS input_tokens, sum(cached_input_tokens)::bigint AS cached_input_tokens,
-                       sum(output_tokens)::bigint AS output_tokens, sum(reasoning_tokens)::bigint AS reasoning_tokens, sum(total_tokens)::bigint AS total_tokens,
-                       sum(cost_usd) AS cost_usd, sum(cache_write_tokens)::bigint AS cache_write_tokens
-                FROM moved
-                GROUP BY 1, 2, 3, 4
-            ),
-            ued AS (
-                INSERT INTO {quoted}.usage_user_endpoint_day AS t (user_id, day, endpoint, model, {Sums})
-                SELECT user_id, day, endpoint, model, {Sums} FROM g ORDER BY 1, 2, 3, 4
-                ON CONFLICT (user_id, day, endpoint, model) DO UPDATE SET {AddSums}
+            uem_g AS (
+                SELECT user_id, date_trunc('month', day)::date AS month, endpoint, model, {NamedSumOfSums} FROM moved WHERE user_id IS NOT NULL GROUP BY 1, 2, 3, 4
             ),
             uem AS (
                 INSERT INTO {quoted}.usage_user_endpoint_month AS t (user_id, month, endpoint, model, {Sums})
-                SELECT user_id, date_trunc('month', day)::date, endpoint, model, {SumOfSums} FROM g GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+                SELECT user_id, month, endpoint, model, {Sums} FROM uem_g
                 ON CONFLICT (user_id, month, endpoint, model) DO UPDATE SET {AddSums}
             ),
             uet AS (
                 INSERT INTO {quoted}.usage_user_endpoint_total AS t (user_id, endpoint, model, {Sums})
-                SELECT user_id, endpoint, model, {SumOfSums} FROM g GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+                SELECT user_id, endpoint, model, {SumOfSums} FROM uem_g GROUP BY 1, 2, 3
                 ON CONFLICT (user_id, endpoint, model) DO UPDATE SET {AddSums}
+            ),
+            ud_g AS (
+                SELECT user_id, day, {NamedSumOfSums}, min(first_at) AS first_at, max(last_at) AS last_at FROM moved WHERE user_id IS NOT NULL GROUP BY 1, 2
+            ),
+            ud AS (
+                INSERT INTO {quoted}.usage_user_day AS t (user_id, day, {Sums})
+                SELECT user_id, day, {Sums} FROM ud_g
+                ON CONFLICT (user_id, day) DO UPDATE SET {AddSums}
+                RETURNING t.day, (t.xmax = 0) AS inserted
+            ),
+            um_g AS (
+                SELECT user_id, date_trunc('month', day)::date AS month, {NamedSumOfSums}, min(first_at) AS first_at, max(last_at) AS last_at FROM ud_g GROUP BY 1, 2
+            ),
+            um AS (
+                INSERT INTO {quoted}.usage_user_month AS t (user_id, month, {Sums})
+                SELECT user_id, month, {Sums} FROM um_g
+                ON CONFLICT (user_id, month) DO UPDATE SET {AddSums}
+                RETURNING t.month, (t.xmax = 0) AS inserted
+            ),
+            ut AS (
+                INSERT INTO {quoted}.usage_user_total AS t (user_id, {Sums}, first_call_at, last_call_at)
+                SELECT user_id, {SumOfSums}, coalesce(min(first_at), 'infinity'), coalesce(max(last_at), '-infinity') FROM um_g GROUP BY 1
+                ON CONFLICT (user_id) DO UPDATE SET {AddSums},
+                    first_call_at = least(t.first_call_at, excluded.first_call_at), last_call_at = greatest(t.last_call_at, excluded.last_call_at)
+            ),
+            ed_g AS (
+                SELECT day, endpoint, model, {NamedSumOfSums} FROM moved GROUP BY 1, 2, 3
+            ),
+            ed AS (
+                INSERT INTO {quoted}.usage_endpoint_day AS t (day, endpoint, model, {Sums})
+                SELECT day, endpoint, model, {Sums} FROM ed_g
+                ON CONFLICT (day, endpoint, model) DO UPDATE SET {AddSums}
+            ),
+            em AS (
+                INSERT INTO {quoted}.usage_endpoint_month AS t (month, endpoint, model, {Sums})
+                SELECT date_trunc('month', day)::date, endpoint, model, {SumOfSums} FROM ed_g GROUP BY 1, 2, 3
+                ON CONFLICT (month, endpoint, model) DO UPDATE SET {AddSums}
+            ),
+            ad AS (
+                INSERT INTO {quoted}.usage_active_day AS t (day, active_users)
+                SELECT day, count(*) FROM ud WHERE inserted GROUP BY 1
+                ON CONFLICT (day) DO UPDATE SET active_users = t.active_users + excluded.active_users
+            ),
+            am AS (
+                INSERT INTO {quoted}.usage_active_month AS t (month, active_users)
+                SELECT month, count(*) FROM um WHERE inserted GROUP BY 1
+                ON CONFLICT (month) DO UPDATE SET active_users = t.active_users + excluded.active_users
             )
             SELECT count(*)::bigint FROM moved
             """;
@@ -87,22 +116,16 @@ internal sealed class PostgresSql
     /// <summary>Binary COPY into the staging table, <see cref="Columns"/> in order.</summary>
     public string CopyStaging { get; }
 
-    /// <summary>Creates the session's groups table unless it exists.</summary>
-    public string CreateGroups { get; }
-
-    /// <summary>Binary COPY into the groups table, <see cref="GroupColumns"/> in order.</summary>
-    public string CopyGroups { get; }
+    /// <summary>Binary COPY into <c>usage_pending</c>, <see cref="PendingColumns"/> in order.</summary>
+    public string CopyPending { get; }
 
     /// <summary>Binary COPY straight into <c>user_api_usage</c>, <see cref="Columns"/> in order.</summary>
     public string CopyRaw { get; }
 
-    /// <summary>The rollup statement over the groups table; it returns the number of calls in the groups.</summary>
-    public string IngestGroups { get; }
-
     /// <summary>The ingest statement over the staging table; it returns the number of rows inserted.</summary>
     public string Ingest { get; }
 
-    /// <summary>Moves every pending row into the user×endpoint×model rollups; it returns the number of pending rows moved.</summary>
+    /// <summary>Moves every pending row into every rollup; it returns the number of pending rows moved.</summary>
     public string Fold { get; }
 
     /// <summary>The ingest statement reading its rows from <paramref name="source"/> (a relation with <see cref="Columns"/>, in that order).</summary>
@@ -110,8 +133,8 @@ internal sealed class PostgresSql
     /// <param name="source">A set-returning expression or a relation.</param>
     /// <returns>The statement; it returns the number of rows inserted.</returns>
     /// <remarks>
-    /// Insert the new rows in primary-key order (created_at, id) (replays skipped by the key), group
-    /// what was actually inserted once at the finest grain, then append and upsert from that grouping.
+    /// Insert the new rows in primary-key order (created_at, id) (replays skipped by the key), then
+    /// append what was actually inserted, grouped by user, day, endpoint and model, to the pending table.
     /// </remarks>
     public static string IngestFrom(string quoted, string source) => $"""
             WITH ins AS (
@@ -121,67 +144,15 @@ internal sealed class PostgresSql
                 ON CONFLICT DO NOTHING
                 RETURNING created_at, user_id, endpoint, model, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, coalesce(cost_usd, 0) AS cost_usd, cache_write_tokens
             ),
-            g AS (
-                SELECT user_id, (created_at AT TIME ZONE 'UTC')::date AS day, endpoint, model,
-                       count(*)::bigint AS calls, sum(input_tokens)::bigint AS input_tokens, sum(cached_input_tokens)::bigint AS cached_input_tokens,
-                       sum(output_tokens)::bigint AS output_tokens, sum(reasoning_tokens)::bigint AS reasoning_tokens, sum(total_tokens)::bigint AS total_tokens,
-                       sum(cost_usd) AS cost_usd, sum(cache_write_tokens)::bigint AS cache_write_tokens, min(created_at) AS first_at, max(created_at) AS last_at
+            pend AS (
+                INSERT INTO {quoted}.usage_pending ({PendingColumns})
+                SELECT user_id, (created_at AT TIME ZONE 'UTC')::date, endpoint, model,
+                       count(*), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), sum(reasoning_tokens), sum(total_tokens),
+                       sum(cost_usd), sum(cache_write_tokens), min(created_at), max(created_at)
                 FROM ins
                 GROUP BY 1, 2, 3, 4
-            ){RollupsFromGroups(quoted)}
-            SELECT coalesce(sum(calls), 0)::integer FROM g
-            """;
-
-    /// <summary>
-    /// The rollup CTEs over <c>g</c> (one row per user, day, endpoint and model, with <see cref="GroupColumns"/>),
-    /// each starting with a comma: the groups appended to the pending table of the user×endpoint×model
-    /// rollups, then every other rollup upserted. Each upsert runs to completion in key order, and all
-    /// writers run the same plan, so row locks are always taken in the same order: concurrent writers
-    /// wait, never deadlock.
-    /// </summary>
-    private static string RollupsFromGroups(string quoted) => $"""
-            ,
-            pend AS (
-                INSERT INTO {quoted}.usage_user_endpoint_pending (user_id, day, endpoint, model, {Sums})
-                SELECT user_id, day, endpoint, model, {Sums} FROM g WHERE user_id IS NOT NULL
-            ),
-            ud AS (
-                INSERT INTO {quoted}.usage_user_day AS t (user_id, day, {Sums})
-                SELECT user_id, day, {SumOfSums} FROM g WHERE user_id IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2
-                ON CONFLICT (user_id, day) DO UPDATE SET {AddSums}
-                RETURNING t.day, (t.xmax = 0) AS inserted
-            ),
-            um AS (
-                INSERT INTO {quoted}.usage_user_month AS t (user_id, month, {Sums})
-                SELECT user_id, date_trunc('month', day)::date, {SumOfSums} FROM g WHERE user_id IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2
-                ON CONFLICT (user_id, month) DO UPDATE SET {AddSums}
-                RETURNING t.month, (t.xmax = 0) AS inserted
-            ),
-            ut AS (
-                INSERT INTO {quoted}.usage_user_total AS t (user_id, {Sums}, first_call_at, last_call_at)
-                SELECT user_id, {SumOfSums}, min(first_at), max(last_at) FROM g WHERE user_id IS NOT NULL GROUP BY 1 ORDER BY 1
-                ON CONFLICT (user_id) DO UPDATE SET {AddSums},
-                    first_call_at = least(t.first_call_at, excluded.first_call_at), last_call_at = greatest(t.last_call_at, excluded.last_call_at)
-            ),
-            ed AS (
-                INSERT INTO {quoted}.usage_endpoint_day AS t (day, endpoint, model, {Sums})
-                SELECT day, endpoint, model, {SumOfSums} FROM g GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-                ON CONFLICT (day, endpoint, model) DO UPDATE SET {AddSums}
-            ),
-            em AS (
-                INSERT INTO {quoted}.usage_endpoint_month AS t (month, endpoint, model, {Sums})
-                SELECT date_trunc('month', day)::date, endpoint, model, {SumOfSums} FROM g GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-                ON CONFLICT (month, endpoint, model) DO UPDATE SET {AddSums}
-            ),
-            ad AS (
-                INSERT INTO {quoted}.usage_active_day AS t (day, active_users)
-                SELECT day, count(*) FROM ud WHERE inserted GROUP BY 1 ORDER BY 1
-                ON CONFLICT (day) DO UPDATE SET active_users = t.active_users + excluded.active_users
-            ),
-            am AS (
-                INSERT INTO {quoted}.usage_active_month AS t (month, active_users)
-                SELECT month, count(*) FROM um WHERE inserted GROUP BY 1 ORDER BY 1
-                ON CONFLICT (month) DO UPDATE SET active_users = t.active_users + excluded.active_users
+                RETURNING calls
             )
+            SELECT coalesce(sum(calls), 0)::integer FROM pend
             """;
 }

@@ -46,7 +46,7 @@ internal sealed class PostgresStoreContext : IAsyncDisposable
 
     public PostgresSql Sql { get; }
 
-    /// <summary>Folds the pending user×endpoint×model sums into their rollups.</summary>
+    /// <summary>Folds the pending sums into the rollups.</summary>
     public PostgresPendingFold Fold { get; }
 
     public int CommandTimeout => Options.CommandTimeoutSeconds;

@@ -7,12 +7,11 @@ using TokenMeter.Storage;
 namespace TokenMeter.Postgres.Storage;
 
 /// <summary>
-/// Ingest, in one transaction: binary COPY of the batch straight into <c>user_api_usage</c> and of its
-/// groups into a temporary table, then one statement that appends the groups to the pending table of
-/// the user×endpoint×model rollups and upserts every other rollup (see <see cref="PostgresSql"/>).
-/// A batch holding a record already stored fails the COPY on the key and goes through the staging
-/// table instead, which inserts only the new rows. The pending rows are folded in the background
-/// (<see cref="PostgresPendingFold"/>).
+/// Ingest, in one transaction: binary COPY of the batch straight into <c>user_api_usage</c>, and of its
+/// sums per user, day, endpoint and model (computed here) into <c>usage_pending</c>; no rollup is
+/// written per batch (see <see cref="PostgresSql"/>). A batch holding a record already stored fails the
+/// COPY on the key and goes through the staging table instead, which inserts only the new rows. The
+/// pending rows are folded into every rollup in the background (<see cref="PostgresPendingFold"/>).
 /// </summary>
 internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageStore
 {
@@ -49,7 +48,7 @@ internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageS
         int inserted;
         try
         {
-            inserted = await CopyAsync(records, context.Sql.IngestGroups, cancellationToken).ConfigureAwait(false);
+            inserted = await CopyAsync(records, cancellationToken).ConfigureAwait(false);
         }
         catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.UniqueViolation)
         {
@@ -63,30 +62,30 @@ internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageS
     }
 
     /// <summary>
-    /// The usual path: binary COPY straight into <c>user_api_usage</c>, the batch's groups (by user,
-    /// day, endpoint and model, summed here) by binary COPY into the session's groups table, and one
-    /// statement that appends them to the pending table and upserts the other rollups; one transaction.
+    /// The usual path: binary COPY straight into <c>user_api_usage</c>, and the batch's sums (by user,
+    /// day, endpoint and model, summed here) by binary COPY into <c>usage_pending</c>; one transaction.
     /// </summary>
     /// <param name="records">The batch.</param>
-    /// <param name="statement">The statement over the groups table (<see cref="PostgresSql.IngestGroups"/>; the benchmark passes subsets of it).</param>
     /// <param name="cancellationToken">Cancels the write.</param>
-    internal Task<int> CopyAsync(IReadOnlyList<UsageRecord> records, string statement, CancellationToken cancellationToken) =>
-        WriteAsync(records, context.Sql.CreateGroups, context.Sql.CopyRaw, Group(records), statement, cancellationToken);
+    /// <returns>The number of records stored (all of them: a stored one fails the COPY).</returns>
+    internal Task<int> CopyAsync(IReadOnlyList<UsageRecord> records, CancellationToken cancellationToken) =>
+        WriteAsync(records, null, context.Sql.CopyRaw, Group(records), null, cancellationToken);
 
-    /// <summary>Replays: binary COPY into the session's staging table, then one statement that inserts only the rows not yet stored and appends/upserts the rollups from those.</summary>
+    /// <summary>Replays: binary COPY into the session's staging table, then one statement that inserts only the rows not yet stored and appends their sums to the pending table.</summary>
     private Task<int> StageAsync(IReadOnlyList<UsageRecord> records, CancellationToken cancellationToken) =>
         WriteAsync(records, context.Sql.CreateStaging, context.Sql.CopyStaging, null, context.Sql.Ingest, cancellationToken);
 
-    /// <summary>One transaction: create the session's temporary table, COPY the records, COPY the groups (when given), run the statement, commit.</summary>
+    /// <summary>One transaction: create the session's temporary table (when given), COPY the records, COPY the pending sums (when given), run the statement (when given), commit.</summary>
     private async Task<int> WriteAsync(
-        IReadOnlyList<UsageRecord> records, string createTemporary, string copyRecords, Dictionary<GroupKey, GroupSums>? groups, string statement, CancellationToken cancellationToken)
+        IReadOnlyList<UsageRecord> records, string? createTemporary, string copyRecords, Dictionary<GroupKey, GroupSums>? groups, string? statement, CancellationToken cancellationToken)
     {
         var connection = await context.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var connectionScope = connection.ConfigureAwait(false);
         var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         await using var transactionScope = transaction.ConfigureAwait(false);
-        using (var create = new NpgsqlCommand(createTemporary, connection, transaction) { CommandTimeout = context.CommandTimeout })
+        if (createTemporary is not null)
         {
+            using var create = new NpgsqlCommand(createTemporary, connection, transaction) { CommandTimeout = context.CommandTimeout };
             await create.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
 
@@ -104,7 +103,7 @@ internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageS
 
         if (groups is not null)
         {
-            var writer = await connection.BeginBinaryImportAsync(context.Sql.CopyGroups, cancellationToken).ConfigureAwait(false);
+            var writer = await connection.BeginBinaryImportAsync(context.Sql.CopyPending, cancellationToken).ConfigureAwait(false);
             await using var writerScope = writer.ConfigureAwait(false);
             writer.Timeout = TimeSpan.FromSeconds(context.CommandTimeout);
             foreach (var (key, sums) in groups)
@@ -115,9 +114,10 @@ internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageS
             await writer.CompleteAsync(cancellationToken).ConfigureAwait(false);
         }
 
-        int inserted;
-        using (var ingest = new NpgsqlCommand(statement, connection, transaction) { CommandTimeout = context.CommandTimeout })
+        var inserted = records.Count;
+        if (statement is not null)
         {
+            using var ingest = new NpgsqlCommand(statement, connection, transaction) { CommandTimeout = context.CommandTimeout };
             inserted = (int)(await ingest.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
         }
 
@@ -125,7 +125,7 @@ internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageS
         return inserted;
     }
 
-    /// <summary>The batch summed by user, UTC day, endpoint and model, as the ingest statement would group it.</summary>
+    /// <summary>The batch summed by user, UTC day, endpoint and model, as the staging path's statement groups it.</summary>
     internal static Dictionary<GroupKey, GroupSums> Group(IReadOnlyList<UsageRecord> records)
     {
         var groups = new Dictionary<GroupKey, GroupSums>();
@@ -163,7 +163,7 @@ internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageS
         await writer.WriteAsync(sums.LastAt.UtcDateTime, NpgsqlDbType.TimestampTz, cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>One group of a batch: the ingest statement's grain.</summary>
+    /// <summary>One group of a batch: the pending table's grain.</summary>
     internal readonly record struct GroupKey(string? UserId, DateOnly Day, string? Endpoint, string? Model);
 
     /// <summary>The sums of one group (cost of unpriced records counted as 0, as the rollups count it).</summary>
