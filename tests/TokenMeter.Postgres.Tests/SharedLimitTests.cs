@@ -8,7 +8,7 @@ using TokenMeter.Testing.Postgres;
 namespace TokenMeter.Postgres.Tests;
 
 /// <summary>
-/// Migration 0008: every check of a call in one round trip (all or nothing for the call), concurrent
+/// Migration 0009: every check of a call in one round trip (all or nothing for the call), concurrent
 /// checks in one statement (in arrival order, never past a limit), settles batched into one statement
 /// that counts nothing twice when written twice, counters that give the headroom fully back, and the
 /// settler that writes the settles after the responses.

@@ -9,7 +9,7 @@ using TokenMeter.RateLimits;
 namespace TokenMeter.Postgres.Budgets;
 
 /// <summary>
-/// The statements of budgets and rate limits shared by every app instance (migration 0008). A check
+/// The statements of budgets and rate limits shared by every app instance (migration 0009). A check
 /// is one round trip of two prepared statements in one transaction: the per-key transaction locks
 /// (tokens window, requests window, budget, always in that order, so checks of one key queue), then
 /// one flat statement that reads the windows' per-second counters, the budget, the month's spend and
@@ -266,8 +266,11 @@ internal static class PostgresSharedLimits
                        WHERE (b.kind = 'user' AND b.user_id = us.u) OR (b.kind = 'default' AND b.user_id = '')
                        ORDER BY b.kind DESC LIMIT 1) l ON true
                   CROSS JOIN LATERAL (
-                      SELECT coalesce(sum(m.cost_usd), 0) AS cost, coalesce(sum(m.total_tokens), 0)::bigint AS tokens
-                        FROM {s}.usage_user_month m WHERE m.user_id = us.u AND m.month = us.month) sp
+                      SELECT coalesce(sum(x.cost_usd), 0) AS cost, coalesce(sum(x.total_tokens), 0)::bigint AS tokens
+                        FROM (SELECT m.cost_usd, m.total_tokens FROM {s}.usage_user_month m WHERE m.user_id = us.u AND m.month = us.month
+                              UNION ALL
+                              SELECT p.cost_usd, p.total_tokens FROM {s}.usage_pending p
+                               WHERE p.user_id = us.u AND p.day >= us.month AND p.day < (us.month + interval '1 month')::date) x) sp
                   CROSS JOIN LATERAL (
                       SELECT coalesce(sum(h.cost_usd), 0) AS cost, coalesce(sum(h.tokens), 0)::bigint AS tokens
                         FROM {s}.tokenmeter_budget_holds h

@@ -7,7 +7,7 @@ namespace TokenMeter.Postgres.RateLimits;
 
 /// <summary>
 /// Rate-limit windows shared by every app instance, as per-second counters per partition key in
-/// <c>tokenmeter_rate_slots</c> (migration 0008; token reservations awaiting their settle in
+/// <c>tokenmeter_rate_slots</c> (migration 0009; token reservations awaiting their settle in
 /// <c>tokenmeter_rate_open</c>). A check is one round trip of <see cref="PostgresSharedLimits"/>
 /// (with the call's budget check when there is one) under a per-key transaction lock; settles are
 /// batched into one statement. Both commit without waiting for the disk: a counter lives two minutes

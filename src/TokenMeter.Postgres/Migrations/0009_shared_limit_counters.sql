@@ -1,4 +1,4 @@
--- TokenMeter 0008: rate-limit windows as per-second counters; checks and settles as flat statements.
+-- TokenMeter 0009: rate-limit windows as per-second counters; checks and settles as flat statements.
 --
 -- 0005/0006 kept one row per permit or token reservation of the last minute and summed them on
 -- every check (thousands of rows for a busy user), inside nested plpgsql functions. Here a window
