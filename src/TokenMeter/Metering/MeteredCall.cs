@@ -228,8 +228,9 @@ internal sealed class MeteredCall
     }
 
     // A reply that carries a usage object needs no estimate, so the request body can go back to the pool now.
+    // Searched from the end: the usage object comes after the choices / output.
     private static bool HasUsageObject(ReadOnlySpan<byte> reply) =>
-        reply.IndexOf("\"usage\":{"u8) >= 0 || reply.IndexOf("\"usage\": {"u8) >= 0;
+        reply.LastIndexOf("\"usage\":{"u8) >= 0 || reply.LastIndexOf("\"usage\": {"u8) >= 0;
 
     // The body is a pooled buffer: back to the pool once, as soon as it is no longer needed.
     private void ReleaseRequestBody() => Interlocked.Exchange(ref _requestBody, null)?.Dispose();
