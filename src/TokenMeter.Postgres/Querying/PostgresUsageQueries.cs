@@ -423,16 +423,16 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
 
     public async ValueTask<IReadOnlyList<UserDailyUsage>> GetUserDailyUsageAsync(DateOnly firstDay, DateOnly lastDay, string? userId = null, CancellationToken cancellationToken = default)
     {
+        // The rollup rows as they are, joined with the pending rows summed per user and day: only the
+        // few pending rows are grouped (grouping every rollup row of a month for all users tripled the time).
         var userFilter = userId is null ? " AND user_id IS NOT NULL" : " AND user_id = $3";
         var sql = $"""
-            SELECT user_id, day, {SumColumns}
-            FROM (
-                SELECT user_id, day, {FigureColumns} FROM {S}.usage_user_day WHERE day BETWEEN $1 AND $2{userFilter}
-                UNION ALL
-                SELECT user_id, day, {FigureColumns} FROM {S}.usage_pending WHERE day BETWEEN $1 AND $2{userFilter}
-            ) x
-            GROUP BY user_id, day
-            ORDER BY user_id COLLATE "C", day
+            WITH p AS (
+                SELECT user_id, day, {NamedSumColumns} FROM {S}.usage_pending WHERE day BETWEEN $1 AND $2{userFilter} GROUP BY user_id, day)
+            SELECT coalesce(u.user_id, p.user_id), coalesce(u.day, p.day), {Combined("u", "p")}
+            FROM (SELECT user_id, day, {FigureColumns} FROM {S}.usage_user_day WHERE day BETWEEN $1 AND $2{userFilter}) u
+            FULL JOIN p ON p.user_id = u.user_id AND p.day = u.day
+            ORDER BY 1, 2
             """;
         using var command = userId is null ? Command(sql, firstDay, lastDay) : Command(sql, firstDay, lastDay, userId);
         var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
