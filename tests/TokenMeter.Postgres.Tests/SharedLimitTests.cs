@@ -8,9 +8,10 @@ using TokenMeter.Testing.Postgres;
 namespace TokenMeter.Postgres.Tests;
 
 /// <summary>
-/// Migration 0006: every check of a call in one statement (all or nothing for the call), settles
-/// batched into one statement that counts nothing twice when written twice, and the settler that
-/// writes them after the responses.
+/// Migration 0009: every check of a call in one round trip (all or nothing for the call), concurrent
+/// checks in one statement (in arrival order, never past a limit), settles batched into one statement
+/// that counts nothing twice when written twice, counters that give the headroom fully back, and the
+/// settler that writes the settles after the responses.
 /// </summary>
 public sealed class SharedLimitTests(PostgresDatabaseFixture database) : IClassFixture<PostgresDatabaseFixture>
 {
@@ -29,7 +30,7 @@ public sealed class SharedLimitTests(PostgresDatabaseFixture database) : IClassF
         Assert.Null(first.RefusedBy);
         Assert.True(first.Budget!.Allowed);
         Assert.Equal(new BudgetLimit(1.0m, null), first.Budget.Limit);
-        Assert.Equal(2L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_rate_entries"));
+        Assert.Equal(2L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_rate_slots"));
         Assert.Equal(1L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_budget_holds"));
 
         // Refused by the requests window (one a minute): its tokens entry is gone too, no hold made.
@@ -37,7 +38,7 @@ public sealed class SharedLimitTests(PostgresDatabaseFixture database) : IClassF
         Assert.Equal(RateLimitKind.Requests, second.RefusedBy);
         Assert.False(second.Rate!.Allowed);
         Assert.True(second.Rate.RetryAfter > TimeSpan.Zero);
-        Assert.Equal(50L, await h.ScalarAsync<long>("SELECT sum(amount)::bigint FROM {s}.tokenmeter_rate_entries WHERE key = 'tokens/u1'"));
+        Assert.Equal(50L, await h.ScalarAsync<long>("SELECT sum(amount)::bigint FROM {s}.tokenmeter_rate_slots WHERE key = 'tokens/u1'"));
         Assert.Equal(1L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_budget_holds"));
 
         // Refused by the budget (0.4 held + 0.7 > 1.0): the request permit stays taken, the tokens entry does not.
@@ -45,8 +46,8 @@ public sealed class SharedLimitTests(PostgresDatabaseFixture database) : IClassF
         Assert.Null(third.RefusedBy);
         Assert.False(third.Budget!.Allowed);
         Assert.Equal(0.4m, third.Budget.ReservedCostUsd);
-        Assert.Equal(1L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_rate_entries WHERE key = 'requests/b'"));
-        Assert.Equal(50L, await h.ScalarAsync<long>("SELECT sum(amount)::bigint FROM {s}.tokenmeter_rate_entries WHERE key = 'tokens/u1'"));
+        Assert.Equal(1L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_rate_slots WHERE key = 'requests/b'"));
+        Assert.Equal(50L, await h.ScalarAsync<long>("SELECT sum(amount)::bigint FROM {s}.tokenmeter_rate_slots WHERE key = 'tokens/u1'"));
         Assert.Equal(1L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_budget_holds"));
 
         // The single-limit paths of the public interfaces go through the same statement.
@@ -89,7 +90,7 @@ public sealed class SharedLimitTests(PostgresDatabaseFixture database) : IClassF
         Assert.Equal(1L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_budget_holds"));
         Assert.Equal(0.1m, await h.ScalarAsync<decimal>("SELECT cost_usd FROM {s}.tokenmeter_budget_holds"));
         Assert.Equal(2, await h.ScalarAsync<int>("SELECT cardinality(record_ids) FROM {s}.tokenmeter_budget_holds"));
-        Assert.Equal(300L, await h.ScalarAsync<long>("SELECT sum(amount)::bigint FROM {s}.tokenmeter_rate_entries WHERE key = 'tokens/u1'"));
+        Assert.Equal(300L, await h.ScalarAsync<long>("SELECT sum(amount)::bigint FROM {s}.tokenmeter_rate_slots WHERE key = 'tokens/u1'"));
 
         // Before the records land the hold counts their cost; after, the rollup does instead: once either way.
         var probe = new BudgetHoldRequest(Guid.CreateVersion7(), "u1", Month(now), new BudgetEstimate(0.9m, 0), now, now.AddMinutes(5));
@@ -133,7 +134,7 @@ public sealed class SharedLimitTests(PostgresDatabaseFixture database) : IClassF
         await settler.FlushAsync();
         Assert.Equal(100L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_budget_holds"));
         Assert.Equal(1.00m, await h.ScalarAsync<decimal>("SELECT sum(cost_usd) FROM {s}.tokenmeter_budget_holds"));
-        Assert.Equal(1_000L, await h.ScalarAsync<long>("SELECT sum(amount)::bigint FROM {s}.tokenmeter_rate_entries WHERE key = 'tokens/u1'"));
+        Assert.Equal(1_000L, await h.ScalarAsync<long>("SELECT sum(amount)::bigint FROM {s}.tokenmeter_rate_slots WHERE key = 'tokens/u1'"));
 
         // Queued just before shutdown: written before the settler lets go of the store.
         foreach (var check in checks.Where((_, i) => i % 2 == 1))
@@ -145,8 +146,76 @@ public sealed class SharedLimitTests(PostgresDatabaseFixture database) : IClassF
         Assert.Equal(0L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_budget_holds"));
     }
 
-    private static LimitCheck Check(string user, string requestsKey, DateTimeOffset now, long tokens, decimal cost, long requestsLimit = 1) => new(
-        new RateLimitRequest(UserRateLimiter.TokensKey(user), Guid.CreateVersion7(), now, Window, 100_000, tokens, MustFit: false),
+    [Fact]
+    public async Task CheckBatch_ChecksOfOneUserInOneStatement_InArrivalOrder_NeverPastAnyLimit()
+    {
+        await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString);
+        await h.Budgets.SetUserBudgetAsync(new UserBudget("u1", 1.0m, null));
+        var now = h.Time.GetUtcNow();
+
+        // Tokens 1,000 a minute (100 each: the 10 first pass), requests 30, budget 1.0 (0.15 each: 6 fit).
+        var checks = Enumerable.Range(0, 40).Select(_ => Check("u1", "requests/u1", now, tokens: 100, cost: 0.15m, requestsLimit: 30, tokensLimit: 1_000)).ToList();
+        var results = await PostgresSharedLimits.CheckBatchAsync(h.Context, checks, default);
+
+        Assert.All(results.Take(6), r => Assert.True(r.RefusedBy is null && r.Budget!.Allowed));
+        Assert.All(results.Skip(6).Take(4), r => Assert.False(r.Budget!.Allowed));
+        Assert.All(results.Skip(10), r => Assert.Equal(RateLimitKind.Tokens, r.RefusedBy));
+        Assert.Equal(0.75m, results[5].Budget!.ReservedCostUsd);
+        Assert.Equal(6L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_budget_holds"));
+        Assert.Equal(0.90m, await h.ScalarAsync<decimal>("SELECT sum(cost_usd) FROM {s}.tokenmeter_budget_holds"));
+        Assert.Equal(600L, await h.ScalarAsync<long>("SELECT sum(amount)::bigint FROM {s}.tokenmeter_rate_slots WHERE key = 'tokens/u1'"));
+        Assert.Equal(10L, await h.ScalarAsync<long>("SELECT sum(amount)::bigint FROM {s}.tokenmeter_rate_slots WHERE key = 'requests/u1'"));
+
+        // Many checks at once through the store (coalesced while one is in flight): still within every limit.
+        await h.Budgets.SetUserBudgetAsync(new UserBudget("u2", 1.0m, null));
+        var store = new PostgresRateLimitStore(h.Context);
+        var burst = await Task.WhenAll(Enumerable.Range(0, 60).Select(i =>
+            store.CheckAsync(Check("u2", "requests/u2", now, tokens: 10, cost: 0.09m, requestsLimit: 8), default).AsTask()));
+        var allowed = burst.Count(r => r.RefusedBy is null && r.Budget!.Allowed);
+        Assert.InRange(allowed, 1, 8);
+        Assert.True(await h.ScalarAsync<decimal>("SELECT coalesce(sum(cost_usd), 0) FROM {s}.tokenmeter_budget_holds WHERE user_id = 'u2'") <= 1.0m);
+        Assert.Equal((long)allowed, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_budget_holds WHERE user_id = 'u2'"));
+        Assert.True(await h.ScalarAsync<long>("SELECT sum(amount)::bigint FROM {s}.tokenmeter_rate_slots WHERE key = 'requests/u2'") <= 8);
+    }
+
+    [Fact]
+    public async Task Counters_AfterSettlesAndLapsedLeases_TheHeadroomIsFullyBack()
+    {
+        await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString);
+        var store = new PostgresRateLimitStore(h.Context);
+        await h.Budgets.SetUserBudgetAsync(new UserBudget("u1", 1.0m, null));
+        var now = h.Time.GetUtcNow();
+        var checks = Enumerable.Range(0, 5).Select(_ => Check("u1", "requests/u1", now, tokens: 200, cost: 0.2m, requestsLimit: 100, tokensLimit: 1_000)).ToList();
+        foreach (var check in checks)
+        {
+            Assert.True((await store.CheckAsync(check, default)).Budget!.Allowed);
+        }
+
+        var full = await store.CheckAsync(Check("u1", "requests/u1", now, tokens: 1, cost: 0.2m, requestsLimit: 100, tokensLimit: 1_000), default);
+        Assert.Equal(RateLimitKind.Tokens, full.RefusedBy);
+
+        // Three calls used nothing: their holds and token estimates are gone; two are left in flight.
+        await store.SettleAsync(
+            [.. checks.Take(3).Select(c => new HoldSettle(c.Budget!.Id, 0m, 0, [], now.AddMinutes(10), c.Budget.ExpiresAt))],
+            [.. checks.Take(3).Select(c => new EntrySettle(c.Tokens!.Key, c.Tokens.Id, 0, now + Window))],
+            default);
+        var partly = await store.CheckAsync(Check("u1", "requests/u1", now, tokens: 1, cost: 0.5m, requestsLimit: 100, tokensLimit: 1_000), default);
+        Assert.True(partly.Budget!.Allowed);
+        Assert.Equal(0.4m, partly.Budget.ReservedCostUsd);
+
+        // The leases lapse and the window passes: nothing is left counted.
+        h.Time.Advance(TimeSpan.FromMinutes(6));
+        var later = h.Time.GetUtcNow();
+        var fresh = await store.CheckAsync(Check("u1", "requests/u1", later, tokens: 999, cost: 1.0m, requestsLimit: 1, tokensLimit: 1_000), default);
+        Assert.Null(fresh.RefusedBy);
+        Assert.True(fresh.Budget!.Allowed);
+        Assert.Equal((0m, 0m), (fresh.Budget.SpentCostUsd, fresh.Budget.ReservedCostUsd));
+        Assert.Equal(0L, fresh.Rate!.Used);
+        Assert.Equal(1L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_budget_holds"));
+    }
+
+    private static LimitCheck Check(string user, string requestsKey, DateTimeOffset now, long tokens, decimal cost, long requestsLimit = 1, long tokensLimit = 100_000) => new(
+        new RateLimitRequest(UserRateLimiter.TokensKey(user), Guid.CreateVersion7(), now, Window, tokensLimit, tokens, MustFit: false),
         new RateLimitRequest(requestsKey, Guid.CreateVersion7(), now, Window, requestsLimit, 1, MustFit: true),
         new BudgetHoldRequest(Guid.CreateVersion7(), user, Month(now), new BudgetEstimate(cost, tokens), now, now.AddMinutes(5)));
 

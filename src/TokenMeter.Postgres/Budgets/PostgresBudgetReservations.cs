@@ -6,10 +6,9 @@ namespace TokenMeter.Postgres.Budgets;
 
 /// <summary>
 /// Budget reservations shared by every app instance, in <c>tokenmeter_budget_holds</c>:
-/// check-and-reserve is one call of <c>tokenmeter_check_limits</c> (with the call's rate-limit
-/// checks when there are any), settles are batched into one call of <c>tokenmeter_settle_limits</c>
-/// (migration 0006; the holds themselves and their lock are those of 0005). Both commit without
-/// waiting for the disk: these rows are bounded by their lease, not part of the ledger.
+/// check-and-reserve is one round trip of <see cref="PostgresSharedLimits"/> (with the call's
+/// rate-limit checks when there are any), settles are batched into one statement. Both commit
+/// without waiting for the disk: these rows are bounded by their lease, not part of the ledger.
 /// </summary>
 internal sealed class PostgresBudgetReservations(PostgresStoreContext context) : IBudgetReservationStore, ISharedLimitStore
 {
@@ -32,7 +31,7 @@ internal sealed class PostgresBudgetReservations(PostgresStoreContext context) :
         PostgresSharedLimits.SettleAsync(context, [new HoldSettle(id, 0m, 0, [], DateTimeOffset.MaxValue, DateTimeOffset.MaxValue)], [], cancellationToken);
 
     public ValueTask<LimitCheckResult> CheckAsync(LimitCheck check, CancellationToken cancellationToken) =>
-        PostgresSharedLimits.CheckAsync(context, check, cancellationToken);
+        new(PostgresSharedLimits.CheckAsync(context, check, cancellationToken));
 
     public ValueTask SettleAsync(IReadOnlyList<HoldSettle> holds, IReadOnlyList<EntrySettle> entries, CancellationToken cancellationToken) =>
         PostgresSharedLimits.SettleAsync(context, holds, entries, cancellationToken);

@@ -1,3 +1,5 @@
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using Npgsql;
 using NpgsqlTypes;
 using TokenMeter.Budgets;
@@ -7,60 +9,161 @@ using TokenMeter.RateLimits;
 namespace TokenMeter.Postgres.Budgets;
 
 /// <summary>
-/// The statements of budgets and rate limits shared by every app instance (migration 0006): every
-/// check of a call is one call of <c>tokenmeter_check_limits</c>, any number of settles one call of
-/// <c>tokenmeter_settle_limits</c>; both commit without waiting for the disk.
+/// The statements of budgets and rate limits shared by every app instance (migration 0009). A check
+/// is one round trip of two prepared statements in one transaction: the per-key transaction locks
+/// (tokens window, requests window, budget, always in that order, so checks of one key queue), then
+/// one flat statement that reads the windows' per-second counters, the budget, the month's spend and
+/// the holds in force, decides, and writes the counters, the token reservation and the hold. Any
+/// number of settles are one statement. Both commit without waiting for the disk.
 /// </summary>
 internal static class PostgresSharedLimits
 {
-    public static async ValueTask<LimitCheckResult> CheckAsync(PostgresStoreContext context, LimitCheck check, CancellationToken cancellationToken)
+    /// <summary>The most checks one round trip carries.</summary>
+    internal const int MaxBatch = 128;
+
+    private static readonly ConcurrentDictionary<string, Statements> BySchema = new(StringComparer.Ordinal);
+
+    private static readonly ConditionalWeakTable<PostgresStoreContext, CheckBatcher> Batchers = new();
+
+    private static readonly TimeSpan PurgeEvery = TimeSpan.FromSeconds(10);
+
+    private static long nextPurgeTicks;
+
+    /// <summary>
+    /// Checks one call. Checks that arrive while another batch is in flight go together in the next
+    /// round trip (at most <see cref="MaxBatch"/>), so concurrent checks share one statement.
+    /// </summary>
+    public static Task<LimitCheckResult> CheckAsync(PostgresStoreContext context, LimitCheck check, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(check);
-        var now = check.Tokens?.Now ?? check.Requests?.Now ?? check.Budget?.Now ?? throw new ArgumentException("Nothing to check.", nameof(check));
-        var window = check.Tokens?.Window ?? check.Requests?.Window ?? UserRateLimiter.Window;
-        var command = context.DataSource.CreateCommand(
-            $"SELECT refused_by, rate_used, retry_after_ms, budget_checked, limit_cost, limit_tokens, spent_cost, spent_tokens, held_cost, held_tokens FROM {context.Quoted}.tokenmeter_check_limits($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)");
-        await using var commandScope = command.ConfigureAwait(false);
-        command.CommandTimeout = context.CommandTimeout;
-        var p = command.Parameters;
+        if (check.Tokens is null && check.Requests is null && check.Budget is null)
+        {
+            throw new ArgumentException("Nothing to check.", nameof(check));
+        }
+
+        return Batchers.GetValue(context, static c => new CheckBatcher(c)).CheckAsync(check, cancellationToken);
+    }
+
+    /// <summary>
+    /// Runs checks in one round trip: the per-key transaction locks of every key in the batch (in
+    /// one global order, so batches of several instances never deadlock), then one statement that
+    /// decides every check in arrival order. A check counts the checks before it in the batch with
+    /// the same key or user as if they were let through (a later one may be refused a little
+    /// sooner, never let through past a limit).
+    /// </summary>
+    internal static async Task<LimitCheckResult[]> CheckBatchAsync(PostgresStoreContext context, IReadOnlyList<LimitCheck> checks, CancellationToken cancellationToken)
+    {
+        var now = checks.Max(c => c.Tokens?.Now ?? c.Requests?.Now ?? c.Budget!.Now);
+        var window = checks.Select(c => c.Tokens?.Window ?? c.Requests?.Window).FirstOrDefault(w => w is not null) ?? UserRateLimiter.Window;
+        var nowMs = now.ToUnixTimeMilliseconds();
+        var slot = Math.DivRem(nowMs, 1000, out var rem) - (rem < 0 ? 1 : 0);
+        var windowSeconds = (long)Math.Ceiling(window.TotalSeconds);
+        var sql = For(context);
+
+        // Now and then (every 10 s per process, on the windows' clock), the counters and unsettled
+        // token reservations of keys idle for two windows.
+        var purge = false;
+        var due = Interlocked.Read(ref nextPurgeTicks);
+        if (Math.Abs(now.UtcTicks - due) >= PurgeEvery.Ticks && Interlocked.CompareExchange(ref nextPurgeTicks, now.UtcTicks, due) == due)
+        {
+            purge = true;
+        }
+
+        var lockNames = new List<string>(checks.Count * 3);
+        foreach (var c in checks)
+        {
+            if (c.Tokens is { } t)
+            {
+                lockNames.Add("tokenmeter.rate/" + t.Key);
+            }
+
+            if (c.Requests is { } r)
+            {
+                lockNames.Add("tokenmeter.rate/" + r.Key);
+            }
+
+            if (c.Budget is { } b)
+            {
+                lockNames.Add("tokenmeter.budget/" + b.UserId);
+            }
+        }
+
+        var connection = await context.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var connectionScope = connection.ConfigureAwait(false);
+        using var batch = new NpgsqlBatch(connection) { Timeout = context.CommandTimeout };
+        var locks = new NpgsqlBatchCommand(sql.Lock);
+        locks.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = [.. lockNames] });
+        batch.BatchCommands.Add(locks);
+
+        var decide = new NpgsqlBatchCommand(sql.Check);
+        var p = decide.Parameters;
+        p.Add(Array(checks, c => c.Tokens?.Key, NpgsqlDbType.Text));
+        p.Add(Array(checks, c => c.Tokens?.Id, NpgsqlDbType.Uuid));
+        p.Add(Array(checks, c => c.Tokens?.Limit, NpgsqlDbType.Bigint));
+        p.Add(Array(checks, c => c.Tokens?.Amount, NpgsqlDbType.Bigint));
+        p.Add(Array(checks, c => c.Requests?.Key, NpgsqlDbType.Text));
+        p.Add(Array(checks, c => c.Requests?.Limit, NpgsqlDbType.Bigint));
+        p.Add(Array(checks, c => c.Budget?.UserId, NpgsqlDbType.Text));
+        p.Add(Array(checks, c => c.Budget?.Id, NpgsqlDbType.Uuid));
+        p.Add(Array(checks, c => c.Budget?.Month, NpgsqlDbType.Date));
+        p.Add(Array(checks, c => c.Budget?.Estimate.CostUsd, NpgsqlDbType.Numeric));
+        p.Add(Array(checks, c => c.Budget?.Estimate.Tokens, NpgsqlDbType.Bigint));
+        p.Add(Array(checks, c => c.Budget?.Now.UtcDateTime, NpgsqlDbType.TimestampTz));
+        p.Add(Array(checks, c => c.Budget?.ExpiresAt.UtcDateTime, NpgsqlDbType.TimestampTz));
+        p.Add(new NpgsqlParameter<long> { TypedValue = slot });
+        p.Add(new NpgsqlParameter<long> { TypedValue = slot - windowSeconds });
+        p.Add(new NpgsqlParameter<long> { TypedValue = nowMs });
         p.Add(new NpgsqlParameter<DateTime> { TypedValue = now.UtcDateTime, NpgsqlDbType = NpgsqlDbType.TimestampTz });
-        p.Add(new NpgsqlParameter<TimeSpan> { TypedValue = window, NpgsqlDbType = NpgsqlDbType.Interval });
-        p.Add(Text(check.Tokens?.Key));
-        p.Add(Uuid(check.Tokens?.Id));
-        p.Add(Bigint(check.Tokens?.Limit));
-        p.Add(Bigint(check.Tokens?.Amount));
-        p.Add(Text(check.Requests?.Key));
-        p.Add(Uuid(check.Requests?.Id));
-        p.Add(Bigint(check.Requests?.Limit));
-        var budget = check.Budget;
-        p.Add(Text(budget?.UserId));
-        p.Add(Uuid(budget?.Id));
-        p.Add(new NpgsqlParameter { Value = budget is null ? DBNull.Value : budget.Month, NpgsqlDbType = NpgsqlDbType.Date });
-        p.Add(new NpgsqlParameter { Value = budget is null ? DBNull.Value : budget.Estimate.CostUsd, NpgsqlDbType = NpgsqlDbType.Numeric });
-        p.Add(Bigint(budget?.Estimate.Tokens));
-        p.Add(new NpgsqlParameter { Value = budget is null ? DBNull.Value : budget.Now.UtcDateTime, NpgsqlDbType = NpgsqlDbType.TimestampTz });
-        p.Add(new NpgsqlParameter { Value = budget is null ? DBNull.Value : budget.ExpiresAt.UtcDateTime, NpgsqlDbType = NpgsqlDbType.TimestampTz });
-        var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        p.Add(new NpgsqlParameter<bool> { TypedValue = purge });
+        p.Add(new NpgsqlParameter<DateTime> { TypedValue = (now - window - window).UtcDateTime, NpgsqlDbType = NpgsqlDbType.TimestampTz });
+        batch.BatchCommands.Add(decide);
+
+        // Prepared once per physical connection (later calls find it prepared): no parse or plan per check.
+        await batch.PrepareAsync(cancellationToken).ConfigureAwait(false);
+        var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         await using var readerScope = reader.ConfigureAwait(false);
-        await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-        var refusedBy = reader.IsDBNull(0) ? null : reader.GetString(0);
+        await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+        var results = new LimitCheckResult[checks.Count];
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            var i = (int)reader.GetInt64(0) - 1;
+            results[i] = Read(reader, checks[i]);
+        }
+
+        return results;
+    }
+
+    private static LimitCheckResult Read(NpgsqlDataReader reader, LimitCheck check)
+    {
+        var refusedBy = reader.IsDBNull(1) ? null : reader.GetString(1);
         if (refusedBy is "tokens" or "requests")
         {
             var kind = refusedBy == "tokens" ? RateLimitKind.Tokens : RateLimitKind.Requests;
-            return new LimitCheckResult(kind, new RateLimitResult(false, reader.GetInt64(1), TimeSpan.FromMilliseconds(reader.GetInt64(2))), null);
+            return new LimitCheckResult(kind, new RateLimitResult(false, reader.GetInt64(2), TimeSpan.FromMilliseconds(reader.GetInt64(3))), null);
         }
 
         BudgetHoldResult? hold = null;
-        if (reader.GetBoolean(3))
+        if (reader.GetBoolean(4))
         {
-            decimal? limitCost = reader.IsDBNull(4) ? null : reader.GetDecimal(4);
-            long? limitTokens = reader.IsDBNull(5) ? null : reader.GetInt64(5);
+            decimal? limitCost = reader.IsDBNull(5) ? null : reader.GetDecimal(5);
+            long? limitTokens = reader.IsDBNull(6) ? null : reader.GetInt64(6);
             var limit = limitCost is null && limitTokens is null ? null : new BudgetLimit(limitCost, limitTokens);
-            hold = new BudgetHoldResult(refusedBy is null, limit, reader.GetDecimal(6), reader.GetInt64(7), reader.GetDecimal(8), reader.GetInt64(9));
+            hold = new BudgetHoldResult(refusedBy is null, limit, reader.GetDecimal(7), reader.GetInt64(8), reader.GetDecimal(9), reader.GetInt64(10));
         }
 
-        var rate = check.Tokens is null && check.Requests is null ? null : new RateLimitResult(true, reader.GetInt64(1), TimeSpan.Zero);
+        var rate = check.Tokens is null && check.Requests is null ? null : new RateLimitResult(true, reader.GetInt64(2), TimeSpan.Zero);
         return new LimitCheckResult(null, rate, hold);
+    }
+
+    private static NpgsqlParameter Array<T>(IReadOnlyList<LimitCheck> checks, Func<LimitCheck, T> value, NpgsqlDbType type)
+    {
+        var values = new T[checks.Count];
+        for (var i = 0; i < values.Length; i++)
+        {
+            values[i] = value(checks[i]);
+        }
+
+        return new NpgsqlParameter { Value = values, NpgsqlDbType = NpgsqlDbType.Array | type };
     }
 
     public static async ValueTask SettleAsync(PostgresStoreContext context, IReadOnlyList<HoldSettle> holds, IReadOnlyList<EntrySettle> entries, CancellationToken cancellationToken)
@@ -68,10 +171,13 @@ internal static class PostgresSharedLimits
         ArgumentNullException.ThrowIfNull(holds);
         ArgumentNullException.ThrowIfNull(entries);
         var records = holds.SelectMany(h => h.Records.Select(r => (Hold: h.Id, r.Id, r.CreatedAt))).ToList();
-        var command = context.DataSource.CreateCommand($"SELECT {context.Quoted}.tokenmeter_settle_limits($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
-        await using var commandScope = command.ConfigureAwait(false);
-        command.CommandTimeout = context.CommandTimeout;
-        var p = command.Parameters;
+
+        var connection = await context.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var connectionScope = connection.ConfigureAwait(false);
+        using var batch = new NpgsqlBatch(connection) { Timeout = context.CommandTimeout };
+        batch.BatchCommands.Add(new NpgsqlBatchCommand(For(context).AsyncCommit));
+        var settle = new NpgsqlBatchCommand(For(context).Settle);
+        var p = settle.Parameters;
         p.Add(new NpgsqlParameter<Guid[]> { TypedValue = [.. holds.Select(h => h.Id)] });
         p.Add(new NpgsqlParameter<decimal[]> { TypedValue = [.. holds.Select(h => h.CostUsd)], NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Numeric });
         p.Add(new NpgsqlParameter<long[]> { TypedValue = [.. holds.Select(h => h.Tokens)] });
@@ -82,12 +188,260 @@ internal static class PostgresSharedLimits
         p.Add(new NpgsqlParameter<string[]> { TypedValue = [.. entries.Select(e => e.Key)] });
         p.Add(new NpgsqlParameter<Guid[]> { TypedValue = [.. entries.Select(e => e.Id)] });
         p.Add(new NpgsqlParameter<long[]> { TypedValue = [.. entries.Select(e => e.Amount)] });
-        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        batch.BatchCommands.Add(settle);
+        await batch.PrepareAsync(cancellationToken).ConfigureAwait(false);
+        await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    private static NpgsqlParameter Text(string? value) => new() { Value = (object?)value ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text };
+    private static Statements For(PostgresStoreContext context) => BySchema.GetOrAdd(context.Quoted, static s => new Statements(s));
 
-    private static NpgsqlParameter Uuid(Guid? value) => new() { Value = value is { } v ? v : DBNull.Value, NpgsqlDbType = NpgsqlDbType.Uuid };
+    /// <summary>The statements for one schema.</summary>
+    private sealed class Statements(string s)
+    {
+        public string AsyncCommit { get; } = "SELECT set_config('synchronous_commit', 'off', true)";
 
-    private static NpgsqlParameter Bigint(long? value) => new() { Value = value is { } v ? v : DBNull.Value, NpgsqlDbType = NpgsqlDbType.Bigint };
+        /// <summary>
+        /// $1 the lock names of every key in the batch: each taken once, in the order of its hash (one
+        /// global order). Commits of these rows do not wait for the disk: they are short-lived working
+        /// state bounded by their window or lease, not the ledger.
+        /// </summary>
+        public string Lock { get; } = """
+            SELECT set_config('synchronous_commit', 'off', true), count(pg_advisory_xact_lock(x.k))
+              FROM (SELECT DISTINCT hashtextextended(n, 0) AS k FROM unnest($1::text[]) AS n ORDER BY 1) x
+            """;
+
+        /// <summary>
+        /// One row per check ($1..$13 arrays, one element per check; null where not checked). Tokens:
+        /// $1 key, $2 id, $3 limit, $4 estimate (admitted while the window is below the limit).
+        /// Requests: $5 key, $6 limit (one permit, admitted when it fits). Budget: $7 user, $8 hold
+        /// id, $9 month, $10 cost, $11 tokens, $12 its now, $13 the lease's end. $14 this second, $15
+        /// the window's first second, $16 now in ms, $17 now. In arrival order, each check counts the
+        /// earlier checks of the batch with its key or user as let through (tokens: every earlier one;
+        /// requests: those the tokens window let through; budget: those both windows let through).
+        /// A refused call writes no tokens and no hold; a call refused by the budget keeps its request
+        /// permit (the request was made). Settled holds whose records have all landed, and lapsed
+        /// ones, are deleted (skipping any a settle is writing: those count once more, a worst case).
+        /// $18: also sweep every key's counters older than two windows and unsettled token
+        /// reservations older than $19.
+        /// </summary>
+        public string Check { get; } = $"""
+            WITH c AS (
+                SELECT * FROM unnest($1::text[], $2::uuid[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[],
+                                     $7::text[], $8::uuid[], $9::date[], $10::numeric[], $11::bigint[], $12::timestamptz[], $13::timestamptz[])
+                    WITH ORDINALITY AS c(tk, tid, tlim, tamt, rk, rlim, u, hid, month, cost, htok, bnow, exp, i)),
+            keys AS (
+                SELECT DISTINCT k.key FROM c CROSS JOIN LATERAL (VALUES (c.tk), (c.rk)) AS k(key) WHERE k.key IS NOT NULL),
+            win AS (
+                SELECT k.key, coalesce((SELECT sum(s.amount) FROM {s}.tokenmeter_rate_slots s WHERE s.key = k.key AND s.slot >= $15), 0)::bigint AS used
+                  FROM keys k),
+            t AS (
+                SELECT c.*,
+                       coalesce(w.used, 0) + coalesce(sum(c.tamt) OVER (PARTITION BY c.tk ORDER BY c.i ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS t_used
+                  FROM c LEFT JOIN win w ON w.key = c.tk),
+            t2 AS (
+                SELECT t.*, (t.tk IS NULL OR t.t_used < t.tlim) AS tok_ok FROM t),
+            r AS (
+                SELECT t2.*,
+                       coalesce(w.used, 0) + coalesce(sum(CASE WHEN t2.tok_ok THEN 1 ELSE 0 END) OVER (PARTITION BY t2.rk ORDER BY t2.i ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS r_used
+                  FROM t2 LEFT JOIN win w ON w.key = t2.rk),
+            r2 AS (
+                SELECT r.*, (r.rk IS NULL OR r.r_used + 1 <= r.rlim) AS req_ok FROM r),
+            users AS (
+                SELECT c.u, c.month, min(c.bnow) AS bnow FROM c WHERE c.u IS NOT NULL GROUP BY c.u, c.month),
+            gone AS (
+                DELETE FROM {s}.tokenmeter_budget_holds h
+                 WHERE h.id IN (
+                    SELECT g.id FROM {s}.tokenmeter_budget_holds g JOIN users us ON g.user_id = us.u
+                     WHERE g.expires_at <= us.bnow
+                        OR (g.record_ids IS NOT NULL AND NOT EXISTS (
+                            SELECT 1 FROM unnest(g.record_ids, g.record_times) AS rec(id, at)
+                             WHERE NOT EXISTS (SELECT 1 FROM {s}.user_api_usage u WHERE u.created_at = rec.at AND u.id = rec.id)))
+                     FOR UPDATE OF g SKIP LOCKED)
+                RETURNING h.id),
+            acct AS (
+                SELECT us.u, us.month, l.cost AS l_cost, l.tokens AS l_tokens, sp.cost AS s_cost, sp.tokens AS s_tokens, hd.cost AS h_cost, hd.tokens AS h_tokens
+                  FROM users us
+                  LEFT JOIN LATERAL (
+                      SELECT b.monthly_cost_usd AS cost, b.monthly_tokens AS tokens FROM {s}.tokenmeter_budgets b
+                       WHERE (b.kind = 'user' AND b.user_id = us.u) OR (b.kind = 'default' AND b.user_id = '')
+                       ORDER BY b.kind DESC LIMIT 1) l ON true
+                  CROSS JOIN LATERAL (
+                      SELECT coalesce(sum(x.cost_usd), 0) AS cost, coalesce(sum(x.total_tokens), 0)::bigint AS tokens
+                        FROM (SELECT m.cost_usd, m.total_tokens FROM {s}.usage_user_month m WHERE m.user_id = us.u AND m.month = us.month
+                              UNION ALL
+                              SELECT p.cost_usd, p.total_tokens FROM {s}.usage_pending p
+                               WHERE p.user_id = us.u AND p.day >= us.month AND p.day < (us.month + interval '1 month')::date) x) sp
+                  CROSS JOIN LATERAL (
+                      SELECT coalesce(sum(h.cost_usd), 0) AS cost, coalesce(sum(h.tokens), 0)::bigint AS tokens
+                        FROM {s}.tokenmeter_budget_holds h
+                       WHERE h.user_id = us.u AND h.month = us.month AND h.expires_at > us.bnow
+                         AND NOT EXISTS (SELECT 1 FROM gone WHERE gone.id = h.id)) hd),
+            b AS (
+                SELECT r2.*, a.l_cost, a.l_tokens, a.s_cost, a.s_tokens,
+                       (r2.u IS NOT NULL AND (a.l_cost IS NOT NULL OR a.l_tokens IS NOT NULL)) AS bud_hold,
+                       a.h_cost + coalesce(sum(CASE WHEN r2.tok_ok AND r2.req_ok THEN r2.cost ELSE 0 END) OVER (PARTITION BY r2.u, r2.month ORDER BY r2.i ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS h_cost,
+                       a.h_tokens + coalesce(sum(CASE WHEN r2.tok_ok AND r2.req_ok THEN r2.htok ELSE 0 END) OVER (PARTITION BY r2.u, r2.month ORDER BY r2.i ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)::bigint AS h_tokens
+                  FROM r2 LEFT JOIN acct a ON a.u = r2.u AND a.month = r2.month),
+            e AS (
+                SELECT b.*,
+                       (NOT b.bud_hold
+                        OR ((b.l_cost IS NULL OR b.s_cost + b.h_cost + b.cost <= b.l_cost)
+                            AND (b.l_tokens IS NULL OR b.s_tokens + b.h_tokens + b.htok <= b.l_tokens))) AS bud_ok
+                  FROM b),
+            ins_tok AS (
+                INSERT INTO {s}.tokenmeter_rate_slots AS s (key, slot, amount)
+                SELECT e.tk, $14, sum(e.tamt)::bigint FROM e WHERE e.tk IS NOT NULL AND e.tok_ok AND e.req_ok AND e.bud_ok GROUP BY e.tk
+                ON CONFLICT (key, slot) DO UPDATE SET amount = s.amount + excluded.amount
+                RETURNING 1),
+            ins_open AS (
+                INSERT INTO {s}.tokenmeter_rate_open (key, id, slot, amount, at)
+                SELECT e.tk, e.tid, $14, e.tamt, $17 FROM e WHERE e.tk IS NOT NULL AND e.tok_ok AND e.req_ok AND e.bud_ok
+                RETURNING 1),
+            ins_req AS (
+                INSERT INTO {s}.tokenmeter_rate_slots AS s (key, slot, amount)
+                SELECT e.rk, $14, count(*) FROM e WHERE e.rk IS NOT NULL AND e.tok_ok AND e.req_ok GROUP BY e.rk
+                ON CONFLICT (key, slot) DO UPDATE SET amount = s.amount + excluded.amount
+                RETURNING 1),
+            ins_hold AS (
+                INSERT INTO {s}.tokenmeter_budget_holds (id, user_id, month, cost_usd, tokens, expires_at)
+                SELECT e.hid, e.u, e.month, e.cost, e.htok, e.exp FROM e WHERE e.bud_hold AND e.tok_ok AND e.req_ok AND e.bud_ok
+                RETURNING 1),
+            old AS (
+                DELETE FROM {s}.tokenmeter_rate_slots s USING keys k WHERE s.key = k.key AND s.slot < $15
+                RETURNING 1),
+            idle AS (
+                DELETE FROM {s}.tokenmeter_rate_slots s WHERE $18 AND s.slot < $15 - ($14 - $15)
+                RETURNING 1),
+            swept AS (
+                DELETE FROM {s}.tokenmeter_rate_open o WHERE $18 AND o.at < $19
+                RETURNING 1)
+            SELECT e.i,
+                   CASE WHEN NOT e.tok_ok THEN 'tokens' WHEN NOT e.req_ok THEN 'requests' WHEN NOT e.bud_ok THEN 'budget' END,
+                   CASE WHEN NOT e.tok_ok THEN e.t_used WHEN e.rk IS NOT NULL THEN e.r_used ELSE e.t_used END,
+                   CASE
+                       WHEN NOT e.tok_ok THEN (
+                           SELECT greatest(0, (coalesce(min(w.slot), $14) + $14 - $15 + 1) * 1000 - $16)
+                             FROM (SELECT s.slot, sum(s.amount) OVER (ORDER BY s.slot) AS freed
+                                     FROM {s}.tokenmeter_rate_slots s WHERE s.key = e.tk AND s.slot >= $15) w
+                            WHERE w.freed >= e.t_used - e.tlim + 1)
+                       WHEN NOT e.req_ok THEN (
+                           SELECT greatest(0, (coalesce(min(w.slot), $14) + $14 - $15 + 1) * 1000 - $16)
+                             FROM (SELECT s.slot, sum(s.amount) OVER (ORDER BY s.slot) AS freed
+                                     FROM {s}.tokenmeter_rate_slots s WHERE s.key = e.rk AND s.slot >= $15) w
+                            WHERE w.freed >= e.r_used + 1 - e.rlim)
+                       ELSE 0
+                   END::bigint,
+                   e.u IS NOT NULL AND e.tok_ok AND e.req_ok,
+                   e.l_cost, e.l_tokens,
+                   CASE WHEN e.bud_hold THEN e.s_cost ELSE 0 END, CASE WHEN e.bud_hold THEN e.s_tokens ELSE 0 END,
+                   CASE WHEN e.bud_hold THEN e.h_cost ELSE 0 END, CASE WHEN e.bud_hold THEN e.h_tokens ELSE 0 END
+              FROM e
+            """;
+
+        /// <summary>
+        /// Holds: $1 ids with $2 real cost, $3 tokens, $4 keep-until; their records as ($5 hold, $6 id,
+        /// $7 time) rows. A hold without records is dropped (its call used nothing); one with records
+        /// keeps counting its real cost until they have all landed. Entries: ($8 key, $9 id, $10 real
+        /// amount); the reservation row is deleted and the difference moved into its second's counter,
+        /// so a batch written twice counts nothing twice.
+        /// </summary>
+        public string Settle { get; } = $"""
+            WITH s AS (
+                SELECT h.id, h.cost, h.tokens, h.until,
+                       (SELECT array_agg(r.id ORDER BY r.ord) FROM unnest($5::uuid[], $6::uuid[], $7::timestamptz[]) WITH ORDINALITY AS r(hold, id, at, ord) WHERE r.hold = h.id) AS ids,
+                       (SELECT array_agg(r.at ORDER BY r.ord) FROM unnest($5::uuid[], $6::uuid[], $7::timestamptz[]) WITH ORDINALITY AS r(hold, id, at, ord) WHERE r.hold = h.id) AS times
+                  FROM unnest($1::uuid[], $2::numeric[], $3::bigint[], $4::timestamptz[]) AS h(id, cost, tokens, until)),
+            dropped AS (
+                DELETE FROM {s}.tokenmeter_budget_holds t USING s WHERE t.id = s.id AND s.ids IS NULL RETURNING 1),
+            kept AS (
+                UPDATE {s}.tokenmeter_budget_holds t
+                   SET cost_usd = s.cost, tokens = s.tokens, expires_at = s.until, record_ids = s.ids, record_times = s.times
+                  FROM s
+                 WHERE t.id = s.id AND s.ids IS NOT NULL
+                RETURNING 1),
+            settled AS (
+                DELETE FROM {s}.tokenmeter_rate_open o
+                 USING unnest($8::text[], $9::uuid[], $10::bigint[]) AS e(key, id, amount)
+                 WHERE o.key = e.key AND o.id = e.id
+                RETURNING o.key, o.slot, e.amount - o.amount AS delta),
+            moved AS (
+                UPDATE {s}.tokenmeter_rate_slots c
+                   SET amount = c.amount + m.delta
+                  FROM (SELECT x.key, x.slot, sum(x.delta)::bigint AS delta FROM settled x GROUP BY x.key, x.slot) m
+                 WHERE c.key = m.key AND c.slot = m.slot AND m.delta <> 0
+                RETURNING 1)
+            SELECT (SELECT count(*) FROM dropped) + (SELECT count(*) FROM kept) + (SELECT count(*) FROM moved)
+            """;
+    }
+}
+
+/// <summary>
+/// Coalesces the checks of one store: a check that arrives while none is in flight goes at once (a
+/// batch of one); checks that arrive while one is in flight go together in the next round trip.
+/// </summary>
+internal sealed class CheckBatcher(PostgresStoreContext context)
+{
+    private readonly ConcurrentQueue<Pending> _queue = new();
+    private int _running;
+
+    public Task<LimitCheckResult> CheckAsync(LimitCheck check, CancellationToken cancellationToken)
+    {
+        var pending = new Pending(check);
+        _queue.Enqueue(pending);
+        if (Interlocked.CompareExchange(ref _running, 1, 0) == 0)
+        {
+            _ = RunAsync();
+        }
+
+        return cancellationToken.CanBeCanceled ? pending.Task.WaitAsync(cancellationToken) : pending.Task;
+    }
+
+    private async Task RunAsync()
+    {
+        var batch = new List<Pending>();
+        var checks = new List<LimitCheck>();
+        while (true)
+        {
+            while (batch.Count < PostgresSharedLimits.MaxBatch && _queue.TryDequeue(out var next))
+            {
+                batch.Add(next);
+                checks.Add(next.Check);
+            }
+
+            if (batch.Count == 0)
+            {
+                Volatile.Write(ref _running, 0);
+                if (_queue.IsEmpty || Interlocked.CompareExchange(ref _running, 1, 0) != 0)
+                {
+                    return;
+                }
+
+                continue;
+            }
+
+            try
+            {
+                var results = await PostgresSharedLimits.CheckBatchAsync(context, checks, CancellationToken.None).ConfigureAwait(false);
+                for (var i = 0; i < batch.Count; i++)
+                {
+                    batch[i].SetResult(results[i]);
+                }
+            }
+            catch (Exception ex)
+            {
+                foreach (var pending in batch)
+                {
+                    pending.SetException(ex);
+                }
+            }
+
+            batch.Clear();
+            checks.Clear();
+        }
+    }
+
+    private sealed class Pending(LimitCheck check) : TaskCompletionSource<LimitCheckResult>(TaskCreationOptions.RunContinuationsAsynchronously)
+    {
+        public LimitCheck Check => check;
+    }
 }

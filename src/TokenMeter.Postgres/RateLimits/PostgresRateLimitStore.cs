@@ -6,12 +6,12 @@ using TokenMeter.RateLimits;
 namespace TokenMeter.Postgres.RateLimits;
 
 /// <summary>
-/// Rate-limit windows shared by every app instance, in <c>tokenmeter_rate_entries</c>: one row per
-/// permit or token reservation of the last window (an exact sliding window). A check is one call of
-/// <c>tokenmeter_check_limits</c> (migration 0006, with the call's budget check when there is one),
-/// which holds a per-key transaction lock (0005) for the length of that statement; settles are
-/// batched into one call of <c>tokenmeter_settle_limits</c>. Both commit without waiting for the
-/// disk: an entry lives a minute and is not part of the ledger.
+/// Rate-limit windows shared by every app instance, as per-second counters per partition key in
+/// <c>tokenmeter_rate_slots</c> (migration 0009; token reservations awaiting their settle in
+/// <c>tokenmeter_rate_open</c>). A check is one round trip of <see cref="PostgresSharedLimits"/>
+/// (with the call's budget check when there is one) under a per-key transaction lock; settles are
+/// batched into one statement. Both commit without waiting for the disk: a counter lives two minutes
+/// and is not part of the ledger.
 /// </summary>
 internal sealed class PostgresRateLimitStore(PostgresStoreContext context) : IRateLimitStore, ISharedLimitStore
 {
@@ -34,7 +34,7 @@ internal sealed class PostgresRateLimitStore(PostgresStoreContext context) : IRa
     }
 
     public ValueTask<LimitCheckResult> CheckAsync(LimitCheck check, CancellationToken cancellationToken) =>
-        PostgresSharedLimits.CheckAsync(context, check, cancellationToken);
+        new(PostgresSharedLimits.CheckAsync(context, check, cancellationToken));
 
     public ValueTask SettleAsync(IReadOnlyList<HoldSettle> holds, IReadOnlyList<EntrySettle> entries, CancellationToken cancellationToken) =>
         PostgresSharedLimits.SettleAsync(context, holds, entries, cancellationToken);
