@@ -52,6 +52,7 @@ internal static class SharedLimitsCommands
         var spread = false;
         var next = 0;
         var checks = Enumerable.Range(0, 64).Select(_ => new List<double>()).ToArray();
+        var failedOpen = 0;
         async Task Limited(int caller)
         {
             var user = spread
@@ -65,6 +66,12 @@ internal static class SharedLimitsCommands
             if (!rate.IsAllowed || budget is not { IsAllowed: true })
             {
                 throw new InvalidOperationException("refused in the latency run");
+            }
+
+            if (budget.Status is null)
+            {
+                // Let through without a status: the check failed and the fail policy (open) let it through.
+                Interlocked.Increment(ref failedOpen);
             }
 
             using (Attribution.UsageScope.Begin(new Attribution.UsageContext { UserId = user }))
@@ -96,6 +103,7 @@ internal static class SharedLimitsCommands
             }
         }
 
+        Print($"checks that failed and were let through by the fail policy: {failedOpen}");
         Print(string.Empty);
         Print($"three-instance budget burst: {burst} parallel /api/hint calls for one student, round-robin over three sample instances on one PostgreSQL:");
         await using var cluster = await SampleCluster.StartAsync(server, 3, ClusterSettings.With(), Print).ConfigureAwait(false);
