@@ -175,7 +175,11 @@ internal static class PostgresSharedLimits
         var connection = await context.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var connectionScope = connection.ConfigureAwait(false);
         using var batch = new NpgsqlBatch(connection) { Timeout = context.CommandTimeout };
-        batch.BatchCommands.Add(new NpgsqlBatchCommand(For(context).AsyncCommit));
+        // The locks of the windows whose counters move (those of the checks, in the same global
+        // order): a settle and a check never hold counter rows the other waits for.
+        var locks = new NpgsqlBatchCommand(For(context).Lock);
+        locks.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = [.. entries.Select(e => "tokenmeter.rate/" + e.Key)] });
+        batch.BatchCommands.Add(locks);
         var settle = new NpgsqlBatchCommand(For(context).Settle);
         var p = settle.Parameters;
         p.Add(new NpgsqlParameter<Guid[]> { TypedValue = [.. holds.Select(h => h.Id)] });
@@ -198,8 +202,6 @@ internal static class PostgresSharedLimits
     /// <summary>The statements for one schema.</summary>
     private sealed class Statements(string s)
     {
-        public string AsyncCommit { get; } = "SELECT set_config('synchronous_commit', 'off', true)";
-
         /// <summary>
         /// $1 the lock names of every key in the batch: each taken once, in the order of its hash (one
         /// global order). Commits of these rows do not wait for the disk: they are short-lived working
@@ -222,7 +224,7 @@ internal static class PostgresSharedLimits
         /// permit (the request was made). Settled holds whose records have all landed, and lapsed
         /// ones, are deleted (skipping any a settle is writing: those count once more, a worst case).
         /// $18: also sweep every key's counters older than two windows and unsettled token
-        /// reservations older than $19.
+        /// reservations older than $19 (skipping rows another transaction holds: they go next time).
         /// </summary>
         public string Check { get; } = $"""
             WITH c AS (
@@ -310,10 +312,12 @@ internal static class PostgresSharedLimits
                 DELETE FROM {s}.tokenmeter_rate_slots s USING keys k WHERE s.key = k.key AND s.slot < $15
                 RETURNING 1),
             idle AS (
-                DELETE FROM {s}.tokenmeter_rate_slots s WHERE $18 AND s.slot < $15 - ($14 - $15)
+                DELETE FROM {s}.tokenmeter_rate_slots s
+                 WHERE s.ctid IN (SELECT x.ctid FROM {s}.tokenmeter_rate_slots x WHERE $18 AND x.slot < $15 - ($14 - $15) FOR UPDATE SKIP LOCKED)
                 RETURNING 1),
             swept AS (
-                DELETE FROM {s}.tokenmeter_rate_open o WHERE $18 AND o.at < $19
+                DELETE FROM {s}.tokenmeter_rate_open o
+                 WHERE o.ctid IN (SELECT x.ctid FROM {s}.tokenmeter_rate_open x WHERE $18 AND x.at < $19 FOR UPDATE SKIP LOCKED)
                 RETURNING 1)
             SELECT e.i,
                    CASE WHEN NOT e.tok_ok THEN 'tokens' WHEN NOT e.req_ok THEN 'requests' WHEN NOT e.bud_ok THEN 'budget' END,
