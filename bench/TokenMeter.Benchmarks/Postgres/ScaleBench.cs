@@ -66,6 +66,9 @@ internal static class ScaleBench
         }
         else
         {
+            // Earlier runs' ingest comparisons may have left their records behind (runs before this clean-up existed).
+            await RemoveIngestedAsync(smallContext, today);
+            await RemoveIngestedAsync(context, today);
             Print($"  rows (planner estimates): {await PostgresBench.ScalarAsync<float>(dataSource, "SELECT sum(c.reltuples)::real FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace WHERE n.nspname = 'scale_small' AND p.relname = 'user_api_usage'"):N0} and {await PostgresBench.ScalarAsync<float>(dataSource, "SELECT sum(c.reltuples)::real FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace WHERE n.nspname = 'scale_large' AND p.relname = 'user_api_usage'"):N0}");
         }
 
@@ -114,6 +117,10 @@ internal static class ScaleBench
             rates[order[i]].Add(rate);
             Print($"  ingest into the {order[i]} table: {ingestCount:N0} records in {watch.Elapsed.TotalSeconds:N2} s = {rate:N0} records/s; load average {LoadAverage()}");
         }
+
+        // The full table goes back to the calls it was loaded with, so the next run (--existing) measures the same data.
+        await RemoveIngestedAsync(context, today);
+        await ExecuteAsync(dataSource, $"DROP SCHEMA \"{fresh}\" CASCADE");
 
         var emptyRate = rates["empty"].Average();
         var fullRate = rates["full"].Average();
@@ -170,6 +177,64 @@ internal static class ScaleBench
 
         await ExecuteAsync(context.DataSource, "VACUUM ANALYZE");
         Print($"  rollups rebuilt and VACUUM ANALYZE in {rollups.Elapsed.TotalSeconds:N0} s (total {watch.Elapsed.TotalSeconds:N0} s); rows now {await PostgresBench.ScalarAsync<long>(context.DataSource, $"SELECT count(*) FROM {s}.user_api_usage"):N0}");
+    }
+
+    /// <summary>
+    /// Removes the ingest comparison's records (dated after <paramref name="today"/>; the loaded calls all end before it) and
+    /// puts the rollups back to the loaded calls' sums: the days after today dropped, the current month's rows rebuilt from
+    /// the raw rows, the all-time rows from the months. Cheap: one month of raw rows is read, not the whole table.
+    /// </summary>
+    private static async Task RemoveIngestedAsync(PostgresStoreContext context, DateOnly today)
+    {
+        var s = context.Quoted;
+        var after = today.AddDays(1);
+        var month = new DateOnly(today.Year, today.Month, 1);
+        await context.Fold.WhenIdleAsync();
+        await context.Fold.FoldAsync();
+        var removed = await PostgresBench.ScalarAsync<long>(context.DataSource, $"SELECT count(*) FROM {s}.user_api_usage WHERE created_at >= '{after:yyyy-MM-dd}'");
+        if (removed == 0)
+        {
+            return;
+        }
+
+        const string Sums = "count(*), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), sum(reasoning_tokens), sum(total_tokens), coalesce(sum(cost_usd), 0), sum(cache_write_tokens)";
+        const string Cols = "calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens";
+        const string Resum = "sum(calls), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), sum(reasoning_tokens), sum(total_tokens), sum(cost_usd), sum(cache_write_tokens)";
+        var watch = Stopwatch.StartNew();
+        string[] statements =
+        [
+            $"DELETE FROM {s}.user_api_usage WHERE created_at >= '{after:yyyy-MM-dd}'",
+            $"DELETE FROM {s}.usage_endpoint_day WHERE day >= '{after:yyyy-MM-dd}'",
+            $"DELETE FROM {s}.usage_user_day WHERE day >= '{after:yyyy-MM-dd}'",
+            $"DELETE FROM {s}.usage_active_day WHERE day >= '{after:yyyy-MM-dd}'",
+            $"DELETE FROM {s}.usage_endpoint_month WHERE month >= '{month:yyyy-MM-dd}'",
+            $"INSERT INTO {s}.usage_endpoint_month (month, endpoint, model, {Cols}) SELECT date_trunc('month', day)::date, endpoint, model, {Resum} FROM {s}.usage_endpoint_day WHERE day >= '{month:yyyy-MM-dd}' GROUP BY 1, 2, 3",
+            $"DELETE FROM {s}.usage_user_endpoint_month WHERE month >= '{month:yyyy-MM-dd}'",
+            $"INSERT INTO {s}.usage_user_endpoint_month (user_id, month, endpoint, model, {Cols}) SELECT user_id, date_trunc('month', created_at AT TIME ZONE 'UTC')::date, endpoint, model, {Sums} FROM {s}.user_api_usage WHERE created_at >= '{month:yyyy-MM-dd}' AND user_id IS NOT NULL GROUP BY 1, 2, 3, 4",
+            $"TRUNCATE {s}.usage_user_endpoint_total",
+            $"INSERT INTO {s}.usage_user_endpoint_total (user_id, endpoint, model, {Cols}) SELECT user_id, endpoint, model, {Resum} FROM {s}.usage_user_endpoint_month GROUP BY 1, 2, 3",
+            $"DELETE FROM {s}.usage_user_month WHERE month >= '{month:yyyy-MM-dd}'",
+            $"INSERT INTO {s}.usage_user_month (user_id, month, {Cols}) SELECT user_id, date_trunc('month', day)::date, {Resum} FROM {s}.usage_user_day WHERE day >= '{month:yyyy-MM-dd}' GROUP BY 1, 2",
+            $"DELETE FROM {s}.usage_active_month WHERE month >= '{month:yyyy-MM-dd}'",
+            $"INSERT INTO {s}.usage_active_month (month, active_users) SELECT month, count(*) FROM {s}.usage_user_month WHERE month >= '{month:yyyy-MM-dd}' GROUP BY 1",
+            // All-time per user: sums from the months; the last call from this month's raw rows (the first is never an ingested one).
+            $"""
+            UPDATE {s}.usage_user_total t SET calls = m.calls, input_tokens = m.input_tokens, cached_input_tokens = m.cached_input_tokens, output_tokens = m.output_tokens,
+                   reasoning_tokens = m.reasoning_tokens, total_tokens = m.total_tokens, cost_usd = m.cost_usd, cache_write_tokens = m.cache_write_tokens,
+                   last_call_at = coalesce(l.last_call_at, (SELECT max(created_at) FROM {s}.user_api_usage r WHERE r.user_id = t.user_id))
+            FROM (SELECT user_id, {Resum} FROM {s}.usage_user_month GROUP BY 1) AS m (user_id, {Cols})
+            LEFT JOIN (SELECT user_id, max(created_at) FROM {s}.user_api_usage WHERE created_at >= '{month:yyyy-MM-dd}' AND user_id IS NOT NULL GROUP BY 1) AS l (user_id, last_call_at) ON l.user_id = m.user_id
+            WHERE t.user_id = m.user_id
+            """,
+            $"DELETE FROM {s}.usage_user_total t WHERE NOT EXISTS (SELECT 1 FROM {s}.usage_user_month m WHERE m.user_id = t.user_id)",
+            $"VACUUM ANALYZE {s}.user_api_usage",
+        ];
+        foreach (var statement in statements)
+        {
+            await ExecuteAsync(context.DataSource, statement);
+        }
+
+        Print($"  removed {removed:N0} ingested records from {context.Options.Schema} and put its rollups back in {watch.Elapsed.TotalSeconds:N1} s");
     }
 
     /// <summary>Every rollup rebuilt from the raw rows (the same sums the store's ingest keeps).</summary>
