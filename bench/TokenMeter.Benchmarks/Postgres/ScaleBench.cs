@@ -28,6 +28,11 @@ internal static class ScaleBench
 {
     private const int CallsPerDay = 13_699;
 
+    // The rollups' figure columns, their sums over raw rows, and their sums over a finer rollup's rows.
+    private const string Cols = "calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens";
+    private const string Sums = "count(*), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), sum(reasoning_tokens), sum(total_tokens), coalesce(sum(cost_usd), 0), sum(cache_write_tokens)";
+    private const string Resum = "sum(calls), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), sum(reasoning_tokens), sum(total_tokens), sum(cost_usd), sum(cache_write_tokens)";
+
     public static async Task<int> RunAsync(string[] args)
     {
         // --existing <connection string>: the two schemas were loaded by an earlier run whose server
@@ -197,9 +202,6 @@ internal static class ScaleBench
             return;
         }
 
-        const string Sums = "count(*), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), sum(reasoning_tokens), sum(total_tokens), coalesce(sum(cost_usd), 0), sum(cache_write_tokens)";
-        const string Cols = "calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens";
-        const string Resum = "sum(calls), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), sum(reasoning_tokens), sum(total_tokens), sum(cost_usd), sum(cache_write_tokens)";
         var watch = Stopwatch.StartNew();
         string[] statements =
         [
@@ -240,17 +242,15 @@ internal static class ScaleBench
     /// <summary>Every rollup rebuilt from the raw rows (the same sums the store's ingest keeps).</summary>
     private static IEnumerable<string> RollupRebuild(string s)
     {
-        const string Sums = "count(*), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), sum(reasoning_tokens), sum(total_tokens), coalesce(sum(cost_usd), 0)";
-        const string Cols = "calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd";
         const string Day = "(created_at AT TIME ZONE 'UTC')::date";
         const string Month = "date_trunc('month', created_at AT TIME ZONE 'UTC')::date";
         yield return $"TRUNCATE {s}.usage_endpoint_day, {s}.usage_endpoint_month, {s}.usage_user_endpoint_month, {s}.usage_user_endpoint_total, {s}.usage_pending, {s}.usage_user_day, {s}.usage_user_month, {s}.usage_user_total, {s}.usage_active_day, {s}.usage_active_month";
         yield return $"INSERT INTO {s}.usage_endpoint_day (day, endpoint, model, {Cols}) SELECT {Day}, endpoint, model, {Sums} FROM {s}.user_api_usage GROUP BY 1, 2, 3";
-        yield return $"INSERT INTO {s}.usage_endpoint_month (month, endpoint, model, {Cols}) SELECT month, endpoint, model, sum(calls), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), sum(reasoning_tokens), sum(total_tokens), sum(cost_usd) FROM (SELECT date_trunc('month', day)::date AS month, * FROM {s}.usage_endpoint_day) d GROUP BY 1, 2, 3";
+        yield return $"INSERT INTO {s}.usage_endpoint_month (month, endpoint, model, {Cols}) SELECT month, endpoint, model, {Resum} FROM (SELECT date_trunc('month', day)::date AS month, * FROM {s}.usage_endpoint_day) d GROUP BY 1, 2, 3";
         yield return $"INSERT INTO {s}.usage_user_endpoint_month (user_id, month, endpoint, model, {Cols}) SELECT user_id, {Month}, endpoint, model, {Sums} FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1, 2, 3, 4";
-        yield return $"INSERT INTO {s}.usage_user_endpoint_total (user_id, endpoint, model, {Cols}) SELECT user_id, endpoint, model, sum(calls), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), sum(reasoning_tokens), sum(total_tokens), sum(cost_usd) FROM {s}.usage_user_endpoint_month GROUP BY 1, 2, 3";
+        yield return $"INSERT INTO {s}.usage_user_endpoint_total (user_id, endpoint, model, {Cols}) SELECT user_id, endpoint, model, {Resum} FROM {s}.usage_user_endpoint_month GROUP BY 1, 2, 3";
         yield return $"INSERT INTO {s}.usage_user_day (user_id, day, {Cols}) SELECT user_id, {Day}, {Sums} FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1, 2";
-        yield return $"INSERT INTO {s}.usage_user_month (user_id, month, {Cols}) SELECT user_id, date_trunc('month', day)::date, sum(calls), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), sum(reasoning_tokens), sum(total_tokens), sum(cost_usd) FROM {s}.usage_user_day GROUP BY 1, 2";
+        yield return $"INSERT INTO {s}.usage_user_month (user_id, month, {Cols}) SELECT user_id, date_trunc('month', day)::date, {Resum} FROM {s}.usage_user_day GROUP BY 1, 2";
         yield return $"INSERT INTO {s}.usage_user_total (user_id, {Cols}, first_call_at, last_call_at) SELECT user_id, {Sums}, min(created_at), max(created_at) FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1";
         yield return $"INSERT INTO {s}.usage_active_day (day, active_users) SELECT day, count(*) FROM {s}.usage_user_day GROUP BY 1";
         yield return $"INSERT INTO {s}.usage_active_month (month, active_users) SELECT month, count(*) FROM {s}.usage_user_month GROUP BY 1";
