@@ -564,7 +564,8 @@ internal sealed class HeadroomSlices : IAsyncDisposable
         {
             var b = check.Budget!;
             var answerBudget = result.Budget!;
-            var slice = new Slice(SliceKind.Budget, b.UserId, now + Lifetime)
+            // Decides calls for a lifetime from the claim's own clock reading: its hold covers each a whole lease.
+            var slice = new Slice(SliceKind.Budget, b.UserId, b.Now + Lifetime)
             {
                 HoldId = hold!.Id,
                 Month = b.Month,
@@ -615,15 +616,24 @@ internal sealed class HeadroomSlices : IAsyncDisposable
         return new LimitCheckResult(null, rate, budgetResult);
     }
 
-    private Slice RateSlice(SliceKind kind, RateLimitRequest request, long calls, long perCall, SliceGrant grant, long usedBefore, DateTimeOffset now) =>
-        new(kind, request.Key, now + Lifetime)
+    /// <summary>
+    /// A rate slice counted in second <c>slot</c> decides calls only before second <c>slot + 1</c>
+    /// begins: its counter counts until <c>slot + 61 s</c>, so every use stays counted for a whole
+    /// window after it (a slice of one call, counted in the second it was claimed in, ends then).
+    /// </summary>
+    private Slice RateSlice(SliceKind kind, RateLimitRequest request, long calls, long perCall, SliceGrant grant, long usedBefore, DateTimeOffset now)
+    {
+        var slot = calls > 1 ? grant.Slot + _slotOffset : grant.Slot;
+        var until = DateTimeOffset.FromUnixTimeSeconds(slot + 1);
+        return new(kind, request.Key, until < now + Lifetime ? until : now + Lifetime)
         {
             Limit = request.Limit,
             Claimed = calls * perCall,
             Remaining = calls * perCall,
-            Slot = calls > 1 ? grant.Slot + _slotOffset : grant.Slot,
+            Slot = slot,
             UsedAtClaim = usedBefore,
         };
+    }
 
     /// <summary>A user who used up a slice asks for twice as much next time.</summary>
     private static void Grow(Part part, long granted)

@@ -621,8 +621,8 @@ internal sealed class CheckBatcher(PostgresStoreContext context)
     private readonly ConcurrentQueue<SliceAdjust> _adjustments = new();
     private int _running;
 
-    public Task<LimitCheckResult> CheckAsync(LimitCheck check, CancellationToken cancellationToken) =>
-        ClaimAsync(new SliceClaim(check, null), cancellationToken).ContinueWith(static t => t.Result.Result, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    public async Task<LimitCheckResult> CheckAsync(LimitCheck check, CancellationToken cancellationToken) =>
+        (await ClaimAsync(new SliceClaim(check, null), cancellationToken).ConfigureAwait(false)).Result;
 
     public Task<CheckAnswer> ClaimAsync(SliceClaim claim, CancellationToken cancellationToken)
     {
