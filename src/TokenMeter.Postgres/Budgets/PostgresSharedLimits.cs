@@ -477,6 +477,22 @@ internal static class PostgresSharedLimits
             """;
 
         /// <summary>
+        /// Two CTEs that take (id, cost, tokens) rows of CTE <c>r</c> out of those holds: a hold left
+        /// with nothing is deleted (emptied), the others lowered (less).
+        /// </summary>
+        private static string TakeFromHolds(string s) => $"""
+            emptied AS (
+                DELETE FROM {s}.tokenmeter_budget_holds h USING r
+                 WHERE h.id = r.id AND h.cost_usd <= r.cost AND h.tokens <= r.tokens
+                RETURNING 1),
+            less AS (
+                UPDATE {s}.tokenmeter_budget_holds h SET cost_usd = h.cost_usd - r.cost, tokens = h.tokens - r.tokens
+                  FROM r
+                 WHERE h.id = r.id AND NOT (h.cost_usd <= r.cost AND h.tokens <= r.tokens)
+                RETURNING 1)
+            """;
+
+        /// <summary>
         /// Headroom slices' adjustments, after the locks of their keys: $1 budget slice holds, less $2
         /// cost and $3 tokens (what its instance gives back; a hold left with nothing is deleted);
         /// ($4 key, $5 second, $6 amount) added to a window's counter (a slice's unused part given
@@ -488,15 +504,7 @@ internal static class PostgresSharedLimits
             WITH r AS (
                 SELECT x.id, sum(x.cost) AS cost, sum(x.tokens)::bigint AS tokens
                   FROM unnest($1::uuid[], $2::numeric[], $3::bigint[]) AS x(id, cost, tokens) GROUP BY x.id),
-            emptied AS (
-                DELETE FROM {s}.tokenmeter_budget_holds h USING r
-                 WHERE h.id = r.id AND h.cost_usd <= r.cost AND h.tokens <= r.tokens
-                RETURNING 1),
-            less AS (
-                UPDATE {s}.tokenmeter_budget_holds h SET cost_usd = h.cost_usd - r.cost, tokens = h.tokens - r.tokens
-                  FROM r
-                 WHERE h.id = r.id AND NOT (h.cost_usd <= r.cost AND h.tokens <= r.tokens)
-                RETURNING 1),
+            {TakeFromHolds(s)},
             d AS (
                 SELECT x.key, x.slot, sum(x.amount)::bigint AS amount
                   FROM unnest($4::text[], $5::bigint[], $6::bigint[]) AS x(key, slot, amount) GROUP BY x.key, x.slot),
@@ -534,16 +542,8 @@ internal static class PostgresSharedLimits
                 ON CONFLICT (id) DO NOTHING
                 RETURNING id),
             r AS (
-                SELECT s.slice, sum(s.ecost) AS cost, sum(s.etok)::bigint AS tokens FROM s JOIN ins ON ins.id = s.id GROUP BY s.slice),
-            emptied AS (
-                DELETE FROM {s}.tokenmeter_budget_holds h USING r
-                 WHERE h.id = r.slice AND h.cost_usd <= r.cost AND h.tokens <= r.tokens
-                RETURNING 1),
-            less AS (
-                UPDATE {s}.tokenmeter_budget_holds h SET cost_usd = h.cost_usd - r.cost, tokens = h.tokens - r.tokens
-                  FROM r
-                 WHERE h.id = r.slice AND NOT (h.cost_usd <= r.cost AND h.tokens <= r.tokens)
-                RETURNING 1)
+                SELECT s.slice AS id, sum(s.ecost) AS cost, sum(s.etok)::bigint AS tokens FROM s JOIN ins ON ins.id = s.id GROUP BY s.slice),
+            {TakeFromHolds(s)}
             SELECT (SELECT count(*) FROM ins) + (SELECT count(*) FROM emptied) + (SELECT count(*) FROM less)
             """;
 
@@ -642,7 +642,8 @@ internal sealed class CheckBatcher(PostgresStoreContext context)
 
         if (send)
         {
-            Start();
+            // Off the caller's thread: the caller may hold its slices' lock.
+            ThreadPool.UnsafeQueueUserWorkItem(static b => b.Start(), this, preferLocal: false);
         }
     }
 
