@@ -99,6 +99,48 @@ internal static class PostgresBench
         return 0;
     }
 
+    /// <summary>
+    /// <c>postgres-ingest [records=100000] [rounds=3] [batch sizes=5000,10000]</c>: only the ingest headline, raw binary COPY
+    /// and the store's full path (every rollup folded, the last fold included), side by side round after round; the
+    /// ratio of each round is taken between the two adjacent runs, so a noisy box moves both.
+    /// </summary>
+    public static async Task<int> RunIngestAsync(string[] args)
+    {
+        var count = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 100_000;
+        var rounds = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 3;
+        var batchSizes = args.Length > 2 ? args[2].Split(',').Select(b => int.Parse(b, CultureInfo.InvariantCulture)).ToArray() : [5000, 10_000];
+        Console.WriteLine($"PostgreSQL ingest: {Environment.ProcessorCount} cores, {count:N0} records, {rounds} rounds, load average {File.ReadAllText("/proc/loadavg").Trim()}");
+        await using var server = await PostgresServer.StartAsync(
+            ["fsync=on", "synchronous_commit=on", "full_page_writes=on", "shared_buffers=1GB", "work_mem=64MB", "maintenance_work_mem=512MB", "max_wal_size=8GB", "checkpoint_timeout=30min"]);
+        await using var dataSource = NpgsqlDataSource.Create(await server.CreateDatabaseAsync("bench"));
+        SetPostmaster(await ScalarAsync<int>(dataSource, "SELECT pg_backend_pid()"));
+        await RawCopyAsync(dataSource, 20_000, 1000, "warm");
+        await StoreIngestAsync(dataSource, 20_000, 1000, "warm");
+        var results = batchSizes.ToDictionary(b => b, _ => new List<(double Copy, double Store)>());
+        for (var round = 1; round <= rounds; round++)
+        {
+            foreach (var batchSize in batchSizes)
+            {
+                var copy = await RawCopyAsync(dataSource, count, batchSize, "r" + round);
+                var store = await StoreIngestAsync(dataSource, count, batchSize, "r" + round);
+                results[batchSize].Add((copy.PerSecond, store.PerSecond));
+            }
+
+            Console.WriteLine($"load average after round {round}: {File.ReadAllText("/proc/loadavg").Trim()}");
+        }
+
+        Console.WriteLine();
+        Console.WriteLine("| records/batch | raw COPY records/s (median) | store records/s (median) | store ÷ raw COPY per round | median ratio |");
+        Console.WriteLine("|---:|---:|---:|---|---:|");
+        foreach (var (batchSize, list) in results)
+        {
+            var ratios = list.Select(r => r.Store / r.Copy).ToList();
+            Console.WriteLine($"| {batchSize:N0} | {Median(list.Select(r => r.Copy).ToList()):N0} | {Median(list.Select(r => r.Store).ToList()):N0} | {string.Join(" / ", ratios.Select(r => r.ToString("N2", CultureInfo.InvariantCulture)))} | {Median(ratios):N2} |");
+        }
+
+        return 0;
+    }
+
     private static async Task<IngestResult> RowByRowAsync(NpgsqlDataSource dataSource, int count)
     {
         var schema = await FreshSchemaAsync(dataSource, "rowbyrow");
