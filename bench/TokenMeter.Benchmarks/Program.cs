@@ -22,6 +22,11 @@ if (args.Length > 0 && args[0] == "postgres-scale")
     return await ScaleBench.RunAsync(args[1..]);
 }
 
+if (args.Length > 0 && args[0] == "postgres-ingest")
+{
+    return await PostgresBench.RunIngestAsync(args[1..]);
+}
+
 if (args.Length > 0 && args[0] == "postgres")
 {
     return await PostgresBench.RunAsync(args[1..]);

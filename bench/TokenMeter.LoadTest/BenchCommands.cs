@@ -73,15 +73,15 @@ internal static class BenchCommands
         Print("  calls/s   " + string.Join(' ', calls));
         Print("  written/s " + string.Join(' ', written));
         Print("  queue     " + string.Join(' ', o.Series.Select(s => s.Queue)));
-        Print("per minute: calls, records written, writer queue (median / max of the per-second samples), this process's RSS and managed heap (the app: client, metering, writer), PostgreSQL private memory (postmaster + backends, RssAnon) at the minute's end:");
-        Print("minute | calls | written | queue median | queue max | app RSS MiB | managed heap MiB | postgres private MiB");
+        Print("per minute: calls, records written, writer queue (median / max of the per-second samples), this process's RSS, managed heap and live heap after a full collection (the app: client, fake model, metering, writer; per-call latencies are not kept), PostgreSQL private memory (postmaster + backends, RssAnon) at the minute's end:");
+        Print("minute | calls | written | queue median | queue max | app RSS MiB | managed heap MiB | live heap MiB | postgres private MiB");
         for (var m = 0; m * 60 < o.Series.Count; m++)
         {
             var minute = o.Series.Skip(m * 60).Take(60).ToArray();
-            var before = m == 0 ? new SustainedBenchmark.Second(0, 0, 0, 0, 0, 0, 0) : o.Series[(m * 60) - 1];
+            var before = m == 0 ? new SustainedBenchmark.Second(0, 0, 0, 0, 0, 0, 0, 0) : o.Series[(m * 60) - 1];
             var last = minute[^1];
             Print(string.Create(CultureInfo.InvariantCulture,
-                $"{m + 1} | {last.Calls - before.Calls} | {last.Written - before.Written} | {Median(minute.Select(s => s.Queue))} | {minute.Max(s => s.Queue)} | {last.WorkingSet / 1048576.0:F0} | {last.ManagedHeap / 1048576.0:F0} | {last.PostgresAnon / 1048576.0:F0}"));
+                $"{m + 1} | {last.Calls - before.Calls} | {last.Written - before.Written} | {Median(minute.Select(s => s.Queue))} | {minute.Max(s => s.Queue)} | {last.WorkingSet / 1048576.0:F0} | {last.ManagedHeap / 1048576.0:F0} | {(last.LiveHeap == 0 ? "-" : (last.LiveHeap / 1048576.0).ToString("F0", CultureInfo.InvariantCulture))} | {last.PostgresAnon / 1048576.0:F0}"));
         }
         var lost = o.Calls - o.Rows;
         var duplicates = o.Rows - o.DistinctIds;

@@ -122,22 +122,41 @@ public sealed class ConcurrencyTests(PostgresDatabaseFixture database) : IClassF
         }
     }
 
-    private const string UserEndpointTotalSums = "calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens";
-
     private const string RawUserEndpointSums =
         "SELECT user_id, endpoint, model, count(*), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), sum(reasoning_tokens), sum(total_tokens), coalesce(sum(cost_usd), 0), sum(cache_write_tokens) FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1, 2, 3";
 
-    private const string UserEndpointTotalMinusRaw = $"SELECT user_id, endpoint, model, {UserEndpointTotalSums} FROM {{s}}.usage_user_endpoint_total EXCEPT {RawUserEndpointSums}";
+    // All-time per user, endpoint and model: derived from the month rollup (migration 0010 dropped the all-time table).
+    private const string MonthsUserEndpointSums =
+        "SELECT user_id, endpoint, model, sum(calls), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), sum(reasoning_tokens), sum(total_tokens), sum(cost_usd), sum(cache_write_tokens) FROM {s}.usage_user_endpoint_month GROUP BY 1, 2, 3";
 
-    private const string RawMinusUserEndpointTotal = $"{RawUserEndpointSums} EXCEPT SELECT user_id, endpoint, model, {UserEndpointTotalSums} FROM {{s}}.usage_user_endpoint_total";
+    private const string UserEndpointTotalMinusRaw = $"{MonthsUserEndpointSums} EXCEPT {RawUserEndpointSums}";
 
-    /// <summary>usage_user_endpoint_total holds exactly one row per user, endpoint and model of the raw rows, with their sums.</summary>
+    private const string RawMinusUserEndpointTotal = $"{RawUserEndpointSums} EXCEPT {MonthsUserEndpointSums}";
+
+    /// <summary>
+    /// Each user's all-time by-endpoint list (the user detail) equals the raw rows' sums per endpoint and model, with
+    /// the rows still pending; then, folded, the month rollup summed over the months holds exactly those sums.
+    /// </summary>
     private static async Task AssertUserEndpointTotalEqualsRawAsync(PostgresStoreHarness h)
     {
+        var users = await h.ScalarAsync<long>("SELECT count(DISTINCT user_id) FROM {s}.user_api_usage");
+        var checkedUsers = 0;
+        foreach (var user in await h.StringsAsync("SELECT DISTINCT user_id FROM {s}.user_api_usage WHERE user_id IS NOT NULL"))
+        {
+            var detail = await h.Queries.GetUserUsageAsync(user, new DateOnly(2026, 11, 24));
+            var raw = await h.StringsAsync(
+                "SELECT coalesce(endpoint, '-') || '|' || coalesce(model, '-') || '|' || count(*) || ',' || sum(input_tokens) || ',' || sum(total_tokens) || ',' || coalesce(sum(cost_usd), 0)::numeric(20, 10) FROM {s}.user_api_usage WHERE user_id = $1 GROUP BY endpoint, model",
+                user);
+            var read = detail!.ByEndpoint.Select(e => FormattableString.Invariant($"{e.Endpoint ?? "-"}|{e.Model ?? "-"}|{e.Figures.Calls},{e.Figures.InputTokens},{e.Figures.TotalTokens},{decimal.Round(e.Figures.CostUsd, 10):0.0000000000}"));
+            Assert.Equal(raw.Order(StringComparer.Ordinal), read.Order(StringComparer.Ordinal));
+            checkedUsers++;
+        }
+
+        Assert.Equal(users, checkedUsers);
         await h.FoldAsync();
         Assert.Equal(0L, await h.ScalarAsync<long>($"SELECT count(*) FROM ({UserEndpointTotalMinusRaw}) x"));
         Assert.Equal(0L, await h.ScalarAsync<long>($"SELECT count(*) FROM ({RawMinusUserEndpointTotal}) x"));
-        Assert.Equal(await h.ScalarAsync<long>($"SELECT count(*) FROM ({RawUserEndpointSums}) x"), await h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_user_endpoint_total"));
+        Assert.Equal(await h.ScalarAsync<long>($"SELECT count(*) FROM ({RawUserEndpointSums}) x"), await h.ScalarAsync<long>($"SELECT count(*) FROM ({MonthsUserEndpointSums}) x"));
     }
 
     [Fact]

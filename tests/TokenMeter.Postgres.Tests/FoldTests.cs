@@ -119,7 +119,7 @@ public sealed class FoldTests(PostgresDatabaseFixture database) : IClassFixture<
             await Assert.ThrowsAnyAsync<Exception>(async () => await transaction.CommitAsync());
         }
 
-        Assert.Equal(0L, await second.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_user_endpoint_total"));
+        Assert.Equal(0L, await second.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_user_endpoint_month"));
         await AssertExactAsync(second, records);
         Assert.True(await second.FoldAsync() > 0);
         await AssertExactAsync(second, records);
@@ -236,7 +236,6 @@ public sealed class FoldTests(PostgresDatabaseFixture database) : IClassFixture<
         (string Table, string Key, string RawKey, string Where)[] grains =
         [
             ("usage_user_endpoint_month", "user_id, month, endpoint, model", $"user_id, {Month}, endpoint, model", "WHERE user_id IS NOT NULL"),
-            ("usage_user_endpoint_total", "user_id, endpoint, model", "user_id, endpoint, model", "WHERE user_id IS NOT NULL"),
             ("usage_user_day", "user_id, day", $"user_id, {Day}", "WHERE user_id IS NOT NULL"),
             ("usage_user_month", "user_id, month", $"user_id, {Month}", "WHERE user_id IS NOT NULL"),
             ("usage_user_total", "user_id", "user_id", "WHERE user_id IS NOT NULL"),

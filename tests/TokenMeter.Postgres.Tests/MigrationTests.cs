@@ -1,5 +1,6 @@
 using Npgsql;
 using TokenMeter.Postgres.Schema;
+using TokenMeter.Querying;
 using TokenMeter.Testing.Postgres;
 
 namespace TokenMeter.Postgres.Tests;
@@ -136,7 +137,7 @@ public sealed class MigrationTests(PostgresDatabaseFixture database) : IClassFix
             await seed.ExecuteNonQueryAsync();
         }
 
-        Assert.Equal(PostgresMigration.All.Count - 3, await PostgresMigrator.MigrateAsync(dataSource, schema));
+        Assert.Equal(1, await PostgresMigrator.MigrateToAsync(dataSource, schema, 4));
 
         await using var read = dataSource.CreateCommand(
             $"SELECT r FROM (SELECT user_id || '|' || coalesce(endpoint, '-') || '|' || coalesce(model, '-') || '|' || concat_ws(',', calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens) AS r FROM \"{schema}\".usage_user_endpoint_total) x ORDER BY r COLLATE \"C\"");
@@ -176,7 +177,7 @@ public sealed class MigrationTests(PostgresDatabaseFixture database) : IClassFix
             await seed.ExecuteNonQueryAsync();
         }
 
-        Assert.Equal(PostgresMigration.All.Count - 7, await PostgresMigrator.MigrateAsync(dataSource, schema));
+        Assert.Equal(1, await PostgresMigrator.MigrateToAsync(dataSource, schema, 8));
 
         Assert.Equal(
             ["alice|2026-03-01|/api/chat|gpt-4o|3,0.0011", "bob|2026-04-01|-|-|3,0.0030"],
@@ -191,6 +192,48 @@ public sealed class MigrationTests(PostgresDatabaseFixture database) : IClassFix
         Assert.DoesNotContain("usage_user_endpoint_day", names);
         Assert.DoesNotContain("usage_user_endpoint_pending", names);
         Assert.Equal(["alice|3", "bob|3"], await RowsAsync(dataSource, $"SELECT user_id || '|' || total_calls FROM \"{schema}\".user_usage_summary"));
+    }
+
+    [Fact]
+    public async Task Migration10_DropsTheAllTimeUserEndpointTable_AndTheUserDetailSumsTheMonthsWithThePendingRows()
+    {
+        await using var dataSource = NpgsqlDataSource.Create(database.ConnectionString);
+        var schema = "m_" + Guid.NewGuid().ToString("N")[..10];
+        Assert.Equal(9, await PostgresMigrator.MigrateToAsync(dataSource, schema, 9));
+
+        // Under 0009: two folded months of alice's pair, a folded month with a null endpoint and model, their all-time
+        // twins, and one group still pending on the pair.
+        await using (var seed = dataSource.CreateCommand($$"""
+            INSERT INTO "{{schema}}".usage_user_endpoint_month (user_id, month, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens)
+            VALUES ('alice', '2026-09-01', '/api/chat', 'gpt-4o', 2, 100, 10, 50, 0, 150, 0.0010, 5),
+                   ('alice', '2026-10-01', '/api/chat', 'gpt-4o', 3, 200, 20, 60, 7, 260, 0.0025, 0),
+                   ('alice', '2026-10-01', NULL, NULL, 1, 5, 0, 5, 0, 10, 0.0001, 0);
+            INSERT INTO "{{schema}}".usage_user_endpoint_total (user_id, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens)
+            VALUES ('alice', '/api/chat', 'gpt-4o', 5, 300, 30, 110, 7, 410, 0.0035, 5),
+                   ('alice', NULL, NULL, 1, 5, 0, 5, 0, 10, 0.0001, 0);
+            INSERT INTO "{{schema}}".usage_user_total (user_id, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, first_call_at, last_call_at, cache_write_tokens)
+            VALUES ('alice', 6, 305, 30, 115, 7, 420, 0.0036, '2026-09-02 08:00:00+00', '2026-10-20 08:00:00+00', 5);
+            INSERT INTO "{{schema}}".usage_pending (user_id, day, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens, first_at, last_at)
+            VALUES ('alice', '2026-11-03', '/api/chat', 'gpt-4o', 1, 10, 0, 5, 0, 15, 0.0002, 0, '2026-11-03 08:00:00+00', '2026-11-03 08:00:00+00');
+            """))
+        {
+            await seed.ExecuteNonQueryAsync();
+        }
+
+        await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString, o => o.Schema = schema);
+        Assert.Equal(PostgresMigration.Latest, await h.ScalarAsync<int>("SELECT max(version) FROM {s}.tokenmeter_migrations"));
+        Assert.DoesNotContain("usage_user_endpoint_total", await NamesAsync(dataSource, schema));
+        Assert.Contains("fillfactor=50", await RowsAsync(dataSource, $"SELECT unnest(reloptions) FROM pg_class WHERE oid = '\"{schema}\".usage_user_endpoint_month'::regclass"));
+
+        var detail = await h.Queries.GetUserUsageAsync("alice", new DateOnly(2026, 11, 24));
+        Assert.Equal(
+            ["-|-|1,5,10,0.0001", "/api/chat|gpt-4o|6,310,425,0.0037"],
+            detail!.ByEndpoint.Select(e => FormattableString.Invariant($"{e.Endpoint ?? "-"}|{e.Model ?? "-"}|{e.Figures.Calls},{e.Figures.InputTokens},{e.Figures.TotalTokens},{e.Figures.CostUsd}")).Order(StringComparer.Ordinal));
+        Assert.Equal(detail.Summary.Figures, UsageFigures.Sum(detail.ByEndpoint.Select(e => e.Figures)));
+
+        // Folded, the month rows hold the pending group, and the detail reads the same.
+        Assert.Equal(1L, await h.FoldAsync());
+        Assert.Equal(detail.ByEndpoint, (await h.Queries.GetUserUsageAsync("alice", new DateOnly(2026, 11, 24)))!.ByEndpoint);
     }
 
     private static async Task<List<string>> RowsAsync(NpgsqlDataSource dataSource, string sql)

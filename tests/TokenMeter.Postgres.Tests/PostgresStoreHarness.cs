@@ -73,6 +73,25 @@ internal sealed class PostgresStoreHarness : IAsyncDisposable
         return (T)(await command.ExecuteScalarAsync())!;
     }
 
+    /// <summary>The first column of every row, as text; <paramref name="parameters"/> are $1, $2, ...</summary>
+    public async Task<List<string>> StringsAsync(string sql, params object[] parameters)
+    {
+        await using var command = DataSource.CreateCommand(sql.Replace("{s}", S, StringComparison.Ordinal));
+        foreach (var parameter in parameters)
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = parameter });
+        }
+
+        await using var reader = await command.ExecuteReaderAsync();
+        var rows = new List<string>();
+        while (await reader.ReadAsync())
+        {
+            rows.Add(reader.GetString(0));
+        }
+
+        return rows;
+    }
+
     public async Task ExecuteAsync(string sql)
     {
         await using var command = DataSource.CreateCommand(sql.Replace("{s}", S, StringComparison.Ordinal));

@@ -99,6 +99,60 @@ internal static class PostgresBench
         return 0;
     }
 
+    /// <summary>
+    /// <c>postgres-ingest [records=100000] [rounds=3] [batch sizes=5000,10000] [FoldEveryRecords values=default]</c>: only the
+    /// ingest headline, raw binary COPY and the store's full path (every rollup folded, the last fold included; once per
+    /// FoldEveryRecords value), side by side round after round; the ratio of each round is taken between adjacent runs, so a
+    /// noisy box moves both.
+    /// </summary>
+    public static async Task<int> RunIngestAsync(string[] args)
+    {
+        var count = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 100_000;
+        var rounds = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 3;
+        var batchSizes = args.Length > 2 ? args[2].Split(',').Select(b => int.Parse(b, CultureInfo.InvariantCulture)).ToArray() : [5000, 10_000];
+        int?[] foldEvery = args.Length > 3 ? [.. args[3].Split(',').Select(f => (int?)int.Parse(f, CultureInfo.InvariantCulture))] : [null];
+        Console.WriteLine($"PostgreSQL ingest: {Environment.ProcessorCount} cores, {count:N0} records, {rounds} rounds, load average {File.ReadAllText("/proc/loadavg").Trim()}");
+        await using var server = await PostgresServer.StartAsync(
+            ["fsync=on", "synchronous_commit=on", "full_page_writes=on", "shared_buffers=1GB", "work_mem=64MB", "maintenance_work_mem=512MB", "max_wal_size=8GB", "checkpoint_timeout=30min"]);
+        await using var dataSource = NpgsqlDataSource.Create(await server.CreateDatabaseAsync("bench"));
+        SetPostmaster(await ScalarAsync<int>(dataSource, "SELECT pg_backend_pid()"));
+        await RawCopyAsync(dataSource, 20_000, 1000, "warm");
+        await StoreIngestAsync(dataSource, 20_000, 1000, "warm");
+        var results = batchSizes.SelectMany(b => foldEvery.Select(f => (b, f))).ToDictionary(k => k, _ => new List<(IngestResult Copy, IngestResult Store)>());
+        for (var round = 1; round <= rounds; round++)
+        {
+            foreach (var batchSize in batchSizes)
+            {
+                foreach (var every in foldEvery)
+                {
+                    var copy = await RawCopyAsync(dataSource, count, batchSize, "r" + round);
+                    var store = await StoreIngestAsync(dataSource, count, batchSize, "r" + round, foldEvery: every);
+                    results[(batchSize, every)].Add((copy, store));
+                }
+            }
+
+            Console.WriteLine($"load average after round {round}: {File.ReadAllText("/proc/loadavg").Trim()}");
+        }
+
+        Console.WriteLine();
+        // CPU per record (server: the postmaster and all its processes; client: this process) moves less with the
+        // other load on the box than wall time does.
+        Console.WriteLine("| records/batch | FoldEveryRecords | raw COPY records/s (median) | store records/s (median) | store ÷ raw COPY per round | median ratio | CPU µs/record raw COPY (server + client) | CPU µs/record store (server + client) | CPU ratio raw ÷ store |");
+        Console.WriteLine("|---:|---:|---:|---:|---|---:|---:|---:|---:|");
+        foreach (var ((batchSize, every), list) in results)
+        {
+            var ratios = list.Select(r => r.Store.PerSecond / r.Copy.PerSecond).ToList();
+            var (copyServer, copyClient) = (Median(list.Select(r => r.Copy.ServerMicroseconds).ToList()), Median(list.Select(r => r.Copy.ClientMicroseconds).ToList()));
+            var (storeServer, storeClient) = (Median(list.Select(r => r.Store.ServerMicroseconds).ToList()), Median(list.Select(r => r.Store.ClientMicroseconds).ToList()));
+            Console.WriteLine(
+                $"| {batchSize:N0} | {every?.ToString("N0", CultureInfo.InvariantCulture) ?? "default"} | {Median(list.Select(r => r.Copy.PerSecond).ToList()):N0} | {Median(list.Select(r => r.Store.PerSecond).ToList()):N0} | " +
+                $"{string.Join(" / ", ratios.Select(r => r.ToString("N2", CultureInfo.InvariantCulture)))} | {Median(ratios):N2} | " +
+                $"{copyServer + copyClient:N1} ({copyServer:N1} + {copyClient:N1}) | {storeServer + storeClient:N1} ({storeServer:N1} + {storeClient:N1}) | {(copyServer + copyClient) / (storeServer + storeClient):N2} |");
+        }
+
+        return 0;
+    }
+
     private static async Task<IngestResult> RowByRowAsync(NpgsqlDataSource dataSource, int count)
     {
         var schema = await FreshSchemaAsync(dataSource, "rowbyrow");
@@ -160,11 +214,11 @@ internal static class PostgresBench
         return Report($"raw binary COPY ({batchSize}/batch, {writers} writer(s))", count, watch.Elapsed, cpu);
     }
 
-    private static async Task<IngestResult> StoreIngestAsync(NpgsqlDataSource dataSource, int count, int batchSize, string run = "", int writers = 1)
+    private static async Task<IngestResult> StoreIngestAsync(NpgsqlDataSource dataSource, int count, int batchSize, string run = "", int writers = 1, int? foldEvery = null)
     {
-        var schema = await FreshSchemaAsync(dataSource, "store" + batchSize + run + (writers > 1 ? "w" + writers : ""));
+        var schema = await FreshSchemaAsync(dataSource, "store" + batchSize + run + (writers > 1 ? "w" + writers : "") + (foldEvery is null ? "" : "f" + foldEvery));
         var records = Generate(count, Start.AddDays(400), TimeSpan.FromDays(5)).ToList();
-        await using var context = NewContext(dataSource, schema);
+        await using var context = NewContext(dataSource, schema, foldEvery);
         context.MarkReady();
         var store = new PostgresUsageStore(context);
         await context.EnsurePartitionsAsync(records.Select(r => PostgresStoreContext.MonthOf(r.CreatedAt)), default);
@@ -361,7 +415,7 @@ internal static class PostgresBench
     private static double Median(List<double> values)
     {
         var sorted = values.Order().ToList();
-        return sorted[sorted.Count / 2];
+        return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[(sorted.Count / 2) - 1] + sorted[sorted.Count / 2]) / 2;
     }
 
     /// <summary>Time-ordered calls (as a writer sees them) spread evenly over <paramref name="span"/>.</summary>
@@ -400,8 +454,16 @@ internal static class PostgresBench
         }
     }
 
-    private static PostgresStoreContext NewContext(NpgsqlDataSource dataSource, string schema) =>
-        new(dataSource, ownsDataSource: false, new PostgresStoreOptions { Schema = schema, CommandTimeoutSeconds = 600 }, TimeProvider.System);
+    private static PostgresStoreContext NewContext(NpgsqlDataSource dataSource, string schema, int? foldEvery = null)
+    {
+        var options = new PostgresStoreOptions { Schema = schema, CommandTimeoutSeconds = 600 };
+        if (foldEvery is int every)
+        {
+            options.FoldEveryRecords = every;
+        }
+
+        return new(dataSource, ownsDataSource: false, options, TimeProvider.System);
+    }
 
     internal static async Task<string> FreshSchemaAsync(NpgsqlDataSource dataSource, string name)
     {

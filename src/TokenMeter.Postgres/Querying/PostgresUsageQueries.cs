@@ -154,7 +154,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
             $"""
             SELECT endpoint, model, {SumColumns}
             FROM (
-                SELECT endpoint, model, {FigureColumns} FROM {S}.usage_user_endpoint_total WHERE user_id = $1
+                SELECT endpoint, model, {FigureColumns} FROM {S}.usage_user_endpoint_month WHERE user_id = $1
                 UNION ALL
                 SELECT endpoint, model, {FigureColumns} FROM {S}.usage_pending WHERE user_id = $1
             ) x

@@ -36,7 +36,7 @@ internal sealed class PostgresSql
         Ingest = IngestFrom(quoted, $"pg_temp.{staging}");
 
         // Every rollup from the pending rows. Each grain is summed from the finest one it derives from
-        // (user×endpoint×model by month, then all-time; user by day, then month, then all-time;
+        // (user×endpoint×model by month; user by day, then month, then all-time;
         // endpoint×model by day, then month), which sums far fewer rows than grouping the pending rows
         // once per rollup. The fold is the only writer of the rollups (one fold at a time, under its
         // advisory lock), so the upserts need no particular order. A re-pricing's pending rows carry no
@@ -53,11 +53,6 @@ internal sealed class PostgresSql
                 INSERT INTO {quoted}.usage_user_endpoint_month AS t (user_id, month, endpoint, model, {Sums})
                 SELECT user_id, month, endpoint, model, {Sums} FROM uem_g
                 ON CONFLICT (user_id, month, endpoint, model) DO UPDATE SET {AddSums}
-            ),
-            uet AS (
-                INSERT INTO {quoted}.usage_user_endpoint_total AS t (user_id, endpoint, model, {Sums})
-                SELECT user_id, endpoint, model, {SumOfSums} FROM uem_g GROUP BY 1, 2, 3
-                ON CONFLICT (user_id, endpoint, model) DO UPDATE SET {AddSums}
             ),
             ud_g AS (
                 SELECT user_id, day, {NamedSumOfSums}, min(first_at) AS first_at, max(last_at) AS last_at FROM moved WHERE user_id IS NOT NULL GROUP BY 1, 2

@@ -29,7 +29,17 @@ public static class LoadRunner
         => RunAsync(callers, maxCalls, maxTime, (_, ct) => call(ct), cancellationToken);
 
     /// <summary>The same, with each loop knowing its own index (so each can be a different signed-in user).</summary>
-    public static async Task<LoadResult> RunAsync(int callers, long maxCalls, TimeSpan maxTime, Func<int, CancellationToken, Task> call, CancellationToken cancellationToken = default)
+    public static Task<LoadResult> RunAsync(int callers, long maxCalls, TimeSpan maxTime, Func<int, CancellationToken, Task> call, CancellationToken cancellationToken = default)
+        => RunCoreAsync(callers, maxCalls, maxTime, call, keepLatencies: true, cancellationToken);
+
+    /// <summary>
+    /// The same, counting calls without keeping their latencies (<see cref="LoadResult.LatenciesMs"/> is empty):
+    /// for long runs whose own memory must stay flat (a kept latency is 8 bytes a call, 56 MiB over 7 million calls).
+    /// </summary>
+    public static Task<LoadResult> RunCountingAsync(int callers, long maxCalls, TimeSpan maxTime, Func<CancellationToken, Task> call, CancellationToken cancellationToken = default)
+        => RunCoreAsync(callers, maxCalls, maxTime, (_, ct) => call(ct), keepLatencies: false, cancellationToken);
+
+    private static async Task<LoadResult> RunCoreAsync(int callers, long maxCalls, TimeSpan maxTime, Func<int, CancellationToken, Task> call, bool keepLatencies, CancellationToken cancellationToken)
     {
         long issued = 0;
         long ok = 0;
@@ -43,7 +53,7 @@ public static class LoadRunner
 
         async Task Loop(int index)
         {
-            var mine = latencies[index] = new List<double>(1024);
+            var mine = latencies[index] = new List<double>(keepLatencies ? 1024 : 0);
             await Task.Yield();
             while (!token.IsCancellationRequested && Interlocked.Increment(ref issued) <= maxCalls)
             {
@@ -51,7 +61,11 @@ public static class LoadRunner
                 try
                 {
                     await call(index, CancellationToken.None).ConfigureAwait(false);
-                    mine.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+                    if (keepLatencies)
+                    {
+                        mine.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+                    }
+
                     Interlocked.Increment(ref ok);
                 }
 #pragma warning disable CA1031 // A failed call is counted, not fatal.
