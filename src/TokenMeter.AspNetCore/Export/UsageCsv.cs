@@ -45,6 +45,18 @@ internal static class UsageCsv
     {
         var queries = context.RequestServices.GetRequiredService<IUsageQueries>();
         var directory = context.RequestServices.GetService<IUserDirectory>();
+        if (queries is IUsageExportRowSource rows)
+        {
+            await WriteDetailedRowsAsync(csv, rows, directory, query, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        await WriteDetailedRecordsAsync(csv, queries, directory, query, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The detailed export from the store's records (any store).</summary>
+    internal static async Task WriteDetailedRecordsAsync(Utf8CsvWriter csv, IUsageQueries queries, IUserDirectory? directory, UsageExportQuery query, CancellationToken cancellationToken)
+    {
         var cells = new DetailedCells(csv, directory);
         csv.WriteHeader(DetailedHeader);
 
@@ -64,6 +76,17 @@ internal static class UsageCsv
         {
             await stop.CancelAsync().ConfigureAwait(false);
             await reader.ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>The detailed export from a store that hands its rows over raw (the same bytes as from records).</summary>
+    internal static async Task WriteDetailedRowsAsync(Utf8CsvWriter csv, IUsageExportRowSource rows, IUserDirectory? directory, UsageExportQuery query, CancellationToken cancellationToken)
+    {
+        var cells = new DetailedRowCells(csv, directory);
+        csv.WriteHeader(DetailedHeader);
+        await foreach (var block in rows.ExportBlocksAsync(query, cancellationToken).ConfigureAwait(false))
+        {
+            await cells.WriteBlockAsync(block, cancellationToken).ConfigureAwait(false);
         }
     }
 

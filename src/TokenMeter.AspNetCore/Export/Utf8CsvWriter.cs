@@ -20,6 +20,10 @@ internal sealed class Utf8CsvWriter : IDisposable
     private static readonly SearchValues<char> PlainChars = SearchValues.Create(
         " !#$%&'()*+-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~");
 
+    /// <summary>The same characters as UTF-8 bytes (text made only of them is ASCII and written as is).</summary>
+    private static readonly SearchValues<byte> PlainBytes = SearchValues.Create(
+        " !#$%&'()*+-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"u8);
+
     private readonly PipeWriter _output;
     private readonly CellFallback _fallback = new();
     private byte[] _buffer = ArrayPool<byte>.Shared.Rent(1 << 16);
@@ -37,6 +41,13 @@ internal sealed class Utf8CsvWriter : IDisposable
         && !value.ContainsAnyExcept(PlainChars)
         && value[0] is not ('=' or '@' or '+' or '-' or ' ')
         && value[^1] != ' ';
+
+    /// <summary>Whether CsvHelper would write the text of these UTF-8 bytes exactly as they are.</summary>
+    public static bool IsPlain(ReadOnlySpan<byte> value)
+        => value.Length > 0
+        && !value.ContainsAnyExcept(PlainBytes)
+        && value[0] is not ((byte)'=' or (byte)'@' or (byte)'+' or (byte)'-' or (byte)' ')
+        && value[^1] != (byte)' ';
 
     /// <summary>The cell as this writer writes it: for values repeated on many rows, encoded once.</summary>
     public byte[] Encode(string? value)
@@ -76,6 +87,23 @@ internal sealed class Utf8CsvWriter : IDisposable
         var span = Reserve(value.Length + 1);
         System.Text.Ascii.FromUtf16(value, span, out var written);
         _length += written;
+    }
+
+    /// <summary>A text cell given as UTF-8 (a column as stored): the same bytes as <see cref="WriteText"/> of its string.</summary>
+    public void WriteUtf8Text(ReadOnlySpan<byte> value, bool isNull)
+    {
+        if (isNull)
+        {
+            Separator();
+        }
+        else if (IsPlain(value))
+        {
+            WriteEncoded(value);
+        }
+        else
+        {
+            WriteText(Encoding.UTF8.GetString(value));
+        }
     }
 
     /// <summary>A cell already encoded by <see cref="Encode"/>.</summary>

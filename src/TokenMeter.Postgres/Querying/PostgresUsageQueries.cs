@@ -13,7 +13,7 @@ namespace TokenMeter.Postgres.Querying;
 /// snapshot), except <see cref="ExportAsync"/>, which streams the raw table, and the edge days of a
 /// user×endpoint×model range, read from the raw table.
 /// </summary>
-internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsageQueries
+internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsageQueries, IUsageExportRowSource
 {
     // The rollup columns of UsageFigures, in its order (then cache_write_tokens); ReadFigures reads them back from any ordinal.
     private static readonly string[] Figures = ["calls", "input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens", "total_tokens", "cost_usd", "cache_write_tokens"];
@@ -548,7 +548,13 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
         };
     }
 
-    private static Dictionary<string, string>? ParseTags(string metadata) => JsonSerializer.Deserialize(metadata, PostgresJsonContext.Default.DictionaryStringString);
+    /// <summary>The export's rows without a record per row: what the CSV export reads (see <see cref="PostgresExportRows"/>).</summary>
+    public IAsyncEnumerable<UsageExportBlock> ExportBlocksAsync(UsageExportQuery query, CancellationToken cancellationToken = default) =>
+        PostgresExportRows.ReadAsync(context, query, cancellationToken);
+
+    internal static Dictionary<string, string>? ParseTags(string metadata) => JsonSerializer.Deserialize(metadata, PostgresJsonContext.Default.DictionaryStringString);
+
+    internal static Dictionary<string, string>? ParseTags(ReadOnlySpan<byte> metadata) => JsonSerializer.Deserialize(metadata, PostgresJsonContext.Default.DictionaryStringString);
 
     /// <summary>
     /// Metadata of one export, parsed once per distinct text: calls repeat a few tag sets (grade,

@@ -21,6 +21,8 @@ internal sealed class DeferredUsage : IPendingUsage
     private UsageStatus _status;
     private BinaryData? _reply;
     private bool _replyIsError;
+    private KeptStream _stream;
+    private bool _hasStream;
     private UsageRecord? _record;
     private volatile bool _resolved;
 
@@ -44,6 +46,16 @@ internal sealed class DeferredUsage : IPendingUsage
         _durationMs = durationMs;
     }
 
+    /// <summary>A streamed call, its kept bytes read when the record is resolved.</summary>
+    public DeferredUsage(MeteredCall call, KeptStream stream, int httpStatus, double durationMs)
+    {
+        _call = call;
+        _stream = stream;
+        _hasStream = true;
+        _httpStatus = httpStatus;
+        _durationMs = durationMs;
+    }
+
     /// <summary>Whether the record has been built (cheap; no building).</summary>
     public bool IsResolved => _resolved;
 
@@ -61,7 +73,27 @@ internal sealed class DeferredUsage : IPendingUsage
             {
                 try
                 {
-                    if (_reply is { } reply)
+                    if (_hasStream)
+                    {
+                        _hasStream = false;
+                        try
+                        {
+                            _status = _stream.Read(_call, ref _usage);
+                        }
+                        catch (Exception ex)
+                        {
+                            // Still recorded, as a stream whose usage could not be read.
+                            _call.Meter.Failed(ex);
+                            _usage = default;
+                            _status = UsageStatus.UsageMissing;
+                        }
+                        finally
+                        {
+                            _stream.Release();
+                            _stream = default;
+                        }
+                    }
+                    else if (_reply is { } reply)
                     {
                         _status = OpenAIMeteringPolicy.ReadBufferedReply(_call, reply.ToMemory().Span, _replyIsError, ref _usage);
                         _reply = null;

@@ -82,6 +82,49 @@ internal sealed class MeteredCall
     }
 
     /// <summary>
+    /// Records a streamed call once, from what its stream kept: read when the record is resolved,
+    /// off this thread, when nothing needs the record at once; else read now. Takes the kept buffer.
+    /// </summary>
+    /// <param name="kept">The stream's bytes and how it ended.</param>
+    /// <param name="httpStatus">The HTTP status.</param>
+    public void CompleteStream(KeptStream kept, int httpStatus)
+    {
+        if (Interlocked.Exchange(ref _completed, 1) != 0)
+        {
+            kept.Release();
+            return;
+        }
+
+        var durationMs = _meter.TimeProvider.GetElapsedTime(_startTimestamp).TotalMilliseconds;
+        if (_meter.DefersRecording)
+        {
+            _meter.Defer(new DeferredUsage(this, kept, httpStatus, durationMs), Scope);
+            return;
+        }
+
+        var usage = default(ParsedUsage);
+        UsageStatus status;
+        try
+        {
+            status = kept.Read(this, ref usage);
+        }
+        catch (Exception ex)
+        {
+            Log.MeteringFailed(_logger, ex);
+            status = UsageStatus.UsageMissing;
+        }
+        finally
+        {
+            kept.Release();
+        }
+
+        if (Build(usage, status, httpStatus, durationMs) is { } record)
+        {
+            _meter.Record(record, Scope);
+        }
+    }
+
+    /// <summary>
     /// Records a call with a buffered reply once: read now, or — when nothing needs the record at
     /// once and the reply is small — kept and read when the record is resolved, off this thread.
     /// </summary>

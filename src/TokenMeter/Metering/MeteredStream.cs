@@ -7,30 +7,28 @@ namespace TokenMeter.Metering;
 
 /// <summary>
 /// Pass-through over a streamed (server-sent events) reply. Every byte goes to the caller
-/// unchanged and at once; on the way, <c>data:</c> lines that carry a non-null <c>"usage":</c>
-/// are parsed (chat's last chunk, responses' <c>response.completed</c>), and the other data lines
-/// are copied as they are into one pooled buffer, so that a stream cut before its usage is recorded
-/// with its delivered text (deltas of content, refusals and tool-call arguments) counted by the
-/// tokenizer. Those lines are read only when the stream ends without usage: a stream that reports
-/// its usage (nearly all) pays one copy per line, never a JSON read or a string. A line split
-/// across two reads is copied into a pooled buffer. The call is recorded when the stream ends,
-/// fails, or is disposed early.
+/// unchanged and at once; on the way, the bytes are only copied into one pooled buffer (no line
+/// split, no search, no JSON on the caller's thread). When the stream ends, fails or is disposed
+/// early, the call completes with those bytes: the usage (chat's last chunk, responses'
+/// <c>response.completed</c>) is read from them off the caller's thread when the record is deferred
+/// (see <see cref="DeferredUsage"/>), else at once; a stream without usage is estimated from the
+/// text its data lines delivered (deltas of content, refusals and tool-call arguments). A stream
+/// longer than <see cref="MaxKeptBytes"/> keeps its last part (the usage comes last).
 /// </summary>
 internal sealed class MeteredStream : Stream
 {
+    /// <summary>Bytes of a stream kept at most; beyond, the oldest lines are dropped.</summary>
+    internal const int MaxKeptBytes = 16 * 1024 * 1024;
+
     private const int MaxLineLength = 4 * 1024 * 1024;
     private const int MaxDeliveredChars = 4 * 1024 * 1024;
-    private const int MaxDeliveredBytes = 16 * 1024 * 1024;
 
     private readonly Stream _inner;
     private readonly MeteredCall _call;
     private readonly int _httpStatus;
-    private byte[]? _line;
-    private int _lineLength;
-    private bool _lineOverflow;
-    private bool _sawDone;
-    private ParsedUsage _usage;
-    private PooledBufferStream? _delivered;
+    private byte[]? _kept;
+    private int _keptLength;
+    private int _ended;
 
     public MeteredStream(Stream inner, MeteredCall call, int httpStatus)
     {
@@ -155,129 +153,133 @@ internal sealed class MeteredStream : Stream
     {
         if (chunk.IsEmpty)
         {
-            Finish(abandoned: false);
+            End(StreamEnd.Finished, default);
             return;
         }
 
         try
         {
-            Scan(chunk);
+            Keep(chunk);
         }
         catch (Exception)
         {
-            // A scanning bug must never reach the caller; the call is then recorded without usage.
-            _lineLength = 0;
+            // A metering bug must never reach the caller; the call is then recorded from what was kept.
         }
     }
 
-    private void Scan(ReadOnlySpan<byte> chunk)
+    // One copy per read into a pooled buffer that doubles as needed; past the limit, the older half goes.
+    private void Keep(ReadOnlySpan<byte> chunk)
     {
-        while (!chunk.IsEmpty)
+        if (Volatile.Read(ref _ended) != 0)
         {
-            var newline = chunk.IndexOf((byte)'\n');
-            if (newline < 0)
+            return;
+        }
+
+        var needed = _keptLength + chunk.Length;
+        if (_kept is null || needed > _kept.Length)
+        {
+            if (needed > MaxKeptBytes && _kept is not null)
             {
-                Append(chunk);
-                return;
+                // Drop whole lines from the front until the rest and the chunk fit in half the limit.
+                var drop = Math.Min(_keptLength, needed - (MaxKeptBytes / 2));
+                var newline = _kept.AsSpan(drop, _keptLength - drop).IndexOf((byte)'\n');
+                drop = newline < 0 ? _keptLength : drop + newline + 1;
+                _kept.AsSpan(drop, _keptLength - drop).CopyTo(_kept);
+                _keptLength -= drop;
+                needed = _keptLength + chunk.Length;
+                if (chunk.Length > MaxKeptBytes / 2)
+                {
+                    chunk = chunk[^(MaxKeptBytes / 2)..];
+                    needed = _keptLength + chunk.Length;
+                }
             }
 
-            if (_lineLength == 0 && !_lineOverflow)
+            if (_kept is null || needed > _kept.Length)
             {
-                HandleLine(chunk[..newline]);
-            }
-            else
-            {
-                Append(chunk[..newline]);
-                if (!_lineOverflow)
+                var bigger = ArrayPool<byte>.Shared.Rent(Math.Max(needed, _kept is null ? 4096 : _kept.Length * 2));
+                if (_kept is not null)
                 {
-                    HandleLine(_line.AsSpan(0, _lineLength));
+                    _kept.AsSpan(0, _keptLength).CopyTo(bigger);
+                    ArrayPool<byte>.Shared.Return(_kept);
                 }
 
-                _lineLength = 0;
-                _lineOverflow = false;
+                _kept = bigger;
             }
-
-            chunk = chunk[(newline + 1)..];
         }
+
+        chunk.CopyTo(_kept.AsSpan(_keptLength));
+        _keptLength = needed;
     }
 
-    private void Append(ReadOnlySpan<byte> part)
+    /// <summary>
+    /// Reads a stream's kept bytes: the usage of its last data line that reports one, whether it
+    /// said <c>[DONE]</c>, and — without usage — the text it delivered (into the call, for the
+    /// estimate). Returns how the call ended.
+    /// </summary>
+    /// <param name="call">The call.</param>
+    /// <param name="kept">The bytes of the stream (or its last part).</param>
+    /// <param name="end">How reading the stream ended.</param>
+    /// <param name="failure">The status of a stream whose read failed.</param>
+    /// <param name="usage">Filled with the usage found.</param>
+    /// <returns>The call's status, before estimation.</returns>
+    internal static UsageStatus ReadKept(MeteredCall call, ReadOnlySpan<byte> kept, StreamEnd end, UsageStatus failure, ref ParsedUsage usage)
     {
-        if (_lineOverflow)
+        var sawDone = false;
+        var lines = kept;
+        while (!lines.IsEmpty)
         {
-            return;
-        }
-
-        // Only data lines matter; anything else is not kept.
-        if (_lineLength == 0 && part.Length >= 5 && !part.StartsWith("data:"u8))
-        {
-            _lineOverflow = true;
-            return;
-        }
-
-        var needed = _lineLength + part.Length;
-        if (needed > MaxLineLength)
-        {
-            _lineOverflow = true;
-            return;
-        }
-
-        if (_line is null || needed > _line.Length)
-        {
-            var bigger = ArrayPool<byte>.Shared.Rent(Math.Max(needed, 1024));
-            if (_line is not null)
+            var newline = lines.IndexOf((byte)'\n');
+            if (newline < 0)
             {
-                _line.AsSpan(0, _lineLength).CopyTo(bigger);
-                ArrayPool<byte>.Shared.Return(_line);
+                // A last line without its end: the stream broke off inside it.
+                break;
             }
 
-            _line = bigger;
-        }
-
-        part.CopyTo(_line.AsSpan(_lineLength));
-        _lineLength = needed;
-    }
-
-    private void HandleLine(ReadOnlySpan<byte> line)
-    {
-        if (!line.StartsWith("data:"u8))
-        {
-            return;
-        }
-
-        var payload = line[5..].Trim((byte)' ').TrimEnd((byte)'\r');
-        if (payload.SequenceEqual("[DONE]"u8))
-        {
-            _sawDone = true;
-            return;
-        }
-
-        var at = payload.IndexOf("\"usage\":"u8);
-        var value = at < 0 ? default : payload[(at + 8)..].TrimStart((byte)' ');
-        if (value.IsEmpty || value[0] != (byte)'{')
-        {
-            // No usage here ("usage":null on every chat chunk but the last): text on its way to the caller.
-            if (_call.EstimateMissingUsage && !_usage.HasUsage)
+            var line = lines[..newline];
+            lines = lines[(newline + 1)..];
+            if (line.Length > MaxLineLength || !line.StartsWith("data:"u8))
             {
-                CollectDelivered(payload);
+                continue;
             }
 
-            return;
+            var payload = line[5..].Trim((byte)' ').TrimEnd((byte)'\r');
+            if (payload.SequenceEqual("[DONE]"u8))
+            {
+                sawDone = true;
+                continue;
+            }
+
+            var at = payload.IndexOf("\"usage\":"u8);
+            var value = at < 0 ? default : payload[(at + 8)..].TrimStart((byte)' ');
+            if (value.IsEmpty || value[0] != (byte)'{')
+            {
+                // "usage":null on every chat chunk but the last.
+                continue;
+            }
+
+            var parsed = default(ParsedUsage);
+            if (UsageParser.TryParse(payload, ref parsed) && parsed.HasUsage)
+            {
+                usage = parsed;
+            }
         }
 
-        var parsed = default(ParsedUsage);
-        if (UsageParser.TryParse(payload, ref parsed) && parsed.HasUsage)
+        if (usage.HasUsage)
         {
-            _usage = parsed;
+            return UsageStatus.Ok;
         }
-    }
 
-    // Kept raw, one line each; read by DeliveredText only if the stream ends without usage.
-    private void CollectDelivered(ReadOnlySpan<byte> payload)
-    {
-        var kept = _delivered ??= new PooledBufferStream(4096, MaxDeliveredBytes);
-        kept.Write(payload);
-        kept.Write("\n"u8);
+        if (call.EstimateMissingUsage)
+        {
+            call.DeliveredText = DeliveredText(kept);
+        }
+
+        return end switch
+        {
+            StreamEnd.Failed => failure,
+            StreamEnd.Abandoned when !sawDone => UsageStatus.Cancelled,
+            _ => UsageStatus.UsageMissing,
+        };
     }
 
     // Chat chunks carry delta.content / refusal / tool_calls[].function.arguments; responses events carry "delta".
@@ -287,8 +289,14 @@ internal sealed class MeteredStream : Stream
         while (!lines.IsEmpty)
         {
             var end = lines.IndexOf((byte)'\n');
-            var payload = end < 0 ? lines : lines[..end];
+            var line = end < 0 ? lines : lines[..end];
             lines = end < 0 ? default : lines[(end + 1)..];
+            if (line.Length > MaxLineLength || !line.StartsWith("data:"u8))
+            {
+                continue;
+            }
+
+            var payload = line[5..].Trim((byte)' ').TrimEnd((byte)'\r');
             if (payload.IndexOf("\"content\":\""u8) < 0 && payload.IndexOf("\"delta\":\""u8) < 0
                 && payload.IndexOf("\"arguments\":\""u8) < 0 && payload.IndexOf("\"refusal\":\""u8) < 0)
             {
@@ -339,45 +347,76 @@ internal sealed class MeteredStream : Stream
         var status = exception is OperationCanceledException || cancellationToken.IsCancellationRequested
             ? UsageStatus.Cancelled
             : UsageStatus.TransportError;
-        Complete(_usage.HasUsage ? UsageStatus.Ok : status);
+        End(StreamEnd.Failed, status);
     }
 
-    private void Finish(bool abandoned)
+    private void Finish(bool abandoned) => End(abandoned ? StreamEnd.Abandoned : StreamEnd.Finished, default);
+
+    private void End(StreamEnd end, UsageStatus failure)
     {
-        UsageStatus status;
-        if (_usage.HasUsage)
+        if (Interlocked.Exchange(ref _ended, 1) != 0)
         {
-            status = UsageStatus.Ok;
-        }
-        else if (abandoned && !_sawDone)
-        {
-            status = UsageStatus.Cancelled;
-        }
-        else
-        {
-            status = UsageStatus.UsageMissing;
+            return;
         }
 
-        Complete(status);
+        var kept = _kept;
+        _kept = null;
+        _call.CompleteStream(Tail(kept, _keptLength, end, failure), _httpStatus);
     }
 
-    private void Complete(UsageStatus status)
+    /// <summary>
+    /// A stream that reports its usage needs only its lines from the one with the last <c>"usage":{</c>
+    /// on (found from the end, without reading the lines before): those are copied out and the pooled
+    /// buffer goes back to the pool on this thread, where the next stream rents it again. A stream
+    /// without usage keeps everything (its delivered text is estimated).
+    /// </summary>
+    private static KeptStream Tail(byte[]? kept, int length, StreamEnd end, UsageStatus failure)
     {
-        if (Interlocked.Exchange(ref _delivered, null) is { } delivered)
+        if (kept is null)
         {
-            if (!_usage.HasUsage)
-            {
-                _call.DeliveredText = DeliveredText(delivered.WrittenSpan);
-            }
-
-            delivered.Dispose();
+            return new KeptStream(null, 0, end, failure);
         }
 
-        _call.Complete(_usage, status, _httpStatus);
-        var line = Interlocked.Exchange(ref _line, null);
-        if (line is not null)
+        var bytes = kept.AsSpan(0, length);
+        var at = bytes.LastIndexOf("\"usage\":"u8);
+        if (at < 0 || bytes[(at + 8)..].TrimStart((byte)' ') is not [(byte)'{', ..])
         {
-            ArrayPool<byte>.Shared.Return(line);
+            return new KeptStream(kept, length, end, failure, Pooled: true);
+        }
+
+        var start = bytes[..at].LastIndexOf((byte)'\n') + 1;
+        var tail = bytes[start..].ToArray();
+        ArrayPool<byte>.Shared.Return(kept);
+        return new KeptStream(tail, tail.Length, end, failure);
+    }
+}
+
+/// <summary>How reading a metered stream ended.</summary>
+internal enum StreamEnd
+{
+    /// <summary>Read to its end.</summary>
+    Finished,
+
+    /// <summary>Disposed before its end.</summary>
+    Abandoned,
+
+    /// <summary>A read failed.</summary>
+    Failed,
+}
+
+/// <summary>What a metered stream kept: its bytes (when pooled, returned by <see cref="Release"/>) and how it ended.</summary>
+internal readonly record struct KeptStream(byte[]? Buffer, int Length, StreamEnd End, UsageStatus Failure, bool Pooled = false)
+{
+    public ReadOnlySpan<byte> Bytes => Buffer is null ? default : Buffer.AsSpan(0, Length);
+
+    /// <summary>Reads the usage, the status and (without usage) the delivered text; see <see cref="MeteredStream.ReadKept"/>.</summary>
+    public UsageStatus Read(MeteredCall call, ref ParsedUsage usage) => MeteredStream.ReadKept(call, Bytes, End, Failure, ref usage);
+
+    public void Release()
+    {
+        if (Pooled && Buffer is not null)
+        {
+            ArrayPool<byte>.Shared.Return(Buffer);
         }
     }
 }
