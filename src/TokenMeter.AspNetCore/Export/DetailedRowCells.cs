@@ -57,13 +57,7 @@ internal sealed class DetailedRowCells(Utf8CsvWriter csv, IUserDirectory? direct
         csv.WriteUtf8Text(r.Endpoint.Value, r.Endpoint.IsNull);
         var model = r.Model.IsNull ? r.RequestModel : r.Model;
         csv.WriteUtf8Text(model.Value, model.IsNull);
-        csv.WriteInt64(r.InputTokens);
-        csv.WriteInt64(r.CachedInputTokens);
-        csv.WriteInt64(r.CacheWriteTokens);
-        csv.WriteInt64(r.OutputTokens);
-        csv.WriteInt64(r.ReasoningTokens);
-        csv.WriteInt64(r.TotalTokens);
-        csv.WriteDecimal(r.CostUsd);
+        csv.WriteTokensAndCost(r.InputTokens, r.CachedInputTokens, r.CacheWriteTokens, r.OutputTokens, r.ReasoningTokens, r.TotalTokens, r.CostUsd);
         var status = Status(r.Status);
         csv.WriteEncoded(status.Cell);
         csv.WriteUtf8Text(r.SessionId.Value, r.SessionId.IsNull);
