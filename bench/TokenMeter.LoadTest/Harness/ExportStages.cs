@@ -42,6 +42,7 @@ public static class ExportStages
             await MeasureAsync("npgsql rows, SequentialAccess", postmaster, log, () => RawAsync(connectionString, CommandBehavior.SequentialAccess)).ConfigureAwait(false);
             await MeasureAsync("npgsql binary COPY TO STDOUT", postmaster, log, () => CopyAsync(connectionString)).ConfigureAwait(false);
             await MeasureAsync("raw binary COPY bytes alone (what the store's row blocks read)", postmaster, log, () => RawCopyAsync(connectionString, rows, token.Token)).ConfigureAwait(false);
+            await MeasureAsync("raw binary COPY bytes alone, synchronous reads", postmaster, log, () => Task.Run(() => RawCopySync(connectionString, rows))).ConfigureAwait(false);
             await MeasureAsync("store ExportBlocksAsync, every row read (the CSV export's source on PostgreSQL)", postmaster, log, async () =>
             {
                 long n = 0;
@@ -137,6 +138,25 @@ public static class ExportStages
         long bytes = 0;
         int read;
         while ((read = await copy.ReadAsync(buffer, cancellationToken).ConfigureAwait(false)) > 0)
+        {
+            bytes += read;
+        }
+
+        return bytes > 0 ? rows : 0;
+    }
+
+    private static long RawCopySync(string connectionString, long rows)
+    {
+        using var connection = new NpgsqlConnection(connectionString);
+        connection.Open();
+        using var copy = connection.BeginRawBinaryCopy(
+            "COPY (SELECT id, created_at, user_id, endpoint, operation, request_model, model, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, "
+            + "reasoning_tokens, total_tokens, cost_usd, price_id, duration_ms, status, http_status, streaming, session_id, problem_id, metadata, cost_source "
+            + "FROM user_api_usage ORDER BY created_at, id) TO STDOUT (FORMAT BINARY)");
+        var buffer = new byte[512 * 1024];
+        long bytes = 0;
+        int read;
+        while ((read = copy.Read(buffer)) > 0)
         {
             bytes += read;
         }
