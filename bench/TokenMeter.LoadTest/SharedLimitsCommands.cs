@@ -18,7 +18,9 @@ namespace TokenMeter.LoadTest;
 /// <summary>
 /// <c>shared-limits [seconds-per-run=5] [burst=60]</c>: (1) the latency a budget check and a
 /// requests+tokens rate-limit check on PostgreSQL add to a metered call, against the same call with
-/// neither, at 1 / 16 / 64 callers (p50 and p99, side by side in one run); (2) a burst of parallel
+/// neither, at 1 / 16 / 64 callers (p50 and p99, side by side in one run), with headroom slices (the
+/// default) and with every check exact in the database (<c>LocalSlices = false</c>, a second host on
+/// the same database); (2) a burst of parallel
 /// calls for one student at a budget, spread round-robin over three instances of the sample.
 /// </summary>
 internal static class SharedLimitsCommands
@@ -35,12 +37,12 @@ internal static class SharedLimitsCommands
         await using var model = await FakeOpenAIServer.StartAsync().ConfigureAwait(false);
         model.DefaultReply = FakeReply.WithUsage(100, 40);
         var connectionString = await server.CreateDatabaseAsync("limits").ConfigureAwait(false);
-        using var host = await StartHostAsync(model.Endpoint, connectionString).ConfigureAwait(false);
+        using var host = await StartHostAsync(model.Endpoint, connectionString, slices: true).ConfigureAwait(false);
+        using var exactHost = await StartHostAsync(model.Endpoint, connectionString, slices: false).ConfigureAwait(false);
         var chat = host.Services.GetRequiredService<OpenAIClient>().GetChatClient("gpt-4o-mini");
-        var guard = host.Services.GetRequiredService<BudgetGuard>();
-        var limiter = host.Services.GetRequiredService<UserRateLimiter>();
         var estimator = host.Services.GetRequiredService<UsageEstimator>();
         await SetDefaultBudgetWhenReadyAsync(host.Services.GetRequiredService<IBudgetStore>()).ConfigureAwait(false);
+        await SetDefaultBudgetWhenReadyAsync(exactHost.Services.GetRequiredService<IBudgetStore>()).ConfigureAwait(false);
         ChatMessage[] messages = [new UserChatMessage("Give me a hint for 2x + 3 = 7")];
         var options = new ChatCompletionOptions { MaxOutputTokenCount = 400 };
         var estimate = estimator.EstimateChat("gpt-4o-mini", messages, 400);
@@ -53,11 +55,15 @@ internal static class SharedLimitsCommands
         var next = 0;
         var checks = Enumerable.Range(0, 64).Select(_ => new List<double>()).ToArray();
         var failedOpen = 0;
-        async Task Limited(int caller)
+        Task Sliced(int caller) => Limited(host, "", caller);
+        Task Exact(int caller) => Limited(exactHost, "exact-", caller);
+        async Task Limited(IHost on, string prefix, int caller)
         {
-            var user = spread
+            var guard = on.Services.GetRequiredService<BudgetGuard>();
+            var limiter = on.Services.GetRequiredService<UserRateLimiter>();
+            var user = prefix + (spread
                 ? "student-" + ((uint)Interlocked.Increment(ref next) % 1000).ToString(System.Globalization.CultureInfo.InvariantCulture)
-                : "bench-" + caller.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                : "bench-" + caller.ToString(System.Globalization.CultureInfo.InvariantCulture));
             // Both rate limits and the budget in one step (one round trip), as the sample's filters do.
             var started = Stopwatch.GetTimestamp();
             await using var rate = await limiter.CheckWithBudgetAsync("user:" + user, user, estimate, guard).ConfigureAwait(false);
@@ -76,30 +82,36 @@ internal static class SharedLimitsCommands
 
             using (Attribution.UsageScope.Begin(new Attribution.UsageContext { UserId = user }))
             {
-                await chat.CompleteChatAsync(messages, options).ConfigureAwait(false);
+                await on.Services.GetRequiredService<OpenAIClient>().GetChatClient("gpt-4o-mini").CompleteChatAsync(messages, options).ConfigureAwait(false);
             }
         }
 
         Print("added latency of a budget check + requests and tokens rate-limit checks (PostgreSQL store) per metered call, fake model on loopback:");
-        Print("| callers | neither p50 | neither p99 | budget + rate limits p50 | p99 | added p50 | added p99 | the check alone p50 | p99 |");
-        Print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        Print("| callers | checks | neither p50 | neither p99 | budget + rate limits p50 | p99 | added p50 | added p99 | the check alone p50 | p99 |");
+        Print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         await MeasureAsync(Plain, 4, TimeSpan.FromSeconds(1)).ConfigureAwait(false);
-        await MeasureAsync(Limited, 4, TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+        await MeasureAsync(Sliced, 4, TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+        await MeasureAsync(Exact, 4, TimeSpan.FromSeconds(1)).ConfigureAwait(false);
         foreach (var spreadOverStudents in new[] { false, true })
         {
             spread = spreadOverStudents;
             Print(spread ? "each call for the next of 1,000 students:" : "one student per caller, back to back:");
             foreach (var callers in new[] { 1, 16, 64 })
             {
-                var plain = await MeasureAsync(Plain, callers, seconds).ConfigureAwait(false);
-                foreach (var list in checks)
+                // Interleaved: neither, slices, exact, neither again (the baseline is the mean of the two plain runs).
+                var plain1 = await MeasureAsync(Plain, callers, seconds).ConfigureAwait(false);
+                foreach (var (name, run) in new (string, Func<int, Task>)[] { ("slices", Sliced), ("exact", Exact) })
                 {
-                    list.Clear();
-                }
+                    foreach (var list in checks)
+                    {
+                        list.Clear();
+                    }
 
-                var limited = await MeasureAsync(Limited, callers, seconds).ConfigureAwait(false);
-                var check = Percentiles(checks.SelectMany(c => c));
-                Print($"| {callers} | {plain.P50:F2} ms | {plain.P99:F2} ms | {limited.P50:F2} ms | {limited.P99:F2} ms | {limited.P50 - plain.P50:F2} ms | {limited.P99 - plain.P99:F2} ms | {check.P50:F2} ms | {check.P99:F2} ms |");
+                    var limited = await MeasureAsync(run, callers, seconds).ConfigureAwait(false);
+                    var check = Percentiles(checks.SelectMany(c => c));
+                    var plain = name == "slices" ? plain1 : await MeasureAsync(Plain, callers, seconds).ConfigureAwait(false);
+                    Print($"| {callers} | {name} | {plain.P50:F2} ms | {plain.P99:F2} ms | {limited.P50:F2} ms | {limited.P99:F2} ms | {limited.P50 - plain.P50:F2} ms | {limited.P99 - plain.P99:F2} ms | {check.P50:F2} ms | {check.P99:F2} ms |");
+                }
             }
         }
 
@@ -164,7 +176,7 @@ internal static class SharedLimitsCommands
         return all.Length == 0 ? (0, 0) : (all[all.Length / 2], all[Math.Min(all.Length - 1, (int)(all.Length * 0.99))]);
     }
 
-    private static async Task<IHost> StartHostAsync(Uri modelEndpoint, string connectionString)
+    private static async Task<IHost> StartHostAsync(Uri modelEndpoint, string connectionString, bool slices)
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.ClearProviders();
@@ -173,7 +185,7 @@ internal static class SharedLimitsCommands
             ["TokenMeter:Writer:SpoolDirectory"] = Directory.CreateTempSubdirectory("tokenmeter-limits-").FullName,
         });
         builder.Services.AddTokenMeter()
-            .AddPostgresStore(connectionString)
+            .AddPostgresStore(connectionString, o => o.LocalSlices = slices)
             .AddBudgets()
             .AddRateLimits(o =>
             {

@@ -57,4 +57,23 @@ public sealed class PostgresStoreOptions
     /// <summary>How often the pending sums are folded however few records came in. Default 10 seconds.</summary>
     [Range(typeof(TimeSpan), "00:00:00.010", "01:00:00")]
     public TimeSpan FoldInterval { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Whether budgets and rate limits shared through PostgreSQL are decided from headroom slices:
+    /// each instance claims a slice of a user's headroom under each limit in one round trip and
+    /// decides that user's next calls in-process until the slice is used up or
+    /// <see cref="SliceLifetime"/> ends; near a limit a slice is one call, so no limit is passed (see
+    /// the package README, "Several app instances"). A budget change through any instance drops the
+    /// slices of every instance at once (LISTEN/NOTIFY). Default true; false checks every call in the
+    /// database (one round trip per check).
+    /// </summary>
+    public bool LocalSlices { get; set; } = true;
+
+    /// <summary>
+    /// How long a headroom slice decides calls before what it did not use is given back. Longer
+    /// slices save more round trips for users who call less often; a killed instance's unused budget
+    /// slices are back at most this long after the reservation lease. Default 10 seconds.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:01", "00:05:00")]
+    public TimeSpan SliceLifetime { get; set; } = TimeSpan.FromSeconds(10);
 }

@@ -160,6 +160,7 @@ public static class PostgresTokenMeterBuilderExtensions
         services.TryAddSingleton<PostgresUsageQueries>();
         services.TryAddSingleton<PostgresBudgetStore>();
         services.TryAddSingleton<PostgresDeliveryLog>();
+        services.TryAddSingleton<HeadroomSlices>();
         services.TryAddSingleton<PostgresBudgetReservations>();
         services.TryAddSingleton<PostgresRateLimitStore>();
         services.TryAddSingleton<PostgresRepricingStore>();

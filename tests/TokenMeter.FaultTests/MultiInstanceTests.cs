@@ -62,7 +62,7 @@ public sealed class MultiInstanceTests(PostgresServerFixture postgres, ITestOutp
             Assert.Equal(ok + 6, cluster.Model.RequestCount - before);
         }
 
-        // 3. A limit lowered through B is enforced by C at once (the check reads the limit in its own statement).
+        // 3. A limit lowered through B is enforced by C at once (B's change is announced with NOTIFY: C drops its slices of the student; a claim reads the limit in its own statement).
         using (var student = await cluster.RegisterAsync())
         {
             await cluster.SetBudgetAsync(0, student.UserId, 1m);
@@ -75,7 +75,7 @@ public sealed class MultiInstanceTests(PostgresServerFixture postgres, ITestOutp
             Assert.True(IsRefusal(refused, "budget-exceeded"), refused.Body);
         }
 
-        // 4. C dies (SIGKILL) holding reservations: after the lease the headroom is back; after a restart nothing counts twice.
+        // 4. C dies (SIGKILL) holding reservations: after the lease (a headroom slice's hold: its lifetime + the lease) the headroom is back; after a restart nothing counts twice.
         using (var student = await cluster.RegisterAsync())
         {
             await cluster.SetBudgetAsync(0, student.UserId, Cost * 4);
@@ -109,7 +109,7 @@ public sealed class MultiInstanceTests(PostgresServerFixture postgres, ITestOutp
                 ok++;
             }
 
-            output.WriteLine($"killed C holding {held} reservations: headroom back {killed.ElapsedMilliseconds} ms later (lease 3 s), then {ok} calls allowed");
+            output.WriteLine($"killed C holding {held} reservations: headroom back {killed.ElapsedMilliseconds} ms later (lease 3 s, after the slice lifetime of 10 s), then {ok} calls allowed");
             Assert.InRange(ok, 3, 4);
             await cluster.RestartAsync(2);
             var stored = await cluster.WaitForStoredAsync(student.UserId, ok);

@@ -4,7 +4,12 @@ using TokenMeter.Postgres.Storage;
 
 namespace TokenMeter.Postgres.Budgets;
 
-/// <summary>Budgets in <c>tokenmeter_budgets</c>: one <c>default</c> row (user id '') and one <c>user</c> row per override.</summary>
+/// <summary>
+/// Budgets in <c>tokenmeter_budgets</c>: one <c>default</c> row (user id '') and one <c>user</c> row per
+/// override. Every change is announced in its own transaction with <c>NOTIFY</c> on
+/// <see cref="HeadroomSlices.Channel"/> (payload: the schema, a new line, the user id or nothing for the
+/// default), so every instance drops its headroom slices of that budget as the change commits.
+/// </summary>
 internal sealed class PostgresBudgetStore(PostgresStoreContext context) : IBudgetStore
 {
     private string S => context.Quoted;
@@ -59,9 +64,10 @@ internal sealed class PostgresBudgetStore(PostgresStoreContext context) : IBudge
     {
         if (limit is null)
         {
-            var delete = context.DataSource.CreateCommand($"DELETE FROM {S}.tokenmeter_budgets WHERE kind = 'default'");
+            var delete = context.DataSource.CreateCommand($"WITH d AS (DELETE FROM {S}.tokenmeter_budgets WHERE kind = 'default' RETURNING 1) SELECT pg_notify($1, $2)");
             await using var deleteScope = delete.ConfigureAwait(false);
             delete.CommandTimeout = context.CommandTimeout;
+            AddNotify(delete, string.Empty);
             await delete.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             return;
         }
@@ -79,19 +85,23 @@ internal sealed class PostgresBudgetStore(PostgresStoreContext context) : IBudge
     public async ValueTask<bool> DeleteUserBudgetAsync(string userId, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(userId);
-        var command = context.DataSource.CreateCommand($"DELETE FROM {S}.tokenmeter_budgets WHERE kind = 'user' AND user_id = $1");
+        var command = context.DataSource.CreateCommand($"WITH d AS (DELETE FROM {S}.tokenmeter_budgets WHERE kind = 'user' AND user_id = $1 RETURNING 1) SELECT (SELECT count(*) FROM d), pg_notify($2, $3)");
         await using var commandScope = command.ConfigureAwait(false);
         command.CommandTimeout = context.CommandTimeout;
         command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = userId });
-        return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) > 0;
+        AddNotify(command, userId);
+        return (long)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))! > 0;
     }
 
     private async ValueTask UpsertAsync(string kind, string userId, decimal? cost, long? tokens, CancellationToken cancellationToken)
     {
         using var command = context.DataSource.CreateCommand(
             $"""
-            INSERT INTO {S}.tokenmeter_budgets AS b (kind, user_id, monthly_cost_usd, monthly_tokens, updated_at) VALUES ($1, $2, $3, $4, $5)
-            ON CONFLICT (kind, user_id) DO UPDATE SET monthly_cost_usd = excluded.monthly_cost_usd, monthly_tokens = excluded.monthly_tokens, updated_at = excluded.updated_at
+            WITH w AS (
+                INSERT INTO {S}.tokenmeter_budgets AS b (kind, user_id, monthly_cost_usd, monthly_tokens, updated_at) VALUES ($1, $2, $3, $4, $5)
+                ON CONFLICT (kind, user_id) DO UPDATE SET monthly_cost_usd = excluded.monthly_cost_usd, monthly_tokens = excluded.monthly_tokens, updated_at = excluded.updated_at
+                RETURNING 1)
+            SELECT (SELECT count(*) FROM w), pg_notify($6, $7)
             """);
         command.CommandTimeout = context.CommandTimeout;
         command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = kind });
@@ -99,6 +109,14 @@ internal sealed class PostgresBudgetStore(PostgresStoreContext context) : IBudge
         command.Parameters.Add(new NpgsqlParameter<decimal?> { TypedValue = cost, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Numeric });
         command.Parameters.Add(new NpgsqlParameter<long?> { TypedValue = tokens, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Bigint });
         command.Parameters.Add(new NpgsqlParameter<DateTime> { TypedValue = context.TimeProvider.GetUtcNow().UtcDateTime });
+        AddNotify(command, userId);
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The channel and payload of the change's notification (the next two parameters).</summary>
+    private void AddNotify(NpgsqlCommand command, string userId)
+    {
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = HeadroomSlices.Channel });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = context.Schema + "\n" + userId });
     }
 }

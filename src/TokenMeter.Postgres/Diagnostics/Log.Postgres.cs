@@ -28,4 +28,13 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 2507, Level = LogLevel.Warning, Message = "TokenMeter could not fold the pending user/endpoint/model sums of schema \"{Schema}\" into their rollups; they stay pending (queries still count them) and the next fold takes them.")]
     public static partial void FoldFailed(ILogger logger, string schema, Exception exception);
+
+    [LoggerMessage(EventId = 2508, Level = LogLevel.Warning, Message = "TokenMeter could not write {Count} headroom-slice adjustment(s) (unused headroom given back); the budget slices' holds lapse with their lease and the window counters leave their window, so nothing is let through past a limit meanwhile.")]
+    public static partial void SliceAdjustmentsLost(ILogger logger, Exception exception, int count);
+
+    [LoggerMessage(EventId = 2509, Level = LogLevel.Warning, Message = "TokenMeter lost its PostgreSQL LISTEN connection for limit changes; every call is checked in the database until it is back (retrying in {RetryDelay}).")]
+    public static partial void LimitListenerLost(ILogger logger, Exception exception, TimeSpan retryDelay);
+
+    [LoggerMessage(EventId = 2510, Level = LogLevel.Debug, Message = "TokenMeter listens for limit changes on channel {Channel}; headroom slices are on.")]
+    public static partial void LimitListenerReady(ILogger logger, string channel);
 }

@@ -11,9 +11,10 @@ namespace TokenMeter.Postgres.RateLimits;
 /// <c>tokenmeter_rate_open</c>). A check is one round trip of <see cref="PostgresSharedLimits"/>
 /// (with the call's budget check when there is one) under a per-key transaction lock; settles are
 /// batched into one statement. Both commit without waiting for the disk: a counter lives two minutes
-/// and is not part of the ledger.
+/// and is not part of the ledger. With <see cref="HeadroomSlices"/> most checks are decided in-process
+/// from a slice of the window claimed earlier.
 /// </summary>
-internal sealed class PostgresRateLimitStore(PostgresStoreContext context) : IRateLimitStore, ISharedLimitStore
+internal sealed class PostgresRateLimitStore(PostgresStoreContext context, HeadroomSlices? slices = null) : IRateLimitStore, ISharedLimitStore
 {
     public bool IsSynchronous => false;
 
@@ -23,19 +24,19 @@ internal sealed class PostgresRateLimitStore(PostgresStoreContext context) : IRa
     {
         ArgumentNullException.ThrowIfNull(request);
         var check = request.MustFit ? new LimitCheck(null, request, null) : new LimitCheck(request, null, null);
-        var result = await PostgresSharedLimits.CheckAsync(context, check, cancellationToken).ConfigureAwait(false);
+        var result = await CheckAsync(check, cancellationToken).ConfigureAwait(false);
         return result.Rate ?? new RateLimitResult(true, 0, TimeSpan.Zero);
     }
 
     public ValueTask SettleAsync(string key, Guid id, long amount, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(key);
-        return PostgresSharedLimits.SettleAsync(context, [], [new EntrySettle(key, id, amount, DateTimeOffset.MaxValue)], cancellationToken);
+        return SettleAsync([], [new EntrySettle(key, id, amount, DateTimeOffset.MaxValue)], cancellationToken);
     }
 
     public ValueTask<LimitCheckResult> CheckAsync(LimitCheck check, CancellationToken cancellationToken) =>
-        new(PostgresSharedLimits.CheckAsync(context, check, cancellationToken));
+        new(slices is null ? PostgresSharedLimits.CheckAsync(context, check, cancellationToken) : slices.CheckAsync(check, cancellationToken));
 
     public ValueTask SettleAsync(IReadOnlyList<HoldSettle> holds, IReadOnlyList<EntrySettle> entries, CancellationToken cancellationToken) =>
-        PostgresSharedLimits.SettleAsync(context, holds, entries, cancellationToken);
+        slices is null ? PostgresSharedLimits.SettleAsync(context, holds, entries, cancellationToken) : slices.SettleAsync(holds, entries, cancellationToken);
 }

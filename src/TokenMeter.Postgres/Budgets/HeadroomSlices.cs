@@ -1,0 +1,923 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using TokenMeter.Budgets;
+using TokenMeter.Postgres.Diagnostics;
+using TokenMeter.Postgres.Storage;
+using TokenMeter.RateLimits;
+
+namespace TokenMeter.Postgres.Budgets;
+
+/// <summary>
+/// Headroom slices (local leases of a limit's headroom, as in distributed rate limiters): an
+/// instance claims from PostgreSQL, in one round trip, a slice of a user's headroom under each
+/// limit a call checks — some calls' worth of the requests window, of the tokens window and of the
+/// month's budget — and decides that user's next calls in-process (microseconds) until the slice is
+/// used up or its lifetime (<see cref="PostgresStoreOptions.SliceLifetime"/>) ends. What holds:
+/// <list type="bullet">
+/// <item><b>Never past a limit.</b> A claim is decided by the same statement as an exact check, on
+/// the limit, the window's counters, the month's spend (rollups + pending sums) and every hold in
+/// force, and is granted 1 + at most a quarter of what is left after its first call (never more than
+/// asked). Near a limit a claim is therefore exactly one call, decided by the database; the slices
+/// of every instance together never hold more than the limit's headroom, so every guarantee of the
+/// exact check holds: a budget burst over any number of instances spends at most the limit + one
+/// call (the calls' estimates are worst cases), requests per minute admit at most the limit, tokens
+/// per minute at most the limit + one call's estimate.</item>
+/// <item><b>Sliding windows.</b> A rate slice of more than one call, claimed in second s and usable
+/// until s + L (L its lifetime), is written into the counter of second s + L: a counter counts from
+/// the moment it is written until its second + 61 s (migration 0009), so the slice counts, whole, in
+/// every window that contains any use of it. When the slice ends (used up, lifetime over, dropped,
+/// shutdown) its instance moves what was used to the counter of the second it ended in (every use
+/// came before, so every window containing a use still counts it) and gives the unused rest back.
+/// Until then the whole slice counts: others may be refused sooner, never let through past the
+/// limit.</item>
+/// <item><b>Budgets: one ledger.</b> A budget slice is one hold in <c>tokenmeter_budget_holds</c> of
+/// its calls' worth (so what enforcement reads stays rollups + pending + holds, no second counter).
+/// A call decided from it takes its estimate from the slice in-process; when the call ends its
+/// settle (written after the response, batched, as for exact holds) inserts the call's own hold of
+/// its real cost, keyed by the call and counting until its records land (then the rollups count
+/// them instead, never both), and takes the estimate out of the slice's hold, in one statement
+/// (written twice, counted once). The unused rest is given back when the slice ends.</item>
+/// <item><b>Lease.</b> A budget slice's hold lapses at its claim + lifetime + the reservation lease
+/// (a call started at the end of the lifetime may run a whole lease), so a killed instance's
+/// unused slices are back at the latest then; a rate slice's counter leaves the window 61 s after
+/// its last second.</item>
+/// <item><b>Changes.</b> A budget changed through any instance is announced with <c>NOTIFY</c> in the
+/// same transaction; every instance LISTENs and drops (and gives back) the slices of that user, or
+/// of every user for the default budget, within milliseconds. A claim in flight when a change
+/// arrives still decides its own call (it read the store before the change) but its slice is given
+/// back at once. Without the LISTEN connection (at start, or lost) every check goes to the
+/// database exactly, as with slices off. Rate limits come from each instance's options: a slice
+/// claimed under another limit is not used.</item>
+/// <item><b>Size.</b> A user's first claim asks for 2 calls' worth; each further claim while the user
+/// keeps calling asks for twice the last (at most 256); a slice that ends mostly unused halves the
+/// next. Unused headroom in other instances' slices may refuse a call early, by at most what those
+/// slices hold (each at most a quarter of the headroom left at its claim), for at most the slice
+/// lifetime.</item>
+/// <item><b>Failures.</b> A claim that cannot reach the database fails like an exact check (the fail
+/// policy of the caller applies); slices already held keep deciding until they end.</item>
+/// </list>
+/// </summary>
+internal sealed class HeadroomSlices : IAsyncDisposable
+{
+    /// <summary>Calls' worth a user's first claim asks for.</summary>
+    internal const long FirstCalls = 2;
+
+    /// <summary>Most calls' worth a claim asks for.</summary>
+    internal const long MaxCalls = 256;
+
+    /// <summary>The channel budget changes are announced on (the payload: schema, a new line, and the user id or nothing for the default budget).</summary>
+    internal const string Channel = "tokenmeter_limits";
+
+    private static readonly TimeSpan Tick = TimeSpan.FromMilliseconds(200);
+    private static readonly TimeSpan ListenRetry = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan CarveRetention = TimeSpan.FromHours(1);
+
+    private readonly PostgresStoreContext _context;
+    private readonly CheckBatcher _batcher;
+    private readonly TimeProvider _time;
+    private readonly long _slotOffset;
+    private readonly Lock _gate = new();
+    private readonly Dictionary<string, Part> _parts = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<Guid, Carve> _carved = new();
+    private readonly List<SliceAdjust> _outbox = [];
+    private readonly CancellationTokenSource _stopping = new();
+    private long _generation;
+    private volatile bool _live;
+    private int _started;
+    private Task? _loop;
+
+    public HeadroomSlices(PostgresStoreContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        _context = context;
+        _batcher = PostgresSharedLimits.Batcher(context);
+        _time = context.TimeProvider;
+        Enabled = context.Options.LocalSlices;
+        Lifetime = context.Options.SliceLifetime;
+        _slotOffset = (long)Math.Ceiling(Lifetime.TotalSeconds);
+    }
+
+    /// <summary>Whether slices are used (<see cref="PostgresStoreOptions.LocalSlices"/>); off: every check is exact.</summary>
+    public bool Enabled { get; }
+
+    /// <summary>How long a slice decides calls.</summary>
+    public TimeSpan Lifetime { get; }
+
+    /// <summary>Whether slices decide calls now (on, and listening for limit changes).</summary>
+    internal bool IsLive => _live;
+
+    /// <summary>Slices open now (tests).</summary>
+    internal int OpenSlices
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _parts.Values.Count(p => p.Slice is { Closed: false });
+            }
+        }
+    }
+
+    /// <summary>Checks a call: from this instance's slices when they cover it, else by claiming new slices in one round trip.</summary>
+    public async Task<LimitCheckResult> CheckAsync(LimitCheck check, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(check);
+        if (!Enabled)
+        {
+            return await _batcher.CheckAsync(check, cancellationToken).ConfigureAwait(false);
+        }
+
+        Start();
+        if (!_live)
+        {
+            return await _batcher.CheckAsync(check, cancellationToken).ConfigureAwait(false);
+        }
+
+        while (true)
+        {
+            Task? wait = null;
+            Plan? plan = null;
+            lock (_gate)
+            {
+                var now = _time.GetUtcNow();
+                var tokens = check.Tokens is { } t ? PartFor("t|" + t.Key, now) : null;
+                var requests = check.Requests is { } r ? PartFor("r|" + r.Key, now) : null;
+                var budget = check.Budget is { } b ? PartFor(BudgetKey(b.UserId, b.Month), now) : null;
+                var tokensFit = tokens is null || Fits(tokens.Slice, check.Tokens!, now);
+                var requestsFit = requests is null || Fits(requests.Slice, check.Requests!, now);
+                var budgetFit = budget is null || Fits(budget.Slice, check.Budget!, now);
+                if (tokensFit && requestsFit && budgetFit)
+                {
+                    return Decide(check, tokens?.Slice, requests?.Slice, budget?.Slice, now);
+                }
+
+                foreach (var lacking in new[] { tokensFit ? null : tokens, requestsFit ? null : requests, budgetFit ? null : budget })
+                {
+                    if (lacking?.Claiming is { } claiming)
+                    {
+                        wait = claiming.Task;
+                        break;
+                    }
+                }
+
+                if (wait is null)
+                {
+                    plan = Prepare(check, tokensFit ? null : tokens, requestsFit ? null : requests, budgetFit ? null : budget, now);
+                }
+            }
+
+            if (plan is not null)
+            {
+                return await ClaimAsync(check, plan, cancellationToken).ConfigureAwait(false);
+            }
+
+            // Another call of this instance is claiming the same slice: decide from what it brings.
+            await wait!.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Settles: a call decided from a slice settles against it (tokens in-process while the slice
+    /// lasts; a budget call becomes its own hold and leaves the slice's), the rest as exact holds and entries.
+    /// </summary>
+    public ValueTask SettleAsync(IReadOnlyList<HoldSettle> holds, IReadOnlyList<EntrySettle> entries, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(holds);
+        ArgumentNullException.ThrowIfNull(entries);
+        if (_carved.IsEmpty)
+        {
+            return PostgresSharedLimits.SettleAsync(_context, holds, entries, cancellationToken);
+        }
+
+        var exactHolds = new List<HoldSettle>(holds.Count);
+        var exactEntries = new List<EntrySettle>(entries.Count);
+        var carved = new List<CarvedSettle>();
+        foreach (var hold in holds)
+        {
+            if (_carved.TryRemove(hold.Id, out var carve))
+            {
+                var slice = carve.Slice;
+                carved.Add(new CarvedSettle(hold, slice.HoldId, slice.Key, slice.Month, carve.CostUsd, carve.Amount));
+            }
+            else
+            {
+                exactHolds.Add(hold);
+            }
+        }
+
+        lock (_gate)
+        {
+            foreach (var entry in entries)
+            {
+                if (!_carved.TryRemove(entry.Id, out var carve))
+                {
+                    exactEntries.Add(entry);
+                    continue;
+                }
+
+                var slice = carve.Slice;
+                if (!slice.Closed)
+                {
+                    // What the call did not use goes back into the slice (what it used over its estimate comes out of it).
+                    slice.Remaining += carve.Amount - entry.Amount;
+                }
+                else if (entry.Amount != carve.Amount)
+                {
+                    // The slice has ended: its estimate was moved to the second it ended in; correct it there.
+                    _outbox.Add(new SliceAdjust(slice.Key, null, slice.EndSlot, 0m, entry.Amount - carve.Amount));
+                }
+            }
+
+            FlushOutbox(send: false);
+        }
+
+        return exactHolds.Count + exactEntries.Count + carved.Count == 0
+            ? ValueTask.CompletedTask
+            : PostgresSharedLimits.SettleAsync(_context, exactHolds, exactEntries, carved, cancellationToken);
+    }
+
+    /// <summary>Drops the budget slices of a user (null: of every user) and gives their unused part back: a budget changed.</summary>
+    /// <param name="userId">The user whose budget changed, or null for the default budget.</param>
+    public void Drop(string? userId)
+    {
+        lock (_gate)
+        {
+            _generation++;
+            var now = _time.GetUtcNow();
+            foreach (var part in _parts.Values)
+            {
+                if (part.Slice is { Kind: SliceKind.Budget, Closed: false } slice && (userId is null || slice.Key == userId))
+                {
+                    Close(part, now);
+                }
+            }
+
+            FlushOutbox(send: true);
+        }
+    }
+
+    /// <summary>Ends the slices whose lifetime is over (giving their unused part back) and forgets idle users; runs every 200 ms.</summary>
+    internal void Sweep()
+    {
+        lock (_gate)
+        {
+            var now = _time.GetUtcNow();
+            List<string>? idle = null;
+            foreach (var (key, part) in _parts)
+            {
+                if (part.Slice is { Closed: false } slice && now >= slice.Until)
+                {
+                    Close(part, now);
+                }
+
+                if (part.Claiming is null && part.Slice is null or { Closed: true } && now - part.LastUsed > Lifetime + Lifetime)
+                {
+                    (idle ??= []).Add(key);
+                }
+            }
+
+            foreach (var key in idle ?? [])
+            {
+                _parts.Remove(key);
+            }
+
+            FlushOutbox(send: true);
+        }
+
+        var old = _time.GetUtcNow() - CarveRetention;
+        foreach (var (id, carve) in _carved)
+        {
+            if (carve.At < old)
+            {
+                _carved.TryRemove(id, out _);
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_stopping.IsCancellationRequested)
+        {
+            await _stopping.CancelAsync().ConfigureAwait(false);
+        }
+
+        if (_loop is { } loop)
+        {
+            await loop.ConfigureAwait(false);
+        }
+
+        // Every slice ends; what is unused goes back before the store closes (settles still queued
+        // take their estimates from the slices' holds afterwards, as usual).
+        List<SliceAdjust> last;
+        lock (_gate)
+        {
+            _live = false;
+            var now = _time.GetUtcNow();
+            foreach (var part in _parts.Values)
+            {
+                if (part.Slice is { Closed: false })
+                {
+                    Close(part, now);
+                }
+            }
+
+            last = [.. _outbox, .. _batcher.TakeAdjustments()];
+            _outbox.Clear();
+        }
+
+        if (last.Count > 0)
+        {
+            try
+            {
+                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+                await PostgresSharedLimits.AdjustAsync(_context, last, timeout.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                Log.SliceAdjustmentsLost(_context.Logger, ex, last.Count);
+            }
+        }
+
+        _stopping.Dispose();
+    }
+
+    internal static string BudgetKey(string userId, DateOnly month) => "b|" + month.ToString("yyyy-MM", System.Globalization.CultureInfo.InvariantCulture) + "|" + userId;
+
+    private static long SlotOf(DateTimeOffset instant)
+    {
+        var ms = instant.ToUnixTimeMilliseconds();
+        return Math.DivRem(ms, 1000, out var rem) - (rem < 0 ? 1 : 0);
+    }
+
+    private static bool Fits(Slice? slice, RateLimitRequest request, DateTimeOffset now) =>
+        slice is { Closed: false } s && now < s.Until && s.Limit == request.Limit && s.Remaining >= (request.MustFit ? 1 : request.Amount);
+
+    private static bool Fits(Slice? slice, BudgetHoldRequest request, DateTimeOffset now) =>
+        slice is { Closed: false } s && now < s.Until
+        && (s.Unlimited || (s.RemainingCostUsd >= request.Estimate.CostUsd && s.Remaining >= request.Estimate.Tokens));
+
+    private void Start()
+    {
+        if (Interlocked.Exchange(ref _started, 1) == 0)
+        {
+            _loop = Task.WhenAll(Task.Run(SweepLoopAsync), Task.Run(ListenAsync));
+        }
+    }
+
+    private Part PartFor(string key, DateTimeOffset now)
+    {
+        if (!_parts.TryGetValue(key, out var part))
+        {
+            part = new Part();
+            _parts[key] = part;
+        }
+
+        part.LastUsed = now;
+        return part;
+    }
+
+    /// <summary>Takes the call from slices that cover it (under the gate).</summary>
+    private LimitCheckResult Decide(LimitCheck check, Slice? tokens, Slice? requests, Slice? budget, DateTimeOffset now)
+    {
+        RateLimitResult? rate = null;
+        if (tokens is not null)
+        {
+            rate = new RateLimitResult(true, tokens.UsedAtClaim + tokens.Claimed - tokens.Remaining, TimeSpan.Zero);
+            tokens.Remaining -= check.Tokens!.Amount;
+            _carved[check.Tokens.Id] = new Carve(tokens, check.Tokens.Amount, 0m, now);
+        }
+
+        if (requests is not null)
+        {
+            rate = new RateLimitResult(true, requests.UsedAtClaim + requests.Claimed - requests.Remaining, TimeSpan.Zero);
+            requests.Remaining--;
+        }
+
+        return new LimitCheckResult(null, rate, budget is null ? null : TakeBudget(budget, check.Budget!, now));
+    }
+
+    private BudgetHoldResult TakeBudget(Slice budget, BudgetHoldRequest request, DateTimeOffset now)
+    {
+        if (budget.Unlimited)
+        {
+            return new BudgetHoldResult(true, null, 0m, 0, 0m, 0);
+        }
+
+        var result = new BudgetHoldResult(true, budget.BudgetLimit, budget.SpentCostUsd, budget.SpentTokens, budget.HeldCostUsd + budget.TakenCostUsd, budget.HeldTokens + budget.TakenTokens);
+        budget.RemainingCostUsd -= request.Estimate.CostUsd;
+        budget.Remaining -= request.Estimate.Tokens;
+        budget.TakenCostUsd += request.Estimate.CostUsd;
+        budget.TakenTokens += request.Estimate.Tokens;
+        _carved[request.Id] = new Carve(budget, request.Estimate.Tokens, request.Estimate.CostUsd, now);
+        return result;
+    }
+
+    /// <summary>Plans a claim of the parts the slices do not cover (under the gate): ends their slices, and takes the covered parts from theirs.</summary>
+    private Plan Prepare(LimitCheck check, Part? tokens, Part? requests, Part? budget, DateTimeOffset now)
+    {
+        var plan = new Plan(_generation, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+        var want = 0L;
+        foreach (var part in new[] { tokens, requests, budget })
+        {
+            if (part is null)
+            {
+                continue;
+            }
+
+            if (part.Slice is { Closed: false })
+            {
+                Close(part, now);
+            }
+
+            part.Claiming = plan.Done;
+            want = Math.Max(want, part.Want);
+        }
+
+        plan.Calls = want;
+
+        // The covered parts come from their slices now, and go back there if the claim is refused.
+        if (tokens is null && check.Tokens is { } t && _parts.TryGetValue("t|" + t.Key, out var tp))
+        {
+            plan.LocalTokens = tp.Slice;
+            tp.Slice!.Remaining -= t.Amount;
+        }
+
+        if (requests is null && check.Requests is { } r && _parts.TryGetValue("r|" + r.Key, out var rp))
+        {
+            plan.LocalRequests = rp.Slice;
+            rp.Slice!.Remaining--;
+        }
+
+        if (budget is null && check.Budget is { } b && _parts.TryGetValue(BudgetKey(b.UserId, b.Month), out var bp) && !bp.Slice!.Unlimited)
+        {
+            plan.LocalBudget = bp.Slice;
+            bp.Slice.RemainingCostUsd -= b.Estimate.CostUsd;
+            bp.Slice.Remaining -= b.Estimate.Tokens;
+        }
+        else if (budget is null && check.Budget is not null)
+        {
+            plan.LocalUnlimited = true;
+        }
+
+        plan.Tokens = tokens;
+        plan.Requests = requests;
+        plan.Budget = budget;
+
+        // Returns of the slices just ended ride in the claim's round trip, before it.
+        FlushOutbox(send: false);
+        return plan;
+    }
+
+    private async Task<LimitCheckResult> ClaimAsync(LimitCheck check, Plan plan, CancellationToken cancellationToken)
+    {
+        BudgetHoldRequest? hold = null;
+        if (plan.Budget is not null)
+        {
+            var b = check.Budget!;
+
+            // The slice's own hold: it lapses a lifetime after a call's lease, for a call started at its end.
+            hold = b with { Id = Guid.CreateVersion7(b.Now), ExpiresAt = b.ExpiresAt + Lifetime };
+        }
+
+        var claim = new LimitCheck(plan.Tokens is null ? null : check.Tokens, plan.Requests is null ? null : check.Requests, hold);
+        CheckAnswer answer;
+        try
+        {
+            answer = await _batcher.ClaimAsync(new SliceClaim(claim, new SliceWant(plan.Calls, _slotOffset)), CancellationToken.None).WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            lock (_gate)
+            {
+                Restore(check, plan, requestsToo: true);
+                EndClaim(plan);
+            }
+
+            throw;
+        }
+
+        lock (_gate)
+        {
+            try
+            {
+                return Apply(check, plan, hold, answer);
+            }
+            finally
+            {
+                EndClaim(plan);
+            }
+        }
+    }
+
+    /// <summary>Turns a claim's answer into slices and the call's decision (under the gate).</summary>
+    private LimitCheckResult Apply(LimitCheck check, Plan plan, BudgetHoldRequest? hold, CheckAnswer answer)
+    {
+        var now = _time.GetUtcNow();
+        var result = answer.Result;
+        var grant = answer.Grant;
+        var stale = plan.Generation != _generation;
+        if (result.RefusedBy is not null)
+        {
+            // Refused by a window: the database kept nothing of the claim.
+            Restore(check, plan, requestsToo: true);
+            return result;
+        }
+
+        if (plan.Requests is { } requestsPart)
+        {
+            // Taken whether or not the budget lets the call through (the request was made).
+            var r = check.Requests!;
+            requestsPart.Slice = RateSlice(SliceKind.Requests, r, grant.RequestsCalls, 1, grant, result.Rate?.Used ?? 0, now);
+            requestsPart.Slice.Remaining--;
+            Grow(requestsPart, grant.RequestsCalls);
+        }
+
+        if (result.Budget is { Allowed: false })
+        {
+            Restore(check, plan, requestsToo: false);
+            return result;
+        }
+
+        RateLimitResult? rate = result.Rate;
+        if (plan.Tokens is { } tokensPart)
+        {
+            var t = check.Tokens!;
+            tokensPart.Slice = RateSlice(SliceKind.Tokens, t, grant.TokensCalls, t.Amount, grant, result.Rate?.Used ?? 0, now);
+            tokensPart.Slice.Remaining -= t.Amount;
+            _carved[t.Id] = new Carve(tokensPart.Slice, t.Amount, 0m, now);
+            Grow(tokensPart, grant.TokensCalls);
+        }
+        else if (plan.LocalTokens is { } localTokens)
+        {
+            _carved[check.Tokens!.Id] = new Carve(localTokens, check.Tokens.Amount, 0m, now);
+            rate ??= new RateLimitResult(true, localTokens.UsedAtClaim + localTokens.Claimed - localTokens.Remaining, TimeSpan.Zero);
+        }
+
+        if (plan.LocalRequests is { } localRequests)
+        {
+            rate ??= new RateLimitResult(true, localRequests.UsedAtClaim + localRequests.Claimed - localRequests.Remaining, TimeSpan.Zero);
+        }
+
+        var budgetResult = result.Budget;
+        if (plan.Budget is { } budgetPart)
+        {
+            var b = check.Budget!;
+            var answerBudget = result.Budget!;
+            // Decides calls for a lifetime from the claim's own clock reading: its hold covers each a whole lease.
+            var slice = new Slice(SliceKind.Budget, b.UserId, b.Now + Lifetime)
+            {
+                HoldId = hold!.Id,
+                Month = b.Month,
+                BudgetLimit = answerBudget.Limit,
+                Unlimited = answerBudget.Limit is null,
+                SpentCostUsd = answerBudget.SpentCostUsd,
+                SpentTokens = answerBudget.SpentTokens,
+                HeldCostUsd = answerBudget.ReservedCostUsd,
+                HeldTokens = answerBudget.ReservedTokens,
+                RemainingCostUsd = b.Estimate.CostUsd * grant.BudgetCalls,
+                Remaining = b.Estimate.Tokens * grant.BudgetCalls,
+                Claimed = grant.BudgetCalls,
+            };
+            budgetPart.Slice = slice;
+            if (!slice.Unlimited)
+            {
+                TakeBudget(slice, b, now);
+            }
+
+            Grow(budgetPart, grant.BudgetCalls);
+        }
+        else if (plan.LocalBudget is { } localBudget)
+        {
+            budgetResult = new BudgetHoldResult(true, localBudget.BudgetLimit, localBudget.SpentCostUsd, localBudget.SpentTokens, localBudget.HeldCostUsd + localBudget.TakenCostUsd, localBudget.HeldTokens + localBudget.TakenTokens);
+            localBudget.TakenCostUsd += check.Budget!.Estimate.CostUsd;
+            localBudget.TakenTokens += check.Budget.Estimate.Tokens;
+            _carved[check.Budget.Id] = new Carve(localBudget, check.Budget.Estimate.Tokens, check.Budget.Estimate.CostUsd, now);
+        }
+        else if (plan.LocalUnlimited)
+        {
+            budgetResult = new BudgetHoldResult(true, null, 0m, 0, 0m, 0);
+        }
+
+        if (stale)
+        {
+            // A limit changed while the claim was in flight: it decides its own call, its slices go back at once.
+            foreach (var part in new[] { plan.Tokens, plan.Requests, plan.Budget })
+            {
+                if (part?.Slice is { Closed: false })
+                {
+                    Close(part, now);
+                }
+            }
+
+            FlushOutbox(send: true);
+        }
+
+        return new LimitCheckResult(null, rate, budgetResult);
+    }
+
+    /// <summary>
+    /// A rate slice counted in second <c>slot</c> decides calls only before second <c>slot + 1</c>
+    /// begins: its counter counts until <c>slot + 61 s</c>, so every use stays counted for a whole
+    /// window after it (a slice of one call, counted in the second it was claimed in, ends then).
+    /// </summary>
+    private Slice RateSlice(SliceKind kind, RateLimitRequest request, long calls, long perCall, SliceGrant grant, long usedBefore, DateTimeOffset now)
+    {
+        var slot = calls > 1 ? grant.Slot + _slotOffset : grant.Slot;
+        var until = DateTimeOffset.FromUnixTimeSeconds(slot + 1);
+        return new(kind, request.Key, until < now + Lifetime ? until : now + Lifetime)
+        {
+            Limit = request.Limit,
+            Claimed = calls * perCall,
+            Remaining = calls * perCall,
+            Slot = slot,
+            UsedAtClaim = usedBefore,
+        };
+    }
+
+    /// <summary>A user who used up a slice asks for twice as much next time.</summary>
+    private static void Grow(Part part, long granted)
+    {
+        if (granted >= part.Want)
+        {
+            part.Want = Math.Min(MaxCalls, part.Want * 2);
+        }
+    }
+
+    /// <summary>Puts back what a refused call took from slices that covered it (under the gate).</summary>
+    private static void Restore(LimitCheck check, Plan plan, bool requestsToo)
+    {
+        if (plan.LocalTokens is { Closed: false } tokens)
+        {
+            tokens.Remaining += check.Tokens!.Amount;
+        }
+
+        if (requestsToo && plan.LocalRequests is { Closed: false } requests)
+        {
+            requests.Remaining++;
+        }
+
+        if (plan.LocalBudget is { Closed: false } budget)
+        {
+            budget.RemainingCostUsd += check.Budget!.Estimate.CostUsd;
+            budget.Remaining += check.Budget.Estimate.Tokens;
+        }
+
+        // A slice that ended meanwhile gave back what it had then: what is put back here stays counted (a worst case).
+    }
+
+    private static void EndClaim(Plan plan)
+    {
+        foreach (var part in new[] { plan.Tokens, plan.Requests, plan.Budget })
+        {
+            if (part is not null && ReferenceEquals(part.Claiming, plan.Done))
+            {
+                part.Claiming = null;
+            }
+        }
+
+        plan.Done.TrySetResult();
+    }
+
+    /// <summary>Ends a part's slice (under the gate): queues giving back what it did not use, and moving what it used to the second it ended in.</summary>
+    private void Close(Part part, DateTimeOffset now)
+    {
+        var slice = part.Slice!;
+        slice.Closed = true;
+        if (slice.Kind == SliceKind.Budget)
+        {
+            if (!slice.Unlimited && (slice.RemainingCostUsd > 0 || slice.Remaining > 0))
+            {
+                _outbox.Add(new SliceAdjust(slice.Key, slice.HoldId, 0, Math.Max(0m, slice.RemainingCostUsd), Math.Max(0, slice.Remaining)));
+            }
+
+            if (slice.RemainingCostUsd > slice.TakenCostUsd)
+            {
+                part.Want = Math.Max(FirstCalls, part.Want / 2);
+            }
+
+            return;
+        }
+
+        var end = SlotOf(now);
+        if (slice.Slot > end)
+        {
+            // Written into the slice's last second: move what was used to now, give the rest back.
+            slice.EndSlot = end;
+            _outbox.Add(new SliceAdjust(slice.Key, null, slice.Slot, 0m, -slice.Claimed));
+            if (slice.Claimed - slice.Remaining != 0)
+            {
+                _outbox.Add(new SliceAdjust(slice.Key, null, end, 0m, slice.Claimed - slice.Remaining));
+            }
+        }
+        else
+        {
+            slice.EndSlot = slice.Slot;
+            if (slice.Remaining != 0)
+            {
+                _outbox.Add(new SliceAdjust(slice.Key, null, slice.Slot, 0m, -slice.Remaining));
+            }
+        }
+
+        if (slice.Remaining * 2 > slice.Claimed)
+        {
+            part.Want = Math.Max(FirstCalls, part.Want / 2);
+        }
+    }
+
+    private void FlushOutbox(bool send)
+    {
+        if (_outbox.Count > 0)
+        {
+            _batcher.Adjust(_outbox, send);
+            _outbox.Clear();
+        }
+        else if (send && _batcher.HasAdjustments)
+        {
+            _batcher.Adjust([], send: true);
+        }
+    }
+
+    private async Task SweepLoopAsync()
+    {
+        while (!_stopping.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(Tick, _stopping.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+
+            Sweep();
+        }
+    }
+
+    /// <summary>LISTENs for budget changes on a connection of its own; while it is not listening, slices are off.</summary>
+    private async Task ListenAsync()
+    {
+        while (!_stopping.IsCancellationRequested)
+        {
+            try
+            {
+                var connection = await _context.DataSource.OpenConnectionAsync(_stopping.Token).ConfigureAwait(false);
+                await using (connection.ConfigureAwait(false))
+                {
+                    connection.Notification += (_, e) => OnNotification(e.Payload);
+                    using (var listen = new NpgsqlCommand("LISTEN " + Channel, connection))
+                    {
+                        await listen.ExecuteNonQueryAsync(_stopping.Token).ConfigureAwait(false);
+                    }
+
+                    // Anything cached before listening may have missed a change.
+                    Drop(null);
+                    _live = true;
+                    Log.LimitListenerReady(_context.Logger, Channel);
+                    while (true)
+                    {
+                        if (!await connection.WaitAsync(TimeSpan.FromSeconds(5), _stopping.Token).ConfigureAwait(false))
+                        {
+                            using var ping = new NpgsqlCommand("SELECT 1", connection);
+                            await ping.ExecuteScalarAsync(_stopping.Token).ConfigureAwait(false);
+                        }
+                    }
+                }
+            }
+            catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex)
+            {
+                var wasLive = _live;
+                _live = false;
+                Drop(null);
+                if (wasLive)
+                {
+                    Log.LimitListenerLost(_context.Logger, ex, ListenRetry);
+                }
+
+                try
+                {
+                    await Task.Delay(ListenRetry, _stopping.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    private void OnNotification(string payload)
+    {
+        var newline = payload.IndexOf('\n', StringComparison.Ordinal);
+        if (newline < 0 || !payload.AsSpan(0, newline).SequenceEqual(_context.Schema))
+        {
+            return;
+        }
+
+        var user = payload[(newline + 1)..];
+        Drop(user.Length == 0 ? null : user);
+    }
+
+    private enum SliceKind
+    {
+        Tokens,
+        Requests,
+        Budget,
+    }
+
+    /// <summary>A limit's state for one key: its slice, how much the next claim asks for, and the claim in flight.</summary>
+    private sealed class Part
+    {
+        public Slice? Slice { get; set; }
+
+        public long Want { get; set; } = FirstCalls;
+
+        public TaskCompletionSource? Claiming { get; set; }
+
+        public DateTimeOffset LastUsed { get; set; }
+    }
+
+    /// <summary>
+    /// One slice. Rate: <see cref="Remaining"/> permits or tokens of <see cref="Claimed"/>, counted in
+    /// <see cref="Slot"/>. Budget: <see cref="RemainingCostUsd"/> and <see cref="Remaining"/> tokens
+    /// left in the hold <see cref="HoldId"/>, or <see cref="Unlimited"/> (no budget applies).
+    /// </summary>
+    private sealed class Slice(SliceKind kind, string key, DateTimeOffset until)
+    {
+        public SliceKind Kind => kind;
+
+        /// <summary>The window's key, or the user of a budget slice.</summary>
+        public string Key => key;
+
+        public DateTimeOffset Until => until;
+
+        public bool Closed { get; set; }
+
+        public long Limit { get; init; }
+
+        public long Claimed { get; init; }
+
+        public long Remaining { get; set; }
+
+        public long Slot { get; init; }
+
+        /// <summary>The second an ended rate slice's use was moved to (late corrections go there).</summary>
+        public long EndSlot { get; set; }
+
+        public long UsedAtClaim { get; init; }
+
+        public Guid HoldId { get; init; }
+
+        public DateOnly Month { get; init; }
+
+        public BudgetLimit? BudgetLimit { get; init; }
+
+        public bool Unlimited { get; init; }
+
+        public decimal RemainingCostUsd { get; set; }
+
+        public decimal SpentCostUsd { get; init; }
+
+        public long SpentTokens { get; init; }
+
+        public decimal HeldCostUsd { get; init; }
+
+        public long HeldTokens { get; init; }
+
+        public decimal TakenCostUsd { get; set; }
+
+        public long TakenTokens { get; set; }
+    }
+
+    /// <summary>A call decided from a slice: its estimate (tokens, and cost for a budget slice), until it settles.</summary>
+    private sealed record Carve(Slice Slice, long Amount, decimal CostUsd, DateTimeOffset At);
+
+    /// <summary>A claim being made: the parts it claims, the covered parts taken from their slices, what it asks for.</summary>
+    private sealed class Plan(long generation, TaskCompletionSource done)
+    {
+        public long Generation => generation;
+
+        public TaskCompletionSource Done => done;
+
+        public long Calls { get; set; }
+
+        public Part? Tokens { get; set; }
+
+        public Part? Requests { get; set; }
+
+        public Part? Budget { get; set; }
+
+        public Slice? LocalTokens { get; set; }
+
+        public Slice? LocalRequests { get; set; }
+
+        public Slice? LocalBudget { get; set; }
+
+        public bool LocalUnlimited { get; set; }
+    }
+}
