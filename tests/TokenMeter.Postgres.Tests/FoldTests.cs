@@ -1,5 +1,6 @@
 using Npgsql;
 using TokenMeter.Postgres.Repricing;
+using TokenMeter.Postgres.Storage;
 using TokenMeter.Querying;
 using TokenMeter.Repricing;
 using TokenMeter.Storage;
@@ -124,6 +125,34 @@ public sealed class FoldTests(PostgresDatabaseFixture database) : IClassFixture<
         Assert.True(await second.FoldAsync() > 0);
         await AssertExactAsync(second, records);
         await AssertRollupsEqualRawAsync(second);
+    }
+
+    [Fact]
+    public async Task FoldAsync_CommitsWithoutWaitingForTheFlush_OnlyForItsOwnTransaction()
+    {
+        // One pooled connection, so the fold's and the next writer's are the same session; synchronous commit on for it
+        // (the test server runs with it off).
+        await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString + ";Maximum Pool Size=1;Options=-c synchronous_commit=on");
+        var records = Make(new Random(5), 300, new DateTimeOffset(2026, 11, 2, 0, 0, 0, TimeSpan.Zero), days: 20);
+        Assert.Equal(300, await h.Store.AppendAsync(records));
+        Assert.True(await h.FoldAsync() > 0);
+
+        // The setting was local to the fold's transaction: the session (and so the writers' commits) still waits for the flush.
+        Assert.Equal("on", await h.ScalarAsync<string>("SHOW synchronous_commit"));
+        await using (var connection = await h.DataSource.OpenConnectionAsync())
+        await using (var transaction = await connection.BeginTransactionAsync())
+        {
+            // The fold's own statement: the lock is free, and its transaction commits asynchronously.
+            await using var fold = new NpgsqlCommand(PostgresPendingFold.LockSql, connection, transaction);
+            fold.Parameters.Add(new NpgsqlParameter<string> { TypedValue = h.Context.Schema });
+            Assert.Equal(true, await fold.ExecuteScalarAsync());
+            await using var setting = new NpgsqlCommand("SHOW synchronous_commit", connection, transaction);
+            Assert.Equal("off", await setting.ExecuteScalarAsync());
+        }
+
+        Assert.Equal("on", await h.ScalarAsync<string>("SHOW synchronous_commit"));
+        await AssertExactAsync(h, records);
+        await AssertRollupsEqualRawAsync(h);
     }
 
     [Fact]

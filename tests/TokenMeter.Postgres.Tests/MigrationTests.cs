@@ -121,21 +121,17 @@ public sealed class MigrationTests(PostgresDatabaseFixture database) : IClassFix
     public async Task Migration4_ExistingDatabase_BackfillsAllTimeUserEndpointTotalsFromTheMonths()
     {
         await using var dataSource = NpgsqlDataSource.Create(database.ConnectionString);
-        var schema = "m_" + Guid.NewGuid().ToString("N")[..10];
-        Assert.Equal(3, await PostgresMigrator.MigrateToAsync(dataSource, schema, 3));
+        var schema = await SchemaAtAsync(dataSource, 3);
 
         // What ingest wrote before migration 4: two months of one pair, a null endpoint and model, another user.
-        await using (var seed = dataSource.CreateCommand($$"""
+        await ExecuteAsync(dataSource, $$"""
             INSERT INTO "{{schema}}".usage_user_endpoint_month (user_id, month, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens)
             VALUES ('alice', '2026-01-01', '/api/chat', 'gpt-4o', 2, 100, 10, 50, 0, 150, 0.0010, 5),
                    ('alice', '2026-02-01', '/api/chat', 'gpt-4o', 3, 200, 20, 60, 7, 260, 0.0025, 0),
                    ('alice', '2026-02-01', NULL, NULL, 1, 5, 0, 5, 0, 10, 0, 0),
                    ('alice', '2026-03-01', NULL, NULL, 1, 6, 0, 4, 0, 10, 0.0001, 0),
                    ('bob', '2026-03-01', '/api/chat', 'gpt-4o', 4, 40, 0, 40, 0, 80, 0.004, 1);
-            """))
-        {
-            await seed.ExecuteNonQueryAsync();
-        }
+            """);
 
         Assert.Equal(1, await PostgresMigrator.MigrateToAsync(dataSource, schema, 4));
 
@@ -198,12 +194,11 @@ public sealed class MigrationTests(PostgresDatabaseFixture database) : IClassFix
     public async Task Migration10_DropsTheAllTimeUserEndpointTable_AndTheUserDetailSumsTheMonthsWithThePendingRows()
     {
         await using var dataSource = NpgsqlDataSource.Create(database.ConnectionString);
-        var schema = "m_" + Guid.NewGuid().ToString("N")[..10];
-        Assert.Equal(9, await PostgresMigrator.MigrateToAsync(dataSource, schema, 9));
+        var schema = await SchemaAtAsync(dataSource, 9);
 
         // Under 0009: two folded months of alice's pair, a folded month with a null endpoint and model, their all-time
         // twins, and one group still pending on the pair.
-        await using (var seed = dataSource.CreateCommand($$"""
+        await ExecuteAsync(dataSource, $$"""
             INSERT INTO "{{schema}}".usage_user_endpoint_month (user_id, month, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens)
             VALUES ('alice', '2026-09-01', '/api/chat', 'gpt-4o', 2, 100, 10, 50, 0, 150, 0.0010, 5),
                    ('alice', '2026-10-01', '/api/chat', 'gpt-4o', 3, 200, 20, 60, 7, 260, 0.0025, 0),
@@ -215,10 +210,7 @@ public sealed class MigrationTests(PostgresDatabaseFixture database) : IClassFix
             VALUES ('alice', 6, 305, 30, 115, 7, 420, 0.0036, '2026-09-02 08:00:00+00', '2026-10-20 08:00:00+00', 5);
             INSERT INTO "{{schema}}".usage_pending (user_id, day, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens, first_at, last_at)
             VALUES ('alice', '2026-11-03', '/api/chat', 'gpt-4o', 1, 10, 0, 5, 0, 15, 0.0002, 0, '2026-11-03 08:00:00+00', '2026-11-03 08:00:00+00');
-            """))
-        {
-            await seed.ExecuteNonQueryAsync();
-        }
+            """);
 
         await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString, o => o.Schema = schema);
         Assert.Equal(PostgresMigration.Latest, await h.ScalarAsync<int>("SELECT max(version) FROM {s}.tokenmeter_migrations"));
@@ -234,6 +226,20 @@ public sealed class MigrationTests(PostgresDatabaseFixture database) : IClassFix
         // Folded, the month rows hold the pending group, and the detail reads the same.
         Assert.Equal(1L, await h.FoldAsync());
         Assert.Equal(detail.ByEndpoint, (await h.Queries.GetUserUsageAsync("alice", new DateOnly(2026, 11, 24)))!.ByEndpoint);
+    }
+
+    /// <summary>A fresh schema migrated up to <paramref name="version"/>.</summary>
+    private static async Task<string> SchemaAtAsync(NpgsqlDataSource dataSource, int version)
+    {
+        var schema = "m_" + Guid.NewGuid().ToString("N")[..10];
+        Assert.Equal(version, await PostgresMigrator.MigrateToAsync(dataSource, schema, version));
+        return schema;
+    }
+
+    private static async Task ExecuteAsync(NpgsqlDataSource dataSource, string sql)
+    {
+        await using var command = dataSource.CreateCommand(sql);
+        await command.ExecuteNonQueryAsync();
     }
 
     private static async Task<List<string>> RowsAsync(NpgsqlDataSource dataSource, string sql)

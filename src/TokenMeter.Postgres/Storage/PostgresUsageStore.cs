@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using Npgsql;
 using NpgsqlTypes;
@@ -126,16 +127,17 @@ internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageS
     }
 
     /// <summary>The batch summed by user, UTC day, endpoint and model, as the staging path's statement groups it.</summary>
+    /// <remarks>One hash lookup per record (the slot is added in place on a miss), and the sums are a struct in the slot: no allocation per group.</remarks>
     internal static Dictionary<GroupKey, GroupSums> Group(IReadOnlyList<UsageRecord> records)
     {
-        var groups = new Dictionary<GroupKey, GroupSums>();
+        var groups = new Dictionary<GroupKey, GroupSums>(records.Count);
         foreach (var r in records)
         {
-            var key = new GroupKey(r.UserId, DateOnly.FromDateTime(r.CreatedAt.UtcDateTime), r.Endpoint, r.Model);
-            if (!groups.TryGetValue(key, out var sums))
+            ref var sums = ref CollectionsMarshal.GetValueRefOrAddDefault(groups, new GroupKey(r.UserId, DateOnly.FromDateTime(r.CreatedAt.UtcDateTime), r.Endpoint, r.Model), out var exists);
+            if (!exists)
             {
-                sums = new GroupSums { FirstAt = r.CreatedAt, LastAt = r.CreatedAt };
-                groups.Add(key, sums);
+                sums.FirstAt = r.CreatedAt;
+                sums.LastAt = r.CreatedAt;
             }
 
             sums.Add(r);
@@ -167,27 +169,18 @@ internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageS
     internal readonly record struct GroupKey(string? UserId, DateOnly Day, string? Endpoint, string? Model);
 
     /// <summary>The sums of one group (cost of unpriced records counted as 0, as the rollups count it).</summary>
-    internal sealed class GroupSums
+    internal struct GroupSums
     {
-        public long Calls { get; private set; }
-
-        public long InputTokens { get; private set; }
-
-        public long CachedInputTokens { get; private set; }
-
-        public long OutputTokens { get; private set; }
-
-        public long ReasoningTokens { get; private set; }
-
-        public long TotalTokens { get; private set; }
-
-        public decimal CostUsd { get; private set; }
-
-        public long CacheWriteTokens { get; private set; }
-
-        public required DateTimeOffset FirstAt { get; set; }
-
-        public required DateTimeOffset LastAt { get; set; }
+        public long Calls;
+        public long InputTokens;
+        public long CachedInputTokens;
+        public long OutputTokens;
+        public long ReasoningTokens;
+        public long TotalTokens;
+        public decimal CostUsd;
+        public long CacheWriteTokens;
+        public DateTimeOffset FirstAt;
+        public DateTimeOffset LastAt;
 
         public void Add(UsageRecord r)
         {
