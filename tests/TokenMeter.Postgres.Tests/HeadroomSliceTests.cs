@@ -1,5 +1,9 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 using TokenMeter.Budgets;
 using TokenMeter.Postgres.Budgets;
+using TokenMeter.Postgres.Storage;
 using TokenMeter.RateLimits;
 using TokenMeter.Testing;
 using TokenMeter.Testing.Postgres;
@@ -168,6 +172,68 @@ public sealed class HeadroomSliceTests(PostgresDatabaseFixture database) : IClas
         Assert.Equal(2L, await h.ScalarAsync<long>("SELECT sum(amount)::bigint FROM {s}.tokenmeter_rate_slots WHERE key = 'requests/u1'"));
         Assert.Equal(Slot(now), await h.ScalarAsync<long>("SELECT max(slot) FROM {s}.tokenmeter_rate_slots WHERE key = 'requests/u1'"));
         Assert.False(a.IsLive);
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task AddPostgresStore_SlicesOnByDefault_OffByOption_AndGivenBackWhenTheHostStops(bool slices)
+    {
+        var schema = "sl_" + Guid.NewGuid().ToString("N")[..8];
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Logging.ClearProviders();
+        builder.Services.AddTokenMeter()
+            .AddPostgresStore(database.ConnectionString, o =>
+            {
+                o.Schema = schema;
+                if (!slices)
+                {
+                    o.LocalSlices = false;
+                }
+            })
+            .AddBudgets()
+            .AddRateLimits(o =>
+            {
+                o.RequestsPerMinute = 1_000;
+                o.TokensPerMinute = 1_000_000;
+            });
+        using var host = builder.Build();
+        await host.StartAsync();
+        await host.Services.GetRequiredService<PostgresSchemaInstaller>().Installed.WaitAsync(TimeSpan.FromSeconds(20));
+        await host.Services.GetRequiredService<IBudgetStore>().SetDefaultBudgetAsync(new BudgetLimit(1_000m, null));
+        var limiter = host.Services.GetRequiredService<UserRateLimiter>();
+        var guard = host.Services.GetRequiredService<BudgetGuard>();
+        var sliced = host.Services.GetRequiredService<HeadroomSlices>();
+        Assert.Equal(slices, sliced.Enabled);
+        if (slices)
+        {
+            await limiter.CheckWithBudgetAsync("user:warm-up", "warm-up", new BudgetEstimate(0.01m, 100), guard);
+            await Eventually.TrueAsync(() => sliced.IsLive);
+        }
+
+        for (var i = 0; i < 3; i++)
+        {
+            await using var decision = await limiter.CheckWithBudgetAsync("user:u1", "u1", new BudgetEstimate(0.01m, 100), guard);
+            Assert.True(decision.IsAllowed && decision.Budget!.IsAllowed);
+            await decision.Budget.DisposeAsync();
+        }
+
+        await using var connection = new Npgsql.NpgsqlConnection(database.ConnectionString);
+        await connection.OpenAsync();
+        async Task<long> RequestsCountedAsync()
+        {
+            await using var command = new Npgsql.NpgsqlCommand($"SELECT coalesce(sum(amount), 0)::bigint FROM \"{schema}\".tokenmeter_rate_slots WHERE key = 'requests/user:u1'", connection);
+            return (long)(await command.ExecuteScalarAsync())!;
+        }
+
+        // Sliced: claimed 2 + 4 calls' worth for 3 calls; exact: one permit a call.
+        Assert.Equal(slices ? 6L : 3L, await RequestsCountedAsync());
+        Assert.Equal(slices ? 3 : 0, sliced.OpenSlices);
+        await host.StopAsync();
+        host.Dispose();
+
+        // Stopped: what the slices did not use is given back.
+        Assert.Equal(3L, await RequestsCountedAsync());
     }
 
     /// <summary>Slices on a store, once they listen for changes (until then every check is exact).</summary>

@@ -55,7 +55,10 @@ namespace TokenMeter.Postgres.Budgets;
 /// slices hold (each at most a quarter of the headroom left at its claim), for at most the slice
 /// lifetime.</item>
 /// <item><b>Failures.</b> A claim that cannot reach the database fails like an exact check (the fail
-/// policy of the caller applies); slices already held keep deciding until they end.</item>
+/// policy of the caller applies). An unreachable database also breaks the LISTEN connection, after
+/// which every call is checked exactly (and so meets the fail policy) until it is back: the fail
+/// policy is the same as with slices off, give or take the calls decided in the moment before the
+/// connection's loss is seen (at most the 5 s between its pings when the network drops silently).</item>
 /// </list>
 /// </summary>
 internal sealed class HeadroomSlices : IAsyncDisposable
