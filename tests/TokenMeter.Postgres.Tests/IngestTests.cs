@@ -9,6 +9,32 @@ public sealed class IngestTests(PostgresDatabaseFixture database) : IClassFixtur
     private static readonly DateTimeOffset Noon = new(2026, 11, 24, 12, 0, 0, TimeSpan.Zero);
 
     [Fact]
+    public void Group_SumsEachUserDayEndpointAndModel_OrderedByUserWithoutAUserFirst()
+    {
+        var random = new Random(17);
+        var records = Enumerable.Range(0, 400).Select(i => Records.Make(
+            Noon.AddMinutes(random.Next(-3000, 3000)),
+            userId: random.Next(6) == 0 ? null : "u" + random.Next(9),
+            endpoint: random.Next(5) == 0 ? null : "/api/e" + random.Next(3),
+            model: "m" + random.Next(2),
+            input: random.Next(1, 1000),
+            output: random.Next(1, 500),
+            cost: random.Next(7) == 0 ? null : random.Next(1, 100_000) / 10_000_000m)).ToArray();
+
+        var groups = Storage.PostgresUsageStore.Group(records);
+
+        Assert.Equal(groups.Select(g => g.Key.UserId).Order(StringComparer.Ordinal), groups.Select(g => g.Key.UserId));
+        Assert.Null(groups[0].Key.UserId);
+        var expected = records.GroupBy(r => (r.UserId, Day: DateOnly.FromDateTime(r.CreatedAt.UtcDateTime), r.Endpoint, r.Model))
+            .ToDictionary(g => g.Key, g => (Calls: (long)g.Count(), Input: g.Sum(r => r.InputTokens), Total: g.Sum(r => r.TotalTokens), Cost: g.Sum(r => r.CostUsd ?? 0m), First: g.Min(r => r.CreatedAt), Last: g.Max(r => r.CreatedAt)));
+        Assert.Equal(expected.Count, groups.Length);
+        foreach (var (key, sums) in groups)
+        {
+            Assert.Equal(expected[(key.UserId, key.Day, key.Endpoint, key.Model)], (sums.Calls, sums.InputTokens, sums.TotalTokens, sums.CostUsd, sums.FirstAt, sums.LastAt));
+        }
+    }
+
+    [Fact]
     public async Task AppendAsync_BatchReplayedTwice_CountsOnce()
     {
         await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString);

@@ -20,11 +20,12 @@ public static class ExportStages
 
     public static async Task RunAsync(string connectionString, int postmaster, Action<string> log)
     {
-        for (var round = 0; round < 3; round++)
+        long rows;
+        await using (var connection = new NpgsqlConnection(connectionString))
         {
-            await MeasureAsync("npgsql rows, SequentialAccess", postmaster, log, () => RawAsync(connectionString, CommandBehavior.SequentialAccess)).ConfigureAwait(false);
-            await MeasureAsync("npgsql rows, buffered rows", postmaster, log, () => RawAsync(connectionString, CommandBehavior.Default)).ConfigureAwait(false);
-            await MeasureAsync("npgsql binary COPY TO STDOUT", postmaster, log, () => CopyAsync(connectionString)).ConfigureAwait(false);
+            await connection.OpenAsync().ConfigureAwait(false);
+            await using var count = new NpgsqlCommand("SELECT count(*) FROM user_api_usage", connection);
+            rows = (long)(await count.ExecuteScalarAsync().ConfigureAwait(false))!;
         }
 
         var services = new ServiceCollection();
@@ -33,16 +34,40 @@ public static class ExportStages
         services.AddTokenMeter().AddPostgresStore(connectionString);
         await using var provider = services.BuildServiceProvider();
         var queries = provider.GetRequiredService<IUsageQueries>();
-        await MeasureAsync("store ExportAsync -> UsageRecord", postmaster, log, async () =>
-        {
-            long n = 0;
-            await foreach (var r in queries.ExportAsync(new UsageExportQuery(null, null, null)).ConfigureAwait(false))
-            {
-                n += r.TotalTokens > 0 ? 1 : 1;
-            }
+        using var token = new CancellationTokenSource();
 
-            return n;
-        }).ConfigureAwait(false);
+        // Rounds of every stage in turn, so the load of the moment hits each alike.
+        for (var round = 0; round < 3; round++)
+        {
+            await MeasureAsync("npgsql rows, SequentialAccess", postmaster, log, () => RawAsync(connectionString, CommandBehavior.SequentialAccess)).ConfigureAwait(false);
+            await MeasureAsync("npgsql binary COPY TO STDOUT", postmaster, log, () => CopyAsync(connectionString)).ConfigureAwait(false);
+            await MeasureAsync("raw binary COPY bytes alone (what the store's row blocks read)", postmaster, log, () => RawCopyAsync(connectionString, rows, token.Token)).ConfigureAwait(false);
+            await MeasureAsync("raw binary COPY bytes alone, synchronous reads", postmaster, log, () => Task.Run(() => RawCopySync(connectionString, rows))).ConfigureAwait(false);
+            await MeasureAsync("store ExportBlocksAsync, every row read (the CSV export's source on PostgreSQL)", postmaster, log, async () =>
+            {
+                long n = 0;
+                await foreach (var block in ((IUsageExportRowSource)queries).ExportBlocksAsync(new UsageExportQuery(null, null, null), token.Token).ConfigureAwait(false))
+                {
+                    var position = 0;
+                    while (block.TryRead(ref position, out _))
+                    {
+                        n++;
+                    }
+                }
+
+                return n;
+            }).ConfigureAwait(false);
+            await MeasureAsync("store ExportAsync -> UsageRecord (the CSV export's source on other stores)", postmaster, log, async () =>
+            {
+                long n = 0;
+                await foreach (var r in queries.ExportAsync(new UsageExportQuery(null, null, null), token.Token).ConfigureAwait(false))
+                {
+                    n += r.TotalTokens > 0 ? 1 : 1;
+                }
+
+                return n;
+            }).ConfigureAwait(false);
+        }
     }
 
     private static async Task MeasureAsync(string name, int postmaster, Action<string> log, Func<Task<long>> run)
@@ -97,6 +122,46 @@ public static class ExportStages
         }
 
         return sink > 0 ? n : n;
+    }
+
+    /// <summary>What the store's raw export reads: the binary COPY of its columns as bytes, in 512 KiB reads (nothing parsed).</summary>
+    private static async Task<long> RawCopyAsync(string connectionString, long rows, CancellationToken cancellationToken)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var copy = await connection.BeginRawBinaryCopyAsync(
+            "COPY (SELECT id, created_at, user_id, endpoint, operation, request_model, model, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, "
+            + "reasoning_tokens, total_tokens, cost_usd, price_id, duration_ms, status, http_status, streaming, session_id, problem_id, metadata, cost_source "
+            + "FROM user_api_usage ORDER BY created_at, id) TO STDOUT (FORMAT BINARY)",
+            cancellationToken).ConfigureAwait(false);
+        var buffer = new byte[512 * 1024];
+        long bytes = 0;
+        int read;
+        while ((read = await copy.ReadAsync(buffer, cancellationToken).ConfigureAwait(false)) > 0)
+        {
+            bytes += read;
+        }
+
+        return bytes > 0 ? rows : 0;
+    }
+
+    private static long RawCopySync(string connectionString, long rows)
+    {
+        using var connection = new NpgsqlConnection(connectionString);
+        connection.Open();
+        using var copy = connection.BeginRawBinaryCopy(
+            "COPY (SELECT id, created_at, user_id, endpoint, operation, request_model, model, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, "
+            + "reasoning_tokens, total_tokens, cost_usd, price_id, duration_ms, status, http_status, streaming, session_id, problem_id, metadata, cost_source "
+            + "FROM user_api_usage ORDER BY created_at, id) TO STDOUT (FORMAT BINARY)");
+        var buffer = new byte[512 * 1024];
+        long bytes = 0;
+        int read;
+        while ((read = copy.Read(buffer)) > 0)
+        {
+            bytes += read;
+        }
+
+        return bytes > 0 ? rows : 0;
     }
 
     private static long Str(NpgsqlBinaryExporter e)

@@ -12,21 +12,37 @@ namespace TokenMeter.AspNetCore.Export;
 /// cells derived from a repeated value — a user's name and email, the metadata JSON, the status name —
 /// are found by the value's bytes and computed once per export.
 /// </summary>
-internal sealed class DetailedRowCells(Utf8CsvWriter csv, IUserDirectory? directory)
+internal sealed class DetailedRowCells
 {
     private const int MaxCachedUsers = 10_000;
     private const int MaxCachedMetadata = 4_096;
     private const int MaxCachedStatuses = 256;
 
+    private readonly Utf8CsvWriter _csv;
+    private readonly IUserDirectory? _directory;
     private readonly Dictionary<byte[], (byte[] Username, byte[] Email)> _users = new(Utf8KeyComparer.Instance);
     private readonly Dictionary<byte[], (byte[]? Cell, bool Estimated)> _metadata = new(Utf8KeyComparer.Instance);
     private readonly Dictionary<byte[], (byte[] Cell, UsageStatus Status)> _statuses = new(Utf8KeyComparer.Instance);
 
+    // Looked up by the stored bytes (no array per row).
+    private readonly Dictionary<byte[], (byte[] Username, byte[] Email)>.AlternateLookup<ReadOnlySpan<byte>> _userLookup;
+    private readonly Dictionary<byte[], (byte[]? Cell, bool Estimated)>.AlternateLookup<ReadOnlySpan<byte>> _metadataLookup;
+    private readonly Dictionary<byte[], (byte[] Cell, UsageStatus Status)>.AlternateLookup<ReadOnlySpan<byte>> _statusLookup;
+
+    public DetailedRowCells(Utf8CsvWriter csv, IUserDirectory? directory)
+    {
+        _csv = csv;
+        _directory = directory;
+        _userLookup = _users.GetAlternateLookup<ReadOnlySpan<byte>>();
+        _metadataLookup = _metadata.GetAlternateLookup<ReadOnlySpan<byte>>();
+        _statusLookup = _statuses.GetAlternateLookup<ReadOnlySpan<byte>>();
+    }
+
     public async ValueTask WriteBlockAsync(UsageExportBlock block, CancellationToken cancellationToken)
     {
-        if (directory is not null)
+        if (_directory is not null)
         {
-            await LookUpUsersAsync(block, directory, cancellationToken).ConfigureAwait(false);
+            await LookUpUsersAsync(block, _directory, cancellationToken).ConfigureAwait(false);
         }
 
         var position = 0;
@@ -35,43 +51,37 @@ internal sealed class DetailedRowCells(Utf8CsvWriter csv, IUserDirectory? direct
             WriteRow(block, ref row);
         }
 
-        await csv.FlushAsync(cancellationToken).ConfigureAwait(false);
+        await _csv.FlushAsync(cancellationToken).ConfigureAwait(false);
     }
 
     private void WriteRow(UsageExportBlock block, ref UsageExportRow r)
     {
-        csv.WriteGuid(r.Id);
-        csv.WriteTimestamp(r.CreatedAt);
-        csv.WriteUtf8Text(r.UserId.Value, r.UserId.IsNull);
-        if (!r.UserId.IsNull && _users.GetAlternateLookup<ReadOnlySpan<byte>>().TryGetValue(r.UserId.Value, out var user))
+        _csv.WriteGuid(r.Id);
+        _csv.WriteTimestamp(r.CreatedAt);
+        _csv.WriteUtf8Text(r.UserId.Value, r.UserId.IsNull);
+        if (!r.UserId.IsNull && _userLookup.TryGetValue(r.UserId.Value, out var user))
         {
-            csv.WriteEncoded(user.Username);
-            csv.WriteEncoded(user.Email);
+            _csv.WriteEncoded(user.Username);
+            _csv.WriteEncoded(user.Email);
         }
         else
         {
-            csv.WriteText(null);
-            csv.WriteText(null);
+            _csv.WriteText(null);
+            _csv.WriteText(null);
         }
 
-        csv.WriteUtf8Text(r.Endpoint.Value, r.Endpoint.IsNull);
+        _csv.WriteUtf8Text(r.Endpoint.Value, r.Endpoint.IsNull);
         var model = r.Model.IsNull ? r.RequestModel : r.Model;
-        csv.WriteUtf8Text(model.Value, model.IsNull);
-        csv.WriteInt64(r.InputTokens);
-        csv.WriteInt64(r.CachedInputTokens);
-        csv.WriteInt64(r.CacheWriteTokens);
-        csv.WriteInt64(r.OutputTokens);
-        csv.WriteInt64(r.ReasoningTokens);
-        csv.WriteInt64(r.TotalTokens);
-        csv.WriteDecimal(r.CostUsd);
+        _csv.WriteUtf8Text(model.Value, model.IsNull);
+        _csv.WriteTokensAndCost(r.InputTokens, r.CachedInputTokens, r.CacheWriteTokens, r.OutputTokens, r.ReasoningTokens, r.TotalTokens, r.CostUsd);
         var status = Status(r.Status);
-        csv.WriteEncoded(status.Cell);
-        csv.WriteUtf8Text(r.SessionId.Value, r.SessionId.IsNull);
-        csv.WriteUtf8Text(r.ProblemId.Value, r.ProblemId.IsNull);
+        _csv.WriteEncoded(status.Cell);
+        _csv.WriteUtf8Text(r.SessionId.Value, r.SessionId.IsNull);
+        _csv.WriteUtf8Text(r.ProblemId.Value, r.ProblemId.IsNull);
         var estimatedTag = false;
         if (r.Metadata.IsNull)
         {
-            csv.WriteText(null);
+            _csv.WriteText(null);
         }
         else
         {
@@ -79,22 +89,22 @@ internal sealed class DetailedRowCells(Utf8CsvWriter csv, IUserDirectory? direct
             estimatedTag = metadata.Estimated;
             if (metadata.Cell is { } cell)
             {
-                csv.WriteEncoded(cell);
+                _csv.WriteEncoded(cell);
             }
             else
             {
-                csv.WriteText(null);
+                _csv.WriteText(null);
             }
         }
 
-        csv.WriteUtf8Text(r.Operation.Value, r.Operation.IsNull);
-        csv.WriteUtf8Text(r.RequestModel.Value, r.RequestModel.IsNull);
-        csv.WriteThousandths(r.DurationMs);
-        csv.WriteInt32(r.HttpStatus);
-        csv.WriteBoolean(r.Streaming);
-        csv.WriteText(CostSourceNames.Of(EffectiveCostSource(r.CostUsd is null, r.CostSource, status.Status == UsageStatus.Estimated || estimatedTag)));
-        csv.WriteUtf8Text(r.PriceId.Value, r.PriceId.IsNull);
-        csv.EndRow();
+        _csv.WriteUtf8Text(r.Operation.Value, r.Operation.IsNull);
+        _csv.WriteUtf8Text(r.RequestModel.Value, r.RequestModel.IsNull);
+        _csv.WriteThousandths(r.DurationMs);
+        _csv.WriteInt32(r.HttpStatus);
+        _csv.WriteBoolean(r.Streaming);
+        _csv.WriteText(CostSourceNames.Of(EffectiveCostSource(r.CostUsd is null, r.CostSource, status.Status == UsageStatus.Estimated || estimatedTag)));
+        _csv.WriteUtf8Text(r.PriceId.Value, r.PriceId.IsNull);
+        _csv.EndRow();
     }
 
     /// <summary>
@@ -118,8 +128,7 @@ internal sealed class DetailedRowCells(Utf8CsvWriter csv, IUserDirectory? direct
     /// <summary>The status cell (the stored name read and written back, as a record would be) and the status.</summary>
     private (byte[] Cell, UsageStatus Status) Status(Utf8Column stored)
     {
-        var lookup = _statuses.GetAlternateLookup<ReadOnlySpan<byte>>();
-        if (lookup.TryGetValue(stored.Value, out var known))
+        if (_statusLookup.TryGetValue(stored.Value, out var known))
         {
             return known;
         }
@@ -130,7 +139,7 @@ internal sealed class DetailedRowCells(Utf8CsvWriter csv, IUserDirectory? direct
         }
 
         var status = UsageStatusNames.Parse(Encoding.UTF8.GetString(stored.Value));
-        known = (csv.Encode(UsageStatusNames.GetName(status)), status);
+        known = (_csv.Encode(UsageStatusNames.GetName(status)), status);
         _statuses[stored.Value.ToArray()] = known;
         return known;
     }
@@ -138,8 +147,7 @@ internal sealed class DetailedRowCells(Utf8CsvWriter csv, IUserDirectory? direct
     /// <summary>The metadata cell (the tags as JSON, as a record's tags are written; null for no tags) and whether the tags mark the record estimated.</summary>
     private (byte[]? Cell, bool Estimated) Metadata(UsageExportBlock block, ReadOnlySpan<byte> stored)
     {
-        var lookup = _metadata.GetAlternateLookup<ReadOnlySpan<byte>>();
-        if (lookup.TryGetValue(stored, out var known))
+        if (_metadataLookup.TryGetValue(stored, out var known))
         {
             return known;
         }
@@ -151,7 +159,7 @@ internal sealed class DetailedRowCells(Utf8CsvWriter csv, IUserDirectory? direct
 
         var tags = block.ParseMetadata(stored);
         known = tags is { Count: > 0 }
-            ? (csv.Encode(JsonSerializer.Serialize(tags)), tags.ContainsKey(BillingTags.Estimated))
+            ? (_csv.Encode(JsonSerializer.Serialize(tags)), tags.ContainsKey(BillingTags.Estimated))
             : (null, false);
         _metadata[stored.ToArray()] = known;
         return known;
@@ -176,7 +184,7 @@ internal sealed class DetailedRowCells(Utf8CsvWriter csv, IUserDirectory? direct
         foreach (var id in missing)
         {
             _users[Encoding.UTF8.GetBytes(id)] = found.TryGetValue(id, out var entry) && entry is not null
-                ? (csv.Encode(entry.Username), csv.Encode(entry.Email))
+                ? (_csv.Encode(entry.Username), _csv.Encode(entry.Email))
                 : ([], []);
         }
     }
@@ -184,13 +192,12 @@ internal sealed class DetailedRowCells(Utf8CsvWriter csv, IUserDirectory? direct
     private HashSet<string>? MissingUsers(UsageExportBlock block)
     {
         HashSet<string>? missing = null;
-        var known = _users.GetAlternateLookup<ReadOnlySpan<byte>>();
         var position = 0;
-        while (block.TryRead(ref position, out var row))
+        while (block.TryReadUserId(ref position, out var userId))
         {
-            if (!row.UserId.IsNull && !known.ContainsKey(row.UserId.Value))
+            if (!userId.IsNull && !_userLookup.ContainsKey(userId.Value))
             {
-                (missing ??= new HashSet<string>(StringComparer.Ordinal)).Add(Encoding.UTF8.GetString(row.UserId.Value));
+                (missing ??= new HashSet<string>(StringComparer.Ordinal)).Add(Encoding.UTF8.GetString(userId.Value));
             }
         }
 

@@ -208,13 +208,7 @@ internal static class UsageCsv
 
             csv.WriteText(r.Endpoint);
             csv.WriteText(r.Model ?? r.RequestModel);
-            csv.WriteInt64(r.InputTokens);
-            csv.WriteInt64(r.CachedInputTokens);
-            csv.WriteInt64(r.CacheWriteTokens);
-            csv.WriteInt64(r.OutputTokens);
-            csv.WriteInt64(r.ReasoningTokens);
-            csv.WriteInt64(r.TotalTokens);
-            csv.WriteDecimal(r.CostUsd);
+            csv.WriteTokensAndCost(r.InputTokens, r.CachedInputTokens, r.CacheWriteTokens, r.OutputTokens, r.ReasoningTokens, r.TotalTokens, r.CostUsd);
             csv.WriteText(UsageStatusNames.GetName(r.Status));
             csv.WriteText(r.SessionId);
             csv.WriteText(r.ProblemId);

@@ -128,6 +128,18 @@ internal sealed class Utf8CsvWriter : IDisposable
         _length += written;
     }
 
+    /// <summary>The detailed export's token counts and cost, in its column order.</summary>
+    public void WriteTokensAndCost(long input, long cachedInput, long cacheWrite, long output, long reasoning, long total, decimal? costUsd)
+    {
+        WriteInt64(input);
+        WriteInt64(cachedInput);
+        WriteInt64(cacheWrite);
+        WriteInt64(output);
+        WriteInt64(reasoning);
+        WriteInt64(total);
+        WriteDecimal(costUsd);
+    }
+
     public void WriteInt32(int? value)
     {
         var span = Reserve(16);

@@ -186,6 +186,29 @@ internal static class PostgresExportRows
             return true;
         }
 
+        public override bool TryReadUserId(ref int position, out Utf8Column userId)
+        {
+            userId = default;
+            var rows = _buffer.AsSpan(_start, _end - _start);
+            if (position >= rows.Length)
+            {
+                return false;
+            }
+
+            var span = rows[position..];
+            var at = 2;
+            Field(span, ref at, out _);
+            Field(span, ref at, out _);
+            userId = Text(span, ref at);
+            for (var i = 3; i < ColumnCount; i++)
+            {
+                Field(span, ref at, out _);
+            }
+
+            position += at;
+            return true;
+        }
+
         public override IReadOnlyDictionary<string, string>? ParseMetadata(ReadOnlySpan<byte> metadata) =>
             PostgresUsageQueries.ParseTags(metadata)?.AsReadOnly();
 

@@ -27,6 +27,12 @@ internal abstract class UsageExportBlock
     /// <returns>False after the last row.</returns>
     public abstract bool TryRead(ref int position, out UsageExportRow row);
 
+    /// <summary>Reads only the user id of the row at <paramref name="position"/> (cheaper than the whole row) and moves to the next row.</summary>
+    /// <param name="position">Where the row starts; advanced past it.</param>
+    /// <param name="userId">The row's user id.</param>
+    /// <returns>False after the last row.</returns>
+    public abstract bool TryReadUserId(ref int position, out Utf8Column userId);
+
     /// <summary>The tags of a <see cref="UsageExportRow.Metadata"/> value, as <see cref="UsageRecord.Tags"/> would hold them.</summary>
     /// <param name="metadata">The stored metadata.</param>
     /// <returns>The tags, or null.</returns>
