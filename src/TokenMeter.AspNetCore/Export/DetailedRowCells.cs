@@ -14,7 +14,6 @@ namespace TokenMeter.AspNetCore.Export;
 /// </summary>
 internal sealed class DetailedRowCells
 {
-    private const int MaxCachedUsers = 10_000;
     private const int MaxCachedMetadata = 4_096;
     private const int MaxCachedStatuses = 256;
 
@@ -173,7 +172,7 @@ internal sealed class DetailedRowCells
             return;
         }
 
-        if (_users.Count + missing.Count > MaxCachedUsers)
+        if (_users.Count + missing.Count > UsageCsv.MaxCachedUsers)
         {
             // Start over with this block's users only (every one of them is looked up again).
             _users.Clear();
@@ -183,9 +182,7 @@ internal sealed class DetailedRowCells
         var found = await directory.GetUsersAsync(missing, cancellationToken).ConfigureAwait(false);
         foreach (var id in missing)
         {
-            _users[Encoding.UTF8.GetBytes(id)] = found.TryGetValue(id, out var entry) && entry is not null
-                ? (_csv.Encode(entry.Username), _csv.Encode(entry.Email))
-                : ([], []);
+            _users[Encoding.UTF8.GetBytes(id)] = UsageCsv.UserCells(_csv, found, id);
         }
     }
 

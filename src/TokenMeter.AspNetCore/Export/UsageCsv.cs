@@ -24,7 +24,12 @@ internal static class UsageCsv
     /// <summary>Chunks the store's reader may run ahead of the writer (bounds the memory of an export).</summary>
     internal const int ReadAheadChunks = 2;
 
-    private const int MaxCachedUsers = 10_000;
+    /// <summary>Users whose name and email cells a detailed export keeps; past it the cache starts over.</summary>
+    internal const int MaxCachedUsers = 10_000;
+
+    /// <summary>A user's username and email cells from a directory lookup (empty cells for a user it does not know).</summary>
+    internal static (byte[] Username, byte[] Email) UserCells(Utf8CsvWriter csv, IReadOnlyDictionary<string, UserDirectoryEntry> found, string id) =>
+        found.TryGetValue(id, out var entry) && entry is not null ? (csv.Encode(entry.Username), csv.Encode(entry.Email)) : ([], []);
 
     private const int MaxCachedMetadata = 4_096;
 
@@ -255,9 +260,7 @@ internal static class UsageCsv
             var found = await directory.GetUsersAsync(missing, cancellationToken).ConfigureAwait(false);
             foreach (var id in missing)
             {
-                _users[id] = found.TryGetValue(id, out var entry) && entry is not null
-                    ? (csv.Encode(entry.Username), csv.Encode(entry.Email))
-                    : ([], []);
+                _users[id] = UserCells(csv, found, id);
             }
         }
 
