@@ -32,6 +32,17 @@ public sealed class IngestTests(PostgresDatabaseFixture database) : IClassFixtur
         Assert.Equal(3L, await h.ScalarAsync<long>("SELECT sum(calls)::bigint FROM {s}.usage_pending_sums"));
         Assert.Equal(43L, await h.ScalarAsync<long>("SELECT sum(calls)::bigint FROM {s}.usage_pending"));
 
+        // One user's share (through the user indexes) is the view's rows of that user; and no read of the view plans the
+        // raw table's partitions (the unfolded rows are read by a function, planned with the batches' time bounds).
+        foreach (var user in (string[])["u0", "u1", "u2"])
+        {
+            Assert.Equal(
+                await h.StringsAsync("SELECT day || '|' || coalesce(endpoint, '-') || '|' || calls || '|' || cost_usd FROM {s}.usage_pending WHERE user_id = $1 ORDER BY 1", user),
+                await h.StringsAsync("SELECT day || '|' || coalesce(endpoint, '-') || '|' || calls || '|' || cost_usd FROM {s}.tokenmeter_pending_of($1) ORDER BY 1", user));
+        }
+
+        Assert.DoesNotContain("user_api_usage", string.Join('\n', await h.StringsAsync("EXPLAIN SELECT day, sum(calls) FROM {s}.usage_pending GROUP BY day")));
+
         // The fold takes both, once.
         Assert.True(await h.FoldAsync() > 0);
         Assert.Equal(0L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_pending"));

@@ -25,22 +25,56 @@ CREATE TABLE {schema}.usage_batches (
 ALTER TABLE {schema}.usage_pending RENAME TO usage_pending_sums;
 ALTER INDEX {schema}.usage_pending_user_idx RENAME TO usage_pending_sums_user_idx;
 
--- The unfolded batches' raw rows, read through the primary key (created_at) between the earliest and latest of their
--- times, or through (user_id, created_at) when the reader names a user. Unpriced records count 0, as in the rollups.
--- "IN (...) IS TRUE" keeps the batch test a hashed subplan (one probe per row): as a plain IN the planner turns it into
--- a join, and its estimates for a table emptied by every fold made that a nested loop over every batch.
+-- The unfolded batches' raw rows at the pending grain: everyone's (p_user null, anonymous calls included) or one user's.
+-- A function rather than a view branch: a query naming user_api_usage is planned over every partition of it (the time
+-- bounds below are only known when it runs), milliseconds per reference on a table with a few dozen months, paid by
+-- every read of usage_pending. Here the bounds are read first and the query is planned with them, over the partitions
+-- they cover only: through the primary key, or through (user_id, created_at) for one user. STABLE: it reads with the
+-- snapshot of the statement that calls it, so a reader sees a batch either here or in the rollups, never both.
+-- "IN (...) IS TRUE" keeps the batch test a hashed subplan (one probe per row) instead of a join.
+CREATE FUNCTION {schema}.tokenmeter_unfolded(p_user text)
+RETURNS TABLE (user_id text, day date, endpoint text, model text, calls bigint, input_tokens bigint, cached_input_tokens bigint,
+               output_tokens bigint, reasoning_tokens bigint, total_tokens bigint, cost_usd numeric, cache_write_tokens bigint,
+               first_at timestamptz, last_at timestamptz)
+LANGUAGE plpgsql STABLE ROWS 100 AS $fn$
+DECLARE
+    v_from timestamptz;
+    v_to   timestamptz;
+BEGIN
+    SELECT min(b.first_at), max(b.last_at) INTO v_from, v_to FROM {schema}.usage_batches b;
+    IF v_from IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE
+        'SELECT u.user_id, (u.created_at AT TIME ZONE ''UTC'')::date, u.endpoint COLLATE "C", u.model COLLATE "C", count(*)::bigint,
+                sum(u.input_tokens)::bigint, sum(u.cached_input_tokens)::bigint, sum(u.output_tokens)::bigint, sum(u.reasoning_tokens)::bigint,
+                sum(u.total_tokens)::bigint, coalesce(sum(u.cost_usd), 0), sum(u.cache_write_tokens)::bigint, min(u.created_at), max(u.created_at)
+           FROM {schema}.user_api_usage u
+          WHERE u.created_at >= $1 AND u.created_at <= $2' || CASE WHEN p_user IS NULL THEN '' ELSE ' AND u.user_id = $3' END || '
+            AND (u.batch_id IN (SELECT b.id FROM {schema}.usage_batches b)) IS TRUE
+          GROUP BY 1, 2, 3, 4'
+        USING v_from, v_to, p_user;
+END
+$fn$;
+
+-- Everything the rollups do not hold yet: the pending sums and the unfolded batches.
 CREATE VIEW {schema}.usage_pending AS
 SELECT user_id, day, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens,
        cost_usd, cache_write_tokens, first_at, last_at
 FROM {schema}.usage_pending_sums
 UNION ALL
-SELECT u.user_id, (u.created_at AT TIME ZONE 'UTC')::date, u.endpoint COLLATE "C", u.model COLLATE "C", 1::bigint, u.input_tokens,
-       u.cached_input_tokens, u.output_tokens, u.reasoning_tokens, u.total_tokens, coalesce(u.cost_usd, 0), u.cache_write_tokens,
-       u.created_at, u.created_at
-FROM {schema}.user_api_usage u
-WHERE u.created_at >= (SELECT min(b.first_at) FROM {schema}.usage_batches b)
-  AND u.created_at <= (SELECT max(b.last_at) FROM {schema}.usage_batches b)
-  AND (u.batch_id IN (SELECT b.id FROM {schema}.usage_batches b)) IS TRUE;
+SELECT * FROM {schema}.tokenmeter_unfolded(NULL);
+
+-- The same for one user (the pending sums through their user index, the batches through the raw rows' user index).
+CREATE FUNCTION {schema}.tokenmeter_pending_of(p_user text)
+RETURNS SETOF {schema}.usage_pending
+LANGUAGE sql STABLE AS $fn$
+SELECT user_id, day, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens,
+       cost_usd, cache_write_tokens, first_at, last_at
+FROM {schema}.usage_pending_sums WHERE user_id = p_user
+UNION ALL
+SELECT * FROM {schema}.tokenmeter_unfolded(p_user)
+$fn$;
 
 -- The summary views were bound to the table renamed above: point them at the view (their text is otherwise unchanged).
 DO $do$
