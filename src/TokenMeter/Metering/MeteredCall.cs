@@ -272,8 +272,12 @@ internal sealed class MeteredCall
 
     // A reply that carries a usage object needs no estimate, so the request body can go back to the pool now.
     // Searched from the end: the usage object comes after the choices / output.
-    private static bool HasUsageObject(ReadOnlySpan<byte> reply) =>
-        reply.LastIndexOf("\"usage\":{"u8) >= 0 || reply.LastIndexOf("\"usage\": {"u8) >= 0;
+    // One search: compact and pretty-printed replies alike ("usage": { in the API's own replies).
+    private static bool HasUsageObject(ReadOnlySpan<byte> reply)
+    {
+        var at = reply.LastIndexOf("\"usage\":"u8);
+        return at >= 0 && reply[(at + 8)..].TrimStart(" \t\r\n"u8) is [(byte)'{', ..];
+    }
 
     // The body is a pooled buffer: back to the pool once, as soon as it is no longer needed.
     private void ReleaseRequestBody() => Interlocked.Exchange(ref _requestBody, null)?.Dispose();
