@@ -243,13 +243,14 @@ internal static class ScaleBench
         const string Day = "(created_at AT TIME ZONE 'UTC')::date";
         const string Month = "date_trunc('month', created_at AT TIME ZONE 'UTC')::date";
         yield return $"TRUNCATE {s}.usage_endpoint_day, {s}.usage_endpoint_month, {s}.usage_user_endpoint_month, {s}.usage_pending, {s}.usage_user_day, {s}.usage_user_month, {s}.usage_user_total, {s}.usage_active_day, {s}.usage_active_month";
-        // The per-day rollups are written in day order, as the store's folds write them (a fold adds the new
-        // days' rows after the older ones): a hash aggregate's order would scatter each day's rows over the
-        // whole table, so a range of recent days would read one page per row, more pages the longer the history.
+        // The per-day and per-user-month rollups are written in period order, as the store's folds write them (a
+        // fold adds a new day's or month's rows after the older ones): a hash aggregate's order would scatter each
+        // period's rows over the whole table, so a range of recent days would read one page per row, more pages the
+        // longer the history.
         yield return $"INSERT INTO {s}.usage_endpoint_day (day, endpoint, model, {Cols}) SELECT {Day}, endpoint, model, {Sums} FROM {s}.user_api_usage GROUP BY 1, 2, 3 ORDER BY 1";
         yield return $"INSERT INTO {s}.usage_endpoint_month (month, endpoint, model, {Cols}) SELECT month, endpoint, model, {Resum} FROM (SELECT date_trunc('month', day)::date AS month, * FROM {s}.usage_endpoint_day) d GROUP BY 1, 2, 3";
-        yield return $"INSERT INTO {s}.usage_user_endpoint_month (user_id, month, endpoint, model, {Cols}) SELECT user_id, {Month}, endpoint, model, {Sums} FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1, 2, 3, 4";
-        yield return $"INSERT INTO {s}.usage_user_day (user_id, day, {Cols}) SELECT user_id, {Day}, {Sums} FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1, 2";
+        yield return $"INSERT INTO {s}.usage_user_endpoint_month (user_id, month, endpoint, model, {Cols}) SELECT user_id, {Month}, endpoint, model, {Sums} FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 2";
+        yield return $"INSERT INTO {s}.usage_user_day (user_id, day, {Cols}) SELECT user_id, {Day}, {Sums} FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1, 2 ORDER BY 2";
         yield return $"INSERT INTO {s}.usage_user_month (user_id, month, {Cols}) SELECT user_id, date_trunc('month', day)::date, {Resum} FROM {s}.usage_user_day GROUP BY 1, 2";
         yield return $"INSERT INTO {s}.usage_user_total (user_id, {Cols}, first_call_at, last_call_at) SELECT user_id, {Sums}, min(created_at), max(created_at) FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1";
         yield return $"INSERT INTO {s}.usage_active_day (day, active_users) SELECT day, count(*) FROM {s}.usage_user_day GROUP BY 1 ORDER BY 1";
