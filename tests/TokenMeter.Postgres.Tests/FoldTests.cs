@@ -182,6 +182,54 @@ public sealed class FoldTests(PostgresDatabaseFixture database) : IClassFixture<
         await AssertRollupsEqualRawAsync(h);
     }
 
+    [Fact]
+    public async Task RepriceAsync_HoldsTheFoldLock_FoldsWaitAndEachBatchIsRepricedOnce()
+    {
+        await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString, o => o.FoldEveryRecords = 1_000_000);
+        var records = Make(new Random(21), 600, new DateTimeOffset(2026, 10, 10, 0, 0, 0, TimeSpan.Zero), days: 30);
+
+        // A folded batch, a batch not folded yet, and a batch holding replays (stored through the staging path, as sums).
+        Assert.Equal(200, await h.Store.AppendAsync(records[..200]));
+        await h.FoldAsync();
+        Assert.Equal(200, await h.Store.AppendAsync(records[200..400]));
+        Assert.Equal(100, await h.Store.AppendAsync([.. records[..10], .. records[400..500]]));
+        Assert.Equal(1L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_batches"));
+
+        static UsageRecord Reprice(UsageRecord r) => r with { CostUsd = ((r.CostUsd ?? 0m) * 3) + (r.InputTokens / 1_000_000m), PriceId = "test/reprice" };
+        using var pricing = new SemaphoreSlim(0);
+        using var resume = new SemaphoreSlim(0);
+        var calls = 0;
+        var repricing = Task.Run(async () => await new PostgresRepricingStore(h.Context).RepriceAsync(new RepricingPlan(
+            new RepricingRequest(new DateOnly(2026, 10, 1), new DateOnly(2026, 12, 31), OnlyUnpriced: false, DryRun: false),
+            Guid.CreateVersion7(),
+            h.Time.GetUtcNow(),
+            new DateOnly(2026, 10, 1),
+            r =>
+            {
+                if (Interlocked.Increment(ref calls) == 1)
+                {
+                    pricing.Release();
+                    resume.Wait();
+                }
+
+                return Reprice(r);
+            })));
+
+        // While the re-pricing runs (it has read its records): no fold can start, and a batch stored now is outside it.
+        Assert.True(await pricing.WaitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Null(await h.Context.Fold.FoldAsync());
+        Assert.Equal(100, await h.Store.AppendAsync(records[500..]));
+        resume.Release();
+        Assert.Equal(500, (await repricing).Records);
+
+        UsageRecord[] expected = [.. records[..500].Select(Reprice), .. records[500..]];
+        await AssertExactAsync(h, expected);
+        Assert.True(await h.FoldAsync() > 0);
+        Assert.Equal(0L, await PendingAsync(h));
+        await AssertExactAsync(h, expected);
+        await AssertRollupsEqualRawAsync(h);
+    }
+
     private static UsageRecord[] Make(Random random, int count, DateTimeOffset start, int days) =>
         [.. Enumerable.Range(0, count).Select(_ => Records.Make(
             start.AddMinutes(random.Next(0, 60 * 24 * days)),

@@ -9,29 +9,47 @@ public sealed class IngestTests(PostgresDatabaseFixture database) : IClassFixtur
     private static readonly DateTimeOffset Noon = new(2026, 11, 24, 12, 0, 0, TimeSpan.Zero);
 
     [Fact]
-    public void Group_SumsEachUserDayEndpointAndModel_OrderedByUserWithoutAUserFirst()
+    public async Task AppendAsync_LogsOneBatchTaggingItsRows_AndAReplayWritesSumsInstead()
     {
-        var random = new Random(17);
-        var records = Enumerable.Range(0, 400).Select(i => Records.Make(
-            Noon.AddMinutes(random.Next(-3000, 3000)),
-            userId: random.Next(6) == 0 ? null : "u" + random.Next(9),
-            endpoint: random.Next(5) == 0 ? null : "/api/e" + random.Next(3),
-            model: "m" + random.Next(2),
-            input: random.Next(1, 1000),
-            output: random.Next(1, 500),
-            cost: random.Next(7) == 0 ? null : random.Next(1, 100_000) / 10_000_000m)).ToArray();
+        await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString, o => o.FoldEveryRecords = 1_000_000);
+        var batch = Enumerable.Range(0, 40).Select(i => Records.Make(Noon.AddMinutes((i * 37) % 90 - 45), userId: i % 4 == 0 ? null : "u" + (i % 3))).ToArray();
 
-        var groups = Storage.PostgresUsageStore.Group(records);
+        Assert.Equal(40, await h.Store.AppendAsync(batch));
 
-        Assert.Equal(groups.Select(g => g.Key.UserId).Order(StringComparer.Ordinal), groups.Select(g => g.Key.UserId));
-        Assert.Null(groups[0].Key.UserId);
-        var expected = records.GroupBy(r => (r.UserId, Day: DateOnly.FromDateTime(r.CreatedAt.UtcDateTime), r.Endpoint, r.Model))
-            .ToDictionary(g => g.Key, g => (Calls: (long)g.Count(), Input: g.Sum(r => r.InputTokens), Total: g.Sum(r => r.TotalTokens), Cost: g.Sum(r => r.CostUsd ?? 0m), First: g.Min(r => r.CreatedAt), Last: g.Max(r => r.CreatedAt)));
-        Assert.Equal(expected.Count, groups.Length);
-        foreach (var (key, sums) in groups)
+        // One batch row spanning exactly its records' times; every raw row carries its id; no pending sums.
+        Assert.Equal(
+            [FormattableString.Invariant($"40|{batch.Min(r => r.CreatedAt).UtcDateTime:yyyy-MM-dd HH:mm:ss}|{batch.Max(r => r.CreatedAt).UtcDateTime:yyyy-MM-dd HH:mm:ss}")],
+            await h.StringsAsync("SELECT count(u.*) || '|' || to_char(b.first_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || '|' || to_char(b.last_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') FROM {s}.usage_batches b JOIN {s}.user_api_usage u ON u.batch_id = b.id GROUP BY b.id"));
+        Assert.Equal(0L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.user_api_usage WHERE batch_id IS NULL"));
+        Assert.Equal(0L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_pending_sums"));
+        Assert.Equal(40L, await h.ScalarAsync<long>("SELECT sum(calls)::bigint FROM {s}.usage_pending"));
+
+        // A batch holding stored records: its COPY (and the batch row written before it) rolls back, and the staging
+        // path stores only the new records, as sums, without a batch id.
+        Assert.Equal(3, await h.Store.AppendAsync([.. batch[..5], .. Enumerable.Range(0, 3).Select(i => Records.Make(Noon.AddHours(2 + i)))]));
+        Assert.Equal(1L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_batches"));
+        Assert.Equal(3L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.user_api_usage WHERE batch_id IS NULL"));
+        Assert.Equal(3L, await h.ScalarAsync<long>("SELECT sum(calls)::bigint FROM {s}.usage_pending_sums"));
+        Assert.Equal(43L, await h.ScalarAsync<long>("SELECT sum(calls)::bigint FROM {s}.usage_pending"));
+
+        // One user's share (through the user indexes) is the view's rows of that user; and no read of the view plans the
+        // raw table's partitions (the unfolded rows are read by a function, planned with the batches' time bounds).
+        foreach (var user in (string[])["u0", "u1", "u2"])
         {
-            Assert.Equal(expected[(key.UserId, key.Day, key.Endpoint, key.Model)], (sums.Calls, sums.InputTokens, sums.TotalTokens, sums.CostUsd, sums.FirstAt, sums.LastAt));
+            Assert.Equal(
+                await h.StringsAsync("SELECT day || '|' || coalesce(endpoint, '-') || '|' || calls || '|' || cost_usd FROM {s}.usage_pending WHERE user_id = $1 ORDER BY 1", user),
+                await h.StringsAsync("SELECT day || '|' || coalesce(endpoint, '-') || '|' || calls || '|' || cost_usd FROM {s}.tokenmeter_pending_of($1) ORDER BY 1", user));
         }
+
+        Assert.DoesNotContain("user_api_usage", string.Join('\n', await h.StringsAsync("EXPLAIN SELECT day, sum(calls) FROM {s}.usage_pending GROUP BY day")));
+
+        // The fold takes both, once.
+        Assert.True(await h.FoldAsync() > 0);
+        Assert.Equal(0L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_pending"));
+        Assert.Equal(0L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_batches"));
+        Assert.Equal(43L, await h.ScalarAsync<long>("SELECT sum(calls)::bigint FROM {s}.usage_endpoint_month"));
+        Assert.Equal(0L, await h.FoldAsync());
+        Assert.Equal(43L, await h.ScalarAsync<long>("SELECT sum(calls)::bigint FROM {s}.usage_endpoint_month"));
     }
 
     [Fact]

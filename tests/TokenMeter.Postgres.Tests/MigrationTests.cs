@@ -228,6 +228,75 @@ public sealed class MigrationTests(PostgresDatabaseFixture database) : IClassFix
         Assert.Equal(detail.ByEndpoint, (await h.Queries.GetUserUsageAsync("alice", new DateOnly(2026, 11, 24)))!.ByEndpoint);
     }
 
+    [Fact]
+    public async Task Migration11_RowsPendingUnder10_StayCountedAndAreFoldedOnce_AndTheViewsAddUnfoldedBatches()
+    {
+        await using var dataSource = NpgsqlDataSource.Create(database.ConnectionString);
+        var schema = await SchemaAtAsync(dataSource, 10);
+
+        // Under 0010: alice's first call is folded (raw row and rollups), her second and bob's call are stored with their
+        // sums still pending.
+        await ExecuteAsync(dataSource, $$"""
+            SELECT "{{schema}}".tokenmeter_create_partition('2026-11-01');
+            INSERT INTO "{{schema}}".user_api_usage (id, created_at, user_id, endpoint, operation, model, input_tokens, output_tokens, total_tokens, cost_usd, status)
+            VALUES (gen_random_uuid(), '2026-11-02 08:00:00+00', 'alice', '/api/chat', 'chat', 'gpt-4o', 10, 5, 15, 0.0001, 'ok'),
+                   (gen_random_uuid(), '2026-11-03 08:00:00+00', 'alice', '/api/chat', 'chat', 'gpt-4o', 20, 10, 30, 0.0002, 'ok'),
+                   (gen_random_uuid(), '2026-11-03 09:00:00+00', 'bob', NULL, 'chat', NULL, 30, 30, 60, 0.0030, 'ok');
+            INSERT INTO "{{schema}}".usage_user_endpoint_month (user_id, month, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens)
+            VALUES ('alice', '2026-11-01', '/api/chat', 'gpt-4o', 1, 10, 0, 5, 0, 15, 0.0001, 0);
+            INSERT INTO "{{schema}}".usage_user_day (user_id, day, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens)
+            VALUES ('alice', '2026-11-02', 1, 10, 0, 5, 0, 15, 0.0001, 0);
+            INSERT INTO "{{schema}}".usage_user_month (user_id, month, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens)
+            VALUES ('alice', '2026-11-01', 1, 10, 0, 5, 0, 15, 0.0001, 0);
+            INSERT INTO "{{schema}}".usage_user_total (user_id, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, first_call_at, last_call_at, cache_write_tokens)
+            VALUES ('alice', 1, 10, 0, 5, 0, 15, 0.0001, '2026-11-02 08:00:00+00', '2026-11-02 08:00:00+00', 0);
+            INSERT INTO "{{schema}}".usage_endpoint_day (day, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens)
+            VALUES ('2026-11-02', '/api/chat', 'gpt-4o', 1, 10, 0, 5, 0, 15, 0.0001, 0);
+            INSERT INTO "{{schema}}".usage_endpoint_month (month, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens)
+            VALUES ('2026-11-01', '/api/chat', 'gpt-4o', 1, 10, 0, 5, 0, 15, 0.0001, 0);
+            INSERT INTO "{{schema}}".usage_active_day (day, active_users) VALUES ('2026-11-02', 1);
+            INSERT INTO "{{schema}}".usage_active_month (month, active_users) VALUES ('2026-11-01', 1);
+            INSERT INTO "{{schema}}".usage_pending (user_id, day, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens, first_at, last_at)
+            VALUES ('alice', '2026-11-03', '/api/chat', 'gpt-4o', 1, 20, 0, 10, 0, 30, 0.0002, 0, '2026-11-03 08:00:00+00', '2026-11-03 08:00:00+00'),
+                   ('bob', '2026-11-03', NULL, NULL, 1, 30, 0, 30, 0, 60, 0.0030, 0, '2026-11-03 09:00:00+00', '2026-11-03 09:00:00+00');
+            """);
+
+        await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString, o => { o.Schema = schema; o.FoldEveryRecords = 1_000_000; }, now: new DateTimeOffset(2026, 11, 4, 12, 0, 0, TimeSpan.Zero));
+        Assert.Equal(PostgresMigration.Latest, await h.ScalarAsync<int>("SELECT max(version) FROM {s}.tokenmeter_migrations"));
+
+        // The sums pending at the upgrade are still counted (now kept in usage_pending_sums, shown by the usage_pending view)...
+        Assert.Equal(2L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_pending_sums"));
+        Assert.Equal(["alice|2|0.0003", "bob|1|0.0030"], await h.StringsAsync("SELECT user_id || '|' || total_calls || '|' || total_cost_usd FROM {s}.user_usage_summary ORDER BY 1"));
+
+        // ...and so is a batch stored after it, not folded yet: every summary view adds its raw rows.
+        var day = new DateTimeOffset(2026, 11, 4, 10, 0, 0, TimeSpan.Zero);
+        Assert.Equal(2, await h.Store.AppendAsync([Records.Make(day, userId: "alice", endpoint: "/api/chat", model: "gpt-4o", cost: 0.0004m), Records.Make(day.AddMinutes(1), userId: "carol", cost: 0.0005m)]));
+        Assert.Equal(1L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_batches"));
+        var expectedUsers = new[] { "alice|3|0.0007", "bob|1|0.0030", "carol|1|0.0005" };
+        Assert.Equal(expectedUsers, await h.StringsAsync("SELECT user_id || '|' || total_calls || '|' || total_cost_usd FROM {s}.user_usage_summary ORDER BY 1"));
+        const string Views = """
+            SELECT 'd|' || date || '|' || calls || '|' || cost_usd || '|' || active_users FROM {s}.daily_usage_summary
+            UNION ALL SELECT 'm|' || month || '|' || calls || '|' || cost_usd || '|' || active_users FROM {s}.monthly_usage_summary
+            UNION ALL SELECT 'e|' || coalesce(endpoint, '-') || '|' || calls || '|' || total_cost_usd FROM {s}.endpoint_usage_summary
+            ORDER BY 1
+            """;
+        var views = await h.StringsAsync(Views);
+        Assert.Equal(
+            ["d|2026-11-02|1|0.0001|1", "d|2026-11-03|2|0.0032|2", "d|2026-11-04|2|0.0009|2", "e|-|1|0.0030", "e|/api/analyze|1|0.0005", "e|/api/chat|3|0.0007", "m|2026-11|5|0.0042|3"],
+            views);
+        var stats = await h.Queries.GetStatsAsync(new DateOnly(2026, 11, 4));
+        Assert.Equal((5L, 0.0042m, 3L, 2L), (stats.Figures.Calls, stats.Figures.CostUsd, stats.ActiveUsers, stats.Today.ActiveUsers));
+
+        // One fold takes the old sums and the new batch; nothing is left unfolded and every figure reads the same.
+        Assert.True(await h.FoldAsync() > 0);
+        Assert.Equal(0L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_pending"));
+        Assert.Equal(0L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_batches"));
+        Assert.Equal(expectedUsers, await h.StringsAsync("SELECT user_id || '|' || total_calls || '|' || total_cost_usd FROM {s}.user_usage_summary ORDER BY 1"));
+        Assert.Equal(views, await h.StringsAsync(Views));
+        Assert.Equal(0L, await h.FoldAsync());
+        Assert.Equal(views, await h.StringsAsync(Views));
+    }
+
     /// <summary>A fresh schema migrated up to <paramref name="version"/>.</summary>
     private static async Task<string> SchemaAtAsync(NpgsqlDataSource dataSource, int version)
     {

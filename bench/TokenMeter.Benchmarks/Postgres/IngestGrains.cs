@@ -6,14 +6,14 @@ namespace TokenMeter.Benchmarks.Postgres;
 
 /// <summary>
 /// Where the store's ingest time goes: raw COPY; the store's writer alone (COPY into user_api_usage
-/// and the batch's sums COPYed into usage_pending, no fold); + every rollup folded (background folds,
+/// tagged with the batch logged in usage_batches, no fold); + every rollup folded (background folds,
 /// then the last one) = the store.
 /// </summary>
 internal static class IngestGrains
 {
     private static readonly (string Name, bool Fold)[] Variants =
     [
-        ("the store's writer: COPY into user_api_usage + the batch's sums COPYed into usage_pending, no fold", false),
+        ("the store's writer: the batch logged in usage_batches + COPY into user_api_usage, no fold", false),
         ("+ every rollup folded (background folds, then the last one) = the store, every rollup", true),
     ];
 

@@ -57,7 +57,7 @@ internal static class PostgresBench
             var staging = await StagingIngestAsync(dataSource, ingestCount, batchSize);
             var store = await StoreIngestAsync(dataSource, ingestCount, batchSize);
             rows.Add(("raw binary COPY into user_api_usage, no rollups", batchSize, copy, copy.PerSecond));
-            rows.Add(("store AppendAsync (COPY into user_api_usage + the batch's sums COPYed into usage_pending, one transaction; every rollup folded in the background; last fold included)", batchSize, store, copy.PerSecond));
+            rows.Add(("store AppendAsync (the batch logged in usage_batches + COPY into user_api_usage tagged with its id, one transaction; every rollup folded from the raw rows in the background; last fold included)", batchSize, store, copy.PerSecond));
             rows.Add(("staging path (temp table created and dropped per batch, INSERT … ON CONFLICT; the replay path, pending left unfolded), for comparison", batchSize, staging, copy.PerSecond));
         }
 

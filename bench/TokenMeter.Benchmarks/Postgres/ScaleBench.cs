@@ -242,7 +242,7 @@ internal static class ScaleBench
     {
         const string Day = "(created_at AT TIME ZONE 'UTC')::date";
         const string Month = "date_trunc('month', created_at AT TIME ZONE 'UTC')::date";
-        yield return $"TRUNCATE {s}.usage_endpoint_day, {s}.usage_endpoint_month, {s}.usage_user_endpoint_month, {s}.usage_pending, {s}.usage_user_day, {s}.usage_user_month, {s}.usage_user_total, {s}.usage_active_day, {s}.usage_active_month";
+        yield return $"TRUNCATE {s}.usage_endpoint_day, {s}.usage_endpoint_month, {s}.usage_user_endpoint_month, {s}.usage_pending_sums, {s}.usage_batches, {s}.usage_user_day, {s}.usage_user_month, {s}.usage_user_total, {s}.usage_active_day, {s}.usage_active_month";
         // The per-day and per-user-month rollups are written in period order, as the store's folds write them (a
         // fold adds a new day's or month's rows after the older ones): a hash aggregate's order would scatter each
         // period's rows over the whole table, so a range of recent days would read one page per row, more pages the

@@ -401,7 +401,7 @@ internal static class PostgresSharedLimits
                       SELECT coalesce(sum(x.cost_usd), 0) AS cost, coalesce(sum(x.total_tokens), 0)::bigint AS tokens
                         FROM (SELECT m.cost_usd, m.total_tokens FROM {s}.usage_user_month m WHERE m.user_id = us.u AND m.month = us.month
                               UNION ALL
-                              SELECT p.cost_usd, p.total_tokens FROM {s}.usage_pending p
+                              SELECT p.cost_usd, p.total_tokens FROM {s}.tokenmeter_pending_of(us.u) p
                                WHERE p.user_id = us.u AND p.day >= us.month AND p.day < (us.month + interval '1 month')::date) x) sp
                   CROSS JOIN LATERAL (
                       SELECT coalesce(sum(h.cost_usd), 0) AS cost, coalesce(sum(h.tokens), 0)::bigint AS tokens

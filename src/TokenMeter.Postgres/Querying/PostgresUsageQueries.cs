@@ -24,6 +24,15 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
 
     private string S => context.Quoted;
 
+    /// <summary>What the rollups do not hold yet, for everyone (the <c>usage_pending</c> view) or for the user in <paramref name="userParameter"/>.</summary>
+    private string Pending(string? userParameter) => userParameter is null ? $"{S}.usage_pending" : PendingOf(userParameter);
+
+    /// <summary>
+    /// What the rollups do not hold yet for the user in <paramref name="userParameter"/> (<c>tokenmeter_pending_of</c>,
+    /// migration 0011): read through the user indexes, where the view reads every unfolded batch.
+    /// </summary>
+    private string PendingOf(string userParameter) => $"{S}.tokenmeter_pending_of({userParameter})";
+
     public async ValueTask<UsageStats> GetStatsAsync(DateOnly today, CancellationToken cancellationToken = default)
     {
         var month = PostgresStoreContext.MonthOf(today);
@@ -133,7 +142,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
             FROM (
                 SELECT {FigureColumns}, last_call_at AS last_at FROM {S}.usage_user_total WHERE user_id = $1
                 UNION ALL
-                SELECT {FigureColumns}, last_at FROM {S}.usage_pending WHERE user_id = $1
+                SELECT {FigureColumns}, last_at FROM {PendingOf("$1")} WHERE user_id = $1
             ) x
             HAVING count(*) > 0
             """,
@@ -144,7 +153,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
             FROM (
                 SELECT {FigureColumns} FROM {S}.usage_user_month WHERE user_id = $1 AND month = $2
                 UNION ALL
-                SELECT {FigureColumns} FROM {S}.usage_pending WHERE user_id = $1 AND day >= $2 AND day < $3
+                SELECT {FigureColumns} FROM {PendingOf("$1")} WHERE user_id = $1 AND day >= $2 AND day < $3
             ) x
             """,
             userId,
@@ -156,7 +165,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
             FROM (
                 SELECT endpoint, model, {FigureColumns} FROM {S}.usage_user_endpoint_month WHERE user_id = $1
                 UNION ALL
-                SELECT endpoint, model, {FigureColumns} FROM {S}.usage_pending WHERE user_id = $1
+                SELECT endpoint, model, {FigureColumns} FROM {PendingOf("$1")} WHERE user_id = $1
             ) x
             GROUP BY endpoint, model
             ORDER BY sum(cost_usd) DESC, endpoint COLLATE "C" NULLS FIRST, model COLLATE "C" NULLS FIRST
@@ -168,7 +177,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
             FROM (
                 SELECT day, {FigureColumns} FROM {S}.usage_user_day WHERE user_id = $1 AND day BETWEEN $2 AND $3
                 UNION ALL
-                SELECT day, {FigureColumns} FROM {S}.usage_pending WHERE user_id = $1 AND day BETWEEN $2 AND $3
+                SELECT day, {FigureColumns} FROM {PendingOf("$1")} WHERE user_id = $1 AND day BETWEEN $2 AND $3
             ) x
             GROUP BY day
             ORDER BY day DESC
@@ -232,7 +241,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
             FROM (
                 SELECT {FigureColumns} FROM {S}.usage_user_day WHERE user_id = $1 AND day BETWEEN $2 AND $3
                 UNION ALL
-                SELECT {FigureColumns} FROM {S}.usage_pending WHERE user_id = $1 AND day BETWEEN $2 AND $3
+                SELECT {FigureColumns} FROM {PendingOf("$1")} WHERE user_id = $1 AND day BETWEEN $2 AND $3
             ) x
             """,
             userId,
@@ -301,7 +310,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
                 FROM {S}.usage_user_endpoint_month WHERE month >= $1 AND month < $2{userFilter}
                 UNION ALL
                 SELECT user_id, endpoint, model, {FigureColumns}
-                FROM {S}.usage_pending WHERE day >= $1 AND day < $2 AND user_id IS NOT NULL{userFilter}
+                FROM {Pending(userId is null ? null : "$7")} WHERE day >= $1 AND day < $2 AND user_id IS NOT NULL{userFilter}
                 UNION ALL
                 SELECT user_id, endpoint COLLATE "C", model COLLATE "C", count(*), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens),
                        sum(reasoning_tokens), sum(total_tokens), coalesce(sum(cost_usd), 0), sum(cache_write_tokens)
@@ -333,7 +342,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
         var sql = $"""
             WITH pending AS (
                 SELECT user_id, endpoint, model, {FigureColumns}
-                FROM {S}.usage_pending WHERE day >= $1 AND day <= $2 AND user_id IS NOT NULL{userFilter}),
+                FROM {Pending(userId is null ? null : "$3")} WHERE day >= $1 AND day <= $2 AND user_id IS NOT NULL{userFilter}),
             any_pending AS (SELECT EXISTS (SELECT 1 FROM pending) AS yes)
             SELECT user_id, endpoint, model, {FigureColumns}
             FROM {S}.usage_user_endpoint_month WHERE month = $1{userFilter} AND NOT (SELECT yes FROM any_pending)
@@ -428,7 +437,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
         var userFilter = userId is null ? " AND user_id IS NOT NULL" : " AND user_id = $3";
         var sql = $"""
             WITH p AS (
-                SELECT user_id, day, {NamedSumColumns} FROM {S}.usage_pending WHERE day BETWEEN $1 AND $2{userFilter} GROUP BY user_id, day)
+                SELECT user_id, day, {NamedSumColumns} FROM {Pending(userId is null ? null : "$3")} WHERE day BETWEEN $1 AND $2{userFilter} GROUP BY user_id, day)
             SELECT coalesce(u.user_id, p.user_id), coalesce(u.day, p.day), {Combined("u", "p")}
             FROM (SELECT user_id, day, {FigureColumns} FROM {S}.usage_user_day WHERE day BETWEEN $1 AND $2{userFilter}) u
             FULL JOIN p ON p.user_id = u.user_id AND p.day = u.day

@@ -10,8 +10,9 @@ namespace TokenMeter.Postgres.Repricing;
 /// <summary>
 /// Re-pricing on PostgreSQL, in one transaction serialized by an advisory lock: read the range,
 /// price each record, copy the changes into a temporary table, update the records from it, add
-/// each change's cost difference to the pending table (the fold adds it to every rollup row the
-/// record counts in), and store the re-pricing. Ingest only inserts, so it runs alongside.
+/// each change's cost difference to the pending sums when the record's batch is folded (the fold adds
+/// it to every rollup row the record counts in), and store the re-pricing. Ingest only inserts, so it
+/// runs alongside; folds wait (the fold lock is held throughout).
 /// </summary>
 internal sealed class PostgresRepricingStore(PostgresStoreContext context) : IUsageRepricingStore
 {
@@ -28,6 +29,7 @@ internal sealed class PostgresRepricingStore(PostgresStoreContext context) : IUs
         await using var transactionScope = transaction.ConfigureAwait(false);
 
         await ExecuteAsync(connection, transaction, "SELECT pg_advisory_xact_lock(hashtext('tokenmeter.reprice.' || $1))", cancellationToken, context.Schema).ConfigureAwait(false);
+        await context.Fold.LockAsync(connection, transaction, wait: true, cancellationToken).ConfigureAwait(false);
 
         var changes = new List<(UsageRecord Old, UsageRecord New)>();
         var onlyUnpriced = plan.Request.OnlyUnpriced ? " AND cost_usd IS NULL" : string.Empty;
@@ -143,24 +145,22 @@ internal sealed class PostgresRepricingStore(PostgresStoreContext context) : IUs
             await writer.CompleteAsync(cancellationToken).ConfigureAwait(false);
         }
 
+        // Each rollup row gets the sum of the differences of the records it counts (tokens and calls do not change):
+        // appended to the pending sums (calls and tokens 0), which the fold adds to every rollup like ingest's sums. A
+        // record of a batch not folded yet gets none: the fold (and until then the usage_pending view) reads its new
+        // cost from the raw row. The fold lock, held since the start, keeps a fold from folding a batch in between.
         await ExecuteAsync(
             connection,
             transaction,
             $"""
-            UPDATE {S}.user_api_usage u SET cost_usd = c.cost_usd, price_id = c.price_id, cost_source = c.cost_source
-            FROM pg_temp.tokenmeter_reprice c WHERE u.created_at = c.created_at AND u.id = c.id
-            """,
-            cancellationToken).ConfigureAwait(false);
-
-        // Each rollup row gets the sum of the differences of the records it counts (tokens and calls do
-        // not change): appended to the pending table (calls and tokens 0), which the fold adds to every
-        // rollup like ingest's sums; a record whose own sums are still pending has no rollup row yet.
-        await ExecuteAsync(
-            connection,
-            transaction,
-            $"""
-            INSERT INTO {S}.usage_pending (user_id, day, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens)
-            SELECT user_id, day, endpoint, model, 0, 0, 0, 0, 0, 0, sum(delta), 0 FROM pg_temp.tokenmeter_reprice GROUP BY 1, 2, 3, 4
+            WITH changed AS (
+                UPDATE {S}.user_api_usage u SET cost_usd = c.cost_usd, price_id = c.price_id, cost_source = c.cost_source
+                FROM pg_temp.tokenmeter_reprice c WHERE u.created_at = c.created_at AND u.id = c.id
+                RETURNING c.user_id, c.day, c.endpoint, c.model, c.delta, u.batch_id)
+            INSERT INTO {S}.usage_pending_sums (user_id, day, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens)
+            SELECT user_id, day, endpoint, model, 0, 0, 0, 0, 0, 0, sum(delta), 0 FROM changed
+            WHERE batch_id IS NULL OR NOT EXISTS (SELECT 1 FROM {S}.usage_batches b WHERE b.id = changed.batch_id)
+            GROUP BY 1, 2, 3, 4
             """,
             cancellationToken).ConfigureAwait(false);
     }

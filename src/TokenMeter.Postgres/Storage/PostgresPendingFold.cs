@@ -4,12 +4,13 @@ using TokenMeter.Postgres.Diagnostics;
 namespace TokenMeter.Postgres.Storage;
 
 /// <summary>
-/// Folds the pending sums (<c>usage_pending</c>, migration 0008) into every rollup: in one
-/// transaction, the rows are deleted from the pending table and their sums added to the rollups, so
-/// a row is either still pending or folded, never both and never neither; a crash before the commit
-/// leaves them pending. One fold at a time per schema, across every instance (a transaction-level
-/// advisory lock taken with try: an instance that finds a fold running leaves the rows to it), so the
-/// fold is the only writer of the rollups. Started in the background once this instance has stored
+/// Folds the unfolded batches (<c>usage_batches</c> and their raw rows, migration 0011) and the pending
+/// sums (<c>usage_pending_sums</c>) into every rollup: in one transaction, the batch rows and the sums
+/// are deleted and what they stood for added to the rollups, so a batch is either unfolded or folded,
+/// never both and never neither; a crash before the commit leaves them unfolded. One fold at a time per
+/// schema, across every instance (a transaction-level advisory lock taken with try: an instance that
+/// finds a fold running leaves the rows to it), so the fold is the only writer of the rollups;
+/// re-pricing and retention wait for the same lock. Started in the background once this instance has stored
 /// <see cref="PostgresStoreOptions.FoldEveryRecords"/> records since its last fold, and by the schema
 /// installer every <see cref="PostgresStoreOptions.FoldInterval"/>.
 /// </summary>
@@ -22,6 +23,9 @@ internal sealed class PostgresPendingFold(PostgresStoreContext context) : IAsync
     /// writes (the writers' commits still flush theirs).
     /// </summary>
     internal const string LockSql = "SELECT pg_try_advisory_xact_lock(hashtext('tokenmeter.fold.' || $1)) AND set_config('synchronous_commit', 'off', true) = 'off'";
+
+    /// <summary>Waits for the schema's fold lock ($1: the schema name); for re-pricing and retention, which must not run alongside a fold.</summary>
+    internal const string WaitLockSql = "SELECT true FROM pg_advisory_xact_lock(hashtext('tokenmeter.fold.' || $1))";
 
     private readonly Lock gate = new();
     private long sinceFold;
@@ -48,32 +52,40 @@ internal sealed class PostgresPendingFold(PostgresStoreContext context) : IAsync
         }
     }
 
-    /// <summary>Folds every pending row committed so far.</summary>
+    /// <summary>Folds every batch and pending sum committed so far.</summary>
     /// <param name="cancellationToken">Cancels the fold (its transaction rolls back: nothing is lost).</param>
-    /// <returns>The number of pending rows folded, or null when another fold held the lock (it folds them).</returns>
+    /// <returns>The number of groups (user, day, endpoint, model) folded, or null when another fold held the lock (it folds them).</returns>
     public async Task<long?> FoldAsync(CancellationToken cancellationToken = default)
     {
         var connection = await context.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var connectionScope = connection.ConfigureAwait(false);
         var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         await using var transactionScope = transaction.ConfigureAwait(false);
-        using (var lockCommand = new NpgsqlCommand(LockSql, connection, transaction) { CommandTimeout = context.CommandTimeout })
+        if (!await LockAsync(connection, transaction, wait: false, cancellationToken).ConfigureAwait(false))
         {
-            lockCommand.Parameters.Add(new NpgsqlParameter<string> { TypedValue = context.Schema });
-            if (await lockCommand.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is not true)
-            {
-                return null;
-            }
+            return null;
         }
 
-        long folded;
-        using (var fold = new NpgsqlCommand(context.Sql.Fold, connection, transaction) { CommandTimeout = context.CommandTimeout })
-        {
-            folded = (long)(await fold.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
-        }
-
+        var folded = await FoldLockedAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         return folded;
+    }
+
+    /// <summary>Takes the schema's fold lock in <paramref name="transaction"/>: with try (and the fold's asynchronous commit), or waiting for it.</summary>
+    /// <returns>Whether the lock is held.</returns>
+    internal async Task<bool> LockAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, bool wait, CancellationToken cancellationToken)
+    {
+        using var lockCommand = new NpgsqlCommand(wait ? WaitLockSql : LockSql, connection, transaction) { CommandTimeout = wait ? 0 : context.CommandTimeout };
+        lockCommand.Parameters.Add(new NpgsqlParameter<string> { TypedValue = context.Schema });
+        return await lockCommand.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is true;
+    }
+
+    /// <summary>Folds in <paramref name="transaction"/>, which holds the fold lock (<see cref="LockAsync"/>).</summary>
+    /// <returns>The number of groups folded.</returns>
+    internal async Task<long> FoldLockedAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, CancellationToken cancellationToken)
+    {
+        using var fold = new NpgsqlCommand(context.Sql.Fold, connection, transaction) { CommandTimeout = context.CommandTimeout };
+        return (long)(await fold.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
     }
 
     /// <summary>Waits for the background fold in flight, if any.</summary>
@@ -105,7 +117,7 @@ internal sealed class PostgresPendingFold(PostgresStoreContext context) : IAsync
         }
         catch (Exception ex) when (ex is NpgsqlException or TimeoutException or InvalidOperationException or ObjectDisposedException)
         {
-            // The rows stay pending (and counted by every query); the next fold takes them.
+            // The batches and sums stay unfolded (and counted by every query); the next fold takes them.
             Log.FoldFailed(context.Logger, context.Schema, ex);
         }
     }

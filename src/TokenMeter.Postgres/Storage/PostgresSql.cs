@@ -16,7 +16,7 @@ internal sealed class PostgresSql
     private const string NamedSumOfSums =
         "sum(calls)::bigint AS calls, sum(input_tokens)::bigint AS input_tokens, sum(cached_input_tokens)::bigint AS cached_input_tokens, sum(output_tokens)::bigint AS output_tokens, sum(reasoning_tokens)::bigint AS reasoning_tokens, sum(total_tokens)::bigint AS total_tokens, sum(cost_usd) AS cost_usd, sum(cache_write_tokens)::bigint AS cache_write_tokens";
 
-    /// <summary>The columns of <c>usage_pending</c> in COPY order (see <see cref="CopyPending"/>).</summary>
+    /// <summary>The columns of <c>usage_pending_sums</c> (and of the <c>usage_pending</c> view).</summary>
     public const string PendingColumns = $"user_id, day, endpoint, model, {Sums}, first_at, last_at";
 
     public PostgresSql(string quoted)
@@ -29,13 +29,14 @@ internal sealed class PostgresSql
         var staging = $"tokenmeter_staging_v{version}";
         CreateStaging = $"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {quoted}.user_api_usage) ON COMMIT DELETE ROWS";
         CopyStaging = $"COPY pg_temp.{staging} ({Columns}) FROM STDIN (FORMAT BINARY)";
-        CopyRaw = $"COPY {quoted}.user_api_usage ({Columns}) FROM STDIN (FORMAT BINARY)";
-        CopyPending = $"COPY {quoted}.usage_pending ({PendingColumns}) FROM STDIN (FORMAT BINARY)";
+        CopyRaw = $"COPY {quoted}.user_api_usage ({Columns}, batch_id) FROM STDIN (FORMAT BINARY)";
+        OpenBatch = $"INSERT INTO {quoted}.usage_batches (first_at, last_at) VALUES ($1, $2) RETURNING id";
 
         // A batch holding replays: through the staging table, inserting only the rows not yet stored.
         Ingest = IngestFrom(quoted, $"pg_temp.{staging}");
 
-        // Every rollup from the pending rows. Each grain is summed from the finest one it derives from
+        // Every rollup from the unfolded batches' raw rows (summed to the pending grain first) and the pending sums,
+        // both deleted in the same statement (one snapshot: what is deleted is what is summed). Each grain is summed from the finest one it derives from
         // (user×endpoint×model by month; user by day, then month, then all-time;
         // endpoint×model by day, then month), which sums far fewer rows than grouping the pending rows
         // once per rollup. The fold is the only writer of the rollups (one fold at a time, under its
@@ -43,8 +44,24 @@ internal sealed class PostgresSql
         // call times (null first_at/last_at): a user's total row exists by then, and least/greatest
         // with ±infinity keep its times (NOT NULL is checked before the conflict).
         Fold = $"""
-            WITH moved AS (
-                DELETE FROM {quoted}.usage_pending RETURNING {PendingColumns}
+            WITH batches AS (
+                DELETE FROM {quoted}.usage_batches RETURNING id, first_at, last_at
+            ),
+            sums AS (
+                DELETE FROM {quoted}.usage_pending_sums RETURNING {PendingColumns}
+            ),
+            raw AS (
+                SELECT user_id, (created_at AT TIME ZONE 'UTC')::date AS day, endpoint COLLATE "C" AS endpoint, model COLLATE "C" AS model,
+                       count(*)::bigint AS calls, sum(input_tokens)::bigint AS input_tokens, sum(cached_input_tokens)::bigint AS cached_input_tokens,
+                       sum(output_tokens)::bigint AS output_tokens, sum(reasoning_tokens)::bigint AS reasoning_tokens, sum(total_tokens)::bigint AS total_tokens,
+                       coalesce(sum(cost_usd), 0) AS cost_usd, sum(cache_write_tokens)::bigint AS cache_write_tokens, min(created_at) AS first_at, max(created_at) AS last_at
+                FROM {quoted}.user_api_usage
+                WHERE created_at >= (SELECT min(first_at) FROM batches) AND created_at <= (SELECT max(last_at) FROM batches)
+                  AND batch_id IN (SELECT id FROM batches)
+                GROUP BY 1, 2, 3, 4
+            ),
+            moved AS (
+                SELECT {PendingColumns} FROM sums UNION ALL SELECT {PendingColumns} FROM raw
             ),
             uem_g AS (
                 SELECT user_id, date_trunc('month', day)::date AS month, endpoint, model, {NamedSumOfSums} FROM moved WHERE user_id IS NOT NULL GROUP BY 1, 2, 3, 4
@@ -111,16 +128,16 @@ internal sealed class PostgresSql
     /// <summary>Binary COPY into the staging table, <see cref="Columns"/> in order.</summary>
     public string CopyStaging { get; }
 
-    /// <summary>Binary COPY into <c>usage_pending</c>, <see cref="PendingColumns"/> in order.</summary>
-    public string CopyPending { get; }
+    /// <summary>Logs a batch ($1, $2: the first and last created_at of its records); it returns the batch id its raw rows carry.</summary>
+    public string OpenBatch { get; }
 
-    /// <summary>Binary COPY straight into <c>user_api_usage</c>, <see cref="Columns"/> in order.</summary>
+    /// <summary>Binary COPY straight into <c>user_api_usage</c>, <see cref="Columns"/> in order, then <c>batch_id</c>.</summary>
     public string CopyRaw { get; }
 
     /// <summary>The ingest statement over the staging table; it returns the number of rows inserted.</summary>
     public string Ingest { get; }
 
-    /// <summary>Moves every pending row into every rollup; it returns the number of pending rows moved.</summary>
+    /// <summary>Moves every unfolded batch and every pending sum into every rollup; it returns the number of groups (user, day, endpoint, model) moved.</summary>
     public string Fold { get; }
 
     /// <summary>The ingest statement reading its rows from <paramref name="source"/> (a relation with <see cref="Columns"/>, in that order).</summary>
@@ -129,7 +146,8 @@ internal sealed class PostgresSql
     /// <returns>The statement; it returns the number of rows inserted.</returns>
     /// <remarks>
     /// Insert the new rows in primary-key order (created_at, id) (replays skipped by the key), then
-    /// append what was actually inserted, grouped by user, day, endpoint and model, to the pending table.
+    /// append what was actually inserted, grouped by user, day, endpoint and model, to the pending sums (the rows carry
+    /// no batch id: the fold takes them from the sums).
     /// </remarks>
     public static string IngestFrom(string quoted, string source) => $"""
             WITH ins AS (
@@ -140,7 +158,7 @@ internal sealed class PostgresSql
                 RETURNING created_at, user_id, endpoint, model, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, coalesce(cost_usd, 0) AS cost_usd, cache_write_tokens
             ),
             pend AS (
-                INSERT INTO {quoted}.usage_pending ({PendingColumns})
+                INSERT INTO {quoted}.usage_pending_sums ({PendingColumns})
                 SELECT user_id, (created_at AT TIME ZONE 'UTC')::date, endpoint, model,
                        count(*), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), sum(reasoning_tokens), sum(total_tokens),
                        sum(cost_usd), sum(cache_write_tokens), min(created_at), max(created_at)

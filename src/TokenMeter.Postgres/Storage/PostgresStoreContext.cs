@@ -122,20 +122,33 @@ internal sealed class PostgresStoreContext : IAsyncDisposable
         }
     }
 
-    /// <summary>Drops the raw partitions of every month before <paramref name="month"/>.</summary>
+    /// <summary>
+    /// Drops the raw partitions of every month before <paramref name="month"/>. Every unfolded batch is folded first, in
+    /// the same transaction under the fold lock: a batch is folded from its raw rows, which the drop removes.
+    /// </summary>
     public async Task<IReadOnlyList<string>> DropPartitionsBeforeAsync(DateOnly month, CancellationToken cancellationToken)
     {
         var dropped = new List<string>();
-        using (var command = DataSource.CreateCommand($"SELECT * FROM {Quoted}.tokenmeter_drop_partitions_before($1)"))
+        var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
         {
-            command.CommandTimeout = CommandTimeout;
-            command.Parameters.Add(new NpgsqlParameter<DateOnly> { TypedValue = month });
-            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-            await using var readerScope = reader.ConfigureAwait(false);
-            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            await using var transactionScope = transaction.ConfigureAwait(false);
+            await Fold.LockAsync(connection, transaction, wait: true, cancellationToken).ConfigureAwait(false);
+            await Fold.FoldLockedAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
+            using (var command = new NpgsqlCommand($"SELECT * FROM {Quoted}.tokenmeter_drop_partitions_before($1)", connection, transaction))
             {
-                dropped.Add(reader.GetString(0));
+                command.CommandTimeout = CommandTimeout;
+                command.Parameters.Add(new NpgsqlParameter<DateOnly> { TypedValue = month });
+                var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                await using var readerScope = reader.ConfigureAwait(false);
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    dropped.Add(reader.GetString(0));
+                }
             }
+
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         }
 
         ForgetPartitions();

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using System.Text.Json;
 using Npgsql;
 using NpgsqlTypes;
@@ -8,11 +7,12 @@ using TokenMeter.Storage;
 namespace TokenMeter.Postgres.Storage;
 
 /// <summary>
-/// Ingest, in one transaction: binary COPY of the batch straight into <c>user_api_usage</c>, and of its
-/// sums per user, day, endpoint and model (computed here) into <c>usage_pending</c>; no rollup is
+/// Ingest, in one transaction: one row logging the batch in <c>usage_batches</c>, and binary COPY of the
+/// batch straight into <c>user_api_usage</c>, each row tagged with the batch id; no rollup and no sum is
 /// written per batch (see <see cref="PostgresSql"/>). A batch holding a record already stored fails the
-/// COPY on the key and goes through the staging table instead, which inserts only the new rows. The
-/// pending rows are folded into every rollup in the background (<see cref="PostgresPendingFold"/>).
+/// COPY on the key and goes through the staging table instead, which inserts only the new rows and appends
+/// their sums to <c>usage_pending_sums</c>. Both are folded into every rollup in the background
+/// (<see cref="PostgresPendingFold"/>); until then the <c>usage_pending</c> view shows them to every reader.
 /// </summary>
 internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageStore
 {
@@ -63,22 +63,23 @@ internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageS
     }
 
     /// <summary>
-    /// The usual path: binary COPY straight into <c>user_api_usage</c>, and the batch's sums (by user,
-    /// day, endpoint and model, summed here) by binary COPY into <c>usage_pending</c>; one transaction.
+    /// The usual path, one transaction: log the batch in <c>usage_batches</c> (its id, and the first and last time of its
+    /// records) and binary COPY the records straight into <c>user_api_usage</c>, each tagged with the batch id; the fold
+    /// sums them from there.
     /// </summary>
     /// <param name="records">The batch.</param>
     /// <param name="cancellationToken">Cancels the write.</param>
     /// <returns>The number of records stored (all of them: a stored one fails the COPY).</returns>
     internal Task<int> CopyAsync(IReadOnlyList<UsageRecord> records, CancellationToken cancellationToken) =>
-        WriteAsync(records, null, context.Sql.CopyRaw, Group(records), null, cancellationToken);
+        WriteAsync(records, null, context.Sql.CopyRaw, logBatch: true, null, cancellationToken);
 
-    /// <summary>Replays: binary COPY into the session's staging table, then one statement that inserts only the rows not yet stored and appends their sums to the pending table.</summary>
+    /// <summary>Replays: binary COPY into the session's staging table, then one statement that inserts only the rows not yet stored and appends their sums to the pending sums.</summary>
     private Task<int> StageAsync(IReadOnlyList<UsageRecord> records, CancellationToken cancellationToken) =>
-        WriteAsync(records, context.Sql.CreateStaging, context.Sql.CopyStaging, null, context.Sql.Ingest, cancellationToken);
+        WriteAsync(records, context.Sql.CreateStaging, context.Sql.CopyStaging, logBatch: false, context.Sql.Ingest, cancellationToken);
 
-    /// <summary>One transaction: create the session's temporary table (when given), COPY the records, COPY the pending sums (when given), run the statement (when given), commit.</summary>
+    /// <summary>One transaction: create the session's temporary table (when given), log the batch (when asked), COPY the records (tagged with the batch id when logged), run the statement (when given), commit.</summary>
     private async Task<int> WriteAsync(
-        IReadOnlyList<UsageRecord> records, string? createTemporary, string copyRecords, KeyValuePair<GroupKey, GroupSums>[]? groups, string? statement, CancellationToken cancellationToken)
+        IReadOnlyList<UsageRecord> records, string? createTemporary, string copyRecords, bool logBatch, string? statement, CancellationToken cancellationToken)
     {
         var connection = await context.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var connectionScope = connection.ConfigureAwait(false);
@@ -90,6 +91,22 @@ internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageS
             await create.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
 
+        long? batchId = null;
+        if (logBatch)
+        {
+            var (first, last) = (records[0].CreatedAt, records[0].CreatedAt);
+            foreach (var r in records)
+            {
+                first = r.CreatedAt < first ? r.CreatedAt : first;
+                last = r.CreatedAt > last ? r.CreatedAt : last;
+            }
+
+            using var open = new NpgsqlCommand(context.Sql.OpenBatch, connection, transaction) { CommandTimeout = context.CommandTimeout };
+            open.Parameters.Add(new NpgsqlParameter<DateTime> { NpgsqlDbType = NpgsqlDbType.TimestampTz, TypedValue = first.UtcDateTime });
+            open.Parameters.Add(new NpgsqlParameter<DateTime> { NpgsqlDbType = NpgsqlDbType.TimestampTz, TypedValue = last.UtcDateTime });
+            batchId = (long)(await open.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        }
+
         {
             var writer = await connection.BeginBinaryImportAsync(copyRecords, cancellationToken).ConfigureAwait(false);
             await using var writerScope = writer.ConfigureAwait(false);
@@ -97,19 +114,10 @@ internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageS
             foreach (var record in records)
             {
                 await WriteRowAsync(writer, record, cancellationToken).ConfigureAwait(false);
-            }
-
-            await writer.CompleteAsync(cancellationToken).ConfigureAwait(false);
-        }
-
-        if (groups is not null)
-        {
-            var writer = await connection.BeginBinaryImportAsync(context.Sql.CopyPending, cancellationToken).ConfigureAwait(false);
-            await using var writerScope = writer.ConfigureAwait(false);
-            writer.Timeout = TimeSpan.FromSeconds(context.CommandTimeout);
-            foreach (var (key, sums) in groups)
-            {
-                await WriteGroupAsync(writer, key, sums, cancellationToken).ConfigureAwait(false);
+                if (batchId is long id)
+                {
+                    await writer.WriteAsync(id, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
+                }
             }
 
             await writer.CompleteAsync(cancellationToken).ConfigureAwait(false);
@@ -124,90 +132,6 @@ internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageS
 
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         return inserted;
-    }
-
-    /// <summary>The batch summed by user, UTC day, endpoint and model, as the staging path's statement groups it, ordered by user.</summary>
-    /// <remarks>
-    /// One hash lookup per record (the slot is added in place on a miss), and the sums are a struct in the slot: no
-    /// allocation per group. Ordered by user (ordinal, nulls first), the pending rows go into the pending table's
-    /// <c>user_id</c> index a leaf page at a time instead of at random (<c>psql</c>: a quarter less server CPU to insert them).
-    /// </remarks>
-    internal static KeyValuePair<GroupKey, GroupSums>[] Group(IReadOnlyList<UsageRecord> records)
-    {
-        var groups = new Dictionary<GroupKey, GroupSums>(records.Count);
-        foreach (var r in records)
-        {
-            ref var sums = ref CollectionsMarshal.GetValueRefOrAddDefault(groups, new GroupKey(r.UserId, DateOnly.FromDateTime(r.CreatedAt.UtcDateTime), r.Endpoint, r.Model), out var exists);
-            if (!exists)
-            {
-                sums.FirstAt = r.CreatedAt;
-                sums.LastAt = r.CreatedAt;
-            }
-
-            sums.Add(r);
-        }
-
-        var ordered = groups.ToArray();
-        Array.Sort(ordered, static (a, b) => string.CompareOrdinal(a.Key.UserId, b.Key.UserId));
-        return ordered;
-    }
-
-    private static async ValueTask WriteGroupAsync(NpgsqlBinaryImporter writer, GroupKey key, GroupSums sums, CancellationToken cancellationToken)
-    {
-        await writer.StartRowAsync(cancellationToken).ConfigureAwait(false);
-        await WriteTextAsync(writer, key.UserId, cancellationToken).ConfigureAwait(false);
-        await writer.WriteAsync(key.Day, NpgsqlDbType.Date, cancellationToken).ConfigureAwait(false);
-        await WriteTextAsync(writer, key.Endpoint, cancellationToken).ConfigureAwait(false);
-        await WriteTextAsync(writer, key.Model, cancellationToken).ConfigureAwait(false);
-        await writer.WriteAsync(sums.Calls, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
-        await writer.WriteAsync(sums.InputTokens, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
-        await writer.WriteAsync(sums.CachedInputTokens, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
-        await writer.WriteAsync(sums.OutputTokens, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
-        await writer.WriteAsync(sums.ReasoningTokens, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
-        await writer.WriteAsync(sums.TotalTokens, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
-        await writer.WriteAsync(sums.CostUsd, NpgsqlDbType.Numeric, cancellationToken).ConfigureAwait(false);
-        await writer.WriteAsync(sums.CacheWriteTokens, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
-        await writer.WriteAsync(sums.FirstAt.UtcDateTime, NpgsqlDbType.TimestampTz, cancellationToken).ConfigureAwait(false);
-        await writer.WriteAsync(sums.LastAt.UtcDateTime, NpgsqlDbType.TimestampTz, cancellationToken).ConfigureAwait(false);
-    }
-
-    /// <summary>One group of a batch: the pending table's grain.</summary>
-    internal readonly record struct GroupKey(string? UserId, DateOnly Day, string? Endpoint, string? Model);
-
-    /// <summary>The sums of one group (cost of unpriced records counted as 0, as the rollups count it).</summary>
-    internal struct GroupSums
-    {
-        public long Calls;
-        public long InputTokens;
-        public long CachedInputTokens;
-        public long OutputTokens;
-        public long ReasoningTokens;
-        public long TotalTokens;
-        public decimal CostUsd;
-        public long CacheWriteTokens;
-        public DateTimeOffset FirstAt;
-        public DateTimeOffset LastAt;
-
-        public void Add(UsageRecord r)
-        {
-            Calls++;
-            InputTokens += r.InputTokens;
-            CachedInputTokens += r.CachedInputTokens;
-            OutputTokens += r.OutputTokens;
-            ReasoningTokens += r.ReasoningTokens;
-            TotalTokens += r.TotalTokens;
-            CostUsd += r.CostUsd ?? 0m;
-            CacheWriteTokens += r.CacheWriteTokens;
-            if (r.CreatedAt < FirstAt)
-            {
-                FirstAt = r.CreatedAt;
-            }
-
-            if (r.CreatedAt > LastAt)
-            {
-                LastAt = r.CreatedAt;
-            }
-        }
     }
 
     internal static async ValueTask WriteRowAsync(NpgsqlBinaryImporter writer, UsageRecord r, CancellationToken cancellationToken)
