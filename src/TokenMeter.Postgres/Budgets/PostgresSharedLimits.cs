@@ -384,6 +384,10 @@ internal static class PostgresSharedLimits
                   FROM r),
             users AS (
                 SELECT c.u, c.month, min(c.bnow) AS bnow FROM c WHERE c.u IS NOT NULL GROUP BY c.u, c.month),
+            pend AS MATERIALIZED (
+                SELECT p.user_id, p.day, p.cost_usd, p.total_tokens FROM {s}.usage_pending_sums p WHERE p.user_id = ANY ($7::text[])
+                UNION ALL
+                SELECT p.user_id, p.day, p.cost_usd, p.total_tokens FROM {s}.tokenmeter_unfolded_of((SELECT array_agg(DISTINCT us.u) FROM users us)) p),
             gone AS (
                 DELETE FROM {s}.tokenmeter_budget_holds h
                  WHERE h.id = ANY (ARRAY(
@@ -406,7 +410,7 @@ internal static class PostgresSharedLimits
                       SELECT coalesce(sum(x.cost_usd), 0) AS cost, coalesce(sum(x.total_tokens), 0)::bigint AS tokens
                         FROM (SELECT m.cost_usd, m.total_tokens FROM {s}.usage_user_month m WHERE m.user_id = us.u AND m.month = us.month
                               UNION ALL
-                              SELECT p.cost_usd, p.total_tokens FROM {s}.tokenmeter_pending_of(us.u) p
+                              SELECT p.cost_usd, p.total_tokens FROM pend p
                                WHERE p.user_id = us.u AND p.day >= us.month AND p.day < (us.month + interval '1 month')::date) x) sp
                   CROSS JOIN LATERAL (
                       SELECT coalesce(sum(h.cost_usd), 0) AS cost, coalesce(sum(h.tokens), 0)::bigint AS tokens
