@@ -230,6 +230,77 @@ public sealed class FoldTests(PostgresDatabaseFixture database) : IClassFixture<
         await AssertRollupsEqualRawAsync(h);
     }
 
+    [Fact]
+    public async Task FoldAndReads_AnOldBatchBesideALiveOne_ReadOnlyTheirOwnRows()
+    {
+        await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString, o => o.FoldEveryRecords = 1_000_000);
+        var start = new DateTimeOffset(2026, 11, 1, 0, 0, 0, TimeSpan.Zero);
+        var between = Make(new Random(31), 300, start, days: 20);
+        Assert.Equal(300, await h.Store.AppendAsync(between));
+        await h.FoldAsync();
+
+        // A replayed batch of three old records and a live batch of five, nineteen days and 300 folded records apart.
+        UsageRecord[] old = [.. Enumerable.Range(0, 3).Select(i => Records.Make(start.AddMinutes(i), userId: "u1"))];
+        UsageRecord[] live = [.. Enumerable.Range(0, 5).Select(i => Records.Make(start.AddDays(20).AddSeconds(i), userId: i == 0 ? "u1" : "u2"))];
+        Assert.Equal(3, await h.Store.AppendAsync(old));
+        Assert.Equal(5, await h.Store.AppendAsync(live));
+
+        // The fold reads each batch's rows through its own time span: 8 raw rows, not the 300 in between.
+        await using (var connection = await h.DataSource.OpenConnectionAsync())
+        await using (var transaction = await connection.BeginTransactionAsync())
+        await using (var explain = new NpgsqlCommand($"EXPLAIN (ANALYZE, FORMAT JSON) {h.Context.Sql.Fold}", connection, transaction))
+        {
+            using var plan = System.Text.Json.JsonDocument.Parse((string)(await explain.ExecuteScalarAsync())!);
+            Assert.Equal(8, RawRowsRead(plan.RootElement));
+            await transaction.RollbackAsync();
+        }
+
+        // The reads see them all the same: one user's share through the user index, everyone's through the view.
+        Assert.Equal(4L, await h.ScalarAsync<long>("SELECT sum(calls)::bigint FROM {s}.tokenmeter_pending_of('u1')"));
+        Assert.Equal(8L, await h.ScalarAsync<long>("SELECT sum(calls)::bigint FROM {s}.usage_pending"));
+        Assert.True(await h.FoldAsync() > 0);
+        await AssertExactAsync(h, [.. between, .. old, .. live]);
+        await AssertRollupsEqualRawAsync(h);
+    }
+
+    /// <summary>The rows a plan read from the partitions of user_api_usage (kept or filtered out), over every loop.</summary>
+    private static double RawRowsRead(System.Text.Json.JsonElement node)
+    {
+        var read = 0.0;
+        if (node.ValueKind == System.Text.Json.JsonValueKind.Array)
+        {
+            foreach (var item in node.EnumerateArray())
+            {
+                read += RawRowsRead(item);
+            }
+
+            return read;
+        }
+
+        if (node.ValueKind != System.Text.Json.JsonValueKind.Object)
+        {
+            return 0;
+        }
+
+        if (node.TryGetProperty("Relation Name", out var relation) && relation.GetString()!.StartsWith("user_api_usage", StringComparison.Ordinal))
+        {
+            var perLoop = node.GetProperty("Actual Rows").GetDouble()
+                + (node.TryGetProperty("Rows Removed by Filter", out var removed) ? removed.GetDouble() : 0)
+                + (node.TryGetProperty("Rows Removed by Index Recheck", out var rechecked) ? rechecked.GetDouble() : 0);
+            read += perLoop * node.GetProperty("Actual Loops").GetDouble();
+        }
+
+        foreach (var property in node.EnumerateObject())
+        {
+            if (property.Value.ValueKind is System.Text.Json.JsonValueKind.Object or System.Text.Json.JsonValueKind.Array)
+            {
+                read += RawRowsRead(property.Value);
+            }
+        }
+
+        return read;
+    }
+
     private static UsageRecord[] Make(Random random, int count, DateTimeOffset start, int days) =>
         [.. Enumerable.Range(0, count).Select(_ => Records.Make(
             start.AddMinutes(random.Next(0, 60 * 24 * days)),
