@@ -21,14 +21,16 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
     private const int MaxUnreadBody = 16 * 1024;
 
     private readonly UsageMeter _meter;
-    private readonly IOptionsMonitor<TokenMeterOptions> _options;
+    // The options of the moment, kept up to date by the monitor: reading CurrentValue looks them up in its cache on every call.
+    private TokenMeterOptions _options;
     private readonly ILogger _logger;
     private readonly IBatchAttribution? _batchAttribution;
 
     public OpenAIMeteringPolicy(UsageMeter meter, IOptionsMonitor<TokenMeterOptions> options, ILogger<OpenAIMeteringPolicy> logger, IBatchAttribution? batchAttribution = null)
     {
         _meter = meter;
-        _options = options;
+        _options = options.CurrentValue;
+        options.OnChange(changed => Volatile.Write(ref _options, changed));
         _logger = logger;
         _batchAttribution = batchAttribution;
     }
@@ -194,7 +196,7 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
     {
         try
         {
-            if (!_options.CurrentValue.Enabled)
+            if (!Volatile.Read(ref _options).Enabled)
             {
                 return null;
             }
@@ -230,7 +232,7 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
     {
         try
         {
-            var options = _options.CurrentValue;
+            var options = Volatile.Read(ref _options);
             var info = default(RequestInfo);
             PooledBufferStream? keptBody = null;
             byte[]? unread = null;

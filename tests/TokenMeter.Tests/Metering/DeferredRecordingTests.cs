@@ -98,11 +98,7 @@ public sealed class DeferredRecordingTests
 
         await using var h = await MeteringHarness.StartAsync(observe: false);
         h.Server.Enqueue(replies);
-        var writer = h.Services.GetRequiredService<UsageWriter>();
-        await writer.StartAsync(default);
-        await CallsAsync(h);
-        await writer.StopAsync(default);
-        var records = (await StoredAsync(h)).OrderBy(r => r.CreatedAt).ToList();
+        var records = await StoredInOrderAsync(h, CallsAsync);
 
         Assert.Equal(3, records.Count);
         Assert.Equal(UsageStatus.Estimated, records[2].Status);
@@ -139,11 +135,7 @@ public sealed class DeferredRecordingTests
         var expected = observed.Observer.Records;
 
         await using var h = await MeteringHarness.StartAsync(observe: false);
-        var writer = h.Services.GetRequiredService<UsageWriter>();
-        await writer.StartAsync(default);
-        await CallsAsync(h);
-        await writer.StopAsync(default);
-        var records = (await StoredAsync(h)).OrderBy(r => r.CreatedAt).ToList();
+        var records = await StoredInOrderAsync(h, CallsAsync);
 
         Assert.Equal(5, records.Count);
         Assert.Equal("learner-7", records[0].UserId);
@@ -247,6 +239,16 @@ public sealed class DeferredRecordingTests
         Assert.All(stored, r => Assert.Equal(UsageStatus.Ok, r.Status));
         Assert.False(writer.IsBacklogged);
         Assert.True(meter.DefersRecording);
+    }
+
+    // Runs the calls with the writer running, stops it (storing everything), and returns the records in call order.
+    private static async Task<List<UsageRecord>> StoredInOrderAsync(MeteringHarness h, Func<MeteringHarness, Task> calls)
+    {
+        var writer = h.Services.GetRequiredService<UsageWriter>();
+        await writer.StartAsync(default);
+        await calls(h);
+        await writer.StopAsync(default);
+        return [.. (await StoredAsync(h)).OrderBy(r => r.CreatedAt)];
     }
 
     private static async Task<List<UsageRecord>> StoredAsync(MeteringHarness h)
