@@ -108,12 +108,18 @@ internal static class AllocationProbe
                 _ => throw new ArgumentException("unknown client " + args[0]),
             };
             var calls = int.Parse(args[1], CultureInfo.InvariantCulture);
-            for (var i = 0; i < 3000; i++)
+
+            // Long enough for the writer's methods (called once a batch) to reach optimised code too.
+            for (var round = 0; round < 3; round++)
             {
-                call().GetAwaiter().GetResult();
+                for (var i = 0; i < 10_000; i++)
+                {
+                    call().GetAwaiter().GetResult();
+                }
+
+                Thread.Sleep(1000);
             }
 
-            Thread.Sleep(1000);
             var start = Stopwatch.GetTimestamp();
             for (var i = 0; i < calls; i++)
             {
@@ -195,12 +201,20 @@ internal static class AllocationProbe
         var callerM = new double[Rounds];
         var bytesU = new double[Rounds];
         var bytesM = new double[Rounds];
+        var gcU = new double[Rounds];
+        var gcM = new double[Rounds];
+        var pauseU = new double[Rounds];
+        var pauseM = new double[Rounds];
         for (var r = 0; r < Rounds; r++)
         {
-            (cpuU[r], callerU[r], bytesU[r]) = Block(unmetered, calls, waitForWriter);
-            (cpuM[r], callerM[r], bytesM[r]) = Block(metered, calls, waitForWriter);
+            (cpuU[r], callerU[r], bytesU[r], gcU[r], pauseU[r]) = Block(unmetered, calls, waitForWriter);
+            (cpuM[r], callerM[r], bytesM[r], gcM[r], pauseM[r]) = Block(metered, calls, waitForWriter);
         }
 
+        Array.Sort(gcU);
+        Array.Sort(gcM);
+        Array.Sort(pauseU);
+        Array.Sort(pauseM);
         Array.Sort(cpuU);
         Array.Sort(cpuM);
         Array.Sort(callerU);
@@ -211,10 +225,14 @@ internal static class AllocationProbe
         var (tu, tm) = (callerU[Rounds / 2], callerM[Rounds / 2]);
         Console.WriteLine(FormattableString.Invariant(
             $"   {name,-19} CPU unmetered {cu,6:F1} us/call  metered {cm,6:F1} us/call  extra {cm - cu,5:F1} us/call (caller's thread: {tu:F1} -> {tm:F1}, extra {tm - tu:F1}) | unmetered {bu,6:F0} B/call  metered {bm,6:F0} B/call  extra {bm - bu,5:F0} B/call"));
+        Console.WriteLine(FormattableString.Invariant(
+            $"   {string.Empty,-19} garbage collections per 1,000 calls: unmetered {gcU[Rounds / 2]:F2}  metered {gcM[Rounds / 2]:F2}; GC pause per call: unmetered {pauseU[Rounds / 2]:F2} us  metered {pauseM[Rounds / 2]:F2} us"));
     }
 
-    private static (double CpuMicroseconds, double CallerMicroseconds, double Bytes) Block(Func<Task> call, int calls, Action waitForWriter)
+    private static (double CpuMicroseconds, double CallerMicroseconds, double Bytes, double CollectionsPerThousand, double PauseMicroseconds) Block(Func<Task> call, int calls, Action waitForWriter)
     {
+        var collections = GC.CollectionCount(0);
+        var pause = GC.GetTotalPauseDuration();
         var bytes = GC.GetTotalAllocatedBytes(precise: true);
         var caller = ThreadCpuNanoseconds();
         var cpu = ProcessCpuNanoseconds();
@@ -230,7 +248,12 @@ internal static class AllocationProbe
         waitForWriter();
         Thread.Sleep(20);
         var cpuAfter = ProcessCpuNanoseconds();
-        return ((cpuAfter - cpu) / 1000.0 / calls, (callerAfter - caller) / 1000.0 / calls, (GC.GetTotalAllocatedBytes(precise: true) - bytes) / (double)calls);
+        return (
+            (cpuAfter - cpu) / 1000.0 / calls,
+            (callerAfter - caller) / 1000.0 / calls,
+            (GC.GetTotalAllocatedBytes(precise: true) - bytes) / (double)calls,
+            (GC.CollectionCount(0) - collections) * 1000.0 / calls,
+            (GC.GetTotalPauseDuration() - pause).TotalMicroseconds / calls);
     }
 
     // Sum of every thread's run time from /proc (nanoseconds, precise), or the coarse

@@ -89,3 +89,50 @@ public static class ProcessCpu
         return total;
     }
 }
+
+/// <summary>
+/// CPU time of the threads of a process that carry one name (from /proc/&lt;pid&gt;/task/*/comm), e.g. the
+/// runtime's background tiered-compilation worker: how much of a process's CPU is the JIT still at work.
+/// </summary>
+public sealed class ThreadCpu(int pid, string threadName)
+{
+    /// <summary>The name Linux shows for .NET's tiered-compilation background worker (names are cut at 15 characters).</summary>
+    public const string TieredCompilation = ".NET Tiered Com";
+
+    private readonly Dictionary<int, long> _ticks = [];
+
+    /// <summary>CPU seconds the named threads used since the last call (the first call counts from each thread's start).</summary>
+    public double TakeSeconds()
+    {
+        long used = 0;
+        try
+        {
+            foreach (var dir in Directory.EnumerateDirectories($"/proc/{pid}/task"))
+            {
+                try
+                {
+                    if (File.ReadAllText(Path.Combine(dir, "comm")).TrimEnd('\n') != threadName)
+                    {
+                        continue;
+                    }
+
+                    var stat = File.ReadAllText(Path.Combine(dir, "stat"));
+                    var rest = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                    var ticks = long.Parse(rest[11], CultureInfo.InvariantCulture) + long.Parse(rest[12], CultureInfo.InvariantCulture);
+                    var tid = int.Parse(Path.GetFileName(dir), CultureInfo.InvariantCulture);
+                    used += ticks - _ticks.GetValueOrDefault(tid);
+                    _ticks[tid] = ticks;
+                }
+                catch (IOException)
+                {
+                    // The thread ended between the listing and the read.
+                }
+            }
+        }
+        catch (IOException)
+        {
+        }
+
+        return used / 100.0; // USER_HZ
+    }
+}

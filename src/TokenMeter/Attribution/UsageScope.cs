@@ -21,7 +21,13 @@ public sealed class UsageScope : IDisposable
 
     private readonly UsageScope? _parent;
     private readonly Lock _gate = new();
-    private UsageTotals _totals = UsageTotals.Empty;
+
+    // The totals, added up in place (a record is added on every call, read far less often); the
+    // snapshot handed out is built when read after a change.
+    private UsageFigures _figures;
+    private int _unpricedCalls;
+    private string? _model;
+    private UsageTotals? _totals = UsageTotals.Empty;
 
     // Calls whose records are built off the caller's thread (see IPendingUsage): added to the
     // totals when these are read, or once the writer has built them.
@@ -58,7 +64,7 @@ public sealed class UsageScope : IDisposable
                     {
                         if (usage.Resolve() is { } record)
                         {
-                            _totals = _totals.Add(record);
+                            AddLocked(record);
                         }
                     }
 
@@ -66,7 +72,7 @@ public sealed class UsageScope : IDisposable
                     _foldAt = PendingFoldThreshold;
                 }
 
-                return _totals;
+                return _totals ??= new UsageTotals(_figures, _unpricedCalls, _model);
             }
         }
     }
@@ -92,7 +98,7 @@ public sealed class UsageScope : IDisposable
         {
             lock (scope._gate)
             {
-                scope._totals = scope._totals.Add(record);
+                scope.AddLocked(record);
             }
         }
     }
@@ -147,11 +153,20 @@ public sealed class UsageScope : IDisposable
             }
             else if (usage.Resolve() is { } record)
             {
-                _totals = _totals.Add(record);
+                AddLocked(record);
             }
         }
 
         pending.RemoveRange(kept, pending.Count - kept);
+    }
+
+    // As UsageTotals.Add, without a new snapshot per record.
+    private void AddLocked(UsageRecord record)
+    {
+        _figures += UsageFigures.Of(record);
+        _unpricedCalls += record.CostUsd is null ? 1 : 0;
+        _model = record.Model ?? record.RequestModel ?? _model;
+        _totals = null;
     }
 
     private static UsageContext Merge(UsageContext? outer, UsageContext inner)

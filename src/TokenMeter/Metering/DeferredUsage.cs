@@ -16,7 +16,10 @@ internal sealed class DeferredUsage : IPendingUsage
     private readonly MeteredCall _call;
     private readonly int? _httpStatus;
     private readonly double _durationMs;
-    private readonly Lock _gate = new();
+
+    // 0 not built, 1 being built, 2 built: one resolver builds, a concurrent one waits for it (no lock object per call).
+    private int _state;
+    private int _builder;
     private ParsedUsage _usage;
     private UsageStatus _status;
     private BinaryData? _reply;
@@ -24,7 +27,6 @@ internal sealed class DeferredUsage : IPendingUsage
     private KeptStream _stream;
     private bool _hasStream;
     private UsageRecord? _record;
-    private volatile bool _resolved;
 
     /// <summary>A call whose usage is already known (a stream read to its end, a failure).</summary>
     public DeferredUsage(MeteredCall call, in ParsedUsage usage, UsageStatus status, int? httpStatus, double durationMs)
@@ -57,61 +59,73 @@ internal sealed class DeferredUsage : IPendingUsage
     }
 
     /// <summary>Whether the record has been built (cheap; no building).</summary>
-    public bool IsResolved => _resolved;
+    public bool IsResolved => Volatile.Read(ref _state) == 2;
 
     /// <summary>The record, built on first use; null when building it failed (logged).</summary>
     public UsageRecord? Resolve()
     {
-        if (_resolved)
+        if (Volatile.Read(ref _state) == 2)
         {
             return _record;
         }
 
-        lock (_gate)
+        if (Interlocked.CompareExchange(ref _state, 1, 0) != 0)
         {
-            if (!_resolved)
+            if (Volatile.Read(ref _builder) == Environment.CurrentManagedThreadId)
             {
-                try
-                {
-                    if (_hasStream)
-                    {
-                        _hasStream = false;
-                        try
-                        {
-                            _status = _stream.Read(_call, ref _usage);
-                        }
-                        catch (Exception ex)
-                        {
-                            // Still recorded, as a stream whose usage could not be read.
-                            _call.Meter.Failed(ex);
-                            _usage = default;
-                            _status = UsageStatus.UsageMissing;
-                        }
-                        finally
-                        {
-                            _stream.Release();
-                            _stream = default;
-                        }
-                    }
-                    else if (_reply is { } reply)
-                    {
-                        _status = OpenAIMeteringPolicy.ReadBufferedReply(_call, reply.ToMemory().Span, _replyIsError, ref _usage);
-                        _reply = null;
-                    }
+                // Asked again while building it (from a pricer or a metrics listener): not built yet.
+                return null;
+            }
 
-                    _record = _call.Build(_usage, _status, _httpStatus, _durationMs) is { } built ? _call.Meter.Finish(built) : null;
-                }
-                catch (Exception ex)
-                {
-                    // Resolving runs on the writer or a scope reader: a metering bug must reach neither.
-                    _call.Meter.Failed(ex);
-                    _record = null;
-                }
-
-                _resolved = true;
+            // Another thread is building it (the writer and a scope reader at once): a few microseconds.
+            var wait = default(SpinWait);
+            while (Volatile.Read(ref _state) != 2)
+            {
+                wait.SpinOnce();
             }
 
             return _record;
         }
+
+        Volatile.Write(ref _builder, Environment.CurrentManagedThreadId);
+        try
+        {
+            if (_hasStream)
+            {
+                _hasStream = false;
+                try
+                {
+                    _status = _stream.Read(_call, ref _usage);
+                }
+                catch (Exception ex)
+                {
+                    // Still recorded, as a stream whose usage could not be read.
+                    _call.Meter.Failed(ex);
+                    _usage = default;
+                    _status = UsageStatus.UsageMissing;
+                }
+                finally
+                {
+                    _stream.Release();
+                    _stream = default;
+                }
+            }
+            else if (_reply is { } reply)
+            {
+                _status = OpenAIMeteringPolicy.ReadBufferedReply(_call, reply.ToMemory().Span, _replyIsError, ref _usage);
+                _reply = null;
+            }
+
+            _record = _call.Build(_usage, _status, _httpStatus, _durationMs) is { } built ? _call.Meter.Finish(built) : null;
+        }
+        catch (Exception ex)
+        {
+            // Resolving runs on the writer or a scope reader: a metering bug must reach neither.
+            _call.Meter.Failed(ex);
+            _record = null;
+        }
+
+        Volatile.Write(ref _state, 2);
+        return _record;
     }
 }

@@ -12,20 +12,30 @@ internal sealed class MeteredCall
     private readonly UsageMeter _meter;
     private readonly ILogger _logger;
     private readonly long _startTimestamp;
-    private readonly RequestInfo _request;
+    private RequestInfo _request;
     private PooledBufferStream? _requestBody;
+
+    // A JSON request body whose fields nothing needed before the record is built: read then (off the
+    // caller's thread when the record is deferred), and kept until then for the estimate too.
+    private byte[]? _unreadRequest;
+    private bool _streamingSet;
     private int _completed;
 
-    public MeteredCall(UsageMeter meter, ILogger logger, string operation, UsageScope? scope, in RequestInfo request, PooledBufferStream? requestBodyForEstimate)
+    /// <param name="meter">The meter the call reports to.</param>
+    /// <param name="logger">The logger.</param>
+    /// <param name="operation">The kind of call.</param>
+    /// <param name="scope">The scope the call was made in.</param>
+    /// <param name="request">The request's fields, when read already.</param>
+    /// <param name="requestBodyForEstimate">The pooled request body kept to estimate input tokens, if any.</param>
+    /// <param name="unreadRequest">A JSON request body (owned by the call) whose fields are read when the record is built, instead of <paramref name="request"/>.</param>
+    public MeteredCall(UsageMeter meter, ILogger logger, string operation, UsageScope? scope, in RequestInfo request, PooledBufferStream? requestBodyForEstimate, byte[]? unreadRequest = null)
     {
         _meter = meter;
         _logger = logger;
         Operation = operation;
         Scope = scope;
         _request = request;
-        RequestModel = request.Model;
-        RequestUser = request.User;
-        Streaming = request.Stream;
+        _unreadRequest = unreadRequest;
         _requestBody = requestBodyForEstimate;
         CreatedAt = meter.TimeProvider.GetUtcNow();
         _startTimestamp = meter.TimeProvider.GetTimestamp();
@@ -35,11 +45,16 @@ internal sealed class MeteredCall
 
     public UsageScope? Scope { get; }
 
-    public string? RequestModel { get; }
-
-    public string? RequestUser { get; }
-
-    public bool Streaming { get; set; }
+    /// <summary>Whether the reply is streamed: set when the reply arrives; until then what the request asked.</summary>
+    public bool Streaming
+    {
+        get => _streamingSet ? field : _request.Stream;
+        set
+        {
+            field = value;
+            _streamingSet = true;
+        }
+    }
 
     public DateTimeOffset CreatedAt { get; }
 
@@ -160,12 +175,17 @@ internal sealed class MeteredCall
     {
         try
         {
+            if (_unreadRequest is { } unread)
+            {
+                _request = RequestInfo.Read(unread, Operation);
+            }
+
             var record = UsageMeter.BuildRecord(
                 CreatedAt,
                 Scope?.Context,
-                RequestUser,
+                _request.User,
                 Operation,
-                RequestModel,
+                _request.Model,
                 usage,
                 durationMs,
                 status,
@@ -181,7 +201,6 @@ internal sealed class MeteredCall
                 record = Estimate(record, status);
             }
 
-            ReleaseRequestBody();
             return record;
         }
         catch (Exception ex)
@@ -191,7 +210,7 @@ internal sealed class MeteredCall
         }
         finally
         {
-            ReleaseRequestBody();
+            ReleaseRequestBodies();
         }
     }
 
@@ -199,7 +218,7 @@ internal sealed class MeteredCall
     public void Discard()
     {
         Interlocked.Exchange(ref _completed, 1);
-        ReleaseRequestBody();
+        ReleaseRequestBodies();
     }
 
     // What the call kinds billed by something other than tokens are priced by, kept in the tags so a record can be priced again.
@@ -249,7 +268,8 @@ internal sealed class MeteredCall
 
     private UsageRecord Estimate(UsageRecord record, UsageStatus status)
     {
-        var input = _requestBody is { } body ? TokenEstimator.EstimateInputTokens(body.WrittenSpan, record.Model) : 0;
+        var body = _unreadRequest is { } unread ? unread : _requestBody is { } pooled ? pooled.WrittenSpan : default;
+        var input = body.IsEmpty ? 0 : TokenEstimator.EstimateInputTokens(body, record.Model);
         var output = TokenEstimator.CountTokens(DeliveredText, record.Model);
         if (input > 0 || output > 0)
         {
@@ -272,11 +292,22 @@ internal sealed class MeteredCall
 
     // A reply that carries a usage object needs no estimate, so the request body can go back to the pool now.
     // Searched from the end: the usage object comes after the choices / output.
-    private static bool HasUsageObject(ReadOnlySpan<byte> reply) =>
-        reply.LastIndexOf("\"usage\":{"u8) >= 0 || reply.LastIndexOf("\"usage\": {"u8) >= 0;
+    // One search: compact and pretty-printed replies alike ("usage": { in the API's own replies).
+    private static bool HasUsageObject(ReadOnlySpan<byte> reply)
+    {
+        var at = reply.LastIndexOf("\"usage\":"u8);
+        return at >= 0 && reply[(at + 8)..].TrimStart(" \t\r\n"u8) is [(byte)'{', ..];
+    }
 
     // The body is a pooled buffer: back to the pool once, as soon as it is no longer needed.
     private void ReleaseRequestBody() => Interlocked.Exchange(ref _requestBody, null)?.Dispose();
+
+    // The unread body is needed until the record is built (its fields, the estimate).
+    private void ReleaseRequestBodies()
+    {
+        ReleaseRequestBody();
+        _unreadRequest = null;
+    }
 
     private static void Tag(ref Dictionary<string, string>? tags, UsageRecord record, string key, string value)
     {

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Json;
+using System.Threading.Tasks.Sources;
 
 namespace TokenMeter.Metering;
 
@@ -15,7 +16,7 @@ namespace TokenMeter.Metering;
 /// text its data lines delivered (deltas of content, refusals and tool-call arguments). A stream
 /// longer than <see cref="MaxKeptBytes"/> keeps its last part (the usage comes last).
 /// </summary>
-internal sealed class MeteredStream : Stream
+internal sealed class MeteredStream : Stream, IValueTaskSource<int>
 {
     /// <summary>Bytes of a stream kept at most; beyond, the oldest lines are dropped.</summary>
     internal const int MaxKeptBytes = 16 * 1024 * 1024;
@@ -29,6 +30,14 @@ internal sealed class MeteredStream : Stream
     private byte[]? _kept;
     private int _keptLength;
     private int _ended;
+
+    // A read the inner stream could not finish at once (most chunks of a stream over the network),
+    // completed by OnInnerRead without an async method per read: see ReadAsync.
+    private ManualResetValueTaskSourceCore<int> _read;
+    private ConfiguredValueTaskAwaitable<int>.ConfiguredValueTaskAwaiter _innerRead;
+    private Memory<byte> _readBuffer;
+    private CancellationToken _readToken;
+    private Action? _onInnerRead;
 
     public MeteredStream(Stream inner, MeteredCall call, int httpStatus)
     {
@@ -109,8 +118,28 @@ internal sealed class MeteredStream : Stream
             return new ValueTask<int>(read);
         }
 
-        return AwaitRead(pending, buffer, cancellationToken);
+        if (!_call.Meter.CanDefer)
+        {
+            // Observers see the record when the stream ends: that read completes in the caller's async context.
+            return AwaitRead(pending, buffer, cancellationToken);
+        }
+
+        // Nothing that runs when the stream ends needs the caller's async context (the record is
+        // deferred): complete this read from a callback instead of an async method with its own frame.
+        _read.Reset();
+        _readBuffer = buffer;
+        _readToken = cancellationToken;
+        _innerRead = pending.ConfigureAwait(false).GetAwaiter();
+        _innerRead.UnsafeOnCompleted(_onInnerRead ??= OnInnerRead);
+        return new ValueTask<int>(this, _read.Version);
     }
+
+    int IValueTaskSource<int>.GetResult(short token) => _read.GetResult(token);
+
+    ValueTaskSourceStatus IValueTaskSource<int>.GetStatus(short token) => _read.GetStatus(token);
+
+    void IValueTaskSource<int>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+        _read.OnCompleted(continuation, state, token, flags);
 
     public override async ValueTask DisposeAsync()
     {
@@ -147,6 +176,30 @@ internal sealed class MeteredStream : Stream
 
         Observe(buffer.Span[..read]);
         return read;
+    }
+
+    private void OnInnerRead()
+    {
+        var buffer = _readBuffer;
+        var awaiter = _innerRead;
+        _readBuffer = default;
+        _innerRead = default;
+        int read;
+        try
+        {
+            read = awaiter.GetResult();
+        }
+        catch (Exception ex)
+        {
+            Fail(ex, _readToken);
+            _read.SetException(ex);
+            return;
+        }
+
+        Observe(buffer.Span[..read]);
+
+        // Last: the caller's continuation may run inline here and start the next read.
+        _read.SetResult(read);
     }
 
     private void Observe(ReadOnlySpan<byte> chunk)

@@ -17,15 +17,20 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
 {
     private const int MaxBodyCopy = 8 * 1024 * 1024;
 
+    // Request bodies up to this size are read when the record is built; larger ones at once (no large copies kept).
+    private const int MaxUnreadBody = 16 * 1024;
+
     private readonly UsageMeter _meter;
-    private readonly IOptionsMonitor<TokenMeterOptions> _options;
+    // The options of the moment, kept up to date by the monitor: reading CurrentValue looks them up in its cache on every call.
+    private TokenMeterOptions _options;
     private readonly ILogger _logger;
     private readonly IBatchAttribution? _batchAttribution;
 
     public OpenAIMeteringPolicy(UsageMeter meter, IOptionsMonitor<TokenMeterOptions> options, ILogger<OpenAIMeteringPolicy> logger, IBatchAttribution? batchAttribution = null)
     {
         _meter = meter;
-        _options = options;
+        _options = options.CurrentValue;
+        options.OnChange(changed => Volatile.Write(ref _options, changed));
         _logger = logger;
         _batchAttribution = batchAttribution;
     }
@@ -191,7 +196,7 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
     {
         try
         {
-            if (!_options.CurrentValue.Enabled)
+            if (!Volatile.Read(ref _options).Enabled)
             {
                 return null;
             }
@@ -227,9 +232,10 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
     {
         try
         {
-            var options = _options.CurrentValue;
+            var options = Volatile.Read(ref _options);
             var info = default(RequestInfo);
             PooledBufferStream? keptBody = null;
+            byte[]? unread = null;
             if (copy is not null)
             {
                 // A multipart/form-data body starts with its boundary; a JSON body with '{'.
@@ -243,16 +249,16 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
                     info = RequestInfo.FromMultipart(copy.WrittenSpan);
                     copy.Dispose();
                 }
+                else if (_meter.CanDefer && copy.WrittenSpan.Length <= MaxUnreadBody && (operation != UsageOperation.Chat || RequestInfo.IsSentAsIs(copy.WrittenSpan)))
+                {
+                    // Nothing before the record needs the request's fields: they are read when it is
+                    // built, off this thread, from an exact copy (the pooled buffer goes back here).
+                    unread = copy.WrittenSpan.ToArray();
+                    copy.Dispose();
+                }
                 else
                 {
-                    info = RequestInfo.FromJson(copy.WrittenSpan);
-                    info.ReadBillingFields(copy.WrittenSpan, operation);
-                    if (operation == UsageOperation.Images && info.Model is null)
-                    {
-                        // The API's default image model.
-                        info.Model = "dall-e-2";
-                    }
-
+                    info = RequestInfo.Read(copy.WrittenSpan, operation);
                     if (info.Stream && operation == UsageOperation.Chat && !info.HasStreamOptions && options.IncludeStreamUsage && RequestInfo.WithIncludeUsage(copy.WrittenSpan) is { } withUsage)
                     {
                         message.Request.Content = BinaryContent.Create(new BinaryData(withUsage));
@@ -273,7 +279,7 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
                 }
             }
 
-            return new MeteredCall(_meter, _logger, operation, UsageScope.Current, info, keptBody)
+            return new MeteredCall(_meter, _logger, operation, UsageScope.Current, info, keptBody, unread)
             {
                 EstimateMissingUsage = options.EstimateMissingUsage,
             };

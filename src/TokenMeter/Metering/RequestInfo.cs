@@ -60,6 +60,28 @@ internal struct RequestInfo
         }
     }
 
+    /// <summary>
+    /// True when a chat request's fields cannot change how it is sent (no <c>stream_options</c> to add),
+    /// so they may be read when the record is built: the body has no <c>stream</c> member, or ends with
+    /// the <c>stream_options</c> asking for usage that the SDK's streaming methods send (its last member).
+    /// </summary>
+    public static bool IsSentAsIs(ReadOnlySpan<byte> json) =>
+        json.IndexOf("\"stream\""u8) < 0 || json.TrimEnd(" \t\r\n"u8).EndsWith("\"stream_options\":{\"include_usage\":true}}"u8);
+
+    /// <summary>Reads what metering needs from a JSON request body: its fields, the billing fields of images and speech, the default image model.</summary>
+    public static RequestInfo Read(ReadOnlySpan<byte> json, string operation)
+    {
+        var info = FromJson(json);
+        info.ReadBillingFields(json, operation);
+        if (operation == UsageOperation.Images && info.Model is null)
+        {
+            // The API's default image model.
+            info.Model = "dall-e-2";
+        }
+
+        return info;
+    }
+
     /// <summary>Scans the top level of a JSON request body for <c>model</c>, <c>user</c>, <c>stream</c> and <c>stream_options</c>.</summary>
     public static RequestInfo FromJson(ReadOnlySpan<byte> json)
     {

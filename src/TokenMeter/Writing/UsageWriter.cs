@@ -46,6 +46,10 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
     private TaskCompletionSource? _batchFilled;
     private int _batchNeeds;
 
+    // Entries in the channel, kept here because the bounded channel's Count takes its lock: Enqueue
+    // reads it on every metered call (backlog and batch checks). Raised after a write, lowered after a read.
+    private int _queued;
+
     private Task? _loop;
     private int _disposed;
     private long _flushDueTicks;
@@ -93,7 +97,7 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
     /// <summary>The spool folder in use.</summary>
     public string SpoolDirectory => _spool.Directory;
 
-    public bool IsBacklogged => _channel.Reader.Count > 2 * _options.BatchSize || !_overflow.IsEmpty;
+    public bool IsBacklogged => Volatile.Read(ref _queued) > 2 * _options.BatchSize || !_overflow.IsEmpty;
 
     /// <summary>Records waiting in memory.</summary>
     public int QueueLength => _channel.Reader.Count + _overflow.Count;
@@ -154,11 +158,10 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
                     Log.QueueFull(_logger, _options.QueueCapacity);
                 }
             }
-
-            // A full fence, paired with the loop's publishing of the signal: either the loop sees
-            // this record when it counts, or this sees the loop's signal.
-            if (Interlocked.CompareExchange(ref _batchFilled, null, null) is { } filled && _channel.Reader.Count >= Volatile.Read(ref _batchNeeds))
+            else if (Interlocked.Increment(ref _queued) is var queued && Volatile.Read(ref _batchFilled) is { } filled && queued >= Volatile.Read(ref _batchNeeds))
             {
+                // The increment is a full fence, paired with the loop's publishing of the signal
+                // before it counts: either the loop sees this record, or this sees the signal.
                 filled.TrySetResult();
             }
 
@@ -386,7 +389,7 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
     private async Task<bool> WaitForBatchAsync(int needed, TimeSpan timeout)
     {
         needed = Math.Min(needed, _options.QueueCapacity);
-        if (_channel.Reader.Count >= needed)
+        if (Volatile.Read(ref _queued) >= needed)
         {
             return true;
         }
@@ -397,7 +400,7 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
         try
         {
             // A record queued before the signal was up did not see it: count again.
-            if (_channel.Reader.Count >= needed)
+            if (Volatile.Read(ref _queued) >= needed)
             {
                 return true;
             }
@@ -428,6 +431,7 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
 
         while (batch.Count < _options.BatchSize && _channel.Reader.TryRead(out var entry))
         {
+            Interlocked.Decrement(ref _queued);
             if (RecordOf(entry) is { } record)
             {
                 batch.Add(record);

@@ -1,9 +1,13 @@
+using System.ClientModel;
+using System.ClientModel.Primitives;
 using System.Diagnostics.Metrics;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using OpenAI.Chat;
+using OpenAI.Images;
 using TokenMeter.Attribution;
 using TokenMeter.Metering;
+using TokenMeter.Pricing;
 using TokenMeter.Querying;
 using TokenMeter.Testing.FakeOpenAI;
 using TokenMeter.Writing;
@@ -94,11 +98,7 @@ public sealed class DeferredRecordingTests
 
         await using var h = await MeteringHarness.StartAsync(observe: false);
         h.Server.Enqueue(replies);
-        var writer = h.Services.GetRequiredService<UsageWriter>();
-        await writer.StartAsync(default);
-        await CallsAsync(h);
-        await writer.StopAsync(default);
-        var records = (await StoredAsync(h)).OrderBy(r => r.CreatedAt).ToList();
+        var records = await StoredInOrderAsync(h, CallsAsync);
 
         Assert.Equal(3, records.Count);
         Assert.Equal(UsageStatus.Estimated, records[2].Status);
@@ -122,6 +122,60 @@ public sealed class DeferredRecordingTests
             await foreach (var _ in chat.CompleteChatStreamingAsync([new UserChatMessage("Estimate the tokens of this question, please.")]))
             {
             }
+        }
+    }
+
+    [Fact]
+    public async Task RequestFields_NoObserver_ReadWhenBuilt_SameAsWithAnObserver()
+    {
+        // Without an observer a request body's fields are read when the record is built; the records
+        // match those of a meter that read them at once, and a stream still gets its usage asked for.
+        await using var observed = await MeteringHarness.StartAsync();
+        await CallsAsync(observed);
+        var expected = observed.Observer.Records;
+
+        await using var h = await MeteringHarness.StartAsync(observe: false);
+        var records = await StoredInOrderAsync(h, CallsAsync);
+
+        Assert.Equal(5, records.Count);
+        Assert.Equal("learner-7", records[0].UserId);
+        Assert.Equal(("gpt-4o-mini", UsageStatus.Ok), (records[3].RequestModel, records[3].Status));
+        Assert.True(h.Server.Requests[3].Json!["stream_options"]!["include_usage"]!.GetValue<bool>());
+
+        // The SDK's own streaming request ends with the stream_options asking for usage: read later too.
+        Assert.True(RequestInfo.IsSentAsIs(System.Text.Encoding.UTF8.GetBytes(h.Server.Requests[1].Body)));
+        Assert.False(RequestInfo.IsSentAsIs("{\"model\":\"gpt-4o-mini\",\"stream\":true,\"messages\":[]}"u8));
+        Assert.False(RequestInfo.IsSentAsIs("{\"stream\":true,\"stream_options\":null}"u8));
+        Assert.True(RequestInfo.IsSentAsIs("{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"a \\\"stream\\\" of words\"}]}"u8));
+        Assert.Equal("1024x1024", records[4].Tags![BillingTags.ImageSize]);
+        for (var i = 0; i < records.Count; i++)
+        {
+            Assert.Equal(
+                (expected[i].Operation, expected[i].RequestModel, expected[i].UserId, expected[i].Status, expected[i].InputTokens, expected[i].OutputTokens, expected[i].CostUsd, expected[i].Streaming),
+                (records[i].Operation, records[i].RequestModel, records[i].UserId, records[i].Status, records[i].InputTokens, records[i].OutputTokens, records[i].CostUsd, records[i].Streaming));
+            Assert.Equal(expected[i].Tags?.OrderBy(t => t.Key), records[i].Tags?.OrderBy(t => t.Key));
+        }
+
+        static async Task CallsAsync(MeteringHarness harness)
+        {
+            var client = harness.Metered();
+            var chat = client.GetChatClient("gpt-4o");
+            await chat.CompleteChatAsync([new UserChatMessage("hi")], new ChatCompletionOptions { EndUserId = "learner-7" });
+            await foreach (var _ in chat.CompleteChatStreamingAsync([new UserChatMessage("hi")]))
+            {
+            }
+
+            await client.GetEmbeddingClient("text-embedding-3-small").GenerateEmbeddingAsync("hello");
+
+            // A protocol stream without stream_options: read at once, to add them.
+            var body = BinaryContent.Create(BinaryData.FromString("""{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"""));
+            var result = await client.GetChatClient("gpt-4o-mini").CompleteChatAsync(body, new RequestOptions { BufferResponse = false });
+            using (var reader = new StreamReader(result.GetRawResponse().ContentStream!))
+            {
+                await reader.ReadToEndAsync();
+            }
+
+            await client.GetImageClient("dall-e-3").GenerateImageAsync("a cat", new ImageGenerationOptions { Size = GeneratedImageSize.W1024xH1024, Quality = GeneratedImageQuality.Standard });
         }
     }
 
@@ -185,6 +239,16 @@ public sealed class DeferredRecordingTests
         Assert.All(stored, r => Assert.Equal(UsageStatus.Ok, r.Status));
         Assert.False(writer.IsBacklogged);
         Assert.True(meter.DefersRecording);
+    }
+
+    // Runs the calls with the writer running, stops it (storing everything), and returns the records in call order.
+    private static async Task<List<UsageRecord>> StoredInOrderAsync(MeteringHarness h, Func<MeteringHarness, Task> calls)
+    {
+        var writer = h.Services.GetRequiredService<UsageWriter>();
+        await writer.StartAsync(default);
+        await calls(h);
+        await writer.StopAsync(default);
+        return [.. (await StoredAsync(h)).OrderBy(r => r.CreatedAt)];
     }
 
     private static async Task<List<UsageRecord>> StoredAsync(MeteringHarness h)

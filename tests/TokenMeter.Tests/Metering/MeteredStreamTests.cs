@@ -46,6 +46,61 @@ public sealed class MeteredStreamTests
         Assert.Equal("output", record.Tags!["tokenmeter.estimated"]);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task ReadsFinishingLater_NoObserver_BytesUnchanged_UsageRecorded_FailureRethrown(bool fail)
+    {
+        // Reads that do not complete at once (as over a network) are finished from a callback when the record is deferred.
+        await using var h = await MeteringHarness.StartAsync(observe: false);
+        var meter = h.Services.GetRequiredService<UsageMeter>();
+        Assert.True(meter.CanDefer);
+        var writer = h.Services.GetRequiredService<TokenMeter.Writing.UsageWriter>();
+        await writer.StartAsync(default);
+        var bytes = Encoding.UTF8.GetBytes(Chunks(5) + "data: " + Usage + "\n\ndata: [DONE]\n\n");
+        var call = new MeteredCall(meter, NullLogger.Instance, UsageOperation.Chat, null, new RequestInfo { Model = "gpt-4o", Stream = true }, null) { Streaming = true };
+        var received = new MemoryStream();
+        await using (var stream = new MeteredStream(new LaterStream(bytes, failAfter: fail ? 3 : int.MaxValue), call, 200))
+        {
+            var buffer = new byte[100];
+            var reading = async () =>
+            {
+                int read;
+                while ((read = await stream.ReadAsync(buffer)) > 0)
+                {
+                    received.Write(buffer, 0, read);
+                }
+            };
+            if (fail)
+            {
+                await Assert.ThrowsAsync<IOException>(reading);
+            }
+            else
+            {
+                await reading();
+            }
+        }
+
+        await writer.StopAsync(default);
+        var stored = new List<UsageRecord>();
+        await foreach (var r in h.Services.GetRequiredService<TokenMeter.Querying.IUsageQueries>().ExportAsync(new TokenMeter.Querying.UsageExportQuery()))
+        {
+            stored.Add(r);
+        }
+
+        var record = Assert.Single(stored);
+        if (fail)
+        {
+            Assert.Equal(300, received.Length);
+            Assert.Equal(UsageStatus.TransportError, record.Status);
+        }
+        else
+        {
+            Assert.Equal(bytes, received.ToArray());
+            Assert.Equal((UsageStatus.Ok, 11L, 7L), (record.Status, record.InputTokens, record.OutputTokens));
+        }
+    }
+
     private static string Chunks(int count)
     {
         var text = new StringBuilder();
@@ -81,5 +136,48 @@ public sealed class MeteredStreamTests
         }
 
         return Assert.Single(h.Observer.Records);
+    }
+
+    /// <summary>A stream whose every read completes later (after a yield), and that fails after some reads.</summary>
+    private sealed class LaterStream(byte[] bytes, int failAfter) : Stream
+    {
+        private int _position;
+        private int _reads;
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override void Flush()
+        {
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            await Task.Yield();
+            if (++_reads > failAfter)
+            {
+                throw new IOException("connection reset");
+            }
+
+            var n = Math.Min(buffer.Length, bytes.Length - _position);
+            bytes.AsMemory(_position, n).CopyTo(buffer);
+            _position += n;
+            return n;
+        }
     }
 }
