@@ -174,12 +174,7 @@ public sealed class FoldTests(PostgresDatabaseFixture database) : IClassFixture<
             reprice));
         Assert.Equal(800, result.Records);
 
-        var repriced = records.Select(reprice).ToArray();
-        await AssertExactAsync(h, repriced);
-        await h.FoldAsync();
-        Assert.Equal(0L, await PendingAsync(h));
-        await AssertExactAsync(h, repriced);
-        await AssertRollupsEqualRawAsync(h);
+        await AssertExactBeforeAndAfterAFoldAsync(h, records.Select(reprice).ToArray());
     }
 
     [Fact]
@@ -222,12 +217,7 @@ public sealed class FoldTests(PostgresDatabaseFixture database) : IClassFixture<
         resume.Release();
         Assert.Equal(500, (await repricing).Records);
 
-        UsageRecord[] expected = [.. records[..500].Select(Reprice), .. records[500..]];
-        await AssertExactAsync(h, expected);
-        Assert.True(await h.FoldAsync() > 0);
-        Assert.Equal(0L, await PendingAsync(h));
-        await AssertExactAsync(h, expected);
-        await AssertRollupsEqualRawAsync(h);
+        await AssertExactBeforeAndAfterAFoldAsync(h, [.. records[..500].Select(Reprice), .. records[500..]]);
     }
 
     [Fact]
@@ -258,9 +248,7 @@ public sealed class FoldTests(PostgresDatabaseFixture database) : IClassFixture<
         // The reads see them all the same: one user's share through the user index, everyone's through the view.
         Assert.Equal(4L, await h.ScalarAsync<long>("SELECT sum(calls)::bigint FROM {s}.tokenmeter_pending_of('u1')"));
         Assert.Equal(8L, await h.ScalarAsync<long>("SELECT sum(calls)::bigint FROM {s}.usage_pending"));
-        Assert.True(await h.FoldAsync() > 0);
-        await AssertExactAsync(h, [.. between, .. old, .. live]);
-        await AssertRollupsEqualRawAsync(h);
+        await AssertExactBeforeAndAfterAFoldAsync(h, [.. between, .. old, .. live]);
     }
 
     /// <summary>The rows a plan read from the partitions of user_api_usage (kept or filtered out), over every loop.</summary>
@@ -311,6 +299,16 @@ public sealed class FoldTests(PostgresDatabaseFixture database) : IClassFixture<
             output: random.Next(1, 500),
             cost: random.Next(8) == 0 ? null : random.Next(1, 100_000) / 10_000_000m,
             cached: random.Next(0, 50)))];
+
+    /// <summary>Every read equals the sums over <paramref name="records"/> before a fold and after it, when nothing is left pending and the rollups equal the raw rows.</summary>
+    private static async Task AssertExactBeforeAndAfterAFoldAsync(PostgresStoreHarness h, UsageRecord[] records)
+    {
+        await AssertExactAsync(h, records);
+        Assert.True(await h.FoldAsync() > 0);
+        Assert.Equal(0L, await PendingAsync(h));
+        await AssertExactAsync(h, records);
+        await AssertRollupsEqualRawAsync(h);
+    }
 
     private static Task<long> PendingAsync(PostgresStoreHarness h) => h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_pending");
 
