@@ -32,6 +32,9 @@ builder.WebHost.ConfigureKestrel(k => k.ConfigureEndpointDefaults(listen => list
 // Accounts and JWT bearer sign-in (CONTRACT §2).
 builder.Services.AddAuthentication(JwtBearerDefaults.AuthenticationScheme).AddJwtBearer(o =>
 {
+    // A valid token's validation is kept until it expires (the account and role are still checked per request).
+    o.TokenHandlers.Clear();
+    o.TokenHandlers.Add(new CachingJsonWebTokenHandler());
     o.MapInboundClaims = false;
     o.TokenValidationParameters = new TokenValidationParameters
     {

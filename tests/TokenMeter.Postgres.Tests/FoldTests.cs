@@ -174,12 +174,7 @@ public sealed class FoldTests(PostgresDatabaseFixture database) : IClassFixture<
             reprice));
         Assert.Equal(800, result.Records);
 
-        var repriced = records.Select(reprice).ToArray();
-        await AssertExactAsync(h, repriced);
-        await h.FoldAsync();
-        Assert.Equal(0L, await PendingAsync(h));
-        await AssertExactAsync(h, repriced);
-        await AssertRollupsEqualRawAsync(h);
+        await AssertExactBeforeAndAfterAFoldAsync(h, records.Select(reprice).ToArray());
     }
 
     [Fact]
@@ -222,12 +217,76 @@ public sealed class FoldTests(PostgresDatabaseFixture database) : IClassFixture<
         resume.Release();
         Assert.Equal(500, (await repricing).Records);
 
-        UsageRecord[] expected = [.. records[..500].Select(Reprice), .. records[500..]];
-        await AssertExactAsync(h, expected);
-        Assert.True(await h.FoldAsync() > 0);
-        Assert.Equal(0L, await PendingAsync(h));
-        await AssertExactAsync(h, expected);
-        await AssertRollupsEqualRawAsync(h);
+        await AssertExactBeforeAndAfterAFoldAsync(h, [.. records[..500].Select(Reprice), .. records[500..]]);
+    }
+
+    [Fact]
+    public async Task FoldAndReads_AnOldBatchBesideALiveOne_ReadOnlyTheirOwnRows()
+    {
+        await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString, o => o.FoldEveryRecords = 1_000_000);
+        var start = new DateTimeOffset(2026, 11, 1, 0, 0, 0, TimeSpan.Zero);
+        var between = Make(new Random(31), 300, start, days: 20);
+        Assert.Equal(300, await h.Store.AppendAsync(between));
+        await h.FoldAsync();
+
+        // A replayed batch of three old records and a live batch of five, nineteen days and 300 folded records apart.
+        UsageRecord[] old = [.. Enumerable.Range(0, 3).Select(i => Records.Make(start.AddMinutes(i), userId: "u1"))];
+        UsageRecord[] live = [.. Enumerable.Range(0, 5).Select(i => Records.Make(start.AddDays(20).AddSeconds(i), userId: i == 0 ? "u1" : "u2"))];
+        Assert.Equal(3, await h.Store.AppendAsync(old));
+        Assert.Equal(5, await h.Store.AppendAsync(live));
+
+        // The fold reads each batch's rows through its own time span: 8 raw rows, not the 300 in between.
+        await using (var connection = await h.DataSource.OpenConnectionAsync())
+        await using (var transaction = await connection.BeginTransactionAsync())
+        await using (var explain = new NpgsqlCommand($"EXPLAIN (ANALYZE, FORMAT JSON) {h.Context.Sql.Fold}", connection, transaction))
+        {
+            using var plan = System.Text.Json.JsonDocument.Parse((string)(await explain.ExecuteScalarAsync())!);
+            Assert.Equal(8, RawRowsRead(plan.RootElement));
+            await transaction.RollbackAsync();
+        }
+
+        // The reads see them all the same: one user's share through the user index, everyone's through the view.
+        Assert.Equal(4L, await h.ScalarAsync<long>("SELECT sum(calls)::bigint FROM {s}.tokenmeter_pending_of('u1')"));
+        Assert.Equal(8L, await h.ScalarAsync<long>("SELECT sum(calls)::bigint FROM {s}.usage_pending"));
+        await AssertExactBeforeAndAfterAFoldAsync(h, [.. between, .. old, .. live]);
+    }
+
+    /// <summary>The rows a plan read from the partitions of user_api_usage (kept or filtered out), over every loop.</summary>
+    private static double RawRowsRead(System.Text.Json.JsonElement node)
+    {
+        var read = 0.0;
+        if (node.ValueKind == System.Text.Json.JsonValueKind.Array)
+        {
+            foreach (var item in node.EnumerateArray())
+            {
+                read += RawRowsRead(item);
+            }
+
+            return read;
+        }
+
+        if (node.ValueKind != System.Text.Json.JsonValueKind.Object)
+        {
+            return 0;
+        }
+
+        if (node.TryGetProperty("Relation Name", out var relation) && relation.GetString()!.StartsWith("user_api_usage", StringComparison.Ordinal))
+        {
+            var perLoop = node.GetProperty("Actual Rows").GetDouble()
+                + (node.TryGetProperty("Rows Removed by Filter", out var removed) ? removed.GetDouble() : 0)
+                + (node.TryGetProperty("Rows Removed by Index Recheck", out var rechecked) ? rechecked.GetDouble() : 0);
+            read += perLoop * node.GetProperty("Actual Loops").GetDouble();
+        }
+
+        foreach (var property in node.EnumerateObject())
+        {
+            if (property.Value.ValueKind is System.Text.Json.JsonValueKind.Object or System.Text.Json.JsonValueKind.Array)
+            {
+                read += RawRowsRead(property.Value);
+            }
+        }
+
+        return read;
     }
 
     private static UsageRecord[] Make(Random random, int count, DateTimeOffset start, int days) =>
@@ -240,6 +299,16 @@ public sealed class FoldTests(PostgresDatabaseFixture database) : IClassFixture<
             output: random.Next(1, 500),
             cost: random.Next(8) == 0 ? null : random.Next(1, 100_000) / 10_000_000m,
             cached: random.Next(0, 50)))];
+
+    /// <summary>Every read equals the sums over <paramref name="records"/> before a fold and after it, when nothing is left pending and the rollups equal the raw rows.</summary>
+    private static async Task AssertExactBeforeAndAfterAFoldAsync(PostgresStoreHarness h, UsageRecord[] records)
+    {
+        await AssertExactAsync(h, records);
+        Assert.True(await h.FoldAsync() > 0);
+        Assert.Equal(0L, await PendingAsync(h));
+        await AssertExactAsync(h, records);
+        await AssertRollupsEqualRawAsync(h);
+    }
 
     private static Task<long> PendingAsync(PostgresStoreHarness h) => h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_pending");
 
