@@ -148,9 +148,25 @@ public sealed class FoldTests(PostgresDatabaseFixture database) : IClassFixture<
             Assert.Equal(true, await fold.ExecuteScalarAsync());
             await using var setting = new NpgsqlCommand("SHOW synchronous_commit", connection, transaction);
             Assert.Equal("off", await setting.ExecuteScalarAsync());
+
+            // No JIT for the fold either (planned over every partition, it would be compiled on every run).
+            await using var jit = new NpgsqlCommand("SHOW jit", connection, transaction);
+            Assert.Equal("off", await jit.ExecuteScalarAsync());
+        }
+
+        // Re-pricing's and retention's waiting lock turns it off for their transaction as well.
+        await using (var connection = await h.DataSource.OpenConnectionAsync())
+        await using (var transaction = await connection.BeginTransactionAsync())
+        {
+            await using var wait = new NpgsqlCommand(PostgresPendingFold.WaitLockSql, connection, transaction);
+            wait.Parameters.Add(new NpgsqlParameter<string> { TypedValue = h.Context.Schema });
+            Assert.Equal(true, await wait.ExecuteScalarAsync());
+            await using var jit = new NpgsqlCommand("SHOW jit", connection, transaction);
+            Assert.Equal("off", await jit.ExecuteScalarAsync());
         }
 
         Assert.Equal("on", await h.ScalarAsync<string>("SHOW synchronous_commit"));
+        Assert.Equal("on", await h.ScalarAsync<string>("SHOW jit"));
         await AssertExactAsync(h, records);
         await AssertRollupsEqualRawAsync(h);
     }
