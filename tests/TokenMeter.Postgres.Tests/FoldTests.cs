@@ -15,6 +15,24 @@ namespace TokenMeter.Postgres.Tests;
 /// </summary>
 public sealed class FoldTests(PostgresDatabaseFixture database) : IClassFixture<PostgresDatabaseFixture>
 {
+    /// <summary>Runs a fold lock statement in a fresh transaction: its result, then each setting as the transaction sees it.</summary>
+    private static async Task<string[]> SettingsUnderAsync(PostgresStoreHarness h, string lockSql, params string[] settings)
+    {
+        await using var connection = await h.DataSource.OpenConnectionAsync();
+        await using var transaction = await connection.BeginTransactionAsync();
+        await using var command = new NpgsqlCommand(lockSql, connection, transaction);
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = h.Context.Schema });
+        var seen = new List<string> { Convert.ToString(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture)! };
+        foreach (var setting in settings)
+        {
+            command.CommandText = "SELECT current_setting($1)";
+            command.Parameters[0] = new NpgsqlParameter<string> { TypedValue = setting };
+            seen.Add((string)(await command.ExecuteScalarAsync())!);
+        }
+
+        return [.. seen];
+    }
+
     private static readonly DateOnly Today = new(2026, 11, 24);
 
     [Fact]
@@ -139,31 +157,10 @@ public sealed class FoldTests(PostgresDatabaseFixture database) : IClassFixture<
 
         // The setting was local to the fold's transaction: the session (and so the writers' commits) still waits for the flush.
         Assert.Equal("on", await h.ScalarAsync<string>("SHOW synchronous_commit"));
-        await using (var connection = await h.DataSource.OpenConnectionAsync())
-        await using (var transaction = await connection.BeginTransactionAsync())
-        {
-            // The fold's own statement: the lock is free, and its transaction commits asynchronously.
-            await using var fold = new NpgsqlCommand(PostgresPendingFold.LockSql, connection, transaction);
-            fold.Parameters.Add(new NpgsqlParameter<string> { TypedValue = h.Context.Schema });
-            Assert.Equal(true, await fold.ExecuteScalarAsync());
-            await using var setting = new NpgsqlCommand("SHOW synchronous_commit", connection, transaction);
-            Assert.Equal("off", await setting.ExecuteScalarAsync());
-
-            // No JIT for the fold either (planned over every partition, it would be compiled on every run).
-            await using var jit = new NpgsqlCommand("SHOW jit", connection, transaction);
-            Assert.Equal("off", await jit.ExecuteScalarAsync());
-        }
-
-        // Re-pricing's and retention's waiting lock turns it off for their transaction as well.
-        await using (var connection = await h.DataSource.OpenConnectionAsync())
-        await using (var transaction = await connection.BeginTransactionAsync())
-        {
-            await using var wait = new NpgsqlCommand(PostgresPendingFold.WaitLockSql, connection, transaction);
-            wait.Parameters.Add(new NpgsqlParameter<string> { TypedValue = h.Context.Schema });
-            Assert.Equal(true, await wait.ExecuteScalarAsync());
-            await using var jit = new NpgsqlCommand("SHOW jit", connection, transaction);
-            Assert.Equal("off", await jit.ExecuteScalarAsync());
-        }
+        // The fold's own statement: the lock is free, its transaction commits asynchronously, and without JIT (planned over
+        // every partition, the fold would be compiled on every run). Re-pricing's and retention's waiting lock turns JIT off too.
+        Assert.Equal(["True", "off", "off"], await SettingsUnderAsync(h, PostgresPendingFold.LockSql, "synchronous_commit", "jit"));
+        Assert.Equal(["True", "off"], await SettingsUnderAsync(h, PostgresPendingFold.WaitLockSql, "jit"));
 
         Assert.Equal("on", await h.ScalarAsync<string>("SHOW synchronous_commit"));
         Assert.Equal("on", await h.ScalarAsync<string>("SHOW jit"));
