@@ -95,6 +95,11 @@ internal static class BenchCommands
             Print("  error: " + e);
         }
 
+        foreach (var w in o.Warnings)
+        {
+            Print("  logged by TokenMeter: " + w);
+        }
+
         var pass = lost == 0 && duplicates == 0 && o.CallerErrors == 0;
         Print(pass ? "PASS" : "FAIL");
         return pass ? 0 : 1;

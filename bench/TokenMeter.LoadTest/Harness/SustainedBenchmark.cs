@@ -31,7 +31,8 @@ public static class SustainedBenchmark
         long PeakQueue,
         IReadOnlyList<Second> Series,
         double HarnessCpuSeconds,
-        double PostgresCpuSeconds);
+        double PostgresCpuSeconds,
+        IReadOnlyCollection<string> Warnings);
 
     public static async Task<Outcome> RunAsync(TimeSpan duration, int callers, Action<string> log)
     {
@@ -110,7 +111,7 @@ public static class SustainedBenchmark
             var drainSeconds = drain.Elapsed.TotalSeconds;
             var count = await SampleClient.CountRecordsAsync(connectionString).ConfigureAwait(false);
             return new Outcome(load.Calls, load.Failed, load.Errors, loadSeconds, drainSeconds, count.Rows, count.DistinctIds, host.Spooled, host.FailedBatches,
-                series.Count == 0 ? 0 : series.Max(s => s.Queue), series, harnessCpu, pgCpu);
+                series.Count == 0 ? 0 : series.Max(s => s.Queue), series, harnessCpu, pgCpu, [.. host.Warnings]);
         }
         finally
         {

@@ -79,6 +79,9 @@ public sealed class MeteredHost : IAsyncDisposable
     /// <summary>Warnings and errors the metering path logged about itself (event ids 1000–1003: metering, observer, pricing, queuing failed).</summary>
     public int MeteringErrors => _errors.Count;
 
+    /// <summary>The first warnings and errors TokenMeter logged (a failed batch's reason, for one).</summary>
+    public IReadOnlyCollection<string> Warnings => _errors.First;
+
     /// <summary>Records waiting in memory now (the writer's queue-length gauge).</summary>
     public long QueueLength()
     {
@@ -145,9 +148,16 @@ public sealed class MeteredHost : IAsyncDisposable
 /// <summary>Counts the metering path's own failure logs (TokenMeter event ids 1000–1003).</summary>
 internal sealed class MeteringErrorCounter : ILoggerProvider, ILogger
 {
+    /// <summary>Warnings and errors kept word for word (the first few: enough to say why a batch failed).</summary>
+    private const int Kept = 5;
+
+    private readonly System.Collections.Concurrent.ConcurrentQueue<string> _first = new();
     private int _count;
 
     public int Count => Volatile.Read(ref _count);
+
+    /// <summary>The first warnings and errors TokenMeter logged, with their exception's type and message.</summary>
+    public IReadOnlyCollection<string> First => _first;
 
     public ILogger CreateLogger(string categoryName) => categoryName.StartsWith("TokenMeter", StringComparison.Ordinal) ? this : Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
 
@@ -161,6 +171,11 @@ internal sealed class MeteringErrorCounter : ILoggerProvider, ILogger
         if (eventId.Id is >= 1000 and <= 1003)
         {
             Interlocked.Increment(ref _count);
+        }
+
+        if (logLevel >= LogLevel.Warning && _first.Count < Kept)
+        {
+            _first.Enqueue($"{logLevel} [{eventId.Id}] {formatter(state, exception)}{(exception is null ? string.Empty : $" ({exception.GetType().Name}: {exception.Message})")}");
         }
     }
 
