@@ -387,7 +387,7 @@ internal static class PostgresSharedLimits
             pend AS MATERIALIZED (
                 SELECT p.user_id, p.day, p.cost_usd, p.total_tokens FROM {s}.usage_pending_sums p WHERE p.user_id = ANY ($7::text[])
                 UNION ALL
-                SELECT p.user_id, p.day, p.cost_usd, p.total_tokens FROM {s}.tokenmeter_unfolded_of((SELECT array_agg(DISTINCT us.u) FROM users us)) p),
+                SELECT p.user_id, p.day, p.cost_usd, p.total_tokens FROM {s}.tokenmeter_unfolded_of(coalesce((SELECT array_agg(DISTINCT us.u) FROM users us), ARRAY[]::text[])) p),
             gone AS (
                 DELETE FROM {s}.tokenmeter_budget_holds h
                  WHERE h.id = ANY (ARRAY(

@@ -38,7 +38,7 @@ internal sealed class PostgresSql
         // Every rollup from the unfolded batches' raw rows (summed to the pending grain first) and the pending sums,
         // both deleted in the same statement (one snapshot: what is deleted is what is summed). The raw rows are read
         // through the primary key between the earliest and latest time of the batches (a batch of old records widens
-        // that to everything stored since; reading batch by batch instead, 0012's way for readers, took twice the
+        // that to everything stored since; reading batch by batch instead (as readers do), took twice the
         // server CPU per record here: a sort-based aggregate over a loop). Each grain is summed from the finest one it derives from
         // (user×endpoint×model by month; user by day, then month, then all-time;
         // endpoint×model by day, then month), which sums far fewer rows than grouping the pending rows
