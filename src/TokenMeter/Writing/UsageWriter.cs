@@ -235,8 +235,8 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
             await _loop.ConfigureAwait(false);
         }
 
-        _stopping.Dispose();
-        _abort.Dispose();
+        // _stopping and _abort are not disposed: they own no timer, and a host stopping this writer while its container
+        // disposes it (WebApplicationFactory tears both down) may still cancel them after this point.
     }
 
     private async Task RunAsync()
