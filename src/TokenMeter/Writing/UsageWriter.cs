@@ -13,7 +13,7 @@ namespace TokenMeter.Writing;
 
 /// <summary>
 /// The background writer. <see cref="Enqueue(UsageRecord)"/> puts a record (or, through
-/// <see cref="Enqueue(DeferredUsage)"/>, a finished call whose record it builds when it takes it) in a bounded channel and returns at
+/// <see cref="Enqueue(MeteredCall)"/>, a finished call whose record it builds when it takes it) in a bounded channel and returns at
 /// once (a full channel spills to an overflow queue that the writer moves to the spool, so nothing
 /// is dropped and the caller never waits or does I/O). One loop stores batches by size or time,
 /// retries a failing store with the shared back-off (<see cref="RetryBackoff"/>), spills batches to the durable spool once
@@ -23,7 +23,7 @@ namespace TokenMeter.Writing;
 /// </summary>
 internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
 {
-    // Each entry is a UsageRecord, or a DeferredUsage whose record is built when the loop takes it.
+    // Each entry is a UsageRecord, or a finished MeteredCall whose record is built when the loop takes it.
     private readonly Channel<object> _channel;
     private readonly ConcurrentQueue<object> _overflow = new();
     private readonly List<UsageRecord> _held = [];
@@ -138,7 +138,7 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
         }
     }
 
-    public void Enqueue(DeferredUsage usage)
+    public void Enqueue(MeteredCall usage)
     {
         if (usage is not null)
         {
@@ -440,7 +440,7 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
     }
 
     // A deferred call is built (and priced, counted, logged) here, on the writer's thread.
-    private static UsageRecord? RecordOf(object entry) => entry as UsageRecord ?? ((DeferredUsage)entry).Resolve();
+    private static UsageRecord? RecordOf(object entry) => entry as UsageRecord ?? ((MeteredCall)entry).Resolve();
 
     private async Task StoreOrSpoolAsync(List<UsageRecord> batch)
     {
