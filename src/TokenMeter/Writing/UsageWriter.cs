@@ -4,6 +4,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
+using TokenMeter.Attribution;
 using TokenMeter.Diagnostics;
 using TokenMeter.Metering;
 using TokenMeter.Resilience;
@@ -27,6 +28,7 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
     private readonly Channel<object> _channel;
     private readonly ConcurrentQueue<object> _overflow = new();
     private readonly List<UsageRecord> _held = [];
+    private readonly HashSet<UsageScope> _scopesToFold = new(ReferenceEqualityComparer.Instance);
     private readonly IUsageStore _store;
     private readonly UsageWriterOptions _options;
     private readonly TimeProvider _timeProvider;
@@ -436,7 +438,40 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
             {
                 batch.Add(record);
             }
+
+            // Each scope (and enclosing scope) of the built calls once: see FoldScopes.
+            if (entry is MeteredCall { Scope: { } scope })
+            {
+                for (var s = scope; s is not null && _scopesToFold.Add(s); s = s.Parent)
+                {
+                }
+            }
         }
+
+        FoldScopes();
+    }
+
+    // The calls just built are added to their scopes' totals here, off the callers' threads (see UsageScope.FoldResolved).
+    private void FoldScopes()
+    {
+        if (_scopesToFold.Count == 0)
+        {
+            return;
+        }
+
+        foreach (var scope in _scopesToFold)
+        {
+            try
+            {
+                scope.FoldResolved();
+            }
+            catch (Exception ex)
+            {
+                Log.MeteringFailed(_logger, ex);
+            }
+        }
+
+        _scopesToFold.Clear();
     }
 
     // A deferred call is built (and priced, counted, logged) here, on the writer's thread.
