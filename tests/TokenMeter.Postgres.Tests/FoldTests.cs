@@ -319,10 +319,13 @@ public sealed class FoldTests(PostgresDatabaseFixture database) : IClassFixture<
         await AssertExactAsync(h, records);
     }
 
+    // Ids whose order differs between ordinal, case-insensitive and numeric sorts (bulk reads are ordered in the app).
+    private static readonly string[] Users = ["u0", "u1", "u2", "u3", "u4", "B", "a", "user-10", "user-9", "Émile", "zoë"];
+
     private static UsageRecord[] Make(Random random, int count, DateTimeOffset start, int days) =>
         [.. Enumerable.Range(0, count).Select(_ => Records.Make(
             start.AddMinutes(random.Next(0, 60 * 24 * days)),
-            userId: random.Next(9) == 0 ? null : "u" + random.Next(7),
+            userId: random.Next(9) == 0 ? null : Users[random.Next(Users.Length)],
             endpoint: random.Next(6) == 0 ? null : "/api/e" + random.Next(3),
             model: random.Next(7) == 0 ? null : "m" + random.Next(2),
             input: random.Next(1, 1000),
@@ -397,6 +400,9 @@ public sealed class FoldTests(PostgresDatabaseFixture database) : IClassFixture<
                 .ToDictionary(g => g.Key, g => UsageFigures.Sum(g.Select(UsageFigures.Of)));
             var rows = await h.Queries.GetUserEndpointUsageAsync(from, to, user);
             Assert.Equal(expected, rows.ToDictionary(e => (e.UserId, e.Endpoint, e.Model), e => e.Figures));
+
+            // In the same order too: user id (ordinal), then cost descending, endpoint and model.
+            Assert.Equal(await reference.GetUserEndpointUsageAsync(from, to, user), rows);
         }
     }
 
