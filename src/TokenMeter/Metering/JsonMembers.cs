@@ -1,4 +1,6 @@
 using System.Buffers;
+using System.Numerics;
+using System.Runtime.Intrinsics;
 using System.Text;
 using System.Text.Json;
 
@@ -6,7 +8,7 @@ namespace TokenMeter.Metering;
 
 /// <summary>
 /// Walks the members of one JSON object without tokenising the values it is not asked about:
-/// a nested object or array is stepped over with a vectorised search for brackets and quotes.
+/// a nested object or array is stepped over block by block, vector compares finding its brackets and quotes.
 /// Metering reads a few top-level fields of request and reply bodies (<c>model</c>, <c>usage</c>,
 /// ...) and skips the rest (messages, choices, embeddings), so this is several times cheaper than
 /// <see cref="Utf8JsonReader"/> on the same bytes. It trusts the structure rather than validating
@@ -15,7 +17,6 @@ namespace TokenMeter.Metering;
 /// </summary>
 internal ref struct JsonMembers
 {
-    private static readonly SearchValues<byte> Structure = SearchValues.Create("{}[]\""u8);
     private static readonly SearchValues<byte> StringEnd = SearchValues.Create("\"\\"u8);
     private static readonly SearchValues<byte> ScalarEnd = SearchValues.Create(",}] \t\r\n"u8);
 
@@ -169,45 +170,127 @@ internal ref struct JsonMembers
         }
     }
 
-    // Length of the object or array that starts at text[0]; -1 if it never closes.
+    // Length of the object or array that starts at text[0]; -1 if it never closes. A block of bytes
+    // at a time: one vector compare per kind finds its quotes, backslashes and brackets, and only
+    // those are looked at (bodies are dense with them, so a search call per one cost more than this).
     private static int NestedLength(ReadOnlySpan<byte> text)
     {
-        var depth = 0;
+        var nesting = default(Nesting);
         var at = 0;
-        while (true)
+        int length;
+        if (Vector256.IsHardwareAccelerated)
         {
-            var next = text[at..].IndexOfAny(Structure);
-            if (next < 0)
+            for (; at + Vector256<byte>.Count <= text.Length; at += Vector256<byte>.Count)
             {
-                return -1;
+                var block = Vector256.Create(text.Slice(at, Vector256<byte>.Count));
+
+                // '{' and '[' differ from each other only in bit 0x20, as do '}' and ']'.
+                var folded = block | Vector256.Create((byte)0x20);
+                var marks = Vector256.Equals(block, Vector256.Create((byte)'"'))
+                    | Vector256.Equals(block, Vector256.Create((byte)'\\'))
+                    | Vector256.Equals(folded, Vector256.Create((byte)'{'))
+                    | Vector256.Equals(folded, Vector256.Create((byte)'}'));
+                if ((length = nesting.Take(text, at, Vector256.ExtractMostSignificantBits(marks), Vector256<byte>.Count)) != 0)
+                {
+                    return length;
+                }
+            }
+        }
+        else if (Vector128.IsHardwareAccelerated)
+        {
+            for (; at + Vector128<byte>.Count <= text.Length; at += Vector128<byte>.Count)
+            {
+                var block = Vector128.Create(text.Slice(at, Vector128<byte>.Count));
+                var folded = block | Vector128.Create((byte)0x20);
+                var marks = Vector128.Equals(block, Vector128.Create((byte)'"'))
+                    | Vector128.Equals(block, Vector128.Create((byte)'\\'))
+                    | Vector128.Equals(folded, Vector128.Create((byte)'{'))
+                    | Vector128.Equals(folded, Vector128.Create((byte)'}'));
+                if ((length = nesting.Take(text, at, Vector128.ExtractMostSignificantBits(marks), Vector128<byte>.Count)) != 0)
+                {
+                    return length;
+                }
+            }
+        }
+
+        // The rest (or all of it without vectors): every byte is a candidate.
+        for (; at < text.Length; at += 64)
+        {
+            var width = Math.Min(64, text.Length - at);
+            if ((length = nesting.Take(text, at, width == 64 ? ulong.MaxValue : (1UL << width) - 1, width)) != 0)
+            {
+                return length;
+            }
+        }
+
+        return -1;
+    }
+
+    // The state of a walk over a nested value, carried from one block of bytes to the next.
+    private struct Nesting
+    {
+        private int _depth;
+        private bool _inString;
+
+        // A backslash ended the last block: the first byte of this one is escaped.
+        private bool _escaped;
+
+        // Takes the candidate bytes of text[start..(start + width)] (bit i of marks = text[start + i]) in
+        // order; returns the value's length once its outermost bracket closes, else 0.
+        public int Take(ReadOnlySpan<byte> text, int start, ulong marks, int width)
+        {
+            if (_escaped)
+            {
+                marks &= ~1UL;
+                _escaped = false;
             }
 
-            at += next;
-            switch (text[at])
+            while (marks != 0)
             {
-                case (byte)'"':
-                    var length = StringLength(text[at..]);
-                    if (length < 0)
+                var i = BitOperations.TrailingZeroCount(marks);
+                marks &= marks - 1;
+                var b = text[start + i];
+                if (_inString)
+                {
+                    if (b == (byte)'"')
                     {
-                        return -1;
+                        _inString = false;
+                    }
+                    else if (b == (byte)'\\')
+                    {
+                        // The escaped byte is no quote or backslash of its own.
+                        if (i + 1 < width)
+                        {
+                            marks &= ~(1UL << (i + 1));
+                        }
+                        else
+                        {
+                            _escaped = true;
+                        }
                     }
 
-                    at += length;
                     continue;
-                case (byte)'{' or (byte)'[':
-                    depth++;
-                    break;
-                default:
-                    depth--;
-                    if (depth == 0)
-                    {
-                        return at + 1;
-                    }
+                }
 
-                    break;
+                switch (b)
+                {
+                    case (byte)'"':
+                        _inString = true;
+                        break;
+                    case (byte)'{' or (byte)'[':
+                        _depth++;
+                        break;
+                    case (byte)'}' or (byte)']':
+                        if (--_depth == 0)
+                        {
+                            return start + i + 1;
+                        }
+
+                        break;
+                }
             }
 
-            at++;
+            return 0;
         }
     }
 

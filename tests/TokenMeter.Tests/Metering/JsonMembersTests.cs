@@ -35,7 +35,35 @@ public sealed class JsonMembersTests
         Assert.Equal("""{"prompt_tokens":3}""", members[6].Value);
     }
 
+    [Fact]
+    public void MoveNext_NestedValuesOfEveryLengthAndEscapeOffset_AgreeWithTheJsonReader()
+    {
+        // Brackets, quotes and backslashes at every offset, so that each falls on the edges of the
+        // blocks the nested values are stepped over in (escapes across the edge included).
+        for (var pad = 0; pad < 140; pad++)
+        {
+            var filler = new string('x', pad);
+            var json = "{\"a\":{\"s\":\"" + filler + "\\\"}]\\\\\",\"t\":[1,{\"u\":\"" + filler + "\\\\\"},[]],\"" + filler + "\":{}},\"b\":[\"" + filler + "]\"],\"c\":2}";
+            var expected = new List<(string, string)>();
+            using (var document = System.Text.Json.JsonDocument.Parse(json))
+            {
+                foreach (var member in document.RootElement.EnumerateObject())
+                {
+                    expected.Add((member.Name, member.Value.GetRawText()));
+                }
+            }
+
+            var members = Walk(json, out var failed);
+
+            Assert.False(failed);
+            Assert.Equal(expected, members);
+        }
+    }
+
     [Theory]
+    [InlineData("""{"a":{"b":"\\"}""")]
+    [InlineData("""{"a":[{"b":"]"}}""")]
+    [InlineData("""{"a":{"b":"}""")]
     [InlineData("""{"id":"chatcmpl-broken","choices":[{""")]
     [InlineData("""{"a":"unterminated}""")]
     [InlineData("""{"a" 1}""")]
