@@ -254,10 +254,78 @@ public sealed class FoldTests(PostgresDatabaseFixture database) : IClassFixture<
         await AssertExactBeforeAndAfterAFoldAsync(h, [.. between, .. old, .. live]);
     }
 
+    [Fact]
+    public async Task Fold_RandomBatchesAcrossMonths_FoldedWhileTwoInstancesWrite_EveryGrainEqualsAGroupByOverTheRawRows()
+    {
+        // Two instances folding in the background every 97 records and by hand at random moments, while both write batches
+        // of random sizes over a month boundary, some of them holding replays (stored through the staging path as sums).
+        await using var a = await PostgresStoreHarness.CreateAsync(database.ConnectionString, o => o.FoldEveryRecords = 97);
+        await using var b = a.OtherInstance(o => o.FoldEveryRecords = 97);
+        var random = new Random(2026);
+        var records = Make(random, 3000, new DateTimeOffset(2026, 10, 20, 0, 0, 0, TimeSpan.Zero), days: 25);
+
+        // A few records beyond any 32-bit sum: the token sums stay exact bigints.
+        for (var i = 0; i < records.Length; i += 500)
+        {
+            records[i] = records[i] with { InputTokens = 3_000_000_000L + i, TotalTokens = 3_000_000_000L + i + records[i].OutputTokens };
+        }
+
+        for (var next = 0; next < records.Length;)
+        {
+            // Each round: a batch per instance, the two written at once; a replayed record is one stored in an earlier round.
+            var (storedBefore, batches) = (next, new List<UsageRecord[]>());
+            for (var writer = 0; writer < 2 && next < records.Length; writer++)
+            {
+                var size = Math.Min(random.Next(1, 260), records.Length - next);
+                var batch = records[next..(next + size)];
+                next += size;
+                batches.Add(storedBefore > 0 && random.Next(5) == 0 ? [.. batch, records[random.Next(storedBefore)]] : batch);
+            }
+
+            var writes = batches.Select((batch, i) => Task.Run(async () => await (i == 0 ? a : b).Store.AppendAsync(batch))).ToArray();
+            var folder = random.Next(3) == 0 ? (random.Next(2) == 0 ? a : b) : null;
+            var fold = folder is null ? Task.FromResult<long?>(null) : Task.Run(async () => await folder.Context.Fold.FoldAsync());
+            Assert.Equal(next - storedBefore, (await Task.WhenAll(writes)).Sum());
+            await fold;
+        }
+
+        await b.Context.Fold.WhenIdleAsync();
+        await a.FoldAsync();
+        Assert.Equal(0L, await PendingAsync(a));
+        Assert.Equal(records.Length, await a.ScalarAsync<long>("SELECT count(*) FROM {s}.user_api_usage"));
+        await AssertRollupsEqualRawAsync(a);
+        await AssertExactAsync(b, records);
+    }
+
+    [Fact]
+    public async Task FoldAsync_ReturnsTheRowsItFolded_AndCutsDaysAndMonthsInUtcWhateverTheSessionTimeZone()
+    {
+        // A session 14 hours ahead of UTC: its local day and month differ from UTC's around midnight UTC.
+        await using var h = await PostgresStoreHarness.CreateAsync(
+            database.ConnectionString + ";Options=-c TimeZone=Pacific/Kiritimati", o => o.FoldEveryRecords = 1_000_000);
+        var monthEnd = new DateTimeOffset(2026, 11, 1, 0, 0, 0, TimeSpan.Zero);
+        UsageRecord[] records =
+        [
+            .. Enumerable.Range(0, 40).Select(i => Records.Make(monthEnd.AddHours(-20).AddMinutes(i * 47), userId: i % 5 == 0 ? null : "u" + (i % 3), endpoint: i % 4 == 0 ? null : "/api/e"))
+        ];
+        Assert.Equal(25, await h.Store.AppendAsync(records[..25]));
+        Assert.Equal(15, await h.Store.AppendAsync(records[25..]));
+
+        // Every raw record of the two unfolded batches, once.
+        Assert.Equal(40L, await h.FoldAsync());
+        Assert.Equal(0L, await h.FoldAsync());
+        Assert.Equal("2026-10-31,2026-11-01", await h.ScalarAsync<string>("SELECT string_agg(DISTINCT day::text, ',') FROM {s}.usage_endpoint_day"));
+        await AssertRollupsEqualRawAsync(h);
+        await AssertExactAsync(h, records);
+    }
+
+    // Ids whose order differs between ordinal, case-insensitive and numeric sorts (bulk reads are ordered in the app).
+    private static readonly string[] Users = ["u0", "u1", "u2", "u3", "u4", "B", "a", "user-10", "user-9", "Émile", "zoë"];
+
     private static UsageRecord[] Make(Random random, int count, DateTimeOffset start, int days) =>
         [.. Enumerable.Range(0, count).Select(_ => Records.Make(
             start.AddMinutes(random.Next(0, 60 * 24 * days)),
-            userId: random.Next(9) == 0 ? null : "u" + random.Next(7),
+            userId: random.Next(9) == 0 ? null : Users[random.Next(Users.Length)],
             endpoint: random.Next(6) == 0 ? null : "/api/e" + random.Next(3),
             model: random.Next(7) == 0 ? null : "m" + random.Next(2),
             input: random.Next(1, 1000),
@@ -332,6 +400,9 @@ public sealed class FoldTests(PostgresDatabaseFixture database) : IClassFixture<
                 .ToDictionary(g => g.Key, g => UsageFigures.Sum(g.Select(UsageFigures.Of)));
             var rows = await h.Queries.GetUserEndpointUsageAsync(from, to, user);
             Assert.Equal(expected, rows.ToDictionary(e => (e.UserId, e.Endpoint, e.Model), e => e.Figures));
+
+            // In the same order too: user id (ordinal), then cost descending, endpoint and model.
+            Assert.Equal(await reference.GetUserEndpointUsageAsync(from, to, user), rows);
         }
     }
 

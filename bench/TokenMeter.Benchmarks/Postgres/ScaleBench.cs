@@ -12,7 +12,7 @@ namespace TokenMeter.Benchmarks.Postgres;
 
 /// <summary>
 /// How query and ingest costs grow with the data:
-/// <c>dotnet run -c Release --project bench/TokenMeter.Benchmarks -- postgres-scale [small=5000000] [large=20000000] [ingest=100000] [batch=5000]</c>.
+/// <c>dotnet run -c Release --project bench/TokenMeter.Benchmarks -- postgres-scale [small=5000000] [large=20000000] [ingest=100000] [batch=5000]</c> (ingest 0: the queries only).
 /// <list type="number">
 /// <item>Loads <c>small</c> calls server-side (<c>generate_series</c> straight into <c>user_api_usage</c>,
 /// 13,699 calls a day ending today, 1,000 users, 5 endpoints, 3 models: the shape of the
@@ -32,6 +32,12 @@ internal static class ScaleBench
     private const string Cols = "calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens";
     private const string Sums = "count(*), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), sum(reasoning_tokens), sum(total_tokens), coalesce(sum(cost_usd), 0), sum(cache_write_tokens)";
     private const string Resum = "sum(calls), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), sum(reasoning_tokens), sum(total_tokens), sum(cost_usd), sum(cache_write_tokens)";
+
+    private static string Over20(IEnumerable<(string Name, double Small, double Large)> queries)
+    {
+        var names = queries.Select(q => q.Name).ToList();
+        return names.Count == 0 ? "none" : string.Join(", ", names);
+    }
 
     public static async Task<int> RunAsync(string[] args)
     {
@@ -94,7 +100,12 @@ internal static class ScaleBench
             Print($"| {name} | {a:N2} | {b:N2} | {b / a:N2} |");
         }
 
-        Print($"worst ratio of the dashboard queries (export left out) {worst:N2} (goal <= 1.5: {(worst <= 1.5 ? "PASS" : "MISSED")}); over 20 ms p50 at {large:N0}: {string.Join(", ", results.Where(q => q.Large > 20).Select(q => q.Name))}; load average {LoadAverage()}");
+        Print($"worst ratio of the dashboard queries (export left out) {worst:N2} (goal <= 1.5: {(worst <= 1.5 ? "PASS" : "MISSED")}); over 20 ms p50 at {small:N0}: {Over20(results.Where(q => q.Small > 20))}, at {large:N0}: {Over20(results.Where(q => q.Large > 20))}; load average {LoadAverage()}");
+
+        if (ingestCount == 0)
+        {
+            return 0;
+        }
 
         // Ingest into the full table vs an empty schema, interleaved.
         var fresh = await PostgresBench.FreshSchemaAsync(dataSource, existing is null ? "empty" : "empty_" + DateTime.UtcNow.ToString("HHmmss", CultureInfo.InvariantCulture));
@@ -312,7 +323,7 @@ internal static class ScaleBench
             ("GET /daily?days=90: GetDailyUsageAsync", async () => await q.GetDailyUsageAsync(today.AddDays(-89), today)),
             ("GET /daily?days=366: GetDailyUsageAsync", async () => await q.GetDailyUsageAsync(today.AddDays(-365), today)),
             ("GET /monthly?months=12: GetMonthlyUsageAsync", async () => await q.GetMonthlyUsageAsync(month.AddMonths(-11), month)),
-            ("GET /forecast, /forecast/users: GetUserDailyUsageAsync (all users, month to date)", async () => await q.GetUserDailyUsageAsync(month, today)),
+            ("GET /forecast/users: GetUserDailyUsageAsync (all users, the forecasts' 50 days)", async () => await q.GetUserDailyUsageAsync(today.AddDays(-49), today)),
             ("GET /me daily: GetUserDailyUsageAsync (one user, 30 days)", async () => await q.GetUserDailyUsageAsync(today.AddDays(-29), today, user)),
             ("GET /statements?month: GetUserEndpointUsageAsync (all users, last full month)", async () => await q.GetUserEndpointUsageAsync(lastFullMonth, month.AddDays(-1))),
             ("GET /me byEndpoint: GetUserEndpointUsageAsync (one user, this month)", async () => await q.GetUserEndpointUsageAsync(month, today, user)),

@@ -319,7 +319,6 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
                 GROUP BY 1, 2, 3
             ) x
             GROUP BY user_id, endpoint, model
-            ORDER BY user_id COLLATE "C", sum(cost_usd) DESC, endpoint COLLATE "C" NULLS FIRST, model COLLATE "C" NULLS FIRST
             """;
 
         // Whole months [$1, $2); edge days [$3, $4) and [$5, $6) as timestamps.
@@ -356,7 +355,6 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
             ) x
             WHERE (SELECT yes FROM any_pending)
             GROUP BY user_id, endpoint, model
-            ORDER BY user_id, cost_usd DESC, endpoint NULLS FIRST, model NULLS FIRST
             """;
         object[] parameters = userId is null ? [month, lastDay] : [month, lastDay, userId];
         return await ReadUserEndpointRowsAsync(Command(sql, parameters), cancellationToken).ConfigureAwait(false);
@@ -373,7 +371,8 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
             rows.Add(new UserEndpointUsage(reader.GetString(0), NullableString(reader, 1), NullableString(reader, 2), ReadFigures(reader, 3)));
         }
 
-        return rows;
+        // Ordered here, not by the server (see UserOrder).
+        return UserOrder.Sort(rows, r => r.UserId, UserOrder.CostThenEndpoint);
     }
 
     public async ValueTask<IReadOnlyList<PeriodUsage>> GetDailyUsageAsync(DateOnly firstDay, DateOnly lastDay, CancellationToken cancellationToken = default)
@@ -432,16 +431,14 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
 
     public async ValueTask<IReadOnlyList<UserDailyUsage>> GetUserDailyUsageAsync(DateOnly firstDay, DateOnly lastDay, string? userId = null, CancellationToken cancellationToken = default)
     {
-        // The rollup rows as they are, joined with the pending rows summed per user and day: only the
-        // few pending rows are grouped (grouping every rollup row of a month for all users tripled the time).
+        // The rollup rows as they are, then the pending rows summed per user and day (only those few are
+        // grouped: grouping every rollup row of a month for all users tripled the time); a day in both is
+        // added up here, where the rows are ordered (joining them in the server cost as much as the read).
         var userFilter = userId is null ? " AND user_id IS NOT NULL" : " AND user_id = $3";
         var sql = $"""
-            WITH p AS (
-                SELECT user_id, day, {NamedSumColumns} FROM {Pending(userId is null ? null : "$3")} WHERE day BETWEEN $1 AND $2{userFilter} GROUP BY user_id, day)
-            SELECT coalesce(u.user_id, p.user_id), coalesce(u.day, p.day), {Combined("u", "p")}
-            FROM (SELECT user_id, day, {FigureColumns} FROM {S}.usage_user_day WHERE day BETWEEN $1 AND $2{userFilter}) u
-            FULL JOIN p ON p.user_id = u.user_id AND p.day = u.day
-            ORDER BY 1, 2
+            SELECT user_id, day, {FigureColumns} FROM {S}.usage_user_day WHERE day BETWEEN $1 AND $2{userFilter}
+            UNION ALL
+            SELECT user_id, day, {NamedSumColumns} FROM {Pending(userId is null ? null : "$3")} WHERE day BETWEEN $1 AND $2{userFilter} GROUP BY user_id, day
             """;
         using var command = userId is null ? Command(sql, firstDay, lastDay) : Command(sql, firstDay, lastDay, userId);
         var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
@@ -452,7 +449,8 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
             rows.Add(new UserDailyUsage(reader.GetString(0), reader.GetFieldValue<DateOnly>(1), ReadFigures(reader, 2)));
         }
 
-        return rows;
+        // Ordered here, not by the server (see UserOrder); one row per user and day.
+        return UserOrder.Sort(rows, r => r.UserId, static (a, b) => a.Date.CompareTo(b.Date), static (a, b) => a with { Figures = a.Figures + b.Figures });
     }
 
     public async IAsyncEnumerable<UsageRecord> ExportAsync(UsageExportQuery query, [EnumeratorCancellation] CancellationToken cancellationToken = default)

@@ -57,7 +57,7 @@ internal sealed class PostgresPendingFold(PostgresStoreContext context) : IAsync
 
     /// <summary>Folds every batch and pending sum committed so far.</summary>
     /// <param name="cancellationToken">Cancels the fold (its transaction rolls back: nothing is lost).</param>
-    /// <returns>The number of groups (user, day, endpoint, model) folded, or null when another fold held the lock (it folds them).</returns>
+    /// <returns>The number of rows folded (raw records of unfolded batches and pending sums), or null when another fold held the lock (it folds them).</returns>
     public async Task<long?> FoldAsync(CancellationToken cancellationToken = default)
     {
         var connection = await context.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
@@ -84,7 +84,7 @@ internal sealed class PostgresPendingFold(PostgresStoreContext context) : IAsync
     }
 
     /// <summary>Folds in <paramref name="transaction"/>, which holds the fold lock (<see cref="LockAsync"/>).</summary>
-    /// <returns>The number of groups folded.</returns>
+    /// <returns>The number of rows folded.</returns>
     internal async Task<long> FoldLockedAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, CancellationToken cancellationToken)
     {
         using var fold = new NpgsqlCommand(context.Sql.Fold, connection, transaction) { CommandTimeout = context.CommandTimeout };

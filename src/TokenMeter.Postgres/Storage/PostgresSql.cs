@@ -10,11 +10,6 @@ internal sealed class PostgresSql
     private const string Sums = "calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens";
     private const string AddSums =
         "calls = t.calls + excluded.calls, input_tokens = t.input_tokens + excluded.input_tokens, cached_input_tokens = t.cached_input_tokens + excluded.cached_input_tokens, output_tokens = t.output_tokens + excluded.output_tokens, reasoning_tokens = t.reasoning_tokens + excluded.reasoning_tokens, total_tokens = t.total_tokens + excluded.total_tokens, cost_usd = t.cost_usd + excluded.cost_usd, cache_write_tokens = t.cache_write_tokens + excluded.cache_write_tokens";
-    private const string SumOfSums =
-        "sum(calls)::bigint, sum(input_tokens)::bigint, sum(cached_input_tokens)::bigint, sum(output_tokens)::bigint, sum(reasoning_tokens)::bigint, sum(total_tokens)::bigint, sum(cost_usd), sum(cache_write_tokens)::bigint";
-
-    private const string NamedSumOfSums =
-        "sum(calls)::bigint AS calls, sum(input_tokens)::bigint AS input_tokens, sum(cached_input_tokens)::bigint AS cached_input_tokens, sum(output_tokens)::bigint AS output_tokens, sum(reasoning_tokens)::bigint AS reasoning_tokens, sum(total_tokens)::bigint AS total_tokens, sum(cost_usd) AS cost_usd, sum(cache_write_tokens)::bigint AS cache_write_tokens";
 
     /// <summary>The columns of <c>usage_pending_sums</c> (and of the <c>usage_pending</c> view).</summary>
     public const string PendingColumns = $"user_id, day, endpoint, model, {Sums}, first_at, last_at";
@@ -35,17 +30,38 @@ internal sealed class PostgresSql
         // A batch holding replays: through the staging table, inserting only the rows not yet stored.
         Ingest = IngestFrom(quoted, $"pg_temp.{staging}");
 
-        // Every rollup from the unfolded batches' raw rows (summed to the pending grain first) and the pending sums,
-        // both deleted in the same statement (one snapshot: what is deleted is what is summed). The raw rows are read
-        // through the primary key between the earliest and latest time of the batches (a batch of old records widens
-        // that to everything stored since; reading batch by batch instead (as readers do), took twice the
-        // server CPU per record here: a sort-based aggregate over a loop). Each grain is summed from the finest one it derives from
-        // (user×endpoint×model by month; user by day, then month, then all-time;
-        // endpoint×model by day, then month), which sums far fewer rows than grouping the pending rows
-        // once per rollup. The fold is the only writer of the rollups (one fold at a time, under its
-        // advisory lock), so the upserts need no particular order. A re-pricing's pending rows carry no
-        // call times (null first_at/last_at): a user's total row exists by then, and least/greatest
-        // with ±infinity keep its times (NOT NULL is checked before the conflict).
+        // A batch's records of calls decided from budget slices, in the batch's transaction: minus their cost added to
+        // their slices' landed rows (one per slice, a hold with the slice's user, month and lease; written only by the
+        // writer of the instance holding the slice, so no lock is waited on). $9: only the records not stored yet (a
+        // replay, run before it inserts them; the usual COPY stores every record of its batch or fails whole).
+        LandSliceRecords = $"""
+            INSERT INTO {quoted}.tokenmeter_budget_holds AS h (id, user_id, month, cost_usd, tokens, expires_at)
+            SELECT x.id, min(x.u), min(x.month), -sum(x.cost), -sum(x.tokens)::bigint, min(x.exp)
+              FROM unnest($1::uuid[], $2::text[], $3::date[], $4::numeric[], $5::bigint[], $6::timestamptz[], $7::uuid[], $8::timestamptz[])
+                   AS x(id, u, month, cost, tokens, exp, rid, rat)
+             WHERE NOT $9 OR NOT EXISTS (SELECT 1 FROM {quoted}.user_api_usage r WHERE r.created_at = x.rat AND r.id = x.rid)
+             GROUP BY x.id
+            ON CONFLICT (id) DO UPDATE SET cost_usd = h.cost_usd + excluded.cost_usd, tokens = h.tokens + excluded.tokens
+            """;
+
+        // Every rollup from the unfolded batches' raw rows and the pending sums, both deleted in the same statement (one
+        // snapshot: what is deleted is what is summed). The raw rows are read through the primary key between the earliest and
+        // latest time of the batches (a batch of old records widens that to everything stored since; reading batch by batch
+        // instead, as readers do, took twice the server CPU per record here: a sort-based aggregate over a loop). One
+        // hash aggregate with three grouping sets sums every record once into the three finest grains (user×endpoint×model
+        // by month, user by day, endpoint×model by day); the coarser ones are summed from those few rows (user by month,
+        // then all-time, from the user-days; endpoint×model by month from their days). Before, the records were first
+        // grouped by user, day, endpoint and model (about one group per record in a live mix) and each grain was summed
+        // again from those groups. The token sums are tokenmeter_sum (migration 0012: a bigint running sum; sum(bigint)
+        // keeps a numeric accumulator per group and column). GROUPING() tells the sets apart (a null user or endpoint is
+        // a value in a set that groups it). The fold is the only writer of the rollups (one fold at a time, under its
+        // advisory lock), so the upserts need no particular order. A re-pricing's pending rows carry no call times (null
+        // first_at/last_at): a user's total row exists by then, and least/greatest with ±infinity keep its times (NOT NULL
+        // is checked before the conflict). Months are cut from the UTC timestamp or the date as a timestamp without time
+        // zone, so the session's time zone plays no part.
+        var sum = $"{quoted}.tokenmeter_sum";
+        var sumOfSums =
+            $"{sum}(calls) AS calls, {sum}(input_tokens) AS input_tokens, {sum}(cached_input_tokens) AS cached_input_tokens, {sum}(output_tokens) AS output_tokens, {sum}(reasoning_tokens) AS reasoning_tokens, {sum}(total_tokens) AS total_tokens, sum(cost_usd) AS cost_usd, {sum}(cache_write_tokens) AS cache_write_tokens";
         Fold = $"""
             WITH batches AS (
                 DELETE FROM {quoted}.usage_batches RETURNING id, first_at, last_at
@@ -53,38 +69,37 @@ internal sealed class PostgresSql
             sums AS (
                 DELETE FROM {quoted}.usage_pending_sums RETURNING {PendingColumns}
             ),
-            raw AS (
-                SELECT user_id, (created_at AT TIME ZONE 'UTC')::date AS day, endpoint COLLATE "C" AS endpoint, model COLLATE "C" AS model,
-                       count(*)::bigint AS calls, sum(input_tokens)::bigint AS input_tokens, sum(cached_input_tokens)::bigint AS cached_input_tokens,
-                       sum(output_tokens)::bigint AS output_tokens, sum(reasoning_tokens)::bigint AS reasoning_tokens, sum(total_tokens)::bigint AS total_tokens,
-                       coalesce(sum(cost_usd), 0) AS cost_usd, sum(cache_write_tokens)::bigint AS cache_write_tokens, min(created_at) AS first_at, max(created_at) AS last_at
+            unfolded AS (
+                SELECT user_id, (created_at AT TIME ZONE 'UTC')::date AS day, date_trunc('month', created_at AT TIME ZONE 'UTC')::date AS month,
+                       endpoint COLLATE "C" AS endpoint, model COLLATE "C" AS model, 1::bigint AS calls, input_tokens, cached_input_tokens, output_tokens,
+                       reasoning_tokens, total_tokens, coalesce(cost_usd, 0) AS cost_usd, cache_write_tokens, created_at AS first_at, created_at AS last_at
                 FROM {quoted}.user_api_usage
                 WHERE created_at >= (SELECT min(first_at) FROM batches) AND created_at <= (SELECT max(last_at) FROM batches)
                   AND batch_id IN (SELECT id FROM batches)
-                GROUP BY 1, 2, 3, 4
+                UNION ALL
+                SELECT user_id, day, date_trunc('month', day::timestamp)::date, endpoint, model, {Sums}, first_at, last_at FROM sums
             ),
-            moved AS (
-                SELECT {PendingColumns} FROM sums UNION ALL SELECT {PendingColumns} FROM raw
-            ),
-            uem_g AS (
-                SELECT user_id, date_trunc('month', day)::date AS month, endpoint, model, {NamedSumOfSums} FROM moved WHERE user_id IS NOT NULL GROUP BY 1, 2, 3, 4
+            -- grain 8: user×endpoint×model by month (day not grouped); 7: user by day; 4: endpoint×model by day.
+            g AS MATERIALIZED (
+                SELECT GROUPING(day, month, endpoint, model) AS grain, user_id, day, month, endpoint, model, {sumOfSums},
+                       min(first_at) AS first_at, max(last_at) AS last_at, count(*) AS folded
+                FROM unfolded
+                GROUP BY GROUPING SETS ((user_id, month, endpoint, model), (user_id, day), (day, endpoint, model))
             ),
             uem AS (
                 INSERT INTO {quoted}.usage_user_endpoint_month AS t (user_id, month, endpoint, model, {Sums})
-                SELECT user_id, month, endpoint, model, {Sums} FROM uem_g
+                SELECT user_id, month, endpoint, model, {Sums} FROM g WHERE grain = 8 AND user_id IS NOT NULL
                 ON CONFLICT (user_id, month, endpoint, model) DO UPDATE SET {AddSums}
-            ),
-            ud_g AS (
-                SELECT user_id, day, {NamedSumOfSums}, min(first_at) AS first_at, max(last_at) AS last_at FROM moved WHERE user_id IS NOT NULL GROUP BY 1, 2
             ),
             ud AS (
                 INSERT INTO {quoted}.usage_user_day AS t (user_id, day, {Sums})
-                SELECT user_id, day, {Sums} FROM ud_g
+                SELECT user_id, day, {Sums} FROM g WHERE grain = 7 AND user_id IS NOT NULL
                 ON CONFLICT (user_id, day) DO UPDATE SET {AddSums}
                 RETURNING t.day, (t.xmax = 0) AS inserted
             ),
             um_g AS (
-                SELECT user_id, date_trunc('month', day)::date AS month, {NamedSumOfSums}, min(first_at) AS first_at, max(last_at) AS last_at FROM ud_g GROUP BY 1, 2
+                SELECT user_id, date_trunc('month', day::timestamp)::date AS month, {sumOfSums}, min(first_at) AS first_at, max(last_at) AS last_at
+                FROM g WHERE grain = 7 AND user_id IS NOT NULL GROUP BY 1, 2
             ),
             um AS (
                 INSERT INTO {quoted}.usage_user_month AS t (user_id, month, {Sums})
@@ -94,21 +109,18 @@ internal sealed class PostgresSql
             ),
             ut AS (
                 INSERT INTO {quoted}.usage_user_total AS t (user_id, {Sums}, first_call_at, last_call_at)
-                SELECT user_id, {SumOfSums}, coalesce(min(first_at), 'infinity'), coalesce(max(last_at), '-infinity') FROM um_g GROUP BY 1
+                SELECT user_id, {sumOfSums}, coalesce(min(first_at), 'infinity'), coalesce(max(last_at), '-infinity') FROM um_g GROUP BY 1
                 ON CONFLICT (user_id) DO UPDATE SET {AddSums},
                     first_call_at = least(t.first_call_at, excluded.first_call_at), last_call_at = greatest(t.last_call_at, excluded.last_call_at)
             ),
-            ed_g AS (
-                SELECT day, endpoint, model, {NamedSumOfSums} FROM moved GROUP BY 1, 2, 3
-            ),
             ed AS (
                 INSERT INTO {quoted}.usage_endpoint_day AS t (day, endpoint, model, {Sums})
-                SELECT day, endpoint, model, {Sums} FROM ed_g
+                SELECT day, endpoint, model, {Sums} FROM g WHERE grain = 4
                 ON CONFLICT (day, endpoint, model) DO UPDATE SET {AddSums}
             ),
             em AS (
                 INSERT INTO {quoted}.usage_endpoint_month AS t (month, endpoint, model, {Sums})
-                SELECT date_trunc('month', day)::date, endpoint, model, {SumOfSums} FROM ed_g GROUP BY 1, 2, 3
+                SELECT date_trunc('month', day::timestamp)::date AS month, endpoint, model, {sumOfSums} FROM g WHERE grain = 4 GROUP BY 1, 2, 3
                 ON CONFLICT (month, endpoint, model) DO UPDATE SET {AddSums}
             ),
             ad AS (
@@ -121,7 +133,7 @@ internal sealed class PostgresSql
                 SELECT month, count(*) FROM um WHERE inserted GROUP BY 1
                 ON CONFLICT (month) DO UPDATE SET active_users = t.active_users + excluded.active_users
             )
-            SELECT count(*)::bigint FROM moved
+            SELECT coalesce(sum(folded), 0)::bigint FROM g WHERE grain = 4
             """;
     }
 
@@ -140,7 +152,10 @@ internal sealed class PostgresSql
     /// <summary>The ingest statement over the staging table; it returns the number of rows inserted.</summary>
     public string Ingest { get; }
 
-    /// <summary>Moves every unfolded batch and every pending sum into every rollup; it returns the number of groups (user, day, endpoint, model) moved.</summary>
+    /// <summary>Takes a batch's records of slice-decided calls off their slices' holds (see <see cref="Budgets.SliceLandings"/>).</summary>
+    public string LandSliceRecords { get; }
+
+    /// <summary>Moves every unfolded batch and every pending sum into every rollup; it returns the number of rows folded (raw records and pending sums).</summary>
     public string Fold { get; }
 
     /// <summary>The ingest statement reading its rows from <paramref name="source"/> (a relation with <see cref="Columns"/>, in that order).</summary>
