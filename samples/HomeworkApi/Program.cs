@@ -36,6 +36,9 @@ builder.Services.AddAuthentication(JwtBearerDefaults.AuthenticationScheme).AddJw
     o.TokenHandlers.Clear();
     o.TokenHandlers.Add(new CachingJsonWebTokenHandler());
     o.MapInboundClaims = false;
+
+    // Nothing reads the bearer token back from the authentication properties: not storing it saves its copies per request.
+    o.SaveToken = false;
     o.TokenValidationParameters = new TokenValidationParameters
     {
         ValidIssuer = settings.JwtIssuer,
@@ -114,6 +117,9 @@ tokenMeter.AddOpenAIClient(o =>
     o.MaxRetries = Math.Clamp(settings.OpenAIMaxRetries, 0, 10);
     o.NetworkTimeout = settings.OpenAITimeout;
 });
+// The model client's HttpClient logs nothing at this app's levels (System.Net.Http.HttpClient: Warning; the app logs
+// every failed model call itself), yet its logging handlers open a log scope and time every request: leave them out.
+builder.Services.AddHttpClient(TokenMeterOpenAIOptions.HttpClientName).RemoveAllLoggers();
 if (settings.SimulatedModel)
 {
     // Registered after AddOpenAIClient, so it replaces the socket handler of the metered client.

@@ -7,13 +7,14 @@ using Microsoft.Extensions.Options;
 
 namespace HomeworkApi.Homework;
 
-/// <summary>The homework bodies, source-generated (registered first in the HTTP JSON options' resolver chain).</summary>
+/// <summary>The homework bodies and the answers' <c>usage</c>, source-generated (registered first in the HTTP JSON options' resolver chain).</summary>
 [JsonSourceGenerationOptions(JsonSerializerDefaults.Web)]
 [JsonSerializable(typeof(ValidateImageBody))]
 [JsonSerializable(typeof(AnalyzeBody))]
 [JsonSerializable(typeof(HintBody))]
 [JsonSerializable(typeof(VerifyBody))]
 [JsonSerializable(typeof(ChatBody))]
+[JsonSerializable(typeof(UsageDto))]
 internal sealed partial class HomeworkJsonContext : JsonSerializerContext;
 
 /// <summary>

@@ -92,7 +92,7 @@ internal static class HomeworkEndpoints
         var request = HomeworkRequestFilter.Get(http);
         var number = request.PreviousHints.Count + 1;
         var call = HomeworkCall.Get(http);
-        return model.CompleteStructuredAsync(call.Model, call.Messages, call.Schema!, call.MaxOutputTokens, reply => reply["hintNumber"] = number, cancellationToken);
+        return model.CompleteStructuredAsync(call.Model, call.Messages, call.Schema!, call.MaxOutputTokens, number, cancellationToken);
     }
 
     private static Task<IResult> VerifyAsync(VerifyBody body, HttpContext http, HomeworkModelClient model, HomeworkSettings settings, CancellationToken cancellationToken)

@@ -1,6 +1,5 @@
 using System.ClientModel;
 using System.Text.Json;
-using System.Text.Json.Nodes;
 using HomeworkApi.Diagnostics;
 using HomeworkApi.Hosting;
 using OpenAI;
@@ -21,8 +20,11 @@ internal sealed class HomeworkModelClient(OpenAIClient client, ILogger<HomeworkM
 
     public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
-    /// <summary>A chat completion whose reply must be a JSON object of the named schema.</summary>
-    public async Task<IResult> CompleteStructuredAsync(string model, List<ChatMessage> messages, string schema, int maxOutputTokens, Action<JsonObject>? addFields, CancellationToken cancellationToken)
+    /// <summary>
+    /// A chat completion whose reply must be a JSON object of the named schema, answered with its
+    /// fields, <c>hintNumber</c> when one is given, and <c>usage</c>.
+    /// </summary>
+    public async Task<IResult> CompleteStructuredAsync(string model, List<ChatMessage> messages, string schema, int maxOutputTokens, int? hintNumber, CancellationToken cancellationToken)
     {
         // A scope of our own, nested in the request's: its totals are exactly this request's calls.
         using var scope = UsageScope.Begin(new UsageContext());
@@ -39,26 +41,13 @@ internal sealed class HomeworkModelClient(OpenAIClient client, ILogger<HomeworkM
             return Problems.BadGateway("The model declined to answer: " + refusal);
         }
 
-        var text = string.Concat(completion.Content.Where(p => p.Kind == ChatMessageContentPartKind.Text).Select(p => p.Text));
-        JsonObject? reply;
-        try
-        {
-            reply = JsonNode.Parse(text) as JsonObject;
-        }
-        catch (JsonException)
-        {
-            reply = null;
-        }
-
-        if (reply is null || HomeworkPrompts.RequiredProperties(schema).Any(p => !reply.ContainsKey(p)))
+        if (StructuredReply.Parse(TextOf(completion), HomeworkPrompts.RequiredProperties(schema)) is not { } reply)
         {
             Log.ModelMalformed(logger, model, "the reply does not follow the " + schema + " schema");
             return Problems.BadGateway($"The model's reply was not the JSON object the endpoint asked for ({schema}).");
         }
 
-        addFields?.Invoke(reply);
-        reply["usage"] = JsonSerializer.SerializeToNode(UsageDto.From(scope.Totals), Json);
-        return TypedResults.Json(reply, Json);
+        return new StructuredReply(reply, hintNumber, UsageDto.From(scope.Totals));
     }
 
     /// <summary>A plain-text chat completion, answered as <c>{reply, usage}</c>.</summary>
@@ -72,7 +61,7 @@ internal sealed class HomeworkModelClient(OpenAIClient client, ILogger<HomeworkM
             return failure;
         }
 
-        var text = string.Concat(completion!.Content.Where(p => p.Kind == ChatMessageContentPartKind.Text).Select(p => p.Text));
+        var text = TextOf(completion!);
         if (text.Length == 0)
         {
             Log.ModelMalformed(logger, model, "the reply has no text");
@@ -113,6 +102,11 @@ internal sealed class HomeworkModelClient(OpenAIClient client, ILogger<HomeworkM
             scope.Dispose();
         }
     }
+
+    /// <summary>The reply's text parts, joined (a reply is nearly always one part).</summary>
+    private static string TextOf(ChatCompletion completion) => completion.Content is [{ Kind: ChatMessageContentPartKind.Text } only]
+        ? only.Text
+        : string.Concat(completion.Content.Where(p => p.Kind == ChatMessageContentPartKind.Text).Select(p => p.Text));
 
     private ChatClient ChatClientFor(string model) => _chatClients.GetOrAdd(model, static (m, c) => c.GetChatClient(m), client);
 

@@ -1,5 +1,6 @@
 using System.Collections.Frozen;
-using System.Text;
+using System.Globalization;
+using System.Runtime.CompilerServices;
 using OpenAI.Chat;
 using TokenMeter.Budgets;
 
@@ -123,10 +124,23 @@ internal static class HomeworkPrompts
     /// <summary>The request's context lines (grade level, subject) that every user message starts with.</summary>
     public static string Context(HomeworkRequest request)
     {
-        var text = new StringBuilder();
-        text.Append("Grade level: ").AppendLine(request.GradeLevel ?? "not given");
-        text.Append("Subject: ").AppendLine(request.Subject ?? "not given");
-        return text.ToString();
+        var text = new DefaultInterpolatedStringHandler(0, 0, CultureInfo.InvariantCulture, stackalloc char[256]);
+        AppendContext(ref text, request);
+        return text.ToStringAndClear();
+    }
+
+    private static void AppendContext(ref DefaultInterpolatedStringHandler text, HomeworkRequest request)
+    {
+        text.AppendLiteral("Grade level: ");
+        AppendLine(ref text, request.GradeLevel ?? "not given");
+        text.AppendLiteral("Subject: ");
+        AppendLine(ref text, request.Subject ?? "not given");
+    }
+
+    private static void AppendLine(ref DefaultInterpolatedStringHandler text, string? line)
+    {
+        text.AppendFormatted(line);
+        text.AppendLiteral(Environment.NewLine);
     }
 
     public static List<ChatMessage> ValidateImage(HomeworkRequest request) =>
@@ -153,24 +167,32 @@ internal static class HomeworkPrompts
 
     public static List<ChatMessage> Hint(HomeworkRequest request)
     {
-        var text = new StringBuilder(Context(request));
-        text.Append("Problem:\n").AppendLine(request.ProblemText);
-        if (request.PreviousHints.Count == 0)
+        // Built in a stack buffer (rented when longer): the user message is the only string made.
+        var text = new DefaultInterpolatedStringHandler(0, 0, CultureInfo.InvariantCulture, stackalloc char[1024]);
+        AppendContext(ref text, request);
+        text.AppendLiteral("Problem:\n");
+        AppendLine(ref text, request.ProblemText);
+        var previous = request.PreviousHints;
+        if (previous.Count == 0)
         {
-            text.AppendLine("Previous hints: none. This is hint number 1.");
+            AppendLine(ref text, "Previous hints: none. This is hint number 1.");
         }
         else
         {
-            text.AppendLine("Previous hints, in order:");
-            for (var i = 0; i < request.PreviousHints.Count; i++)
+            AppendLine(ref text, "Previous hints, in order:");
+            for (var i = 0; i < previous.Count; i++)
             {
-                text.Append(i + 1).Append(". ").AppendLine(request.PreviousHints[i]);
+                text.AppendFormatted(i + 1);
+                text.AppendLiteral(". ");
+                AppendLine(ref text, previous[i]);
             }
 
-            text.Append("This is hint number ").Append(request.PreviousHints.Count + 1).AppendLine(": go one step further than the last hint.");
+            text.AppendLiteral("This is hint number ");
+            text.AppendFormatted(previous.Count + 1);
+            AppendLine(ref text, ": go one step further than the last hint.");
         }
 
-        return [new SystemChatMessage(HintSystem), new UserChatMessage(text.ToString())];
+        return [new SystemChatMessage(HintSystem), new UserChatMessage(text.ToStringAndClear())];
     }
 
     public static List<ChatMessage> Verify(HomeworkRequest request) =>
