@@ -237,7 +237,7 @@ public sealed class HeadroomSliceTests(PostgresDatabaseFixture database) : IClas
     }
 
     /// <summary>Slices on a store, once they listen for changes (until then every check is exact).</summary>
-    private static async Task<HeadroomSlices> LiveAsync(PostgresStoreHarness h)
+    internal static async Task<HeadroomSlices> LiveAsync(PostgresStoreHarness h)
     {
         var slices = new HeadroomSlices(h.Context);
         await slices.CheckAsync(new LimitCheck(null, new RateLimitRequest("requests/warm-up", Guid.CreateVersion7(), h.Time.GetUtcNow(), Window, 1_000_000, 1, MustFit: true), null), default);

@@ -3,6 +3,7 @@ using TokenMeter.Budgets;
 using TokenMeter.Postgres.Budgets;
 using TokenMeter.Postgres.RateLimits;
 using TokenMeter.RateLimits;
+using TokenMeter.Testing;
 using TokenMeter.Testing.Postgres;
 
 namespace TokenMeter.Postgres.Tests;
@@ -212,6 +213,28 @@ public sealed class SharedLimitTests(PostgresDatabaseFixture database) : IClassF
         Assert.Equal((0m, 0m), (fresh.Budget.SpentCostUsd, fresh.Budget.ReservedCostUsd));
         Assert.Equal(0L, fresh.Rate!.Used);
         Assert.Equal(1L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_budget_holds"));
+    }
+
+    [Fact]
+    public async Task LapsedHolds_OfUsersWhoNeverComeBack_AreSweptByOtherUsersChecks()
+    {
+        await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString);
+        var store = new PostgresRateLimitStore(h.Context);
+        await h.Budgets.SetDefaultBudgetAsync(new BudgetLimit(1.0m, null));
+        var now = h.Time.GetUtcNow();
+        Assert.True((await store.CheckAsync(Check("ghost", "requests/ghost", now, tokens: 10, cost: 0.1m, requestsLimit: 100), default)).Budget!.Allowed);
+
+        // The ghost's hold lapses and the ghost never checks again: another user's checks delete it (their sweep runs every 10 s per process).
+        h.Time.Advance(TimeSpan.FromMinutes(6));
+        await Eventually.TrueAsync(async _ =>
+        {
+            h.Time.Advance(TimeSpan.FromSeconds(11));
+            Assert.True((await store.CheckAsync(Check("alive", "requests/alive", h.Time.GetUtcNow(), tokens: 10, cost: 0.1m, requestsLimit: 100), default)).Budget!.Allowed);
+            return await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_budget_holds WHERE user_id = 'ghost'") == 0;
+        });
+
+        // Holds in force stay.
+        Assert.True(await h.ScalarAsync<long>("SELECT count(*) FROM {s}.tokenmeter_budget_holds WHERE user_id = 'alive'") >= 1);
     }
 
     private static LimitCheck Check(string user, string requestsKey, DateTimeOffset now, long tokens, decimal cost, long requestsLimit = 1, long tokensLimit = 100_000) => new(

@@ -33,15 +33,25 @@ namespace TokenMeter.Postgres.Budgets;
 /// limit.</item>
 /// <item><b>Budgets: one ledger.</b> A budget slice is one hold in <c>tokenmeter_budget_holds</c> of
 /// its calls' worth (so what enforcement reads stays rollups + pending + holds, no second counter).
-/// A call decided from it takes its estimate from the slice in-process; when the call ends its
-/// settle (written after the response, batched, as for exact holds) inserts the call's own hold of
-/// its real cost, keyed by the call and counting until its records land (then the rollups count
-/// them instead, never both), and takes the estimate out of the slice's hold, in one statement
-/// (written twice, counted once). The unused rest is given back when the slice ends.</item>
+/// A call decided from it takes its estimate from the slice in-process and settles in-process, with
+/// no database work: what it did not use of its estimate goes back into the slice, its real cost
+/// stays in the slice's hold. Its records are followed from the moment they are priced, before the
+/// writer can see them (<see cref="SliceLandings"/>): the transaction that stores them adds minus
+/// their cost to the slice's landed row (a hold of the slice's user, month and lease, written only
+/// by this instance's writer), so the call's cost leaves the holds in the very snapshot in which its
+/// records appear, never before (counted by one or the other, never by neither). A replay takes off
+/// only the records it stores. A record stored before its call ended is counted by both a moment,
+/// until an adjustment (with the next claim, or the next sweep) lowers the slice's hold; a call that
+/// cost more than its estimate grows the hold by what the slice lacks. A call whose records were not
+/// followed (slices not live when they were priced) or that ends while the instance stops becomes
+/// its own hold of its real cost, counting until its records land, and leaves the slice's hold in
+/// one statement (written twice, counted once). The unused rest is given back when the slice ends;
+/// what its calls still in flight did not use, as they end.</item>
 /// <item><b>Lease.</b> A budget slice's hold lapses at its claim + lifetime + the reservation lease
-/// (a call started at the end of the lifetime may run a whole lease), so a killed instance's
-/// unused slices are back at the latest then; a rate slice's counter leaves the window 61 s after
-/// its last second.</item>
+/// (a call started at the end of the lifetime may run a whole lease), its landed row with it, so a
+/// killed instance's unused slices are back at the latest then (a record it had spooled is stored
+/// once when replayed, its dead slice's hold counting it too until it lapses); a rate slice's
+/// counter leaves the window 61 s after its last second.</item>
 /// <item><b>Changes.</b> A budget changed through any instance is announced with <c>NOTIFY</c> in the
 /// same transaction; every instance LISTENs and drops (and gives back) the slices of that user, or
 /// of every user for the default budget, within milliseconds. A claim in flight when a change
@@ -87,6 +97,7 @@ internal sealed class HeadroomSlices : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private long _generation;
     private volatile bool _live;
+    private volatile bool _disposed;
     private int _started;
     private Task? _loop;
 
@@ -181,31 +192,49 @@ internal sealed class HeadroomSlices : IAsyncDisposable
     }
 
     /// <summary>
-    /// Settles: a call decided from a slice settles against it (tokens in-process while the slice
-    /// lasts; a budget call becomes its own hold and leaves the slice's), the rest as exact holds and entries.
+    /// Settles: a call decided from a slice settles against it in-process (tokens while the slice
+    /// lasts; a budget call gives back what it did not use, and its records leave the slice's hold in
+    /// the transaction that stores them, see <see cref="SliceLandings"/>), the rest as exact holds and
+    /// entries in one round trip.
     /// </summary>
     public ValueTask SettleAsync(IReadOnlyList<HoldSettle> holds, IReadOnlyList<EntrySettle> entries, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(holds);
         ArgumentNullException.ThrowIfNull(entries);
+        var landings = _context.Landings;
         if (_carved.IsEmpty)
         {
+            foreach (var hold in holds)
+            {
+                landings.Forget(hold.Records);
+            }
+
             return PostgresSharedLimits.SettleAsync(_context, holds, entries, cancellationToken);
         }
 
         var exactHolds = new List<HoldSettle>(holds.Count);
         var exactEntries = new List<EntrySettle>(entries.Count);
         var carved = new List<CarvedSettle>();
+        var local = new List<(HoldSettle Hold, Carve Carve, decimal StoredCost, long StoredTokens)>();
         foreach (var hold in holds)
         {
-            if (_carved.TryRemove(hold.Id, out var carve))
+            if (!_carved.TryRemove(hold.Id, out var carve))
             {
-                var slice = carve.Slice;
-                carved.Add(new CarvedSettle(hold, slice.HoldId, slice.Key, slice.Month, carve.CostUsd, carve.Amount));
+                landings.Forget(hold.Records);
+                exactHolds.Add(hold);
+                continue;
+            }
+
+            var slice = carve.Slice;
+            if (!_disposed && slice.Target is { } target && landings.TryAssign(hold.Records, target, out var storedCost, out var storedTokens))
+            {
+                local.Add((hold, carve, storedCost, storedTokens));
             }
             else
             {
-                exactHolds.Add(hold);
+                // A record not followed from the start (or the app is stopping): the call becomes its own hold.
+                landings.Forget(hold.Records);
+                carved.Add(new CarvedSettle(hold, slice.HoldId, slice.Key, slice.Month, carve.CostUsd, carve.Amount));
             }
         }
 
@@ -232,12 +261,61 @@ internal sealed class HeadroomSlices : IAsyncDisposable
                 }
             }
 
+            foreach (var (hold, carve, storedCost, storedTokens) in local)
+            {
+                SettleLocally(carve.Slice, carve.CostUsd - hold.CostUsd, carve.Amount - hold.Tokens);
+                if (storedCost != 0m || storedTokens != 0)
+                {
+                    // Stored before the call ended: the rollups count them, the slice's hold no longer does.
+                    _outbox.Add(new SliceAdjust(carve.Slice.Key, carve.Slice.HoldId, 0, storedCost, storedTokens));
+                }
+            }
+
             FlushOutbox(send: false);
         }
 
         return exactHolds.Count + exactEntries.Count + carved.Count == 0
             ? ValueTask.CompletedTask
             : PostgresSharedLimits.SettleAsync(_context, exactHolds, exactEntries, carved, cancellationToken);
+    }
+
+    /// <summary>Follows a record attached to a call's hold until it is stored (while slices decide calls).</summary>
+    public void Watch(UsageRecord record)
+    {
+        if (_live)
+        {
+            _context.Landings.Watch(record, _time.GetUtcNow());
+        }
+    }
+
+    /// <summary>
+    /// A budget call decided from <paramref name="slice"/> ended (under the gate): what it did not use
+    /// of its estimate goes back into the slice, or, the slice having ended, back from its hold; its
+    /// real cost stays in the hold until its records are stored. A call that used more than its
+    /// estimate grows the hold by what the slice lacks.
+    /// </summary>
+    private void SettleLocally(Slice slice, decimal backCost, long backTokens)
+    {
+        if (slice.Closed)
+        {
+            if (backCost != 0m || backTokens != 0)
+            {
+                _outbox.Add(new SliceAdjust(slice.Key, slice.HoldId, 0, backCost, backTokens));
+            }
+
+            return;
+        }
+
+        slice.RemainingCostUsd += backCost;
+        slice.Remaining += backTokens;
+        var lackCost = Math.Min(0m, slice.RemainingCostUsd);
+        var lackTokens = Math.Min(0, slice.Remaining);
+        if (lackCost != 0m || lackTokens != 0)
+        {
+            _outbox.Add(new SliceAdjust(slice.Key, slice.HoldId, 0, lackCost, lackTokens));
+            slice.RemainingCostUsd -= lackCost;
+            slice.Remaining -= lackTokens;
+        }
     }
 
     /// <summary>Drops the budget slices of a user (null: of every user) and gives their unused part back: a budget changed.</summary>
@@ -285,10 +363,12 @@ internal sealed class HeadroomSlices : IAsyncDisposable
                 _parts.Remove(key);
             }
 
+            _context.Landings.TakeLate(_outbox);
             FlushOutbox(send: true);
         }
 
         var old = _time.GetUtcNow() - CarveRetention;
+        _context.Landings.Sweep(old);
         foreach (var (id, carve) in _carved)
         {
             if (carve.At < old)
@@ -311,11 +391,13 @@ internal sealed class HeadroomSlices : IAsyncDisposable
         }
 
         // Every slice ends; what is unused goes back before the store closes (settles still queued
-        // take their estimates from the slices' holds afterwards, as usual).
+        // make their calls their own holds and take their estimates from the slices' holds afterwards).
         List<SliceAdjust> last;
         lock (_gate)
         {
             _live = false;
+            _disposed = true;
+            _context.Landings.TakeLate(_outbox);
             var now = _time.GetUtcNow();
             foreach (var part in _parts.Values)
             {
@@ -571,6 +653,7 @@ internal sealed class HeadroomSlices : IAsyncDisposable
             var slice = new Slice(SliceKind.Budget, b.UserId, b.Now + Lifetime)
             {
                 HoldId = hold!.Id,
+                Target = new SliceTarget(hold.Id, Guid.NewGuid(), b.UserId, b.Month, hold.ExpiresAt),
                 Month = b.Month,
                 BudgetLimit = answerBudget.Limit,
                 Unlimited = answerBudget.Limit is null,
@@ -875,6 +958,9 @@ internal sealed class HeadroomSlices : IAsyncDisposable
         public long UsedAtClaim { get; init; }
 
         public Guid HoldId { get; init; }
+
+        /// <summary>A budget slice's hold as its calls' records see it (<see cref="SliceLandings"/>).</summary>
+        public SliceTarget? Target { get; init; }
 
         public DateOnly Month { get; init; }
 

@@ -12,7 +12,7 @@ namespace TokenMeter.Postgres.Budgets;
 /// With <see cref="HeadroomSlices"/> most checks are decided in-process from a slice of the budget's
 /// headroom claimed earlier (one hold for several calls).
 /// </summary>
-internal sealed class PostgresBudgetReservations(PostgresStoreContext context, HeadroomSlices? slices = null) : IBudgetReservationStore, ISharedLimitStore
+internal sealed class PostgresBudgetReservations(PostgresStoreContext context, HeadroomSlices? slices = null) : IBudgetReservationStore, ISharedLimitStore, IHeldRecordWatch
 {
     public object SharedTarget => context;
 
@@ -31,6 +31,8 @@ internal sealed class PostgresBudgetReservations(PostgresStoreContext context, H
 
     public ValueTask ReleaseAsync(Guid id, CancellationToken cancellationToken = default) =>
         SettleAsync([new HoldSettle(id, 0m, 0, [], DateTimeOffset.MaxValue, DateTimeOffset.MaxValue)], [], cancellationToken);
+
+    public void Watch(UsageRecord record) => slices?.Watch(record);
 
     public ValueTask<LimitCheckResult> CheckAsync(LimitCheck check, CancellationToken cancellationToken) =>
         new(slices is null ? PostgresSharedLimits.CheckAsync(context, check, cancellationToken) : slices.CheckAsync(check, cancellationToken));

@@ -24,6 +24,9 @@ internal static class PostgresSharedLimits
     /// <summary>A headroom slice claims at most 1 / Share of what is left after its first call (in calls of that size).</summary>
     internal const int Share = 4;
 
+    /// <summary>The most lapsed holds of other users one check's sweep deletes (every 10 s per process).</summary>
+    internal const int MaxLapsedSwept = 1_000;
+
     private static readonly ConcurrentDictionary<string, Statements> BySchema = new(StringComparer.Ordinal);
 
     private static readonly ConditionalWeakTable<PostgresStoreContext, CheckBatcher> Batchers = new();
@@ -339,8 +342,10 @@ internal static class PostgresSharedLimits
         /// A refused call writes no tokens and no hold; a call refused by the budget keeps its request
         /// permit (the request was made). Settled holds whose records have all landed, and lapsed
         /// ones, are deleted (skipping any a settle is writing: those count once more, a worst case).
-        /// $18: also sweep every key's counters older than two windows and unsettled token
-        /// reservations older than $19 (skipping rows another transaction holds: they go next time).
+        /// $18: also sweep every key's counters older than two windows, unsettled token
+        /// reservations older than $19, and up to <see cref="MaxLapsedSwept"/> lapsed holds of users not in
+        /// the batch (users who never come back; the batch's own go above), skipping rows another
+        /// transaction holds: they go next time.
         /// Headroom slices (<see cref="HeadroomSlices"/>): $20 tokens, $21 requests, $22 budget, how
         /// many calls' worth of each the check claims (null: an exact check of one call), $23 the
         /// slice's lifetime in whole seconds. A claim is decided on its first call exactly as an exact
@@ -465,6 +470,13 @@ internal static class PostgresSharedLimits
             swept AS (
                 DELETE FROM {s}.tokenmeter_rate_open o
                  WHERE $18 AND o.ctid = ANY (ARRAY(SELECT x.ctid FROM {s}.tokenmeter_rate_open x WHERE $18 AND x.at < $19 FOR UPDATE SKIP LOCKED))
+                RETURNING 1),
+            lapsed AS (
+                DELETE FROM {s}.tokenmeter_budget_holds h
+                 WHERE $18 AND h.ctid = ANY (ARRAY(
+                    SELECT x.ctid FROM {s}.tokenmeter_budget_holds x
+                     WHERE $18 AND x.expires_at <= $17 AND x.user_id <> ALL (array_remove($7::text[], NULL))
+                     LIMIT {MaxLapsedSwept} FOR UPDATE SKIP LOCKED))
                 RETURNING 1)
             SELECT e.i,
                    CASE WHEN NOT e.tok_ok THEN 'tokens' WHEN NOT e.req_ok THEN 'requests' WHEN NOT e.bud_ok THEN 'budget' END,

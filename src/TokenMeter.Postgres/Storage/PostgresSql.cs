@@ -30,6 +30,20 @@ internal sealed class PostgresSql
         // A batch holding replays: through the staging table, inserting only the rows not yet stored.
         Ingest = IngestFrom(quoted, $"pg_temp.{staging}");
 
+        // A batch's records of calls decided from budget slices, in the batch's transaction: minus their cost added to
+        // their slices' landed rows (one per slice, a hold with the slice's user, month and lease; written only by the
+        // writer of the instance holding the slice, so no lock is waited on). $9: only the records not stored yet (a
+        // replay, run before it inserts them; the usual COPY stores every record of its batch or fails whole).
+        LandSliceRecords = $"""
+            INSERT INTO {quoted}.tokenmeter_budget_holds AS h (id, user_id, month, cost_usd, tokens, expires_at)
+            SELECT x.id, min(x.u), min(x.month), -sum(x.cost), -sum(x.tokens)::bigint, min(x.exp)
+              FROM unnest($1::uuid[], $2::text[], $3::date[], $4::numeric[], $5::bigint[], $6::timestamptz[], $7::uuid[], $8::timestamptz[])
+                   AS x(id, u, month, cost, tokens, exp, rid, rat)
+             WHERE NOT $9 OR NOT EXISTS (SELECT 1 FROM {quoted}.user_api_usage r WHERE r.created_at = x.rat AND r.id = x.rid)
+             GROUP BY x.id
+            ON CONFLICT (id) DO UPDATE SET cost_usd = h.cost_usd + excluded.cost_usd, tokens = h.tokens + excluded.tokens
+            """;
+
         // Every rollup from the unfolded batches' raw rows and the pending sums, both deleted in the same statement (one
         // snapshot: what is deleted is what is summed). The raw rows are read through the primary key between the earliest and
         // latest time of the batches (a batch of old records widens that to everything stored since; reading batch by batch
@@ -137,6 +151,9 @@ internal sealed class PostgresSql
 
     /// <summary>The ingest statement over the staging table; it returns the number of rows inserted.</summary>
     public string Ingest { get; }
+
+    /// <summary>Takes a batch's records of slice-decided calls off their slices' holds (see <see cref="Budgets.SliceLandings"/>).</summary>
+    public string LandSliceRecords { get; }
 
     /// <summary>Moves every unfolded batch and every pending sum into every rollup; it returns the number of rows folded (raw records and pending sums).</summary>
     public string Fold { get; }

@@ -49,6 +49,9 @@ internal sealed class PostgresStoreContext : IAsyncDisposable
     /// <summary>Folds the pending sums into the rollups.</summary>
     public PostgresPendingFold Fold { get; }
 
+    /// <summary>The records of calls decided from budget slices, followed until they are stored.</summary>
+    public Budgets.SliceLandings Landings { get; } = new();
+
     public int CommandTimeout => Options.CommandTimeoutSeconds;
 
     /// <summary>True once the schema is installed (or installing it is someone else's job).</summary>

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Npgsql;
 using NpgsqlTypes;
+using TokenMeter.Postgres.Budgets;
 using TokenMeter.Pricing;
 using TokenMeter.Storage;
 
@@ -46,16 +47,23 @@ internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageS
 
     private async Task<int> InsertAsync(IReadOnlyList<UsageRecord> records, CancellationToken cancellationToken)
     {
+        // Records of calls decided from budget slices leave their slices' holds in the transaction that stores them.
+        var landing = context.Landings.Prepare(records);
         int inserted;
         try
         {
-            inserted = await CopyAsync(records, cancellationToken).ConfigureAwait(false);
+            inserted = await WriteAsync(records, null, context.Sql.CopyRaw, logBatch: true, null, landing, cancellationToken).ConfigureAwait(false);
         }
         catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.UniqueViolation)
         {
             // The batch holds records already stored (a spool replay): the whole COPY rolled back;
             // store it again through the staging table, which skips them.
-            inserted = await StageAsync(records, cancellationToken).ConfigureAwait(false);
+            inserted = await WriteAsync(records, context.Sql.CreateStaging, context.Sql.CopyStaging, logBatch: false, context.Sql.Ingest, landing, cancellationToken).ConfigureAwait(false);
+        }
+
+        if (landing is not null)
+        {
+            context.Landings.Stored(landing);
         }
 
         context.Fold.Appended(inserted);
@@ -71,15 +79,16 @@ internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageS
     /// <param name="cancellationToken">Cancels the write.</param>
     /// <returns>The number of records stored (all of them: a stored one fails the COPY).</returns>
     internal Task<int> CopyAsync(IReadOnlyList<UsageRecord> records, CancellationToken cancellationToken) =>
-        WriteAsync(records, null, context.Sql.CopyRaw, logBatch: true, null, cancellationToken);
+        WriteAsync(records, null, context.Sql.CopyRaw, logBatch: true, null, null, cancellationToken);
 
-    /// <summary>Replays: binary COPY into the session's staging table, then one statement that inserts only the rows not yet stored and appends their sums to the pending sums.</summary>
-    private Task<int> StageAsync(IReadOnlyList<UsageRecord> records, CancellationToken cancellationToken) =>
-        WriteAsync(records, context.Sql.CreateStaging, context.Sql.CopyStaging, logBatch: false, context.Sql.Ingest, cancellationToken);
-
-    /// <summary>One transaction: create the session's temporary table (when given), log the batch (when asked), COPY the records (tagged with the batch id when logged), run the statement (when given), commit.</summary>
+    /// <summary>
+    /// One transaction: create the session's temporary table (when given), log the batch (when asked), COPY the records
+    /// (tagged with the batch id when logged), run the statement (when given: a replay's ingest from the staging table),
+    /// take the records of slice-decided calls off their slices' holds (when any; a replay's before its ingest, only
+    /// those not stored yet), commit.
+    /// </summary>
     private async Task<int> WriteAsync(
-        IReadOnlyList<UsageRecord> records, string? createTemporary, string copyRecords, bool logBatch, string? statement, CancellationToken cancellationToken)
+        IReadOnlyList<UsageRecord> records, string? createTemporary, string copyRecords, bool logBatch, string? statement, SliceLandings.Landing? landing, CancellationToken cancellationToken)
     {
         var connection = await context.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var connectionScope = connection.ConfigureAwait(false);
@@ -124,6 +133,12 @@ internal sealed class PostgresUsageStore(PostgresStoreContext context) : IUsageS
         }
 
         var inserted = records.Count;
+        if (landing is { Assigned.Count: > 0 })
+        {
+            using var land = SliceLandings.Command(context.Sql.LandSliceRecords, landing, onlyNew: statement is not null, connection, transaction, context.CommandTimeout);
+            await land.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
         if (statement is not null)
         {
             using var ingest = new NpgsqlCommand(statement, connection, transaction) { CommandTimeout = context.CommandTimeout };

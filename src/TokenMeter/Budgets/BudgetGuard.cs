@@ -164,7 +164,11 @@ public sealed class BudgetGuard
     internal void Observe(UsageRecord record)
     {
         ArgumentNullException.ThrowIfNull(record);
-        Ledger.Observe(record, _time.GetUtcNow());
+        if (Ledger.Observe(record, _time.GetUtcNow()) && _shared is IHeldRecordWatch watch)
+        {
+            // Before the record is queued for the writer: the shared store follows it until it is stored.
+            watch.Watch(record);
+        }
     }
 
     /// <summary>Time until the first instant of the next UTC month.</summary>

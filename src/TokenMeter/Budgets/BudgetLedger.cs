@@ -13,16 +13,17 @@ internal sealed class BudgetLedger
     public UserLedger For(string userId) => _users.GetOrAdd(userId, static _ => new UserLedger());
 
     /// <summary>Notes a finished, priced call (fed by the metering path).</summary>
-    public void Observe(UsageRecord record, DateTimeOffset observedAt)
+    /// <returns>Whether the record was attached to the shared holds of its user's calls in flight (see <see cref="UserLedger.Attach"/>).</returns>
+    public bool Observe(UsageRecord record, DateTimeOffset observedAt)
     {
         if (record.UserId is null || (record.CostUsd is null or 0m && record.TotalTokens == 0))
         {
-            return;
+            return false;
         }
 
         var user = For(record.UserId);
         user.AddPending(new PendingRecord(record.Id, record.CreatedAt, record.CostUsd ?? 0m, record.TotalTokens, observedAt));
-        user.Attach(record);
+        return user.Attach(record);
     }
 
     /// <summary>A reservation in a shared store held by a call of this process.</summary>
@@ -67,18 +68,20 @@ internal sealed class BudgetLedger
         /// Notes a record of this user while calls of this process hold shared reservations: the
         /// next of them to end settles it (see <see cref="Close"/>).
         /// </summary>
-        public void Attach(UsageRecord record)
+        /// <returns>Whether the record was attached (false: no call of this process holds one).</returns>
+        public bool Attach(UsageRecord record)
         {
             lock (_gate)
             {
                 if (_open.Count == 0)
                 {
-                    return;
+                    return false;
                 }
 
                 _unsettled.Add((record.Id, record.CreatedAt));
                 _unsettledCost += record.CostUsd ?? 0m;
                 _unsettledTokens += record.TotalTokens;
+                return true;
             }
         }
 

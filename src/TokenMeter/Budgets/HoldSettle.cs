@@ -16,3 +16,15 @@ internal interface IHoldSettleQueue
     /// <param name="settle">The settle.</param>
     void Enqueue(HoldSettle settle);
 }
+
+/// <summary>
+/// A shared store that follows the records its holds count until they are stored: told of each
+/// record attached to a call's hold (see <see cref="BudgetLedger.UserLedger.Attach"/>) as it is priced,
+/// before the writer can store it.
+/// </summary>
+internal interface IHeldRecordWatch
+{
+    /// <summary>Follows a record a hold of this process will count until it is stored.</summary>
+    /// <param name="record">The priced record.</param>
+    void Watch(UsageRecord record);
+}
