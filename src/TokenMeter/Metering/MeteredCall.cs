@@ -21,6 +21,7 @@ internal sealed class MeteredCall : IPendingUsage
     private readonly UsageMeter _meter;
     private readonly ILogger _logger;
     private readonly long _startTimestamp;
+    private long _createdAtTicks;
     private RequestInfo _request;
     private PooledBufferStream? _requestBody;
 
@@ -62,7 +63,6 @@ internal sealed class MeteredCall : IPendingUsage
         _request = request;
         _unreadRequest = unreadRequest;
         _requestBody = requestBodyForEstimate;
-        CreatedAt = meter.TimeProvider.GetUtcNow();
         _startTimestamp = meter.TimeProvider.GetTimestamp();
     }
 
@@ -81,7 +81,27 @@ internal sealed class MeteredCall : IPendingUsage
         }
     }
 
-    public DateTimeOffset CreatedAt { get; }
+    /// <summary>
+    /// When the call started: the wall clock when first asked (as the record is built, usually off
+    /// the caller's thread) less the time since the start, so the caller's thread reads only the
+    /// monotonic timestamps it needs for the duration anyway. The same value on every read.
+    /// </summary>
+    public DateTimeOffset CreatedAt
+    {
+        get
+        {
+            var ticks = Volatile.Read(ref _createdAtTicks);
+            if (ticks == 0)
+            {
+                var time = _meter.TimeProvider;
+                ticks = (time.GetUtcNow() - time.GetElapsedTime(_startTimestamp)).UtcTicks;
+                var first = Interlocked.CompareExchange(ref _createdAtTicks, ticks, 0);
+                ticks = first == 0 ? ticks : first;
+            }
+
+            return new DateTimeOffset(ticks, TimeSpan.Zero);
+        }
+    }
 
     public bool EstimateMissingUsage { get; set; } = true;
 
@@ -185,7 +205,7 @@ internal sealed class MeteredCall : IPendingUsage
             }
 
             var durationMs = _meter.TimeProvider.GetElapsedTime(_startTimestamp).TotalMilliseconds;
-            if (HasUsageObject(reply.ToMemory().Span))
+            if (Volatile.Read(ref _requestBody) is not null && HasUsageObject(reply.ToMemory().Span))
             {
                 ReleaseRequestBody();
             }

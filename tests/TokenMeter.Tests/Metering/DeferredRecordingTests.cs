@@ -237,6 +237,25 @@ public sealed class DeferredRecordingTests
     }
 
     [Fact]
+    public async Task BuiltLater_RecordKeepsTheTimeTheCallStarted()
+    {
+        var started = new DateTimeOffset(2026, 3, 31, 23, 59, 59, TimeSpan.Zero);
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(started);
+        await using var h = await MeteringHarness.StartAsync(observe: false, configure: s => s.AddSingleton<TimeProvider>(time));
+        var writer = h.Services.GetRequiredService<UsageWriter>();
+        await writer.StartAsync(default);
+        await h.Metered().GetChatClient("gpt-4o").CompleteChatAsync([new UserChatMessage("hi")]);
+
+        // The record is built once the writer takes the call: a day (and a month) later on its clock.
+        time.Advance(TimeSpan.FromDays(1));
+        await writer.StopAsync(default);
+
+        var record = Assert.Single(await StoredAsync(h));
+        Assert.Equal(started, record.CreatedAt);
+        Assert.Equal(0, record.DurationMs);
+    }
+
+    [Fact]
     public async Task WithAnObserver_RecordsAreBuiltOnTheCallersThread()
     {
         await using var h = await MeteringHarness.StartAsync();
