@@ -306,12 +306,14 @@ public sealed class FoldTests(PostgresDatabaseFixture database) : IClassFixture<
         var monthEnd = new DateTimeOffset(2026, 11, 1, 0, 0, 0, TimeSpan.Zero);
         UsageRecord[] records =
         [
-            .. Enumerable.Range(0, 40).Select(i => Records.Make(monthEnd.AddHours(-20).AddMinutes(i * 47), userId: i % 5 == 0 ? null : "u" + (i % 3), endpoint: i % 4 == 0 ? null : "/api/e"))
+            .. Enumerable.Range(0, 40).Select(i => Records.Make(
+                monthEnd.AddHours(-20).AddMinutes(i * 47), userId: i % 5 == 0 ? null : "u" + (i % 3), endpoint: i % 4 == 0 ? null : "/api/e", input: i % 9 == 1 ? 5_000_000_000L : 100))
         ];
         Assert.Equal(25, await h.Store.AppendAsync(records[..25]));
         Assert.Equal(15, await h.Store.AppendAsync(records[25..]));
 
-        // Every raw record of the two unfolded batches, once.
+        // Read unfolded (sums beyond 32 bits included), then folded: every raw record of the two batches, once.
+        await AssertExactAsync(h, records);
         Assert.Equal(40L, await h.FoldAsync());
         Assert.Equal(0L, await h.FoldAsync());
         Assert.Equal("2026-10-31,2026-11-01", await h.ScalarAsync<string>("SELECT string_agg(DISTINCT day::text, ',') FROM {s}.usage_endpoint_day"));

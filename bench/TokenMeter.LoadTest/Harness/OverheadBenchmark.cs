@@ -30,7 +30,8 @@ public static class OverheadBenchmark
 
     public sealed record Level(int Callers, Side Sample, Side Sdk, double SampleCpuMsPerCall, double HarnessCpuMsPerCallA, double HarnessCpuMsPerCallB);
 
-    public static async Task<IReadOnlyList<Level>> RunAsync(TimeSpan perSide, int[] callerCounts, bool postgres, TimeSpan modelDelay, Action<string> log)
+    /// <param name="sampleEnvironment">More environment variables of the sample (runtime settings to compare, e.g. <c>DOTNET_GCgen0size</c>); they override the harness's.</param>
+    public static async Task<IReadOnlyList<Level>> RunAsync(TimeSpan perSide, int[] callerCounts, bool postgres, TimeSpan modelDelay, Action<string> log, IReadOnlyDictionary<string, string>? sampleEnvironment = null)
     {
         var spool = Directory.CreateTempSubdirectory("tokenmeter-spool-").FullName;
         PostgresServer? server = null;
@@ -45,8 +46,14 @@ public static class OverheadBenchmark
 
             await using var model = await HomeworkModel.StartAsync(modelDelay).ConfigureAwait(false);
             var settings = SampleProcess.Settings(connectionString, model.Endpoint, spool, TimeSpan.FromSeconds(1));
+            foreach (var (name, value) in sampleEnvironment ?? new Dictionary<string, string>())
+            {
+                settings[name] = value;
+            }
+
             await using var sample = await SampleProcess.StartAsync(settings).ConfigureAwait(false);
-            log($"sample pid {sample.Pid} on {sample.BaseAddress}, storage {(postgres ? "postgresql" : "memory")}, model delay {modelDelay.TotalMilliseconds:F0} ms");
+            log($"sample pid {sample.Pid} on {sample.BaseAddress}, storage {(postgres ? "postgresql" : "memory")}, model delay {modelDelay.TotalMilliseconds:F0} ms, GC: DOTNET_gcServer={settings.GetValueOrDefault("DOTNET_gcServer") ?? "(runtimeconfig)"}"
+                + string.Concat((sampleEnvironment ?? new Dictionary<string, string>()).Select(e => $", {e.Key}={e.Value}")));
 
             var students = callerCounts.Max();
             var tokens = await SignInStudentsAsync(sample.BaseAddress, students).ConfigureAwait(false);

@@ -36,6 +36,7 @@ public sealed class UsageScope : IDisposable
     // The pending count at which the next add folds in the resolved calls: doubled past what a fold
     // had to keep (calls the writer has not taken yet), so adding stays O(1) amortized however far
     // behind the writer's batches are, instead of rescanning the unresolved calls on every add.
+    // Usually the writer folds them first (FoldResolved after building a batch), so adds rarely do.
     private int _foldAt = PendingFoldThreshold;
     private bool _disposed;
 
@@ -122,6 +123,37 @@ public sealed class UsageScope : IDisposable
                 }
 
                 pending.Add(usage);
+            }
+        }
+    }
+
+    /// <summary>Calls added whose records are not in the totals yet.</summary>
+    internal int PendingCount
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _pending?.Count ?? 0;
+            }
+        }
+    }
+
+    /// <summary>The enclosing scope, or null.</summary>
+    internal UsageScope? Parent => _parent;
+
+    /// <summary>
+    /// Adds the pending calls of this scope whose records are built to its totals (not those of the
+    /// enclosing scopes). The writer calls this after building a batch, while the records are still
+    /// in its cache, so that the callers adding calls to a long-lived scope need not fold them.
+    /// </summary>
+    internal void FoldResolved()
+    {
+        lock (_gate)
+        {
+            if (_pending is { Count: > 0 } pending)
+            {
+                FoldResolved(pending);
             }
         }
     }

@@ -9,7 +9,7 @@ internal interface IUsageSink
 
     /// <summary>Queues a finished call whose record the writer builds when it takes it.</summary>
     /// <param name="usage">The call.</param>
-    void Enqueue(DeferredUsage usage);
+    void Enqueue(MeteredCall usage);
 
     /// <summary>
     /// True while the queue holds more than a couple of batches: the writer is behind, so calls are

@@ -6,12 +6,22 @@ using TokenMeter.Pricing;
 
 namespace TokenMeter.Metering;
 
-/// <summary>One call in flight: who it is for, what it asked, when it started. Completes exactly once.</summary>
-internal sealed class MeteredCall
+/// <summary>
+/// One call in flight: who it is for, what it asked, when it started. Completes exactly once.
+/// When no <see cref="IUsageObserver"/> needs the record the moment the call ends, the finished call
+/// itself is queued (and added to its scope) and its record is built, priced, counted and logged off
+/// the caller's thread: by the writer when it takes the call from its queue, or by whoever reads the
+/// totals of the call's scope first (<see cref="Resolve"/>; every reader gets the same record).
+/// </summary>
+internal sealed class MeteredCall : IPendingUsage
 {
+    /// <summary>Buffered replies up to this size are kept and read when the record is resolved; larger ones are read at once.</summary>
+    public const int MaxDeferredReply = 16 * 1024;
+
     private readonly UsageMeter _meter;
     private readonly ILogger _logger;
     private readonly long _startTimestamp;
+    private long _createdAtTicks;
     private RequestInfo _request;
     private PooledBufferStream? _requestBody;
 
@@ -20,6 +30,22 @@ internal sealed class MeteredCall
     private byte[]? _unreadRequest;
     private bool _streamingSet;
     private int _completed;
+
+    // How the call ended, kept for a record built later (Resolve): the usage (or the reply, or the
+    // stream's bytes, to read it from), the status, the HTTP status and the duration.
+    private ParsedUsage _usage;
+    private UsageStatus _status;
+    private int? _httpStatus;
+    private double _durationMs;
+    private BinaryData? _reply;
+    private bool _replyIsError;
+    private KeptStream _stream;
+    private bool _hasStream;
+
+    // 0 not built, 1 being built, 2 built: one resolver builds, a concurrent one waits for it (no lock object per call).
+    private int _state;
+    private int _builder;
+    private UsageRecord? _record;
 
     /// <param name="meter">The meter the call reports to.</param>
     /// <param name="logger">The logger.</param>
@@ -37,7 +63,6 @@ internal sealed class MeteredCall
         _request = request;
         _unreadRequest = unreadRequest;
         _requestBody = requestBodyForEstimate;
-        CreatedAt = meter.TimeProvider.GetUtcNow();
         _startTimestamp = meter.TimeProvider.GetTimestamp();
     }
 
@@ -56,7 +81,27 @@ internal sealed class MeteredCall
         }
     }
 
-    public DateTimeOffset CreatedAt { get; }
+    /// <summary>
+    /// When the call started: the wall clock when first asked (as the record is built, usually off
+    /// the caller's thread) less the time since the start, so the caller's thread reads only the
+    /// monotonic timestamps it needs for the duration anyway. The same value on every read.
+    /// </summary>
+    public DateTimeOffset CreatedAt
+    {
+        get
+        {
+            var ticks = Volatile.Read(ref _createdAtTicks);
+            if (ticks == 0)
+            {
+                var time = _meter.TimeProvider;
+                ticks = (time.GetUtcNow() - time.GetElapsedTime(_startTimestamp)).UtcTicks;
+                var first = Interlocked.CompareExchange(ref _createdAtTicks, ticks, 0);
+                ticks = first == 0 ? ticks : first;
+            }
+
+            return new DateTimeOffset(ticks, TimeSpan.Zero);
+        }
+    }
 
     public bool EstimateMissingUsage { get; set; } = true;
 
@@ -86,7 +131,9 @@ internal sealed class MeteredCall
                 ReleaseRequestBody();
             }
 
-            _meter.Defer(new DeferredUsage(this, usage, status, httpStatus, durationMs), Scope);
+            _usage = usage;
+            _status = status;
+            Defer(httpStatus, durationMs);
             return;
         }
 
@@ -113,7 +160,9 @@ internal sealed class MeteredCall
         var durationMs = _meter.TimeProvider.GetElapsedTime(_startTimestamp).TotalMilliseconds;
         if (_meter.DefersRecording)
         {
-            _meter.Defer(new DeferredUsage(this, kept, httpStatus, durationMs), Scope);
+            _stream = kept;
+            _hasStream = true;
+            Defer(httpStatus, durationMs);
             return;
         }
 
@@ -148,7 +197,7 @@ internal sealed class MeteredCall
     /// <param name="httpStatus">The HTTP status.</param>
     public void CompleteBuffered(BinaryData reply, bool isError, int httpStatus)
     {
-        if (_meter.DefersRecording && reply.Length <= DeferredUsage.MaxDeferredReply)
+        if (_meter.DefersRecording && reply.Length <= MaxDeferredReply)
         {
             if (Interlocked.Exchange(ref _completed, 1) != 0)
             {
@@ -156,18 +205,91 @@ internal sealed class MeteredCall
             }
 
             var durationMs = _meter.TimeProvider.GetElapsedTime(_startTimestamp).TotalMilliseconds;
-            if (HasUsageObject(reply.ToMemory().Span))
+            if (Volatile.Read(ref _requestBody) is not null && HasUsageObject(reply.ToMemory().Span))
             {
                 ReleaseRequestBody();
             }
 
-            _meter.Defer(new DeferredUsage(this, reply, isError, httpStatus, durationMs), Scope);
+            _reply = reply;
+            _replyIsError = isError;
+            Defer(httpStatus, durationMs);
             return;
         }
 
         var usage = default(ParsedUsage);
         var status = OpenAIMeteringPolicy.ReadBufferedReply(this, reply.ToMemory().Span, isError, ref usage);
         Complete(usage, status, httpStatus);
+    }
+
+    /// <summary>Whether the record of a deferred call has been built (cheap; no building).</summary>
+    public bool IsResolved => Volatile.Read(ref _state) == 2;
+
+    /// <summary>The record of a deferred call, built on first use; null when building it failed (logged).</summary>
+    public UsageRecord? Resolve()
+    {
+        if (Volatile.Read(ref _state) == 2)
+        {
+            return _record;
+        }
+
+        if (Interlocked.CompareExchange(ref _state, 1, 0) != 0)
+        {
+            if (Volatile.Read(ref _builder) == Environment.CurrentManagedThreadId)
+            {
+                // Asked again while building it (from a pricer or a metrics listener): not built yet.
+                return null;
+            }
+
+            // Another thread is building it (the writer and a scope reader at once): a few microseconds.
+            var wait = default(SpinWait);
+            while (Volatile.Read(ref _state) != 2)
+            {
+                wait.SpinOnce();
+            }
+
+            return _record;
+        }
+
+        Volatile.Write(ref _builder, Environment.CurrentManagedThreadId);
+        try
+        {
+            if (_hasStream)
+            {
+                _hasStream = false;
+                try
+                {
+                    _status = _stream.Read(this, ref _usage);
+                }
+                catch (Exception ex)
+                {
+                    // Still recorded, as a stream whose usage could not be read.
+                    _meter.Failed(ex);
+                    _usage = default;
+                    _status = UsageStatus.UsageMissing;
+                }
+                finally
+                {
+                    _stream.Release();
+                    _stream = default;
+                }
+            }
+            else if (_reply is { } reply)
+            {
+                _status = OpenAIMeteringPolicy.ReadBufferedReply(this, reply.ToMemory().Span, _replyIsError, ref _usage);
+                _reply = null;
+            }
+
+            _record = Build(_usage, _status, _httpStatus, _durationMs) is { } built ? _meter.Finish(built) : null;
+        }
+        catch (Exception ex)
+        {
+            // Resolving runs on the writer or a scope reader: a metering bug must reach neither.
+            _meter.Failed(ex);
+            _record = null;
+        }
+
+        Volatile.Write(ref _state, 2);
+        return _record;
     }
 
     /// <summary>Builds the record of the finished call (unpriced); null when that failed (logged). Never throws.</summary>
@@ -219,6 +341,14 @@ internal sealed class MeteredCall
     {
         Interlocked.Exchange(ref _completed, 1);
         ReleaseRequestBodies();
+    }
+
+    // Queues this finished call, its record built when resolved (the rest of how it ended is set already).
+    private void Defer(int? httpStatus, double durationMs)
+    {
+        _httpStatus = httpStatus;
+        _durationMs = durationMs;
+        _meter.Defer(this, Scope);
     }
 
     // What the call kinds billed by something other than tokens are priced by, kept in the tags so a record can be priced again.

@@ -12,7 +12,7 @@ namespace TokenMeter.Metering;
 /// split, no search, no JSON on the caller's thread). When the stream ends, fails or is disposed
 /// early, the call completes with those bytes: the usage (chat's last chunk, responses'
 /// <c>response.completed</c>) is read from them off the caller's thread when the record is deferred
-/// (see <see cref="DeferredUsage"/>), else at once; a stream without usage is estimated from the
+/// (see <see cref="MeteredCall.Resolve"/>), else at once; a stream without usage is estimated from the
 /// text its data lines delivered (deltas of content, refusals and tool-call arguments). A stream
 /// longer than <see cref="MaxKeptBytes"/> keeps its last part (the usage comes last).
 /// </summary>

@@ -216,7 +216,7 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
         }
     }
 
-    private static PooledBufferStream? NewBodyCopy(PipelineMessage message)
+    private PooledBufferStream? NewBodyCopy(PipelineMessage message)
     {
         var content = message.Request.Content;
         if (content is null)
@@ -225,6 +225,12 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
         }
 
         var known = content.TryComputeLength(out var length);
+        if (known && length <= MaxUnreadBody && _meter.CanDefer)
+        {
+            // Likely kept unread until the record is built: copied once, into an array of its own.
+            return new PooledBufferStream((int)length, MaxBodyCopy, exact: true);
+        }
+
         return known && length > MaxBodyCopy ? null : new PooledBufferStream(known ? (int)Math.Max(length, 16) : 4096, MaxBodyCopy);
     }
 
@@ -252,8 +258,8 @@ internal sealed class OpenAIMeteringPolicy : PipelinePolicy
                 else if (_meter.CanDefer && copy.WrittenSpan.Length <= MaxUnreadBody && (operation != UsageOperation.Chat || RequestInfo.IsSentAsIs(copy.WrittenSpan)))
                 {
                     // Nothing before the record needs the request's fields: they are read when it is
-                    // built, off this thread, from an exact copy (the pooled buffer goes back here).
-                    unread = copy.WrittenSpan.ToArray();
+                    // built, off this thread, from an exact copy (a pooled buffer goes back here).
+                    unread = copy.ToOwnedArray();
                     copy.Dispose();
                 }
                 else

@@ -2,23 +2,34 @@ using System.Buffers;
 
 namespace TokenMeter.Metering;
 
-/// <summary>A write-only in-memory stream over arrays rented from <see cref="ArrayPool{T}.Shared"/>; used to copy a request body once.</summary>
+/// <summary>
+/// A write-only in-memory stream over arrays rented from <see cref="ArrayPool{T}.Shared"/>, or over one
+/// array of the size the content said it has (a copy kept past the call); used to copy a request body once.
+/// </summary>
 internal sealed class PooledBufferStream : Stream
 {
     private readonly int _limit;
     private byte[] _buffer;
     private int _length;
+    private bool _pooled;
 
-    public PooledBufferStream(int initialCapacity, int limit)
+    /// <param name="initialCapacity">The bytes expected.</param>
+    /// <param name="limit">The most bytes kept; beyond, the copy is marked <see cref="Overflowed"/>.</param>
+    /// <param name="exact">Allocate an array of exactly <paramref name="initialCapacity"/> bytes (not pooled), for <see cref="ToOwnedArray"/>.</param>
+    public PooledBufferStream(int initialCapacity, int limit, bool exact = false)
     {
         _limit = limit;
-        _buffer = ArrayPool<byte>.Shared.Rent(initialCapacity);
+        _pooled = !exact;
+        _buffer = exact ? new byte[initialCapacity] : ArrayPool<byte>.Shared.Rent(initialCapacity);
     }
 
     /// <summary>True when the content did not fit in the size limit (the copy is then incomplete).</summary>
     public bool Overflowed { get; private set; }
 
     public ReadOnlySpan<byte> WrittenSpan => _buffer.AsSpan(0, _length);
+
+    /// <summary>The bytes written as an array of their own: the buffer itself when it was allocated to the exact size written, else a copy.</summary>
+    public byte[] ToOwnedArray() => !_pooled && _length == _buffer.Length ? _buffer : WrittenSpan.ToArray();
 
     public override bool CanRead => false;
 
@@ -59,8 +70,13 @@ internal sealed class PooledBufferStream : Stream
         {
             var bigger = ArrayPool<byte>.Shared.Rent(Math.Max(_buffer.Length * 2, _length + buffer.Length));
             _buffer.AsSpan(0, _length).CopyTo(bigger);
-            ArrayPool<byte>.Shared.Return(_buffer);
+            if (_pooled)
+            {
+                ArrayPool<byte>.Shared.Return(_buffer);
+            }
+
             _buffer = bigger;
+            _pooled = true;
         }
 
         buffer.CopyTo(_buffer.AsSpan(_length));
@@ -86,7 +102,7 @@ internal sealed class PooledBufferStream : Stream
     protected override void Dispose(bool disposing)
     {
         var buffer = Interlocked.Exchange(ref _buffer, []);
-        if (buffer.Length > 0)
+        if (_pooled && buffer.Length > 0)
         {
             ArrayPool<byte>.Shared.Return(buffer);
         }

@@ -32,7 +32,7 @@ internal sealed class UsageMeter
 
     /// <summary>
     /// True when no observer needs each record the moment its call ends: records may then be built,
-    /// priced, counted and logged off the caller's thread (see <see cref="DeferredUsage"/>).
+    /// priced, counted and logged off the caller's thread (see <see cref="MeteredCall.Resolve"/>).
     /// </summary>
     public bool CanDefer { get; }
 
@@ -90,9 +90,9 @@ internal sealed class UsageMeter
     }
 
     /// <summary>Queues a finished call whose record is built later, and adds it to its scope (resolved when the totals are read).</summary>
-    /// <param name="usage">The call.</param>
+    /// <param name="usage">The finished call.</param>
     /// <param name="scope">The scope the call was made in, captured when it started.</param>
-    public void Defer(DeferredUsage usage, UsageScope? scope)
+    public void Defer(MeteredCall usage, UsageScope? scope)
     {
         try
         {

@@ -6,6 +6,9 @@ namespace TokenMeter.Pricing;
 /// </summary>
 public static class RecordPricing
 {
+    // Each price's id, formatted once (a price table holds a few hundred; every priced record stores one).
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<ModelPrice, string> Ids = [];
+
     /// <summary>Maps a reply's <c>service_tier</c> to a tier: absent, <c>default</c>, <c>auto</c> and <c>standard</c> are standard; <c>flex</c>, <c>priority</c> and <c>batch</c> map to theirs; anything else has no tier.</summary>
     /// <param name="serviceTier">The reported tier.</param>
     /// <param name="tier">The tier.</param>
@@ -64,7 +67,7 @@ public static class RecordPricing
         return record with
         {
             CostUsd = cost,
-            PriceId = price.Id,
+            PriceId = Ids.GetValue(price, static p => p.Id),
             CostSource = !byUnits && BillingTags.IsEstimated(record) ? CostSource.Estimated : CostSource.Reported,
         };
     }

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
+using TokenMeter.Attribution;
 using TokenMeter.Diagnostics;
 using TokenMeter.Metering;
 using TokenMeter.Resilience;
@@ -13,7 +14,7 @@ namespace TokenMeter.Writing;
 
 /// <summary>
 /// The background writer. <see cref="Enqueue(UsageRecord)"/> puts a record (or, through
-/// <see cref="Enqueue(DeferredUsage)"/>, a finished call whose record it builds when it takes it) in a bounded channel and returns at
+/// <see cref="Enqueue(MeteredCall)"/>, a finished call whose record it builds when it takes it) in a bounded channel and returns at
 /// once (a full channel spills to an overflow queue that the writer moves to the spool, so nothing
 /// is dropped and the caller never waits or does I/O). One loop stores batches by size or time,
 /// retries a failing store with the shared back-off (<see cref="RetryBackoff"/>), spills batches to the durable spool once
@@ -23,10 +24,11 @@ namespace TokenMeter.Writing;
 /// </summary>
 internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
 {
-    // Each entry is a UsageRecord, or a DeferredUsage whose record is built when the loop takes it.
+    // Each entry is a UsageRecord, or a finished MeteredCall whose record is built when the loop takes it.
     private readonly Channel<object> _channel;
     private readonly ConcurrentQueue<object> _overflow = new();
     private readonly List<UsageRecord> _held = [];
+    private readonly HashSet<UsageScope> _scopesToFold = new(ReferenceEqualityComparer.Instance);
     private readonly IUsageStore _store;
     private readonly UsageWriterOptions _options;
     private readonly TimeProvider _timeProvider;
@@ -138,7 +140,7 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
         }
     }
 
-    public void Enqueue(DeferredUsage usage)
+    public void Enqueue(MeteredCall usage)
     {
         if (usage is not null)
         {
@@ -436,11 +438,44 @@ internal sealed class UsageWriter : IUsageSink, IHostedService, IAsyncDisposable
             {
                 batch.Add(record);
             }
+
+            // Each scope (and enclosing scope) of the built calls once: see FoldScopes.
+            if (entry is MeteredCall { Scope: { } scope })
+            {
+                for (var s = scope; s is not null && _scopesToFold.Add(s); s = s.Parent)
+                {
+                }
+            }
         }
+
+        FoldScopes();
+    }
+
+    // The calls just built are added to their scopes' totals here, off the callers' threads (see UsageScope.FoldResolved).
+    private void FoldScopes()
+    {
+        if (_scopesToFold.Count == 0)
+        {
+            return;
+        }
+
+        foreach (var scope in _scopesToFold)
+        {
+            try
+            {
+                scope.FoldResolved();
+            }
+            catch (Exception ex)
+            {
+                Log.MeteringFailed(_logger, ex);
+            }
+        }
+
+        _scopesToFold.Clear();
     }
 
     // A deferred call is built (and priced, counted, logged) here, on the writer's thread.
-    private static UsageRecord? RecordOf(object entry) => entry as UsageRecord ?? ((DeferredUsage)entry).Resolve();
+    private static UsageRecord? RecordOf(object entry) => entry as UsageRecord ?? ((MeteredCall)entry).Resolve();
 
     private async Task StoreOrSpoolAsync(List<UsageRecord> batch)
     {

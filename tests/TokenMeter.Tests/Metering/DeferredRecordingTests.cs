@@ -207,6 +207,55 @@ public sealed class DeferredRecordingTests
     }
 
     [Fact]
+    public async Task NestedScopes_TheWriterAddsTheCallsItBuiltToEveryScope_TotalsExact()
+    {
+        // No flush before the writer is stopped: (most of) the calls stay queued and pending until then.
+        await using var h = await MeteringHarness.StartAsync(observe: false, configure: s => s.Configure<UsageWriterOptions>(o => o.FlushInterval = TimeSpan.FromMinutes(10)));
+        var writer = h.Services.GetRequiredService<UsageWriter>();
+        await writer.StartAsync(default);
+        var chat = h.Metered().GetChatClient("gpt-4o");
+        const int Calls = 10;
+        using var outer = UsageScope.Begin(new UsageContext { UserId = "u5" });
+        using (var inner = UsageScope.Begin(new UsageContext { Endpoint = "/api/hint" }))
+        {
+            for (var i = 0; i < Calls; i++)
+            {
+                await chat.CompleteChatAsync([new UserChatMessage("hi")]);
+            }
+
+            // Stopping stores the queue: the writer builds the calls and adds them to both scopes'
+            // totals (fewer than the 64 pending calls at which adding a call folds them itself).
+            await writer.StopAsync(default);
+            Assert.Equal((0, 0), (inner.PendingCount, outer.PendingCount));
+            Assert.Equal(Calls, inner.Totals.Figures.Calls);
+            Assert.Equal(Calls * (long)(FakeUsage.Default.PromptTokens + FakeUsage.Default.CompletionTokens), inner.Totals.Figures.TotalTokens);
+        }
+
+        Assert.Equal(Calls, outer.Totals.Figures.Calls);
+        Assert.Equal(Calls * (long)(FakeUsage.Default.PromptTokens + FakeUsage.Default.CompletionTokens), outer.Totals.Figures.TotalTokens);
+        Assert.Equal(Calls, (await StoredAsync(h)).Count);
+    }
+
+    [Fact]
+    public async Task BuiltLater_RecordKeepsTheTimeTheCallStarted()
+    {
+        var started = new DateTimeOffset(2026, 3, 31, 23, 59, 59, TimeSpan.Zero);
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(started);
+        await using var h = await MeteringHarness.StartAsync(observe: false, configure: s => s.AddSingleton<TimeProvider>(time));
+        var writer = h.Services.GetRequiredService<UsageWriter>();
+        await writer.StartAsync(default);
+        await h.Metered().GetChatClient("gpt-4o").CompleteChatAsync([new UserChatMessage("hi")]);
+
+        // The record is built once the writer takes the call: a day (and a month) later on its clock.
+        time.Advance(TimeSpan.FromDays(1));
+        await writer.StopAsync(default);
+
+        var record = Assert.Single(await StoredAsync(h));
+        Assert.Equal(started, record.CreatedAt);
+        Assert.Equal(0, record.DurationMs);
+    }
+
+    [Fact]
     public async Task WithAnObserver_RecordsAreBuiltOnTheCallersThread()
     {
         await using var h = await MeteringHarness.StartAsync();
