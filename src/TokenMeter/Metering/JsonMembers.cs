@@ -178,46 +178,21 @@ internal ref struct JsonMembers
         var nesting = default(Nesting);
         var at = 0;
         int length;
-        if (Vector256.IsHardwareAccelerated)
+        var width = Vector256.IsHardwareAccelerated ? Vector256<byte>.Count : Vector128.IsHardwareAccelerated ? Vector128<byte>.Count : 0;
+        for (; width > 0 && at + width <= text.Length; at += width)
         {
-            for (; at + Vector256<byte>.Count <= text.Length; at += Vector256<byte>.Count)
+            var marks = width == Vector256<byte>.Count ? Marks(Vector256.Create(text.Slice(at, width))) : Marks(Vector128.Create(text.Slice(at, width)));
+            if ((length = nesting.Take(text, at, marks, width)) != 0)
             {
-                var block = Vector256.Create(text.Slice(at, Vector256<byte>.Count));
-
-                // '{' and '[' differ from each other only in bit 0x20, as do '}' and ']'.
-                var folded = block | Vector256.Create((byte)0x20);
-                var marks = Vector256.Equals(block, Vector256.Create((byte)'"'))
-                    | Vector256.Equals(block, Vector256.Create((byte)'\\'))
-                    | Vector256.Equals(folded, Vector256.Create((byte)'{'))
-                    | Vector256.Equals(folded, Vector256.Create((byte)'}'));
-                if ((length = nesting.Take(text, at, Vector256.ExtractMostSignificantBits(marks), Vector256<byte>.Count)) != 0)
-                {
-                    return length;
-                }
-            }
-        }
-        else if (Vector128.IsHardwareAccelerated)
-        {
-            for (; at + Vector128<byte>.Count <= text.Length; at += Vector128<byte>.Count)
-            {
-                var block = Vector128.Create(text.Slice(at, Vector128<byte>.Count));
-                var folded = block | Vector128.Create((byte)0x20);
-                var marks = Vector128.Equals(block, Vector128.Create((byte)'"'))
-                    | Vector128.Equals(block, Vector128.Create((byte)'\\'))
-                    | Vector128.Equals(folded, Vector128.Create((byte)'{'))
-                    | Vector128.Equals(folded, Vector128.Create((byte)'}'));
-                if ((length = nesting.Take(text, at, Vector128.ExtractMostSignificantBits(marks), Vector128<byte>.Count)) != 0)
-                {
-                    return length;
-                }
+                return length;
             }
         }
 
         // The rest (or all of it without vectors): every byte is a candidate.
         for (; at < text.Length; at += 64)
         {
-            var width = Math.Min(64, text.Length - at);
-            if ((length = nesting.Take(text, at, width == 64 ? ulong.MaxValue : (1UL << width) - 1, width)) != 0)
+            var count = Math.Min(64, text.Length - at);
+            if ((length = nesting.Take(text, at, count == 64 ? ulong.MaxValue : (1UL << count) - 1, count)) != 0)
             {
                 return length;
             }
@@ -225,6 +200,16 @@ internal ref struct JsonMembers
 
         return -1;
     }
+
+    // Bit i set where byte i of the block is a quote, a backslash or a bracket ('{' and '[' differ
+    // only in bit 0x20, as do '}' and ']').
+    private static ulong Marks(Vector256<byte> block) => Vector256.ExtractMostSignificantBits(
+        Vector256.Equals(block, Vector256.Create((byte)'"')) | Vector256.Equals(block, Vector256.Create((byte)'\\'))
+        | Vector256.Equals(block | Vector256.Create((byte)0x20), Vector256.Create((byte)'{')) | Vector256.Equals(block | Vector256.Create((byte)0x20), Vector256.Create((byte)'}')));
+
+    private static ulong Marks(Vector128<byte> block) => Vector128.ExtractMostSignificantBits(
+        Vector128.Equals(block, Vector128.Create((byte)'"')) | Vector128.Equals(block, Vector128.Create((byte)'\\'))
+        | Vector128.Equals(block | Vector128.Create((byte)0x20), Vector128.Create((byte)'{')) | Vector128.Equals(block | Vector128.Create((byte)0x20), Vector128.Create((byte)'}')));
 
     // The state of a walk over a nested value, carried from one block of bytes to the next.
     private struct Nesting
