@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Diagnostics.Metrics;
 using System.Net;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -7,6 +8,7 @@ using Microsoft.Extensions.Logging;
 using OpenAI;
 using OpenAI.Chat;
 using TokenMeter.Budgets;
+using TokenMeter.LoadTest.Harness;
 using TokenMeter.RateLimits;
 using TokenMeter.Testing.FakeOpenAI;
 using TokenMeter.Testing.Postgres;
@@ -33,10 +35,12 @@ internal static class SharedLimitsCommands
     {
         var seconds = Seconds(args, 0, 5);
         var burst = Int(args, 1, 60);
+        using var operations = CountDatabaseOperations();
         await using var server = await PostgresServer.StartAsync().ConfigureAwait(false);
         await using var model = await FakeOpenAIServer.StartAsync().ConfigureAwait(false);
         model.DefaultReply = FakeReply.WithUsage(100, 40);
         var connectionString = await server.CreateDatabaseAsync("limits").ConfigureAwait(false);
+        postmaster = await SustainedBenchmark.PostmasterPidAsync(connectionString).ConfigureAwait(false);
         using var host = await StartHostAsync(model.Endpoint, connectionString, slices: true).ConfigureAwait(false);
         using var exactHost = await StartHostAsync(model.Endpoint, connectionString, slices: false).ConfigureAwait(false);
         var chat = host.Services.GetRequiredService<OpenAIClient>().GetChatClient("gpt-4o-mini");
@@ -87,8 +91,8 @@ internal static class SharedLimitsCommands
         }
 
         Print("added latency of a budget check + requests and tokens rate-limit checks (PostgreSQL store) per metered call, fake model on loopback:");
-        Print("| callers | checks | neither p50 | neither p99 | budget + rate limits p50 | p99 | added p50 | added p99 | the check alone p50 | p99 |");
-        Print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        Print("| callers | checks | neither p50 | neither p99 | budget + rate limits p50 | p99 | added p50 | added p99 | the check alone p50 | p99 | PostgreSQL round trips per call | added CPU per call (this process + PostgreSQL) |");
+        Print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         await MeasureAsync(Plain, 4, TimeSpan.FromSeconds(1)).ConfigureAwait(false);
         await MeasureAsync(Sliced, 4, TimeSpan.FromSeconds(1)).ConfigureAwait(false);
         await MeasureAsync(Exact, 4, TimeSpan.FromSeconds(1)).ConfigureAwait(false);
@@ -107,10 +111,12 @@ internal static class SharedLimitsCommands
                         list.Clear();
                     }
 
+                    var operationsBefore = Interlocked.Read(ref databaseOperations);
                     var limited = await MeasureAsync(run, callers, seconds).ConfigureAwait(false);
+                    var perCall = (double)(Interlocked.Read(ref databaseOperations) - operationsBefore) / Math.Max(1, checks.Sum(c => c.Count));
                     var check = Percentiles(checks.SelectMany(c => c));
                     var plain = name == "slices" ? plain1 : await MeasureAsync(Plain, callers, seconds).ConfigureAwait(false);
-                    Print($"| {callers} | {name} | {plain.P50:F2} ms | {plain.P99:F2} ms | {limited.P50:F2} ms | {limited.P99:F2} ms | {limited.P50 - plain.P50:F2} ms | {limited.P99 - plain.P99:F2} ms | {check.P50:F2} ms | {check.P99:F2} ms |");
+                    Print($"| {callers} | {name} | {plain.P50:F2} ms | {plain.P99:F2} ms | {limited.P50:F2} ms | {limited.P99:F2} ms | {limited.P50 - plain.P50:F2} ms | {limited.P99 - plain.P99:F2} ms | {check.P50:F2} ms | {check.P99:F2} ms | {perCall:F3} | {limited.CpuUs - plain.CpuUs:F0} µs |");
                 }
             }
         }
@@ -153,9 +159,45 @@ internal static class SharedLimitsCommands
         }
     }
 
-    private static async Task<(double P50, double P99)> MeasureAsync(Func<int, Task> call, int callers, TimeSpan duration)
+    /// <summary>
+    /// Round trips to PostgreSQL made by this process (commands and batches, Npgsql's
+    /// <c>db.client.operation.duration</c>): per limited call, checks, claims, settles, adjustments and the
+    /// writer's batches together; a figure the load on the box does not change.
+    /// </summary>
+    private static long databaseOperations;
+
+    private static MeterListener CountDatabaseOperations()
+    {
+        var listener = new MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Meter.Name == "Npgsql" && instrument.Name == "db.client.operation.duration")
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        listener.SetMeasurementEventCallback<double>((_, _, _, _) => Interlocked.Increment(ref databaseOperations));
+        listener.Start();
+        return listener;
+    }
+
+    /// <summary>The PostgreSQL server's postmaster (its backends' CPU counts in a run's CPU per call).</summary>
+    private static int postmaster;
+
+    /// <summary>CPU seconds so far of this process (callers, hosts, fake model) and of the PostgreSQL server.</summary>
+    private static double CpuSeconds()
+    {
+        using var self = Process.GetCurrentProcess();
+        return self.TotalProcessorTime.TotalSeconds + ProcessCpu.ChildrenOf(postmaster);
+    }
+
+    /// <summary>Runs the callers for the duration: the calls' p50 and p99, and the CPU (this process + PostgreSQL) per call in microseconds.</summary>
+    private static async Task<(double P50, double P99, double CpuUs)> MeasureAsync(Func<int, Task> call, int callers, TimeSpan duration)
     {
         var samples = new List<double>[callers];
+        var cpu = CpuSeconds();
         var stop = Stopwatch.StartNew();
         await Task.WhenAll(Enumerable.Range(0, callers).Select(async c =>
         {
@@ -167,7 +209,9 @@ internal static class SharedLimitsCommands
                 mine.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
             }
         })).ConfigureAwait(false);
-        return Percentiles(samples.SelectMany(s => s));
+        var cpuUs = (CpuSeconds() - cpu) * 1e6 / Math.Max(1, samples.Sum(s => s.Count));
+        var (p50, p99) = Percentiles(samples.SelectMany(s => s));
+        return (p50, p99, cpuUs);
     }
 
     private static (double P50, double P99) Percentiles(IEnumerable<double> samples)
