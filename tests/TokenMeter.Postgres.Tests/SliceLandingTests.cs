@@ -191,6 +191,9 @@ public sealed class SliceLandingTests(PostgresDatabaseFixture database) : IClass
         var stored = await ScalarAsync<decimal>("SELECT sum(cost_usd) FROM {s}.user_api_usage WHERE user_id = 'u1'");
         Assert.True(stored > 0m);
 
+        // The process's own ledger forgets the records once the writer reports them stored (checks here never prune it).
+        await Eventually.TrueAsync(() => guard.Ledger.For("u1").PendingCount == 0);
+
         // The writer's transactions took the stored costs off the slices' holds (their landed rows hold minus the costs;
         // a record stored before its call's settle is taken off by an adjustment instead).
         var landed = await ScalarAsync<decimal>("SELECT coalesce(sum(cost_usd), 0) FROM {s}.tokenmeter_budget_holds WHERE user_id = 'u1' AND cost_usd < 0");

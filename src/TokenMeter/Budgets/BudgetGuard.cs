@@ -164,7 +164,7 @@ public sealed class BudgetGuard
     internal void Observe(UsageRecord record)
     {
         ArgumentNullException.ThrowIfNull(record);
-        if (Ledger.Observe(record, _time.GetUtcNow()) && _shared is IHeldRecordWatch watch)
+        if (Ledger.Observe(record, _time.GetUtcNow(), _options.PendingRetention) && _shared is IHeldRecordWatch watch)
         {
             // Before the record is queued for the writer: the shared store follows it until it is stored.
             watch.Watch(record);
@@ -344,8 +344,10 @@ public sealed class BudgetGuard
             }
         }
 
-        var totals = await _queries.GetUserTotalsAsync(userId, DateOnly.FromDateTime(monthStart.UtcDateTime), today, cancellationToken).ConfigureAwait(false);
+        // The ledger before the store: the writer forgets a record in the ledger once it is stored (see
+        // BudgetLedger.Stored), so one stored between the two reads is counted twice (safe), never missed.
         var pending = user.PendingSince(monthStart);
+        var totals = await _queries.GetUserTotalsAsync(userId, DateOnly.FromDateTime(monthStart.UtcDateTime), today, cancellationToken).ConfigureAwait(false);
         return (totals.CostUsd + pending.Cost, totals.TotalTokens + pending.Tokens);
     }
 }

@@ -13,8 +13,11 @@ internal sealed class BudgetLedger
     public UserLedger For(string userId) => _users.GetOrAdd(userId, static _ => new UserLedger());
 
     /// <summary>Notes a finished, priced call (fed by the metering path).</summary>
+    /// <param name="record">The record.</param>
+    /// <param name="observedAt">Now.</param>
+    /// <param name="retention">How long a record not reported stored is counted at most.</param>
     /// <returns>Whether the record was attached to the shared holds of its user's calls in flight (see <see cref="UserLedger.Attach"/>).</returns>
-    public bool Observe(UsageRecord record, DateTimeOffset observedAt)
+    public bool Observe(UsageRecord record, DateTimeOffset observedAt, TimeSpan retention)
     {
         if (record.UserId is null || (record.CostUsd is null or 0m && record.TotalTokens == 0))
         {
@@ -22,8 +25,47 @@ internal sealed class BudgetLedger
         }
 
         var user = For(record.UserId);
-        user.AddPending(new PendingRecord(record.Id, record.CreatedAt, record.CostUsd ?? 0m, record.TotalTokens, observedAt));
+        user.AddPending(new PendingRecord(record.Id, record.CreatedAt, record.CostUsd ?? 0m, record.TotalTokens, observedAt), observedAt - retention);
         return user.Attach(record);
+    }
+
+    /// <summary>
+    /// Forgets records the writer reports stored (told after each batch is in the store): without it a
+    /// user whose checks never read the ledger (no limit of their own, or checks decided by a shared
+    /// store) kept every record of their calls until the retention ran out.
+    /// </summary>
+    public void Stored(IReadOnlyList<UsageRecord> records)
+    {
+        Dictionary<string, HashSet<Guid>>? byUser = null;
+        foreach (var record in records)
+        {
+            if (record.UserId is null || !_users.ContainsKey(record.UserId))
+            {
+                continue;
+            }
+
+            byUser ??= new(StringComparer.Ordinal);
+            if (!byUser.TryGetValue(record.UserId, out var ids))
+            {
+                ids = [];
+                byUser.Add(record.UserId, ids);
+            }
+
+            ids.Add(record.Id);
+        }
+
+        if (byUser is null)
+        {
+            return;
+        }
+
+        foreach (var (userId, ids) in byUser)
+        {
+            if (_users.TryGetValue(userId, out var user))
+            {
+                user.RemoveStored(ids);
+            }
+        }
     }
 
     /// <summary>A reservation in a shared store held by a call of this process.</summary>
@@ -48,11 +90,32 @@ internal sealed class BudgetLedger
         /// <summary>Serialises check-and-reserve for one user, so parallel calls see each other's reservations.</summary>
         public SemaphoreSlim CheckGate { get; } = new(1, 1);
 
-        public void AddPending(PendingRecord record)
+        /// <summary>Notes a record not stored yet; records observed before <paramref name="observedAfter"/> are dropped in bulk once many are held.</summary>
+        public void AddPending(PendingRecord record, DateTimeOffset observedAfter)
         {
             lock (_gate)
             {
+                // A backstop for records never reported stored: pruned once the list is long and its
+                // oldest entry is past the retention (the list is in the order records were observed).
+                if (_pending.Count >= PruneAtCount && _pending[0].ObservedAt < observedAfter)
+                {
+                    _pending.RemoveAll(p => p.ObservedAt < observedAfter);
+                }
+
                 _pending.Add(record);
+            }
+        }
+
+        internal const int PruneAtCount = 1024;
+
+        internal int PendingCount
+        {
+            get
+            {
+                lock (_gate)
+                {
+                    return _pending.Count;
+                }
             }
         }
 

@@ -1,4 +1,5 @@
 using TokenMeter.Metering;
+using TokenMeter.Writing;
 
 namespace TokenMeter.Budgets;
 
@@ -6,4 +7,10 @@ namespace TokenMeter.Budgets;
 internal sealed class BudgetUsageObserver(BudgetGuard guard) : IUsageObserver
 {
     public void OnUsage(UsageRecord record) => guard.Observe(record);
+}
+
+/// <summary>Tells the budget ledger which records the writer has stored, so it stops counting them itself.</summary>
+internal sealed class BudgetStoredObserver(BudgetGuard guard) : IUsageStoredObserver
+{
+    public void OnStored(IReadOnlyList<UsageRecord> records) => guard.Ledger.Stored(records);
 }

@@ -7,6 +7,7 @@ using TokenMeter.Budgets;
 using TokenMeter.Metering;
 using TokenMeter.Querying;
 using TokenMeter.Storage;
+using TokenMeter.Writing;
 
 namespace Microsoft.Extensions.DependencyInjection;
 
@@ -53,6 +54,7 @@ public static class BudgetsTokenMeterBuilderExtensions
 
         // Metered calls count at once, not only once the writer has stored them.
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IUsageObserver, BudgetUsageObserver>());
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IUsageStoredObserver, BudgetStoredObserver>());
         return builder;
     }
 }
