@@ -8,6 +8,7 @@ using TokenMeter.Metering;
 using TokenMeter.Pricing;
 using TokenMeter.Testing;
 using TokenMeter.Testing.FakeOpenAI;
+using TokenMeter.Writing;
 
 namespace TokenMeter.Tests.Metering;
 
@@ -54,8 +55,11 @@ internal sealed class FlatTestPricer : IUsagePricer
 /// <summary>A fake server, a service provider with TokenMeter, and metered / unmetered clients.</summary>
 internal sealed class MeteringHarness : IAsyncDisposable
 {
-    private MeteringHarness(FakeOpenAIServer server, ServiceProvider services, CollectingObserver observer)
+    private readonly string _spoolDirectory;
+
+    private MeteringHarness(FakeOpenAIServer server, ServiceProvider services, CollectingObserver observer, string spoolDirectory)
     {
+        _spoolDirectory = spoolDirectory;
         Server = server;
         Services = services;
         Observer = observer;
@@ -75,6 +79,10 @@ internal sealed class MeteringHarness : IAsyncDisposable
         services.AddLogging();
         services.AddSingleton<IConfiguration>(new ConfigurationBuilder().Build());
         services.AddTokenMeter(options);
+
+        // A spool of its own: records a failed test left queued must not be replayed into the next test's writer.
+        var spool = Directory.CreateTempSubdirectory("tokenmeter-harness-spool-").FullName;
+        services.Configure<UsageWriterOptions>(o => o.SpoolDirectory = spool);
         if (observe)
         {
             services.AddSingleton<IUsageObserver>(observer);
@@ -82,7 +90,7 @@ internal sealed class MeteringHarness : IAsyncDisposable
 
         services.AddSingleton<IUsagePricer, FlatTestPricer>();
         configure?.Invoke(services);
-        return new MeteringHarness(server, services.BuildServiceProvider(), observer);
+        return new MeteringHarness(server, services.BuildServiceProvider(), observer, spool);
     }
 
     public OpenAIClient Metered(int maxRetries = 0) => new(new ApiKeyCredential("sk-test"), Options(maxRetries).AddTokenMeter(Services));
@@ -93,6 +101,7 @@ internal sealed class MeteringHarness : IAsyncDisposable
     {
         await Services.DisposeAsync();
         await Server.DisposeAsync();
+        Directory.Delete(_spoolDirectory, recursive: true);
     }
 
     private OpenAIClientOptions Options(int maxRetries) => new()
