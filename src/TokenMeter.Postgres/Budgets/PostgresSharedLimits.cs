@@ -637,13 +637,6 @@ internal readonly record struct SliceGrant(long TokensCalls, long RequestsCalls,
 /// <summary>The answer to a <see cref="SliceClaim"/>.</summary>
 internal sealed record CheckAnswer(LimitCheckResult Result, SliceGrant Grant);
 
-/// <summary>
-/// A headroom slice's adjustment: a budget slice's hold less <see cref="CostUsd"/> and
-/// <see cref="Amount"/> tokens (<see cref="HoldId"/> set, <see cref="Key"/> the user), or
-/// <see cref="Amount"/> added to the counter of <see cref="Key"/> and <see cref="Slot"/>.
-/// </summary>
-internal sealed record SliceAdjust(string Key, Guid? HoldId, long Slot, decimal CostUsd, long Amount);
-
 /// <summary>The settle of a call decided from a budget slice: its own hold of the real cost replaces its estimate in the slice's hold.</summary>
 internal sealed record CarvedSettle(HoldSettle Settle, Guid SliceId, string UserId, DateOnly Month, decimal EstimateCostUsd, long EstimateTokens);
 

@@ -152,7 +152,7 @@ internal sealed class PostgresSql
     /// <summary>The ingest statement over the staging table; it returns the number of rows inserted.</summary>
     public string Ingest { get; }
 
-    /// <summary>Takes a batch's records of slice-decided calls off their slices' holds (see <see cref="Budgets.SliceLandings"/>).</summary>
+    /// <summary>Takes a batch's records of slice-decided calls off their slices' holds (see <see cref="SliceLandings"/>).</summary>
     public string LandSliceRecords { get; }
 
     /// <summary>Moves every unfolded batch and every pending sum into every rollup; it returns the number of rows folded (raw records and pending sums).</summary>

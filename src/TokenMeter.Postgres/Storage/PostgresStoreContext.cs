@@ -50,7 +50,7 @@ internal sealed class PostgresStoreContext : IAsyncDisposable
     public PostgresPendingFold Fold { get; }
 
     /// <summary>The records of calls decided from budget slices, followed until they are stored.</summary>
-    public Budgets.SliceLandings Landings { get; } = new();
+    public SliceLandings Landings { get; } = new();
 
     public int CommandTimeout => Options.CommandTimeoutSeconds;
 

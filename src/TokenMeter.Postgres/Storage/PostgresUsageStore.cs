@@ -1,7 +1,6 @@
 using System.Text.Json;
 using Npgsql;
 using NpgsqlTypes;
-using TokenMeter.Postgres.Budgets;
 using TokenMeter.Pricing;
 using TokenMeter.Storage;
 

@@ -2,12 +2,12 @@ using System.Collections.Concurrent;
 using Npgsql;
 using NpgsqlTypes;
 
-namespace TokenMeter.Postgres.Budgets;
+namespace TokenMeter.Postgres.Storage;
 
 /// <summary>
 /// Follows the records of calls decided from budget slices until they are stored, so a slice's
 /// hold stops counting a call's real cost in the very transaction that stores the call's records
-/// (see <see cref="HeadroomSlices"/>). A record is followed from the moment it is priced (before the
+/// (see <c>HeadroomSlices</c> in the budgets folder; this class sits with the store, whose batch transaction uses it). A record is followed from the moment it is priced (before the
 /// writer can see it): when its call ends, its slice takes it (<see cref="TryAssign"/>); when the
 /// writer stores it, the batch's transaction adds minus its cost to its slice's <i>landed</i> row
 /// (a hold of the slice's user, month and lease holding minus what has landed, so the hold and the
@@ -222,3 +222,10 @@ internal sealed class SliceLandings
 /// <param name="Month">The month charged.</param>
 /// <param name="ExpiresAt">When the hold lapses (the landed row lapses with it).</param>
 internal sealed record SliceTarget(Guid HoldId, Guid LandedId, string UserId, DateOnly Month, DateTimeOffset ExpiresAt);
+
+/// <summary>
+/// A headroom slice's adjustment: a budget slice's hold less <see cref="CostUsd"/> and
+/// <see cref="Amount"/> tokens (<see cref="HoldId"/> set, <see cref="Key"/> the user), or
+/// <see cref="Amount"/> added to the counter of <see cref="Key"/> and <see cref="Slot"/>.
+/// </summary>
+internal sealed record SliceAdjust(string Key, Guid? HoldId, long Slot, decimal CostUsd, long Amount);
