@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using TokenMeter.Budgets;
+using TokenMeter.Metering;
 using TokenMeter.Postgres.Diagnostics;
 using TokenMeter.Postgres.Storage;
 using TokenMeter.RateLimits;
@@ -562,7 +563,7 @@ internal sealed class HeadroomSlices : IAsyncDisposable
             var b = check.Budget!;
 
             // The slice's own hold: it lapses a lifetime after a call's lease, for a call started at its end.
-            hold = b with { Id = Guid.CreateVersion7(b.Now), ExpiresAt = b.ExpiresAt + Lifetime };
+            hold = b with { Id = UsageIds.NewVersion7(b.Now), ExpiresAt = b.ExpiresAt + Lifetime };
         }
 
         var claim = new LimitCheck(plan.Tokens is null ? null : check.Tokens, plan.Requests is null ? null : check.Requests, hold);
@@ -653,7 +654,7 @@ internal sealed class HeadroomSlices : IAsyncDisposable
             var slice = new Slice(SliceKind.Budget, b.UserId, b.Now + Lifetime)
             {
                 HoldId = hold!.Id,
-                Target = new SliceTarget(hold.Id, Guid.NewGuid(), b.UserId, b.Month, hold.ExpiresAt),
+                Target = new SliceTarget(hold.Id, UsageIds.NewVersion7(b.Now), b.UserId, b.Month, hold.ExpiresAt),
                 Month = b.Month,
                 BudgetLimit = answerBudget.Limit,
                 Unlimited = answerBudget.Limit is null,

@@ -2,6 +2,7 @@ using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using TokenMeter.Diagnostics;
+using TokenMeter.Metering;
 using TokenMeter.Querying;
 
 namespace TokenMeter.Budgets;
@@ -246,7 +247,7 @@ public sealed class BudgetGuard
     internal BudgetHoldRequest CreateHoldRequest(string userId, BudgetEstimate? estimate)
     {
         var now = _time.GetUtcNow();
-        return new BudgetHoldRequest(Guid.CreateVersion7(now), userId, new DateOnly(now.Year, now.Month, 1), estimate ?? DefaultEstimate, now, now + _options.ReservationLease);
+        return new BudgetHoldRequest(UsageIds.NewVersion7(now), userId, new DateOnly(now.Year, now.Month, 1), estimate ?? DefaultEstimate, now, now + _options.ReservationLease);
     }
 
     /// <summary>The reservation for the shared store's answer: a refusal, or the hold, settled or released when the call ends.</summary>

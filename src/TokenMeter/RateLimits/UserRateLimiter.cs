@@ -7,6 +7,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using TokenMeter.Budgets;
 using TokenMeter.Diagnostics;
+using TokenMeter.Metering;
 
 namespace TokenMeter.RateLimits;
 
@@ -95,7 +96,7 @@ public sealed class UserRateLimiter : IDisposable
             if (_options.TokensPerMinute > 0 && userId is not null)
             {
                 var now = _clock.GetUtcNow();
-                var id = Guid.CreateVersion7(now);
+                var id = UsageIds.NewVersion7(now);
                 var key = TokensKey(userId);
                 var result = await _store.AcquireAsync(new RateLimitRequest(key, id, now, Window, _options.TokensPerMinute, Math.Max(1, estimatedTokens), MustFit: false), cancellationToken).ConfigureAwait(false);
                 if (!result.Allowed)
@@ -179,10 +180,10 @@ public sealed class UserRateLimiter : IDisposable
 
         var now = _clock.GetUtcNow();
         RateLimitRequest? tokens = _options.TokensPerMinute > 0 && userId is not null
-            ? new RateLimitRequest(TokensKey(userId), Guid.CreateVersion7(now), now, Window, _options.TokensPerMinute, Math.Max(1, estimatedTokens), MustFit: false)
+            ? new RateLimitRequest(TokensKey(userId), UsageIds.NewVersion7(now), now, Window, _options.TokensPerMinute, Math.Max(1, estimatedTokens), MustFit: false)
             : null;
         RateLimitRequest? requests = _options.RequestsPerMinute > 0
-            ? new RateLimitRequest("requests/" + partitionKey, Guid.CreateVersion7(now), now, Window, _options.RequestsPerMinute, 1, MustFit: true)
+            ? new RateLimitRequest("requests/" + partitionKey, UsageIds.NewVersion7(now), now, Window, _options.RequestsPerMinute, 1, MustFit: true)
             : null;
         var hold = budget.CreateHoldRequest(budgetUserId, budgetEstimate);
         LimitCheckResult result;
@@ -242,7 +243,7 @@ public sealed class UserRateLimiter : IDisposable
     public void Dispose() => Requests.Dispose();
 
     internal ValueTask<RateLimitResult> AcquireRequestAsync(string partitionKey, CancellationToken cancellationToken) =>
-        _store.AcquireAsync(new RateLimitRequest("requests/" + partitionKey, Guid.CreateVersion7(_clock.GetUtcNow()), _clock.GetUtcNow(), Window, _options.RequestsPerMinute, 1, MustFit: true), cancellationToken);
+        _store.AcquireAsync(new RateLimitRequest("requests/" + partitionKey, UsageIds.NewVersion7(_clock.GetUtcNow()), _clock.GetUtcNow(), Window, _options.RequestsPerMinute, 1, MustFit: true), cancellationToken);
 
     internal bool IsSynchronous => _store.IsSynchronous;
 
