@@ -36,19 +36,20 @@ internal sealed class BudgetLedger
     /// </summary>
     public void Stored(IReadOnlyList<UsageRecord> records)
     {
-        Dictionary<string, HashSet<Guid>>? byUser = null;
+        // Grouped by the user's ledger (one lookup per record), then one pass over each ledger's list.
+        Dictionary<UserLedger, HashSet<Guid>>? byUser = null;
         foreach (var record in records)
         {
-            if (record.UserId is null || !_users.ContainsKey(record.UserId))
+            if (record.UserId is null || !_users.TryGetValue(record.UserId, out var user))
             {
                 continue;
             }
 
-            byUser ??= new(StringComparer.Ordinal);
-            if (!byUser.TryGetValue(record.UserId, out var ids))
+            byUser ??= [];
+            if (!byUser.TryGetValue(user, out var ids))
             {
                 ids = [];
-                byUser.Add(record.UserId, ids);
+                byUser.Add(user, ids);
             }
 
             ids.Add(record.Id);
@@ -59,12 +60,9 @@ internal sealed class BudgetLedger
             return;
         }
 
-        foreach (var (userId, ids) in byUser)
+        foreach (var (user, ids) in byUser)
         {
-            if (_users.TryGetValue(userId, out var user))
-            {
-                user.RemoveStored(ids);
-            }
+            user.RemoveStored(ids);
         }
     }
 
