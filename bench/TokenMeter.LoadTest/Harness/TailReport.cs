@@ -18,6 +18,12 @@ public static class TailReport
 
     private readonly record struct Span(long Start, long End, long Value);
 
+    /// <summary>How the shared limits' batch (slice claims, exact checks, settles) begins, as the probe writes it (commas dropped).</summary>
+    private const string LimitBatchText = "SELECT set_config('synchronous_commit' 'off' true) set_config('jit'";
+
+    /// <summary>A call that spent this long in the app before its model call started waited for something.</summary>
+    private const double WaitedMs = 2;
+
     /// <summary>Writes the raw material of <see cref="Print"/> next to <paramref name="prefix"/> for a closer look.</summary>
     public static void Save(string prefix, IReadOnlyList<Call> calls, IReadOnlyList<Phase> phases, string sampleProbeFile, IEnumerable<string> harnessLines)
     {
@@ -36,6 +42,7 @@ public static class TailReport
         var sampleGc = new List<Span>();
         var samplePromoted = new List<Span>();
         var postgres = new List<Span>();
+        var limitBatches = new List<Span>();
         var postgresNames = new Dictionary<string, List<double>>(StringComparer.Ordinal);
         var inRequest = new Dictionary<string, (double Ms, string Text)>(StringComparer.Ordinal);
         var queue = new List<Span>();
@@ -69,6 +76,11 @@ public static class TailReport
                 case "act" when f[3] == "Npgsql":
                     postgres.Add(new Span(start, end, 0));
                     var name = f[5];
+                    if (name.StartsWith(LimitBatchText, StringComparison.Ordinal))
+                    {
+                        limitBatches.Add(new Span(start, end, 0));
+                    }
+
                     if (!postgresNames.TryGetValue(name, out var durations))
                     {
                         postgresNames[name] = durations = [];
@@ -166,10 +178,32 @@ public static class TailReport
                 continue;
             }
 
-            var waiting = mine.Where(c => inRequest.ContainsKey(c.TraceId)).ToArray();
+            // Calls that waited in the app before their model call, by what ran meanwhile (first match).
+            var sdkP99 = Stats.Percentile([.. calls.Where(c => !c.Sample).Select(c => Ms(c.End - c.Start))], 99);
+            var batches = new Spans(limitBatches);
+            var waited = new Dictionary<string, int>(StringComparer.Ordinal);
+            var waitedIds = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var c in mine)
+            {
+                if (!incoming.TryGetValue(c.TraceId, out var s) || !outgoing.TryGetValue(c.TraceId, out var m) || Ms(m.Start - s.Start) < WaitedMs)
+                {
+                    continue;
+                }
+
+                waitedIds.Add(c.TraceId);
+                var why = batches.Touch(s.Start, m.Start) ? "a shared-limits batch (slice claim) ran"
+                    : anyGc.Touch(s.Start, m.Start) ? "a sample GC pause"
+                    : queued.Touch(s.Start, m.Start) ? "the sample's pool queue >= 4"
+                    : "none of these";
+                waited[why] = waited.GetValueOrDefault(why) + 1;
+            }
+
+            var notWaited = mine.Where(c => !waitedIds.Contains(c.TraceId)).Select(c => Ms(c.End - c.Start)).ToArray();
+            var p99NotWaited = Stats.Percentile(notWaited, 99);
             log(FormattableString.Invariant(
-                $"    A calls that waited for PostgreSQL themselves: {waiting.Length} of {mine.Length} ({100.0 * waiting.Length / mine.Length:F2} %), {slow.Count(c => inRequest.ContainsKey(c.TraceId))} of the {slow.Length} slowest; what they sent: ")
-                + string.Join("; ", waiting.GroupBy(c => inRequest[c.TraceId].Text).OrderByDescending(g => g.Count()).Take(3).Select(g => $"{g.Count()} x '{g.Key}'")));
+                $"    A calls that waited >= {WaitedMs:F0} ms in the app before the model call: {waitedIds.Count} ({100.0 * waitedIds.Count / mine.Length:F2} %), {slow.Count(c => waitedIds.Contains(c.TraceId))} of the {slow.Length} slowest; meanwhile: ")
+                + string.Join("; ", waited.OrderByDescending(w => w.Value).Select(w => FormattableString.Invariant($"{w.Key} {w.Value}")))
+                + FormattableString.Invariant($"; p99 without them {p99NotWaited:F2} ms = {p99NotWaited / sdkP99:F3} x the SDK's"));
             log(string.Create(CultureInfo.InvariantCulture, $"    A where the time went ({all.Length} of {mine.Length} calls matched): part: median of all | median and mean of the slowest 1 % | p99 of all"));
             for (var i = 0; i < parts.Length; i++)
             {
