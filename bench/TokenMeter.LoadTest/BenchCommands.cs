@@ -105,7 +105,7 @@ internal static class BenchCommands
         Print(string.Create(CultureInfo.InvariantCulture,
             $"calls {o.Calls} in {o.LoadSeconds:F1} s = {o.Calls / o.LoadSeconds:F0} calls/s; caller errors {o.CallerErrors}; records written {o.Rows} = {o.Rows / o.LoadSeconds:F0} records/s over the load (drain after it {o.DrainSeconds:F2} s)"));
         Print(string.Create(CultureInfo.InvariantCulture,
-            $"queue: peak {o.PeakQueue}, median {Median(o.Series.Select(s => s.Queue))}; spooled {o.Spooled}; failed batches {o.FailedBatches}; CPU s: harness (client + fake model + writer) {o.HarnessCpuSeconds:F1}, postgres {o.PostgresCpuSeconds:F1}"));
+            $"queue: peak {o.PeakQueue}, median {Median(o.Series.Select(s => s.Queue))}; spooled {o.Spooled}; failed batches {o.FailedBatches} (in the warm-up before: {o.WarmUpFailedBatches}); CPU s: harness (client + fake model + writer) {o.HarnessCpuSeconds:F1}, postgres {o.PostgresCpuSeconds:F1}"));
         Print($"store: rows {o.Rows}, distinct ids {o.DistinctIds}; lost {lost}, duplicates {duplicates}");
         foreach (var e in o.Errors.Take(5))
         {

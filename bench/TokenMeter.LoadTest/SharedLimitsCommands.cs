@@ -20,9 +20,10 @@ namespace TokenMeter.LoadTest;
 /// <summary>
 /// <c>shared-limits [seconds-per-run=5] [burst=60]</c>: (1) the latency a budget check and a
 /// requests+tokens rate-limit check on PostgreSQL add to a metered call, against the same call with
-/// neither, at 1 / 16 / 64 callers (p50 and p99, side by side in one run), with headroom slices (the
-/// default) and with every check exact in the database (<c>LocalSlices = false</c>, a second host on
-/// the same database); (2) a burst of parallel
+/// neither, at 1 / 16 / 64 callers (p50 and p99, side by side in one run: rounds of A B B A phases),
+/// with headroom slices (the default) and with every check exact in the database
+/// (<c>LocalSlices = false</c>, a second host on the same database), with a model that answers at
+/// once (the box saturated at 64 callers) and with one that answers after 20 ms; (2) a burst of parallel
 /// calls for one student at a budget, spread round-robin over three instances of the sample.
 /// </summary>
 internal static class SharedLimitsCommands
@@ -90,9 +91,9 @@ internal static class SharedLimitsCommands
             }
         }
 
-        Print("added latency of a budget check + requests and tokens rate-limit checks (PostgreSQL store) per metered call, fake model on loopback:");
-        Print("| callers | checks | neither p50 | neither p99 | budget + rate limits p50 | p99 | added p50 | added p99 | the check alone p50 | p99 | PostgreSQL round trips per call | added CPU per call (this process + PostgreSQL) |");
-        Print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        Print($"added latency of a budget check + requests and tokens rate-limit checks (PostgreSQL store) per metered call, fake model on loopback answering at once (at 64 callers the box is saturated: the added figure is then mostly the added CPU, queued):");
+        Print($"slices: {Rounds} rounds of neither, checked, checked, neither ({seconds.TotalSeconds / 2:F1} s each); added = median over the rounds of (mean of its checked phases - mean of its neither phases); CPU per call over all phases of each side. exact: one phase of {seconds.TotalSeconds:F0} s against the mean of the level's neither phases.");
+        Print(TableHeader);
         await MeasureAsync(Plain, 4, TimeSpan.FromSeconds(1)).ConfigureAwait(false);
         await MeasureAsync(Sliced, 4, TimeSpan.FromSeconds(1)).ConfigureAwait(false);
         await MeasureAsync(Exact, 4, TimeSpan.FromSeconds(1)).ConfigureAwait(false);
@@ -102,23 +103,72 @@ internal static class SharedLimitsCommands
             Print(spread ? "each call for the next of 1,000 students:" : "one student per caller, back to back:");
             foreach (var callers in new[] { 1, 16, 64 })
             {
-                // Interleaved: neither, slices, exact, neither again (the baseline is the mean of the two plain runs).
-                var plain1 = await MeasureAsync(Plain, callers, seconds).ConfigureAwait(false);
-                foreach (var (name, run) in new (string, Func<int, Task>)[] { ("slices", Sliced), ("exact", Exact) })
-                {
-                    foreach (var list in checks)
-                    {
-                        list.Clear();
-                    }
-
-                    var operationsBefore = Interlocked.Read(ref databaseOperations);
-                    var limited = await MeasureAsync(run, callers, seconds).ConfigureAwait(false);
-                    var perCall = (double)(Interlocked.Read(ref databaseOperations) - operationsBefore) / Math.Max(1, checks.Sum(c => c.Count));
-                    var check = Percentiles(checks.SelectMany(c => c));
-                    var plain = name == "slices" ? plain1 : await MeasureAsync(Plain, callers, seconds).ConfigureAwait(false);
-                    Print($"| {callers} | {name} | {plain.P50:F2} ms | {plain.P99:F2} ms | {limited.P50:F2} ms | {limited.P99:F2} ms | {limited.P50 - plain.P50:F2} ms | {limited.P99 - plain.P99:F2} ms | {check.P50:F2} ms | {check.P99:F2} ms | {perCall:F3} | {limited.CpuUs - plain.CpuUs:F0} µs |");
-                }
+                await MeasureLevelAsync(callers, withExact: true).ConfigureAwait(false);
             }
+        }
+
+        // The same, with a model that answers after 20 ms (as the sample's benchmark): the box is
+        // not saturated at 64 callers, so the added figure is the checks' own latency.
+        model.DefaultReply = FakeReply.WithUsage(100, 40) with { Delay = TimeSpan.FromMilliseconds(20) };
+        spread = false;
+        Print(string.Empty);
+        Print("the same with a model that answers after 20 ms (the box not saturated), slices, one student per caller:");
+        Print(TableHeader);
+        foreach (var callers in new[] { 1, 16, 64 })
+        {
+            await MeasureLevelAsync(callers, withExact: false).ConfigureAwait(false);
+        }
+
+        model.DefaultReply = FakeReply.WithUsage(100, 40);
+
+        async Task MeasureLevelAsync(int callers, bool withExact)
+        {
+            var phase = seconds / 2;
+            var plains = new List<Phase>();
+            var sliced = new List<Phase>();
+            var addedP50 = new List<double>();
+            var addedP99 = new List<double>();
+            foreach (var list in checks)
+            {
+                list.Clear();
+            }
+
+            var operations = 0L;
+            for (var round = 0; round < Rounds; round++)
+            {
+                // A B B A: a drift within the round weighs on both sides alike.
+                var a1 = await MeasureAsync(Plain, callers, phase).ConfigureAwait(false);
+                var operationsBefore = Interlocked.Read(ref databaseOperations);
+                var b1 = await MeasureAsync(Sliced, callers, phase).ConfigureAwait(false);
+                var b2 = await MeasureAsync(Sliced, callers, phase).ConfigureAwait(false);
+                operations += Interlocked.Read(ref databaseOperations) - operationsBefore;
+                var a2 = await MeasureAsync(Plain, callers, phase).ConfigureAwait(false);
+                plains.AddRange([a1, a2]);
+                sliced.AddRange([b1, b2]);
+                addedP50.Add(((b1.P50 + b2.P50) - (a1.P50 + a2.P50)) / 2);
+                addedP99.Add(((b1.P99 + b2.P99) - (a1.P99 + a2.P99)) / 2);
+            }
+
+            var slicedCalls = checks.Sum(c => c.Count);
+            var check = Percentiles(checks.SelectMany(c => c));
+            var plain = Phase.Pooled(plains);
+            var limited = Phase.Pooled(sliced);
+            Print($"| {callers} | slices | {plain.P50:F2} ms | {plain.P99:F2} ms | {limited.P50:F2} ms | {limited.P99:F2} ms | {Median(addedP50):F2} ms ({string.Join(" / ", addedP50.Select(a => a.ToString("F2", System.Globalization.CultureInfo.InvariantCulture)))}) | {Median(addedP99):F2} ms | {check.P50:F2} ms | {check.P99:F2} ms | {(double)operations / Math.Max(1, slicedCalls):F3} | {limited.CpuUs - plain.CpuUs:F0} µs |");
+            if (!withExact)
+            {
+                return;
+            }
+
+            foreach (var list in checks)
+            {
+                list.Clear();
+            }
+
+            var before = Interlocked.Read(ref databaseOperations);
+            var exact = await MeasureAsync(Exact, callers, seconds).ConfigureAwait(false);
+            var exactCalls = checks.Sum(c => c.Count);
+            var exactCheck = Percentiles(checks.SelectMany(c => c));
+            Print($"| {callers} | exact | {plain.P50:F2} ms | {plain.P99:F2} ms | {exact.P50:F2} ms | {exact.P99:F2} ms | {exact.P50 - plain.P50:F2} ms | {exact.P99 - plain.P99:F2} ms | {exactCheck.P50:F2} ms | {exactCheck.P99:F2} ms | {(double)(Interlocked.Read(ref databaseOperations) - before) / Math.Max(1, exactCalls):F3} | {exact.CpuUs - plain.CpuUs:F0} µs |");
         }
 
         Print($"checks that failed and were let through by the fail policy: {failedOpen}");
@@ -193,8 +243,36 @@ internal static class SharedLimitsCommands
         return self.TotalProcessorTime.TotalSeconds + ProcessCpu.ChildrenOf(postmaster);
     }
 
-    /// <summary>Runs the callers for the duration: the calls' p50 and p99, and the CPU (this process + PostgreSQL) per call in microseconds.</summary>
-    private static async Task<(double P50, double P99, double CpuUs)> MeasureAsync(Func<int, Task> call, int callers, TimeSpan duration)
+    /// <summary>Rounds of A B B A per caller count and kind of check.</summary>
+    private const int Rounds = 3;
+
+    private const string TableHeader = """
+        | callers | checks | neither p50 | neither p99 | budget + rate limits p50 | p99 | added p50 (per round) | added p99 | the check alone p50 | p99 | PostgreSQL round trips per call | added CPU per call (this process + PostgreSQL) |
+        |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+        """;
+
+    private static double Median(List<double> values)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted.Length == 0 ? 0 : sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[(sorted.Length / 2) - 1] + sorted[sorted.Length / 2]) / 2;
+    }
+
+    /// <summary>One phase's calls: their latencies, p50 and p99, and the CPU (this process + PostgreSQL) per call in microseconds.</summary>
+    private sealed record Phase(double[] Sorted, double CpuSeconds)
+    {
+        public double P50 => Sorted.Length == 0 ? 0 : Sorted[Sorted.Length / 2];
+
+        public double P99 => Sorted.Length == 0 ? 0 : Sorted[Math.Min(Sorted.Length - 1, (int)(Sorted.Length * 0.99))];
+
+        public double CpuUs => CpuSeconds * 1e6 / Math.Max(1, Sorted.Length);
+
+        /// <summary>Several phases as one: every call's latency, and the CPU of all of them.</summary>
+        public static Phase Pooled(IEnumerable<Phase> phases) =>
+            new([.. phases.SelectMany(p => p.Sorted).Order()], phases.Sum(p => p.CpuSeconds));
+    }
+
+    /// <summary>Runs the callers for the duration.</summary>
+    private static async Task<Phase> MeasureAsync(Func<int, Task> call, int callers, TimeSpan duration)
     {
         var samples = new List<double>[callers];
         var cpu = CpuSeconds();
@@ -209,9 +287,7 @@ internal static class SharedLimitsCommands
                 mine.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
             }
         })).ConfigureAwait(false);
-        var cpuUs = (CpuSeconds() - cpu) * 1e6 / Math.Max(1, samples.Sum(s => s.Count));
-        var (p50, p99) = Percentiles(samples.SelectMany(s => s));
-        return (p50, p99, cpuUs);
+        return new Phase([.. samples.SelectMany(s => s).Order()], CpuSeconds() - cpu);
     }
 
     private static (double P50, double P99) Percentiles(IEnumerable<double> samples)

@@ -100,13 +100,18 @@ public sealed class UsageForecaster
                 continue;
             }
 
-            var daily = new Dictionary<DateOnly, decimal>();
+            // One pass over the user's rows: the cost of each day and the first day with a call.
+            var daily = new Dictionary<DateOnly, decimal>(user.TryGetNonEnumeratedCount(out var count) ? count : 0);
+            DateOnly? firstDay = null;
             foreach (var row in user)
             {
                 daily[row.Date] = daily.GetValueOrDefault(row.Date) + row.Figures.CostUsd;
+                if (row.Figures.Calls > 0 && (firstDay is null || row.Date < firstDay))
+                {
+                    firstDay = row.Date;
+                }
             }
 
-            var firstDay = user.Where(r => r.Figures.Calls > 0).Select(r => (DateOnly?)r.Date).Min();
             var projection = CostProjection.Project(daily, firstDay, now);
             result.Add(new UserCostForecast(
                 user.Key,
