@@ -19,7 +19,7 @@ public static class TailReport
     private readonly record struct Span(long Start, long End, long Value);
 
     /// <summary>How the shared limits' batch (slice claims, exact checks, settles) begins, as the probe writes it (commas dropped).</summary>
-    private const string LimitBatchText = "SELECT set_config('synchronous_commit' 'off' true) set_config('jit'";
+    private const string LimitBatchText = "SELECT set_config('synchronous_commit' 'off' true) set_con";
 
     /// <summary>A call that spent this long in the app before its model call started waited for something.</summary>
     private const double WaitedMs = 2;
