@@ -571,7 +571,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
         await using var readerScope = reader.ConfigureAwait(false);
         var versions = new Dictionary<DateOnly, long>();
         var reread = new Dictionary<DateOnly, List<UserDailyUsage>>();
-        var rows = new List<UserDailyUsage>();
+        var pending = new List<UserDailyUsage>();
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
             var day = reader.GetFieldValue<DateOnly>(2);
@@ -581,39 +581,97 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
                     versions[day] = reader.GetInt64(3);
                     break;
                 case 1:
-                    var row = new UserDailyUsage(reader.GetString(1), day, ReadFigures(reader, 4));
                     if (!reread.TryGetValue(day, out var ofDay))
                     {
                         reread.Add(day, ofDay = []);
                     }
 
-                    ofDay.Add(row);
-                    rows.Add(row);
+                    ofDay.Add(new UserDailyUsage(reader.GetString(1), day, ReadFigures(reader, 4)));
                     break;
                 default:
-                    rows.Add(new UserDailyUsage(reader.GetString(1), day, ReadFigures(reader, 4)));
+                    pending.Add(new UserDailyUsage(reader.GetString(1), day, ReadFigures(reader, 4)));
                     break;
             }
         }
 
         // A day held at the version the store still has was not read again (kept); every other day of the range was, and is
         // held from now on at its version (a day without one has no rows at all and is never held).
-        var kept = new HashSet<DateOnly>();
-        for (var i = 0; i < held.Count; i++)
+        var days = new SortedList<DateOnly, IReadOnlyList<UserDailyUsage>>(versions.Count);
+        foreach (var (day, version, rows) in held)
         {
-            if (versions.TryGetValue(held[i].Day, out var version) && version == held[i].Version)
+            if (versions.TryGetValue(day, out var current) && current == version)
             {
-                kept.Add(held[i].Day);
-                rows.AddRange(held[i].Rows);
+                days.Add(day, rows);
             }
         }
 
         finishedDays.KeepDays(versions
-            .Where(v => !kept.Contains(v.Key))
+            .Where(v => !days.ContainsKey(v.Key))
             .Select(v => (v.Key, v.Value, reread.TryGetValue(v.Key, out var ofDay) ? ofDay.ToArray() : [])));
+        foreach (var (day, ofDay) in reread)
+        {
+            days.TryAdd(day, ofDay);
+        }
 
-        // Ordered here, not by the server (see UserOrder); one row per user and day.
-        return UserOrder.Sort(rows, r => r.UserId, static (a, b) => a.Date.CompareTo(b.Date), static (a, b) => a with { Figures = a.Figures + b.Figures });
+        return ByUserThenDay(days.Values, pending);
+    }
+
+    /// <summary>
+    /// Every user's rows in user-id order (ordinal, as the in-memory store orders them), each user's by day: the rollup
+    /// rows of each day (at most one per user) taken day after day, so each user's rows come in day order with no sort,
+    /// then the pending rows (one per user and day), each added to the user's row of that day or put in its place.
+    /// </summary>
+    private static List<UserDailyUsage> ByUserThenDay(IEnumerable<IReadOnlyList<UserDailyUsage>> daysInOrder, List<UserDailyUsage> pending)
+    {
+        var byUser = new Dictionary<string, List<UserDailyUsage>>(StringComparer.Ordinal);
+        var count = pending.Count;
+        List<UserDailyUsage> Of(string user)
+        {
+            if (!byUser.TryGetValue(user, out var own))
+            {
+                byUser.Add(user, own = []);
+            }
+
+            return own;
+        }
+
+        foreach (var ofDay in daysInOrder)
+        {
+            count += ofDay.Count;
+            foreach (var row in ofDay)
+            {
+                Of(row.UserId).Add(row);
+            }
+        }
+
+        foreach (var row in pending)
+        {
+            var own = Of(row.UserId);
+            var at = own.Count;
+            while (at > 0 && own[at - 1].Date > row.Date)
+            {
+                at--;
+            }
+
+            if (at > 0 && own[at - 1].Date == row.Date)
+            {
+                own[at - 1] = own[at - 1] with { Figures = own[at - 1].Figures + row.Figures };
+            }
+            else
+            {
+                own.Insert(at, row);
+            }
+        }
+
+        var users = byUser.Keys.ToArray();
+        Array.Sort(users, StringComparer.Ordinal);
+        var sorted = new List<UserDailyUsage>(count);
+        foreach (var user in users)
+        {
+            sorted.AddRange(byUser[user]);
+        }
+
+        return sorted;
     }
 
     public async IAsyncEnumerable<UsageRecord> ExportAsync(UsageExportQuery query, [EnumeratorCancellation] CancellationToken cancellationToken = default)
