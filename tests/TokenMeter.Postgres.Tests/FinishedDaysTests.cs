@@ -21,7 +21,6 @@ public sealed class FinishedDaysTests(PostgresDatabaseFixture database) : IClass
     private static readonly DateOnly Today = new(2026, 11, 24);
     private static readonly DateOnly October = new(2026, 10, 1);
     private static readonly DateOnly November = new(2026, 11, 1);
-    private static readonly string[] Users = ["u0", "u1", "u2", "B", "a", "user-10", "user-9", "zoë"];
 
     [Fact]
     public async Task ForecastsAndStatements_AfterLateRecordsRepricingAndAnotherInstance_EqualAFreshReadAndTheInMemoryStore()
@@ -98,15 +97,7 @@ public sealed class FinishedDaysTests(PostgresDatabaseFixture database) : IClass
 
     private static DateOnly Day(UsageRecord r) => DateOnly.FromDateTime(r.CreatedAt.UtcDateTime);
 
-    private static UsageRecord[] Make(Random random, int count, DateTimeOffset start, int days) =>
-        [.. Enumerable.Range(0, count).Select(_ => Records.Make(
-            start.AddMinutes(random.Next(0, 60 * 24 * days)),
-            userId: random.Next(10) == 0 ? null : Users[random.Next(Users.Length)],
-            endpoint: random.Next(6) == 0 ? null : "/api/e" + random.Next(3),
-            model: random.Next(7) == 0 ? null : "m" + random.Next(2),
-            input: random.Next(1, 1000),
-            output: random.Next(1, 500),
-            cost: random.Next(8) == 0 ? null : random.Next(1, 100_000) / 10_000_000m))];
+    private static UsageRecord[] Make(Random random, int count, DateTimeOffset start, int days) => Records.Mixed(random, count, start, days);
 
     /// <summary>
     /// The forecasts (every user's, and the platform's) and the statements of October and November through
