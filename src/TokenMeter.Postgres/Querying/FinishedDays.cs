@@ -11,8 +11,16 @@ namespace TokenMeter.Postgres.Querying;
 /// a fold is always read. One instance per <see cref="PostgresUsageQueries"/> (a singleton per store), shared by
 /// concurrent requests: entries are immutable and replaced whole under a lock.
 /// </summary>
-internal sealed class FinishedDays
+/// <param name="maxRows">
+/// At most this many rows (days' rows and months' lines together) are held, ~150-200 bytes each: beyond it the oldest
+/// days go first, then the least recently used months (a store with more users than that reads more of each request
+/// from PostgreSQL, as without this class).
+/// </param>
+internal sealed class FinishedDays(int maxRows = FinishedDays.DefaultMaxRows)
 {
+    /// <summary>The default row budget (about 100 MB): 10,000 users' 50 days of forecasts, or 1,000 users' days and months.</summary>
+    public const int DefaultMaxRows = 500_000;
+
     // Bounds: the forecasts read 50 days; a few months of statements are looked at in turn.
     private const int MaxDays = 120;
     private const int MaxMonths = 4;
@@ -22,6 +30,19 @@ internal sealed class FinishedDays
     private readonly Dictionary<DateOnly, MonthLines> months = [];
     private long uses;
     private long daysRead;
+    private long rowsHeld;
+
+    /// <summary>How many rows (days' rows and months' lines) are held now.</summary>
+    public long RowsHeld
+    {
+        get
+        {
+            lock (gate)
+            {
+                return rowsHeld;
+            }
+        }
+    }
 
     /// <summary>How many days' rows have been read from the store and kept (a day read again counts again).</summary>
     public long DaysRead
@@ -51,17 +72,22 @@ internal sealed class FinishedDays
         {
             foreach (var (day, version, rows) in read)
             {
+                if (days.TryGetValue(day, out var replaced))
+                {
+                    rowsHeld -= replaced.Rows.Length;
+                }
+
                 days[day] = (version, rows);
+                rowsHeld += rows.Length;
                 daysRead++;
             }
 
-            if (days.Count > MaxDays)
+            while (days.Count > MaxDays)
             {
-                foreach (var day in days.Keys.Order().Take(days.Count - MaxDays).ToList())
-                {
-                    days.Remove(day);
-                }
+                RemoveOldestDay();
             }
+
+            KeepWithinBudget();
         }
     }
 
@@ -86,12 +112,50 @@ internal sealed class FinishedDays
         lock (gate)
         {
             lines.LastUse = ++uses;
-            months[month] = lines;
-            if (months.Count > MaxMonths)
+            if (months.TryGetValue(month, out var replaced))
             {
-                months.Remove(months.MinBy(m => m.Value.LastUse).Key);
+                rowsHeld -= replaced.Rows.Length;
+            }
+
+            months[month] = lines;
+            rowsHeld += lines.Rows.Length;
+            while (months.Count > MaxMonths)
+            {
+                RemoveLeastRecentMonth();
+            }
+
+            KeepWithinBudget();
+        }
+    }
+
+    // Under the lock: the oldest days go first, then the least recently used months.
+    private void KeepWithinBudget()
+    {
+        while (rowsHeld > maxRows && days.Count + months.Count > 0)
+        {
+            if (days.Count > 0)
+            {
+                RemoveOldestDay();
+            }
+            else
+            {
+                RemoveLeastRecentMonth();
             }
         }
+    }
+
+    private void RemoveOldestDay()
+    {
+        var oldest = days.Keys.Min();
+        rowsHeld -= days[oldest].Rows.Length;
+        days.Remove(oldest);
+    }
+
+    private void RemoveLeastRecentMonth()
+    {
+        var month = months.MinBy(m => m.Value.LastUse).Key;
+        rowsHeld -= months[month].Rows.Length;
+        months.Remove(month);
     }
 
     /// <summary>Every user's folded lines of one month (in statement order), and the versions of the month's days they were read at.</summary>

@@ -24,7 +24,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
 
     private static readonly string ZeroColumns = string.Join(", ", Figures.Select(c => c == "cost_usd" ? "0::numeric" : "0::bigint"));
 
-    private readonly FinishedDays finishedDays = new();
+    private FinishedDays finishedDays = new();
 
     private string S => context.Quoted;
 
@@ -34,6 +34,15 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
     /// compare the two).
     /// </summary>
     internal bool KeepFinishedDays { get; init; } = true;
+
+    /// <summary>The most rows the kept days and months hold (see <see cref="FinishedDays"/>); tests set a small one.</summary>
+    internal int KeptRowsBudget
+    {
+        init => finishedDays = new FinishedDays(value);
+    }
+
+    /// <summary>How many rows the kept days and months hold now.</summary>
+    internal long KeptRows => finishedDays.RowsHeld;
 
     /// <summary>How many days' rows the bulk daily read has read from the store (not from memory) so far.</summary>
     internal long FinishedDaysRead => finishedDays.DaysRead;
