@@ -122,17 +122,15 @@ internal static class CostProjection
             if (historyDays < settings.MinimumHistoryDays)
             {
                 widening = settings.ShortHistoryWidening;
-                method = $"flat rate over {historyDays} day(s) (fewer than {settings.MinimumHistoryDays} days of history; interval widened)";
+                method = Method(0, historyDays, settings.MinimumHistoryDays);
             }
             else if (!seasonal)
             {
-                method = $"flat rate over the last {window} days";
+                method = Method(1, window, 0);
             }
             else
             {
-                method = growthPerDay == 0
-                    ? $"weekday/weekend rates over the last {window} days"
-                    : $"weekday/weekend rates over the last {window} days with damped growth";
+                method = Method(growthPerDay == 0 ? 2 : 3, window, 0);
             }
         }
 
@@ -160,6 +158,17 @@ internal static class CostProjection
 
         return new CostProjectionResult(monthStart, monthToDate, projected, low, high, method, historyDays, path);
     }
+
+    // The method texts, formatted once per kind and count (a thousand users' forecasts share a few).
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(int Kind, int Days, int Minimum), string> Methods = new();
+
+    private static string Method(int kind, int days, int minimum) => Methods.GetOrAdd((kind, days, minimum), static k => k.Kind switch
+    {
+        0 => $"flat rate over {k.Days} day(s) (fewer than {k.Minimum} days of history; interval widened)",
+        1 => $"flat rate over the last {k.Days} days",
+        2 => $"weekday/weekend rates over the last {k.Days} days",
+        _ => $"weekday/weekend rates over the last {k.Days} days with damped growth",
+    });
 
     /// <summary>Saturday and Sunday.</summary>
     /// <param name="day">The day.</param>

@@ -89,7 +89,8 @@ public sealed class UsageForecaster
         var today = DateOnly.FromDateTime(now.UtcDateTime);
         var settings = await _budgets.GetBudgetsAsync(cancellationToken).ConfigureAwait(false);
         var overrides = settings.Users.ToDictionary(u => u.UserId, StringComparer.Ordinal);
-        var rows = await _queries.GetUserDailyUsageAsync(HistoryStart(today), today, null, cancellationToken).ConfigureAwait(false);
+        var historyStart = HistoryStart(today);
+        var rows = await _queries.GetUserDailyUsageAsync(historyStart, today, null, cancellationToken).ConfigureAwait(false);
 
         // The store returns the rows in user-id order (ordinal), so each user's rows are one run; rows in another order
         // are put in that order first (stable, so each user's rows keep theirs).
@@ -113,12 +114,13 @@ public sealed class UsageForecaster
             }
 
             // One pass over the user's rows: the cost of each day and the first day with a call.
-            var daily = new Dictionary<DateOnly, decimal>(end - start);
+            // (The projection and the exhaustion date look up days of the range read only: a row outside it is not kept.)
+            var daily = new DailyCosts(historyStart, today);
             DateOnly? firstDay = null;
             for (var i = start; i < end; i++)
             {
                 var row = rows[i];
-                daily[row.Date] = daily.GetValueOrDefault(row.Date) + row.Figures.CostUsd;
+                daily.Add(row.Date, row.Figures.CostUsd);
                 if (row.Figures.Calls > 0 && (firstDay is null || row.Date < firstDay))
                 {
                     firstDay = row.Date;
