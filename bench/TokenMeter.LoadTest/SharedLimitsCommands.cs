@@ -19,58 +19,86 @@ namespace TokenMeter.LoadTest;
 
 /// <summary>
 /// <c>shared-limits [seconds-per-run=5] [burst=60]</c>: (1) the latency a budget check and a
-/// requests+tokens rate-limit check on PostgreSQL add to a metered call, against the same call with
-/// neither, at 1 / 16 / 64 callers (p50 and p99, side by side in one run), with headroom slices (the
-/// default) and with every check exact in the database (<c>LocalSlices = false</c>, a second host on
-/// the same database); (2) a burst of parallel
+/// requests+tokens rate-limit check on PostgreSQL (the call's estimate included) add to a metered
+/// call, against the same call, attributed to the same user, from a host of the app without budgets
+/// and rate limits, at 1 / 16 / 64 callers (p50 and p99, side by side in one run; CPU and allocation
+/// per call), with headroom slices (the default) and with every check exact in the database
+/// (<c>LocalSlices = false</c>, a second host on the same database); (2) a burst of parallel
 /// calls for one student at a budget, spread round-robin over three instances of the sample.
 /// </summary>
 internal static class SharedLimitsCommands
 {
     public const string Help = """
-          shared-limits [seconds=5] [burst=60]           added latency of budget + rate-limit checks on PostgreSQL at 1/16/64 callers; three-instance budget burst
+          shared-limits [seconds=5] [burst=60] [--callers 1,16,64] [--rounds 1] [--slices-only] [--one-student-only] [--allocation-types] [--statements]
+                                                    added latency of budget + rate-limit checks on PostgreSQL at 1/16/64 callers; three-instance budget burst (burst 0: none)
+                                                    --rounds repeats each caller count's interleaved runs; --slices-only skips the exact checks;
+                                                    --one-student-only skips the 1,000-students spread; --allocation-types prints the types a sliced call allocates beyond a plain one (runtime allocation samples);
+                                                    --statements prints PostgreSQL's costliest statements per limited call (pg_stat_statements)
         """;
 
     public static async Task<int> RunAsync(string[] args)
     {
-        var seconds = Seconds(args, 0, 5);
-        var burst = Int(args, 1, 60);
+        var flags = args.Where(a => a.StartsWith("--", StringComparison.Ordinal)).ToHashSet(StringComparer.Ordinal);
+        string? Option(string name) => Array.IndexOf(args, name) is var i and >= 0 && i + 1 < args.Length ? args[i + 1] : null;
+        var positional = args.TakeWhile(a => !a.StartsWith("--", StringComparison.Ordinal)).ToArray();
+        var seconds = Seconds(positional, 0, 5);
+        var burst = Int(positional, 1, 60);
+        var callerCounts = Option("--callers") is { } counts ? counts.Split(',').Select(c => int.Parse(c, System.Globalization.CultureInfo.InvariantCulture)).ToArray() : [1, 16, 64];
+        var rounds = Option("--rounds") is { } r ? int.Parse(r, System.Globalization.CultureInfo.InvariantCulture) : 1;
         using var operations = CountDatabaseOperations();
-        await using var server = await PostgresServer.StartAsync().ConfigureAwait(false);
+        var statements = flags.Contains("--statements");
+        await using var server = await PostgresServer.StartAsync(statements ? ["shared_preload_libraries=pg_stat_statements", "pg_stat_statements.track=all"] : null).ConfigureAwait(false);
         await using var model = await FakeOpenAIServer.StartAsync().ConfigureAwait(false);
         model.DefaultReply = FakeReply.WithUsage(100, 40);
         var connectionString = await server.CreateDatabaseAsync("limits").ConfigureAwait(false);
         postmaster = await SustainedBenchmark.PostmasterPidAsync(connectionString).ConfigureAwait(false);
         using var host = await StartHostAsync(model.Endpoint, connectionString, slices: true).ConfigureAwait(false);
         using var exactHost = await StartHostAsync(model.Endpoint, connectionString, slices: false).ConfigureAwait(false);
-        var chat = host.Services.GetRequiredService<OpenAIClient>().GetChatClient("gpt-4o-mini");
+
+        // The same call with neither: a host of the same app on the same database without budgets and rate limits.
+        using var plainHost = await StartHostAsync(model.Endpoint, connectionString, slices: null).ConfigureAwait(false);
+        var plainChat = plainHost.Services.GetRequiredService<OpenAIClient>().GetChatClient("gpt-4o-mini");
         var estimator = host.Services.GetRequiredService<UsageEstimator>();
         await SetDefaultBudgetWhenReadyAsync(host.Services.GetRequiredService<IBudgetStore>()).ConfigureAwait(false);
         await SetDefaultBudgetWhenReadyAsync(exactHost.Services.GetRequiredService<IBudgetStore>()).ConfigureAwait(false);
         ChatMessage[] messages = [new UserChatMessage("Give me a hint for 2x + 3 = 7")];
         var options = new ChatCompletionOptions { MaxOutputTokenCount = 400 };
-        var estimate = estimator.EstimateChat("gpt-4o-mini", messages, 400);
 
-        async Task Plain(int caller) => await chat.CompleteChatAsync(messages, options).ConfigureAwait(false);
         // One student per caller calling back to back (each window holds every call of the last
         // minute: thousands of rows), or each call for the next of 1,000 students (a window holds a
-        // student's few calls, as in a class using the product).
+        // student's few calls, as in a class using the product). Both calls are attributed to the
+        // student (the records of either carry the user; the store keeps per-user rollups for both).
         var spread = false;
         var next = 0;
-        var checks = Enumerable.Range(0, 64).Select(_ => new List<double>()).ToArray();
+        var callerSlots = Math.Max(64, callerCounts.Max());
+        var checks = Enumerable.Range(0, callerSlots).Select(_ => new List<double>()).ToArray();
         var failedOpen = 0;
-        Task Sliced(int caller) => Limited(host, "", caller);
-        Task Exact(int caller) => Limited(exactHost, "exact-", caller);
-        async Task Limited(IHost on, string prefix, int caller)
+        var students = Enumerable.Range(0, 1000).Select(i => "student-" + i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        var benchers = Enumerable.Range(0, callerSlots).Select(i => "bench-" + i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        var exactStudents = students.Select(u => "exact-" + u).ToArray();
+        var exactBenchers = benchers.Select(u => "exact-" + u).ToArray();
+        string UserOf(int caller, bool exact) => spread
+            ? (exact ? exactStudents : students)[(uint)Interlocked.Increment(ref next) % 1000]
+            : (exact ? exactBenchers : benchers)[caller];
+        async Task Plain(int caller)
         {
-            var guard = on.Services.GetRequiredService<BudgetGuard>();
-            var limiter = on.Services.GetRequiredService<UserRateLimiter>();
-            var user = prefix + (spread
-                ? "student-" + ((uint)Interlocked.Increment(ref next) % 1000).ToString(System.Globalization.CultureInfo.InvariantCulture)
-                : "bench-" + caller.ToString(System.Globalization.CultureInfo.InvariantCulture));
-            // Both rate limits and the budget in one step (one round trip), as the sample's filters do.
+            using (Attribution.UsageScope.Begin(new Attribution.UsageContext { UserId = UserOf(caller, exact: false) }))
+            {
+                await plainChat.CompleteChatAsync(messages, options).ConfigureAwait(false);
+            }
+        }
+
+        var sliced = new LimitedHost(host);
+        var exactChecked = new LimitedHost(exactHost);
+        Task Sliced(int caller) => Limited(sliced, UserOf(caller, exact: false), caller);
+        Task Exact(int caller) => Limited(exactChecked, UserOf(caller, exact: true), caller);
+        async Task Limited(LimitedHost on, string user, int caller)
+        {
+            // The call's worst case (the prompt through the tokenizer), then both rate limits and the
+            // budget in one step (one round trip), as the sample's filters do.
             var started = Stopwatch.GetTimestamp();
-            await using var rate = await limiter.CheckWithBudgetAsync("user:" + user, user, estimate, guard).ConfigureAwait(false);
+            var estimate = estimator.EstimateChat("gpt-4o-mini", messages, 400);
+            await using var rate = await on.Limiter.CheckWithBudgetAsync(on.PartitionKeys.GetOrAdd(user, static u => "user:" + u), user, estimate, on.Guard).ConfigureAwait(false);
             checks[caller].Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
             await using var budget = rate.Budget;
             if (!rate.IsAllowed || budget is not { IsAllowed: true })
@@ -86,25 +114,37 @@ internal static class SharedLimitsCommands
 
             using (Attribution.UsageScope.Begin(new Attribution.UsageContext { UserId = user }))
             {
-                await on.Services.GetRequiredService<OpenAIClient>().GetChatClient("gpt-4o-mini").CompleteChatAsync(messages, options).ConfigureAwait(false);
+                await on.Chat.CompleteChatAsync(messages, options).ConfigureAwait(false);
             }
         }
 
+        using var sampler = flags.Contains("--allocation-types") ? new AllocationSampler() : null;
+        if (Option("--probe") is { } probeCalls)
+        {
+            // The check and its settle alone, on the caller's thread, one call after another (no model call):
+            // the bytes this thread allocates and the time per check; the settle's background write is not counted.
+            await ProbeAsync(sliced, estimator, messages, int.Parse(probeCalls, System.Globalization.CultureInfo.InvariantCulture), sampler).ConfigureAwait(false);
+            return 0;
+        }
+
         Print("added latency of a budget check + requests and tokens rate-limit checks (PostgreSQL store) per metered call, fake model on loopback:");
-        Print("| callers | checks | neither p50 | neither p99 | budget + rate limits p50 | p99 | added p50 | added p99 | the check alone p50 | p99 | PostgreSQL round trips per call | added CPU per call (this process + PostgreSQL) |");
-        Print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        Print("| callers | checks | neither p50 | neither p99 | budget + rate limits p50 | p99 | added p50 | added p99 | the check alone p50 | p99 | PostgreSQL round trips per call | added CPU per call (this process + PostgreSQL) | added allocation per call (this process) |");
+        Print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         await MeasureAsync(Plain, 4, TimeSpan.FromSeconds(1)).ConfigureAwait(false);
         await MeasureAsync(Sliced, 4, TimeSpan.FromSeconds(1)).ConfigureAwait(false);
         await MeasureAsync(Exact, 4, TimeSpan.FromSeconds(1)).ConfigureAwait(false);
-        foreach (var spreadOverStudents in new[] { false, true })
+        var kinds = flags.Contains("--slices-only") ? new (string, Func<int, Task>)[] { ("slices", Sliced) } : [("slices", Sliced), ("exact", Exact)];
+        foreach (var spreadOverStudents in flags.Contains("--one-student-only") ? [false] : new[] { false, true })
         {
             spread = spreadOverStudents;
             Print(spread ? "each call for the next of 1,000 students:" : "one student per caller, back to back:");
-            foreach (var callers in new[] { 1, 16, 64 })
+            foreach (var callers in callerCounts.SelectMany(c => Enumerable.Repeat(c, rounds)))
             {
-                // Interleaved: neither, slices, exact, neither again (the baseline is the mean of the two plain runs).
+                // Interleaved: neither, slices, (neither, exact); slices are compared with the plain run before them.
+                sampler?.Take();
                 var plain1 = await MeasureAsync(Plain, callers, seconds).ConfigureAwait(false);
-                foreach (var (name, run) in new (string, Func<int, Task>)[] { ("slices", Sliced), ("exact", Exact) })
+                var plainSamples = sampler?.Take();
+                foreach (var (name, run) in kinds)
                 {
                     foreach (var list in checks)
                     {
@@ -112,16 +152,41 @@ internal static class SharedLimitsCommands
                     }
 
                     var operationsBefore = Interlocked.Read(ref databaseOperations);
+                    sampler?.Take();
+                    if (statements)
+                    {
+                        await StatementsAsync(connectionString, null).ConfigureAwait(false);
+                    }
+
                     var limited = await MeasureAsync(run, callers, seconds).ConfigureAwait(false);
+                    if (statements)
+                    {
+                        await StatementsAsync(connectionString, limited.Calls).ConfigureAwait(false);
+                    }
+
+                    var limitedSamples = sampler?.Take();
                     var perCall = (double)(Interlocked.Read(ref databaseOperations) - operationsBefore) / Math.Max(1, checks.Sum(c => c.Count));
                     var check = Percentiles(checks.SelectMany(c => c));
                     var plain = name == "slices" ? plain1 : await MeasureAsync(Plain, callers, seconds).ConfigureAwait(false);
-                    Print($"| {callers} | {name} | {plain.P50:F2} ms | {plain.P99:F2} ms | {limited.P50:F2} ms | {limited.P99:F2} ms | {limited.P50 - plain.P50:F2} ms | {limited.P99 - plain.P99:F2} ms | {check.P50:F2} ms | {check.P99:F2} ms | {perCall:F3} | {limited.CpuUs - plain.CpuUs:F0} µs |");
+                    Print($"| {callers} | {name} | {plain.P50:F2} ms | {plain.P99:F2} ms | {limited.P50:F2} ms | {limited.P99:F2} ms | {limited.P50 - plain.P50:F2} ms | {limited.P99 - plain.P99:F2} ms | {check.P50:F2} ms | {check.P99:F2} ms | {perCall:F3} | {limited.CpuUs - plain.CpuUs:F0} µs (PostgreSQL {limited.ServerCpuUs - plain.ServerCpuUs:F0}) | {limited.AllocatedBytes - plain.AllocatedBytes:F0} B |");
+                    if (sampler is not null && name == "slices")
+                    {
+                        Print("  allocation samples, bytes per call added by type (slices vs the plain run before):");
+                        foreach (var line in AllocationSampler.Added(limitedSamples!, limited.Calls, plainSamples!, plain1.Calls, 25))
+                        {
+                            Print(line);
+                        }
+                    }
                 }
             }
         }
 
         Print($"checks that failed and were let through by the fail policy: {failedOpen}");
+        if (burst <= 0)
+        {
+            return 0;
+        }
+
         Print(string.Empty);
         Print($"three-instance budget burst: {burst} parallel /api/hint calls for one student, round-robin over three sample instances on one PostgreSQL:");
         await using var cluster = await SampleCluster.StartAsync(server, 3, ClusterSettings.With(), Print).ConfigureAwait(false);
@@ -193,11 +258,17 @@ internal static class SharedLimitsCommands
         return self.TotalProcessorTime.TotalSeconds + ProcessCpu.ChildrenOf(postmaster);
     }
 
-    /// <summary>Runs the callers for the duration: the calls' p50 and p99, and the CPU (this process + PostgreSQL) per call in microseconds.</summary>
-    private static async Task<(double P50, double P99, double CpuUs)> MeasureAsync(Func<int, Task> call, int callers, TimeSpan duration)
+    /// <summary>
+    /// Runs the callers for the duration: the calls' p50 and p99, the CPU (this process + PostgreSQL)
+    /// per call in microseconds, and the bytes this process allocated per call (every thread: callers,
+    /// hosts, writers, fake model), a figure the load on the box does not change.
+    /// </summary>
+    private static async Task<(double P50, double P99, double CpuUs, double ServerCpuUs, double AllocatedBytes, long Calls)> MeasureAsync(Func<int, Task> call, int callers, TimeSpan duration)
     {
         var samples = new List<double>[callers];
+        var allocated = GC.GetTotalAllocatedBytes(precise: true);
         var cpu = CpuSeconds();
+        var server = ProcessCpu.ChildrenOf(postmaster);
         var stop = Stopwatch.StartNew();
         await Task.WhenAll(Enumerable.Range(0, callers).Select(async c =>
         {
@@ -209,9 +280,12 @@ internal static class SharedLimitsCommands
                 mine.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
             }
         })).ConfigureAwait(false);
-        var cpuUs = (CpuSeconds() - cpu) * 1e6 / Math.Max(1, samples.Sum(s => s.Count));
+        var calls = Math.Max(1, samples.Sum(s => s.Count));
+        var cpuUs = (CpuSeconds() - cpu) * 1e6 / calls;
+        var serverUs = (ProcessCpu.ChildrenOf(postmaster) - server) * 1e6 / calls;
+        var bytes = (double)(GC.GetTotalAllocatedBytes(precise: true) - allocated) / calls;
         var (p50, p99) = Percentiles(samples.SelectMany(s => s));
-        return (p50, p99, cpuUs);
+        return (p50, p99, cpuUs, serverUs, bytes, calls);
     }
 
     private static (double P50, double P99) Percentiles(IEnumerable<double> samples)
@@ -220,7 +294,86 @@ internal static class SharedLimitsCommands
         return all.Length == 0 ? (0, 0) : (all[all.Length / 2], all[Math.Min(all.Length - 1, (int)(all.Length * 0.99))]);
     }
 
-    private static async Task<IHost> StartHostAsync(Uri modelEndpoint, string connectionString, bool slices)
+    /// <summary>PostgreSQL's statements by total time per limited call since the last reset (<c>pg_stat_statements</c>), then a reset; null calls: reset only.</summary>
+    private static async Task StatementsAsync(string connectionString, long? calls)
+    {
+        await using var connection = new Npgsql.NpgsqlConnection(connectionString);
+        await connection.OpenAsync().ConfigureAwait(false);
+        await using (var create = new Npgsql.NpgsqlCommand("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", connection))
+        {
+            await create.ExecuteNonQueryAsync().ConfigureAwait(false);
+        }
+
+        if (calls is { } n)
+        {
+            await using var read = new Npgsql.NpgsqlCommand("SELECT calls, total_exec_time, total_plan_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT 8", connection);
+            await using var reader = await read.ExecuteReaderAsync().ConfigureAwait(false);
+            Print("  PostgreSQL statements (pg_stat_statements), time per limited call: executions | exec+plan µs per call | ms per execution | statement");
+            while (await reader.ReadAsync().ConfigureAwait(false))
+            {
+                var total = reader.GetDouble(1) + reader.GetDouble(2);
+                Print($"    {reader.GetInt64(0),7} | {total * 1000 / n,7:F2} µs | {total / Math.Max(1, reader.GetInt64(0)),7:F3} ms | {reader.GetString(3)}");
+            }
+        }
+
+        await using var reset = new Npgsql.NpgsqlCommand("SELECT pg_stat_statements_reset()", connection);
+        await reset.ExecuteNonQueryAsync().ConfigureAwait(false);
+    }
+
+    private static async Task ProbeAsync(LimitedHost on, UsageEstimator estimator, ChatMessage[] messages, int calls, AllocationSampler? sampler)
+    {
+        const string user = "probe-1";
+        const string partition = "user:" + user;
+        for (var round = 0; round < 4; round++)
+        {
+            sampler?.Take();
+            var bytes = GC.GetTotalAllocatedBytes(precise: true);
+            var cpu = CpuSeconds();
+            var started = Stopwatch.GetTimestamp();
+            for (var i = 0; i < calls; i++)
+            {
+                var estimate = estimator.EstimateChat("gpt-4o-mini", messages, 400);
+                var rate = await on.Limiter.CheckWithBudgetAsync(partition, user, estimate, on.Guard).ConfigureAwait(false);
+                await rate.Budget!.DisposeAsync().ConfigureAwait(false);
+                await rate.DisposeAsync().ConfigureAwait(false);
+            }
+
+            var elapsed = Stopwatch.GetElapsedTime(started);
+            Print($"probe round {round}: {calls} estimates + checks + settles one after another: {(double)(GC.GetTotalAllocatedBytes(precise: true) - bytes) / calls:F0} B allocated per call (every thread), CPU {(CpuSeconds() - cpu) * 1e6 / calls:F2} µs per call (this process + PostgreSQL), wall {elapsed.TotalMicroseconds / calls:F2} µs");
+        }
+
+        if (sampler is not null)
+        {
+            foreach (var line in AllocationSampler.Added(sampler.Take(), calls, [], 1, 30))
+            {
+                Print(line);
+            }
+        }
+
+        var alone = GC.GetTotalAllocatedBytes(precise: true);
+        for (var i = 0; i < calls; i++)
+        {
+            estimator.EstimateChat("gpt-4o-mini", messages, 400);
+        }
+
+        Print($"the estimate alone: {(double)(GC.GetTotalAllocatedBytes(precise: true) - alone) / calls:F0} B per call");
+    }
+
+    /// <summary>A host with budgets and rate limits, and what a call resolves from it (once, as an app's filters do).</summary>
+    private sealed class LimitedHost(IHost host)
+    {
+        public BudgetGuard Guard { get; } = host.Services.GetRequiredService<BudgetGuard>();
+
+        public UserRateLimiter Limiter { get; } = host.Services.GetRequiredService<UserRateLimiter>();
+
+        public ChatClient Chat { get; } = host.Services.GetRequiredService<OpenAIClient>().GetChatClient("gpt-4o-mini");
+
+        /// <summary>The requests partition of each user (an app builds it from the signed-in user's id).</summary>
+        public System.Collections.Concurrent.ConcurrentDictionary<string, string> PartitionKeys { get; } = new(StringComparer.Ordinal);
+    }
+
+    /// <summary>A host of the app on the database: with budgets and rate limits (headroom slices or exact checks), or (null) neither.</summary>
+    private static async Task<IHost> StartHostAsync(Uri modelEndpoint, string connectionString, bool? slices)
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.ClearProviders();
@@ -228,20 +381,24 @@ internal static class SharedLimitsCommands
         {
             ["TokenMeter:Writer:SpoolDirectory"] = Directory.CreateTempSubdirectory("tokenmeter-limits-").FullName,
         });
-        builder.Services.AddTokenMeter()
-            .AddPostgresStore(connectionString, o => o.LocalSlices = slices)
-            .AddBudgets()
-            .AddRateLimits(o =>
-            {
-                o.RequestsPerMinute = 1_000_000;
-                o.TokensPerMinute = 1_000_000_000;
-            })
-            .AddOpenAIClient(o =>
-            {
-                o.Endpoint = modelEndpoint;
-                o.ApiKey = "load-test-key";
-                o.MaxRetries = 0;
-            });
+        var tokenMeter = builder.Services.AddTokenMeter()
+            .AddPostgresStore(connectionString, o => o.LocalSlices = slices ?? true);
+        if (slices is not null)
+        {
+            tokenMeter.AddBudgets()
+                .AddRateLimits(o =>
+                {
+                    o.RequestsPerMinute = 1_000_000;
+                    o.TokensPerMinute = 1_000_000_000;
+                });
+        }
+
+        tokenMeter.AddOpenAIClient(o =>
+        {
+            o.Endpoint = modelEndpoint;
+            o.ApiKey = "load-test-key";
+            o.MaxRetries = 0;
+        });
         var host = builder.Build();
         await host.StartAsync().ConfigureAwait(false);
         return host;

@@ -33,7 +33,10 @@ public sealed class UserRateLimiter : IDisposable
     private readonly Counter<long>? _rejections;
     private readonly Counter<long>? _checkFailures;
     private readonly SharedLimitSettler? _settler;
+    private const int OpenSweepEvery = 4_096;
+
     private readonly ConcurrentDictionary<string, OpenCalls> _open = new(StringComparer.Ordinal);
+    private int _opensSinceSweep;
 
     /// <summary>Creates the limiter.</summary>
     /// <param name="store">Where the windows are kept.</param>
@@ -114,14 +117,14 @@ public sealed class UserRateLimiter : IDisposable
                 {
                     if (tokens is not null)
                     {
-                        await CloseAsync(userId!, tokens).ConfigureAwait(false);
+                        await tokens.CloseAsync().ConfigureAwait(false);
                     }
 
                     return Refuse(RateLimitKind.Requests, _options.RequestsPerMinute, result.RetryAfter, null);
                 }
             }
 
-            return tokens is null ? RateLimitDecision.Allowed : new RateLimitDecision(null, 0, TimeSpan.Zero, null, () => CloseAsync(userId!, tokens));
+            return tokens is null ? RateLimitDecision.Allowed : new RateLimitDecision(null, 0, TimeSpan.Zero, null, tokens.CloseAsync);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
@@ -220,7 +223,7 @@ public sealed class UserRateLimiter : IDisposable
         }
 
         var call = Open(userId!, tokens.Key, tokens.Id, now);
-        return new RateLimitDecision(null, 0, TimeSpan.Zero, null, () => CloseAsync(userId!, call), decision);
+        return new RateLimitDecision(null, 0, TimeSpan.Zero, null, call.CloseAsync, decision);
     }
 
     /// <summary>Notes a finished call's tokens against the user's open reservation (fed by the metering path).</summary>
@@ -254,10 +257,32 @@ public sealed class UserRateLimiter : IDisposable
 
     private OpenCall Open(string userId, string key, Guid id, DateTimeOffset at)
     {
-        var call = new OpenCall(key, id, at);
-        _open.GetOrAdd(userId, static _ => new OpenCalls()).Add(call);
+        var call = new OpenCall(this, userId, key, id, at);
+        while (!_open.GetOrAdd(userId, static _ => new OpenCalls()).TryAdd(call))
+        {
+            // Forgotten by a sweep between the lookup and the add: look it up again.
+        }
+
+        // A user's entry stays while they keep calling (one call at a time adds and removes it no more);
+        // entries idle since the last sweep are forgotten once calls have opened half as many times as
+        // there are entries (a sweep's scan costs at most two entries per call opened since the last).
+        if (Interlocked.Increment(ref _opensSinceSweep) >= Math.Max(OpenSweepEvery, _open.Count / 2))
+        {
+            Interlocked.Exchange(ref _opensSinceSweep, 0);
+            foreach (var (user, calls) in _open)
+            {
+                if (calls.TryForget())
+                {
+                    _open.TryRemove(new KeyValuePair<string, OpenCalls>(user, calls));
+                }
+            }
+        }
+
         return call;
     }
+
+    /// <summary>Users with no call open now and none since the last sweep (tests).</summary>
+    internal int OpenUsers => _open.Count;
 
     private RateLimitDecision Refuse(RateLimitKind kind, long limit, TimeSpan retryAfter, long? used)
     {
@@ -273,9 +298,9 @@ public sealed class UserRateLimiter : IDisposable
     /// the response with a shared store (until then the window counts the estimate, which can only
     /// refuse sooner).
     /// </summary>
-    private async ValueTask CloseAsync(string userId, OpenCall call)
+    private async ValueTask CloseAsync(OpenCall call)
     {
-        var tokens = _open.TryGetValue(userId, out var calls) ? calls.Remove(call, _open, userId) : 0;
+        var tokens = _open.TryGetValue(call.UserId, out var calls) ? calls.Remove(call) : 0;
         if (_settler is not null)
         {
             _settler.Enqueue(new EntrySettle(call.Key, call.Id, tokens, call.At + Window));
@@ -293,14 +318,18 @@ public sealed class UserRateLimiter : IDisposable
         }
     }
 
-    /// <summary>A call's tokens reservation.</summary>
-    private sealed class OpenCall(string key, Guid id, DateTimeOffset at)
+    /// <summary>A call's tokens reservation; <see cref="CloseAsync()"/> ends it.</summary>
+    private sealed class OpenCall(UserRateLimiter owner, string userId, string key, Guid id, DateTimeOffset at)
     {
+        public string UserId => userId;
+
         public string Key => key;
 
         public Guid Id => id;
 
         public DateTimeOffset At => at;
+
+        public ValueTask CloseAsync() => owner.CloseAsync(this);
     }
 
     /// <summary>
@@ -312,12 +341,22 @@ public sealed class UserRateLimiter : IDisposable
     {
         private readonly List<OpenCall> _calls = [];
         private long _tokens;
+        private bool _usedSinceSweep = true;
+        private bool _forgotten;
 
-        public void Add(OpenCall call)
+        /// <summary>Adds a call; false when this entry was forgotten (the caller looks the user up again).</summary>
+        public bool TryAdd(OpenCall call)
         {
             lock (_calls)
             {
+                if (_forgotten)
+                {
+                    return false;
+                }
+
                 _calls.Add(call);
+                _usedSinceSweep = true;
+                return true;
             }
         }
 
@@ -332,19 +371,30 @@ public sealed class UserRateLimiter : IDisposable
             }
         }
 
-        public long Remove(OpenCall call, ConcurrentDictionary<string, OpenCalls> owner, string userId)
+        public long Remove(OpenCall call)
         {
             lock (_calls)
             {
                 _calls.Remove(call);
-                if (_calls.Count == 0)
-                {
-                    owner.TryRemove(new KeyValuePair<string, OpenCalls>(userId, this));
-                }
-
                 var tokens = _tokens;
                 _tokens = 0;
                 return tokens;
+            }
+        }
+
+        /// <summary>Marks the entry forgotten when no call is open and none was added since the last sweep.</summary>
+        public bool TryForget()
+        {
+            lock (_calls)
+            {
+                if (_calls.Count > 0 || _usedSinceSweep)
+                {
+                    _usedSinceSweep = false;
+                    return false;
+                }
+
+                _forgotten = true;
+                return true;
             }
         }
     }
