@@ -61,8 +61,9 @@ namespace TokenMeter.Postgres.Budgets;
 /// database exactly, as with slices off. Rate limits come from each instance's options: a slice
 /// claimed under another limit is not used.</item>
 /// <item><b>Size.</b> A user's first claim asks for 2 calls' worth; each further claim while the user
-/// keeps calling asks for twice the last (at most 256); a slice that ends mostly unused halves the
-/// next. Unused headroom in other instances' slices may refuse a call early, by at most what those
+/// keeps calling asks for twice the last (at most 4,096: a claim reads the user's spend and windows,
+/// 1–5 ms of the database's CPU under load, so a user calling hundreds of times a second pays it
+/// once per thousands of calls); a slice that ends mostly unused halves the next. Unused headroom in other instances' slices may refuse a call early, by at most what those
 /// slices hold (each at most a quarter of the headroom left at its claim), for at most the slice
 /// lifetime.</item>
 /// <item><b>Failures.</b> A claim that cannot reach the database fails like an exact check (the fail
@@ -78,7 +79,7 @@ internal sealed class HeadroomSlices : IAsyncDisposable
     internal const long FirstCalls = 2;
 
     /// <summary>Most calls' worth a claim asks for.</summary>
-    internal const long MaxCalls = 256;
+    internal const long MaxCalls = 4_096;
 
     /// <summary>The channel budget changes are announced on (the payload: schema, a new line, and the user id or nothing for the default budget).</summary>
     internal const string Channel = "tokenmeter_limits";
@@ -231,39 +232,42 @@ internal sealed class HeadroomSlices : IAsyncDisposable
             return PostgresSharedLimits.SettleAsync(_context, holds, entries, cancellationToken);
         }
 
-        var exactHolds = new List<HoldSettle>(holds.Count);
-        var exactEntries = new List<EntrySettle>(entries.Count);
-        var carved = new List<CarvedSettle>();
-        var local = new List<(HoldSettle Hold, Carve Carve, decimal StoredCost, long StoredTokens)>();
-        foreach (var hold in holds)
+        // Lists only for what a batch holds (most batches hold local settles alone).
+        List<HoldSettle>? exactHolds = null;
+        List<EntrySettle>? exactEntries = null;
+        List<CarvedSettle>? carved = null;
+        List<(HoldSettle Hold, Carve Carve, decimal StoredCost, long StoredTokens)>? local = null;
+        for (var i = 0; i < holds.Count; i++)
         {
+            var hold = holds[i];
             if (!_carved.TryRemove(hold.Id, out var carve))
             {
                 landings.Forget(hold.Records);
-                exactHolds.Add(hold);
+                (exactHolds ??= []).Add(hold);
                 continue;
             }
 
             var slice = carve.Slice;
             if (!_disposed && slice.Target is { } target && landings.TryAssign(hold.Records, target, out var storedCost, out var storedTokens))
             {
-                local.Add((hold, carve, storedCost, storedTokens));
+                (local ??= []).Add((hold, carve, storedCost, storedTokens));
             }
             else
             {
                 // A record not followed from the start (or the app is stopping): the call becomes its own hold.
                 landings.Forget(hold.Records);
-                carved.Add(new CarvedSettle(hold, slice.HoldId, slice.Key, slice.Month, carve.CostUsd, carve.Amount));
+                (carved ??= []).Add(new CarvedSettle(hold, slice.HoldId, slice.Key, slice.Month, carve.CostUsd, carve.Amount));
             }
         }
 
         lock (_gate)
         {
-            foreach (var entry in entries)
+            for (var i = 0; i < entries.Count; i++)
             {
+                var entry = entries[i];
                 if (!_carved.TryRemove(entry.Id, out var carve))
                 {
-                    exactEntries.Add(entry);
+                    (exactEntries ??= []).Add(entry);
                     continue;
                 }
 
@@ -280,7 +284,7 @@ internal sealed class HeadroomSlices : IAsyncDisposable
                 }
             }
 
-            foreach (var (hold, carve, storedCost, storedTokens) in local)
+            foreach (var (hold, carve, storedCost, storedTokens) in local ?? [])
             {
                 SettleLocally(carve.Slice, carve.CostUsd - hold.CostUsd, carve.Amount - hold.Tokens);
                 if (storedCost != 0m || storedTokens != 0)
@@ -293,9 +297,9 @@ internal sealed class HeadroomSlices : IAsyncDisposable
             FlushOutbox(send: false);
         }
 
-        return exactHolds.Count + exactEntries.Count + carved.Count == 0
+        return exactHolds is null && exactEntries is null && carved is null
             ? ValueTask.CompletedTask
-            : PostgresSharedLimits.SettleAsync(_context, exactHolds, exactEntries, carved, cancellationToken);
+            : PostgresSharedLimits.SettleAsync(_context, (IReadOnlyList<HoldSettle>?)exactHolds ?? [], (IReadOnlyList<EntrySettle>?)exactEntries ?? [], (IReadOnlyList<CarvedSettle>?)carved ?? [], cancellationToken);
     }
 
     /// <summary>Follows a record attached to a call's hold until it is stored (while slices decide calls).</summary>

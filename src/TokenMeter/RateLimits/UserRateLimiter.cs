@@ -36,7 +36,7 @@ public sealed class UserRateLimiter : IDisposable
     private const int OpenSweepEvery = 4_096;
 
     private readonly ConcurrentDictionary<string, OpenCalls> _open = new(StringComparer.Ordinal);
-    private int _opensSinceSweep;
+    private int _lookupsSinceSweep;
 
     /// <summary>Creates the limiter.</summary>
     /// <param name="store">Where the windows are kept.</param>
@@ -182,11 +182,14 @@ public sealed class UserRateLimiter : IDisposable
         }
 
         var now = _clock.GetUtcNow();
-        RateLimitRequest? tokens = _options.TokensPerMinute > 0 && userId is not null
-            ? new RateLimitRequest(TokensKey(userId), UsageIds.NewVersion7(now), now, Window, _options.TokensPerMinute, Math.Max(1, estimatedTokens), MustFit: false)
+
+        // The user's entry keeps the window keys made for their last call (no new strings per call).
+        var entry = userId is not null && _options.TokensPerMinute > 0 ? EntryOf(userId) : null;
+        RateLimitRequest? tokens = _options.TokensPerMinute > 0 && entry is not null
+            ? new RateLimitRequest(entry.TokensKey, UsageIds.NewVersion7(now), now, Window, _options.TokensPerMinute, Math.Max(1, estimatedTokens), MustFit: false)
             : null;
         RateLimitRequest? requests = _options.RequestsPerMinute > 0
-            ? new RateLimitRequest("requests/" + partitionKey, UsageIds.NewVersion7(now), now, Window, _options.RequestsPerMinute, 1, MustFit: true)
+            ? new RateLimitRequest(entry?.RequestsKey(partitionKey) ?? RequestsKey(partitionKey), UsageIds.NewVersion7(now), now, Window, _options.RequestsPerMinute, 1, MustFit: true)
             : null;
         var hold = budget.CreateHoldRequest(budgetUserId, budgetEstimate);
         LimitCheckResult result;
@@ -222,7 +225,7 @@ public sealed class UserRateLimiter : IDisposable
             return new RateLimitDecision(null, 0, TimeSpan.Zero, null, null, decision);
         }
 
-        var call = Open(userId!, tokens.Key, tokens.Id, now);
+        var call = Open(userId!, tokens.Key, tokens.Id, now, entry);
         return new RateLimitDecision(null, 0, TimeSpan.Zero, null, call.CloseAsync, decision);
     }
 
@@ -242,11 +245,13 @@ public sealed class UserRateLimiter : IDisposable
     /// <returns>The key.</returns>
     public static string TokensKey(string userId) => "tokens/" + userId;
 
+    private static string RequestsKey(string partitionKey) => "requests/" + partitionKey;
+
     /// <inheritdoc />
     public void Dispose() => Requests.Dispose();
 
     internal ValueTask<RateLimitResult> AcquireRequestAsync(string partitionKey, CancellationToken cancellationToken) =>
-        _store.AcquireAsync(new RateLimitRequest("requests/" + partitionKey, UsageIds.NewVersion7(_clock.GetUtcNow()), _clock.GetUtcNow(), Window, _options.RequestsPerMinute, 1, MustFit: true), cancellationToken);
+        _store.AcquireAsync(new RateLimitRequest(RequestsKey(partitionKey), UsageIds.NewVersion7(_clock.GetUtcNow()), _clock.GetUtcNow(), Window, _options.RequestsPerMinute, 1, MustFit: true), cancellationToken);
 
     internal bool IsSynchronous => _store.IsSynchronous;
 
@@ -255,20 +260,29 @@ public sealed class UserRateLimiter : IDisposable
     internal void CountRejection(RateLimitKind kind) =>
         _rejections?.Add(1, new TagList { { "limit", kind == RateLimitKind.Tokens ? "tokens" : "requests" } });
 
-    private OpenCall Open(string userId, string key, Guid id, DateTimeOffset at)
+    private OpenCall Open(string userId, string key, Guid id, DateTimeOffset at, OpenCalls? entry = null)
     {
         var call = new OpenCall(this, userId, key, id, at);
-        while (!_open.GetOrAdd(userId, static _ => new OpenCalls()).TryAdd(call))
+        while (!(entry ?? EntryOf(userId)).TryAdd(call))
         {
-            // Forgotten by a sweep between the lookup and the add: look it up again.
+            // Forgotten by a sweep since the lookup: look it up again.
+            entry = null;
         }
 
-        // A user's entry stays while they keep calling (one call at a time adds and removes it no more);
-        // entries idle since the last sweep are forgotten once calls have opened half as many times as
-        // there are entries (a sweep's scan costs at most two entries per call opened since the last).
-        if (Interlocked.Increment(ref _opensSinceSweep) >= Math.Max(OpenSweepEvery, _open.Count / 2))
+        return call;
+    }
+
+    /// <summary>
+    /// The user's entry. It stays while they keep calling (one call at a time adds and removes it no
+    /// more); entries idle since the last sweep are forgotten once lookups have run half as many times
+    /// as there are entries (a sweep's scan costs at most two entries per lookup since the last).
+    /// </summary>
+    private OpenCalls EntryOf(string userId)
+    {
+        var entry = _open.GetOrAdd(userId, static user => new OpenCalls(user));
+        if (Interlocked.Increment(ref _lookupsSinceSweep) >= Math.Max(OpenSweepEvery, _open.Count / 2))
         {
-            Interlocked.Exchange(ref _opensSinceSweep, 0);
+            Interlocked.Exchange(ref _lookupsSinceSweep, 0);
             foreach (var (user, calls) in _open)
             {
                 if (calls.TryForget())
@@ -278,7 +292,7 @@ public sealed class UserRateLimiter : IDisposable
             }
         }
 
-        return call;
+        return entry;
     }
 
     /// <summary>Users with no call open now and none since the last sweep (tests).</summary>
@@ -337,12 +351,29 @@ public sealed class UserRateLimiter : IDisposable
     /// settles every token noted so far, its own included (a call's records come before its end), so
     /// no call's tokens are dropped with another call's estimate while that call is still in flight.
     /// </summary>
-    private sealed class OpenCalls
+    private sealed class OpenCalls(string userId)
     {
         private readonly List<OpenCall> _calls = [];
+        private KeyPair? _requests;
         private long _tokens;
         private bool _usedSinceSweep = true;
         private bool _forgotten;
+
+        /// <summary>The user's tokens window.</summary>
+        public string TokensKey { get; } = UserRateLimiter.TokensKey(userId);
+
+        /// <summary>The requests window of <paramref name="partitionKey"/>, kept for the user's next call.</summary>
+        public string RequestsKey(string partitionKey)
+        {
+            var pair = Volatile.Read(ref _requests);
+            if (pair is null || !string.Equals(pair.Partition, partitionKey, StringComparison.Ordinal))
+            {
+                pair = new KeyPair(partitionKey, UserRateLimiter.RequestsKey(partitionKey));
+                Volatile.Write(ref _requests, pair);
+            }
+
+            return pair.Key;
+        }
 
         /// <summary>Adds a call; false when this entry was forgotten (the caller looks the user up again).</summary>
         public bool TryAdd(OpenCall call)
@@ -398,6 +429,9 @@ public sealed class UserRateLimiter : IDisposable
             }
         }
     }
+
+    /// <summary>A requests partition and its window's key.</summary>
+    private sealed record KeyPair(string Partition, string Key);
 
     /// <summary>The requests limit as a partitioned limiter over the store.</summary>
     private sealed class RequestLimiter(UserRateLimiter owner) : PartitionedRateLimiter<string>
