@@ -10,9 +10,10 @@ namespace TokenMeter.LoadTest;
 internal static class BenchCommands
 {
     public const string Help = """
-          sample-vs-sdk [seconds=12] [callers=1 16 64] [--memory] [--sample-env NAME=VALUE]...
+          sample-vs-sdk [seconds=12] [callers=1 16 64] [--memory] [--tail] [--sample-env NAME=VALUE]...
                                                     POST /api/hint of the sample (PostgreSQL, or --memory) vs the same SDK call made directly; 20 ms model;
-                                                    --sample-env sets an environment variable of the sample (a runtime setting to compare, e.g. DOTNET_GCgen0size=0x4000000)
+                                                    --sample-env sets an environment variable of the sample (a runtime setting to compare, e.g. DOTNET_GCgen0size=0x4000000);
+                                                    --tail probes both processes and prints what the slowest 1 % of calls have in common (GC pauses, PostgreSQL commands, where the time went)
           sustained [seconds=60] [callers=32]       metered SDK calls as fast as possible into PostgreSQL; queue depth per second, queue and memory per minute; store = calls
           export [rows=1000000] [--stages]          GET /api/usage/export of the sample over PostgreSQL: rows/s and the server's peak RSS (1/10 of the rows, then all)
         """;
@@ -23,6 +24,7 @@ internal static class BenchCommands
     public static async Task<int> SampleVsSdkAsync(string[] args)
     {
         var memory = args.Contains("--memory");
+        var tail = args.Contains("--tail");
         var sampleEnvironment = new Dictionary<string, string>(StringComparer.Ordinal);
         var rest = new List<string>();
         for (var i = 0; i < args.Length; i++)
@@ -32,7 +34,7 @@ internal static class BenchCommands
                 sampleEnvironment[name] = value;
                 i++;
             }
-            else if (args[i] != "--memory")
+            else if (args[i] is not "--memory" and not "--tail")
             {
                 rest.Add(args[i]);
             }
@@ -41,7 +43,7 @@ internal static class BenchCommands
         var seconds = rest.Count > 0 ? double.Parse(rest[0], CultureInfo.InvariantCulture) : 12;
         int[] callers = rest.Count > 1 ? rest.Skip(1).Select(a => int.Parse(a, CultureInfo.InvariantCulture)).ToArray() : [1, 16, 64];
         Print($"each caller count: {seconds:F0} s per side in 8 alternating phases (A B B A A B B A); model delay {ModelDelay.TotalMilliseconds:F0} ms");
-        var levels = await OverheadBenchmark.RunAsync(TimeSpan.FromSeconds(seconds), callers, postgres: !memory, ModelDelay, Print, sampleEnvironment).ConfigureAwait(false);
+        var levels = await OverheadBenchmark.RunAsync(TimeSpan.FromSeconds(seconds), callers, postgres: !memory, ModelDelay, Print, sampleEnvironment, tail).ConfigureAwait(false);
 
         Print(string.Empty);
         Print("A = sample POST /api/hint (child process, signed-in students, metered, " + (memory ? "in-memory store" : "PostgreSQL store") + "); B = same chat call, unmetered SDK client");
@@ -103,7 +105,7 @@ internal static class BenchCommands
         Print(string.Create(CultureInfo.InvariantCulture,
             $"calls {o.Calls} in {o.LoadSeconds:F1} s = {o.Calls / o.LoadSeconds:F0} calls/s; caller errors {o.CallerErrors}; records written {o.Rows} = {o.Rows / o.LoadSeconds:F0} records/s over the load (drain after it {o.DrainSeconds:F2} s)"));
         Print(string.Create(CultureInfo.InvariantCulture,
-            $"queue: peak {o.PeakQueue}, median {Median(o.Series.Select(s => s.Queue))}; spooled {o.Spooled}; failed batches {o.FailedBatches}; CPU s: harness (client + fake model + writer) {o.HarnessCpuSeconds:F1}, postgres {o.PostgresCpuSeconds:F1}"));
+            $"queue: peak {o.PeakQueue}, median {Median(o.Series.Select(s => s.Queue))}; spooled {o.Spooled}; failed batches {o.FailedBatches} (in the warm-up before: {o.WarmUpFailedBatches}); CPU s: harness (client + fake model + writer) {o.HarnessCpuSeconds:F1}, postgres {o.PostgresCpuSeconds:F1}"));
         Print($"store: rows {o.Rows}, distinct ids {o.DistinctIds}; lost {lost}, duplicates {duplicates}");
         foreach (var e in o.Errors.Take(5))
         {

@@ -21,18 +21,21 @@ namespace TokenMeter.LoadTest;
 /// <c>shared-limits [seconds-per-run=5] [burst=60]</c>: (1) the latency a budget check and a
 /// requests+tokens rate-limit check on PostgreSQL (the call's estimate included) add to a metered
 /// call, against the same call, attributed to the same user, from a host of the app without budgets
-/// and rate limits, at 1 / 16 / 64 callers (p50 and p99, side by side in one run; CPU and allocation
-/// per call), with headroom slices (the default) and with every check exact in the database
-/// (<c>LocalSlices = false</c>, a second host on the same database); (2) a burst of parallel
+/// and rate limits, at 1 / 16 / 64 callers (p50 and p99, side by side in one run: rounds of A B B A
+/// phases; CPU, PostgreSQL's share of it, and allocation per call),
+/// with headroom slices (the default) and with every check exact in the database
+/// (<c>LocalSlices = false</c>, a second host on the same database), with a model that answers at
+/// once (the box saturated at 64 callers) and with one that answers after 20 ms; (2) a burst of parallel
 /// calls for one student at a budget, spread round-robin over three instances of the sample.
 /// </summary>
 internal static class SharedLimitsCommands
 {
     public const string Help = """
-          shared-limits [seconds=5] [burst=60] [--callers 1,16,64] [--rounds 1] [--slices-only] [--one-student-only] [--allocation-types] [--statements]
+          shared-limits [seconds=5] [burst=60] [--callers 1,16,64] [--slices-only] [--one-student-only] [--allocation-types] [--statements]
                                                     added latency of budget + rate-limit checks on PostgreSQL at 1/16/64 callers; three-instance budget burst (burst 0: none)
-                                                    --rounds repeats each caller count's interleaved runs; --slices-only skips the exact checks;
-                                                    --one-student-only skips the 1,000-students spread; --allocation-types prints the types a sliced call allocates beyond a plain one (runtime allocation samples);
+                                                    --slices-only skips the exact checks and the 20 ms model's table;
+                                                    --one-student-only skips the 1,000-students spread; --probe N: N checks + settles alone, one after another (allocation and CPU per call;
+                                                    with --allocation-types, the types allocated, from the runtime's allocation samples);
                                                     --statements prints PostgreSQL's costliest statements per limited call (pg_stat_statements)
         """;
 
@@ -44,7 +47,6 @@ internal static class SharedLimitsCommands
         var seconds = Seconds(positional, 0, 5);
         var burst = Int(positional, 1, 60);
         var callerCounts = Option("--callers") is { } counts ? counts.Split(',').Select(c => int.Parse(c, System.Globalization.CultureInfo.InvariantCulture)).ToArray() : [1, 16, 64];
-        var rounds = Option("--rounds") is { } r ? int.Parse(r, System.Globalization.CultureInfo.InvariantCulture) : 1;
         using var operations = CountDatabaseOperations();
         var statements = flags.Contains("--statements");
         await using var server = await PostgresServer.StartAsync(statements ? ["shared_preload_libraries=pg_stat_statements", "pg_stat_statements.track=all"] : null).ConfigureAwait(false);
@@ -88,9 +90,9 @@ internal static class SharedLimitsCommands
             }
         }
 
-        var sliced = new LimitedHost(host);
+        var slicedHost = new LimitedHost(host);
         var exactChecked = new LimitedHost(exactHost);
-        Task Sliced(int caller) => Limited(sliced, UserOf(caller, exact: false), caller);
+        Task Sliced(int caller) => Limited(slicedHost, UserOf(caller, exact: false), caller);
         Task Exact(int caller) => Limited(exactChecked, UserOf(caller, exact: true), caller);
         async Task Limited(LimitedHost on, string user, int caller)
         {
@@ -121,64 +123,104 @@ internal static class SharedLimitsCommands
         using var sampler = flags.Contains("--allocation-types") ? new AllocationSampler() : null;
         if (Option("--probe") is { } probeCalls)
         {
-            // The check and its settle alone, on the caller's thread, one call after another (no model call):
-            // the bytes this thread allocates and the time per check; the settle's background write is not counted.
-            await ProbeAsync(sliced, estimator, messages, int.Parse(probeCalls, System.Globalization.CultureInfo.InvariantCulture), sampler).ConfigureAwait(false);
+            // The estimate, the check and its settle alone, one call after another (no model call): the bytes
+            // allocated (every thread, the settles' background work included) and the CPU per call.
+            await ProbeAsync(slicedHost, estimator, messages, int.Parse(probeCalls, System.Globalization.CultureInfo.InvariantCulture), sampler).ConfigureAwait(false);
             return 0;
         }
 
-        Print("added latency of a budget check + requests and tokens rate-limit checks (PostgreSQL store) per metered call, fake model on loopback:");
-        Print("| callers | checks | neither p50 | neither p99 | budget + rate limits p50 | p99 | added p50 | added p99 | the check alone p50 | p99 | PostgreSQL round trips per call | added CPU per call (this process + PostgreSQL) | added allocation per call (this process) |");
-        Print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        Print($"added latency of a budget check + requests and tokens rate-limit checks (PostgreSQL store) per metered call, fake model on loopback answering at once (at 64 callers the box is saturated: the added figure is then mostly the added CPU, queued):");
+        Print($"slices: {Rounds} rounds of neither, checked, checked, neither ({seconds.TotalSeconds / 2:F1} s each); added = median over the rounds of (mean of its checked phases - mean of its neither phases); CPU per call over all phases of each side. exact: one phase of {seconds.TotalSeconds:F0} s against the mean of the level's neither phases.");
+        Print(TableHeader);
         await MeasureAsync(Plain, 4, TimeSpan.FromSeconds(1)).ConfigureAwait(false);
         await MeasureAsync(Sliced, 4, TimeSpan.FromSeconds(1)).ConfigureAwait(false);
         await MeasureAsync(Exact, 4, TimeSpan.FromSeconds(1)).ConfigureAwait(false);
-        var kinds = flags.Contains("--slices-only") ? new (string, Func<int, Task>)[] { ("slices", Sliced) } : [("slices", Sliced), ("exact", Exact)];
+        var slicesOnly = flags.Contains("--slices-only");
         foreach (var spreadOverStudents in flags.Contains("--one-student-only") ? [false] : new[] { false, true })
         {
             spread = spreadOverStudents;
             Print(spread ? "each call for the next of 1,000 students:" : "one student per caller, back to back:");
-            foreach (var callers in callerCounts.SelectMany(c => Enumerable.Repeat(c, rounds)))
+            foreach (var callers in callerCounts)
             {
-                // Interleaved: neither, slices, (neither, exact); slices are compared with the plain run before them.
-                sampler?.Take();
-                var plain1 = await MeasureAsync(Plain, callers, seconds).ConfigureAwait(false);
-                var plainSamples = sampler?.Take();
-                foreach (var (name, run) in kinds)
-                {
-                    foreach (var list in checks)
-                    {
-                        list.Clear();
-                    }
-
-                    var operationsBefore = Interlocked.Read(ref databaseOperations);
-                    sampler?.Take();
-                    if (statements)
-                    {
-                        await StatementsAsync(connectionString, null).ConfigureAwait(false);
-                    }
-
-                    var limited = await MeasureAsync(run, callers, seconds).ConfigureAwait(false);
-                    if (statements)
-                    {
-                        await StatementsAsync(connectionString, limited.Calls).ConfigureAwait(false);
-                    }
-
-                    var limitedSamples = sampler?.Take();
-                    var perCall = (double)(Interlocked.Read(ref databaseOperations) - operationsBefore) / Math.Max(1, checks.Sum(c => c.Count));
-                    var check = Percentiles(checks.SelectMany(c => c));
-                    var plain = name == "slices" ? plain1 : await MeasureAsync(Plain, callers, seconds).ConfigureAwait(false);
-                    Print($"| {callers} | {name} | {plain.P50:F2} ms | {plain.P99:F2} ms | {limited.P50:F2} ms | {limited.P99:F2} ms | {limited.P50 - plain.P50:F2} ms | {limited.P99 - plain.P99:F2} ms | {check.P50:F2} ms | {check.P99:F2} ms | {perCall:F3} | {limited.CpuUs - plain.CpuUs:F0} µs (PostgreSQL {limited.ServerCpuUs - plain.ServerCpuUs:F0}) | {limited.AllocatedBytes - plain.AllocatedBytes:F0} B |");
-                    if (sampler is not null && name == "slices")
-                    {
-                        Print("  allocation samples, bytes per call added by type (slices vs the plain run before):");
-                        foreach (var line in AllocationSampler.Added(limitedSamples!, limited.Calls, plainSamples!, plain1.Calls, 25))
-                        {
-                            Print(line);
-                        }
-                    }
-                }
+                await MeasureLevelAsync(callers, withExact: !slicesOnly).ConfigureAwait(false);
             }
+        }
+
+        // The same, with a model that answers after 20 ms (as the sample's benchmark): the box is
+        // not saturated at 64 callers, so the added figure is the checks' own latency.
+        model.DefaultReply = FakeReply.WithUsage(100, 40) with { Delay = TimeSpan.FromMilliseconds(20) };
+        spread = false;
+        if (!slicesOnly)
+        {
+            Print(string.Empty);
+            Print("the same with a model that answers after 20 ms (the box not saturated), slices, one student per caller:");
+            Print(TableHeader);
+            foreach (var callers in callerCounts)
+            {
+                await MeasureLevelAsync(callers, withExact: false).ConfigureAwait(false);
+            }
+        }
+
+        model.DefaultReply = FakeReply.WithUsage(100, 40);
+
+        async Task MeasureLevelAsync(int callers, bool withExact)
+        {
+            var phase = seconds / 2;
+            var plains = new List<Phase>();
+            var sliced = new List<Phase>();
+            var addedP50 = new List<double>();
+            var addedP99 = new List<double>();
+            foreach (var list in checks)
+            {
+                list.Clear();
+            }
+
+            var operations = 0L;
+            if (statements)
+            {
+                await StatementsAsync(connectionString, null).ConfigureAwait(false);
+            }
+
+            for (var round = 0; round < Rounds; round++)
+            {
+                // A B B A: a drift within the round weighs on both sides alike.
+                var a1 = await MeasureAsync(Plain, callers, phase).ConfigureAwait(false);
+                var operationsBefore = Interlocked.Read(ref databaseOperations);
+                var b1 = await MeasureAsync(Sliced, callers, phase).ConfigureAwait(false);
+                var b2 = await MeasureAsync(Sliced, callers, phase).ConfigureAwait(false);
+                operations += Interlocked.Read(ref databaseOperations) - operationsBefore;
+                var a2 = await MeasureAsync(Plain, callers, phase).ConfigureAwait(false);
+                plains.AddRange([a1, a2]);
+                sliced.AddRange([b1, b2]);
+                addedP50.Add(((b1.P50 + b2.P50) - (a1.P50 + a2.P50)) / 2);
+                addedP99.Add(((b1.P99 + b2.P99) - (a1.P99 + a2.P99)) / 2);
+            }
+
+            var slicedCalls = checks.Sum(c => c.Count);
+            var check = Percentiles(checks.SelectMany(c => c));
+            var plain = Phase.Pooled(plains);
+            var limited = Phase.Pooled(sliced);
+            Print($"| {callers} | slices | {plain.P50:F2} ms | {plain.P99:F2} ms | {limited.P50:F2} ms | {limited.P99:F2} ms | {Median(addedP50):F2} ms ({string.Join(" / ", addedP50.Select(a => a.ToString("F2", System.Globalization.CultureInfo.InvariantCulture)))}) | {Median(addedP99):F2} ms | {check.P50:F2} ms | {check.P99:F2} ms | {(double)operations / Math.Max(1, slicedCalls):F3} | {limited.CpuUs - plain.CpuUs:F0} µs (PostgreSQL {limited.ServerCpuUs - plain.ServerCpuUs:F0}) | {limited.AllocatedBytes - plain.AllocatedBytes:F0} B |");
+            if (statements)
+            {
+                await StatementsAsync(connectionString, slicedCalls).ConfigureAwait(false);
+            }
+
+            if (!withExact)
+            {
+                return;
+            }
+
+            foreach (var list in checks)
+            {
+                list.Clear();
+            }
+
+            var before = Interlocked.Read(ref databaseOperations);
+            var exact = await MeasureAsync(Exact, callers, seconds).ConfigureAwait(false);
+            var exactCalls = checks.Sum(c => c.Count);
+            var exactCheck = Percentiles(checks.SelectMany(c => c));
+            Print($"| {callers} | exact | {plain.P50:F2} ms | {plain.P99:F2} ms | {exact.P50:F2} ms | {exact.P99:F2} ms | {exact.P50 - plain.P50:F2} ms | {exact.P99 - plain.P99:F2} ms | {exactCheck.P50:F2} ms | {exactCheck.P99:F2} ms | {(double)(Interlocked.Read(ref databaseOperations) - before) / Math.Max(1, exactCalls):F3} | {exact.CpuUs - plain.CpuUs:F0} µs (PostgreSQL {exact.ServerCpuUs - plain.ServerCpuUs:F0}) | {exact.AllocatedBytes - plain.AllocatedBytes:F0} B |");
         }
 
         Print($"checks that failed and were let through by the fail policy: {failedOpen}");
@@ -258,12 +300,44 @@ internal static class SharedLimitsCommands
         return self.TotalProcessorTime.TotalSeconds + ProcessCpu.ChildrenOf(postmaster);
     }
 
+    /// <summary>Rounds of A B B A per caller count and kind of check.</summary>
+    private const int Rounds = 3;
+
+    private const string TableHeader = """
+        | callers | checks | neither p50 | neither p99 | budget + rate limits p50 | p99 | added p50 (per round) | added p99 | the check alone p50 | p99 | PostgreSQL round trips per call | added CPU per call (this process + PostgreSQL) | added allocation per call (this process) |
+        |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+        """;
+
+    private static double Median(List<double> values)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted.Length == 0 ? 0 : sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[(sorted.Length / 2) - 1] + sorted[sorted.Length / 2]) / 2;
+    }
+
     /// <summary>
-    /// Runs the callers for the duration: the calls' p50 and p99, the CPU (this process + PostgreSQL)
-    /// per call in microseconds, and the bytes this process allocated per call (every thread: callers,
-    /// hosts, writers, fake model), a figure the load on the box does not change.
+    /// One phase's calls: their latencies, p50 and p99, the CPU (this process + PostgreSQL, and
+    /// PostgreSQL's alone) per call in microseconds, and the bytes this process allocated per call
+    /// (every thread: callers, hosts, writers, fake model), a figure the load on the box does not change.
     /// </summary>
-    private static async Task<(double P50, double P99, double CpuUs, double ServerCpuUs, double AllocatedBytes, long Calls)> MeasureAsync(Func<int, Task> call, int callers, TimeSpan duration)
+    private sealed record Phase(double[] Sorted, double CpuSeconds, double ServerCpuSeconds, long Allocated)
+    {
+        public double P50 => Sorted.Length == 0 ? 0 : Sorted[Sorted.Length / 2];
+
+        public double P99 => Sorted.Length == 0 ? 0 : Sorted[Math.Min(Sorted.Length - 1, (int)(Sorted.Length * 0.99))];
+
+        public double CpuUs => CpuSeconds * 1e6 / Math.Max(1, Sorted.Length);
+
+        public double ServerCpuUs => ServerCpuSeconds * 1e6 / Math.Max(1, Sorted.Length);
+
+        public double AllocatedBytes => (double)Allocated / Math.Max(1, Sorted.Length);
+
+        /// <summary>Several phases as one: every call's latency, and the CPU and allocation of all of them.</summary>
+        public static Phase Pooled(IEnumerable<Phase> phases) =>
+            new([.. phases.SelectMany(p => p.Sorted).Order()], phases.Sum(p => p.CpuSeconds), phases.Sum(p => p.ServerCpuSeconds), phases.Sum(p => p.Allocated));
+    }
+
+    /// <summary>Runs the callers for the duration.</summary>
+    private static async Task<Phase> MeasureAsync(Func<int, Task> call, int callers, TimeSpan duration)
     {
         var samples = new List<double>[callers];
         var allocated = GC.GetTotalAllocatedBytes(precise: true);
@@ -280,12 +354,7 @@ internal static class SharedLimitsCommands
                 mine.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
             }
         })).ConfigureAwait(false);
-        var calls = Math.Max(1, samples.Sum(s => s.Count));
-        var cpuUs = (CpuSeconds() - cpu) * 1e6 / calls;
-        var serverUs = (ProcessCpu.ChildrenOf(postmaster) - server) * 1e6 / calls;
-        var bytes = (double)(GC.GetTotalAllocatedBytes(precise: true) - allocated) / calls;
-        var (p50, p99) = Percentiles(samples.SelectMany(s => s));
-        return (p50, p99, cpuUs, serverUs, bytes, calls);
+        return new Phase([.. samples.SelectMany(s => s).Order()], CpuSeconds() - cpu, ProcessCpu.ChildrenOf(postmaster) - server, GC.GetTotalAllocatedBytes(precise: true) - allocated);
     }
 
     private static (double P50, double P99) Percentiles(IEnumerable<double> samples)

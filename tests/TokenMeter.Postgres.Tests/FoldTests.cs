@@ -321,19 +321,7 @@ public sealed class FoldTests(PostgresDatabaseFixture database) : IClassFixture<
         await AssertExactAsync(h, records);
     }
 
-    // Ids whose order differs between ordinal, case-insensitive and numeric sorts (bulk reads are ordered in the app).
-    private static readonly string[] Users = ["u0", "u1", "u2", "u3", "u4", "B", "a", "user-10", "user-9", "Émile", "zoë"];
-
-    private static UsageRecord[] Make(Random random, int count, DateTimeOffset start, int days) =>
-        [.. Enumerable.Range(0, count).Select(_ => Records.Make(
-            start.AddMinutes(random.Next(0, 60 * 24 * days)),
-            userId: random.Next(9) == 0 ? null : Users[random.Next(Users.Length)],
-            endpoint: random.Next(6) == 0 ? null : "/api/e" + random.Next(3),
-            model: random.Next(7) == 0 ? null : "m" + random.Next(2),
-            input: random.Next(1, 1000),
-            output: random.Next(1, 500),
-            cost: random.Next(8) == 0 ? null : random.Next(1, 100_000) / 10_000_000m,
-            cached: random.Next(0, 50)))];
+    private static UsageRecord[] Make(Random random, int count, DateTimeOffset start, int days) => Records.Mixed(random, count, start, days);
 
     /// <summary>Every read equals the sums over <paramref name="records"/> before a fold and after it, when nothing is left pending and the rollups equal the raw rows.</summary>
     private static async Task AssertExactBeforeAndAfterAFoldAsync(PostgresStoreHarness h, UsageRecord[] records)

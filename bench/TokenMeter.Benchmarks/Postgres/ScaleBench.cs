@@ -85,6 +85,7 @@ internal static class ScaleBench
 
         // Both tables stay: each query alternates between them (A B B A ...), so the machine's load hits both alike.
         var results = await QueriesAsync(smallContext, context, today);
+        results.AddRange(await RoutesAsync(smallContext, context, small, large, today));
         Print("");
         Print($"| admin route: store query | p50 at {small:N0} (ms) | p50 at {large:N0} (ms) | ratio |");
         Print("|---|---:|---:|---:|");
@@ -300,6 +301,105 @@ internal static class ScaleBench
         return results;
     }
 
+    /// <summary>
+    /// The two bulk routes as the admin HTTP route runs them (the forecaster and the statement calculator over the store's
+    /// queries, as constructed per request), each size with the store keeping finished days (B, the default) and reading
+    /// everything every time (A), on fresh query objects: the first request of each (a cold store, as after start) is
+    /// printed, then, after 20 untimed requests of each (the tiered JIT's full optimization, as in a running app), p50 of
+    /// 15 after 2 warm-ups, A B B A ... The kept figure is the route's row at each size. Before each
+    /// request the latest day's per-day rollup rows are updated in place (no change to their sums): under ingest every
+    /// fold moves today's version, so a kept store reads today's rows (and this month's statement lines) again on every
+    /// request.
+    /// </summary>
+    private static async Task<List<(string Name, double Small, double Large)>> RoutesAsync(
+        PostgresStoreContext smallContext, PostgresStoreContext largeContext, long small, long large, DateOnly today)
+    {
+        var results = new List<(string, double, double)>();
+        Print($"routes, the store keeping finished days (kept) vs reading everything (read) (load average {LoadAverage()}):");
+
+        // Every user has the same monthly cost budget (read from memory, as the route's cached budget store does), low
+        // enough that every user's projection reaches it: every user is projected, the route returns the first 50.
+        var budgets = new TokenMeter.Storage.InMemoryUsageStore();
+        await budgets.SetDefaultBudgetAsync(new TokenMeter.Budgets.BudgetLimit(0.01m, null));
+        var clock = new FixedClock(new DateTimeOffset(today.ToDateTime(new TimeOnly(12, 0)), TimeSpan.Zero));
+        var lastFullMonth = new DateOnly(today.Year, today.Month, 1).AddMonths(-1);
+        (string Name, Func<PostgresUsageQueries, Task> Route)[] routes =
+        [
+            ("GET /forecast/users: UsageForecaster.ForecastUsersAsync(50) (every user with a budget)", async q => await new TokenMeter.Forecasting.UsageForecaster(q, budgets, clock).ForecastUsersAsync(50)),
+            ("GET /forecast: UsageForecaster.ForecastMonthAsync", async q => await new TokenMeter.Forecasting.UsageForecaster(q, budgets, clock).ForecastMonthAsync()),
+            ("GET /statements?month: StatementCalculator (last full month)", async q => await new TokenMeter.Billing.StatementCalculator(q).GetMonthlyStatementAsync(lastFullMonth, 0m)),
+            ("GET /statements?month: StatementCalculator (this month)", async q => await new TokenMeter.Billing.StatementCalculator(q).GetMonthlyStatementAsync(today, 0m)),
+        ];
+        foreach (var (name, route) in routes)
+        {
+            var p50 = new double[2];
+            foreach (var (size, context, at) in new[] { (small, smallContext, 0), (large, largeContext, 1) })
+            {
+                var read = new PostgresUsageQueries(context) { KeepFinishedDays = false };
+                var kept = new PostgresUsageQueries(context);
+
+                // Before every request (untimed), the latest day's rows change as today's do under ingest, where every
+                // fold moves today's version: a kept store reads that day's rows again (and this month's lines) on every
+                // request. (The loaded calls end the day before the benchmark's today.)
+                // Each request's CPU in this process (all threads: a load-independent view of the route's own work, where
+                // wall time on a busy box is stretched by every other process) is kept beside its time.
+                var cpu = (Read: new List<double>(), Kept: new List<double>());
+                var allocated = (Read: new List<double>(), Kept: new List<double>());
+                async Task<double> RequestAsync(PostgresUsageQueries q)
+                {
+                    await ExecuteAsync(context.DataSource, $"UPDATE {context.Quoted}.usage_endpoint_day SET calls = calls WHERE day = (SELECT max(day) FROM {context.Quoted}.usage_endpoint_day)");
+                    var before = Environment.CpuUsage.TotalTime;
+                    var bytes = GC.GetTotalAllocatedBytes();
+                    var elapsed = await TimeAsync(() => route(q));
+                    (q == read ? cpu.Read : cpu.Kept).Add((Environment.CpuUsage.TotalTime - before).TotalMilliseconds);
+                    (q == read ? allocated.Read : allocated.Kept).Add((GC.GetTotalAllocatedBytes() - bytes) / 1048576.0);
+                    return elapsed;
+                }
+
+                var firstRead = await RequestAsync(read);
+                var firstKept = await RequestAsync(kept);
+
+                // A server answers many requests: the route's code is compiled at full optimization after ~30 calls and a
+                // pause in new compilation (tiered JIT). Warm both variants up that far before timing, as a running app is.
+                for (var i = 0; i < 20; i++)
+                {
+                    await route(read);
+                    await route(kept);
+                }
+
+                await Task.Delay(500);
+                cpu.Read.Clear();
+                cpu.Kept.Clear();
+                allocated.Read.Clear();
+                allocated.Kept.Clear();
+                var times = (Read: new List<double>(), Kept: new List<double>());
+                for (var i = 0; i < 17; i++)
+                {
+                    var readFirst = (i & 1) == 0;
+                    var first = await RequestAsync(readFirst ? read : kept);
+                    var second = await RequestAsync(readFirst ? kept : read);
+                    if (i >= 2)
+                    {
+                        times.Read.Add(readFirst ? first : second);
+                        times.Kept.Add(readFirst ? second : first);
+                    }
+                }
+
+                times.Read.Sort();
+                times.Kept.Sort();
+                var (r, k) = (times.Read[times.Read.Count / 2], times.Kept[times.Kept.Count / 2]);
+                p50[at] = k;
+                cpu.Read.Sort();
+                cpu.Kept.Sort();
+                Print($"  {name} at {size:N0}: first request read {firstRead:N2} ms, kept {firstKept:N2} ms (cold); p50 read {r:N2} ms, kept {k:N2} ms = {k / r:N2}x, max {times.Read[^1]:N2} / {times.Kept[^1]:N2} ms; this process's CPU per request p50 read {cpu.Read[cpu.Read.Count / 2]:N2} ms, kept {cpu.Kept[cpu.Kept.Count / 2]:N2} ms, allocated {allocated.Read.Average():N1} / {allocated.Kept.Average():N1} MiB; load average {LoadAverage()}");
+            }
+
+            results.Add((name + " (kept)", p50[0], p50[1]));
+        }
+
+        return results;
+    }
+
     private static async Task<double> TimeAsync(Func<Task> query)
     {
         var watch = Stopwatch.StartNew();
@@ -361,4 +461,10 @@ internal static class ScaleBench
     private static string LoadAverage() => string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3));
 
     private static void Print(string line) => Console.WriteLine(line);
+
+    /// <summary>A clock stopped at one instant (the routes' "now": noon of the benchmark's fixed day).</summary>
+    private sealed class FixedClock(DateTimeOffset now) : TimeProvider
+    {
+        public override DateTimeOffset GetUtcNow() => now;
+    }
 }

@@ -31,9 +31,16 @@ public static class OverheadBenchmark
     public sealed record Level(int Callers, Side Sample, Side Sdk, double SampleCpuMsPerCall, double HarnessCpuMsPerCallA, double HarnessCpuMsPerCallB);
 
     /// <param name="sampleEnvironment">More environment variables of the sample (runtime settings to compare, e.g. <c>DOTNET_GCgen0size</c>); they override the harness's.</param>
-    public static async Task<IReadOnlyList<Level>> RunAsync(TimeSpan perSide, int[] callerCounts, bool postgres, TimeSpan modelDelay, Action<string> log, IReadOnlyDictionary<string, string>? sampleEnvironment = null)
+    /// <param name="tail">Probe both processes (<see cref="TailProbe"/>) and print, per caller count, what the slowest 1 % of calls have in common (<see cref="TailReport"/>).</param>
+    public static async Task<IReadOnlyList<Level>> RunAsync(TimeSpan perSide, int[] callerCounts, bool postgres, TimeSpan modelDelay, Action<string> log, IReadOnlyDictionary<string, string>? sampleEnvironment = null, bool tail = false)
     {
         var spool = Directory.CreateTempSubdirectory("tokenmeter-spool-").FullName;
+        var probeFile = Path.Combine(spool, "..", Path.GetFileName(spool) + "-probe.csv");
+        var harnessEvents = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        using var harnessProbe = tail ? new TailProbe(harnessEvents.Enqueue, activities: false) : null;
+        var timed = new System.Collections.Concurrent.ConcurrentQueue<TailReport.Call>();
+        var recording = false;
+        long traceIds = 0;
         PostgresServer? server = null;
         try
         {
@@ -46,6 +53,12 @@ public static class OverheadBenchmark
 
             await using var model = await HomeworkModel.StartAsync(modelDelay).ConfigureAwait(false);
             var settings = SampleProcess.Settings(connectionString, model.Endpoint, spool, TimeSpan.FromSeconds(1));
+            if (tail)
+            {
+                settings["DOTNET_STARTUP_HOOKS"] = TailProbe.StartupHookPath;
+                settings[TailProbe.OutputVariable] = probeFile;
+            }
+
             foreach (var (name, value) in sampleEnvironment ?? new Dictionary<string, string>())
             {
                 settings[name] = value;
@@ -77,11 +90,25 @@ public static class OverheadBenchmark
                 request.Headers.Authorization = auth[index];
                 request.Content = new ByteArrayContent(hintBody);
                 request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json") { CharSet = "utf-8" };
+                string? traceId = null;
+                if (tail)
+                {
+                    // The sample's activities of this request take this trace id: its parts are matched to this call by it.
+                    traceId = Interlocked.Increment(ref traceIds).ToString("x32", CultureInfo.InvariantCulture);
+                    request.Headers.TryAddWithoutValidation("traceparent", $"00-{traceId}-0000000000000001-01");
+                }
+
+                var start = DateTime.UtcNow.Ticks;
                 using var response = await http.SendAsync(request, HttpCompletionOption.ResponseContentRead).ConfigureAwait(false);
                 if (!response.IsSuccessStatusCode)
                 {
                     var text = await response.Content.ReadAsStringAsync().ConfigureAwait(false);
                     throw new HttpRequestException($"/api/hint answered {(int)response.StatusCode}: {text}");
+                }
+
+                if (Volatile.Read(ref recording))
+                {
+                    timed.Enqueue(new TailReport.Call(true, traceId!, start, DateTime.UtcNow.Ticks));
                 }
             }
 
@@ -105,10 +132,16 @@ public static class OverheadBenchmark
             {
                 // Messages and options built per call, as the sample does (the SDK writes into the options).
                 var (messages, options) = sdkCall();
+                var start = DateTime.UtcNow.Ticks;
                 ChatCompletion completion = await direct.CompleteChatAsync(messages, options).ConfigureAwait(false);
                 if (completion.Content.Count == 0)
                 {
                     throw new InvalidOperationException("empty completion");
+                }
+
+                if (Volatile.Read(ref recording))
+                {
+                    timed.Enqueue(new TailReport.Call(false, string.Empty, start, DateTime.UtcNow.Ticks));
                 }
             }
 
@@ -149,6 +182,18 @@ public static class OverheadBenchmark
                 var a = new List<PhaseResult>();
                 var b = new List<PhaseResult>();
                 double sampleCpu = 0, harnessCpuA = 0, harnessCpuB = 0;
+
+                // One untimed second of each side at this caller count first. The students of this level may
+                // have been idle since the warm-up (the levels before used fewer): a student's first call after
+                // 30 s idle reads the account's role from PostgreSQL and claims new limit slices, a round trip
+                // each, which belong to a user's return, not to the steady stream this level measures
+                // (--tail showed them as the level's first calls, a fifth of the 1 % slowest at 16 callers).
+                await PhaseRunner.RunAsync(callers, TimeSpan.FromSeconds(1), CallSample).ConfigureAwait(false);
+                await PhaseRunner.RunAsync(callers, TimeSpan.FromSeconds(1), CallSdk).ConfigureAwait(false);
+                model.Reset();
+                var phases = new List<TailReport.Phase>();
+                timed.Clear();
+                Volatile.Write(ref recording, tail);
                 jit.TakeSeconds();
 
                 // A B B A A B B A: each side runs first as often as second, so a drift in the machine's load cancels out.
@@ -158,7 +203,9 @@ public static class OverheadBenchmark
                     me.Refresh();
                     var harnessBefore = me.TotalProcessorTime.TotalSeconds;
                     var sampleBefore = ProcessCpu.Seconds(sample.Pid);
+                    var phaseStart = DateTime.UtcNow.Ticks;
                     var result = await PhaseRunner.RunAsync(callers, phase, isSample ? CallSample : CallSdk).ConfigureAwait(false);
+                    phases.Add(new TailReport.Phase(isSample, phaseStart, DateTime.UtcNow.Ticks));
                     me.Refresh();
                     var harnessUsed = me.TotalProcessorTime.TotalSeconds - harnessBefore;
                     if (isSample)
@@ -185,6 +232,15 @@ public static class OverheadBenchmark
                 levels.Add(level);
                 log(string.Create(CultureInfo.InvariantCulture,
                     $"  {callers} callers: sample p50 {sideA.P50:F2} ms p99 {sideA.P99:F2} ms {sideA.Throughput:F0}/s | sdk p50 {sideB.P50:F2} ms p99 {sideB.P99:F2} ms {sideB.Throughput:F0}/s | sample JIT {jit.TakeSeconds() * 1000:F0} ms | load {Commands.LoadAverage()}"));
+                if (tail)
+                {
+                    Volatile.Write(ref recording, false);
+                    await Task.Delay(500).ConfigureAwait(false); // the sample's probe writes its file every 200 ms
+                    TailReport.Print([.. timed], phases, ReadShared(probeFile), harnessEvents, log);
+                    var raw = Path.Combine(Path.GetTempPath(), FormattableString.Invariant($"tokenmeter-tail-{Environment.ProcessId}-{callers}"));
+                    TailReport.Save(raw, [.. timed], phases, probeFile, harnessEvents);
+                    log("    raw events (calls, phases, the sample's and the harness's probe lines): " + raw + ".*.csv");
+                }
             }
 
             return levels;
@@ -199,11 +255,25 @@ public static class OverheadBenchmark
             try
             {
                 Directory.Delete(spool, recursive: true);
+                File.Delete(probeFile);
             }
             catch (IOException)
             {
             }
         }
+    }
+
+    /// <summary>The lines of a file another process is still appending to.</summary>
+    private static List<string> ReadShared(string path)
+    {
+        var lines = new List<string>();
+        using var reader = new StreamReader(new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite));
+        while (reader.ReadLine() is { } line)
+        {
+            lines.Add(line);
+        }
+
+        return lines;
     }
 
     /// <summary>Registers <c>loadstudent1..n</c> and returns a bearer token for each.</summary>

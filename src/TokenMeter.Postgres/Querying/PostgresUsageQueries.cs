@@ -22,7 +22,30 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
     private static readonly string NamedSumColumns = string.Join(", ", Figures.Select(c => c == "cost_usd" ? "coalesce(sum(cost_usd), 0) AS cost_usd" : $"coalesce(sum({c}), 0)::bigint AS {c}"));
     private static readonly int FigureCount = Figures.Length;
 
+    private static readonly string ZeroColumns = string.Join(", ", Figures.Select(c => c == "cost_usd" ? "0::numeric" : "0::bigint"));
+
+    private FinishedDays finishedDays = new();
+
     private string S => context.Quoted;
+
+    /// <summary>
+    /// Whether the dashboards' bulk reads over every user keep the folded rows of the days (and months) they read, and read
+    /// again only what changed (see <see cref="FinishedDays"/>). On by default; off reads everything every time (benchmarks
+    /// compare the two).
+    /// </summary>
+    internal bool KeepFinishedDays { get; init; } = true;
+
+    /// <summary>The most rows the kept days and months hold (see <see cref="FinishedDays"/>); tests set a small one.</summary>
+    internal int KeptRowsBudget
+    {
+        init => finishedDays = new FinishedDays(value);
+    }
+
+    /// <summary>How many rows the kept days and months hold now.</summary>
+    internal long KeptRows => finishedDays.RowsHeld;
+
+    /// <summary>How many days' rows the bulk daily read has read from the store (not from memory) so far.</summary>
+    internal long FinishedDaysRead => finishedDays.DaysRead;
 
     /// <summary>What the rollups do not hold yet, for everyone (the <c>usage_pending</c> view) or for the user in <paramref name="userParameter"/>.</summary>
     private string Pending(string? userParameter) => userParameter is null ? $"{S}.usage_pending" : PendingOf(userParameter);
@@ -337,6 +360,11 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
     // sums was two thirds of the query's time at 5,000,000 calls.
     private async ValueTask<IReadOnlyList<UserEndpointUsage>> GetOneMonthUserEndpointUsageAsync(DateOnly month, DateOnly lastDay, string? userId, CancellationToken cancellationToken)
     {
+        if (userId is null && KeepFinishedDays)
+        {
+            return await GetEveryUserMonthAsync(month, lastDay, cancellationToken).ConfigureAwait(false);
+        }
+
         var userFilter = userId is null ? string.Empty : " AND user_id = $3";
         var sql = $"""
             WITH pending AS (
@@ -358,6 +386,76 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
             """;
         object[] parameters = userId is null ? [month, lastDay] : [month, lastDay, userId];
         return await ReadUserEndpointRowsAsync(Command(sql, parameters), cancellationToken).ConfigureAwait(false);
+    }
+
+    // Every user's lines of one whole month (a month's statements): the month's folded lines are taken from memory when
+    // no day of the month has changed version since they were read (see FinishedDays), else read again; the versions of
+    // the month's days and its pending sums are read in the same statement (one snapshot). Part 0: a day's version; 1: a
+    // folded line (only when the month is read again); 2: a line's pending sums, added to the folded lines here.
+    private async ValueTask<IReadOnlyList<UserEndpointUsage>> GetEveryUserMonthAsync(DateOnly month, DateOnly lastDay, CancellationToken cancellationToken)
+    {
+        var held = finishedDays.Month(month);
+        var sql = $"""
+            WITH v AS (SELECT day, version FROM {S}.usage_day_versions WHERE day >= $1 AND day <= $2),
+            same AS (
+                SELECT $5 AND NOT EXISTS (
+                    SELECT 1 FROM v FULL JOIN unnest($3::date[], $4::bigint[]) AS k (day, version) ON k.day = v.day
+                    WHERE v.version IS DISTINCT FROM k.version) AS yes)
+            SELECT 0, NULL::text, NULL::text, NULL::text, {ZeroColumns}, day, version FROM v
+            UNION ALL
+            SELECT 1, user_id, endpoint, model, {FigureColumns}, NULL::date, NULL::bigint
+            FROM {S}.usage_user_endpoint_month WHERE month = $1 AND NOT (SELECT yes FROM same)
+            UNION ALL
+            SELECT 2, user_id, endpoint, model, {NamedSumColumns}, NULL::date, NULL::bigint
+            FROM {S}.usage_pending WHERE day >= $1 AND day <= $2 AND user_id IS NOT NULL GROUP BY user_id, endpoint, model
+            """;
+        using var command = Command(sql, month, lastDay, held?.Days ?? [], held?.Versions ?? [], held is not null);
+        var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        await using var readerScope = reader.ConfigureAwait(false);
+        var versions = new SortedDictionary<DateOnly, long>();
+        var folded = new List<UserEndpointUsage>();
+        var pending = new List<UserEndpointUsage>();
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            var part = reader.GetInt32(0);
+            if (part == 0)
+            {
+                versions[reader.GetFieldValue<DateOnly>(4 + FigureCount)] = reader.GetInt64(5 + FigureCount);
+                continue;
+            }
+
+            (part == 1 ? folded : pending).Add(new UserEndpointUsage(reader.GetString(1), NullableString(reader, 2), NullableString(reader, 3), ReadFigures(reader, 4)));
+        }
+
+        // The same test as the statement's: the month's days have the versions held (none held: read).
+        UserEndpointUsage[] lines;
+        if (held is not null && versions.Keys.SequenceEqual(held.Days) && versions.Values.SequenceEqual(held.Versions))
+        {
+            lines = held.Rows;
+        }
+        else
+        {
+            // Ordered here, not by the server (see UserOrder); a month without versions has no rows and is not held.
+            lines = [.. UserOrder.Sort(folded, r => r.UserId, UserOrder.CostThenEndpoint)];
+            if (versions.Count > 0)
+            {
+                finishedDays.KeepMonth(month, new FinishedDays.MonthLines([.. versions.Keys], [.. versions.Values], lines));
+            }
+        }
+
+        if (pending.Count == 0)
+        {
+            return lines;
+        }
+
+        var sums = new Dictionary<(string, string?, string?), UserEndpointUsage>(lines.Length + pending.Count);
+        foreach (var line in lines.Concat(pending))
+        {
+            var key = (line.UserId, line.Endpoint, line.Model);
+            sums[key] = sums.TryGetValue(key, out var sum) ? sum with { Figures = sum.Figures + line.Figures } : line;
+        }
+
+        return UserOrder.Sort([.. sums.Values], r => r.UserId, UserOrder.CostThenEndpoint);
     }
 
     private static async ValueTask<IReadOnlyList<UserEndpointUsage>> ReadUserEndpointRowsAsync(NpgsqlCommand command, CancellationToken cancellationToken)
@@ -431,6 +529,11 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
 
     public async ValueTask<IReadOnlyList<UserDailyUsage>> GetUserDailyUsageAsync(DateOnly firstDay, DateOnly lastDay, string? userId = null, CancellationToken cancellationToken = default)
     {
+        if (userId is null && KeepFinishedDays && lastDay >= firstDay)
+        {
+            return await GetEveryUserDailyUsageAsync(firstDay, lastDay, cancellationToken).ConfigureAwait(false);
+        }
+
         // The rollup rows as they are, then the pending rows summed per user and day (only those few are
         // grouped: grouping every rollup row of a month for all users tripled the time); a day in both is
         // added up here, where the rows are ordered (joining them in the server cost as much as the read).
@@ -451,6 +554,133 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
 
         // Ordered here, not by the server (see UserOrder); one row per user and day.
         return UserOrder.Sort(rows, r => r.UserId, static (a, b) => a.Date.CompareTo(b.Date), static (a, b) => a with { Figures = a.Figures + b.Figures });
+    }
+
+    // Every user's days (the forecasts' read): the days held in memory whose version has not moved are taken from there
+    // (see FinishedDays); the others are read from the rollup, each day through the day index (a nested loop: OFFSET 0
+    // keeps the subquery from being pulled up into a join over the whole range), with the versions of the range and the
+    // pending sums of every day, in one statement (one snapshot). Part 0: a day's version; 1: a day's rollup rows read
+    // again; 2: a user's day still pending (added to the rollup rows when ordered, as above).
+    private async ValueTask<IReadOnlyList<UserDailyUsage>> GetEveryUserDailyUsageAsync(DateOnly firstDay, DateOnly lastDay, CancellationToken cancellationToken)
+    {
+        var held = finishedDays.DaysHeld(firstDay, lastDay);
+        var sql = $"""
+            WITH v AS (SELECT day, version FROM {S}.usage_day_versions WHERE day BETWEEN $1 AND $2),
+            kept AS (SELECT k.day FROM unnest($3::date[], $4::bigint[]) AS k (day, version) JOIN v ON v.day = k.day AND v.version = k.version),
+            reread AS (SELECT $1 + i AS day FROM generate_series(0, $2 - $1) AS i WHERE $1 + i NOT IN (SELECT day FROM kept))
+            SELECT 0, NULL::text, day, version, {ZeroColumns} FROM v
+            UNION ALL
+            SELECT 1, u.user_id, u.day, NULL::bigint, {Qualified("u")}
+            FROM reread r CROSS JOIN LATERAL (SELECT * FROM {S}.usage_user_day d WHERE d.day = r.day OFFSET 0) u
+            UNION ALL
+            SELECT 2, user_id, day, NULL::bigint, {NamedSumColumns} FROM {S}.usage_pending WHERE day BETWEEN $1 AND $2 AND user_id IS NOT NULL GROUP BY user_id, day
+            """;
+        using var command = Command(sql, firstDay, lastDay, held.Select(h => h.Day).ToArray(), held.Select(h => h.Version).ToArray());
+        var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        await using var readerScope = reader.ConfigureAwait(false);
+        var versions = new Dictionary<DateOnly, long>();
+        var reread = new Dictionary<DateOnly, List<UserDailyUsage>>();
+        var pending = new List<UserDailyUsage>();
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            var day = reader.GetFieldValue<DateOnly>(2);
+            switch (reader.GetInt32(0))
+            {
+                case 0:
+                    versions[day] = reader.GetInt64(3);
+                    break;
+                case 1:
+                    if (!reread.TryGetValue(day, out var ofDay))
+                    {
+                        reread.Add(day, ofDay = []);
+                    }
+
+                    ofDay.Add(new UserDailyUsage(reader.GetString(1), day, ReadFigures(reader, 4)));
+                    break;
+                default:
+                    pending.Add(new UserDailyUsage(reader.GetString(1), day, ReadFigures(reader, 4)));
+                    break;
+            }
+        }
+
+        // A day held at the version the store still has was not read again (kept); every other day of the range was, and is
+        // held from now on at its version (a day without one has no rows at all and is never held).
+        var days = new SortedList<DateOnly, IReadOnlyList<UserDailyUsage>>(versions.Count);
+        foreach (var (day, version, rows) in held)
+        {
+            if (versions.TryGetValue(day, out var current) && current == version)
+            {
+                days.Add(day, rows);
+            }
+        }
+
+        finishedDays.KeepDays(versions
+            .Where(v => !days.ContainsKey(v.Key))
+            .Select(v => (v.Key, v.Value, reread.TryGetValue(v.Key, out var ofDay) ? ofDay.ToArray() : [])));
+        foreach (var (day, ofDay) in reread)
+        {
+            days.TryAdd(day, ofDay);
+        }
+
+        return ByUserThenDay(days.Values, pending);
+    }
+
+    /// <summary>
+    /// Every user's rows in user-id order (ordinal, as the in-memory store orders them), each user's by day: the rollup
+    /// rows of each day (at most one per user) taken day after day, so each user's rows come in day order with no sort,
+    /// then the pending rows (one per user and day), each added to the user's row of that day or put in its place.
+    /// </summary>
+    private static List<UserDailyUsage> ByUserThenDay(IEnumerable<IReadOnlyList<UserDailyUsage>> daysInOrder, List<UserDailyUsage> pending)
+    {
+        var byUser = new Dictionary<string, List<UserDailyUsage>>(StringComparer.Ordinal);
+        var count = pending.Count;
+        List<UserDailyUsage> Of(string user)
+        {
+            if (!byUser.TryGetValue(user, out var own))
+            {
+                byUser.Add(user, own = []);
+            }
+
+            return own;
+        }
+
+        foreach (var ofDay in daysInOrder)
+        {
+            count += ofDay.Count;
+            foreach (var row in ofDay)
+            {
+                Of(row.UserId).Add(row);
+            }
+        }
+
+        foreach (var row in pending)
+        {
+            var own = Of(row.UserId);
+            var at = own.Count;
+            while (at > 0 && own[at - 1].Date > row.Date)
+            {
+                at--;
+            }
+
+            if (at > 0 && own[at - 1].Date == row.Date)
+            {
+                own[at - 1] = own[at - 1] with { Figures = own[at - 1].Figures + row.Figures };
+            }
+            else
+            {
+                own.Insert(at, row);
+            }
+        }
+
+        var users = byUser.Keys.ToArray();
+        Array.Sort(users, StringComparer.Ordinal);
+        var sorted = new List<UserDailyUsage>(count);
+        foreach (var user in users)
+        {
+            sorted.AddRange(byUser[user]);
+        }
+
+        return sorted;
     }
 
     public async IAsyncEnumerable<UsageRecord> ExportAsync(UsageExportQuery query, [EnumeratorCancellation] CancellationToken cancellationToken = default)
@@ -589,6 +819,9 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
             return tags;
         }
     }
+
+    /// <summary>The figure columns of the relation <paramref name="alias"/>.</summary>
+    private static string Qualified(string alias) => string.Join(", ", Figures.Select(c => $"{alias}.{c}"));
 
     /// <summary>Each figure column as the sum of two sides of an outer join (a missing side counts 0).</summary>
     private static string Combined(string a, string b) =>

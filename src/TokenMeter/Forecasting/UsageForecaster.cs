@@ -91,25 +91,43 @@ public sealed class UsageForecaster
         var overrides = settings.Users.ToDictionary(u => u.UserId, StringComparer.Ordinal);
         var rows = await _queries.GetUserDailyUsageAsync(HistoryStart(today), today, null, cancellationToken).ConfigureAwait(false);
 
-        var result = new List<UserCostForecast>();
-        foreach (var user in rows.GroupBy(r => r.UserId, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal))
+        // The store returns the rows in user-id order (ordinal), so each user's rows are one run; rows in another order
+        // are put in that order first (stable, so each user's rows keep theirs).
+        if (!InUserOrder(rows))
         {
-            var budget = overrides.TryGetValue(user.Key, out var own) ? own.MonthlyCostUsd : settings.Default?.MonthlyCostUsd;
+            rows = [.. rows.OrderBy(r => r.UserId, StringComparer.Ordinal)];
+        }
+
+        var result = new List<UserCostForecast>();
+        for (int start = 0, end; start < rows.Count; start = end)
+        {
+            var userId = rows[start].UserId;
+            for (end = start + 1; end < rows.Count && string.Equals(rows[end].UserId, userId, StringComparison.Ordinal); end++)
+            {
+            }
+
+            var budget = overrides.TryGetValue(userId, out var own) ? own.MonthlyCostUsd : settings.Default?.MonthlyCostUsd;
             if (budget is not { } monthlyCost)
             {
                 continue;
             }
 
-            var daily = new Dictionary<DateOnly, decimal>();
-            foreach (var row in user)
+            // One pass over the user's rows: the cost of each day and the first day with a call.
+            var daily = new Dictionary<DateOnly, decimal>(end - start);
+            DateOnly? firstDay = null;
+            for (var i = start; i < end; i++)
             {
+                var row = rows[i];
                 daily[row.Date] = daily.GetValueOrDefault(row.Date) + row.Figures.CostUsd;
+                if (row.Figures.Calls > 0 && (firstDay is null || row.Date < firstDay))
+                {
+                    firstDay = row.Date;
+                }
             }
 
-            var firstDay = user.Where(r => r.Figures.Calls > 0).Select(r => (DateOnly?)r.Date).Min();
             var projection = CostProjection.Project(daily, firstDay, now);
             result.Add(new UserCostForecast(
-                user.Key,
+                userId,
                 projection.MonthToDate,
                 projection.Projected,
                 monthlyCost,
@@ -142,6 +160,19 @@ public sealed class UsageForecaster
         }
 
         return null;
+    }
+
+    private static bool InUserOrder(IReadOnlyList<UserDailyUsage> rows)
+    {
+        for (var i = 1; i < rows.Count; i++)
+        {
+            if (string.CompareOrdinal(rows[i - 1].UserId, rows[i].UserId) > 0)
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     private static DateOnly HistoryStart(DateOnly today)

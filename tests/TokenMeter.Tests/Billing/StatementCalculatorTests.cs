@@ -22,6 +22,30 @@ public sealed class StatementCalculatorTests
     }
 
     [Fact]
+    public void Build_OrdersLinesCostliestFirstThenByEndpointAndModel_TiesKeepingTheirOrder()
+    {
+        // Equal costs (some written with another scale), null endpoints and models, and repeated pairs in any order.
+        var random = new Random(4);
+        string?[] endpoints = [null, "/api/a", "/api/B", "/api/b", "Émile"];
+        string?[] models = [null, "m1", "m10", "m2"];
+        decimal[] costs = [0m, 0.5m, 0.50m, 1.25m, 0.0001m];
+        var rows = Enumerable.Range(0, 400).Select(i => new UserEndpointUsage(
+            "u" + random.Next(5),
+            endpoints[random.Next(endpoints.Length)],
+            models[random.Next(models.Length)],
+            new UsageFigures(i, i, 0, 0, 0, i, costs[random.Next(costs.Length)]))).ToArray();
+
+        var statement = StatementCalculator.Build(November, rows, 0m);
+
+        // What the ordering was written as: a stable sort by cost descending, endpoint, model (ordinal).
+        var expected = rows.GroupBy(r => r.UserId, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal)
+            .SelectMany(g => g.OrderByDescending(r => r.Figures.CostUsd).ThenBy(r => r.Endpoint, StringComparer.Ordinal).ThenBy(r => r.Model, StringComparer.Ordinal)
+                .Select(r => (g.Key, r.Endpoint, r.Model, r.Figures)));
+        Assert.Equal(expected, statement.Items.SelectMany(i => i.Lines.Select(l => (i.UserId, l.Endpoint, l.Model, l.Figures))));
+        Assert.Equal(rows.Sum(r => r.Figures.CostUsd), statement.TotalCostUsd);
+    }
+
+    [Fact]
     public void Build_GroupsLinesByUser_AndTotalsTheRoundedAmounts()
     {
         UserEndpointUsage[] rows =
