@@ -49,7 +49,7 @@ internal static class SharedLimitsCommands
         var callerCounts = Option("--callers") is { } counts ? counts.Split(',').Select(c => int.Parse(c, System.Globalization.CultureInfo.InvariantCulture)).ToArray() : [1, 16, 64];
         using var operations = CountDatabaseOperations();
         var statements = flags.Contains("--statements");
-        await using var server = await PostgresServer.StartAsync(statements ? ["shared_preload_libraries=pg_stat_statements", "pg_stat_statements.track=all"] : null).ConfigureAwait(false);
+        await using var server = await PostgresServer.StartAsync(statements ? ["shared_preload_libraries=pg_stat_statements", "pg_stat_statements.track=all", "pg_stat_statements.track_planning=on"] : null).ConfigureAwait(false);
         await using var model = await FakeOpenAIServer.StartAsync().ConfigureAwait(false);
         model.DefaultReply = FakeReply.WithUsage(100, 40);
         var connectionString = await server.CreateDatabaseAsync("limits").ConfigureAwait(false);
@@ -375,13 +375,13 @@ internal static class SharedLimitsCommands
 
         if (calls is { } n)
         {
-            await using var read = new Npgsql.NpgsqlCommand("SELECT calls, total_exec_time, total_plan_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT 8", connection);
+            await using var read = new Npgsql.NpgsqlCommand("SELECT calls, total_exec_time, total_plan_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 100) FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT 8", connection);
             await using var reader = await read.ExecuteReaderAsync().ConfigureAwait(false);
-            Print("  PostgreSQL statements (pg_stat_statements), time per limited call: executions | exec+plan µs per call | ms per execution | statement");
+            Print("  PostgreSQL statements (pg_stat_statements), time per limited call: executions | exec+plan µs per call | ms per execution | of which planning | statement");
             while (await reader.ReadAsync().ConfigureAwait(false))
             {
                 var total = reader.GetDouble(1) + reader.GetDouble(2);
-                Print($"    {reader.GetInt64(0),7} | {total * 1000 / n,7:F2} µs | {total / Math.Max(1, reader.GetInt64(0)),7:F3} ms | {reader.GetString(3)}");
+                Print($"    {reader.GetInt64(0),7} | {total * 1000 / n,7:F2} µs | {total / Math.Max(1, reader.GetInt64(0)),7:F3} ms | {reader.GetDouble(2) / Math.Max(1, reader.GetInt64(0)),6:F3} ms | {reader.GetString(3)}");
             }
         }
 
@@ -420,12 +420,20 @@ internal static class SharedLimitsCommands
         }
 
         var alone = GC.GetTotalAllocatedBytes(precise: true);
+        var aloneStarted = Stopwatch.GetTimestamp();
         for (var i = 0; i < calls; i++)
         {
             estimator.EstimateChat("gpt-4o-mini", messages, 400);
         }
 
-        Print($"the estimate alone: {(double)(GC.GetTotalAllocatedBytes(precise: true) - alone) / calls:F0} B per call");
+        Print($"the estimate alone: {(double)(GC.GetTotalAllocatedBytes(precise: true) - alone) / calls:F0} B and {Stopwatch.GetElapsedTime(aloneStarted).TotalMicroseconds / calls:F2} µs (wall) per call");
+        aloneStarted = Stopwatch.GetTimestamp();
+        for (var i = 0; i < calls; i++)
+        {
+            UsageEstimator.CountTokens(messages);
+        }
+
+        Print($"of which counting the prompt's tokens: {Stopwatch.GetElapsedTime(aloneStarted).TotalMicroseconds / calls:F2} µs (wall) per call");
     }
 
     /// <summary>A host with budgets and rate limits, and what a call resolves from it (once, as an app's filters do).</summary>
