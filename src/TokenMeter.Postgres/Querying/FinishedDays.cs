@@ -26,7 +26,7 @@ internal sealed class FinishedDays(int maxRows = FinishedDays.DefaultMaxRows)
     private const int MaxMonths = 4;
 
     private readonly Lock gate = new();
-    private readonly Dictionary<DateOnly, (long Version, UserDailyUsage[] Rows)> days = [];
+    private readonly Dictionary<DateOnly, (long Version, UserDailyUsage[]? Rows)> days = [];
     private readonly Dictionary<DateOnly, MonthLines> months = [];
     private long uses;
     private long daysRead;
@@ -61,24 +61,26 @@ internal sealed class FinishedDays(int maxRows = FinishedDays.DefaultMaxRows)
     {
         lock (gate)
         {
-            return [.. days.Where(d => d.Key >= firstDay && d.Key <= lastDay).OrderBy(d => d.Key).Select(d => (d.Key, d.Value.Version, d.Value.Rows))];
+            return [.. days.Where(d => d.Key >= firstDay && d.Key <= lastDay && d.Value.Rows is not null).OrderBy(d => d.Key).Select(d => (d.Key, d.Value.Version, d.Value.Rows!))];
         }
     }
 
-    /// <summary>Keeps the rows of days just read at their versions; the oldest days go beyond <see cref="MaxDays"/>.</summary>
+    /// <summary>
+    /// Keeps the rows of days just read at their versions, unless a day's version moved since it was last read: a day
+    /// that changes between reads (today, under ingest) is held by its version only, and its rows are kept once a read
+    /// finds that version again, so rows that would be replaced at every request are not kept (and promoted by the
+    /// garbage collector) for nothing. The oldest days go beyond <see cref="MaxDays"/>.
+    /// </summary>
     public void KeepDays(IEnumerable<(DateOnly Day, long Version, UserDailyUsage[] Rows)> read)
     {
         lock (gate)
         {
             foreach (var (day, version, rows) in read)
             {
-                if (days.TryGetValue(day, out var replaced))
-                {
-                    rowsHeld -= replaced.Rows.Length;
-                }
-
-                days[day] = (version, rows);
-                rowsHeld += rows.Length;
+                var settled = !days.TryGetValue(day, out var before) || before.Version == version;
+                rowsHeld -= before.Rows?.Length ?? 0;
+                days[day] = (version, settled ? rows : null);
+                rowsHeld += settled ? rows.Length : 0;
                 daysRead++;
             }
 
@@ -106,19 +108,27 @@ internal sealed class FinishedDays(int maxRows = FinishedDays.DefaultMaxRows)
         }
     }
 
-    /// <summary>Keeps a month's lines just read; the least recently used month goes beyond <see cref="MaxMonths"/>.</summary>
+    /// <summary>
+    /// Keeps a month's lines just read, unless the versions of its days moved since it was last read (the current month
+    /// under ingest): then only the versions are held, and the lines are kept once a read finds them again (as for days,
+    /// above). The least recently used month goes beyond <see cref="MaxMonths"/>.
+    /// </summary>
     public void KeepMonth(DateOnly month, MonthLines lines)
     {
         lock (gate)
         {
-            lines.LastUse = ++uses;
-            if (months.TryGetValue(month, out var replaced))
+            if (months.TryGetValue(month, out var before))
             {
-                rowsHeld -= replaced.Rows.Length;
+                rowsHeld -= before.Rows?.Length ?? 0;
+                if (!before.Days.SequenceEqual(lines.Days) || !before.Versions.SequenceEqual(lines.Versions))
+                {
+                    lines = new MonthLines(lines.Days, lines.Versions, null);
+                }
             }
 
+            lines.LastUse = ++uses;
             months[month] = lines;
-            rowsHeld += lines.Rows.Length;
+            rowsHeld += lines.Rows?.Length ?? 0;
             while (months.Count > MaxMonths)
             {
                 RemoveLeastRecentMonth();
@@ -147,25 +157,25 @@ internal sealed class FinishedDays(int maxRows = FinishedDays.DefaultMaxRows)
     private void RemoveOldestDay()
     {
         var oldest = days.Keys.Min();
-        rowsHeld -= days[oldest].Rows.Length;
+        rowsHeld -= days[oldest].Rows?.Length ?? 0;
         days.Remove(oldest);
     }
 
     private void RemoveLeastRecentMonth()
     {
         var month = months.MinBy(m => m.Value.LastUse).Key;
-        rowsHeld -= months[month].Rows.Length;
+        rowsHeld -= months[month].Rows?.Length ?? 0;
         months.Remove(month);
     }
 
-    /// <summary>Every user's folded lines of one month (in statement order), and the versions of the month's days they were read at.</summary>
-    internal sealed class MonthLines(DateOnly[] days, long[] versions, UserEndpointUsage[] rows)
+    /// <summary>Every user's folded lines of one month (in statement order; null: not kept), and the versions of the month's days they were read at.</summary>
+    internal sealed class MonthLines(DateOnly[] days, long[] versions, UserEndpointUsage[]? rows)
     {
         public DateOnly[] Days { get; } = days;
 
         public long[] Versions { get; } = versions;
 
-        public UserEndpointUsage[] Rows { get; } = rows;
+        public UserEndpointUsage[]? Rows { get; } = rows;
 
         public long LastUse { get; set; }
     }

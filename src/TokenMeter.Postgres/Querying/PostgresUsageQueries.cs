@@ -395,6 +395,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
     private async ValueTask<IReadOnlyList<UserEndpointUsage>> GetEveryUserMonthAsync(DateOnly month, DateOnly lastDay, CancellationToken cancellationToken)
     {
         var held = finishedDays.Month(month);
+        var heldLines = held?.Rows;
         var sql = $"""
             WITH v AS (SELECT day, version FROM {S}.usage_day_versions WHERE day >= $1 AND day <= $2),
             same AS (
@@ -409,7 +410,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
             SELECT 2, user_id, endpoint, model, {NamedSumColumns}, NULL::date, NULL::bigint
             FROM {S}.usage_pending WHERE day >= $1 AND day <= $2 AND user_id IS NOT NULL GROUP BY user_id, endpoint, model
             """;
-        using var command = Command(sql, month, lastDay, held?.Days ?? [], held?.Versions ?? [], held is not null);
+        using var command = Command(sql, month, lastDay, held?.Days ?? [], held?.Versions ?? [], heldLines is not null);
         var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         await using var readerScope = reader.ConfigureAwait(false);
         var versions = new SortedDictionary<DateOnly, long>();
@@ -429,9 +430,9 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
 
         // The same test as the statement's: the month's days have the versions held (none held: read).
         UserEndpointUsage[] lines;
-        if (held is not null && versions.Keys.SequenceEqual(held.Days) && versions.Values.SequenceEqual(held.Versions))
+        if (heldLines is not null && versions.Keys.SequenceEqual(held!.Days) && versions.Values.SequenceEqual(held.Versions))
         {
-            lines = held.Rows;
+            lines = heldLines;
         }
         else
         {
