@@ -72,7 +72,7 @@ public sealed class HeadroomSliceTests(PostgresDatabaseFixture database) : IClas
         await h.Budgets.SetUserBudgetAsync(new UserBudget("u2", 0.6m, null));
         HeadroomSlices[] instances = [slices, b, c];
         var results = await Task.WhenAll(Enumerable.Range(0, 90).Select(i =>
-            instances[i % 3].CheckAsync(Check("u2", now, tokens: 10, cost: 0.1m, requestsLimit: 30), default)));
+            instances[i % 3].CheckAsync(Check("u2", now, tokens: 10, cost: 0.1m, requestsLimit: 30), default).AsTask()));
         var allowed = results.Count(Allowed);
         Assert.InRange(allowed, 1, 6);
         Assert.True(await h.ScalarAsync<decimal>("SELECT sum(cost_usd) FROM {s}.tokenmeter_budget_holds WHERE user_id = 'u2'") <= 0.6m);
@@ -80,7 +80,7 @@ public sealed class HeadroomSliceTests(PostgresDatabaseFixture database) : IClas
 
         await h.Budgets.SetUserBudgetAsync(new UserBudget("u3", 1_000m, null));
         results = await Task.WhenAll(Enumerable.Range(0, 90).Select(i =>
-            instances[i % 3].CheckAsync(Check("u3", now, tokens: 10, cost: 0.1m, requestsLimit: 30), default)));
+            instances[i % 3].CheckAsync(Check("u3", now, tokens: 10, cost: 0.1m, requestsLimit: 30), default).AsTask()));
         Assert.InRange(results.Count(Allowed), 1, 30);
         Assert.Equal(90 - results.Count(Allowed), results.Count(r => r.RefusedBy == RateLimitKind.Requests));
         Assert.True(await h.ScalarAsync<long>("SELECT sum(amount)::bigint FROM {s}.tokenmeter_rate_slots WHERE key = 'requests/u3'") <= 30);

@@ -35,7 +35,7 @@ internal sealed class PostgresBudgetReservations(PostgresStoreContext context, H
     public void Watch(UsageRecord record) => slices?.Watch(record);
 
     public ValueTask<LimitCheckResult> CheckAsync(LimitCheck check, CancellationToken cancellationToken) =>
-        new(slices is null ? PostgresSharedLimits.CheckAsync(context, check, cancellationToken) : slices.CheckAsync(check, cancellationToken));
+        slices is null ? new(PostgresSharedLimits.CheckAsync(context, check, cancellationToken)) : slices.CheckAsync(check, cancellationToken);
 
     public ValueTask SettleAsync(IReadOnlyList<HoldSettle> holds, IReadOnlyList<EntrySettle> entries, CancellationToken cancellationToken) =>
         slices is null ? PostgresSharedLimits.SettleAsync(context, holds, entries, cancellationToken) : slices.SettleAsync(holds, entries, cancellationToken);

@@ -38,20 +38,22 @@ internal sealed class SliceLandings
     {
         storedCost = 0m;
         storedTokens = 0;
-        var tickets = new Ticket[records.Count];
+        for (var i = 0; i < records.Count; i++)
+        {
+            if (!_tickets.ContainsKey(records[i].Id))
+            {
+                return false;
+            }
+        }
+
+        // Only this call's settle takes its records' tickets out before they are assigned (a sweep an hour later aside).
         for (var i = 0; i < records.Count; i++)
         {
             if (!_tickets.TryGetValue(records[i].Id, out var ticket))
             {
-                return false;
+                continue;
             }
 
-            tickets[i] = ticket;
-        }
-
-        for (var i = 0; i < tickets.Length; i++)
-        {
-            var ticket = tickets[i];
             lock (ticket)
             {
                 if (ticket.Stored)

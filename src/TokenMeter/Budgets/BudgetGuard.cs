@@ -266,22 +266,32 @@ public sealed class BudgetGuard
         }
 
         var user = Ledger.For(request.UserId);
-        var hold = new BudgetLedger.SharedHold(request.Id);
+        var hold = new OpenHold(this, user, request);
         user.Open(hold);
-        return new BudgetReservation(BudgetRefusalReason.None, status, TimeSpan.Zero, () =>
-        {
-            // The call's records are taken now; the settle is written after the response, with
-            // whatever else is queued (until it lands the hold counts its estimate, a worst case).
-            var (cost, tokens, records) = user.Close(hold);
-            var settle = new HoldSettle(hold.Id, cost, tokens, records, _time.GetUtcNow() + _options.PendingRetention, request.ExpiresAt);
-            if (_settler is null)
-            {
-                return SettleNowAsync(settle);
-            }
+        return new BudgetReservation(BudgetRefusalReason.None, status, TimeSpan.Zero, hold.ReleaseAsync);
+    }
 
-            _settler.Enqueue(settle);
-            return ValueTask.CompletedTask;
-        });
+    /// <summary>
+    /// Ends a call's shared hold: the call's records are taken now; the settle is written after the
+    /// response, with whatever else is queued (until it lands the hold counts its estimate, a worst case).
+    /// </summary>
+    private ValueTask ReleaseAsync(BudgetLedger.UserLedger user, BudgetLedger.SharedHold hold, DateTimeOffset expiresAt)
+    {
+        var (cost, tokens, records) = user.Close(hold);
+        var settle = new HoldSettle(hold.Id, cost, tokens, records, _time.GetUtcNow() + _options.PendingRetention, expiresAt);
+        if (_settler is null)
+        {
+            return SettleNowAsync(settle);
+        }
+
+        _settler.Enqueue(settle);
+        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>A call's hold in the shared store, open in its user's ledger until <see cref="ReleaseAsync()"/>.</summary>
+    private sealed class OpenHold(BudgetGuard guard, BudgetLedger.UserLedger user, BudgetHoldRequest request) : BudgetLedger.SharedHold(request.Id)
+    {
+        public ValueTask ReleaseAsync() => guard.ReleaseAsync(user, this, request.ExpiresAt);
     }
 
     /// <summary>Settles a hold in the shared store at once (no settle queue registered). Never throws: a hold not written lapses with its lease.</summary>

@@ -67,7 +67,7 @@ internal sealed class BudgetLedger
     }
 
     /// <summary>A reservation in a shared store held by a call of this process.</summary>
-    internal sealed class SharedHold(Guid id)
+    internal class SharedHold(Guid id)
     {
         public Guid Id => id;
     }

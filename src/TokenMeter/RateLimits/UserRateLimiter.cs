@@ -33,7 +33,10 @@ public sealed class UserRateLimiter : IDisposable
     private readonly Counter<long>? _rejections;
     private readonly Counter<long>? _checkFailures;
     private readonly SharedLimitSettler? _settler;
+    private const int OpenSweepEvery = 4_096;
+
     private readonly ConcurrentDictionary<string, OpenCalls> _open = new(StringComparer.Ordinal);
+    private int _lookupsSinceSweep;
 
     /// <summary>Creates the limiter.</summary>
     /// <param name="store">Where the windows are kept.</param>
@@ -114,14 +117,14 @@ public sealed class UserRateLimiter : IDisposable
                 {
                     if (tokens is not null)
                     {
-                        await CloseAsync(userId!, tokens).ConfigureAwait(false);
+                        await tokens.CloseAsync().ConfigureAwait(false);
                     }
 
                     return Refuse(RateLimitKind.Requests, _options.RequestsPerMinute, result.RetryAfter, null);
                 }
             }
 
-            return tokens is null ? RateLimitDecision.Allowed : new RateLimitDecision(null, 0, TimeSpan.Zero, null, () => CloseAsync(userId!, tokens));
+            return tokens is null ? RateLimitDecision.Allowed : new RateLimitDecision(null, 0, TimeSpan.Zero, null, tokens.CloseAsync);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
@@ -179,11 +182,14 @@ public sealed class UserRateLimiter : IDisposable
         }
 
         var now = _clock.GetUtcNow();
-        RateLimitRequest? tokens = _options.TokensPerMinute > 0 && userId is not null
-            ? new RateLimitRequest(TokensKey(userId), UsageIds.NewVersion7(now), now, Window, _options.TokensPerMinute, Math.Max(1, estimatedTokens), MustFit: false)
+
+        // The user's entry keeps the window keys made for their last call (no new strings per call).
+        var entry = userId is not null && _options.TokensPerMinute > 0 ? EntryOf(userId) : null;
+        RateLimitRequest? tokens = _options.TokensPerMinute > 0 && entry is not null
+            ? new RateLimitRequest(entry.TokensKey, UsageIds.NewVersion7(now), now, Window, _options.TokensPerMinute, Math.Max(1, estimatedTokens), MustFit: false)
             : null;
         RateLimitRequest? requests = _options.RequestsPerMinute > 0
-            ? new RateLimitRequest("requests/" + partitionKey, UsageIds.NewVersion7(now), now, Window, _options.RequestsPerMinute, 1, MustFit: true)
+            ? new RateLimitRequest(entry?.RequestsKey(partitionKey) ?? RequestsKey(partitionKey), UsageIds.NewVersion7(now), now, Window, _options.RequestsPerMinute, 1, MustFit: true)
             : null;
         var hold = budget.CreateHoldRequest(budgetUserId, budgetEstimate);
         LimitCheckResult result;
@@ -219,8 +225,8 @@ public sealed class UserRateLimiter : IDisposable
             return new RateLimitDecision(null, 0, TimeSpan.Zero, null, null, decision);
         }
 
-        var call = Open(userId!, tokens.Key, tokens.Id, now);
-        return new RateLimitDecision(null, 0, TimeSpan.Zero, null, () => CloseAsync(userId!, call), decision);
+        var call = Open(userId!, tokens.Key, tokens.Id, now, entry);
+        return new RateLimitDecision(null, 0, TimeSpan.Zero, null, call.CloseAsync, decision);
     }
 
     /// <summary>Notes a finished call's tokens against the user's open reservation (fed by the metering path).</summary>
@@ -239,11 +245,13 @@ public sealed class UserRateLimiter : IDisposable
     /// <returns>The key.</returns>
     public static string TokensKey(string userId) => "tokens/" + userId;
 
+    private static string RequestsKey(string partitionKey) => "requests/" + partitionKey;
+
     /// <inheritdoc />
     public void Dispose() => Requests.Dispose();
 
     internal ValueTask<RateLimitResult> AcquireRequestAsync(string partitionKey, CancellationToken cancellationToken) =>
-        _store.AcquireAsync(new RateLimitRequest("requests/" + partitionKey, UsageIds.NewVersion7(_clock.GetUtcNow()), _clock.GetUtcNow(), Window, _options.RequestsPerMinute, 1, MustFit: true), cancellationToken);
+        _store.AcquireAsync(new RateLimitRequest(RequestsKey(partitionKey), UsageIds.NewVersion7(_clock.GetUtcNow()), _clock.GetUtcNow(), Window, _options.RequestsPerMinute, 1, MustFit: true), cancellationToken);
 
     internal bool IsSynchronous => _store.IsSynchronous;
 
@@ -252,12 +260,43 @@ public sealed class UserRateLimiter : IDisposable
     internal void CountRejection(RateLimitKind kind) =>
         _rejections?.Add(1, new TagList { { "limit", kind == RateLimitKind.Tokens ? "tokens" : "requests" } });
 
-    private OpenCall Open(string userId, string key, Guid id, DateTimeOffset at)
+    private OpenCall Open(string userId, string key, Guid id, DateTimeOffset at, OpenCalls? entry = null)
     {
-        var call = new OpenCall(key, id, at);
-        _open.GetOrAdd(userId, static _ => new OpenCalls()).Add(call);
+        var call = new OpenCall(this, userId, key, id, at);
+        while (!(entry ?? EntryOf(userId)).TryAdd(call))
+        {
+            // Forgotten by a sweep since the lookup: look it up again.
+            entry = null;
+        }
+
         return call;
     }
+
+    /// <summary>
+    /// The user's entry. It stays while they keep calling (one call at a time adds and removes it no
+    /// more); entries idle since the last sweep are forgotten once lookups have run half as many times
+    /// as there are entries (a sweep's scan costs at most two entries per lookup since the last).
+    /// </summary>
+    private OpenCalls EntryOf(string userId)
+    {
+        var entry = _open.GetOrAdd(userId, static user => new OpenCalls(user));
+        if (Interlocked.Increment(ref _lookupsSinceSweep) >= Math.Max(OpenSweepEvery, _open.Count / 2))
+        {
+            Interlocked.Exchange(ref _lookupsSinceSweep, 0);
+            foreach (var (user, calls) in _open)
+            {
+                if (calls.TryForget())
+                {
+                    _open.TryRemove(new KeyValuePair<string, OpenCalls>(user, calls));
+                }
+            }
+        }
+
+        return entry;
+    }
+
+    /// <summary>Users with no call open now and none since the last sweep (tests).</summary>
+    internal int OpenUsers => _open.Count;
 
     private RateLimitDecision Refuse(RateLimitKind kind, long limit, TimeSpan retryAfter, long? used)
     {
@@ -273,9 +312,9 @@ public sealed class UserRateLimiter : IDisposable
     /// the response with a shared store (until then the window counts the estimate, which can only
     /// refuse sooner).
     /// </summary>
-    private async ValueTask CloseAsync(string userId, OpenCall call)
+    private async ValueTask CloseAsync(OpenCall call)
     {
-        var tokens = _open.TryGetValue(userId, out var calls) ? calls.Remove(call, _open, userId) : 0;
+        var tokens = _open.TryGetValue(call.UserId, out var calls) ? calls.Remove(call) : 0;
         if (_settler is not null)
         {
             _settler.Enqueue(new EntrySettle(call.Key, call.Id, tokens, call.At + Window));
@@ -293,14 +332,18 @@ public sealed class UserRateLimiter : IDisposable
         }
     }
 
-    /// <summary>A call's tokens reservation.</summary>
-    private sealed class OpenCall(string key, Guid id, DateTimeOffset at)
+    /// <summary>A call's tokens reservation; <see cref="CloseAsync()"/> ends it.</summary>
+    private sealed class OpenCall(UserRateLimiter owner, string userId, string key, Guid id, DateTimeOffset at)
     {
+        public string UserId => userId;
+
         public string Key => key;
 
         public Guid Id => id;
 
         public DateTimeOffset At => at;
+
+        public ValueTask CloseAsync() => owner.CloseAsync(this);
     }
 
     /// <summary>
@@ -308,16 +351,43 @@ public sealed class UserRateLimiter : IDisposable
     /// settles every token noted so far, its own included (a call's records come before its end), so
     /// no call's tokens are dropped with another call's estimate while that call is still in flight.
     /// </summary>
-    private sealed class OpenCalls
+    private sealed class OpenCalls(string userId)
     {
         private readonly List<OpenCall> _calls = [];
+        private KeyPair? _requests;
         private long _tokens;
+        private bool _usedSinceSweep = true;
+        private bool _forgotten;
 
-        public void Add(OpenCall call)
+        /// <summary>The user's tokens window.</summary>
+        public string TokensKey { get; } = UserRateLimiter.TokensKey(userId);
+
+        /// <summary>The requests window of <paramref name="partitionKey"/>, kept for the user's next call.</summary>
+        public string RequestsKey(string partitionKey)
+        {
+            var pair = Volatile.Read(ref _requests);
+            if (pair is null || !string.Equals(pair.Partition, partitionKey, StringComparison.Ordinal))
+            {
+                pair = new KeyPair(partitionKey, UserRateLimiter.RequestsKey(partitionKey));
+                Volatile.Write(ref _requests, pair);
+            }
+
+            return pair.Key;
+        }
+
+        /// <summary>Adds a call; false when this entry was forgotten (the caller looks the user up again).</summary>
+        public bool TryAdd(OpenCall call)
         {
             lock (_calls)
             {
+                if (_forgotten)
+                {
+                    return false;
+                }
+
                 _calls.Add(call);
+                _usedSinceSweep = true;
+                return true;
             }
         }
 
@@ -332,22 +402,36 @@ public sealed class UserRateLimiter : IDisposable
             }
         }
 
-        public long Remove(OpenCall call, ConcurrentDictionary<string, OpenCalls> owner, string userId)
+        public long Remove(OpenCall call)
         {
             lock (_calls)
             {
                 _calls.Remove(call);
-                if (_calls.Count == 0)
-                {
-                    owner.TryRemove(new KeyValuePair<string, OpenCalls>(userId, this));
-                }
-
                 var tokens = _tokens;
                 _tokens = 0;
                 return tokens;
             }
         }
+
+        /// <summary>Marks the entry forgotten when no call is open and none was added since the last sweep.</summary>
+        public bool TryForget()
+        {
+            lock (_calls)
+            {
+                if (_calls.Count > 0 || _usedSinceSweep)
+                {
+                    _usedSinceSweep = false;
+                    return false;
+                }
+
+                _forgotten = true;
+                return true;
+            }
+        }
     }
+
+    /// <summary>A requests partition and its window's key.</summary>
+    private sealed record KeyPair(string Partition, string Key);
 
     /// <summary>The requests limit as a partitioned limiter over the store.</summary>
     private sealed class RequestLimiter(UserRateLimiter owner) : PartitionedRateLimiter<string>
