@@ -18,7 +18,6 @@ namespace TokenMeter.Postgres.Tests;
 public sealed class FinishedDaysTests(PostgresDatabaseFixture database) : IClassFixture<PostgresDatabaseFixture>
 {
     // The harness's clock: 2026-11-24 12:00 UTC.
-    private static readonly DateOnly Today = new(2026, 11, 24);
     private static readonly DateOnly October = new(2026, 10, 1);
     private static readonly DateOnly November = new(2026, 11, 1);
 
@@ -99,6 +98,118 @@ public sealed class FinishedDaysTests(PostgresDatabaseFixture database) : IClass
         await AssertExactAsync(h, h.Queries, []);
     }
 
+    [Fact]
+    public async Task StatementsOfTheMonthInProgress_ReadOnlyTheLinesWrittenSince_AndEqualAFreshRead()
+    {
+        await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString);
+        var records = Make(new Random(29), 1200, new DateTimeOffset(2026, 10, 1, 0, 0, 0, TimeSpan.Zero), days: 54).ToList();
+        await h.Store.AppendAsync([.. records]);
+        await h.FoldAsync();
+        var kept = h.Queries;
+        await AssertExactAsync(h, kept, records);
+        var linesRead = kept.MonthLinesRead;
+        Assert.True(linesRead > 0);
+
+        // A record landing today for a user with lines (on a line of its own) and one for a new user: pending (added to the
+        // kept lines, none read), then folded: the two lines the fold wrote are read, and only those.
+        UsageRecord[] today =
+        [
+            Records.Make(new DateTimeOffset(2026, 11, 24, 11, 0, 0, TimeSpan.Zero), userId: "u2", endpoint: "/api/today", model: "m1", input: 10, output: 5, cost: 0.25m),
+            Records.Make(new DateTimeOffset(2026, 11, 24, 11, 30, 0, TimeSpan.Zero), userId: "new-user", endpoint: "/api/e0", model: "m0", input: 20, output: 2, cost: 0.5m),
+        ];
+        await h.Store.AppendAsync(today);
+        records.AddRange(today);
+        await AssertExactAsync(h, kept, records);
+        Assert.Equal(linesRead, kept.MonthLinesRead);
+        await h.FoldAsync();
+        await AssertExactAsync(h, kept, records);
+        Assert.Equal(linesRead + 2, kept.MonthLinesRead);
+
+        // A late record for an earlier day of the month, on a line the month has: that line alone is read again.
+        var line = records.First(r => r.UserId == "u3" && Day(r) >= November);
+        var late = Records.Make(new DateTimeOffset(2026, 11, 2, 8, 0, 0, TimeSpan.Zero), userId: "u3", endpoint: line.Endpoint, model: line.Model, input: 7, output: 3, cost: 0.01m);
+        await h.Store.AppendAsync([late]);
+        records.Add(late);
+        await h.FoldAsync();
+        await AssertExactAsync(h, kept, records);
+        Assert.Equal(linesRead + 3, kept.MonthLinesRead);
+
+        // A re-pricing of a past day of each month: its differences pending, then folded (the lines of that day's calls).
+        var day = new DateOnly(2026, 11, 10);
+        static UsageRecord Reprice(UsageRecord r) => r with { CostUsd = ((r.CostUsd ?? 0m) * 2) + 0.001m, PriceId = "test/reprice" };
+        await new PostgresRepricingStore(h.Context).RepriceAsync(new RepricingPlan(
+            new RepricingRequest(day, day, OnlyUnpriced: false, DryRun: false), Guid.CreateVersion7(), h.Time.GetUtcNow(), November, Reprice));
+        records = [.. records.Select(r => Day(r) == day ? Reprice(r) : r)];
+        await AssertExactAsync(h, kept, records);
+        await h.FoldAsync();
+        await AssertExactAsync(h, kept, records);
+        var repriced = records.Where(r => Day(r) == day && r.UserId is not null).Select(r => (r.UserId, r.Endpoint, r.Model)).Distinct().Count();
+        Assert.Equal(linesRead + 3 + repriced, kept.MonthLinesRead);
+    }
+
+    [Fact]
+    public async Task StatementsOfTheMonthInProgress_AfterLinesChangedOrDeletedByHand_EqualAFreshRead()
+    {
+        await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString);
+        var records = Make(new Random(31), 600, new DateTimeOffset(2026, 11, 1, 0, 0, 0, TimeSpan.Zero), days: 24);
+        await h.Store.AppendAsync(records);
+        await h.FoldAsync();
+        var kept = h.Queries;
+        await AssertExactAsync(h, kept, [.. records]);
+
+        // An update that does not set written_by (an older instance's fold, a correction by hand) gets it from the trigger,
+        // and is read once a day of the month moves (as the fold's updates of the month's days do); a line deleted by hand
+        // (never by the store) counts a removal: the month is read whole, whether or not a day moved.
+        string[] edits =
+        [
+            "UPDATE {s}.usage_user_endpoint_month SET cost_usd = cost_usd + 1, calls = calls + 1 WHERE user_id = 'u1' AND month = '2026-11-01';"
+            + " UPDATE {s}.usage_endpoint_day SET calls = calls WHERE day = '2026-11-05'",
+            "DELETE FROM {s}.usage_user_endpoint_month WHERE user_id = 'u2' AND month = '2026-11-01'",
+            "TRUNCATE {s}.usage_user_endpoint_month",
+        ];
+        foreach (var edit in edits)
+        {
+            await h.ExecuteAsync(edit);
+            var fresh = await new StatementCalculator(new PostgresUsageQueries(h.Context)).GetMonthlyStatementAsync(November, 0m);
+            var got = await new StatementCalculator(kept).GetMonthlyStatementAsync(November, 0m);
+            Assert.Equal(Lines(fresh), Lines(got));
+        }
+
+        static List<object> Lines(MonthlyStatement s) => [.. s.Items.SelectMany(i => i.Lines.Select(l => (object)(i.UserId, i.CostUsd, l.Endpoint, l.Model, l.Figures)))];
+    }
+
+    [Fact]
+    public async Task ForecastsAndStatements_AcrossAMonthBoundary_EqualAFreshReadAndTheInMemoryStore()
+    {
+        await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString, now: new DateTimeOffset(2026, 11, 30, 23, 30, 0, TimeSpan.Zero));
+        var records = Make(new Random(37), 800, new DateTimeOffset(2026, 10, 20, 0, 0, 0, TimeSpan.Zero), days: 41).ToList();
+        await h.Store.AppendAsync([.. records]);
+        await h.FoldAsync();
+        var kept = h.Queries;
+        DateOnly[] months = [November, new(2026, 12, 1)];
+        await AssertExactAsync(h, kept, records, months: months);
+
+        // The last instant of November and the first of December, folded together; then the clock moves into December.
+        UsageRecord[] edge =
+        [
+            Records.Make(new DateTimeOffset(2026, 11, 30, 23, 59, 59, TimeSpan.Zero).AddTicks(9_999_990), userId: "u1", endpoint: "/api/e1", model: "m1", cost: 0.3m),
+            Records.Make(new DateTimeOffset(2026, 12, 1, 0, 0, 0, TimeSpan.Zero), userId: "u1", endpoint: "/api/e1", model: "m1", cost: 0.7m),
+        ];
+        await h.Store.AppendAsync(edge);
+        records.AddRange(edge);
+        await AssertExactAsync(h, kept, records, months: months);
+        await h.FoldAsync();
+        await AssertExactAsync(h, kept, records, months: months);
+        h.Time.SetUtcNow(new DateTimeOffset(2026, 12, 1, 0, 30, 0, TimeSpan.Zero));
+        await AssertExactAsync(h, kept, records, months: months);
+
+        var december = Records.Make(new DateTimeOffset(2026, 12, 1, 0, 10, 0, TimeSpan.Zero), userId: "u4", endpoint: null, model: "m0", cost: 0.2m);
+        await h.Store.AppendAsync([december]);
+        records.Add(december);
+        await h.FoldAsync();
+        await AssertExactAsync(h, kept, records, months: months);
+    }
+
     private static DateOnly Day(UsageRecord r) => DateOnly.FromDateTime(r.CreatedAt.UtcDateTime);
 
     private static UsageRecord[] Make(Random random, int count, DateTimeOffset start, int days) => Records.Mixed(random, count, start, days);
@@ -108,16 +219,17 @@ public sealed class FinishedDaysTests(PostgresDatabaseFixture database) : IClass
     /// <paramref name="kept"/> equal those through a fresh store (nothing in memory), one that keeps nothing, and the
     /// in-memory store over <paramref name="records"/>.
     /// </summary>
-    private static async Task AssertExactAsync(PostgresStoreHarness h, PostgresUsageQueries kept, List<UsageRecord> records, PostgresUsageQueries? alsoKept = null)
+    private static async Task AssertExactAsync(PostgresStoreHarness h, PostgresUsageQueries kept, List<UsageRecord> records, PostgresUsageQueries? alsoKept = null, DateOnly[]? months = null)
     {
+        months ??= [October, November];
         var reference = new InMemoryUsageStore();
         await reference.AppendAsync([.. records]);
         await reference.SetDefaultBudgetAsync(new BudgetLimit(0.0001m, null));
         IUsageQueries[] others = [new PostgresUsageQueries(h.Context), new PostgresUsageQueries(h.Context) { KeepFinishedDays = false }, reference, .. alsoKept is null ? [] : new[] { alsoKept }];
-        var want = await ReadAsync(kept, reference, h.Time);
+        var want = await ReadAsync(kept, reference, h.Time, months);
         foreach (var queries in others)
         {
-            var got = await ReadAsync(queries, reference, h.Time);
+            var got = await ReadAsync(queries, reference, h.Time, months);
             Assert.Equal(want.Days, got.Days);
             Assert.Equal(want.Users, got.Users);
             Assert.Equal(want.Platform, got.Platform);
@@ -131,19 +243,20 @@ public sealed class FinishedDaysTests(PostgresDatabaseFixture database) : IClass
     }
 
     private static async Task<(IReadOnlyList<UserDailyUsage> Days, IReadOnlyList<UserCostForecast> Users, CostForecast Platform, List<object> Statements)> ReadAsync(
-        IUsageQueries queries, IBudgetStore budgets, TimeProvider time)
+        IUsageQueries queries, IBudgetStore budgets, TimeProvider time, DateOnly[] months)
     {
         var forecaster = new UsageForecaster(queries, budgets, time);
         var statements = new List<object>();
-        foreach (var month in new[] { October, November })
+        foreach (var month in months)
         {
             var statement = await new StatementCalculator(queries).GetMonthlyStatementAsync(month, 12.5m);
             statements.Add((statement.Month, statement.TotalCostUsd, statement.TotalAmountUsd));
             statements.AddRange(statement.Items.SelectMany(i => i.Lines.Select(l => (object)(i.UserId, i.CostUsd, i.AmountUsd, l.Endpoint, l.Model, l.Figures))));
         }
 
+        var today = DateOnly.FromDateTime(time.GetUtcNow().UtcDateTime);
         return (
-            await queries.GetUserDailyUsageAsync(Today.AddDays(-60), Today),
+            await queries.GetUserDailyUsageAsync(today.AddDays(-60), today),
             await forecaster.ForecastAllUsersAsync(),
             await forecaster.ForecastMonthAsync(),
             statements);

@@ -1,5 +1,7 @@
 using Npgsql;
+using TokenMeter.Postgres.Querying;
 using TokenMeter.Postgres.Schema;
+using TokenMeter.Postgres.Storage;
 using TokenMeter.Querying;
 using TokenMeter.Testing.Postgres;
 
@@ -295,6 +297,82 @@ public sealed class MigrationTests(PostgresDatabaseFixture database) : IClassFix
         Assert.Equal(views, await h.StringsAsync(Views));
         Assert.Equal(0L, await h.FoldAsync());
         Assert.Equal(views, await h.StringsAsync(Views));
+    }
+
+    [Fact]
+    public async Task Migration15_ExistingLines_ReadAsWrittenBeforeAnyLaterSnapshot_WithoutRewritingThem()
+    {
+        await using var dataSource = NpgsqlDataSource.Create(database.ConnectionString);
+        var schema = await SchemaAtAsync(dataSource, 14);
+        await ExecuteAsync(dataSource, $"""
+            INSERT INTO "{schema}".usage_user_endpoint_month (user_id, month, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens)
+            VALUES ('alice', '2026-11-01', '/api/chat', 'gpt-4o', 1, 10, 0, 5, 0, 15, 0.0001, 0), ('bob', '2026-11-01', NULL, NULL, 2, 20, 0, 10, 0, 30, 0.0002, 0)
+            """);
+        var lines = $"SELECT ctid::text || '/' || xmin::text FROM \"{schema}\".usage_user_endpoint_month";
+        var before = await RowsAsync(dataSource, lines);
+        await using (var snapshot = dataSource.CreateCommand("SELECT pg_current_snapshot()::text"))
+        {
+            var taken = (string)(await snapshot.ExecuteScalarAsync())!;
+            Assert.Equal(PostgresMigration.All.Count - 14, await PostgresMigrator.MigrateAsync(dataSource, schema));
+
+            // Not rewritten; both lines carry the migration's transaction: written after a snapshot taken before it, seen
+            // by any snapshot taken after it.
+            Assert.Equal(before, await RowsAsync(dataSource, lines));
+            var seen = $"SELECT pg_visible_in_snapshot(written_by, $1::pg_snapshot)::text || '|' || pg_visible_in_snapshot(written_by, pg_current_snapshot())::text FROM \"{schema}\".usage_user_endpoint_month";
+            await using var read = dataSource.CreateCommand($"SELECT r FROM ({seen}) AS x (r) GROUP BY r");
+            read.Parameters.AddWithValue(taken);
+            Assert.Equal("false|true", await read.ExecuteScalarAsync());
+        }
+
+        // An update that does not set written_by gets it from the trigger; one that does keeps its own.
+        await ExecuteAsync(dataSource, $"UPDATE \"{schema}\".usage_user_endpoint_month SET calls = calls + 1 WHERE user_id = 'alice'");
+        await ExecuteAsync(dataSource, $"UPDATE \"{schema}\".usage_user_endpoint_month SET calls = calls + 1, written_by = '7' WHERE user_id = 'bob'");
+        Assert.Equal(
+            ["alice|2|false", "bob|3|true"],
+            await RowsAsync(dataSource, $"SELECT user_id || '|' || calls || '|' || (written_by = '7')::text FROM \"{schema}\".usage_user_endpoint_month"));
+    }
+
+    [Fact]
+    public async Task InstalledByHand_AnAppRoleWithTheDocumentedPrivileges_StoresFoldsAndReads()
+    {
+        // The README's list ("Installing the schema yourself"): USAGE on the schema, the four table privileges, USAGE on
+        // the day versions' sequence (EXECUTE on the functions is PUBLIC's by default); the partitions created ahead.
+        await using var owner = await PostgresStoreHarness.CreateAsync(database.ConnectionString);
+        var role = "tm_app_" + Guid.NewGuid().ToString("N")[..10];
+        await owner.ExecuteAsync($$"""
+            CREATE ROLE {{role}} LOGIN;
+            GRANT USAGE ON SCHEMA {s} TO {{role}};
+            GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {{role}};
+            GRANT USAGE ON SEQUENCE {s}.usage_day_version_seq TO {{role}};
+            SELECT {s}.tokenmeter_create_partition('2026-11-01');
+            """);
+        try
+        {
+            var connection = new NpgsqlConnectionStringBuilder(database.ConnectionString) { Username = role, Pooling = false }.ConnectionString;
+            await using (var app = new PostgresStoreContext(NpgsqlDataSource.Create(connection), ownsDataSource: true, new PostgresStoreOptions { Schema = owner.Context.Schema }, owner.Time))
+            {
+                app.MarkReady();
+                var store = new PostgresUsageStore(app);
+                var queries = new PostgresUsageQueries(app);
+                var fresh = new PostgresUsageQueries(owner.Context) { KeepFinishedDays = false };
+                var at = new DateTimeOffset(2026, 11, 20, 9, 0, 0, TimeSpan.Zero);
+                var (first, last) = (new DateOnly(2026, 11, 1), new DateOnly(2026, 11, 30));
+
+                // The second round reads the month's lines written since the first (the kept lines' snapshot).
+                for (var i = 0; i < 2; i++)
+                {
+                    Assert.Equal(2, await store.AppendAsync([Records.Make(at.AddHours(i), userId: "alice", cost: 0.25m), Records.Make(at.AddHours(i), userId: "bob", model: "m" + i, cost: 0.5m)]));
+                    await app.Fold.WhenIdleAsync();
+                    Assert.Equal(2L, await app.Fold.FoldAsync() ?? 0);
+                    Assert.Equal(await fresh.GetUserEndpointUsageAsync(first, last), await queries.GetUserEndpointUsageAsync(first, last));
+                    Assert.Equal(await fresh.GetUserDailyUsageAsync(first, last), await queries.GetUserDailyUsageAsync(first, last));
+                }
+            }
+        }
+        finally
+        {
+            await owner.ExecuteAsync($"DROP OWNED BY {role}; DROP ROLE {role}");
+        }
     }
 
     /// <summary>A fresh schema migrated up to <paramref name="version"/>.</summary>

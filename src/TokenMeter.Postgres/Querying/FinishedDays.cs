@@ -8,7 +8,9 @@ namespace TokenMeter.Postgres.Querying;
 /// month (the statements). A read asks the store for the versions of its days in the same statement as the rows it
 /// still needs, so what it takes from here is exactly what the rollups hold in that statement's snapshot: a day whose
 /// version moved (a late record folded into it, a re-pricing, any instance's fold) is read again, and what is pending
-/// a fold is always read. One instance per <see cref="PostgresUsageQueries"/> (a singleton per store), shared by
+/// a fold is always read. A month's lines are also kept with the snapshot they were read in: when a day of the month
+/// moved, only the lines written since that snapshot are read again (<c>written_by</c>, migration 0015) and put in
+/// place of the kept ones (the month is read whole again after a line was deleted: <c>usage_line_removals</c>). One instance per <see cref="PostgresUsageQueries"/> (a singleton per store), shared by
 /// concurrent requests: entries are immutable and replaced whole under a lock.
 /// </summary>
 /// <param name="maxRows">
@@ -30,6 +32,7 @@ internal sealed class FinishedDays(int maxRows = FinishedDays.DefaultMaxRows)
     private readonly Dictionary<DateOnly, MonthLines> months = [];
     private long uses;
     private long daysRead;
+    private long linesRead;
     private long rowsHeld;
 
     /// <summary>How many rows (days' rows and months' lines) are held now.</summary>
@@ -52,6 +55,18 @@ internal sealed class FinishedDays(int maxRows = FinishedDays.DefaultMaxRows)
             lock (gate)
             {
                 return daysRead;
+            }
+        }
+    }
+
+    /// <summary>How many months' lines have been read from the store (every line of a month read whole, else those written since).</summary>
+    public long LinesRead
+    {
+        get
+        {
+            lock (gate)
+            {
+                return linesRead;
             }
         }
     }
@@ -109,26 +124,23 @@ internal sealed class FinishedDays(int maxRows = FinishedDays.DefaultMaxRows)
     }
 
     /// <summary>
-    /// Keeps a month's lines just read, unless the versions of its days moved since it was last read (the current month
-    /// under ingest): then only the versions are held, and the lines are kept once a read finds them again (as for days,
-    /// above). The least recently used month goes beyond <see cref="MaxMonths"/>.
+    /// Keeps a month's lines just read (whole, or the kept ones with those written since put in their place: the month in
+    /// progress under ingest changes at every fold, a few users' lines at a time; <paramref name="read"/> of them were read
+    /// from the store). The least recently used month goes beyond <see cref="MaxMonths"/>.
     /// </summary>
-    public void KeepMonth(DateOnly month, MonthLines lines)
+    public void KeepMonth(DateOnly month, MonthLines lines, int read)
     {
         lock (gate)
         {
+            linesRead += read;
             if (months.TryGetValue(month, out var before))
             {
-                rowsHeld -= before.Rows?.Length ?? 0;
-                if (!before.Days.SequenceEqual(lines.Days) || !before.Versions.SequenceEqual(lines.Versions))
-                {
-                    lines = new MonthLines(lines.Days, lines.Versions, null);
-                }
+                rowsHeld -= before.Rows.Length;
             }
 
             lines.LastUse = ++uses;
             months[month] = lines;
-            rowsHeld += lines.Rows?.Length ?? 0;
+            rowsHeld += lines.Rows.Length;
             while (months.Count > MaxMonths)
             {
                 RemoveLeastRecentMonth();
@@ -164,18 +176,25 @@ internal sealed class FinishedDays(int maxRows = FinishedDays.DefaultMaxRows)
     private void RemoveLeastRecentMonth()
     {
         var month = months.MinBy(m => m.Value.LastUse).Key;
-        rowsHeld -= months[month].Rows?.Length ?? 0;
+        rowsHeld -= months[month].Rows.Length;
         months.Remove(month);
     }
 
-    /// <summary>Every user's folded lines of one month (in statement order; null: not kept), and the versions of the month's days they were read at.</summary>
-    internal sealed class MonthLines(DateOnly[] days, long[] versions, UserEndpointUsage[]? rows)
+    /// <summary>
+    /// Every user's folded lines of one month (in statement order), the versions of the month's days, the count of line
+    /// removals (<c>usage_line_removals</c>) and the snapshot (<c>pg_current_snapshot()</c> as text) they were read at.
+    /// </summary>
+    internal sealed class MonthLines(DateOnly[] days, long[] versions, long removals, string snapshot, UserEndpointUsage[] rows)
     {
         public DateOnly[] Days { get; } = days;
 
         public long[] Versions { get; } = versions;
 
-        public UserEndpointUsage[]? Rows { get; } = rows;
+        public long Removals { get; } = removals;
+
+        public string Snapshot { get; } = snapshot;
+
+        public UserEndpointUsage[] Rows { get; } = rows;
 
         public long LastUse { get; set; }
     }

@@ -47,6 +47,9 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
     /// <summary>How many days' rows the bulk daily read has read from the store (not from memory) so far.</summary>
     internal long FinishedDaysRead => finishedDays.DaysRead;
 
+    /// <summary>How many lines the bulk read of a month's lines has read from the store (not from memory) so far.</summary>
+    internal long MonthLinesRead => finishedDays.LinesRead;
+
     /// <summary>What the rollups do not hold yet, for everyone (the <c>usage_pending</c> view) or for the user in <paramref name="userParameter"/>.</summary>
     private string Pending(string? userParameter) => userParameter is null ? $"{S}.usage_pending" : PendingOf(userParameter);
 
@@ -388,75 +391,80 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
         return await ReadUserEndpointRowsAsync(Command(sql, parameters), cancellationToken).ConfigureAwait(false);
     }
 
-    // Every user's lines of one whole month (a month's statements): the month's folded lines are taken from memory when
-    // no day of the month has changed version since they were read (see FinishedDays), else read again; the versions of
-    // the month's days and its pending sums are read in the same statement (one snapshot). Part 0: a day's version; 1: a
-    // folded line (only when the month is read again); 2: a line's pending sums, added to the folded lines here.
+    // Every user's lines of one whole month (a month's statements), kept in memory (see FinishedDays) with the versions of
+    // the month's days, the count of line removals (usage_line_removals) and the snapshot they were read at. In one
+    // statement (one snapshot): the versions; the lines to read, by what those say (s.read): none when every kept day
+    // still has its version (0), those written since the kept snapshot when a day's version moved or a day came (1: a
+    // fold writes a few users' lines at a time), every line when nothing is kept, a kept day has no version any more or a
+    // line was deleted since (2) (read > 0 alone is a one-time filter: with nothing to read, no line is scanned); the
+    // pending sums; and, unless nothing is read, the statement's snapshot and the count of removals. Part 0: a day's
+    // version; 1: a folded line; 2: a line's pending sums, added here; 3: the snapshot, the count of removals, and the month
+    // in its date column when only the lines written since were read.
     private async ValueTask<IReadOnlyList<UserEndpointUsage>> GetEveryUserMonthAsync(DateOnly month, DateOnly lastDay, CancellationToken cancellationToken)
     {
         var held = finishedDays.Month(month);
-        var heldLines = held?.Rows;
         var sql = $"""
             WITH v AS (SELECT day, version FROM {S}.usage_day_versions WHERE day >= $1 AND day <= $2),
-            same AS (
-                SELECT $5 AND NOT EXISTS (
-                    SELECT 1 FROM v FULL JOIN unnest($3::date[], $4::bigint[]) AS k (day, version) ON k.day = v.day
-                    WHERE v.version IS DISTINCT FROM k.version) AS yes)
+            k AS (SELECT * FROM unnest($3::date[], $4::bigint[]) AS k (day, version)),
+            r AS (SELECT coalesce((SELECT removals FROM {S}.usage_line_removals), -1) AS removals),
+            s AS (
+                SELECT CASE WHEN NOT $5 OR (SELECT removals FROM r) <> $7 OR EXISTS (SELECT 1 FROM k WHERE NOT EXISTS (SELECT 1 FROM v WHERE v.day = k.day)) THEN 2
+                            WHEN EXISTS (SELECT 1 FROM v LEFT JOIN k ON k.day = v.day WHERE k.version IS DISTINCT FROM v.version) THEN 1
+                            ELSE 0 END AS read)
             SELECT 0, NULL::text, NULL::text, NULL::text, {ZeroColumns}, day, version FROM v
             UNION ALL
             SELECT 1, user_id, endpoint, model, {FigureColumns}, NULL::date, NULL::bigint
-            FROM {S}.usage_user_endpoint_month WHERE month = $1 AND NOT (SELECT yes FROM same)
+            FROM {S}.usage_user_endpoint_month
+            WHERE month = $1 AND (SELECT read FROM s) > 0 AND ((SELECT read FROM s) = 2 OR NOT pg_visible_in_snapshot(written_by, $6::pg_snapshot))
             UNION ALL
             SELECT 2, user_id, endpoint, model, {NamedSumColumns}, NULL::date, NULL::bigint
             FROM {S}.usage_pending WHERE day >= $1 AND day <= $2 AND user_id IS NOT NULL GROUP BY user_id, endpoint, model
+            UNION ALL
+            SELECT 3, pg_current_snapshot()::text, NULL::text, NULL::text, {ZeroColumns}, CASE WHEN read = 1 THEN $1 END, (SELECT removals FROM r)
+            FROM s WHERE read > 0
             """;
-        using var command = Command(sql, month, lastDay, held?.Days ?? [], held?.Versions ?? [], heldLines is not null);
+        using var command = Command(sql, month, lastDay, held?.Days ?? [], held?.Versions ?? [], held is not null);
+        command.Parameters.Add(new NpgsqlParameter<string?> { TypedValue = held?.Snapshot });
+        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = held?.Removals ?? 0 });
         var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         await using var readerScope = reader.ConfigureAwait(false);
         var versions = new SortedDictionary<DateOnly, long>();
         var folded = new List<UserEndpointUsage>();
         var pending = new List<UserEndpointUsage>();
+        (string Snapshot, bool Since, long Removals)? read = null;
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            var part = reader.GetInt32(0);
-            if (part == 0)
+            switch (reader.GetInt32(0))
             {
-                versions[reader.GetFieldValue<DateOnly>(4 + FigureCount)] = reader.GetInt64(5 + FigureCount);
-                continue;
+                case 0:
+                    versions[reader.GetFieldValue<DateOnly>(4 + FigureCount)] = reader.GetInt64(5 + FigureCount);
+                    break;
+                case 3:
+                    read = (reader.GetString(1), !reader.IsDBNull(4 + FigureCount), reader.GetInt64(5 + FigureCount));
+                    break;
+                case var part:
+                    (part == 1 ? folded : pending).Add(new UserEndpointUsage(reader.GetString(1), NullableString(reader, 2), NullableString(reader, 3), ReadFigures(reader, 4)));
+                    break;
             }
-
-            (part == 1 ? folded : pending).Add(new UserEndpointUsage(reader.GetString(1), NullableString(reader, 2), NullableString(reader, 3), ReadFigures(reader, 4)));
         }
 
-        // The same test as the statement's: the month's days have the versions held (none held: read).
+        // Nothing read: the kept lines are the month's. The lines written since: put in place of the kept ones. Every line:
+        // ordered here, not by the server (see UserOrder). A month without versions has no rows and is not kept.
         UserEndpointUsage[] lines;
-        if (heldLines is not null && versions.Keys.SequenceEqual(held!.Days) && versions.Values.SequenceEqual(held.Versions))
+        if (read is not { } fresh)
         {
-            lines = heldLines;
+            lines = held!.Rows;
         }
         else
         {
-            // Ordered here, not by the server (see UserOrder); a month without versions has no rows and is not held.
-            lines = [.. UserOrder.Sort(folded, r => r.UserId, UserOrder.CostThenEndpoint)];
+            lines = fresh.Since ? UserOrder.Apply(held!.Rows, folded, add: false) : [.. UserOrder.Sort(folded, r => r.UserId, UserOrder.CostThenEndpoint)];
             if (versions.Count > 0)
             {
-                finishedDays.KeepMonth(month, new FinishedDays.MonthLines([.. versions.Keys], [.. versions.Values], lines));
+                finishedDays.KeepMonth(month, new FinishedDays.MonthLines([.. versions.Keys], [.. versions.Values], fresh.Removals, fresh.Snapshot, lines), folded.Count);
             }
         }
 
-        if (pending.Count == 0)
-        {
-            return lines;
-        }
-
-        var sums = new Dictionary<(string, string?, string?), UserEndpointUsage>(lines.Length + pending.Count);
-        foreach (var line in lines.Concat(pending))
-        {
-            var key = (line.UserId, line.Endpoint, line.Model);
-            sums[key] = sums.TryGetValue(key, out var sum) ? sum with { Figures = sum.Figures + line.Figures } : line;
-        }
-
-        return UserOrder.Sort([.. sums.Values], r => r.UserId, UserOrder.CostThenEndpoint);
+        return UserOrder.Apply(lines, pending, add: true);
     }
 
     private static async ValueTask<IReadOnlyList<UserEndpointUsage>> ReadUserEndpointRowsAsync(NpgsqlCommand command, CancellationToken cancellationToken)

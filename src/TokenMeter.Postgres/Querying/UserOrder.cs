@@ -17,19 +17,7 @@ internal static class UserOrder
     /// </summary>
     public static List<T> Sort<T>(List<T> rows, Func<T, string> userOf, Comparison<T> withinUser, Func<T, T, T>? merge = null)
     {
-        var byUser = new Dictionary<string, List<T>>(StringComparer.Ordinal);
-        foreach (var row in rows)
-        {
-            var user = userOf(row);
-            if (!byUser.TryGetValue(user, out var own))
-            {
-                own = [];
-                byUser.Add(user, own);
-            }
-
-            own.Add(row);
-        }
-
+        var byUser = ByUser(rows, userOf);
         var users = byUser.Keys.ToArray();
         Array.Sort(users, StringComparer.Ordinal);
         var sorted = new List<T>(rows.Count);
@@ -61,6 +49,95 @@ internal static class UserOrder
         }
 
         return sorted;
+    }
+
+    /// <summary>
+    /// <paramref name="lines"/> (in statement order: by user id, then <see cref="CostThenEndpoint"/>) with
+    /// <paramref name="changes"/> (at most one per user, endpoint and model) put in, in the same order: each takes the
+    /// place of its user's line of the same endpoint and model (with <paramref name="add"/>, is added to it), or is a new
+    /// line. Only the users with a change are ordered again; the other users' lines are copied as they are, so a month's
+    /// lines with a few users' changes cost a copy, not a sort of every line.
+    /// </summary>
+    public static UserEndpointUsage[] Apply(UserEndpointUsage[] lines, List<UserEndpointUsage> changes, bool add)
+    {
+        if (changes.Count == 0)
+        {
+            return lines;
+        }
+
+        var byUser = ByUser(changes, static c => c.UserId);
+        var users = byUser.Keys.ToArray();
+        Array.Sort(users, StringComparer.Ordinal);
+        var result = new List<UserEndpointUsage>(lines.Length + changes.Count);
+        var at = 0;
+        foreach (var user in users)
+        {
+            // The users before this one as they are, then this user's lines with its changes, ordered again.
+            var start = FirstOf(lines, at, user);
+            result.AddRange(new ArraySegment<UserEndpointUsage>(lines, at, start - at));
+            for (at = start; at < lines.Length && string.Equals(lines[at].UserId, user, StringComparison.Ordinal); at++)
+            {
+            }
+
+            var own = new List<UserEndpointUsage>(new ArraySegment<UserEndpointUsage>(lines, start, at - start));
+            foreach (var change in byUser[user])
+            {
+                var i = own.FindIndex(l => string.Equals(l.Endpoint, change.Endpoint, StringComparison.Ordinal) && string.Equals(l.Model, change.Model, StringComparison.Ordinal));
+                if (i < 0)
+                {
+                    own.Add(change);
+                }
+                else
+                {
+                    own[i] = add ? own[i] with { Figures = own[i].Figures + change.Figures } : change;
+                }
+            }
+
+            own.Sort(CostThenEndpoint);
+            result.AddRange(own);
+        }
+
+        result.AddRange(new ArraySegment<UserEndpointUsage>(lines, at, lines.Length - at));
+        return [.. result];
+    }
+
+    /// <summary>The rows of each user (one hash lookup per row), in their order.</summary>
+    private static Dictionary<string, List<T>> ByUser<T>(List<T> rows, Func<T, string> userOf)
+    {
+        var byUser = new Dictionary<string, List<T>>(StringComparer.Ordinal);
+        foreach (var row in rows)
+        {
+            var user = userOf(row);
+            if (!byUser.TryGetValue(user, out var own))
+            {
+                own = [];
+                byUser.Add(user, own);
+            }
+
+            own.Add(row);
+        }
+
+        return byUser;
+    }
+
+    /// <summary>The first index from <paramref name="from"/> on whose user id is not before <paramref name="user"/> (ordinal; a binary search).</summary>
+    private static int FirstOf(UserEndpointUsage[] lines, int from, string user)
+    {
+        int low = from, high = lines.Length;
+        while (low < high)
+        {
+            var mid = low + ((high - low) / 2);
+            if (string.CompareOrdinal(lines[mid].UserId, user) < 0)
+            {
+                low = mid + 1;
+            }
+            else
+            {
+                high = mid;
+            }
+        }
+
+        return low;
     }
 
     /// <summary>Highest cost first, then endpoint and model (null first, ordinal): a statement's lines.</summary>

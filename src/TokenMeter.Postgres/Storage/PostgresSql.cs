@@ -58,7 +58,8 @@ internal sealed class PostgresSql
         // advisory lock), so the upserts need no particular order. A re-pricing's pending rows carry no call times (null
         // first_at/last_at): a user's total row exists by then, and least/greatest with ±infinity keep its times (NOT NULL
         // is checked before the conflict). Months are cut from the UTC timestamp or the date as a timestamp without time
-        // zone, so the session's time zone plays no part.
+        // zone, so the session's time zone plays no part. A user's line of a month names the transaction that last wrote it
+        // (written_by, migration 0015: the default on insert, set here on update), so readers re-read only the lines changed.
         var sum = $"{quoted}.tokenmeter_sum";
         var sumOfSums =
             $"{sum}(calls) AS calls, {sum}(input_tokens) AS input_tokens, {sum}(cached_input_tokens) AS cached_input_tokens, {sum}(output_tokens) AS output_tokens, {sum}(reasoning_tokens) AS reasoning_tokens, {sum}(total_tokens) AS total_tokens, sum(cost_usd) AS cost_usd, {sum}(cache_write_tokens) AS cache_write_tokens";
@@ -89,7 +90,7 @@ internal sealed class PostgresSql
             uem AS (
                 INSERT INTO {quoted}.usage_user_endpoint_month AS t (user_id, month, endpoint, model, {Sums})
                 SELECT user_id, month, endpoint, model, {Sums} FROM g WHERE grain = 8 AND user_id IS NOT NULL
-                ON CONFLICT (user_id, month, endpoint, model) DO UPDATE SET {AddSums}
+                ON CONFLICT (user_id, month, endpoint, model) DO UPDATE SET {AddSums}, written_by = pg_current_xact_id()
             ),
             ud AS (
                 INSERT INTO {quoted}.usage_user_day AS t (user_id, day, {Sums})
