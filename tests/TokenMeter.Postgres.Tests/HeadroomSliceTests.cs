@@ -143,22 +143,23 @@ public sealed class HeadroomSliceTests(PostgresDatabaseFixture database) : IClas
         var exact = new Postgres.RateLimits.PostgresRateLimitStore(h.Context);
         var start = h.Time.GetUtcNow();
 
-        // Claimed at 0 s (2 permits of 8), the second used at 8 s (before the slice's last eighth:
-        // nothing is claimed in the background), the slice ends (lifetime 10 s) at 10 s.
+        // Claimed at 0 s (2 permits of 8), the second used at 4 s (with more than half the lifetime
+        // left: nothing is claimed in the background), the slice ends (lifetime 10 s) at 10 s, its
+        // uses counted in second 10.
         Assert.True(Allowed(await a.CheckAsync(Requests("u1", h.Time.GetUtcNow(), 8), default)));
-        h.Time.Advance(TimeSpan.FromSeconds(8));
+        h.Time.Advance(TimeSpan.FromSeconds(4));
         Assert.True(Allowed(await a.CheckAsync(Requests("u1", h.Time.GetUtcNow(), 8), default)));
         Assert.Equal(0, a.PreClaims);
-        h.Time.Advance(TimeSpan.FromSeconds(2));
+        h.Time.Advance(TimeSpan.FromSeconds(6));
         a.Sweep();
         Assert.Equal(0, a.OpenSlices);
 
-        // At 8 s + 59 s, the window (7 s, 67 s] holds the use at 8 s.
-        h.Time.Advance(TimeSpan.FromSeconds(57));
+        // At 4 s + 59 s, the window (3 s, 63 s] holds the use at 4 s.
+        h.Time.Advance(TimeSpan.FromSeconds(53));
         Assert.Equal(2L, (await exact.AcquireAsync(new RateLimitRequest("requests/u1", Guid.CreateVersion7(), h.Time.GetUtcNow(), Window, 8, 1, MustFit: true))).Used);
 
-        // Once the window has passed the slice's end, nothing of it counts (only the permit just taken at 68 s).
-        h.Time.Advance(TimeSpan.FromSeconds(4));
+        // Once the window has passed the slice's end, nothing of it counts (only the permit just taken at 63 s).
+        h.Time.Advance(TimeSpan.FromSeconds(8));
         Assert.Equal(1L, (await exact.AcquireAsync(new RateLimitRequest("requests/u1", Guid.CreateVersion7(), h.Time.GetUtcNow(), Window, 8, 1, MustFit: true))).Used);
         Assert.True(h.Time.GetUtcNow() - start > Window + TimeSpan.FromSeconds(10));
     }
@@ -167,24 +168,30 @@ public sealed class HeadroomSliceTests(PostgresDatabaseFixture database) : IClas
     public async Task ABusyUsersNextSlice_IsClaimedOnceInTheBackground_AndCallsAfterTheSliceEndsDoNotWait()
     {
         await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString);
-        await h.Budgets.SetUserBudgetAsync(new UserBudget("u1", 1_000m, null));
+        await h.Budgets.SetUserBudgetAsync(new UserBudget("pc-busy", 1_000m, null));
         await using var slices = await LiveAsync(h);
         var (claims, waits) = (slices.Claims, slices.Waits);
-        LimitCheck Call() => Check("u1", h.Time.GetUtcNow(), tokens: 100, cost: 0.1m, requestsLimit: 1_000, tokensLimit: 1_000_000);
-        async Task<long> RequestsAsync() => await h.ScalarAsync<long>("SELECT sum(amount)::bigint FROM {s}.tokenmeter_rate_slots WHERE key = 'requests/u1'");
-        async Task<decimal> HeldAsync() => await h.ScalarAsync<decimal>("SELECT sum(cost_usd) FROM {s}.tokenmeter_budget_holds WHERE user_id = 'u1'");
+        LimitCheck Call() => Check("pc-busy", h.Time.GetUtcNow(), tokens: 100, cost: 0.1m, requestsLimit: 1_000, tokensLimit: 1_000_000);
+        async Task<long> RequestsAsync() => await h.ScalarAsync<long>("SELECT sum(amount)::bigint FROM {s}.tokenmeter_rate_slots WHERE key = 'requests/pc-busy'");
+        async Task<decimal> HeldAsync() => await h.ScalarAsync<decimal>("SELECT sum(cost_usd) FROM {s}.tokenmeter_budget_holds WHERE user_id = 'pc-busy'");
 
         // 14 calls: claims of 2, 4 and 8 calls' worth; the 14th leaves the slice of 8 fewer than an
-        // eighth of its calls, and the next slice (16) is claimed in the background.
-        for (var i = 0; i < 14; i++)
+        // eighth of its calls, and the next slice (16) is claimed in the background (held up in the
+        // database here by another transaction's lock of the user's budget, until released).
+        for (var i = 0; i < 13; i++)
         {
             Assert.True(Allowed(await slices.CheckAsync(Call(), default)));
         }
 
+        var blocked = await BlockBudgetAsync("pc-busy");
+        Assert.True(Allowed(await slices.CheckAsync(Call(), default)));
         Assert.Equal((claims + 3, waits + 3, 1L), (slices.Claims, slices.Waits, slices.PreClaims));
 
         // The 15th does not fit the used-up slice: it waits for that claim, and claims nothing itself.
-        Assert.True(Allowed(await slices.CheckAsync(Call(), default)));
+        var fifteenth = slices.CheckAsync(Call(), default).AsTask();
+        Assert.Equal((claims + 3, waits + 4, 1L), (slices.Claims, slices.Waits, slices.PreClaims));
+        await blocked.DisposeAsync();
+        Assert.True(Allowed(await fifteenth));
         Assert.Equal((claims + 3, waits + 4, 1L), (slices.Claims, slices.Waits, slices.PreClaims));
         await slices.PreClaimsEnded();
         await Eventually.TrueAsync(async _ => await RequestsAsync() == 2 + 4 + 8 + 16);
@@ -350,6 +357,34 @@ public sealed class HeadroomSliceTests(PostgresDatabaseFixture database) : IClas
         var claims = a.Claims;
         Assert.False((await a.CheckAsync(Call(), default)).Budget!.Allowed);
         Assert.Equal(claims + 1, a.Claims);
+    }
+
+    [Fact]
+    public async Task ABackgroundClaimThatFails_ChangesNothing_AndTheNextOneIsMadeLater()
+    {
+        await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString, o => o.CommandTimeoutSeconds = 1);
+        await h.Budgets.SetUserBudgetAsync(new UserBudget("pc-fail", 1_000m, null));
+        await using var a = await LiveAsync(h);
+        LimitCheck Call() => Check("pc-fail", h.Time.GetUtcNow(), tokens: 100, cost: 0.1m, requestsLimit: 1_000);
+        await ThreeCallsThenNineSecondsAsync(h, a, "pc-fail");
+
+        // The background claim waits in the database past the command timeout and fails: nothing is
+        // thrown at a caller, the current slices go on deciding calls without waiting.
+        await using (await BlockBudgetAsync("pc-fail"))
+        {
+            Assert.True(Allowed(await a.CheckAsync(Call(), default)));
+            await a.PreClaimsEnded();
+            Assert.Equal(3, a.OpenSlices);
+            var (claims, waits) = (a.Claims, a.Waits);
+            Assert.True(Allowed(await a.CheckAsync(Call(), default)));
+            Assert.Equal((claims, waits, 2L), (a.Claims, a.Waits, a.PreClaims));
+        }
+
+        // That call started the next background claim, granted once the lock is gone: 8 calls' worth
+        // replace the slice of 4 (1 unused call given back).
+        await a.PreClaimsEnded();
+        await Eventually.TrueAsync(async _ => await h.ScalarAsync<decimal>("SELECT sum(cost_usd) FROM {s}.tokenmeter_budget_holds WHERE user_id = 'pc-fail'") == 0.5m + 0.8m);
+        Assert.Equal(3, a.OpenSlices);
     }
 
     [Theory]

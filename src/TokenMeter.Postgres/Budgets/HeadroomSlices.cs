@@ -67,8 +67,10 @@ namespace TokenMeter.Postgres.Budgets;
 /// slices hold (each at most a quarter of the headroom left at its claim), for at most the slice
 /// lifetime.</item>
 /// <item><b>Lifetime: the next slice is claimed before this one ends.</b> When a call decided from a
-/// slice leaves it less than an eighth of its lifetime, or (a slice of 8 calls or more) fewer than
-/// an eighth of its calls (<see cref="PreClaimShare"/>), and no claim of that limit is in flight,
+/// slice leaves it less than an eighth of its lifetime plus the longest pause between the user's
+/// calls lately (at most half the lifetime in all: a user who pauses up to three eighths of it finds
+/// the next slice when calling again), or (a slice of 8 calls or more) fewer than an eighth of its
+/// calls (<see cref="PreClaimShare"/>), and no claim of that limit is in flight,
 /// the instance claims the next slice in the background while the current one keeps deciding calls,
 /// so a busy user's calls do not wait for a round trip when a slice ends. It is the same statement
 /// as any claim, sized as a claim made then would be and granted the same way, for a first call the
@@ -102,11 +104,13 @@ internal sealed class HeadroomSlices : IAsyncDisposable
 
     /// <summary>
     /// A slice starts the background claim of its part's next slice (<see cref="PreClaimAsync"/>)
-    /// when a call it decides leaves it less than 1 / PreClaimShare of its lifetime, or fewer than
-    /// 1 / PreClaimShare of its calls (so only slices of 8 calls or more, which a busy user reaches
-    /// within four claims): an eighth of 10 s is 1.25 s, over ten times the slowest claim measured
-    /// on a loaded box (100 ms); of a slice of 4,096 calls, 512. Slices replaced an eighth before
-    /// their end cost about an eighth more claims.
+    /// when a call it decides leaves it less than 1 / PreClaimShare of its lifetime (plus the
+    /// user's longest pause between calls lately, at most half the lifetime in all: <see cref="Lead"/>),
+    /// or fewer than 1 / PreClaimShare of its calls (so only slices of 8 calls or more, which a
+    /// busy user reaches within four claims): an eighth of 10 s is 1.25 s, over ten times the
+    /// slowest claim measured on a loaded box (100 ms); of a slice of 4,096 calls, 512. A user who
+    /// calls without pauses has slices replaced an eighth before their end (about an eighth more
+    /// claims); one who pauses, at most half-way (at most twice as many claims, none waited for).
     /// </summary>
     internal const int PreClaimShare = 8;
 
@@ -123,6 +127,7 @@ internal sealed class HeadroomSlices : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly long _slotOffset;
     private readonly TimeSpan _preClaimLead;
+    private readonly TimeSpan _maxLead;
     private readonly Lock _gate = new();
     private readonly Dictionary<PartKey, Part> _parts = [];
     private readonly ConcurrentDictionary<Guid, Carve> _carved = new();
@@ -150,6 +155,7 @@ internal sealed class HeadroomSlices : IAsyncDisposable
         Lifetime = context.Options.SliceLifetime;
         _slotOffset = (long)Math.Ceiling(Lifetime.TotalSeconds);
         _preClaimLead = Lifetime / PreClaimShare;
+        _maxLead = Lifetime / 2;
     }
 
     /// <summary>Whether slices are used (<see cref="PostgresStoreOptions.LocalSlices"/>); off: every check is exact.</summary>
@@ -568,8 +574,16 @@ internal sealed class HeadroomSlices : IAsyncDisposable
     {
         if (!_parts.TryGetValue(key, out var part))
         {
-            part = new Part();
+            part = new Part { LastUsed = now, PauseSeen = now };
             _parts[key] = part;
+        }
+
+        // The longest pause between two calls lately: a longer one, or any once it is two lifetimes old.
+        var pause = now - part.LastUsed;
+        if (pause >= part.Pause || now - part.PauseSeen > Lifetime + Lifetime)
+        {
+            part.Pause = pause;
+            part.PauseSeen = now;
         }
 
         part.LastUsed = now;
@@ -710,7 +724,14 @@ internal sealed class HeadroomSlices : IAsyncDisposable
     /// </summary>
     private bool Ending(Part? part, DateTimeOffset now) =>
         part is { Claiming: null, Slice: { Closed: false } slice }
-        && (now >= slice.Until - _preClaimLead || slice.Remaining < slice.Low || slice.RemainingCostUsd < slice.LowCostUsd);
+        && (slice.Until - now < Lead(part) || slice.Remaining < slice.Low || slice.RemainingCostUsd < slice.LowCostUsd);
+
+    /// <summary>
+    /// How long before a slice's end a call starts the claim of the next: 1 / <see cref="PreClaimShare"/>
+    /// of the lifetime, plus the longest pause between the user's calls lately (so a user who pauses
+    /// that long finds the next slice when calling again), at most half the lifetime.
+    /// </summary>
+    private TimeSpan Lead(Part part) => part.Pause < _maxLead - _preClaimLead ? part.Pause + _preClaimLead : _maxLead;
 
     /// <summary>
     /// The claim of a plan's parts as one check: <paramref name="check"/>'s limits of those parts, and
@@ -1224,6 +1245,11 @@ internal sealed class HeadroomSlices : IAsyncDisposable
         public TaskCompletionSource? Claiming { get; set; }
 
         public DateTimeOffset LastUsed { get; set; }
+
+        /// <summary>The longest pause between two calls seen within two lifetimes of <see cref="PauseSeen"/> (<see cref="Lead"/>).</summary>
+        public TimeSpan Pause { get; set; }
+
+        public DateTimeOffset PauseSeen { get; set; }
     }
 
     /// <summary>
