@@ -71,8 +71,10 @@ public sealed class PostgresStoreOptions
 
     /// <summary>
     /// How long a headroom slice decides calls before what it did not use is given back. Longer
-    /// slices save more round trips for users who call less often; a killed instance's unused budget
-    /// slices are back at most this long after the reservation lease. Default 10 seconds.
+    /// slices save more round trips for users who call less often; a user still calling in the last
+    /// eighth of a slice's lifetime has the next slice claimed in the background, before it ends. A
+    /// killed instance's unused budget slices are back at most this long after the reservation
+    /// lease. Default 10 seconds.
     /// </summary>
     [Range(typeof(TimeSpan), "00:00:01", "00:05:00")]
     public TimeSpan SliceLifetime { get; set; } = TimeSpan.FromSeconds(10);

@@ -128,6 +128,47 @@ public sealed class SliceLandingTests(PostgresDatabaseFixture database) : IClass
     }
 
     [Fact]
+    public async Task ASliceReplacedByItsBackgroundClaim_ItsCallsLeaveItsOwnHold_AndEachCostIsCountedOnce()
+    {
+        // Calls a and b from a slice of 2, c and d from a slice of 4; d, 9 s later, starts the
+        // background claim of the next slice (8 calls' worth), which replaces the slice of 4 (its 2 unused calls given back).
+        await using var claimed = await ClaimedAsync();
+        var (h, slices, a, now) = claimed;
+        var b = Check("u1", now);
+        var c = Check("u1", now);
+        Assert.True(Allowed(await slices.CheckAsync(b, default)));
+        Assert.True(Allowed(await slices.CheckAsync(c, default)));
+        h.Time.Advance(TimeSpan.FromSeconds(9));
+        var d = Check("u1", h.Time.GetUtcNow());
+        Assert.True(Allowed(await slices.CheckAsync(d, default)));
+        Assert.Equal(1L, slices.PreClaims);
+        await slices.PreClaimsEnded();
+        await Eventually.TrueAsync(async _ => await HeldAsync(h) == 0.4m + 0.8m);
+
+        // The four calls end having cost 0.03 each; their records are stored: each cost leaves the hold of
+        // the slice that decided it, and the new slice's hold is untouched (0.8: the whole of what is held).
+        LimitCheck[] calls = [a, b, c, d];
+        var records = calls.Select(_ => Records.Make(now, "u1", input: 60, output: 20, cost: 0.03m)).ToArray();
+        foreach (var record in records)
+        {
+            slices.Watch(record);
+        }
+
+        await slices.SettleAsync([.. calls.Select((call, i) => Settle(call, now, records[i]))], [], default);
+        slices.Sweep();
+        await Eventually.TrueAsync(async _ => await HeldAsync(h) == 0.06m + 0.06m + 0.8m);
+        await h.Store.AppendAsync(records);
+        Assert.Equal(0.12m, await StoredAsync(h));
+        Assert.Equal(0.8m, await HeldAsync(h));
+        Assert.Equal(0, h.Context.Landings.Followed);
+
+        // Stopped: the new slice is given back; what enforcement reads is the stored spend alone.
+        await slices.DisposeAsync();
+        Assert.Equal(0m, await HeldAsync(h));
+        Assert.Equal(0.12m, await StoredAsync(h));
+    }
+
+    [Fact]
     public async Task ThroughAHost_SliceDecidedCallsWriteNoHoldOfTheirOwn_AndEachCostIsCountedOnce()
     {
         var schema = "ld_" + Guid.NewGuid().ToString("N")[..8];

@@ -37,4 +37,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 2510, Level = LogLevel.Debug, Message = "TokenMeter listens for limit changes on channel {Channel}; headroom slices are on.")]
     public static partial void LimitListenerReady(ILogger logger, string channel);
+
+    [LoggerMessage(EventId = 2511, Level = LogLevel.Debug, Message = "TokenMeter's background claim of a user's next headroom slice failed; the current slice keeps deciding calls, and once it ends the next call claims as usual.")]
+    public static partial void PreClaimFailed(ILogger logger, Exception exception);
 }
