@@ -85,11 +85,8 @@ public sealed class FinishedDaysTests(PostgresDatabaseFixture database) : IClass
     public async Task EmptyingTheDailyRollup_DropsEveryVersion_SoNothingIsTakenFromMemory()
     {
         await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString);
-        var records = Make(new Random(3), 300, new DateTimeOffset(2026, 10, 20, 0, 0, 0, TimeSpan.Zero), days: 30);
-        await h.Store.AppendAsync(records);
-        await h.FoldAsync();
+        await StoreAndReadAsync(h, seed: 3, 300, new DateTimeOffset(2026, 10, 20, 0, 0, 0, TimeSpan.Zero), days: 30);
         Assert.Equal(30L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_day_versions"));
-        await AssertExactAsync(h, h.Queries, [.. records]);
 
         // Every rollup emptied by hand (as a rebuild would): the versions go with the per-day rollup, so a kept day is
         // never taken for what it was, and the reads agree with an empty store.
@@ -102,11 +99,8 @@ public sealed class FinishedDaysTests(PostgresDatabaseFixture database) : IClass
     public async Task StatementsOfTheMonthInProgress_ReadOnlyTheLinesWrittenSince_AndEqualAFreshRead()
     {
         await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString);
-        var records = Make(new Random(29), 1200, new DateTimeOffset(2026, 10, 1, 0, 0, 0, TimeSpan.Zero), days: 54).ToList();
-        await h.Store.AppendAsync([.. records]);
-        await h.FoldAsync();
+        var records = await StoreAndReadAsync(h, seed: 29, 1200, new DateTimeOffset(2026, 10, 1, 0, 0, 0, TimeSpan.Zero), days: 54);
         var kept = h.Queries;
-        await AssertExactAsync(h, kept, records);
         var linesRead = kept.MonthLinesRead;
         Assert.True(linesRead > 0);
 
@@ -151,11 +145,8 @@ public sealed class FinishedDaysTests(PostgresDatabaseFixture database) : IClass
     public async Task StatementsOfTheMonthInProgress_AfterLinesChangedOrDeletedByHand_EqualAFreshRead()
     {
         await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString);
-        var records = Make(new Random(31), 600, new DateTimeOffset(2026, 11, 1, 0, 0, 0, TimeSpan.Zero), days: 24);
-        await h.Store.AppendAsync(records);
-        await h.FoldAsync();
+        await StoreAndReadAsync(h, seed: 31, 600, new DateTimeOffset(2026, 11, 1, 0, 0, 0, TimeSpan.Zero), days: 24);
         var kept = h.Queries;
-        await AssertExactAsync(h, kept, [.. records]);
 
         // An update that does not set written_by (an older instance's fold, a correction by hand) gets it from the trigger,
         // and is read once a day of the month moves (as the fold's updates of the month's days do); a line deleted by hand
@@ -182,12 +173,9 @@ public sealed class FinishedDaysTests(PostgresDatabaseFixture database) : IClass
     public async Task ForecastsAndStatements_AcrossAMonthBoundary_EqualAFreshReadAndTheInMemoryStore()
     {
         await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString, now: new DateTimeOffset(2026, 11, 30, 23, 30, 0, TimeSpan.Zero));
-        var records = Make(new Random(37), 800, new DateTimeOffset(2026, 10, 20, 0, 0, 0, TimeSpan.Zero), days: 41).ToList();
-        await h.Store.AppendAsync([.. records]);
-        await h.FoldAsync();
-        var kept = h.Queries;
         DateOnly[] months = [November, new(2026, 12, 1)];
-        await AssertExactAsync(h, kept, records, months: months);
+        var records = await StoreAndReadAsync(h, seed: 37, 800, new DateTimeOffset(2026, 10, 20, 0, 0, 0, TimeSpan.Zero), days: 41, months);
+        var kept = h.Queries;
 
         // The last instant of November and the first of December, folded together; then the clock moves into December.
         UsageRecord[] edge =
@@ -211,6 +199,19 @@ public sealed class FinishedDaysTests(PostgresDatabaseFixture database) : IClass
     }
 
     private static DateOnly Day(UsageRecord r) => DateOnly.FromDateTime(r.CreatedAt.UtcDateTime);
+
+    /// <summary>
+    /// Stores <paramref name="count"/> mixed records from <paramref name="start"/> over <paramref name="days"/> days, folds
+    /// them, and checks the first reads through the harness's store (which fill its memory); returns the records.
+    /// </summary>
+    private static async Task<List<UsageRecord>> StoreAndReadAsync(PostgresStoreHarness h, int seed, int count, DateTimeOffset start, int days, DateOnly[]? months = null)
+    {
+        var records = Make(new Random(seed), count, start, days).ToList();
+        await h.Store.AppendAsync([.. records]);
+        await h.FoldAsync();
+        await AssertExactAsync(h, h.Queries, records, months: months);
+        return records;
+    }
 
     private static UsageRecord[] Make(Random random, int count, DateTimeOffset start, int days) => Records.Mixed(random, count, start, days);
 

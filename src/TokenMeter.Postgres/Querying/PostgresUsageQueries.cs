@@ -637,12 +637,12 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
     /// <summary>
     /// Every user's rows in user-id order (ordinal, as the in-memory store orders them), each user's by day: the rollup
     /// rows of each day (at most one per user) taken day after day, so each user's rows come in day order with no sort,
-    /// then the pending rows (one per user and day), each added to the user's row of that day or put in its place.
+    /// then the pending rows (one per user and day), each added to the user's row of that day or put in its place. The
+    /// users' lists are returned as they are, in user order (see <see cref="UserRuns"/>), not copied into one array.
     /// </summary>
-    private static List<UserDailyUsage> ByUserThenDay(IEnumerable<IReadOnlyList<UserDailyUsage>> daysInOrder, List<UserDailyUsage> pending)
+    private static UserRuns ByUserThenDay(IEnumerable<IReadOnlyList<UserDailyUsage>> daysInOrder, List<UserDailyUsage> pending)
     {
         var byUser = new Dictionary<string, List<UserDailyUsage>>(StringComparer.Ordinal);
-        var count = pending.Count;
         List<UserDailyUsage> Of(string user)
         {
             if (!byUser.TryGetValue(user, out var own))
@@ -655,7 +655,6 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
 
         foreach (var ofDay in daysInOrder)
         {
-            count += ofDay.Count;
             foreach (var row in ofDay)
             {
                 Of(row.UserId).Add(row);
@@ -683,13 +682,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
 
         var users = byUser.Keys.ToArray();
         Array.Sort(users, StringComparer.Ordinal);
-        var sorted = new List<UserDailyUsage>(count);
-        foreach (var user in users)
-        {
-            sorted.AddRange(byUser[user]);
-        }
-
-        return sorted;
+        return new UserRuns([.. users.Select(u => byUser[u])]);
     }
 
     public async IAsyncEnumerable<UsageRecord> ExportAsync(UsageExportQuery query, [EnumeratorCancellation] CancellationToken cancellationToken = default)

@@ -65,22 +65,22 @@ internal static class UserOrder
             return lines;
         }
 
+        // Each changed user's lines with its changes, ordered again (and where the user's kept lines were); then one array
+        // of the exact size (a month's lines are a large object: one allocation, not a list and its copy).
         var byUser = ByUser(changes, static c => c.UserId);
         var users = byUser.Keys.ToArray();
         Array.Sort(users, StringComparer.Ordinal);
-        var result = new List<UserEndpointUsage>(lines.Length + changes.Count);
-        var at = 0;
-        foreach (var user in users)
+        var changed = new (int Start, int End, List<UserEndpointUsage> Lines)[users.Length];
+        var count = lines.Length;
+        for (int u = 0, at = 0; u < users.Length; u++)
         {
-            // The users before this one as they are, then this user's lines with its changes, ordered again.
-            var start = FirstOf(lines, at, user);
-            result.AddRange(new ArraySegment<UserEndpointUsage>(lines, at, start - at));
-            for (at = start; at < lines.Length && string.Equals(lines[at].UserId, user, StringComparison.Ordinal); at++)
+            var start = at = FirstOf(lines, at, users[u]);
+            for (; at < lines.Length && string.Equals(lines[at].UserId, users[u], StringComparison.Ordinal); at++)
             {
             }
 
             var own = new List<UserEndpointUsage>(new ArraySegment<UserEndpointUsage>(lines, start, at - start));
-            foreach (var change in byUser[user])
+            foreach (var change in byUser[users[u]])
             {
                 var i = own.FindIndex(l => string.Equals(l.Endpoint, change.Endpoint, StringComparison.Ordinal) && string.Equals(l.Model, change.Model, StringComparison.Ordinal));
                 if (i < 0)
@@ -94,11 +94,25 @@ internal static class UserOrder
             }
 
             own.Sort(CostThenEndpoint);
-            result.AddRange(own);
+            changed[u] = (start, at, own);
+            count += own.Count - (at - start);
         }
 
-        result.AddRange(new ArraySegment<UserEndpointUsage>(lines, at, lines.Length - at));
-        return [.. result];
+        // The other users' lines copied as they are, between the changed users'.
+        var result = new UserEndpointUsage[count];
+        var next = 0;
+        var from = 0;
+        foreach (var (start, end, own) in changed)
+        {
+            Array.Copy(lines, from, result, next, start - from);
+            next += start - from;
+            own.CopyTo(result, next);
+            next += own.Count;
+            from = end;
+        }
+
+        Array.Copy(lines, from, result, next, lines.Length - from);
+        return result;
     }
 
     /// <summary>The rows of each user (one hash lookup per row), in their order.</summary>

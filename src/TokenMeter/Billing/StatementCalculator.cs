@@ -48,9 +48,8 @@ public sealed class StatementCalculator
         ArgumentNullException.ThrowIfNull(rows);
         var items = new List<UserStatement>();
         decimal totalCost = 0m, totalAmount = 0m;
-        foreach (var user in rows.GroupBy(r => r.UserId, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal))
+        foreach (var (userId, lines) in Users(rows))
         {
-            var lines = Lines(user);
             var cost = 0m;
             foreach (var line in lines)
             {
@@ -58,12 +57,57 @@ public sealed class StatementCalculator
             }
 
             var amount = ApplyMarkup(cost, markupPercent);
-            items.Add(new UserStatement(user.Key, lines, cost, amount));
+            items.Add(new UserStatement(userId, lines, cost, amount));
             totalCost += cost;
             totalAmount += amount;
         }
 
         return new MonthlyStatement(month, currency, markupPercent, items, totalCost, totalAmount);
+    }
+
+    /// <summary>
+    /// Each user's lines (users in id order, ordinal). Rows already in statement order (the PostgreSQL store's: each user's
+    /// rows one run, users in id order, each user's costliest first) are taken run by run as they are; any other order is
+    /// grouped by user and each user's lines sorted. Either way the lines are the same.
+    /// </summary>
+    private static IEnumerable<(string UserId, List<StatementLine> Lines)> Users(IEnumerable<UserEndpointUsage> rows)
+    {
+        if (rows is IReadOnlyList<UserEndpointUsage> list && InStatementOrder(list))
+        {
+            for (int start = 0, end; start < list.Count; start = end)
+            {
+                var lines = new List<StatementLine>();
+                for (end = start; end < list.Count && string.Equals(list[end].UserId, list[start].UserId, StringComparison.Ordinal); end++)
+                {
+                    lines.Add(new StatementLine(list[end].Endpoint, list[end].Model, list[end].Figures));
+                }
+
+                yield return (list[start].UserId, lines);
+            }
+
+            yield break;
+        }
+
+        foreach (var user in rows.GroupBy(r => r.UserId, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal))
+        {
+            yield return (user.Key, Lines(user));
+        }
+    }
+
+    /// <summary>Whether every row follows the one before it in statement order (user id, then <see cref="Lines"/>' order).</summary>
+    private static bool InStatementOrder(IReadOnlyList<UserEndpointUsage> rows)
+    {
+        for (var i = 1; i < rows.Count; i++)
+        {
+            var (a, b) = (rows[i - 1], rows[i]);
+            var byUser = string.CompareOrdinal(a.UserId, b.UserId);
+            if (byUser > 0 || (byUser == 0 && Compare(a.Figures.CostUsd, a.Endpoint, a.Model, b.Figures.CostUsd, b.Endpoint, b.Model) > 0))
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     /// <summary>
@@ -76,17 +120,7 @@ public sealed class StatementCalculator
         var keyed = rows.Select((r, at) => (Line: new StatementLine(r.Endpoint, r.Model, r.Figures), At: at)).ToArray();
         Array.Sort(keyed, static (a, b) =>
         {
-            var order = b.Line.Figures.CostUsd.CompareTo(a.Line.Figures.CostUsd);
-            if (order == 0)
-            {
-                order = string.CompareOrdinal(a.Line.Endpoint, b.Line.Endpoint);
-            }
-
-            if (order == 0)
-            {
-                order = string.CompareOrdinal(a.Line.Model, b.Line.Model);
-            }
-
+            var order = Compare(a.Line.Figures.CostUsd, a.Line.Endpoint, a.Line.Model, b.Line.Figures.CostUsd, b.Line.Endpoint, b.Line.Model);
             return order != 0 ? order : a.At.CompareTo(b.At);
         });
         var lines = new List<StatementLine>(keyed.Length);
@@ -96,6 +130,18 @@ public sealed class StatementCalculator
         }
 
         return lines;
+    }
+
+    /// <summary>Costliest first, then by endpoint and model (ordinal, null first).</summary>
+    private static int Compare(decimal costA, string? endpointA, string? modelA, decimal costB, string? endpointB, string? modelB)
+    {
+        var order = costB.CompareTo(costA);
+        if (order == 0)
+        {
+            order = string.CompareOrdinal(endpointA, endpointB);
+        }
+
+        return order != 0 ? order : string.CompareOrdinal(modelA, modelB);
     }
 
     /// <summary>cost × (1 + markup / 100), rounded to cents half-to-even.</summary>

@@ -40,6 +40,14 @@ internal sealed class DailyCosts(DateOnly first, DateOnly last) : IReadOnlyDicti
         return true;
     }
 
+    /// <summary>Removes every day's cost (the next user's days go in the same arrays).</summary>
+    public void Clear()
+    {
+        Array.Clear(costs);
+        Array.Clear(present);
+        Count = 0;
+    }
+
     public bool ContainsKey(DateOnly key) => TryGetValue(key, out _);
 
     public bool TryGetValue(DateOnly key, [MaybeNullWhen(false)] out decimal value)

@@ -92,19 +92,26 @@ public sealed class UsageForecaster
         var historyStart = HistoryStart(today);
         var rows = await _queries.GetUserDailyUsageAsync(historyStart, today, null, cancellationToken).ConfigureAwait(false);
 
-        // The store returns the rows in user-id order (ordinal), so each user's rows are one run; rows in another order
-        // are put in that order first (stable, so each user's rows keep theirs).
-        if (!InUserOrder(rows))
-        {
-            rows = [.. rows.OrderBy(r => r.UserId, StringComparer.Ordinal)];
-        }
-
+        // One user's day costs at a time, in one array over the range read (the projection and the exhaustion date look up
+        // days of that range only: a row outside it is not kept), emptied for the next user.
         var result = new List<UserCostForecast>();
+        var daily = new DailyCosts(historyStart, today);
         for (int start = 0, end; start < rows.Count; start = end)
         {
             var userId = rows[start].UserId;
             for (end = start + 1; end < rows.Count && string.Equals(rows[end].UserId, userId, StringComparison.Ordinal); end++)
             {
+            }
+
+            // The store returns the rows in user-id order (ordinal), so each user's rows are one run (checked where one run
+            // ends and the next begins); rows in another order are put in that order (stable, so each user's rows keep
+            // theirs) and gone through from the start.
+            if (end < rows.Count && string.CompareOrdinal(rows[end].UserId, userId) < 0)
+            {
+                rows = [.. rows.OrderBy(r => r.UserId, StringComparer.Ordinal)];
+                result.Clear();
+                end = 0;
+                continue;
             }
 
             var budget = overrides.TryGetValue(userId, out var own) ? own.MonthlyCostUsd : settings.Default?.MonthlyCostUsd;
@@ -114,8 +121,7 @@ public sealed class UsageForecaster
             }
 
             // One pass over the user's rows: the cost of each day and the first day with a call.
-            // (The projection and the exhaustion date look up days of the range read only: a row outside it is not kept.)
-            var daily = new DailyCosts(historyStart, today);
+            daily.Clear();
             DateOnly? firstDay = null;
             for (var i = start; i < end; i++)
             {
@@ -162,19 +168,6 @@ public sealed class UsageForecaster
         }
 
         return null;
-    }
-
-    private static bool InUserOrder(IReadOnlyList<UserDailyUsage> rows)
-    {
-        for (var i = 1; i < rows.Count; i++)
-        {
-            if (string.CompareOrdinal(rows[i - 1].UserId, rows[i].UserId) > 0)
-            {
-                return false;
-            }
-        }
-
-        return true;
     }
 
     private static DateOnly HistoryStart(DateOnly today)

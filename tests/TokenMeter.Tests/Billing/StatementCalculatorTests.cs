@@ -43,6 +43,12 @@ public sealed class StatementCalculatorTests
                 .Select(r => (g.Key, r.Endpoint, r.Model, r.Figures)));
         Assert.Equal(expected, statement.Items.SelectMany(i => i.Lines.Select(l => (i.UserId, l.Endpoint, l.Model, l.Figures))));
         Assert.Equal(rows.Sum(r => r.Figures.CostUsd), statement.TotalCostUsd);
+
+        // The same rows already in that order (as the PostgreSQL store returns them) are taken run by run: the same lines.
+        var ordered = expected.Select(e => new UserEndpointUsage(e.Key, e.Endpoint, e.Model, e.Figures)).ToList();
+        var again = StatementCalculator.Build(November, ordered, 0m);
+        Assert.Equal(expected, again.Items.SelectMany(i => i.Lines.Select(l => (i.UserId, l.Endpoint, l.Model, l.Figures))));
+        Assert.Equal(statement.Items.Select(i => (i.UserId, i.CostUsd, i.AmountUsd)), again.Items.Select(i => (i.UserId, i.CostUsd, i.AmountUsd)));
     }
 
     [Fact]
