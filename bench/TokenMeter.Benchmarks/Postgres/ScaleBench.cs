@@ -112,37 +112,54 @@ internal static class ScaleBench
         var fresh = await PostgresBench.FreshSchemaAsync(dataSource, existing is null ? "empty" : "empty_" + DateTime.UtcNow.ToString("HHmmss", CultureInfo.InvariantCulture));
         var emptyContext = new PostgresStoreContext(dataSource, ownsDataSource: false, new PostgresStoreOptions { Schema = fresh, CommandTimeoutSeconds = 600 }, TimeProvider.System);
         emptyContext.MarkReady();
-        var records = PostgresBench.Generate(ingestCount * 4, new DateTimeOffset(today.AddDays(1).ToDateTime(TimeOnly.MinValue), TimeSpan.Zero), TimeSpan.FromHours(4)).ToList();
+        // One untimed batch into each first (the rollups' pages of the period being written come into
+        // cache, as on a live store that ingests all day), then A B B A A B B A, the median of each side.
+        var warmCount = Math.Max(batchSize, ingestCount / 4);
+        var order = new[] { "empty", "full", "full", "empty", "empty", "full", "full", "empty" };
+        var records = PostgresBench.Generate((ingestCount * order.Length) + (warmCount * 2), new DateTimeOffset(today.AddDays(1).ToDateTime(TimeOnly.MinValue), TimeSpan.Zero), TimeSpan.FromHours(4)).ToList();
         var rates = new Dictionary<string, List<double>> { ["empty"] = [], ["full"] = [] };
-        var order = new[] { "empty", "full", "full", "empty" };
+        var next = 0;
+        foreach (var (name, target) in new[] { ("empty", emptyContext), ("full", context) })
+        {
+            var seconds = await IngestAsync(target, records.GetRange(next, warmCount), batchSize);
+            next += warmCount;
+            Print($"  warm-up, untimed: {warmCount:N0} records into the {name} table in {seconds:N2} s");
+        }
+
         for (var i = 0; i < order.Length; i++)
         {
-            var target = order[i] == "empty" ? emptyContext : context;
-            var part = records.GetRange(i * ingestCount, ingestCount);
-            var store = new PostgresUsageStore(target);
-            await target.EnsurePartitionsAsync(part.Select(r => PostgresStoreContext.MonthOf(r.CreatedAt)).Distinct(), default);
-            var watch = Stopwatch.StartNew();
-            foreach (var batch in part.Chunk(batchSize))
-            {
-                await store.AppendAsync(batch);
-            }
-
-            // Every rollup maintained: the pending sums folded too.
-            await target.Fold.WhenIdleAsync();
-            await target.Fold.FoldAsync();
-            var rate = ingestCount / watch.Elapsed.TotalSeconds;
+            var seconds = await IngestAsync(order[i] == "empty" ? emptyContext : context, records.GetRange(next, ingestCount), batchSize);
+            next += ingestCount;
+            var rate = ingestCount / seconds;
             rates[order[i]].Add(rate);
-            Print($"  ingest into the {order[i]} table: {ingestCount:N0} records in {watch.Elapsed.TotalSeconds:N2} s = {rate:N0} records/s; load average {LoadAverage()}");
+            Print($"  ingest into the {order[i]} table: {ingestCount:N0} records in {seconds:N2} s = {rate:N0} records/s; load average {LoadAverage()}");
         }
 
         // The full table goes back to the calls it was loaded with, so the next run (--existing) measures the same data.
         await RemoveIngestedAsync(context, today);
         await ExecuteAsync(dataSource, $"DROP SCHEMA \"{fresh}\" CASCADE");
 
-        var emptyRate = rates["empty"].Average();
-        var fullRate = rates["full"].Average();
-        Print($"ingest into a table holding {large:N0} calls ÷ into an empty one: {fullRate:N0} / {emptyRate:N0} = {fullRate / emptyRate:N2} (goal >= 0.9: {(fullRate / emptyRate >= 0.9 ? "PASS" : "MISSED")})");
+        var emptyRate = PostgresBench.Median(rates["empty"]);
+        var fullRate = PostgresBench.Median(rates["full"]);
+        Print($"ingest into a table holding {large:N0} calls ÷ into an empty one, median of {rates["full"].Count} batches each: {fullRate:N0} / {emptyRate:N0} = {fullRate / emptyRate:N2} (goal >= 0.9: {(fullRate / emptyRate >= 0.9 ? "PASS" : "MISSED")}); per batch full {string.Join(" / ", rates["full"].Select(r => r.ToString("N0", CultureInfo.InvariantCulture)))}, empty {string.Join(" / ", rates["empty"].Select(r => r.ToString("N0", CultureInfo.InvariantCulture)))}");
         return 0;
+    }
+
+    /// <summary>Stores <paramref name="part"/> through the store's writer path and folds every rollup; returns the seconds taken.</summary>
+    private static async Task<double> IngestAsync(PostgresStoreContext target, List<UsageRecord> part, int batchSize)
+    {
+        var store = new PostgresUsageStore(target);
+        await target.EnsurePartitionsAsync(part.Select(r => PostgresStoreContext.MonthOf(r.CreatedAt)).Distinct(), default);
+        var watch = Stopwatch.StartNew();
+        foreach (var batch in part.Chunk(batchSize))
+        {
+            await store.AppendAsync(batch);
+        }
+
+        // Every rollup maintained: the pending sums folded too.
+        await target.Fold.WhenIdleAsync();
+        await target.Fold.FoldAsync();
+        return watch.Elapsed.TotalSeconds;
     }
 
     private static async Task<PostgresStoreContext> NewSchemaAsync(NpgsqlDataSource dataSource, string schema)
