@@ -7,6 +7,11 @@ if (args.Length > 0 && args[0] == "forecast-backtest")
     return ForecastBacktest.Run(args[1..]);
 }
 
+if (args.Length > 0 && args[0] == "forecast-cpu")
+{
+    return ForecastCpu.Run(args[1..]);
+}
+
 if (args.Length > 0 && args[0] == "metering-probe")
 {
     return TokenMeter.Benchmarks.Metering.AllocationProbe.Run(args[1..]);

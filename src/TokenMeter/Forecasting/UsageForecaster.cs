@@ -88,9 +88,19 @@ public sealed class UsageForecaster
         var now = _timeProvider.GetUtcNow();
         var today = DateOnly.FromDateTime(now.UtcDateTime);
         var settings = await _budgets.GetBudgetsAsync(cancellationToken).ConfigureAwait(false);
-        var overrides = settings.Users.ToDictionary(u => u.UserId, StringComparer.Ordinal);
         var historyStart = HistoryStart(today);
         var rows = await _queries.GetUserDailyUsageAsync(historyStart, today, null, cancellationToken).ConfigureAwait(false);
+        return ForecastUsers(rows, settings, historyStart, now);
+    }
+
+    /// <summary>
+    /// The users' projections from the daily rows read from <paramref name="historyStart"/> to the day of
+    /// <paramref name="now"/>: all of the route's work after the store's read (no clock, no store).
+    /// </summary>
+    internal static List<UserCostForecast> ForecastUsers(IReadOnlyList<UserDailyUsage> rows, BudgetSettings settings, DateOnly historyStart, DateTimeOffset now)
+    {
+        var today = DateOnly.FromDateTime(now.UtcDateTime);
+        var overrides = settings.Users.ToDictionary(u => u.UserId, StringComparer.Ordinal);
 
         // One user's day costs at a time, in one array over the range read (the projection and the exhaustion date look up
         // days of that range only: a row outside it is not kept), emptied for the next user.
