@@ -13,6 +13,13 @@ internal static class CostProjection
     /// <param name="asOf">When the projection is made; the day it falls on counts as partly elapsed.</param>
     /// <param name="settings">Knobs; null for <see cref="ProjectionSettings.Default"/>.</param>
     /// <returns>The projection.</returns>
+    /// <remarks>
+    /// The users' forecasts run this a thousand times per request, so it works in a few buffers on the stack: each day's
+    /// cost is looked up and converted once, each run of days is split by kind once, and a <see cref="DailyCosts"/> is read
+    /// directly rather than through the dictionary interface. Every double is computed by the same operations in the same
+    /// order as the plain version (a list per run of days, LINQ for the expected costs and their sum) that the tests keep
+    /// as their reference, so the figures are the same to the bit.
+    /// </remarks>
     public static CostProjectionResult Project(
         IReadOnlyDictionary<DateOnly, decimal> dailyCost,
         DateOnly? firstDay,
@@ -27,23 +34,18 @@ internal static class CostProjection
         var elapsed = utc.TimeOfDay.TotalDays;
         var monthStart = new DateOnly(today.Year, today.Month, 1);
         var monthEnd = monthStart.AddMonths(1).AddDays(-1);
-
-        decimal monthToDate = 0m;
-        for (var d = monthStart; d <= today; d = d.AddDays(1))
-        {
-            monthToDate += Cost(dailyCost, d);
-        }
-
         var historyDays = firstDay is { } first && first < today ? today.DayNumber - first.DayNumber : 0;
+        var window = historyDays == 0 ? 0 : Math.Min(settings.WindowDays, historyDays);
 
-        // The rest of today plus every later day of the month, each with its expected cost.
-        var remaining = new List<DateOnly>();
-        for (var d = today; d <= monthEnd; d = d.AddDays(1))
-        {
-            remaining.Add(d);
-        }
+        // The users' forecasts pass their DailyCosts; any other dictionary (the platform's forecast, the tests) is copied
+        // into one over the days read (the month to date and the two rate windows), so every cost is read from its arrays.
+        var costs = dailyCost as DailyCosts
+            ?? DailyCosts.CopyOf(dailyCost, DateOnly.FromDayNumber(Math.Max(0, Math.Min(monthStart.DayNumber, today.DayNumber - (2 * window)))), today);
+        var monthToDate = costs.Sum(monthStart, today);
 
-        double[] expected;
+        // The rest of today plus every later day of the month (31 at most), each with its expected cost.
+        var remaining = monthEnd.DayNumber - today.DayNumber + 1;
+        Span<double> expected = stackalloc double[remaining];
         double dailySpread;
         double windowSize;
         string method;
@@ -52,9 +54,9 @@ internal static class CostProjection
         if (historyDays == 0)
         {
             // Not one complete day: extrapolate today's spend so far over the elapsed part of the day.
-            var todaySoFar = (double)Cost(dailyCost, today);
+            var todaySoFar = (double)costs.CostOrZero(today);
             var rate = firstDay is null ? 0 : todaySoFar / Math.Max(elapsed, 0.25);
-            expected = remaining.Select(_ => rate).ToArray();
+            expected.Fill(rate);
             dailySpread = rate;
             windowSize = 1;
             widening = settings.ShortHistoryWidening;
@@ -64,14 +66,15 @@ internal static class CostProjection
         }
         else
         {
-            var window = Math.Min(settings.WindowDays, historyDays);
-            var days = new List<(DateOnly Day, double Cost)>(window);
-            for (var d = today.AddDays(-window); d < today; d = d.AddDays(1))
-            {
-                days.Add((d, (double)Cost(dailyCost, d)));
-            }
-
-            var (weekdays, weekends) = SplitWeek(days);
+            // The window's days, oldest first, each day's cost converted once; then split by kind (each kind in the
+            // window's order), in buffers of the window's length that the trend's window before this one reuses.
+            var windowStart = today.AddDays(-window);
+            Span<double> days = window <= MaxOnStack ? stackalloc double[window] : new double[window];
+            Span<double> weekdayBuffer = window <= MaxOnStack ? stackalloc double[window] : new double[window];
+            Span<double> weekendBuffer = window <= MaxOnStack ? stackalloc double[window] : new double[window];
+            costs.CopyTo(windowStart, days);
+            var weekdayCount = SplitWeek(days, windowStart, weekdayBuffer, weekendBuffer);
+            ReadOnlySpan<double> weekdays = weekdayBuffer[..weekdayCount], weekends = weekendBuffer[..(window - weekdayCount)];
             var seasonal = historyDays >= settings.MinimumHistoryDays && weekdays.Length > 0 && weekends.Length > 0;
 
             double weekdayRate, weekendRate;
@@ -82,42 +85,43 @@ internal static class CostProjection
             }
             else
             {
-                weekdayRate = weekendRate = RobustMean(CostsOf(days));
+                weekdayRate = weekendRate = RobustMean(days);
             }
 
-            double Rate(DateOnly d) => IsWeekend(d) ? weekendRate : weekdayRate;
-
-            // Growth: the last window against the one before it, damped, carried from the window's middle.
+            // Growth: the last window against the one before it, damped, carried from the window's middle. The last
+            // window's weekly level is that of the two rates just found (the trend needs the seasonal rates, and they are
+            // the robust means of the same days), so only the window before is read and its rates found.
             var growthPerDay = 0.0;
             if (seasonal && settings.UseTrend && historyDays >= 2 * settings.WindowDays)
             {
-                var before = new List<(DateOnly Day, double Cost)>(window);
-                for (var d = today.AddDays(-2 * window); d < today.AddDays(-window); d = d.AddDays(1))
-                {
-                    before.Add((d, (double)Cost(dailyCost, d)));
-                }
-
-                var previous = WeeklyLevel(before);
-                var recent = WeeklyLevel(days);
+                var beforeStart = today.AddDays(-2 * window);
+                Span<double> before = window <= MaxOnStack ? stackalloc double[window] : new double[window];
+                costs.CopyTo(beforeStart, before);
+                var beforeWeekdays = SplitWeek(before, beforeStart, weekdayBuffer, weekendBuffer);
+                var previous = WeeklyLevel(RobustMean(weekdayBuffer[..beforeWeekdays]), RobustMean(weekendBuffer[..(window - beforeWeekdays)]));
+                var recent = WeeklyLevel(weekdayRate, weekendRate);
                 if (previous > 0 && recent > 0)
                 {
                     growthPerDay = settings.TrendDamping * Math.Clamp(Math.Log(recent / previous) / window, -0.03, 0.03);
                 }
             }
 
+            // Without growth every factor is Math.Exp(0), exactly 1, so the rate is the expected cost as it stands.
             var centre = window / 2.0;
-            expected = remaining
-                .Select(d => Rate(d) * Math.Exp(growthPerDay * (d.DayNumber - today.DayNumber + centre)))
-                .ToArray();
-
-            var residuals = new double[days.Count];
-            for (var i = 0; i < residuals.Length; i++)
+            for (var i = 0; i < expected.Length; i++)
             {
-                residuals[i] = days[i].Cost - Rate(days[i].Day);
+                var rate = IsWeekend(today.AddDays(i)) ? weekendRate : weekdayRate;
+                expected[i] = growthPerDay == 0 ? rate : rate * Math.Exp(growthPerDay * (i + centre));
             }
 
-            dailySpread = StandardDeviation(residuals);
-            windowSize = days.Count;
+            // The residuals overwrite the window's costs, each read just before.
+            for (var i = 0; i < days.Length; i++)
+            {
+                days[i] -= IsWeekend(windowStart.AddDays(i)) ? weekendRate : weekdayRate;
+            }
+
+            dailySpread = StandardDeviation(days);
+            windowSize = days.Length;
 
             if (historyDays < settings.MinimumHistoryDays)
             {
@@ -136,8 +140,8 @@ internal static class CostProjection
 
         // Today counts only for its part still to come.
         expected[0] *= Math.Max(0, 1 - elapsed);
-        var remainingDays = Math.Max(0, 1 - elapsed) + (remaining.Count - 1);
-        var remainingTotal = expected.Sum();
+        var remainingDays = Math.Max(0, 1 - elapsed) + (remaining - 1);
+        var remainingTotal = Sum(expected);
 
         // Day-to-day noise adds up over the remaining days; the error of the estimated rate applies to every one
         // of them at once; drift is a share of what remains.
@@ -150,10 +154,13 @@ internal static class CostProjection
         var low = monthToDate + ToMoney(Math.Max(0, remainingTotal - halfWidth));
         var high = monthToDate + ToMoney(remainingTotal + halfWidth);
 
-        var path = new List<ProjectedDay>(remaining.Count);
-        for (var i = 0; i < remaining.Count; i++)
+        // A day expected to cost what the day before it is (the days of a kind without growth) is worth the same money:
+        // equal doubles (0 and -0 included, which ToMoney takes to the same zero) convert to the same decimal.
+        var path = new ProjectedDay[remaining];
+        for (var i = 0; i < path.Length; i++)
         {
-            path.Add(new ProjectedDay(remaining[i], ToMoney(expected[i])));
+            var money = i > 0 && expected[i] == expected[i - 1] ? path[i - 1].ExpectedCostUsd : ToMoney(expected[i]);
+            path[i] = new ProjectedDay(today.AddDays(i), money);
         }
 
         return new CostProjectionResult(monthStart, monthToDate, projected, low, high, method, historyDays, path);
@@ -175,32 +182,35 @@ internal static class CostProjection
     /// <returns>True on a weekend.</returns>
     public static bool IsWeekend(DateOnly day) => day.DayOfWeek is DayOfWeek.Saturday or DayOfWeek.Sunday;
 
-    private static decimal Cost(IReadOnlyDictionary<DateOnly, decimal> dailyCost, DateOnly day)
-        => dailyCost.TryGetValue(day, out var cost) ? cost : 0m;
-
     private static decimal ToMoney(double value)
         => double.IsFinite(value) ? Math.Round((decimal)Math.Max(0, value), 8, MidpointRounding.ToEven) : 0m;
 
-    // The helpers below run once or more per user for the users' forecasts (a thousand users at a time): plain loops and
-    // one array each, where LINQ chains cost several allocations and enumerators per call. Each sum adds the values in
+    // The helpers below run once or more per user for the users' forecasts (a thousand users at a time): plain loops over
+    // spans on the stack, where LINQ chains and arrays cost several allocations per call. Each sum adds the values in
     // their order, from zero, as Enumerable.Sum and Average do for doubles, so the results are the same to the bit.
 
+    private static double Sum(ReadOnlySpan<double> values)
+    {
+        var sum = 0.0;
+        foreach (var v in values)
+        {
+            sum += v;
+        }
+
+        return sum;
+    }
+
     /// <summary>Mean with values beyond three robust deviations of the median clipped, so one spike does not set the rate.</summary>
-    private static double RobustMean(double[] values)
+    private static double RobustMean(ReadOnlySpan<double> values)
     {
         if (values.Length == 0)
         {
             return 0;
         }
 
-        var median = Median(values);
-        Span<double> deviations = values.Length <= MaxOnStack ? stackalloc double[values.Length] : new double[values.Length];
-        for (var i = 0; i < values.Length; i++)
-        {
-            deviations[i] = Math.Abs(values[i] - median);
-        }
-
-        var mad = Median(deviations) * 1.4826;
+        Span<double> sorted = values.Length <= MaxOnStack ? stackalloc double[values.Length] : new double[values.Length];
+        var median = Median(values, sorted);
+        var mad = MedianDistance(sorted, median) * 1.4826;
         if (mad <= 0)
         {
             // Most values are equal: anything else is an outlier, unless most are zero (a sparse user's days).
@@ -218,49 +228,30 @@ internal static class CostProjection
         return sum / values.Length;
     }
 
-    /// <summary>A week's typical daily cost from a run of days: the robust rates of weekdays and weekends, weighted 5:2.</summary>
-    private static double WeeklyLevel(List<(DateOnly Day, double Cost)> days)
-    {
-        var (weekdays, weekends) = SplitWeek(days);
-        return ((5 * RobustMean(weekdays)) + (2 * RobustMean(weekends))) / 7;
-    }
+    /// <summary>A week's typical daily cost from the robust rates of its weekdays and weekends, weighted 5:2.</summary>
+    private static double WeeklyLevel(double weekdayRate, double weekendRate) => ((5 * weekdayRate) + (2 * weekendRate)) / 7;
 
-    /// <summary>The costs of the weekdays and of the weekend days of a run of days, each in the run's order.</summary>
-    private static (double[] Weekdays, double[] Weekends) SplitWeek(List<(DateOnly Day, double Cost)> days)
+    /// <summary>
+    /// Copies the costs of the weekdays and of the weekend days of a run of days from <paramref name="first"/> to the front
+    /// of the two buffers (each as long as the run), each kind in the run's order.
+    /// </summary>
+    /// <returns>How many weekdays (the rest are weekend days).</returns>
+    private static int SplitWeek(ReadOnlySpan<double> days, DateOnly first, Span<double> weekdays, Span<double> weekends)
     {
-        var weekendCount = 0;
-        foreach (var (day, _) in days)
-        {
-            weekendCount += IsWeekend(day) ? 1 : 0;
-        }
-
-        var weekdays = new double[days.Count - weekendCount];
-        var weekends = new double[weekendCount];
         int w = 0, e = 0;
-        foreach (var (day, cost) in days)
+        for (var i = 0; i < days.Length; i++)
         {
-            if (IsWeekend(day))
+            if (IsWeekend(first.AddDays(i)))
             {
-                weekends[e++] = cost;
+                weekends[e++] = days[i];
             }
             else
             {
-                weekdays[w++] = cost;
+                weekdays[w++] = days[i];
             }
         }
 
-        return (weekdays, weekends);
-    }
-
-    private static double[] CostsOf(List<(DateOnly Day, double Cost)> days)
-    {
-        var costs = new double[days.Count];
-        for (var i = 0; i < costs.Length; i++)
-        {
-            costs[i] = days[i].Cost;
-        }
-
-        return costs;
+        return w;
     }
 
     // Days a median sorts on the stack (the rate windows are 28 days by default), and sorts by insertion (a few dozen days).
@@ -269,12 +260,18 @@ internal static class CostProjection
 
     /// <summary>
     /// The middle value (the mean of the two middle ones for an even count), from a sorted copy on the stack: the users'
-    /// forecasts take a dozen medians per user, a thousand users at a time, where a cloned array and Array.Sort each time
+    /// forecasts take several medians per user, a thousand users at a time, where a cloned array and Array.Sort each time
     /// were most of the projection's time. Costs are never NaN, so any correct sort gives the same middle values.
     /// </summary>
     internal static double Median(ReadOnlySpan<double> values)
     {
         Span<double> sorted = values.Length <= MaxOnStack ? stackalloc double[values.Length] : new double[values.Length];
+        return Median(values, sorted);
+    }
+
+    /// <summary>The median of <paramref name="values"/>, leaving them sorted in <paramref name="sorted"/> (as long as they are).</summary>
+    private static double Median(ReadOnlySpan<double> values, Span<double> sorted)
+    {
         values.CopyTo(sorted);
         if (sorted.Length > MaxInsertionSort)
         {
@@ -287,6 +284,43 @@ internal static class CostProjection
 
         var mid = sorted.Length / 2;
         return sorted.Length % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+    }
+
+    /// <summary>
+    /// The median of the distances <c>Math.Abs(value - median)</c> of sorted values from their median, without a second
+    /// sort: the distances of the values up to the median grow from the median down, those of the values above it grow
+    /// from the median up (a difference rounds monotonically), so merging the two runs outward from the median takes the
+    /// distances in ascending order, and the middle one or two are found after half of them. A median depends only on
+    /// which distances there are, not on their order, so this is the median of the distances computed and sorted. At least
+    /// one value.
+    /// </summary>
+    internal static double MedianDistance(ReadOnlySpan<double> sorted, double median)
+    {
+        // The first value above the median; the values before it are at or below it.
+        var count = sorted.Length;
+        var above = 0;
+        while (above < count && sorted[above] <= median)
+        {
+            above++;
+        }
+
+        int down = above - 1, up = above;
+        var mid = count / 2;
+        double previous = 0, current = 0;
+        for (var taken = 0; taken <= mid; taken++)
+        {
+            previous = current;
+            if (up >= count || (down >= 0 && Math.Abs(sorted[down] - median) <= Math.Abs(sorted[up] - median)))
+            {
+                current = Math.Abs(sorted[down--] - median);
+            }
+            else
+            {
+                current = Math.Abs(sorted[up++] - median);
+            }
+        }
+
+        return count % 2 == 1 ? current : (previous + current) / 2;
     }
 
     private static void InsertionSort(Span<double> values)
@@ -305,7 +339,7 @@ internal static class CostProjection
         }
     }
 
-    private static double Mean(double[] values)
+    private static double Mean(ReadOnlySpan<double> values)
     {
         var sum = 0.0;
         foreach (var v in values)
@@ -316,7 +350,7 @@ internal static class CostProjection
         return sum / values.Length;
     }
 
-    private static double StandardDeviation(double[] values)
+    private static double StandardDeviation(ReadOnlySpan<double> values)
     {
         if (values.Length < 2)
         {

@@ -158,22 +158,26 @@ public sealed class UsageForecaster
     /// <summary>The day cumulative spend reaches <paramref name="budget"/>: from history when it already has, else along the projection.</summary>
     internal static DateOnly? ExhaustionDate(CostProjectionResult projection, IReadOnlyDictionary<DateOnly, decimal> daily, decimal budget, DateOnly today)
     {
+        // The users' forecasts pass their DailyCosts, read directly rather than through the dictionary interface; the path
+        // is gone through by index, where foreach over the interface would allocate an enumerator per user.
+        var costs = daily as DailyCosts;
         decimal cumulative = 0m;
         for (var d = projection.Month; d <= today; d = d.AddDays(1))
         {
-            cumulative += daily.GetValueOrDefault(d);
+            cumulative += costs is not null ? costs.CostOrZero(d) : daily.GetValueOrDefault(d);
             if (cumulative >= budget)
             {
                 return d;
             }
         }
 
-        foreach (var day in projection.Path)
+        var path = projection.Path;
+        for (var i = 0; i < path.Count; i++)
         {
-            cumulative += day.ExpectedCostUsd;
+            cumulative += path[i].ExpectedCostUsd;
             if (cumulative >= budget)
             {
-                return day.Day;
+                return path[i].Day;
             }
         }
 
