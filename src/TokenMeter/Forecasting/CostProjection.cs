@@ -254,7 +254,8 @@ internal static class CostProjection
         return w;
     }
 
-    // Days a median sorts on the stack (the rate windows are 28 days by default), and sorts by insertion (a few dozen days).
+    // Days a median sorts, and a rate window is split, on the stack (the rate windows are 21 days by default), and days a
+    // median sorts by insertion (a few dozen days).
     private const int MaxOnStack = 128;
     private const int MaxInsertionSort = 64;
 
