@@ -9,9 +9,9 @@ namespace TokenMeter.Benchmarks.Forecasting;
 
 /// <summary>
 /// The CPU and allocation of the users' forecasts after the store's read (GET /forecast/users without the query), the
-/// code as it is (B) against the reference copy of the code before the projection's per-user work was cut down (A, in
-/// tests/TokenMeter.Tests/Forecasting/ReferenceForecast.cs, linked into this project), in one process, interleaved
-/// A B B A ... so the machine's load hits both alike:
+/// code as it is (B) against the tests' reference (A, tests/TokenMeter.Tests/Forecasting/ReferenceForecast.cs, linked into
+/// this project: the projection as it was before its per-user work was cut down, each user's days in a dictionary), in one
+/// process, interleaved A B B A ... so the machine's load hits both alike:
 /// <c>dotnet bench/TokenMeter.Benchmarks/bin/Release/net10.0/TokenMeter.Benchmarks.dll forecast-cpu [users] [rounds] [requests per round]</c>.
 /// The rows are generated as the scale bench loads them (about 13.7 calls per user and day, every user with rows on each
 /// of the 49 days before a mid-month today, none today; every user under one default budget), and both sides' forecasts

@@ -4,68 +4,39 @@ using TokenMeter.Querying;
 
 namespace TokenMeter.Tests.Forecasting;
 
-// The users' forecasts as they were computed before the projection's per-user work was cut down (commit 6f2a1fc), kept
-// verbatim as the reference the faster code must equal to the bit: ForecastingReferenceTests compares the two over many
+// The reference the faster forecasting code must equal to the bit. The projection (ReferenceCostProjection) is the code as
+// it was before its per-user work was cut down, kept verbatim; the users' forecasts around it are written plainly here
+// (each user's day costs in a dictionary, summed from zero in row order) rather than copied from UsageForecaster, so they
+// check its single pass over the store's rows and its DailyCosts too. ForecastingReferenceTests compares the two over many
 // random histories, and the forecast-cpu benchmark (bench/TokenMeter.Benchmarks, which links this file) times one against
 // the other in the same process. Change nothing here but to follow a deliberate change of the forecasts' figures.
 
-/// <summary>The users' forecasts from the rows the store read, as <see cref="UsageForecaster.ForecastAllUsersAsync"/> computed them.</summary>
+/// <summary>The users' forecasts from the rows the store read, as <see cref="UsageForecaster.ForecastAllUsersAsync"/> computes them.</summary>
 internal static class ReferenceForecast
 {
-    /// <summary>Every user with a monthly cost budget and rows, projected (ordered by user id).</summary>
+    /// <summary>Every user with a monthly cost budget and rows, projected (ordered by user id, ordinal).</summary>
     public static List<UserCostForecast> ForecastAllUsers(IReadOnlyList<UserDailyUsage> rows, BudgetSettings settings, DateOnly historyStart, DateTimeOffset now)
     {
         var today = DateOnly.FromDateTime(now.UtcDateTime);
-        var overrides = settings.Users.ToDictionary(u => u.UserId, StringComparer.Ordinal);
-
-        // One user's day costs at a time, in one array over the range read (the projection and the exhaustion date look up
-        // days of that range only: a row outside it is not kept), emptied for the next user.
         var result = new List<UserCostForecast>();
-        var daily = new DailyCosts(historyStart, today);
-        for (int start = 0, end; start < rows.Count; start = end)
+        foreach (var user in rows.GroupBy(r => r.UserId, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal))
         {
-            var userId = rows[start].UserId;
-            for (end = start + 1; end < rows.Count && string.Equals(rows[end].UserId, userId, StringComparison.Ordinal); end++)
-            {
-            }
-
-            // The store returns the rows in user-id order (ordinal), so each user's rows are one run (checked where one run
-            // ends and the next begins); rows in another order are put in that order (stable, so each user's rows keep
-            // theirs) and gone through from the start.
-            if (end < rows.Count && string.CompareOrdinal(rows[end].UserId, userId) < 0)
-            {
-                rows = [.. rows.OrderBy(r => r.UserId, StringComparer.Ordinal)];
-                result.Clear();
-                end = 0;
-                continue;
-            }
-
-            var budget = overrides.TryGetValue(userId, out var own) ? own.MonthlyCostUsd : settings.Default?.MonthlyCostUsd;
-            if (budget is not { } monthlyCost)
+            var own = settings.Users.FirstOrDefault(u => string.Equals(u.UserId, user.Key, StringComparison.Ordinal));
+            if ((own is null ? settings.Default?.MonthlyCostUsd : own.MonthlyCostUsd) is not { } monthlyCost)
             {
                 continue;
             }
 
-            // One pass over the user's rows: the cost of each day and the first day with a call.
-            daily.Clear();
-            DateOnly? firstDay = null;
-            for (var i = start; i < end; i++)
+            // The days read (history start to today) with their costs; the first day with a call among all the user's rows.
+            var daily = new Dictionary<DateOnly, decimal>();
+            foreach (var row in user.Where(r => r.Date >= historyStart && r.Date <= today))
             {
-                var row = rows[i];
-                daily.Add(row.Date, row.Figures.CostUsd);
-                if (row.Figures.Calls > 0 && (firstDay is null || row.Date < firstDay))
-                {
-                    firstDay = row.Date;
-                }
+                daily[row.Date] = daily.GetValueOrDefault(row.Date) + row.Figures.CostUsd;
             }
 
+            DateOnly? firstDay = user.Where(r => r.Figures.Calls > 0).Select(r => (DateOnly?)r.Date).Min();
             var projection = ReferenceCostProjection.Project(daily, firstDay, now);
-            result.Add(new UserCostForecast(
-                userId,
-                projection.MonthToDate,
-                projection.Projected,
-                monthlyCost,
-                ExhaustionDate(projection, daily, monthlyCost, today)));
+            result.Add(new UserCostForecast(user.Key, projection.MonthToDate, projection.Projected, monthlyCost, ExhaustionDate(projection, daily, monthlyCost, today)));
         }
 
         return result;
