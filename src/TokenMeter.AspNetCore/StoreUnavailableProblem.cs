@@ -25,7 +25,8 @@ public static class StoreUnavailableProblem
     /// <summary>
     /// Whether <paramref name="exception"/> (or one of its inner exceptions) says the store could not be
     /// reached: a transient <see cref="DbException"/> (a refused or broken connection, a server shutting
-    /// down, an exhausted pool), a <see cref="SocketException"/> or a <see cref="TimeoutException"/>.
+    /// down, an exhausted pool), a <see cref="SocketException"/>, a <see cref="TimeoutException"/>, or a
+    /// <see cref="UsageStoreNotReadyException"/> (its schema not installed yet).
     /// Errors in a query itself are not.
     /// </summary>
     /// <param name="exception">The exception thrown by a store call.</param>
@@ -36,7 +37,7 @@ public static class StoreUnavailableProblem
     {
         null => false,
         _ when depth > 8 => false,
-        DbException { IsTransient: true } or SocketException or TimeoutException => true,
+        DbException { IsTransient: true } or SocketException or TimeoutException or UsageStoreNotReadyException => true,
         AggregateException aggregate => aggregate.InnerExceptions.Any(inner => IsUnavailable(inner, depth + 1)),
         _ => IsUnavailable(exception.InnerException, depth + 1),
     };

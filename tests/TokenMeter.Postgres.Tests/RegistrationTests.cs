@@ -109,6 +109,51 @@ public sealed class RegistrationTests(PostgresDatabaseFixture database) : IClass
     }
 
     [Fact]
+    public async Task AddPostgresStore_AQueryBeforeTheSchemaIsInstalled_InstallsItAndAnswers_NeverAMissingTable()
+    {
+        // The installer's next retry is minutes away: only the query's own install attempt can bring the schema.
+        var name = "late_" + Guid.NewGuid().ToString("N")[..10];
+        var connectionString = new NpgsqlConnectionStringBuilder(database.ConnectionString) { Database = name, Timeout = 2 }.ConnectionString;
+        var logs = new ConcurrentQueue<(LogLevel Level, string Message)>();
+        using var host = BuildHost(b => b.AddPostgresStore(connectionString, o => o.InstallRetryDelay = TimeSpan.FromMinutes(5)), logs: logs);
+        await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        await Eventually.TrueAsync(() => logs.Any(l => l.Level == LogLevel.Error));
+        var queries = host.Services.GetRequiredService<IUsageQueries>();
+        var installer = host.Services.GetRequiredService<PostgresSchemaInstaller>();
+
+        // Still down: the query says the store is not ready (an app answers 503), with the reason.
+        var down = await Assert.ThrowsAsync<UsageStoreNotReadyException>(() => queries.GetStatsAsync(DateOnly.FromDateTime(DateTime.UtcNow)).AsTask());
+        Assert.Contains("not installed yet", down.Message, StringComparison.Ordinal);
+        Assert.NotNull(down.InnerException);
+
+        await using (var admin = new NpgsqlConnection(database.Server.ConnectionString))
+        {
+            await admin.OpenAsync();
+            await using var create = new NpgsqlCommand($"CREATE DATABASE \"{name}\"", admin);
+            await create.ExecuteNonQueryAsync();
+        }
+
+        try
+        {
+            // Back: several queries at once share one install attempt and all answer.
+            var today = DateOnly.FromDateTime(DateTime.UtcNow);
+            var answers = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => queries.GetStatsAsync(today).AsTask())).WaitAsync(TimeSpan.FromSeconds(20));
+            Assert.All(answers, stats => Assert.Equal(0, stats.ActiveUsers));
+            Assert.Empty(await queries.GetEndpointUsageAsync());
+
+            // The installer goes on at once (partitions, folding) without waiting out its retry delay.
+            await installer.Installed.WaitAsync(TimeSpan.FromSeconds(10));
+            Assert.Equal(1, await host.Services.GetRequiredService<IUsageStore>().AppendAsync([Records.Make(DateTimeOffset.UtcNow)]));
+            Assert.DoesNotContain(logs, l => l.Message.Contains("42P01", StringComparison.Ordinal));
+            await host.StopAsync();
+        }
+        finally
+        {
+            await database.Server.DropDatabaseAsync(connectionString);
+        }
+    }
+
+    [Fact]
     public async Task AddPostgresStore_NobodyListening_StartDoesNotBlockAndWritesFail()
     {
         int port;

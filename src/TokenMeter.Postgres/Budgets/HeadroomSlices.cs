@@ -1164,7 +1164,7 @@ internal sealed class HeadroomSlices : IAsyncDisposable
         {
             try
             {
-                var connection = await _context.DataSource.OpenConnectionAsync(_stopping.Token).ConfigureAwait(false);
+                var connection = await _context.OpenConnectionAsync(_stopping.Token).ConfigureAwait(false);
                 await using (connection.ConfigureAwait(false))
                 {
                     connection.Notification += (_, e) => OnNotification(e.Payload);

@@ -16,6 +16,7 @@ internal sealed class PostgresBudgetStore(PostgresStoreContext context) : IBudge
 
     public async ValueTask<BudgetSettings> GetBudgetsAsync(CancellationToken cancellationToken = default)
     {
+        await context.WhenReadyAsync(cancellationToken).ConfigureAwait(false);
         var command = context.DataSource.CreateCommand($"SELECT kind, user_id, monthly_cost_usd, monthly_tokens FROM {S}.tokenmeter_budgets ORDER BY kind, user_id COLLATE \"C\"");
         await using var commandScope = command.ConfigureAwait(false);
         command.CommandTimeout = context.CommandTimeout;
@@ -43,7 +44,7 @@ internal sealed class PostgresBudgetStore(PostgresStoreContext context) : IBudge
     public async ValueTask<BudgetLimit?> GetEffectiveBudgetAsync(string userId, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(userId);
-        context.ThrowIfNotReady();
+        await context.WhenReadyAsync(cancellationToken).ConfigureAwait(false);
 
         // 'user' sorts after 'default', so the user's own row wins when there is one.
         using var command = context.DataSource.CreateCommand(
@@ -62,6 +63,7 @@ internal sealed class PostgresBudgetStore(PostgresStoreContext context) : IBudge
 
     public async ValueTask SetDefaultBudgetAsync(BudgetLimit? limit, CancellationToken cancellationToken = default)
     {
+        await context.WhenReadyAsync(cancellationToken).ConfigureAwait(false);
         if (limit is null)
         {
             var delete = context.DataSource.CreateCommand($"WITH d AS (DELETE FROM {S}.tokenmeter_budgets WHERE kind = 'default' RETURNING 1) SELECT pg_notify($1, $2)");
@@ -85,6 +87,7 @@ internal sealed class PostgresBudgetStore(PostgresStoreContext context) : IBudge
     public async ValueTask<bool> DeleteUserBudgetAsync(string userId, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(userId);
+        await context.WhenReadyAsync(cancellationToken).ConfigureAwait(false);
         var command = context.DataSource.CreateCommand($"WITH d AS (DELETE FROM {S}.tokenmeter_budgets WHERE kind = 'user' AND user_id = $1 RETURNING 1) SELECT (SELECT count(*) FROM d), pg_notify($2, $3)");
         await using var commandScope = command.ConfigureAwait(false);
         command.CommandTimeout = context.CommandTimeout;
@@ -95,6 +98,7 @@ internal sealed class PostgresBudgetStore(PostgresStoreContext context) : IBudge
 
     private async ValueTask UpsertAsync(string kind, string userId, decimal? cost, long? tokens, CancellationToken cancellationToken)
     {
+        await context.WhenReadyAsync(cancellationToken).ConfigureAwait(false);
         using var command = context.DataSource.CreateCommand(
             $"""
             WITH w AS (

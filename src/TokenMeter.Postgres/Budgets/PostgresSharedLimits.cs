@@ -121,7 +121,7 @@ internal static class PostgresSharedLimits
 
         AddLockNames(lockNames, adjustments);
 
-        var connection = await context.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var connection = await context.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var connectionScope = connection.ConfigureAwait(false);
         using var batch = new NpgsqlBatch(connection) { Timeout = context.CommandTimeout };
         var locks = new NpgsqlBatchCommand(sql.Lock);
@@ -184,7 +184,7 @@ internal static class PostgresSharedLimits
         var lockNames = new List<string>();
         AddLockNames(lockNames, adjustments);
         var sql = For(context);
-        var connection = await context.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var connection = await context.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var connectionScope = connection.ConfigureAwait(false);
         using var batch = new NpgsqlBatch(connection) { Timeout = context.CommandTimeout };
         var locks = new NpgsqlBatchCommand(sql.Lock);
@@ -262,7 +262,7 @@ internal static class PostgresSharedLimits
         ArgumentNullException.ThrowIfNull(carved);
         var records = holds.SelectMany(h => h.Records.Select(r => (Hold: h.Id, r.Id, r.CreatedAt))).ToList();
 
-        var connection = await context.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var connection = await context.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var connectionScope = connection.ConfigureAwait(false);
         using var batch = new NpgsqlBatch(connection) { Timeout = context.CommandTimeout };
         // The locks of the windows whose counters move (those of the checks, in the same global

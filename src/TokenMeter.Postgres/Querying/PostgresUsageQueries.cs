@@ -61,6 +61,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
 
     public async ValueTask<UsageStats> GetStatsAsync(DateOnly today, CancellationToken cancellationToken = default)
     {
+        await context.WhenReadyAsync(cancellationToken).ConfigureAwait(false);
         var month = PostgresStoreContext.MonthOf(today);
 
         // Users, and the active users of a day or month: the folded count plus the pending users without a folded row.
@@ -114,7 +115,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
         var direction = query.Order == SortOrder.Ascending ? "ASC" : "DESC";
         var orderBy = query.Sort == UserSummarySort.UserId ? $"{key} {direction}" : $"{key} {direction}, user_id COLLATE \"C\" ASC";
 
-        var connection = await context.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var connection = await context.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
 
         await using var connectionScope = connection.ConfigureAwait(false);
         var batch = new NpgsqlBatch(connection) { Timeout = context.CommandTimeout };
@@ -156,7 +157,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
     {
         ArgumentNullException.ThrowIfNull(userId);
         var month = PostgresStoreContext.MonthOf(today);
-        var connection = await context.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var connection = await context.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var connectionScope = connection.ConfigureAwait(false);
         var batch = new NpgsqlBatch(connection) { Timeout = context.CommandTimeout };
         await using var batchScope = batch.ConfigureAwait(false);
@@ -260,7 +261,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
     public async ValueTask<UsageFigures> GetUserTotalsAsync(string userId, DateOnly firstDay, DateOnly lastDay, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(userId);
-        context.ThrowIfNotReady();
+        await context.WhenReadyAsync(cancellationToken).ConfigureAwait(false);
         var command = Command(
             $"""
             SELECT {SumColumns}
@@ -282,6 +283,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
 
     public async ValueTask<IReadOnlyList<EndpointUsage>> GetEndpointUsageAsync(CancellationToken cancellationToken = default)
     {
+        await context.WhenReadyAsync(cancellationToken).ConfigureAwait(false);
         var command = Command(
             $"""
             SELECT endpoint, model, {SumColumns}
@@ -307,6 +309,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
 
     public async ValueTask<IReadOnlyList<UserEndpointUsage>> GetUserEndpointUsageAsync(DateOnly firstDay, DateOnly lastDay, string? userId = null, CancellationToken cancellationToken = default)
     {
+        await context.WhenReadyAsync(cancellationToken).ConfigureAwait(false);
         if (lastDay < firstDay)
         {
             return [];
@@ -484,6 +487,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
 
     public async ValueTask<IReadOnlyList<PeriodUsage>> GetDailyUsageAsync(DateOnly firstDay, DateOnly lastDay, CancellationToken cancellationToken = default)
     {
+        await context.WhenReadyAsync(cancellationToken).ConfigureAwait(false);
         var sql = $"""
             WITH n AS (
                 SELECT day, count(DISTINCT user_id) AS users FROM {S}.usage_pending p
@@ -511,6 +515,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
 
     public async ValueTask<IReadOnlyList<PeriodUsage>> GetMonthlyUsageAsync(DateOnly fromMonth, DateOnly toMonth, CancellationToken cancellationToken = default)
     {
+        await context.WhenReadyAsync(cancellationToken).ConfigureAwait(false);
         var sql = $"""
             WITH n AS (
                 SELECT month, count(DISTINCT user_id) AS users
@@ -538,6 +543,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
 
     public async ValueTask<IReadOnlyList<UserDailyUsage>> GetUserDailyUsageAsync(DateOnly firstDay, DateOnly lastDay, string? userId = null, CancellationToken cancellationToken = default)
     {
+        await context.WhenReadyAsync(cancellationToken).ConfigureAwait(false);
         if (userId is null && KeepFinishedDays && lastDay >= firstDay)
         {
             return await GetEveryUserDailyUsageAsync(firstDay, lastDay, cancellationToken).ConfigureAwait(false);
@@ -688,6 +694,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
     public async IAsyncEnumerable<UsageRecord> ExportAsync(UsageExportQuery query, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(query);
+        await context.WhenReadyAsync(cancellationToken).ConfigureAwait(false);
         var conditions = new List<string>();
         var parameters = new List<object>();
         if (query.From is DateOnly from)

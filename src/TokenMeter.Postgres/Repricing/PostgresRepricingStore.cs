@@ -21,9 +21,9 @@ internal sealed class PostgresRepricingStore(PostgresStoreContext context) : IUs
     public async ValueTask<RepricingResult> RepriceAsync(RepricingPlan plan, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(plan);
-        context.ThrowIfNotReady();
+        await context.WhenReadyAsync(cancellationToken).ConfigureAwait(false);
         var tally = new RepricingTally(plan);
-        var connection = await context.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var connection = await context.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var connectionScope = connection.ConfigureAwait(false);
         var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         await using var transactionScope = transaction.ConfigureAwait(false);
@@ -83,7 +83,7 @@ internal sealed class PostgresRepricingStore(PostgresStoreContext context) : IUs
     public async ValueTask<IReadOnlyList<RepricingEntry>> GetRepricingsAsync(int limit = 100, CancellationToken cancellationToken = default)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
-        context.ThrowIfNotReady();
+        await context.WhenReadyAsync(cancellationToken).ConfigureAwait(false);
         var command = context.DataSource.CreateCommand(
             $"SELECT id, at, by_user, from_day, to_day, only_unpriced, records, old_cost_usd, new_cost_usd FROM {S}.tokenmeter_repricings ORDER BY at DESC, id DESC LIMIT $1");
         await using var commandScope = command.ConfigureAwait(false);

@@ -14,6 +14,7 @@ internal sealed class PostgresDeliveryLog(PostgresStoreContext context) : IDeliv
         ArgumentNullException.ThrowIfNull(kind);
         ArgumentNullException.ThrowIfNull(key);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(lease, TimeSpan.Zero);
+        await context.WhenReadyAsync(cancellationToken).ConfigureAwait(false);
         var now = context.TimeProvider.GetUtcNow().UtcDateTime;
         using var command = context.DataSource.CreateCommand(
             $"""
@@ -34,6 +35,7 @@ internal sealed class PostgresDeliveryLog(PostgresStoreContext context) : IDeliv
     {
         ArgumentNullException.ThrowIfNull(kind);
         ArgumentNullException.ThrowIfNull(key);
+        await context.WhenReadyAsync(cancellationToken).ConfigureAwait(false);
         var now = context.TimeProvider.GetUtcNow().UtcDateTime;
         using var command = context.DataSource.CreateCommand(
             $"""

@@ -8,7 +8,8 @@ namespace TokenMeter.Postgres.Storage;
 /// <summary>
 /// Installs the schema at start-up without holding the host up: start-up returns at once, the
 /// install runs in the background and is retried until the database answers (one error is logged
-/// for the outage, not one per attempt). Then it keeps partitions created ahead and applies retention,
+/// for the outage, not one per attempt); a request that needs the schema before then waits for an
+/// attempt of its own (<see cref="PostgresStoreContext.WhenReadyAsync"/>). Then it keeps partitions created ahead and applies retention,
 /// and folds the pending sums into the rollups every <see cref="PostgresStoreOptions.FoldInterval"/>.
 /// </summary>
 internal sealed class PostgresSchemaInstaller(PostgresStoreContext context) : IHostedService, IAsyncDisposable
@@ -137,10 +138,8 @@ internal sealed class PostgresSchemaInstaller(PostgresStoreContext context) : IH
             attempt++;
             try
             {
-                var applied = context.Options.InstallSchema
-                    ? await PostgresMigrator.MigrateAsync(context.DataSource, context.Schema, context.Logger, cancellationToken).ConfigureAwait(false)
-                    : 0;
-                context.MarkReady();
+                // The attempt a request waiting for the schema may have started already (see WhenReadyAsync).
+                var applied = await context.InstallOnceAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
                 await context.MaintainAsync(cancellationToken).ConfigureAwait(false);
                 Log.SchemaReady(context.Logger, context.Schema, applied);
                 installed.TrySetResult();
@@ -158,7 +157,9 @@ internal sealed class PostgresSchemaInstaller(PostgresStoreContext context) : IH
                 }
             }
 
-            await Task.Delay(context.Options.InstallRetryDelay, context.TimeProvider, cancellationToken).ConfigureAwait(false);
+            // A request's own attempt may succeed in the meantime: then go on at once.
+            await Task.WhenAny(Task.Delay(context.Options.InstallRetryDelay, context.TimeProvider, cancellationToken), context.Ready).ConfigureAwait(false);
+            cancellationToken.ThrowIfCancellationRequested();
         }
     }
 }

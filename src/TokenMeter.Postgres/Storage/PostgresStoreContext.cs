@@ -15,6 +15,10 @@ internal sealed class PostgresStoreContext : IAsyncDisposable
     private readonly bool ownsDataSource;
     private readonly ConcurrentDictionary<DateOnly, bool> knownPartitions = new();
     private volatile bool ready;
+    private readonly TaskCompletionSource readySignal = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Lock installGate = new();
+    private readonly CancellationTokenSource disposing = new();
+    private Task<int>? installAttempt;
 
     public PostgresStoreContext(NpgsqlDataSource dataSource, bool ownsDataSource, PostgresStoreOptions options, TimeProvider timeProvider, ILogger? logger = null)
     {
@@ -25,7 +29,10 @@ internal sealed class PostgresStoreContext : IAsyncDisposable
         Quoted = PostgresIdentifiers.Quote(Schema);
         TimeProvider = timeProvider;
         Logger = logger ?? NullLogger.Instance;
-        ready = !options.InstallSchema;
+        if (!options.InstallSchema)
+        {
+            MarkReady();
+        }
         Sql = new PostgresSql(Quoted);
         Fold = new PostgresPendingFold(this);
     }
@@ -57,7 +64,73 @@ internal sealed class PostgresStoreContext : IAsyncDisposable
     /// <summary>True once the schema is installed (or installing it is someone else's job).</summary>
     public bool IsReady => ready;
 
-    public void MarkReady() => ready = true;
+    /// <summary>Completes when the schema is installed.</summary>
+    public Task Ready => readySignal.Task;
+
+    public void MarkReady()
+    {
+        ready = true;
+        readySignal.TrySetResult();
+    }
+
+    /// <summary>
+    /// Returns at once when the schema is installed. Before that (a request right after start-up, or
+    /// after the database came back from an outage at start-up) it joins the install attempt under way,
+    /// or starts one, and waits for it, so the caller never meets a missing table; when the attempt
+    /// fails it throws <see cref="UsageStoreNotReadyException"/> with the reason (the store cannot be
+    /// reached: an app answers 503).
+    /// </summary>
+    public ValueTask WhenReadyAsync(CancellationToken cancellationToken) =>
+        ready ? default : new ValueTask(WaitForInstallAsync(cancellationToken));
+
+    /// <summary>
+    /// One install attempt at a time, shared by the start-up installer and every request waiting for
+    /// the schema: the attempt under way (or the one that succeeded), else a new one.
+    /// </summary>
+    /// <returns>How many migrations the attempt applied.</returns>
+    public Task<int> InstallOnceAsync()
+    {
+        lock (installGate)
+        {
+            if (installAttempt is null || (installAttempt.IsCompleted && !installAttempt.IsCompletedSuccessfully))
+            {
+                installAttempt = Task.Run(() => InstallAsync(disposing.Token), CancellationToken.None);
+            }
+
+            return installAttempt;
+        }
+    }
+
+    private async Task<int> InstallAsync(CancellationToken cancellationToken)
+    {
+        var applied = Options.InstallSchema
+            ? await PostgresMigrator.MigrateAsync(DataSource, Schema, Logger, cancellationToken).ConfigureAwait(false)
+            : 0;
+        MarkReady();
+        return applied;
+    }
+
+    /// <summary>A connection from the pool, once the schema is installed (see <see cref="WhenReadyAsync"/>).</summary>
+    public ValueTask<NpgsqlConnection> OpenConnectionAsync(CancellationToken cancellationToken) =>
+        ready ? DataSource.OpenConnectionAsync(cancellationToken) : OpenWhenReadyAsync(cancellationToken);
+
+    private async ValueTask<NpgsqlConnection> OpenWhenReadyAsync(CancellationToken cancellationToken)
+    {
+        await WaitForInstallAsync(cancellationToken).ConfigureAwait(false);
+        return await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task WaitForInstallAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await InstallOnceAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (!ready && !cancellationToken.IsCancellationRequested && ex is not UsageStoreNotReadyException)
+        {
+            throw new UsageStoreNotReadyException($"the PostgreSQL schema \"{Schema}\" is not installed yet: {ex.Message}", ex);
+        }
+    }
 
     public void ThrowIfNotReady()
     {
@@ -165,6 +238,7 @@ internal sealed class PostgresStoreContext : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        await disposing.CancelAsync().ConfigureAwait(false);
         await Fold.DisposeAsync().ConfigureAwait(false);
         if (ownsDataSource)
         {
