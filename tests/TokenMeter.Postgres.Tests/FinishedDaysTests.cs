@@ -90,7 +90,7 @@ public sealed class FinishedDaysTests(PostgresDatabaseFixture database) : IClass
 
         // Every rollup emptied by hand (as a rebuild would): the versions go with the per-day rollup, so a kept day is
         // never taken for what it was, and the reads agree with an empty store.
-        await h.ExecuteAsync("TRUNCATE {s}.usage_endpoint_day, {s}.usage_endpoint_month, {s}.usage_user_endpoint_month, {s}.usage_user_day, {s}.usage_user_month, {s}.usage_user_total, {s}.usage_active_day, {s}.usage_active_month");
+        await h.ExecuteAsync("TRUNCATE {s}.usage_endpoint_day, {s}.usage_endpoint_month, {s}.usage_endpoint_total, {s}.usage_user_endpoint_month, {s}.usage_user_day, {s}.usage_user_month, {s}.usage_user_total, {s}.usage_active_day, {s}.usage_active_month");
         Assert.Equal(0L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_day_versions"));
         await AssertExactAsync(h, h.Queries, []);
     }

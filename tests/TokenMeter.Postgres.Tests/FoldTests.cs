@@ -159,11 +159,13 @@ public sealed class FoldTests(PostgresDatabaseFixture database) : IClassFixture<
         Assert.Equal("on", await h.ScalarAsync<string>("SHOW synchronous_commit"));
         // The fold's own statement: the lock is free, its transaction commits asynchronously, and without JIT (planned over
         // every partition, the fold would be compiled on every run). Re-pricing's and retention's waiting lock turns JIT off too.
-        Assert.Equal(["True", "off", "off"], await SettingsUnderAsync(h, PostgresPendingFold.LockSql, "synchronous_commit", "jit"));
-        Assert.Equal(["True", "off"], await SettingsUnderAsync(h, PostgresPendingFold.WaitLockSql, "jit"));
+        // Both tell the trigger on the months that the transaction's fold adds to the all-time rows itself (migration 0016).
+        Assert.Equal(["True", "off", "off", "on"], await SettingsUnderAsync(h, PostgresPendingFold.LockSql, "synchronous_commit", "jit", "tokenmeter.folds_endpoint_total"));
+        Assert.Equal(["True", "off", "on"], await SettingsUnderAsync(h, PostgresPendingFold.WaitLockSql, "jit", "tokenmeter.folds_endpoint_total"));
 
         Assert.Equal("on", await h.ScalarAsync<string>("SHOW synchronous_commit"));
         Assert.Equal("on", await h.ScalarAsync<string>("SHOW jit"));
+        Assert.Equal(string.Empty, await h.ScalarAsync<string>("SELECT current_setting('tokenmeter.folds_endpoint_total')"));
         await AssertExactAsync(h, records);
         await AssertRollupsEqualRawAsync(h);
     }
@@ -413,6 +415,7 @@ public sealed class FoldTests(PostgresDatabaseFixture database) : IClassFixture<
             ("usage_user_total", "user_id", "user_id", "WHERE user_id IS NOT NULL"),
             ("usage_endpoint_day", "day, endpoint, model", $"{Day}, endpoint, model", string.Empty),
             ("usage_endpoint_month", "month, endpoint, model", $"{Month}, endpoint, model", string.Empty),
+            ("usage_endpoint_total", "endpoint, model", "endpoint, model", string.Empty),
         ];
         foreach (var (table, key, rawKey, where) in grains)
         {

@@ -23,12 +23,20 @@ internal sealed class PostgresPendingFold(PostgresStoreContext context) : IAsync
     /// writes (the writers' commits still flush theirs). JIT compilation is off for the transaction too: the fold reads the
     /// raw rows between bounds known only when it runs, so it is planned over every monthly partition, and with a few
     /// years of them the summed estimate crosses <c>jit_above_cost</c>; the server then compiled ~400 functions for every
-    /// fold (~200 ms, measured at 47 partitions), more than the fold's own work.
+    /// fold (~200 ms, measured at 47 partitions), more than the fold's own work. <see cref="FoldsEndpointTotal"/> is set for the
+    /// transaction too.
     /// </summary>
-    internal const string LockSql = "SELECT pg_try_advisory_xact_lock(hashtext('tokenmeter.fold.' || $1)) AND set_config('synchronous_commit', 'off', true) = 'off' AND set_config('jit', 'off', true) = 'off'";
+    internal const string LockSql = $"SELECT pg_try_advisory_xact_lock(hashtext('tokenmeter.fold.' || $1)) AND set_config('synchronous_commit', 'off', true) = 'off' AND set_config('jit', 'off', true) = 'off' AND {FoldsEndpointTotal}";
 
-    /// <summary>Waits for the schema's fold lock ($1: the schema name), JIT off for the transaction as above; for re-pricing and retention, which must not run alongside a fold.</summary>
-    internal const string WaitLockSql = "SELECT set_config('jit', 'off', true) = 'off' FROM pg_advisory_xact_lock(hashtext('tokenmeter.fold.' || $1))";
+    /// <summary>Waits for the schema's fold lock ($1: the schema name), JIT off and <see cref="FoldsEndpointTotal"/> for the transaction as above; for re-pricing and retention, which must not run alongside a fold.</summary>
+    internal const string WaitLockSql = $"SELECT set_config('jit', 'off', true) = 'off' AND {FoldsEndpointTotal} FROM pg_advisory_xact_lock(hashtext('tokenmeter.fold.' || $1))";
+
+    /// <summary>
+    /// Tells the trigger of migration 0016 on <c>usage_endpoint_month</c> that this transaction's fold adds to
+    /// <c>usage_endpoint_total</c> itself (its <c>et</c> upsert): the trigger carries only the other writes of the months (an
+    /// older version's fold during an upgrade, a correction by hand) to the all-time rows. Transaction-local, like the others.
+    /// </summary>
+    private const string FoldsEndpointTotal = "set_config('tokenmeter.folds_endpoint_total', 'on', true) = 'on'";
 
     private readonly Lock gate = new();
     private long sinceFold;

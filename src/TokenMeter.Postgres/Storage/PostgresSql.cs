@@ -50,7 +50,7 @@ internal sealed class PostgresSql
         // instead, as readers do, took twice the server CPU per record here: a sort-based aggregate over a loop). One
         // hash aggregate with three grouping sets sums every record once into the three finest grains (user×endpoint×model
         // by month, user by day, endpoint×model by day); the coarser ones are summed from those few rows (user by month,
-        // then all-time, from the user-days; endpoint×model by month from their days). Before, the records were first
+        // then all-time, from the user-days; endpoint×model by month and all-time from their days). Before, the records were first
         // grouped by user, day, endpoint and model (about one group per record in a live mix) and each grain was summed
         // again from those groups. The token sums are tokenmeter_sum (migration 0012: a bigint running sum; sum(bigint)
         // keeps a numeric accumulator per group and column). GROUPING() tells the sets apart (a null user or endpoint is
@@ -60,6 +60,9 @@ internal sealed class PostgresSql
         // is checked before the conflict). Months are cut from the UTC timestamp or the date as a timestamp without time
         // zone, so the session's time zone plays no part. A user's line of a month names the transaction that last wrote it
         // (written_by, migration 0015: the default on insert, set here on update), so readers re-read only the lines changed.
+        // The all-time endpoint×model rows (usage_endpoint_total, migration 0016) are added here too; the fold's lock marks its
+        // transaction (tokenmeter.folds_endpoint_total), so the trigger that carries every other write of the months to them
+        // leaves these to the fold: run this statement only after PostgresPendingFold.LockAsync.
         var sum = $"{quoted}.tokenmeter_sum";
         var sumOfSums =
             $"{sum}(calls) AS calls, {sum}(input_tokens) AS input_tokens, {sum}(cached_input_tokens) AS cached_input_tokens, {sum}(output_tokens) AS output_tokens, {sum}(reasoning_tokens) AS reasoning_tokens, {sum}(total_tokens) AS total_tokens, sum(cost_usd) AS cost_usd, {sum}(cache_write_tokens) AS cache_write_tokens";
@@ -123,6 +126,11 @@ internal sealed class PostgresSql
                 INSERT INTO {quoted}.usage_endpoint_month AS t (month, endpoint, model, {Sums})
                 SELECT date_trunc('month', day::timestamp)::date AS month, endpoint, model, {sumOfSums} FROM g WHERE grain = 4 GROUP BY 1, 2, 3
                 ON CONFLICT (month, endpoint, model) DO UPDATE SET {AddSums}
+            ),
+            et AS (
+                INSERT INTO {quoted}.usage_endpoint_total AS t (endpoint, model, {Sums})
+                SELECT endpoint, model, {sumOfSums} FROM g WHERE grain = 4 GROUP BY 1, 2
+                ON CONFLICT (endpoint, model) DO UPDATE SET {AddSums}
             ),
             ad AS (
                 INSERT INTO {quoted}.usage_active_day AS t (day, active_users)
