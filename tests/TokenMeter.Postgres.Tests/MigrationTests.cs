@@ -3,6 +3,7 @@ using TokenMeter.Postgres.Querying;
 using TokenMeter.Postgres.Schema;
 using TokenMeter.Postgres.Storage;
 using TokenMeter.Querying;
+using TokenMeter.Testing;
 using TokenMeter.Testing.Postgres;
 
 namespace TokenMeter.Postgres.Tests;
@@ -333,6 +334,112 @@ public sealed class MigrationTests(PostgresDatabaseFixture database) : IClassFix
     }
 
     [Fact]
+    public async Task Migration16_BackfillsTheAllTimeEndpointTotalsFromTheMonths_AndTheAllTimeReadsAgreeBeforeAndAfter()
+    {
+        await using var dataSource = NpgsqlDataSource.Create(database.ConnectionString);
+        var schema = await SchemaAtAsync(dataSource, 15);
+
+        // Under 0015: three months of one pair, a null endpoint and model in two months, a pair with a null model; pending, a
+        // re-pricing's difference on the first pair (cost only) and a group of a pair with no month yet.
+        await ExecuteAsync(dataSource, $$"""
+            {{MonthRows(schema)}};
+            INSERT INTO "{{schema}}".usage_pending_sums (user_id, day, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens, first_at, last_at)
+            VALUES ('alice', '2026-11-02', '/api/chat', 'gpt-4o', 0, 0, 0, 0, 0, 0, 0.0100, 0, NULL, NULL),
+                   (NULL, '2026-11-03', '/api/new', 'o4-mini', 2, 20, 0, 10, 3, 30, 0.0020, 0, '2026-11-03 08:00:00+00', '2026-11-03 09:00:00+00');
+            """);
+        const string Summary = "SELECT concat_ws('|', coalesce(endpoint, '-'), coalesce(model, '-'), calls, input_tokens, cached_input_tokens, output_tokens, total_tokens, total_cost_usd, cache_write_tokens) FROM {0}.endpoint_usage_summary";
+        var summary = string.Format(System.Globalization.CultureInfo.InvariantCulture, Summary, $"\"{schema}\"");
+        var before = await RowsAsync(dataSource, summary);
+        Assert.Equal(["-|-|2|11|0|9|20|0.0001|0", "/api/chat|-|4|40|0|40|80|0.004|1", "/api/chat|gpt-4o|9|700|30|260|1000|0.0185|6", "/api/new|o4-mini|2|20|0|10|30|0.0020|0"], before);
+
+        await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString, o => { o.Schema = schema; o.FoldEveryRecords = 1_000_000; });
+        Assert.Equal(PostgresMigration.Latest, await h.ScalarAsync<int>("SELECT max(version) FROM {s}.tokenmeter_migrations"));
+
+        // One all-time row per endpoint and model of the months (the pending rows stay pending), with their sums.
+        Assert.Equal(3L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_endpoint_total"));
+        Assert.Equal(0L, await AllTimeApartFromMonthsAsync(h));
+        Assert.Contains("fillfactor=50", await RowsAsync(dataSource, $"SELECT unnest(reloptions) FROM pg_class WHERE oid = '\"{schema}\".usage_endpoint_total'::regclass"));
+
+        // The view (same columns), the route and the stats' all-time figures read what the months gave before the upgrade.
+        Assert.Equal(before, await RowsAsync(dataSource, summary));
+        var endpoints = await h.Queries.GetEndpointUsageAsync();
+        Assert.Equal(before, endpoints.Select(Line).Order(StringComparer.Ordinal));
+        Assert.Equal(UsageFigures.Sum(endpoints.Select(e => e.Figures)), (await h.Queries.GetStatsAsync(new DateOnly(2026, 11, 24))).Figures);
+
+        // The next fold adds the pending rows to the all-time rows once; every read stays the same.
+        Assert.Equal(2L, await h.FoldAsync());
+        Assert.Equal(0L, await AllTimeApartFromMonthsAsync(h));
+        Assert.Equal(4L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_endpoint_total"));
+        Assert.Equal(before, await RowsAsync(dataSource, summary));
+        Assert.Equal(endpoints, await h.Queries.GetEndpointUsageAsync());
+        Assert.Equal(UsageFigures.Sum(endpoints.Select(e => e.Figures)), (await h.Queries.GetStatsAsync(new DateOnly(2026, 11, 24))).Figures);
+
+        static string Line(EndpointUsage e) => FormattableString.Invariant(
+            $"{e.Endpoint ?? "-"}|{e.Model ?? "-"}|{e.Figures.Calls}|{e.Figures.InputTokens}|{e.Figures.CachedInputTokens}|{e.Figures.OutputTokens}|{e.Figures.TotalTokens}|{e.Figures.CostUsd}|{e.Figures.CacheWriteTokens}");
+    }
+
+    [Fact]
+    public async Task Migration16_WaitsForAFoldInFlight_AndCarriesAnOlderInstancesFoldsAndHandEditsAfterIt()
+    {
+        await using var dataSource = NpgsqlDataSource.Create(database.ConnectionString);
+        var schema = await SchemaAtAsync(dataSource, 15);
+        await ExecuteAsync(dataSource, MonthRows(schema));
+
+        // An instance of the previous version is folding: it holds the fold lock and has added to the months, not committed yet.
+        var olderFold = $$"""
+            INSERT INTO "{{schema}}".usage_endpoint_month AS t (month, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens)
+            VALUES ('2026-11-01', '/api/chat', 'gpt-4o', 1, 10, 0, 5, 0, 15, 0.0001, 0), ('2026-11-01', NULL, 'o4-mini', 2, 20, 0, 10, 0, 30, 0.0002, 0)
+            ON CONFLICT (month, endpoint, model) DO UPDATE SET
+                calls = t.calls + excluded.calls, input_tokens = t.input_tokens + excluded.input_tokens, cached_input_tokens = t.cached_input_tokens + excluded.cached_input_tokens,
+                output_tokens = t.output_tokens + excluded.output_tokens, reasoning_tokens = t.reasoning_tokens + excluded.reasoning_tokens, total_tokens = t.total_tokens + excluded.total_tokens,
+                cost_usd = t.cost_usd + excluded.cost_usd, cache_write_tokens = t.cache_write_tokens + excluded.cache_write_tokens
+            """;
+        await using (var folding = await dataSource.OpenConnectionAsync())
+        {
+            await using var transaction = await folding.BeginTransactionAsync();
+            await using (var command = new NpgsqlCommand($"SELECT pg_advisory_xact_lock(hashtext('tokenmeter.fold.{schema}')); {olderFold}", folding, transaction))
+            {
+                await command.ExecuteNonQueryAsync();
+            }
+
+            // The upgrade waits for the fold's lock before it copies the months; the fold commits, and its sums are in the copy.
+            var upgrade = Task.Run(() => PostgresMigrator.MigrateAsync(dataSource, schema));
+            await Eventually.TrueAsync(
+                async _ => upgrade.IsCompleted || await ScalarAsync<long>(dataSource, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())") > 0,
+                what: "the upgrade waits for the fold's lock");
+            Assert.False(upgrade.IsCompleted);
+            await transaction.CommitAsync();
+            Assert.Equal(1, await upgrade);
+        }
+
+        await using var h = await PostgresStoreHarness.CreateAsync(database.ConnectionString, o => { o.Schema = schema; o.FoldEveryRecords = 1_000_000; });
+        Assert.Equal(0L, await AllTimeApartFromMonthsAsync(h));
+        Assert.Equal(4L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_endpoint_total"));
+
+        // After the upgrade the older instance folds again (it knows nothing of the all-time rows), and the months are corrected
+        // by hand (a row moved to another pair, a pair deleted): the trigger carries each to the all-time rows.
+        await h.ExecuteAsync(olderFold);
+        Assert.Equal(0L, await AllTimeApartFromMonthsAsync(h));
+        await h.ExecuteAsync("UPDATE {s}.usage_endpoint_month SET model = 'gpt-4o-mini', cost_usd = cost_usd * 2 WHERE month = '2026-03-01' AND endpoint = '/api/chat' AND model IS NULL");
+        await h.ExecuteAsync("DELETE FROM {s}.usage_endpoint_month WHERE endpoint IS NULL");
+        Assert.Equal(0L, await AllTimeApartFromMonthsAsync(h));
+        Assert.Equal(["/api/chat|gpt-4o", "/api/chat|gpt-4o-mini"], await h.StringsAsync("SELECT endpoint || '|' || model FROM {s}.usage_endpoint_total ORDER BY 1"));
+
+        // This version's fold adds to the all-time rows itself, once; the reads equal the months' sums.
+        var at = new DateTimeOffset(2026, 11, 20, 9, 0, 0, TimeSpan.Zero);
+        Assert.Equal(3, await h.Store.AppendAsync([Records.Make(at, endpoint: "/api/chat", model: "gpt-4o"), Records.Make(at, userId: null, endpoint: null, model: null), Records.Make(at.AddHours(1), model: "gpt-4o-mini", cost: 0.5m)]));
+        Assert.Equal(3L, await h.FoldAsync());
+        Assert.Equal(0L, await AllTimeApartFromMonthsAsync(h));
+        Assert.Equal(
+            await h.StringsAsync("SELECT r FROM (SELECT concat_ws('|', coalesce(endpoint, '-'), coalesce(model, '-'), sum(calls), sum(cost_usd)) FROM {s}.usage_endpoint_month GROUP BY endpoint, model) x (r) ORDER BY r COLLATE \"C\""),
+            (await h.Queries.GetEndpointUsageAsync()).Select(e => FormattableString.Invariant($"{e.Endpoint ?? "-"}|{e.Model ?? "-"}|{e.Figures.Calls}|{e.Figures.CostUsd}")).Order(StringComparer.Ordinal));
+
+        // Emptying the months by hand (a rebuild) empties the all-time rows.
+        await h.ExecuteAsync("TRUNCATE {s}.usage_endpoint_month");
+        Assert.Equal(0L, await h.ScalarAsync<long>("SELECT count(*) FROM {s}.usage_endpoint_total"));
+    }
+
+    [Fact]
     public async Task InstalledByHand_AnAppRoleWithTheDocumentedPrivileges_StoresFoldsAndReads()
     {
         // The README's list ("Installing the schema yourself"): USAGE on the schema, the four table privileges, USAGE on
@@ -381,6 +488,32 @@ public sealed class MigrationTests(PostgresDatabaseFixture database) : IClassFix
         var schema = "m_" + Guid.NewGuid().ToString("N")[..10];
         Assert.Equal(version, await PostgresMigrator.MigrateToAsync(dataSource, schema, version));
         return schema;
+    }
+
+    /// <summary>usage_endpoint_month rows as 0015 left them: three months of one pair, a null endpoint and model in two months, a pair with a null model.</summary>
+    private static string MonthRows(string schema) => $"""
+        INSERT INTO "{schema}".usage_endpoint_month (month, endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens)
+        VALUES ('2026-01-01', '/api/chat', 'gpt-4o', 2, 100, 10, 50, 0, 150, 0.0010, 5),
+               ('2026-02-01', '/api/chat', 'gpt-4o', 3, 200, 20, 60, 7, 260, 0.0025, 0),
+               ('2026-10-01', '/api/chat', 'gpt-4o', 4, 400, 0, 150, 0, 590, 0.0050, 1),
+               ('2026-02-01', NULL, NULL, 1, 5, 0, 5, 0, 10, 0, 0),
+               ('2026-03-01', NULL, NULL, 1, 6, 0, 4, 0, 10, 0.0001, 0),
+               ('2026-03-01', '/api/chat', NULL, 4, 40, 0, 40, 0, 80, 0.004, 1)
+        """;
+
+    /// <summary>How many rows of usage_endpoint_total differ from the GROUP BY endpoint, model of usage_endpoint_month, both ways.</summary>
+    private static Task<long> AllTimeApartFromMonthsAsync(PostgresStoreHarness h)
+    {
+        const string Columns = "endpoint, model, calls, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens, cost_usd, cache_write_tokens";
+        const string Months = "SELECT endpoint, model, sum(calls)::bigint, sum(input_tokens)::bigint, sum(cached_input_tokens)::bigint, sum(output_tokens)::bigint, sum(reasoning_tokens)::bigint, sum(total_tokens)::bigint, sum(cost_usd), sum(cache_write_tokens)::bigint FROM {s}.usage_endpoint_month GROUP BY endpoint, model";
+        const string Totals = $"SELECT {Columns} FROM {{s}}.usage_endpoint_total";
+        return h.ScalarAsync<long>($"SELECT count(*) FROM (({Months} EXCEPT {Totals}) UNION ALL ({Totals} EXCEPT {Months})) x");
+    }
+
+    private static async Task<T> ScalarAsync<T>(NpgsqlDataSource dataSource, string sql)
+    {
+        await using var command = dataSource.CreateCommand(sql);
+        return (T)(await command.ExecuteScalarAsync())!;
     }
 
     private static async Task ExecuteAsync(NpgsqlDataSource dataSource, string sql)

@@ -64,6 +64,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
         await context.WhenReadyAsync(cancellationToken).ConfigureAwait(false);
         var month = PostgresStoreContext.MonthOf(today);
 
+        // All time from the all-time rows per endpoint and model (migration 0016: as many whatever the length of the history).
         // Users, and the active users of a day or month: the folded count plus the pending users without a folded row.
         var sql = $"""
             SELECT e.*,
@@ -78,7 +79,7 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
                    coalesce((SELECT active_users FROM {S}.usage_active_month WHERE month = $2), 0)
                    + (SELECT count(DISTINCT p.user_id) FROM {S}.usage_pending p
                       WHERE p.day >= $2 AND p.day < $3 AND p.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {S}.usage_user_month u WHERE u.user_id = p.user_id AND u.month = $2))
-            FROM (SELECT {SumColumns} FROM (SELECT {FigureColumns} FROM {S}.usage_endpoint_month UNION ALL SELECT {FigureColumns} FROM {S}.usage_pending) x) e,
+            FROM (SELECT {SumColumns} FROM (SELECT {FigureColumns} FROM {S}.usage_endpoint_total UNION ALL SELECT {FigureColumns} FROM {S}.usage_pending) x) e,
                  (SELECT {SumColumns} FROM (SELECT {FigureColumns} FROM {S}.usage_endpoint_day WHERE day = $1 UNION ALL SELECT {FigureColumns} FROM {S}.usage_pending WHERE day = $1) x) d,
                  (SELECT {SumColumns} FROM (SELECT {FigureColumns} FROM {S}.usage_endpoint_month WHERE month = $2 UNION ALL SELECT {FigureColumns} FROM {S}.usage_pending WHERE day >= $2 AND day < $3) x) m
             """;
@@ -284,11 +285,13 @@ internal sealed class PostgresUsageQueries(PostgresStoreContext context) : IUsag
     public async ValueTask<IReadOnlyList<EndpointUsage>> GetEndpointUsageAsync(CancellationToken cancellationToken = default)
     {
         await context.WhenReadyAsync(cancellationToken).ConfigureAwait(false);
+
+        // One all-time row per endpoint and model (migration 0016), whatever the length of the history, plus what is pending.
         var command = Command(
             $"""
             SELECT endpoint, model, {SumColumns}
             FROM (
-                SELECT endpoint, model, {FigureColumns} FROM {S}.usage_endpoint_month
+                SELECT endpoint, model, {FigureColumns} FROM {S}.usage_endpoint_total
                 UNION ALL
                 SELECT endpoint, model, {FigureColumns} FROM {S}.usage_pending
             ) x
