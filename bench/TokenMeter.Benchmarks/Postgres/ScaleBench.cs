@@ -216,7 +216,8 @@ internal static class ScaleBench
     /// <summary>
     /// Removes the ingest comparison's records (dated after <paramref name="today"/>; the loaded calls all end before it) and
     /// puts the rollups back to the loaded calls' sums: the days after today dropped, the current month's rows rebuilt from
-    /// the raw rows, the all-time rows from the months. Cheap: one month of raw rows is read, not the whole table.
+    /// the raw rows, the all-time rows from the months (per endpoint and model by the trigger of migration 0016, which carries the
+    /// months' delete and insert below). Cheap: one month of raw rows is read, not the whole table.
     /// </summary>
     private static async Task RemoveIngestedAsync(PostgresStoreContext context, DateOnly today)
     {
@@ -271,12 +272,14 @@ internal static class ScaleBench
     {
         const string Day = "(created_at AT TIME ZONE 'UTC')::date";
         const string Month = "date_trunc('month', created_at AT TIME ZONE 'UTC')::date";
-        yield return $"TRUNCATE {s}.usage_endpoint_day, {s}.usage_endpoint_month, {s}.usage_user_endpoint_month, {s}.usage_pending_sums, {s}.usage_batches, {s}.usage_user_day, {s}.usage_user_month, {s}.usage_user_total, {s}.usage_active_day, {s}.usage_active_month";
+        yield return $"TRUNCATE {s}.usage_endpoint_day, {s}.usage_endpoint_month, {s}.usage_endpoint_total, {s}.usage_user_endpoint_month, {s}.usage_pending_sums, {s}.usage_batches, {s}.usage_user_day, {s}.usage_user_month, {s}.usage_user_total, {s}.usage_active_day, {s}.usage_active_month";
         // The per-day and per-user-month rollups are written in period order, as the store's folds write them (a
         // fold adds a new day's or month's rows after the older ones): a hash aggregate's order would scatter each
         // period's rows over the whole table, so a range of recent days would read one page per row, more pages the
         // longer the history.
         yield return $"INSERT INTO {s}.usage_endpoint_day (day, endpoint, model, {Cols}) SELECT {Day}, endpoint, model, {Sums} FROM {s}.user_api_usage GROUP BY 1, 2, 3 ORDER BY 1";
+        // The all-time rows per endpoint and model (usage_endpoint_total) are filled from these month rows by the trigger of
+        // migration 0016, which carries every write of the months not made by a fold.
         yield return $"INSERT INTO {s}.usage_endpoint_month (month, endpoint, model, {Cols}) SELECT month, endpoint, model, {Resum} FROM (SELECT date_trunc('month', day)::date AS month, * FROM {s}.usage_endpoint_day) d GROUP BY 1, 2, 3";
         yield return $"INSERT INTO {s}.usage_user_endpoint_month (user_id, month, endpoint, model, {Cols}) SELECT user_id, {Month}, endpoint, model, {Sums} FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 2";
         yield return $"INSERT INTO {s}.usage_user_day (user_id, day, {Cols}) SELECT user_id, {Day}, {Sums} FROM {s}.user_api_usage WHERE user_id IS NOT NULL GROUP BY 1, 2 ORDER BY 2";
