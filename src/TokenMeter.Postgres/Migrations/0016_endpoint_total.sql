@@ -9,8 +9,9 @@
 -- stays all-time like the months.
 
 -- The fold's lock (PostgresPendingFold's advisory lock), first: a fold running now commits before the copy below (its sums are
--- in the months it reads) and the next one waits for this transaction, so no fold is counted twice or missed. Then every
--- other writer of the months (a correction by hand) is held off until the commit, and the trigger below follows them after it.
+-- in the months it reads), and until this transaction commits no other fold starts (one tried meanwhile finds the lock taken
+-- and leaves its rows pending; re-pricing and retention wait), so no fold is counted twice or missed. Then every other writer
+-- of the months (a correction by hand) is held off until the commit, and the trigger below follows them after it.
 SELECT pg_advisory_xact_lock(hashtext('tokenmeter.fold.' || {schema_name}));
 LOCK TABLE {schema}.usage_endpoint_month IN SHARE ROW EXCLUSIVE MODE;
 
