@@ -95,6 +95,9 @@ internal sealed class PostgresStoreContext : IAsyncDisposable
             if (installAttempt is null || (installAttempt.IsCompleted && !installAttempt.IsCompletedSuccessfully))
             {
                 installAttempt = Task.Run(() => InstallAsync(disposing.Token), CancellationToken.None);
+
+                // Its waiters may all have given up (their requests ended): the failure is observed here in any case.
+                installAttempt.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
             }
 
             return installAttempt;
