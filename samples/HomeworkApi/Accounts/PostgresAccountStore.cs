@@ -2,7 +2,12 @@ using Npgsql;
 
 namespace HomeworkApi.Accounts;
 
-/// <summary>Accounts in the sample's own PostgreSQL table <c>homework_users</c>, installed at start-up.</summary>
+/// <summary>
+/// Accounts in the sample's own PostgreSQL table <c>homework_users</c>, installed at start-up, or by the
+/// first operation after it when PostgreSQL could not be reached then (every operation waits for the
+/// table: one install attempt at a time, shared; while the database is unreachable it fails with the
+/// connection's error, which the app answers with 503).
+/// </summary>
 internal sealed class PostgresAccountStore(NpgsqlDataSource dataSource) : IAccountStore
 {
     // Any fixed number: one installer at a time across every instance sharing the database.
@@ -10,8 +15,33 @@ internal sealed class PostgresAccountStore(NpgsqlDataSource dataSource) : IAccou
 
     private const string Columns = "id, username, email, password_hash, role, created_at";
 
-    public async ValueTask InitializeAsync(CancellationToken cancellationToken)
+    private readonly Lock gate = new();
+    private volatile bool installed;
+    private Task? attempt;
+
+    public ValueTask InitializeAsync(CancellationToken cancellationToken) =>
+        installed ? default : new ValueTask(InstallOnceAsync().WaitAsync(cancellationToken));
+
+    /// <summary>The install attempt under way (or the one that succeeded), else a new one.</summary>
+    private Task InstallOnceAsync()
     {
+        lock (gate)
+        {
+            if (attempt is null || attempt.IsFaulted || attempt.IsCanceled)
+            {
+                attempt = Task.Run(InstallAsync, CancellationToken.None);
+
+                // Its waiters may all have given up (their requests ended): the failure is observed here in any case.
+                attempt.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            }
+
+            return attempt;
+        }
+    }
+
+    private async Task InstallAsync()
+    {
+        var cancellationToken = CancellationToken.None;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         await using (var command = new NpgsqlCommand("SELECT pg_advisory_xact_lock(@key)", connection, transaction))
@@ -38,10 +68,12 @@ internal sealed class PostgresAccountStore(NpgsqlDataSource dataSource) : IAccou
         }
 
         await transaction.CommitAsync(cancellationToken);
+        installed = true;
     }
 
     public async ValueTask<(Account? Account, CreateAccountError Error)> CreateAsync(string username, string email, string passwordHash, string role, CancellationToken cancellationToken)
     {
+        await InitializeAsync(cancellationToken);
         await using var command = dataSource.CreateCommand(
             $"INSERT INTO homework_users (username, email, password_hash, role) VALUES (@username, @email, @hash, @role) RETURNING {Columns}");
         command.Parameters.AddWithValue("username", username);
@@ -62,6 +94,7 @@ internal sealed class PostgresAccountStore(NpgsqlDataSource dataSource) : IAccou
 
     public async ValueTask<Account?> FindByUsernameAsync(string username, CancellationToken cancellationToken)
     {
+        await InitializeAsync(cancellationToken);
         await using var command = dataSource.CreateCommand($"SELECT {Columns} FROM homework_users WHERE lower(username) = lower(@username)");
         command.Parameters.AddWithValue("username", username);
         return await ReadOneAsync(command, cancellationToken);
@@ -69,6 +102,7 @@ internal sealed class PostgresAccountStore(NpgsqlDataSource dataSource) : IAccou
 
     public async ValueTask<Account?> FindByIdAsync(long id, CancellationToken cancellationToken)
     {
+        await InitializeAsync(cancellationToken);
         await using var command = dataSource.CreateCommand($"SELECT {Columns} FROM homework_users WHERE id = @id");
         command.Parameters.AddWithValue("id", id);
         return await ReadOneAsync(command, cancellationToken);
@@ -81,6 +115,7 @@ internal sealed class PostgresAccountStore(NpgsqlDataSource dataSource) : IAccou
             return [];
         }
 
+        await InitializeAsync(cancellationToken);
         await using var command = dataSource.CreateCommand($"SELECT {Columns} FROM homework_users WHERE id = ANY(@ids)");
         command.Parameters.AddWithValue("ids", ids.ToArray());
         var result = new List<Account>(ids.Count);
@@ -95,6 +130,7 @@ internal sealed class PostgresAccountStore(NpgsqlDataSource dataSource) : IAccou
 
     public async ValueTask UpdateAsync(Account account, CancellationToken cancellationToken)
     {
+        await InitializeAsync(cancellationToken);
         await using var command = dataSource.CreateCommand("UPDATE homework_users SET email = @email, password_hash = @hash, role = @role WHERE id = @id");
         command.Parameters.AddWithValue("id", account.Id);
         command.Parameters.AddWithValue("email", account.Email);
@@ -105,6 +141,7 @@ internal sealed class PostgresAccountStore(NpgsqlDataSource dataSource) : IAccou
 
     public async ValueTask<bool> DeleteAsync(long id, CancellationToken cancellationToken)
     {
+        await InitializeAsync(cancellationToken);
         await using var command = dataSource.CreateCommand("DELETE FROM homework_users WHERE id = @id");
         command.Parameters.AddWithValue("id", id);
         return await command.ExecuteNonQueryAsync(cancellationToken) > 0;
@@ -112,6 +149,7 @@ internal sealed class PostgresAccountStore(NpgsqlDataSource dataSource) : IAccou
 
     public async ValueTask<AccountPage> ListAsync(int limit, int offset, string? search, CancellationToken cancellationToken)
     {
+        await InitializeAsync(cancellationToken);
         const string filter = "(@search::text IS NULL OR strpos(lower(username), lower(@search)) > 0 OR strpos(lower(email), lower(@search)) > 0)";
         await using var batch = dataSource.CreateBatch();
         var page = new NpgsqlBatchCommand($"SELECT {Columns} FROM homework_users WHERE {filter} ORDER BY id LIMIT @limit OFFSET @offset");

@@ -11,4 +11,10 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 202, Level = LogLevel.Warning, Message = "Could not read the role of account {AccountId} again in the background; the cached role serves until it expires.")]
     public static partial void RoleRefreshFailed(ILogger logger, Exception exception, long accountId);
+
+    [LoggerMessage(EventId = 203, Level = LogLevel.Error, Message = "PostgreSQL cannot be reached at start-up: the account table and the admin account '{Username}' are set up as soon as it answers (trying every {Seconds} s); until then sign-in and the routes that need the database answer 503.")]
+    public static partial void AdminSeedDeferred(ILogger logger, Exception exception, string username, int seconds);
+
+    [LoggerMessage(EventId = 204, Level = LogLevel.Error, Message = "Could not set up the admin account '{Username}' once PostgreSQL answered; it is not retried.")]
+    public static partial void AdminSeedFailed(ILogger logger, Exception exception, string username);
 }
