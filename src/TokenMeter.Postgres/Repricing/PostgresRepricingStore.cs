@@ -21,7 +21,6 @@ internal sealed class PostgresRepricingStore(PostgresStoreContext context) : IUs
     public async ValueTask<RepricingResult> RepriceAsync(RepricingPlan plan, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(plan);
-        await context.WhenReadyAsync(cancellationToken).ConfigureAwait(false);
         var tally = new RepricingTally(plan);
         var connection = await context.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var connectionScope = connection.ConfigureAwait(false);
