@@ -40,6 +40,9 @@ internal static partial class PostgresIdentifiers
     public static long MigrationLockKey(string schema) =>
         BitConverter.ToInt64(SHA256.HashData(Encoding.UTF8.GetBytes("tokenmeter.migrations." + schema)), 0);
 
+    /// <summary>The SQL key of the advisory lock one fold of a schema holds at a time ($1: the schema name); upgrades take it too.</summary>
+    public const string FoldLockKey = "hashtext('tokenmeter.fold.' || $1)";
+
     [GeneratedRegex("^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
     private static partial Regex SchemaRegex();
 }

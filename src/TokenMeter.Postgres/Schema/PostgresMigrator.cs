@@ -3,7 +3,6 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 using TokenMeter.Postgres.Diagnostics;
-using TokenMeter.Postgres.Storage;
 
 namespace TokenMeter.Postgres.Schema;
 
@@ -82,7 +81,7 @@ internal static class PostgresMigrator
                 // after. An upgrade taking a rollup's lock first and the fold's later (0016 does) could otherwise deadlock
                 // with an older instance's fold in flight; held from here, that fold commits first, and folds tried until
                 // the upgrade commits leave their rows pending.
-                using var foldLock = new NpgsqlCommand($"SELECT pg_advisory_xact_lock({PostgresPendingFold.LockKey})", connection, transaction) { CommandTimeout = 0 };
+                using var foldLock = new NpgsqlCommand($"SELECT pg_advisory_xact_lock({PostgresIdentifiers.FoldLockKey})", connection, transaction) { CommandTimeout = 0 };
                 foldLock.Parameters.AddWithValue(schema);
                 await foldLock.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             }
@@ -119,7 +118,7 @@ internal static class PostgresMigrator
         script.AppendLine("-- Run with: psql -v ON_ERROR_STOP=1 -f tokenmeter.sql (safe to run again: applied migrations are skipped).");
         script.AppendLine("BEGIN;");
         script.AppendLine(CultureInfo.InvariantCulture, $"SELECT pg_advisory_xact_lock({PostgresIdentifiers.MigrationLockKey(schema)});");
-        script.AppendLine(CultureInfo.InvariantCulture, $"SELECT pg_advisory_xact_lock({PostgresPendingFold.LockKey.Replace("$1", $"'{schema}'", StringComparison.Ordinal)});");
+        script.AppendLine(CultureInfo.InvariantCulture, $"SELECT pg_advisory_xact_lock({PostgresIdentifiers.FoldLockKey.Replace("$1", $"'{schema}'", StringComparison.Ordinal)});");
         script.AppendLine(CultureInfo.InvariantCulture, $"CREATE SCHEMA IF NOT EXISTS {quoted};");
         script.AppendLine(MigrationsTableSql(quoted) + ";");
         foreach (var migration in PostgresMigration.All)

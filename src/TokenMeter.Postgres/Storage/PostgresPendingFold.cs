@@ -1,5 +1,6 @@
 using Npgsql;
 using TokenMeter.Postgres.Diagnostics;
+using TokenMeter.Postgres.Schema;
 
 namespace TokenMeter.Postgres.Storage;
 
@@ -26,13 +27,10 @@ internal sealed class PostgresPendingFold(PostgresStoreContext context) : IAsync
     /// fold (~200 ms, measured at 47 partitions), more than the fold's own work. <see cref="FoldsEndpointTotal"/> is set for the
     /// transaction too.
     /// </summary>
-    internal const string LockSql = $"SELECT pg_try_advisory_xact_lock({LockKey}) AND set_config('synchronous_commit', 'off', true) = 'off' AND set_config('jit', 'off', true) = 'off' AND {FoldsEndpointTotal}";
+    internal const string LockSql = $"SELECT pg_try_advisory_xact_lock({PostgresIdentifiers.FoldLockKey}) AND set_config('synchronous_commit', 'off', true) = 'off' AND set_config('jit', 'off', true) = 'off' AND {FoldsEndpointTotal}";
 
     /// <summary>Waits for the schema's fold lock ($1: the schema name), JIT off and <see cref="FoldsEndpointTotal"/> for the transaction as above; for re-pricing and retention, which must not run alongside a fold.</summary>
-    internal const string WaitLockSql = $"SELECT set_config('jit', 'off', true) = 'off' AND {FoldsEndpointTotal} FROM pg_advisory_xact_lock({LockKey})";
-
-    /// <summary>The key of the schema's fold lock ($1: the schema name); upgrades take it too (<c>PostgresMigrator</c>).</summary>
-    internal const string LockKey = "hashtext('tokenmeter.fold.' || $1)";
+    internal const string WaitLockSql = $"SELECT set_config('jit', 'off', true) = 'off' AND {FoldsEndpointTotal} FROM pg_advisory_xact_lock({PostgresIdentifiers.FoldLockKey})";
 
     /// <summary>
     /// Tells the trigger of migration 0016 on <c>usage_endpoint_month</c> that this transaction's fold adds to
